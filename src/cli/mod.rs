@@ -1,0 +1,208 @@
+//! Command-line interface: parse, call the library, render. No behaviour lives here.
+//!
+//! One file per command group (`src/cli/<group>.rs`), each with its clap arguments and a
+//! `run` function. Data goes to stdout (human text, or JSON with `--json`); diagnostics,
+//! progress and errors go to stderr.
+
+mod compile;
+mod config_cmd;
+mod control;
+mod demo;
+mod doctor;
+mod init;
+mod modes;
+mod output;
+mod queue;
+mod run;
+mod runs;
+mod status;
+
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::error::{Error, ExitCode, Result};
+use crate::workspace::Workspace;
+
+pub use output::Ctx;
+
+/// millrace: a governed runtime for long-running AI-agent work.
+///
+/// The workspace directory is the whole interface: drop tasks, specs and ideas into
+/// `millrace-agents/`, run `millrace watch`, and read `millrace status`.
+#[derive(Debug, Parser)]
+#[command(name = "millrace", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Examples:\n  millrace demo                 # the whole lifecycle, no harness needed\n  millrace init && millrace add-task task.md && millrace watch\n  millrace status --json")]
+pub struct Cli {
+    /// Workspace root (the project directory); millrace keeps its files in <PATH>/millrace-agents.
+    #[arg(long, short = 'w', global = true, default_value = ".", env = "MILLRACE_WORKSPACE")]
+    pub workspace: PathBuf,
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the millrace-agents/ tree, default config and templates (idempotent).
+    Init(init::InitArgs),
+    /// Run the whole lifecycle in a demo workspace with the built-in scripted runner.
+    Demo(demo::DemoArgs),
+    /// Run the runtime: one tick, or the daemon.
+    #[command(subcommand)]
+    Run(run::RunCommand),
+    /// Run the daemon, reacting to files as they appear (same as `run daemon`).
+    Watch(run::DaemonArgs),
+    /// Show runtime status (snapshot, queues, markers); `status watch` follows it live.
+    Status(status::StatusArgs),
+    /// Inspect stage runs.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
+    /// Inspect and fill the queues.
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
+    /// Queue a task document (.md or .json); same as `queue add-task`.
+    AddTask(queue::AddArgs),
+    /// Queue a spec document (.md or .json); same as `queue add-spec`.
+    AddSpec(queue::AddArgs),
+    /// Drop an idea (.md) into the inbox; same as `queue add-idea`.
+    AddIdea(queue::AddArgs),
+    /// Control a running daemon through the mailbox, or the workspace directly.
+    #[command(subcommand)]
+    Control(control::ControlCommand),
+    /// Pause the runtime (same as `control pause`).
+    Pause(control::SimpleArgs),
+    /// Resume a paused runtime (same as `control resume`).
+    Resume(control::SimpleArgs),
+    /// Stop the daemon (same as `control stop`).
+    Stop(control::SimpleArgs),
+    /// Requeue the active work item (same as `control retry-active`).
+    RetryActive(control::ReasonArgs),
+    /// Requeue every active item and reset runtime state (same as `control clear-stale-state`).
+    ClearStaleState(control::ReasonArgs),
+    /// Re-read millrace.yaml and recompile (same as `control reload-config`).
+    ReloadConfig(control::SimpleArgs),
+    /// Planning-plane controls.
+    #[command(subcommand)]
+    Planning(control::PlanningCommand),
+    /// Show, validate or reload the configuration.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+    /// Compile modes and loops into the frozen plan, and inspect it.
+    #[command(subcommand)]
+    Compile(compile::CompileCommand),
+    /// List and show modes.
+    #[command(subcommand)]
+    Modes(modes::ModesCommand),
+    /// Check the workspace for problems and say how to fix each.
+    Doctor,
+    /// Print shell completions.
+    Completions {
+        /// Shell to generate completions for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let ctx = Ctx::new(cli.workspace, cli.json);
+    match cli.command {
+        Command::Init(args) => init::run(&ctx, args),
+        Command::Demo(args) => demo::run(&ctx, args),
+        Command::Run(cmd) => run::run(&ctx, cmd),
+        Command::Watch(args) => run::daemon(&ctx, args),
+        Command::Status(args) => status::run(&ctx, args),
+        Command::Runs(cmd) => runs::run(&ctx, cmd),
+        Command::Queue(cmd) => queue::run(&ctx, cmd),
+        Command::AddTask(args) => queue::add(&ctx, crate::model::WorkItemKind::Task, args),
+        Command::AddSpec(args) => queue::add(&ctx, crate::model::WorkItemKind::Spec, args),
+        Command::AddIdea(args) => queue::add_idea(&ctx, args),
+        Command::Control(cmd) => control::run(&ctx, cmd),
+        Command::Pause(args) => control::run(&ctx, control::ControlCommand::Pause(args)),
+        Command::Resume(args) => control::run(&ctx, control::ControlCommand::Resume(args)),
+        Command::Stop(args) => control::run(&ctx, control::ControlCommand::Stop(args)),
+        Command::RetryActive(args) => {
+            control::run(&ctx, control::ControlCommand::RetryActive(args))
+        }
+        Command::ClearStaleState(args) => {
+            control::run(&ctx, control::ControlCommand::ClearStaleState(args))
+        }
+        Command::ReloadConfig(args) => {
+            control::run(&ctx, control::ControlCommand::ReloadConfig(args))
+        }
+        Command::Planning(cmd) => control::planning(&ctx, cmd),
+        Command::Config(cmd) => config_cmd::run(&ctx, cmd),
+        Command::Compile(cmd) => compile::run(&ctx, cmd),
+        Command::Modes(cmd) => modes::run(&ctx, cmd),
+        Command::Doctor => doctor::run(&ctx),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "millrace", &mut std::io::stdout());
+            Ok(ExitCode::Ok)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map_err(|e| Error::msg(format!("cannot write man page: {e}")))?;
+            Ok(ExitCode::Ok)
+        }
+    }
+}
+
+/// Entry point of the binary; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() {
+                ExitCode::Usage
+            } else {
+                ExitCode::Ok
+            };
+            let _ = err.print();
+            return code as i32;
+        }
+    };
+    init_logging(cli.verbose);
+    match dispatch(cli) {
+        Ok(code) => code as i32,
+        Err(err) => {
+            eprintln!("error: {err}");
+            if let Some(hint) = err.hint() {
+                eprintln!("hint: {hint}");
+            }
+            err.exit_code() as i32
+        }
+    }
+}
+
+/// Open a workspace for a read-only command (never creates anything).
+pub(crate) fn open_read_only(ctx: &Ctx) -> Result<Workspace> {
+    Ok(Workspace::open_existing(&ctx.workspace)?)
+}
+
+/// Open a workspace for a mutating command (bootstraps it first).
+pub(crate) fn open_for_write(ctx: &Ctx) -> Result<Workspace> {
+    Ok(Workspace::open_or_init(&ctx.workspace)?)
+}

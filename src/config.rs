@@ -1,0 +1,461 @@
+//! `millrace-agents/millrace.yaml`: typed, strict, with every key defaulted.
+//!
+//! Unknown keys, wrong types and YAML syntax errors are reported as
+//! `millrace.yaml:LINE:COL: <what is wrong>`. Range rules that YAML types cannot express are
+//! checked after parsing and name the key path.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::model::Stage;
+use crate::yaml::{self, YamlError};
+
+/// The commented default config written by `init`; parsing it must give `Config::default()`.
+pub const DEFAULT_CONFIG_YAML: &str = include_str!("../templates/millrace.yaml");
+
+/// A config that failed to load.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Yaml(#[from] YamlError),
+    #[error("{file}: {key} {rule}")]
+    Invalid {
+        file: String,
+        key: String,
+        rule: String,
+    },
+    #[error("cannot read config {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {} does not exist (omit --config to use the workspace's millrace.yaml)", path.display())]
+    Missing { path: PathBuf },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub runtime: RuntimeConfig,
+    pub runners: RunnersConfig,
+    pub recovery: RecoveryConfig,
+    pub watchers: WatchersConfig,
+    pub stages: BTreeMap<Stage, StageConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStyle {
+    Once,
+    #[default]
+    Daemon,
+}
+
+/// What `stop` does with a stage that is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StopMode {
+    /// Let the running stage finish (bounded by its timeout), route it, then stop.
+    #[default]
+    Finish,
+    /// Kill the running stage's process group and requeue its item.
+    Interrupt,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    pub default_mode: String,
+    pub run_style: RunStyle,
+    pub idle_sleep_seconds: f64,
+    pub stop_mode: StopMode,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            default_mode: "standard_plain".into(),
+            run_style: RunStyle::Daemon,
+            idle_sleep_seconds: 1.0,
+            stop_mode: StopMode::Finish,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    Basic,
+    Elevated,
+    #[default]
+    Maximum,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunnersConfig {
+    pub default_runner: String,
+    /// Seconds without any output before a stage is killed; 0 turns the idle timeout off.
+    pub idle_timeout_seconds: u64,
+    /// Seconds between SIGTERM and SIGKILL of a harness process group.
+    pub kill_grace_seconds: u64,
+    /// Largest stdout/stderr capture kept per stage run, in bytes.
+    pub output_cap_bytes: u64,
+    /// Names (globs) of environment variables the harness inherits; all others are dropped.
+    pub env_allow: Vec<String>,
+    pub codex: CodexConfig,
+    pub command: CommandRunnerConfig,
+    pub scripted: ScriptedRunnerConfig,
+}
+
+impl Default for RunnersConfig {
+    fn default() -> Self {
+        RunnersConfig {
+            default_runner: "codex_cli".into(),
+            idle_timeout_seconds: 900,
+            kill_grace_seconds: 5,
+            output_cap_bytes: 10 * 1024 * 1024,
+            env_allow: vec!["*".into()],
+            codex: CodexConfig::default(),
+            command: CommandRunnerConfig::default(),
+            scripted: ScriptedRunnerConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CodexConfig {
+    pub command: String,
+    pub args: Vec<String>,
+    pub profile: Option<String>,
+    pub permission_default: Permission,
+    pub permission_by_stage: BTreeMap<Stage, Permission>,
+    pub permission_by_model: BTreeMap<String, Permission>,
+    pub skip_git_repo_check: bool,
+    pub extra_config: Vec<String>,
+    pub env: BTreeMap<String, String>,
+}
+
+impl Default for CodexConfig {
+    fn default() -> Self {
+        CodexConfig {
+            command: "codex".into(),
+            args: vec!["exec".into()],
+            profile: None,
+            permission_default: Permission::Maximum,
+            permission_by_stage: BTreeMap::new(),
+            permission_by_model: BTreeMap::new(),
+            skip_git_repo_check: true,
+            extra_config: Vec::new(),
+            env: BTreeMap::new(),
+        }
+    }
+}
+
+/// How the `command` runner reads the harness's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandOutput {
+    /// Scan the last-message file if the harness wrote one, else stdout, for the marker.
+    #[default]
+    Text,
+    /// stdout is one JSON object with a `result` text (Claude Code `--output-format json`).
+    ClaudeJson,
+}
+
+/// Any harness CLI driven from an argv template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct CommandRunnerConfig {
+    /// `claude`, `gemini` or `aider` fills `argv` and `output` with a tested template.
+    pub preset: Option<String>,
+    /// argv with `{prompt}`, `{prompt_file}`, `{last_message_file}`, `{model}`, `{workspace}`,
+    /// `{run_dir}` placeholders.
+    pub argv: Vec<String>,
+    pub output: CommandOutput,
+    pub env: BTreeMap<String, String>,
+}
+
+/// The built-in simulation used by `millrace demo` and by people trying millrace out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScriptedRunnerConfig {
+    /// YAML script of per-stage answers, relative to the workspace root; none = happy path.
+    pub script: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecoveryConfig {
+    pub max_fix_cycles: u32,
+    pub max_troubleshoot_attempts_before_consult: u32,
+    pub max_mechanic_attempts: u32,
+    /// Consultant runs per work item before it is blocked (the reference has no bound).
+    pub max_consultant_invocations: u32,
+    /// Arbiter runs per closure target before the target is held blocked.
+    pub max_arbiter_attempts: u32,
+    /// Post-stage repairs per work item before it is blocked (the reference has no bound).
+    pub max_runtime_repairs: u32,
+    pub stale_state_recovery_enabled: bool,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        RecoveryConfig {
+            max_fix_cycles: 2,
+            max_troubleshoot_attempts_before_consult: 2,
+            max_mechanic_attempts: 2,
+            max_consultant_invocations: 2,
+            max_arbiter_attempts: 3,
+            max_runtime_repairs: 2,
+            stale_state_recovery_enabled: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchersConfig {
+    pub enabled: bool,
+    pub debounce_ms: u64,
+    pub watch_ideas_inbox: bool,
+    pub watch_specs_queue: bool,
+    /// Poll instead of using file events (also chosen automatically when inotify fails).
+    pub poll: bool,
+    pub poll_interval_ms: u64,
+    /// How long a hand-written file's size and mtime must hold still before it is taken.
+    pub settle_ms: u64,
+}
+
+impl Default for WatchersConfig {
+    fn default() -> Self {
+        WatchersConfig {
+            enabled: true,
+            debounce_ms: 250,
+            watch_ideas_inbox: true,
+            watch_specs_queue: true,
+            poll: false,
+            poll_interval_ms: 1000,
+            settle_ms: 200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StageConfig {
+    pub runner: Option<String>,
+    pub model: Option<String>,
+    pub timeout_seconds: u64,
+    /// Overrides `runners.idle_timeout_seconds` for this stage.
+    pub idle_timeout_seconds: Option<u64>,
+}
+
+impl Default for StageConfig {
+    fn default() -> Self {
+        StageConfig {
+            runner: None,
+            model: None,
+            timeout_seconds: 3600,
+            idle_timeout_seconds: None,
+        }
+    }
+}
+
+impl Config {
+    /// Parse config text; `file` names the source in messages.
+    pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| file.display().to_string());
+        let config: Config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            yaml::from_str(Path::new(&name), text)?
+        };
+        config.validate(&name)?;
+        Ok(config)
+    }
+
+    /// Load from `path`; a missing file means defaults unless `required` (an explicit `--config`).
+    pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(path, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if required {
+                    Err(ConfigError::Missing {
+                        path: path.to_path_buf(),
+                    })
+                } else {
+                    Ok(Config::default())
+                }
+            }
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, rule: &str| ConfigError::Invalid {
+            file: file.to_string(),
+            key: key.to_string(),
+            rule: rule.to_string(),
+        };
+        if !(self.runtime.idle_sleep_seconds > 0.0) || !self.runtime.idle_sleep_seconds.is_finite()
+        {
+            return Err(invalid("runtime.idle_sleep_seconds", "must be > 0"));
+        }
+        let positive = [
+            ("recovery.max_fix_cycles", self.recovery.max_fix_cycles),
+            (
+                "recovery.max_troubleshoot_attempts_before_consult",
+                self.recovery.max_troubleshoot_attempts_before_consult,
+            ),
+            (
+                "recovery.max_mechanic_attempts",
+                self.recovery.max_mechanic_attempts,
+            ),
+            (
+                "recovery.max_consultant_invocations",
+                self.recovery.max_consultant_invocations,
+            ),
+            (
+                "recovery.max_arbiter_attempts",
+                self.recovery.max_arbiter_attempts,
+            ),
+            (
+                "recovery.max_runtime_repairs",
+                self.recovery.max_runtime_repairs,
+            ),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(invalid(key, "must be > 0"));
+            }
+        }
+        if self.watchers.debounce_ms == 0 {
+            return Err(invalid("watchers.debounce_ms", "must be > 0"));
+        }
+        if self.watchers.poll_interval_ms == 0 {
+            return Err(invalid("watchers.poll_interval_ms", "must be > 0"));
+        }
+        for (stage, cfg) in &self.stages {
+            if cfg.timeout_seconds == 0 {
+                return Err(invalid(
+                    &format!("stages.{stage}.timeout_seconds"),
+                    "must be > 0",
+                ));
+            }
+        }
+        if let Some(preset) = &self.runners.command.preset {
+            if !["claude", "gemini", "aider"].contains(&preset.as_str()) {
+                return Err(invalid(
+                    "runners.command.preset",
+                    &format!("must be one of claude, gemini, aider (found `{preset}`)"),
+                ));
+            }
+        }
+        for pattern in &self.runners.env_allow {
+            globset::Glob::new(pattern).map_err(|e| {
+                invalid("runners.env_allow", &format!("has a bad glob `{pattern}`: {e}"))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The mode compiled when no `--mode` is given.
+    pub fn default_mode(&self) -> &str {
+        let mode = self.runtime.default_mode.trim();
+        if mode.is_empty() {
+            "standard_plain"
+        } else {
+            mode
+        }
+    }
+
+    /// Stage settings with defaults filled in.
+    pub fn stage(&self, stage: Stage) -> StageConfig {
+        self.stages.get(&stage).cloned().unwrap_or_default()
+    }
+
+    /// `cfg-<12 hex>`: an opaque token that changes whenever the effective config changes.
+    pub fn fingerprint(&self) -> String {
+        let canonical = serde_json::to_string(self).expect("config serializes");
+        let digest = Sha256::digest(canonical.as_bytes());
+        let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        format!("cfg-{hex}")
+    }
+
+    /// The effective config as YAML, every key present.
+    pub fn to_yaml(&self) -> String {
+        yaml::to_string(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_default_file_equals_built_in_defaults() {
+        let parsed = Config::parse(Path::new("millrace.yaml"), DEFAULT_CONFIG_YAML).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let err = Config::parse(
+            Path::new("/x/millrace.yaml"),
+            "runtime:\n  default_mode: standard_plain\n  foo: 1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("millrace.yaml:3:"), "{err}");
+        assert!(err.contains("foo"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_and_syntax_error_are_located() {
+        let err = Config::parse(Path::new("millrace.yaml"), "recovery:\n  max_fix_cycles: lots\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("millrace.yaml:2:"), "{err}");
+        let err = Config::parse(Path::new("millrace.yaml"), "runtime: [\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("millrace.yaml:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_stage_name_is_rejected() {
+        let err = Config::parse(Path::new("millrace.yaml"), "stages:\n  painter:\n    model: x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("painter"), "{err}");
+    }
+
+    #[test]
+    fn zero_limits_are_rejected_with_key_path() {
+        let err = Config::parse(Path::new("millrace.yaml"), "recovery:\n  max_fix_cycles: 0\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "millrace.yaml: recovery.max_fix_cycles must be > 0");
+    }
+
+    #[test]
+    fn fingerprint_changes_with_config() {
+        let a = Config::default();
+        let mut b = Config::default();
+        b.recovery.max_fix_cycles = 3;
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a.fingerprint(), Config::default().fingerprint());
+    }
+}

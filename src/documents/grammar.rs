@@ -1,0 +1,7 @@
+//! The line grammar and parse algorithm of spec 02 §2–§5.
+use super::{DocError, Document};
+use crate::model::WorkItemKind;
+
+pub(super) fn parse(_kind: WorkItemKind, _name: &str, _text: &str) -> Result<Document, DocError> {
+    todo!("documents helper")
+}

@@ -1,0 +1,88 @@
+//! The crate's error type and the one mapping from errors to exit codes.
+
+use crate::config::ConfigError;
+use crate::state::StateError;
+use crate::workspace::atomic::IoError;
+use crate::workspace::WorkspaceError;
+
+/// Process exit codes. Stable: scripts and ops agents branch on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitCode {
+    /// Success.
+    Ok = 0,
+    /// The operation failed (bad input, a stage failure in `run once`, I/O trouble).
+    Failed = 1,
+    /// The command line was wrong (clap usage errors).
+    Usage = 2,
+    /// No workspace where one was required.
+    NoWorkspace = 3,
+    /// Another live daemon owns the workspace.
+    Locked = 4,
+    /// A control command was not applied (nothing to act on).
+    NotApplied = 5,
+    /// `doctor` found problems.
+    Unhealthy = 6,
+    /// A fatal I/O error (failed fsync): the daemon stopped to protect the data.
+    Fatal = 70,
+}
+
+/// Any error the library reports to the CLI.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Workspace(#[from] WorkspaceError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Io(#[from] IoError),
+    /// A user-facing failure with an optional hint naming the next step.
+    #[error("{message}")]
+    Message {
+        message: String,
+        hint: Option<String>,
+        code: ExitCode,
+    },
+}
+
+impl Error {
+    /// A plain failure (exit 1).
+    pub fn msg(message: impl Into<String>) -> Error {
+        Error::Message {
+            message: message.into(),
+            hint: None,
+            code: ExitCode::Failed,
+        }
+    }
+
+    /// A failure with a hint and a specific exit code.
+    pub fn with(message: impl Into<String>, hint: Option<String>, code: ExitCode) -> Error {
+        Error::Message {
+            message: message.into(),
+            hint,
+            code,
+        }
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::Workspace(WorkspaceError::Missing(_)) => ExitCode::NoWorkspace,
+            Error::Io(e) if e.is_fatal() => ExitCode::Fatal,
+            Error::State(StateError::Io(e)) if e.is_fatal() => ExitCode::Fatal,
+            Error::Message { code, .. } => *code,
+            _ => ExitCode::Failed,
+        }
+    }
+
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            Error::Message { hint, .. } => hint.as_deref(),
+            Error::Config(_) => Some("fix millrace-agents/millrace.yaml, then run `millrace config validate`"),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,44 @@
+//! Machine-owned runtime state: snapshot, recovery counters, plane status markers, event log.
+//!
+//! Every file here is written through the atomic helper with a fixed key order, so a
+//! committed workspace diffs cleanly, and nothing is rewritten when nothing changed.
+
+pub mod counters;
+pub mod events;
+pub mod markers;
+pub mod snapshot;
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::workspace::atomic::{self, IoError};
+use crate::yaml::{self, YamlError};
+
+/// A state file that could not be read or failed validation.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error(transparent)]
+    Yaml(#[from] YamlError),
+    #[error("{file}: {message}")]
+    Invalid { file: String, message: String },
+}
+
+/// Load a YAML state file.
+pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, StateError> {
+    let text = atomic::read_to_string(path)?;
+    Ok(yaml::from_str(path, &text)?)
+}
+
+/// Save a YAML state file atomically, skipping the write when the bytes are unchanged.
+pub fn save_yaml<T: Serialize>(path: &Path, value: &T) -> Result<bool, StateError> {
+    let text = yaml::to_string(value);
+    if std::fs::read(path).ok().as_deref() == Some(text.as_bytes()) {
+        return Ok(false);
+    }
+    atomic::write_atomic(path, text.as_bytes())?;
+    Ok(true)
+}

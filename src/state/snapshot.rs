@@ -1,0 +1,238 @@
+//! `state/runtime_snapshot.yaml`: what the runtime is doing right now.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{load_yaml, save_yaml, StateError};
+use crate::model::{Plane, Stage, TerminalResult, WorkItemKind};
+
+pub const IDLE_MARKER: &str = "### IDLE";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WatcherMode {
+    Watch,
+    Poll,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReloadOutcome {
+    Applied,
+    FailedRetainedPreviousPlan,
+}
+
+/// The runtime snapshot (spec 03 §7), field order fixed for stable diffs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    pub schema_version: String,
+    pub kind: String,
+    pub runtime_mode: crate::config::RunStyle,
+    pub process_running: bool,
+    pub paused: bool,
+    #[serde(default)]
+    pub stop_requested: bool,
+    pub active_mode_id: String,
+    pub execution_loop_id: String,
+    pub planning_loop_id: String,
+    pub compiled_plan_id: String,
+    pub compiled_plan_path: String,
+    #[serde(default)]
+    pub active_plane: Option<Plane>,
+    #[serde(default)]
+    pub active_stage: Option<Stage>,
+    #[serde(default)]
+    pub active_run_id: Option<String>,
+    #[serde(default)]
+    pub active_work_item_kind: Option<WorkItemKind>,
+    #[serde(default)]
+    pub active_work_item_id: Option<String>,
+    /// Root spec of the closure target the arbiter is judging (arbiter activations only).
+    #[serde(default)]
+    pub active_closure_target: Option<String>,
+    pub execution_status_marker: String,
+    pub planning_status_marker: String,
+    #[serde(default)]
+    pub queue_depth_execution: u64,
+    #[serde(default)]
+    pub queue_depth_planning: u64,
+    #[serde(default)]
+    pub last_terminal_result: Option<TerminalResult>,
+    #[serde(default)]
+    pub last_stage_result_path: Option<String>,
+    #[serde(default)]
+    pub current_failure_class: Option<String>,
+    #[serde(default)]
+    pub troubleshoot_attempt_count: u32,
+    #[serde(default)]
+    pub mechanic_attempt_count: u32,
+    #[serde(default)]
+    pub fix_cycle_count: u32,
+    #[serde(default)]
+    pub consultant_invocations: u32,
+    pub config_version: String,
+    pub watcher_mode: WatcherMode,
+    #[serde(default)]
+    pub last_reload_outcome: Option<ReloadOutcome>,
+    #[serde(default)]
+    pub last_reload_error: Option<String>,
+    #[serde(default)]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub active_since: Option<String>,
+    pub updated_at: String,
+}
+
+impl Snapshot {
+    /// The snapshot bootstrap writes (spec 01 §3.7).
+    pub fn bootstrap() -> Snapshot {
+        Snapshot {
+            schema_version: "1.0".into(),
+            kind: "runtime_snapshot".into(),
+            runtime_mode: crate::config::RunStyle::Daemon,
+            process_running: false,
+            paused: false,
+            stop_requested: false,
+            active_mode_id: "standard_plain".into(),
+            execution_loop_id: "execution.standard".into(),
+            planning_loop_id: "planning.standard".into(),
+            compiled_plan_id: "bootstrap".into(),
+            compiled_plan_path: "millrace-agents/state/compiled_plan.yaml".into(),
+            active_plane: None,
+            active_stage: None,
+            active_run_id: None,
+            active_work_item_kind: None,
+            active_work_item_id: None,
+            active_closure_target: None,
+            execution_status_marker: IDLE_MARKER.into(),
+            planning_status_marker: IDLE_MARKER.into(),
+            queue_depth_execution: 0,
+            queue_depth_planning: 0,
+            last_terminal_result: None,
+            last_stage_result_path: None,
+            current_failure_class: None,
+            troubleshoot_attempt_count: 0,
+            mechanic_attempt_count: 0,
+            fix_cycle_count: 0,
+            consultant_invocations: 0,
+            config_version: "bootstrap".into(),
+            watcher_mode: WatcherMode::Off,
+            last_reload_outcome: None,
+            last_reload_error: None,
+            started_at: None,
+            active_since: None,
+            updated_at: crate::time::now_string(),
+        }
+    }
+
+    pub fn to_yaml(&self) -> String {
+        crate::yaml::to_string(self)
+    }
+
+    /// Invariants of spec 03 §7.2.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.schema_version != "1.0" || self.kind != "runtime_snapshot" {
+            return Err("schema_version must be \"1.0\" and kind runtime_snapshot".into());
+        }
+        if self.active_plane.is_some() != self.active_stage.is_some() {
+            return Err("active_plane and active_stage must be set together".into());
+        }
+        if let (Some(plane), Some(stage)) = (self.active_plane, self.active_stage) {
+            if stage.plane() != plane {
+                return Err(format!("active_stage {stage} does not belong to plane {plane}"));
+            }
+        }
+        if self.active_work_item_kind.is_some() != self.active_work_item_id.is_some() {
+            return Err(
+                "active_work_item_kind and active_work_item_id must be set together".into(),
+            );
+        }
+        if self.active_work_item_id.is_some()
+            && (self.active_stage.is_none() || self.active_run_id.is_none())
+        {
+            return Err("an active work item needs active_stage and active_run_id".into());
+        }
+        if self.active_since.is_some() && self.active_stage.is_none() {
+            return Err("active_since needs active_stage".into());
+        }
+        Ok(())
+    }
+
+    pub fn load(path: &Path) -> Result<Snapshot, StateError> {
+        let snapshot: Snapshot = load_yaml(path)?;
+        snapshot.validate().map_err(|message| StateError::Invalid {
+            file: path.display().to_string(),
+            message,
+        })?;
+        Ok(snapshot)
+    }
+
+    /// Save if changed; `updated_at` is only bumped when something else changed.
+    pub fn save(&mut self, path: &Path) -> Result<bool, StateError> {
+        self.validate().map_err(|message| StateError::Invalid {
+            file: path.display().to_string(),
+            message,
+        })?;
+        if let Ok(existing) = load_yaml::<Snapshot>(path) {
+            let mut probe = existing.clone();
+            probe.updated_at = self.updated_at.clone();
+            if probe == *self {
+                return Ok(false);
+            }
+        }
+        self.updated_at = crate::time::now_string();
+        save_yaml(path, self)
+    }
+
+    /// Clear the active part (spec 03 §7.3); markers and flags are the caller's choice.
+    pub fn clear_active(&mut self) {
+        self.active_plane = None;
+        self.active_stage = None;
+        self.active_run_id = None;
+        self.active_work_item_kind = None;
+        self.active_work_item_id = None;
+        self.active_closure_target = None;
+        self.active_since = None;
+        self.current_failure_class = None;
+        self.troubleshoot_attempt_count = 0;
+        self.mechanic_attempt_count = 0;
+        self.fix_cycle_count = 0;
+        self.consultant_invocations = 0;
+    }
+
+    /// The marker field of a plane.
+    pub fn marker_mut(&mut self, plane: Plane) -> &mut String {
+        match plane {
+            Plane::Execution => &mut self.execution_status_marker,
+            Plane::Planning => &mut self.planning_status_marker,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_snapshot_round_trips_and_is_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runtime_snapshot.yaml");
+        let mut snap = Snapshot::bootstrap();
+        assert!(snap.save(&path).unwrap());
+        let loaded = Snapshot::load(&path).unwrap();
+        assert_eq!(loaded, snap);
+        let mut again = loaded.clone();
+        assert!(!again.save(&path).unwrap(), "unchanged snapshot rewritten");
+    }
+
+    #[test]
+    fn invariants_are_enforced() {
+        let mut snap = Snapshot::bootstrap();
+        snap.active_plane = Some(Plane::Planning);
+        snap.active_stage = Some(Stage::Builder);
+        assert!(snap.validate().is_err());
+    }
+}

@@ -1,0 +1,276 @@
+//! The only code that writes or moves state files.
+//!
+//! Every write is: temp file in the target's directory, write, fsync, rename over the target,
+//! fsync the directory. A crash at any instant leaves the old or the new file, never a torn one.
+//! Temp names start with `.` and end in random characters, so they never match a scanned glob
+//! (`*.md`, `*.yaml`). A failed fsync is reported as [`IoError::Fsync`], which the daemon treats
+//! as fatal (after PostgreSQL's lesson: the kernel may have dropped the dirty pages).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::failpoint;
+
+/// Mode of state files: readable by the operator's tools, writable by the owner.
+const FILE_MODE: u32 = 0o644;
+
+/// An I/O failure that names the file and the action.
+#[derive(Debug, thiserror::Error)]
+pub enum IoError {
+    #[error("{action} {}: {source}", path.display())]
+    Path {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// fsync failed: the data may not be durable. Callers must stop rather than carry on.
+    #[error("fsync of {} failed: {source} (stopping: the data may not be on disk)", path.display())]
+    Fsync {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} already exists; refusing to overwrite it", path.display())]
+    AlreadyExists { path: PathBuf },
+    #[error("{} does not exist", path.display())]
+    NotFound { path: PathBuf },
+}
+
+impl IoError {
+    pub fn path(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        IoError::Path {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// True for the errors the daemon must not survive.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, IoError::Fsync { .. })
+    }
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+fn fsync_file(file: &File, path: &Path) -> Result<(), IoError> {
+    failpoint::hit_io("fsync", path)?;
+    file.sync_all().map_err(|source| IoError::Fsync {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// fsync a directory so a rename or create inside it is durable.
+pub fn fsync_dir(dir: &Path) -> Result<(), IoError> {
+    let file = File::open(dir).map_err(|e| IoError::path("open directory", dir, e))?;
+    fsync_file(&file, dir)
+}
+
+/// Write `contents` to `path` atomically, replacing any existing file.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), IoError> {
+    let dir = parent_of(path);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}.tmp-"))
+        .rand_bytes(16)
+        .tempfile_in(dir)
+        .map_err(|e| IoError::path("create temp file in", dir, e))?;
+    failpoint::hit_io("write", path)?;
+    tmp.write_all(contents)
+        .map_err(|e| IoError::path("write", tmp.path(), e))?;
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(FILE_MODE))
+        .map_err(|e| IoError::path("set permissions of", tmp.path(), e))?;
+    fsync_file(tmp.as_file(), path)?;
+    failpoint::hit_io("rename", path)?;
+    tmp.persist(path)
+        .map_err(|e| IoError::path("rename into place", path, e.error))?;
+    fsync_dir(dir)
+}
+
+/// Write `contents` to `path` only if no file is there yet (no overwrite, still atomic).
+pub fn create_atomic(path: &Path, contents: &[u8]) -> Result<(), IoError> {
+    let dir = parent_of(path);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}.tmp-"))
+        .rand_bytes(16)
+        .tempfile_in(dir)
+        .map_err(|e| IoError::path("create temp file in", dir, e))?;
+    failpoint::hit_io("write", path)?;
+    tmp.write_all(contents)
+        .map_err(|e| IoError::path("write", tmp.path(), e))?;
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(FILE_MODE))
+        .map_err(|e| IoError::path("set permissions of", tmp.path(), e))?;
+    fsync_file(tmp.as_file(), path)?;
+    failpoint::hit_io("rename", path)?;
+    match tmp.persist_noclobber(path) {
+        Ok(_) => fsync_dir(dir),
+        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Err(IoError::AlreadyExists {
+            path: path.to_path_buf(),
+        }),
+        Err(e) => Err(IoError::path("rename into place", path, e.error)),
+    }
+}
+
+/// Rename `from` to `to`, refusing to replace an existing `to`, then fsync both directories.
+///
+/// This is the single primitive behind every queue transition, so a work item is always in
+/// exactly one folder.
+pub fn move_file(from: &Path, to: &Path) -> Result<(), IoError> {
+    failpoint::hit_io("rename", to)?;
+    match rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        from,
+        rustix::fs::CWD,
+        to,
+        rustix::fs::RenameFlags::NOREPLACE,
+    ) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::EXIST) => {
+            return Err(IoError::AlreadyExists {
+                path: to.to_path_buf(),
+            })
+        }
+        Err(rustix::io::Errno::NOENT) if !from.exists() => {
+            return Err(IoError::NotFound {
+                path: from.to_path_buf(),
+            })
+        }
+        Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
+            // File systems without RENAME_NOREPLACE: hard link (fails if `to` exists), unlink.
+            fs::hard_link(from, to).map_err(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists => IoError::AlreadyExists {
+                    path: to.to_path_buf(),
+                },
+                io::ErrorKind::NotFound => IoError::NotFound {
+                    path: from.to_path_buf(),
+                },
+                _ => IoError::path("link", to, e),
+            })?;
+            fs::remove_file(from).map_err(|e| IoError::path("unlink", from, e))?;
+        }
+        Err(errno) => return Err(IoError::path("rename", from, errno.into())),
+    }
+    fsync_dir(parent_of(to))?;
+    let from_dir = parent_of(from);
+    if from_dir != parent_of(to) {
+        fsync_dir(from_dir)?;
+    }
+    Ok(())
+}
+
+/// Append one line (a `\n` is added) and fsync: the event log and the requeue/quarantine logs.
+pub fn append_line(path: &Path, line: &str) -> Result<(), IoError> {
+    let existed = path.exists();
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(|e| IoError::path("open for append", path, e))?;
+    failpoint::hit_io("write", path)?;
+    let mut buf = String::with_capacity(line.len() + 1);
+    buf.push_str(line);
+    buf.push('\n');
+    file.write_all(buf.as_bytes())
+        .map_err(|e| IoError::path("append to", path, e))?;
+    fsync_file(&file, path)?;
+    if !existed {
+        fsync_dir(parent_of(path))?;
+    }
+    Ok(())
+}
+
+/// Create a directory and its parents (a no-op when it exists).
+pub fn create_dir_all(path: &Path) -> Result<(), IoError> {
+    fs::create_dir_all(path).map_err(|e| IoError::path("create directory", path, e))
+}
+
+/// Read a file to a string, naming the file on failure.
+pub fn read_to_string(path: &Path) -> Result<String, IoError> {
+    fs::read_to_string(path).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            IoError::NotFound {
+                path: path.to_path_buf(),
+            }
+        } else {
+            IoError::path("read", path, e)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_replaces_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("state.yaml");
+        write_atomic(&target, b"one\n").unwrap();
+        write_atomic(&target, b"two\n").unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "two\n");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "temp files left behind");
+        let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, FILE_MODE);
+    }
+
+    #[test]
+    fn create_atomic_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t.md");
+        create_atomic(&target, b"first").unwrap();
+        let err = create_atomic(&target, b"second").unwrap_err();
+        assert!(matches!(err, IoError::AlreadyExists { .. }));
+        assert_eq!(fs::read_to_string(&target).unwrap(), "first");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn move_file_refuses_to_replace_and_reports_missing_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.md");
+        let b = dir.path().join("b.md");
+        fs::write(&a, "a").unwrap();
+        fs::write(&b, "b").unwrap();
+        assert!(matches!(
+            move_file(&a, &b).unwrap_err(),
+            IoError::AlreadyExists { .. }
+        ));
+        assert_eq!(fs::read_to_string(&b).unwrap(), "b");
+        let c = dir.path().join("c.md");
+        move_file(&a, &c).unwrap();
+        assert!(!a.exists());
+        assert!(matches!(
+            move_file(&a, &c).unwrap_err(),
+            IoError::NotFound { .. }
+        ));
+    }
+
+    #[test]
+    fn append_line_appends_with_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("events.jsonl");
+        append_line(&log, "{\"a\":1}").unwrap();
+        append_line(&log, "{\"a\":2}").unwrap();
+        assert_eq!(fs::read_to_string(&log).unwrap(), "{\"a\":1}\n{\"a\":2}\n");
+    }
+}

@@ -1,0 +1,330 @@
+//! The workspace on disk: where every file lives, bootstrap, and the embedded templates.
+//!
+//! Paths are computed here and nowhere else, so the layout can be read in one place.
+
+pub mod atomic;
+mod assets;
+
+use std::path::{Path, PathBuf};
+
+use crate::config::DEFAULT_CONFIG_YAML;
+use crate::model::{Plane, WorkItemKind};
+use atomic::IoError;
+
+pub use assets::{deploy_assets, embedded_asset, AssetReport};
+
+/// Name of the runtime root inside the workspace.
+pub const RUNTIME_DIR: &str = "millrace-agents";
+
+/// A queue folder of one kind of work item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Folder {
+    /// `tasks/queue`, `specs/queue`, `incidents/incoming`.
+    Queue,
+    Active,
+    /// `done` for tasks and specs, `resolved` for incidents.
+    Done,
+    Blocked,
+}
+
+impl Folder {
+    pub const ALL: [Folder; 4] = [Folder::Queue, Folder::Active, Folder::Done, Folder::Blocked];
+
+    /// The folder's name on disk for `kind`.
+    pub fn dir_name(self, kind: WorkItemKind) -> &'static str {
+        match (self, kind) {
+            (Folder::Queue, WorkItemKind::Incident) => "incoming",
+            (Folder::Queue, _) => "queue",
+            (Folder::Active, _) => "active",
+            (Folder::Done, WorkItemKind::Incident) => "resolved",
+            (Folder::Done, _) => "done",
+            (Folder::Blocked, _) => "blocked",
+        }
+    }
+}
+
+/// A resolved workspace: `root` is the operator's project, `rt` its `millrace-agents/`.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    root: PathBuf,
+    rt: PathBuf,
+}
+
+/// Errors opening a workspace.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    #[error("no millrace workspace at {} (run `millrace init`)", .0.display())]
+    Missing(PathBuf),
+    #[error("workspace path {} is a file, not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    #[error(transparent)]
+    Io(#[from] IoError),
+}
+
+/// The directories bootstrap creates, relative to the runtime root, in creation order.
+pub const DIRECTORIES: &[&str] = &[
+    "",
+    "state",
+    "state/mailbox",
+    "state/mailbox/tmp",
+    "state/mailbox/incoming",
+    "state/mailbox/processed",
+    "state/mailbox/failed",
+    "runs",
+    "tasks",
+    "tasks/queue",
+    "tasks/active",
+    "tasks/done",
+    "tasks/blocked",
+    "specs",
+    "specs/queue",
+    "specs/active",
+    "specs/done",
+    "specs/blocked",
+    "incidents",
+    "incidents/incoming",
+    "incidents/active",
+    "incidents/resolved",
+    "incidents/blocked",
+    "ideas",
+    "ideas/tmp",
+    "ideas/inbox",
+    "quarantine",
+    "arbiter",
+    "arbiter/contracts",
+    "arbiter/contracts/ideas",
+    "arbiter/contracts/root-specs",
+    "arbiter/targets",
+    "arbiter/rubrics",
+    "arbiter/verdicts",
+    "arbiter/reports",
+    "loops",
+    "loops/execution",
+    "loops/planning",
+    "modes",
+    "logs",
+    "entrypoints",
+    "skills",
+];
+
+/// `.gitignore` for the runtime root: volatile and private files stay out of history.
+const GITIGNORE: &str = "# Written by millrace init: volatile or private runtime files.\n\
+state/runtime_daemon.lock.yaml\n\
+state/mailbox/tmp/\n\
+ideas/tmp/\n\
+.*.tmp-*\n\
+runs/*/runner_stdout.*.txt\n\
+runs/*/runner_stderr.*.txt\n\
+runs/*/runner_events.*.jsonl\n\
+runs/*/runner_prompt.*.md\n\
+runs/*/runner_invocation.*.yaml\n";
+
+/// What bootstrap created, for `init` to report.
+#[derive(Debug, Default, Clone)]
+pub struct BootstrapReport {
+    pub created_dirs: Vec<String>,
+    pub created_files: Vec<String>,
+    pub assets: AssetReport,
+}
+
+impl Workspace {
+    fn resolve(path: &Path) -> Result<PathBuf, WorkspaceError> {
+        let abs = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(|e| IoError::path("read current directory", ".", e))?
+                .join(path)
+        };
+        if abs.is_file() {
+            return Err(WorkspaceError::NotADirectory(abs));
+        }
+        Ok(abs.canonicalize().unwrap_or(abs))
+    }
+
+    /// Open an existing workspace without creating anything (read-only commands).
+    pub fn open_existing(path: &Path) -> Result<Workspace, WorkspaceError> {
+        let root = Self::resolve(path)?;
+        let rt = root.join(RUNTIME_DIR);
+        if !rt.join("state").is_dir() {
+            return Err(WorkspaceError::Missing(root));
+        }
+        Ok(Workspace { root, rt })
+    }
+
+    /// Open a workspace, bootstrapping it first (mutating commands).
+    pub fn open_or_init(path: &Path) -> Result<Workspace, WorkspaceError> {
+        let root = Self::resolve(path)?;
+        let ws = Workspace {
+            rt: root.join(RUNTIME_DIR),
+            root,
+        };
+        ws.bootstrap()?;
+        Ok(ws)
+    }
+
+    /// Create missing directories, default files and assets. Never overwrites anything.
+    pub fn bootstrap(&self) -> Result<BootstrapReport, WorkspaceError> {
+        let mut report = BootstrapReport::default();
+        for dir in DIRECTORIES {
+            let path = self.rt.join(dir);
+            if !path.is_dir() {
+                atomic::create_dir_all(&path)?;
+                report.created_dirs.push(self.display_rel(&path));
+            }
+        }
+        let defaults: [(&str, String); 8] = [
+            ("outline.md", String::new()),
+            ("historylog.md", String::new()),
+            ("millrace.yaml", DEFAULT_CONFIG_YAML.to_string()),
+            (".gitignore", GITIGNORE.to_string()),
+            ("state/execution_status.md", "### IDLE\n".to_string()),
+            ("state/planning_status.md", "### IDLE\n".to_string()),
+            (
+                "state/runtime_snapshot.yaml",
+                crate::state::snapshot::Snapshot::bootstrap().to_yaml(),
+            ),
+            (
+                "state/recovery_counters.yaml",
+                crate::state::counters::Counters::default().to_yaml(),
+            ),
+        ];
+        for (rel, contents) in defaults {
+            let path = self.rt.join(rel);
+            if path.exists() {
+                continue;
+            }
+            match atomic::create_atomic(&path, contents.as_bytes()) {
+                Ok(()) => report.created_files.push(self.display_rel(&path)),
+                Err(IoError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        report.assets = deploy_assets(&self.rt)?;
+        Ok(report)
+    }
+
+    /// The operator's project directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `<root>/millrace-agents`.
+    pub fn rt(&self) -> &Path {
+        &self.rt
+    }
+
+    /// A path relative to the workspace root, for state files, events and messages.
+    pub fn rel(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    fn display_rel(&self, path: &Path) -> String {
+        let rel = self.rel(path);
+        if rel.is_empty() {
+            ".".into()
+        } else {
+            rel
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.rt.join("millrace.yaml")
+    }
+    pub fn state_dir(&self) -> PathBuf {
+        self.rt.join("state")
+    }
+    pub fn snapshot_path(&self) -> PathBuf {
+        self.rt.join("state/runtime_snapshot.yaml")
+    }
+    pub fn counters_path(&self) -> PathBuf {
+        self.rt.join("state/recovery_counters.yaml")
+    }
+    pub fn status_path(&self, plane: Plane) -> PathBuf {
+        match plane {
+            Plane::Execution => self.rt.join("state/execution_status.md"),
+            Plane::Planning => self.rt.join("state/planning_status.md"),
+        }
+    }
+    pub fn compiled_plan_path(&self) -> PathBuf {
+        self.rt.join("state/compiled_plan.yaml")
+    }
+    pub fn compile_diagnostics_path(&self) -> PathBuf {
+        self.rt.join("state/compile_diagnostics.yaml")
+    }
+    pub fn lock_path(&self) -> PathBuf {
+        self.rt.join("state/runtime_daemon.lock.yaml")
+    }
+    pub fn error_context_path(&self) -> PathBuf {
+        self.rt.join("state/runtime_error_context.yaml")
+    }
+    pub fn mailbox_dir(&self, sub: &str) -> PathBuf {
+        self.rt.join("state/mailbox").join(sub)
+    }
+    pub fn events_path(&self) -> PathBuf {
+        self.rt.join("logs/runtime_events.jsonl")
+    }
+    pub fn runs_dir(&self) -> PathBuf {
+        self.rt.join("runs")
+    }
+    pub fn run_dir(&self, run_id: &str) -> PathBuf {
+        self.rt.join("runs").join(run_id)
+    }
+    pub fn ideas_inbox(&self) -> PathBuf {
+        self.rt.join("ideas/inbox")
+    }
+    pub fn ideas_tmp(&self) -> PathBuf {
+        self.rt.join("ideas/tmp")
+    }
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.rt.join("quarantine")
+    }
+    pub fn arbiter_dir(&self) -> PathBuf {
+        self.rt.join("arbiter")
+    }
+
+    /// `tasks/queue`, `specs/active`, `incidents/resolved`, ...
+    pub fn folder(&self, kind: WorkItemKind, folder: Folder) -> PathBuf {
+        let base = match kind {
+            WorkItemKind::Task => "tasks",
+            WorkItemKind::Spec => "specs",
+            WorkItemKind::Incident => "incidents",
+        };
+        self.rt.join(base).join(folder.dir_name(kind))
+    }
+
+    /// The document path of `id` in a folder.
+    pub fn item_path(&self, kind: WorkItemKind, folder: Folder, id: &str) -> PathBuf {
+        self.folder(kind, folder).join(format!("{id}.md"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_is_idempotent_and_keeps_operator_edits() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::open_or_init(dir.path()).unwrap();
+        std::fs::write(ws.config_path(), "runtime:\n  run_style: once\n").unwrap();
+        let second = ws.bootstrap().unwrap();
+        assert!(second.created_dirs.is_empty());
+        assert!(second.created_files.is_empty());
+        assert_eq!(
+            std::fs::read_to_string(ws.config_path()).unwrap(),
+            "runtime:\n  run_style: once\n"
+        );
+    }
+
+    #[test]
+    fn open_existing_never_creates() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Workspace::open_existing(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("run `millrace init`"));
+        assert!(!dir.path().join(RUNTIME_DIR).exists());
+    }
+}

@@ -1,0 +1,95 @@
+//! The one YAML reader and writer for machine state, config and assets.
+//!
+//! Reading is strict (booleans only `true`/`false`, duplicate keys rejected, a budget against
+//! alias bombs); errors carry the line and column so messages read `file:LINE:COL: what`.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// A YAML parse or schema error located in a file.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{file}{}: {message}", location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+pub struct YamlError {
+    pub file: String,
+    pub location: Option<(u64, u64)>,
+    pub message: String,
+}
+
+fn options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        strict_booleans: true,
+    }
+}
+
+/// Parse YAML (or JSON) text read from `file` (used only in messages).
+pub fn from_str<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, YamlError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    serde_saphyr::from_str_with_options(text, options()).map_err(|err| {
+        let location = err
+            .location()
+            .map(|loc| (loc.line(), loc.column()))
+            .filter(|(l, _)| *l > 0);
+        let message = err.without_snippet().to_string();
+        let message = message
+            .lines()
+            .next()
+            .unwrap_or("invalid YAML")
+            .trim()
+            .to_string();
+        YamlError {
+            file: file.display().to_string(),
+            location,
+            message,
+        }
+    })
+}
+
+/// Render a value as YAML. Struct fields keep their declared order, so output is deterministic.
+pub fn to_string<T: Serialize>(value: &T) -> String {
+    serde_saphyr::to_string(value).expect("state types always serialize to YAML")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize, Serialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        name: String,
+        flag: bool,
+        note: Option<String>,
+    }
+
+    #[test]
+    fn round_trips_and_quotes_ambiguous_words() {
+        let value = Sample {
+            name: "no".into(),
+            flag: true,
+            note: None,
+        };
+        let text = to_string(&value);
+        let back: Sample = from_str(Path::new("x.yaml"), &text).unwrap();
+        assert_eq!(back, value);
+        assert!(!text.contains("name: no\n"), "`no` must be quoted: {text}");
+    }
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        let err = from_str::<Sample>(Path::new("m.yaml"), "name: a\nflag: true\nextra: 1\n")
+            .unwrap_err();
+        let shown = err.to_string();
+        assert!(shown.starts_with("m.yaml:3:"), "{shown}");
+        assert!(shown.contains("extra"), "{shown}");
+    }
+
+    #[test]
+    fn strict_booleans_reject_yes() {
+        let err =
+            from_str::<Sample>(Path::new("m.yaml"), "name: a\nflag: yes\n").unwrap_err();
+        assert!(err.location.is_some());
+    }
+}
