@@ -1,6 +1,8 @@
 //! The crate's error type and the one mapping from errors to exit codes.
 
 use crate::config::ConfigError;
+use crate::documents::DocError;
+use crate::queue::QueueError;
 use crate::state::StateError;
 use crate::workspace::atomic::IoError;
 use crate::workspace::WorkspaceError;
@@ -38,6 +40,10 @@ pub enum Error {
     State(#[from] StateError),
     #[error(transparent)]
     Io(#[from] IoError),
+    #[error(transparent)]
+    Document(#[from] DocError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
     /// A user-facing failure with an optional hint naming the next step.
     #[error("{message}")]
     Message {
@@ -71,6 +77,7 @@ impl Error {
             Error::Workspace(WorkspaceError::Missing(_)) => ExitCode::NoWorkspace,
             Error::Io(e) if e.is_fatal() => ExitCode::Fatal,
             Error::State(StateError::Io(e)) if e.is_fatal() => ExitCode::Fatal,
+            Error::Queue(QueueError::Io(e)) if e.is_fatal() => ExitCode::Fatal,
             Error::Message { code, .. } => *code,
             _ => ExitCode::Failed,
         }

@@ -1,17 +1,39 @@
-//! `millrace queue ...` and `add-task|add-spec|add-idea`.
+//! `millrace queue ls|show|add-*` and the top-level `add-task|add-spec|add-idea`.
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use serde::Serialize;
+use serde_json::json;
 
-use super::Ctx;
+use super::{open_for_write, open_read_only, Ctx};
+use crate::documents::{self, Document};
 use crate::error::{Error, ExitCode, Result};
 use crate::model::WorkItemKind;
+use crate::queue::{ItemSummary, QueueStore};
+use crate::state::events::EventLog;
+use crate::workspace::atomic::{self, IoError};
 
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
-    /// List queued, active, done and blocked items.
+    /// List every work item by folder (queue, active, done, blocked).
+    #[command(after_help = "Example:\n  millrace queue ls --json")]
     Ls,
+    /// Show one work item (any kind) with its lineage and document.
+    #[command(after_help = "Example:\n  millrace queue show t-fetch-retry-01")]
+    Show {
+        /// Task, spec or incident id.
+        id: String,
+    },
+    /// Queue a task document (.md or .json).
+    #[command(after_help = "Example:\n  millrace queue add-task task.md")]
+    AddTask(AddArgs),
+    /// Queue a spec document (.md or .json); a spec without lineage becomes its own root.
+    #[command(after_help = "Example:\n  millrace queue add-spec spec.json")]
+    AddSpec(AddArgs),
+    /// Drop an idea (.md) into millrace-agents/ideas/inbox/.
+    #[command(after_help = "Example:\n  millrace queue add-idea resilient-fetch.md")]
+    AddIdea(AddArgs),
 }
 
 #[derive(Debug, Args)]
@@ -20,14 +42,253 @@ pub struct AddArgs {
     pub path: PathBuf,
 }
 
-pub fn run(_ctx: &Ctx, _cmd: QueueCommand) -> Result<ExitCode> {
-    Err(Error::msg("queue is not available yet"))
+pub fn run(ctx: &Ctx, cmd: QueueCommand) -> Result<ExitCode> {
+    match cmd {
+        QueueCommand::Ls => ls(ctx),
+        QueueCommand::Show { id } => show(ctx, &id),
+        QueueCommand::AddTask(args) => add(ctx, WorkItemKind::Task, args),
+        QueueCommand::AddSpec(args) => add(ctx, WorkItemKind::Spec, args),
+        QueueCommand::AddIdea(args) => add_idea(ctx, args),
+    }
 }
 
-pub fn add(_ctx: &Ctx, _kind: WorkItemKind, _args: AddArgs) -> Result<ExitCode> {
-    Err(Error::msg("add is not available yet"))
+#[derive(Serialize)]
+struct Added {
+    kind: WorkItemKind,
+    id: String,
+    path: String,
 }
 
-pub fn add_idea(_ctx: &Ctx, _args: AddArgs) -> Result<ExitCode> {
-    Err(Error::msg("add-idea is not available yet"))
+fn read_input(path: &PathBuf) -> Result<String> {
+    if path.is_dir() {
+        return Err(Error::msg(format!("{} is a directory, not a document", path.display())));
+    }
+    let bytes = std::fs::read(path).map_err(|e| IoError::path("read", path, e))?;
+    String::from_utf8(bytes).map_err(|e| {
+        Error::msg(format!(
+            "{}: not valid UTF-8 (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
+/// Insert `Root-Spec-ID: <id>` after the `Spec-ID:` line, keeping every other byte.
+fn add_root_lineage(text: &str, id: &str) -> String {
+    let mut out = String::with_capacity(text.len() + id.len() + 16);
+    let mut done = false;
+    for line in text.split_inclusive('\n') {
+        out.push_str(line);
+        if !done && line.trim_start().starts_with("Spec-ID:") {
+            let eol = if line.ends_with("\r\n") { "\r\n" } else { "\n" };
+            if !line.ends_with('\n') {
+                out.push_str(eol);
+            }
+            out.push_str(&format!("Root-Spec-ID: {id}{eol}"));
+            done = true;
+        }
+    }
+    out
+}
+
+/// `add-task` / `add-spec`: validate fully, then write atomically; nothing on failure.
+pub fn add(ctx: &Ctx, kind: WorkItemKind, args: AddArgs) -> Result<ExitCode> {
+    let name = args
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let is_json = name.ends_with(".json");
+    if !is_json && !name.ends_with(".md") {
+        return Err(Error::msg(format!(
+            "{kind} import path must end with .md or .json: {}",
+            args.path.display()
+        )));
+    }
+    if !args.path.exists() {
+        return Err(Error::msg(format!("{} does not exist", args.path.display())));
+    }
+    let text = read_input(&args.path)?;
+    let shown = args.path.display().to_string();
+    let parse = |text: &str| {
+        if is_json {
+            documents::parse_json(kind, &shown, text)
+        } else {
+            documents::parse(kind, &shown, text)
+        }
+    };
+    let mut doc = parse(&text)?;
+    let ws = open_for_write(ctx)?;
+    let store = QueueStore::new(&ws);
+    let own_root = match &mut doc {
+        Document::Spec(spec) if spec.root_spec_id.is_none() => {
+            spec.root_spec_id = Some(spec.spec_id.clone());
+            true
+        }
+        _ => false,
+    };
+    let path = if is_json {
+        store.enqueue(&doc)?
+    } else {
+        let text = if own_root {
+            add_root_lineage(&text, doc.id())
+        } else {
+            text
+        };
+        store.enqueue_text(kind, doc.id(), &text)?
+    };
+    let rel = ws.rel(&path);
+    EventLog::new(ws.events_path()).emit(
+        "work_item_added",
+        json!({"kind": kind, "id": doc.id(), "path": rel, "source": "cli"}),
+    )?;
+    let out = Added {
+        kind,
+        id: doc.id().to_string(),
+        path: rel,
+    };
+    ctx.emit(&out, || format!("queued {} {} at {}\n", out.kind, out.id, out.path));
+    Ok(ExitCode::Ok)
+}
+
+/// `add-idea`: copy the idea into the inbox (never overwriting); the runtime turns it into a spec.
+pub fn add_idea(ctx: &Ctx, args: AddArgs) -> Result<ExitCode> {
+    let name = args
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    documents::validate_idea_name(&name).map_err(|e| {
+        Error::msg(format!("{}: {e}", args.path.display()))
+    })?;
+    let text = read_input(&args.path)?;
+    if text.trim().is_empty() {
+        return Err(Error::msg(format!(
+            "{}: idea document is empty",
+            args.path.display()
+        )));
+    }
+    let ws = open_for_write(ctx)?;
+    let dest = ws.ideas_inbox().join(&name);
+    match atomic::create_atomic(&dest, text.as_bytes()) {
+        Ok(()) => {}
+        Err(IoError::AlreadyExists { .. }) => {
+            return Err(Error::msg(format!(
+                "idea document already exists: {}",
+                dest.display()
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let rel = ws.rel(&dest);
+    EventLog::new(ws.events_path()).emit(
+        "idea_added",
+        json!({"source_name": name, "path": rel, "source": "cli"}),
+    )?;
+    let out = json!({"kind": "idea", "name": name, "path": rel});
+    ctx.emit(&out, || {
+        format!("added idea {name} at {rel} (it becomes a spec at the next tick)\n")
+    });
+    Ok(ExitCode::Ok)
+}
+
+#[derive(Serialize)]
+struct Listing {
+    queue_depth_execution: u64,
+    queue_depth_planning: u64,
+    active_execution: usize,
+    active_planning: usize,
+    items: Vec<ItemSummary>,
+}
+
+fn ls(ctx: &Ctx) -> Result<ExitCode> {
+    let ws = open_read_only(ctx)?;
+    let store = QueueStore::new(&ws);
+    let (exec, plan) = store.depths();
+    let listing = Listing {
+        queue_depth_execution: exec,
+        queue_depth_planning: plan,
+        active_execution: store.active_items(crate::model::Plane::Execution).len(),
+        active_planning: store.active_items(crate::model::Plane::Planning).len(),
+        items: store.list(),
+    };
+    ctx.emit(&listing, || {
+        let mut s = format!(
+            "execution: {} queued, {} active\nplanning: {} queued, {} active\n",
+            listing.queue_depth_execution,
+            listing.active_execution,
+            listing.queue_depth_planning,
+            listing.active_planning
+        );
+        let mut folder = String::new();
+        for item in &listing.items {
+            if item.folder != folder {
+                folder = item.folder.clone();
+                s.push_str(&format!("\n{folder}/\n"));
+            }
+            match (&item.title, &item.error) {
+                (Some(title), _) => s.push_str(&format!("  {}  {}\n", item.id, title)),
+                (None, Some(err)) => s.push_str(&format!("  {}  (invalid: {err})\n", item.id)),
+                _ => s.push_str(&format!("  {}\n", item.id)),
+            }
+        }
+        s
+    });
+    Ok(ExitCode::Ok)
+}
+
+fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
+    let ws = open_read_only(ctx)?;
+    let store = QueueStore::new(&ws);
+    let found = store.find(id);
+    if found.is_empty() {
+        return Err(Error::with(
+            format!("no work item with id {id}"),
+            Some("run `millrace queue ls` to see every id".into()),
+            ExitCode::Failed,
+        ));
+    }
+    let items: Vec<serde_json::Value> = found
+        .iter()
+        .map(|(summary, doc)| {
+            let text = std::fs::read_to_string(ws.root().join(&summary.path)).unwrap_or_default();
+            json!({
+                "item": summary,
+                "effective_root_spec_id": doc.as_ref().and_then(|d| d.effective_root_spec().map(str::to_string)),
+                "document": text,
+            })
+        })
+        .collect();
+    ctx.emit(&items, || {
+        let mut s = String::new();
+        for (summary, doc) in &found {
+            s.push_str(&format!(
+                "kind: {}\nid: {}\nfolder: {}\npath: {}\n",
+                summary.kind, summary.id, summary.folder, summary.path
+            ));
+            if let Some(title) = &summary.title {
+                s.push_str(&format!("title: {title}\n"));
+            }
+            s.push_str(&format!(
+                "root_spec_id: {}\nroot_idea_id: {}\n",
+                super::output::or_none(summary.root_spec_id.as_deref()),
+                super::output::or_none(summary.root_idea_id.as_deref())
+            ));
+            if let Some(doc) = doc {
+                s.push_str(&format!(
+                    "effective_root_spec_id: {}\n",
+                    super::output::or_none(doc.effective_root_spec())
+                ));
+            }
+            if !summary.depends_on.is_empty() {
+                s.push_str(&format!("depends_on: {}\n", summary.depends_on.join(", ")));
+            }
+            if let Some(err) = &summary.error {
+                s.push_str(&format!("error: {err}\n"));
+            }
+            s.push('\n');
+        }
+        s
+    });
+    Ok(ExitCode::Ok)
 }

@@ -8,3 +8,8 @@ pub type IdeaSpec = SpecDoc;
 pub fn normalize_idea(_stem: &str, _rel_path: &str, _text: &str, _now: jiff::Timestamp) -> IdeaSpec {
     todo!("documents helper")
 }
+
+/// Check an `add-idea` file name: `<id>.md`, a single relative name (spec 02 §12.2).
+pub fn validate_idea_name(_name: &str) -> Result<(), String> {
+    todo!("documents helper")
+}

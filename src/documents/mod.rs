@@ -12,7 +12,7 @@ mod render;
 mod schema;
 
 pub use datetime::DocTime;
-pub use idea::{normalize_idea, IdeaSpec};
+pub use idea::{normalize_idea, validate_idea_name, IdeaSpec};
 pub use schema::{IncidentDoc, Severity, SourceType, SpecDoc, StatusHint, TaskDoc};
 
 use crate::model::WorkItemKind;

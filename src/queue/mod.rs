@@ -1,1 +1,499 @@
-//! Placeholder; filled in by its issue.
+//! The queue store: the only code that moves work items between queue folders.
+//!
+//! Each transition (claim, complete, block, requeue, quarantine) is one no-replace rename
+//! through [`crate::workspace::atomic::move_file`], so an item is always in exactly one
+//! folder. Documents are parsed lazily and cached by (mtime, size), so a claim does not
+//! re-parse an unchanged folder.
+
+mod scan;
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::documents::{self, DocError, Document};
+use crate::model::{Plane, WorkItemKind};
+use crate::state::events::EventLog;
+use crate::workspace::atomic::{self, IoError};
+use crate::workspace::{Folder, Workspace};
+
+pub use scan::FileKey;
+
+/// A queue operation that could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("{kind} {id} already exists (in {folder})")]
+    Duplicate {
+        kind: WorkItemKind,
+        id: String,
+        folder: String,
+    },
+    #[error("{kind} {id} is not active")]
+    NotActive { kind: WorkItemKind, id: String },
+    #[error("{kind} {id} already exists at destination {}", path.display())]
+    AlreadyAtDestination {
+        kind: WorkItemKind,
+        id: String,
+        path: PathBuf,
+    },
+    #[error("requeue reason is required")]
+    EmptyReason,
+    #[error(transparent)]
+    Document(#[from] DocError),
+    #[error(transparent)]
+    Io(#[from] IoError),
+}
+
+/// A claimed item, already moved into its `active/` folder.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub kind: WorkItemKind,
+    pub id: String,
+    pub path: PathBuf,
+    pub document: Arc<Document>,
+}
+
+/// One row of `queue ls`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemSummary {
+    pub kind: WorkItemKind,
+    pub id: String,
+    pub folder: String,
+    pub title: Option<String>,
+    pub path: String,
+    pub root_spec_id: Option<String>,
+    pub root_idea_id: Option<String>,
+    pub depends_on: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// The queue store of one workspace.
+pub struct QueueStore {
+    ws: Workspace,
+    events: EventLog,
+    cache: RefCell<HashMap<PathBuf, (FileKey, Result<Arc<Document>, DocError>)>>,
+}
+
+/// A document found in a folder scan.
+pub(crate) struct Entry {
+    pub path: PathBuf,
+    pub stem: String,
+    pub parsed: Result<Arc<Document>, DocError>,
+}
+
+impl QueueStore {
+    pub fn new(ws: &Workspace) -> QueueStore {
+        QueueStore {
+            ws: ws.clone(),
+            events: EventLog::new(ws.events_path()),
+            cache: RefCell::new(HashMap::new()),
+        }
+    }
+
+    pub fn workspace(&self) -> &Workspace {
+        &self.ws
+    }
+
+    /// Folder name as shown to people, e.g. `tasks/queue`.
+    pub fn folder_label(&self, kind: WorkItemKind, folder: Folder) -> String {
+        self.ws
+            .rel(&self.ws.folder(kind, folder))
+            .trim_start_matches("millrace-agents/")
+            .to_string()
+    }
+
+    /// The folder of `kind` holding `<id>.md`, if any.
+    pub fn locate(&self, kind: WorkItemKind, id: &str) -> Option<(Folder, PathBuf)> {
+        Folder::ALL.into_iter().find_map(|folder| {
+            let path = self.ws.item_path(kind, folder, id);
+            path.is_file().then_some((folder, path))
+        })
+    }
+
+    /// Queue a document the runtime or an import built: canonical rendering, atomic create.
+    pub fn enqueue(&self, doc: &Document) -> Result<PathBuf, QueueError> {
+        doc.check_round_trip(&format!("{}.md", doc.id()))?;
+        self.enqueue_text(doc.kind(), doc.id(), &doc.render())
+    }
+
+    /// Queue Markdown text as given (already validated), keeping every byte the author wrote.
+    pub fn enqueue_text(
+        &self,
+        kind: WorkItemKind,
+        id: &str,
+        text: &str,
+    ) -> Result<PathBuf, QueueError> {
+        if let Some((folder, _)) = self.locate(kind, id) {
+            return Err(QueueError::Duplicate {
+                kind,
+                id: id.to_string(),
+                folder: self.folder_label(kind, folder),
+            });
+        }
+        let dest = self.ws.item_path(kind, Folder::Queue, id);
+        match atomic::create_atomic(&dest, text.as_bytes()) {
+            Ok(()) => Ok(dest),
+            Err(IoError::AlreadyExists { .. }) => Err(QueueError::Duplicate {
+                kind,
+                id: id.to_string(),
+                folder: self.folder_label(kind, Folder::Queue),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Number of `*.md` regular files in a folder.
+    pub fn count(&self, kind: WorkItemKind, folder: Folder) -> u64 {
+        scan::md_files(&self.ws.folder(kind, folder)).len() as u64
+    }
+
+    /// (execution, planning) queue depths.
+    pub fn depths(&self) -> (u64, u64) {
+        (
+            self.count(WorkItemKind::Task, Folder::Queue),
+            self.count(WorkItemKind::Spec, Folder::Queue)
+                + self.count(WorkItemKind::Incident, Folder::Queue),
+        )
+    }
+
+    /// Ids of the items in `active/` for a plane (kind, id).
+    pub fn active_items(&self, plane: Plane) -> Vec<(WorkItemKind, String)> {
+        let kinds: &[WorkItemKind] = match plane {
+            Plane::Execution => &[WorkItemKind::Task],
+            Plane::Planning => &[WorkItemKind::Spec, WorkItemKind::Incident],
+        };
+        let mut out = Vec::new();
+        for kind in kinds {
+            for path in scan::md_files(&self.ws.folder(*kind, Folder::Active)) {
+                out.push((*kind, scan::stem(&path)));
+            }
+        }
+        out
+    }
+
+    /// Parse a folder's documents (cached by mtime and size).
+    pub(crate) fn entries(&self, kind: WorkItemKind, folder: Folder) -> Vec<Entry> {
+        let dir = self.ws.folder(kind, folder);
+        let files = scan::md_files(&dir);
+        let mut cache = self.cache.borrow_mut();
+        let mut out = Vec::with_capacity(files.len());
+        for path in files {
+            let Some(key) = FileKey::of(&path) else {
+                continue;
+            };
+            let name = scan::file_name(&path);
+            let parsed = match cache.get(&path) {
+                Some((cached_key, parsed)) if *cached_key == key => parsed.clone(),
+                _ => {
+                    let parsed = match std::fs::read(&path) {
+                        Ok(bytes) => match String::from_utf8(bytes) {
+                            Ok(text) => documents::parse(kind, &name, &text).map(Arc::new),
+                            Err(e) => Err(DocError {
+                                file: name.clone(),
+                                line: None,
+                                message: format!(
+                                    "file is not valid UTF-8 (invalid byte at offset {})",
+                                    e.utf8_error().valid_up_to()
+                                ),
+                            }),
+                        },
+                        Err(_) => continue,
+                    };
+                    cache.insert(path.clone(), (key, parsed.clone()));
+                    parsed
+                }
+            };
+            out.push(Entry {
+                stem: scan::stem(&path),
+                path,
+                parsed,
+            });
+        }
+        cache.retain(|p, _| p.exists());
+        out
+    }
+
+    /// Move a bad file to `quarantine/` with a `.error.yaml` reason beside it, and log it.
+    pub fn quarantine(&self, path: &Path, error: &str, line: Option<usize>) -> Result<(), IoError> {
+        let qdir = self.ws.quarantine_dir();
+        atomic::create_dir_all(&qdir)?;
+        let name = scan::file_name(path);
+        let mut dest = qdir.join(&name);
+        let mut n = 1;
+        while dest.exists() || qdir.join(format!("{}.error.yaml", scan::file_name(&dest))).exists()
+        {
+            dest = qdir.join(format!("{name}.{n}"));
+            n += 1;
+        }
+        match atomic::move_file(path, &dest) {
+            Ok(()) => {}
+            Err(IoError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let reason = QuarantineReason {
+            source: self.ws.rel(path),
+            quarantined_as: self.ws.rel(&dest),
+            line,
+            error: error.to_string(),
+            quarantined_at: crate::time::now_string(),
+        };
+        let reason_path = qdir.join(format!("{}.error.yaml", scan::file_name(&dest)));
+        atomic::write_atomic(&reason_path, crate::yaml::to_string(&reason).as_bytes())?;
+        self.cache.borrow_mut().remove(path);
+        tracing::warn!(source = %reason.source, %error, "quarantined a bad file");
+        self.events.emit(
+            "work_item_quarantined",
+            json!({"source": reason.source, "destination": reason.quarantined_as, "error": error}),
+        )
+    }
+
+    /// Valid, correctly named candidates of a waiting folder; bad files are quarantined.
+    fn candidates(&self, kind: WorkItemKind) -> Result<Vec<Arc<Document>>, QueueError> {
+        let mut out = Vec::new();
+        for entry in self.entries(kind, Folder::Queue) {
+            match &entry.parsed {
+                Err(err) => self.quarantine(&entry.path, &err.to_string(), err.line)?,
+                Ok(doc) if doc.id() != entry.stem => {
+                    let field = match kind {
+                        WorkItemKind::Task => "task_id",
+                        WorkItemKind::Spec => "spec_id",
+                        WorkItemKind::Incident => "incident_id",
+                    };
+                    let msg = format!(
+                        "filename stem does not match {field}: expected {}, found {}",
+                        doc.id(),
+                        entry.stem
+                    );
+                    self.quarantine(&entry.path, &msg, None)?;
+                }
+                Ok(doc) => {
+                    let elsewhere = [Folder::Active, Folder::Done, Folder::Blocked]
+                        .into_iter()
+                        .find(|f| self.ws.item_path(kind, *f, doc.id()).exists());
+                    if let Some(folder) = elsewhere {
+                        let msg = format!(
+                            "{kind} {} already exists in {}; ids must be unique",
+                            doc.id(),
+                            self.folder_label(kind, folder)
+                        );
+                        self.quarantine(&entry.path, &msg, None)?;
+                    } else {
+                        out.push(doc.clone());
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| {
+            a.timestamp()
+                .cmp(b.timestamp())
+                .then_with(|| a.id().cmp(b.id()))
+        });
+        Ok(out)
+    }
+
+    fn try_claim(&self, doc: &Arc<Document>) -> Result<Option<Claimed>, QueueError> {
+        let kind = doc.kind();
+        crate::failpoint::hit("claim.before_move").map_err(|e| IoError::path("claim", "", e))?;
+        let from = self.ws.item_path(kind, Folder::Queue, doc.id());
+        let to = self.ws.item_path(kind, Folder::Active, doc.id());
+        match atomic::move_file(&from, &to) {
+            Ok(()) => {
+                crate::failpoint::hit("claim.after_move")
+                    .map_err(|e| IoError::path("claim", "", e))?;
+                Ok(Some(Claimed {
+                    kind,
+                    id: doc.id().to_string(),
+                    path: to,
+                    document: doc.clone(),
+                }))
+            }
+            Err(IoError::NotFound { .. }) => Ok(None),
+            Err(IoError::AlreadyExists { path }) => Err(QueueError::AlreadyAtDestination {
+                kind,
+                id: doc.id().to_string(),
+                path,
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Claim the next planning item: the oldest incident, else the oldest spec.
+    /// Returns `None` when a planning item is already active or nothing waits.
+    pub fn claim_planning(&self) -> Result<Option<Claimed>, QueueError> {
+        if !self.active_items(Plane::Planning).is_empty() {
+            return Ok(None);
+        }
+        for kind in [WorkItemKind::Incident, WorkItemKind::Spec] {
+            loop {
+                let candidates = self.candidates(kind)?;
+                let Some(first) = candidates.first() else {
+                    break;
+                };
+                if let Some(claimed) = self.try_claim(first)? {
+                    return Ok(Some(claimed));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Claim the oldest task whose dependencies are all done.
+    pub fn claim_execution(&self) -> Result<Option<Claimed>, QueueError> {
+        if !self.active_items(Plane::Execution).is_empty() {
+            return Ok(None);
+        }
+        loop {
+            let done: BTreeSet<String> =
+                scan::md_files(&self.ws.folder(WorkItemKind::Task, Folder::Done))
+                    .iter()
+                    .map(|p| scan::stem(p))
+                    .collect();
+            let candidates = self.candidates(WorkItemKind::Task)?;
+            let Some(next) = candidates
+                .iter()
+                .find(|d| d.depends_on().iter().all(|dep| done.contains(dep)))
+            else {
+                return Ok(None);
+            };
+            if let Some(claimed) = self.try_claim(next)? {
+                return Ok(Some(claimed));
+            }
+        }
+    }
+
+    fn transition(
+        &self,
+        kind: WorkItemKind,
+        id: &str,
+        from: Folder,
+        to: Folder,
+    ) -> Result<PathBuf, QueueError> {
+        let src = self.ws.item_path(kind, from, id);
+        let dest = self.ws.item_path(kind, to, id);
+        match atomic::move_file(&src, &dest) {
+            Ok(()) => Ok(dest),
+            Err(IoError::NotFound { .. }) => Err(QueueError::NotActive {
+                kind,
+                id: id.to_string(),
+            }),
+            Err(IoError::AlreadyExists { path }) => Err(QueueError::AlreadyAtDestination {
+                kind,
+                id: id.to_string(),
+                path,
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `active/` → `done/` (`resolved/` for incidents).
+    pub fn complete(&self, kind: WorkItemKind, id: &str) -> Result<PathBuf, QueueError> {
+        self.transition(kind, id, Folder::Active, Folder::Done)
+    }
+
+    /// `active/` → `blocked/`.
+    pub fn block(&self, kind: WorkItemKind, id: &str) -> Result<PathBuf, QueueError> {
+        self.transition(kind, id, Folder::Active, Folder::Blocked)
+    }
+
+    /// `active/` → the waiting folder, with the reason appended to `<id>.requeue.jsonl`.
+    pub fn requeue(&self, kind: WorkItemKind, id: &str, reason: &str) -> Result<PathBuf, QueueError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(QueueError::EmptyReason);
+        }
+        let dest = self.transition(kind, id, Folder::Active, Folder::Queue)?;
+        let log = self
+            .ws
+            .folder(kind, Folder::Queue)
+            .join(format!("{id}.requeue.jsonl"));
+        let line = json!({"at": crate::time::now_string(), "kind": kind, "reason": reason});
+        atomic::append_line(&log, &line.to_string())?;
+        Ok(dest)
+    }
+
+    /// Every item in every folder, for `queue ls` (unparseable files shown with their error).
+    pub fn list(&self) -> Vec<ItemSummary> {
+        let mut out = Vec::new();
+        for kind in WorkItemKind::ALL {
+            for folder in Folder::ALL {
+                for entry in self.entries(kind, folder) {
+                    out.push(self.summary(kind, folder, &entry));
+                }
+            }
+        }
+        out
+    }
+
+    fn summary(&self, kind: WorkItemKind, folder: Folder, entry: &Entry) -> ItemSummary {
+        let (title, root_spec_id, root_idea_id, depends_on, error) = match &entry.parsed {
+            Ok(doc) => (
+                Some(doc.title().to_string()),
+                doc.root_spec_id().map(str::to_string),
+                doc.root_idea_id().map(str::to_string),
+                doc.depends_on().to_vec(),
+                None,
+            ),
+            Err(e) => (None, None, None, Vec::new(), Some(e.to_string())),
+        };
+        ItemSummary {
+            kind,
+            id: entry.stem.clone(),
+            folder: self.folder_label(kind, folder),
+            title,
+            path: self.ws.rel(&entry.path),
+            root_spec_id,
+            root_idea_id,
+            depends_on,
+            error,
+        }
+    }
+
+    /// Find an item by id in any folder of any kind.
+    pub fn find(&self, id: &str) -> Vec<(ItemSummary, Option<Arc<Document>>)> {
+        let mut out = Vec::new();
+        for kind in WorkItemKind::ALL {
+            if let Some((folder, _)) = self.locate(kind, id) {
+                for entry in self.entries(kind, folder) {
+                    if entry.stem == id {
+                        let doc = entry.parsed.as_ref().ok().cloned();
+                        out.push((self.summary(kind, folder, &entry), doc));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Open lineage work for root spec `root`: valid items in waiting, active or blocked
+    /// folders whose effective root spec is `root` (spec 03 §6).
+    pub fn open_lineage_work(&self, root: &str) -> Vec<(WorkItemKind, String, Folder)> {
+        let mut out = Vec::new();
+        for kind in WorkItemKind::ALL {
+            for folder in [Folder::Queue, Folder::Active, Folder::Blocked] {
+                for entry in self.entries(kind, folder) {
+                    if let Ok(doc) = &entry.parsed {
+                        if doc.effective_root_spec() == Some(root)
+                            && !out.iter().any(|(k, i, _)| *k == kind && *i == entry.stem)
+                        {
+                            out.push((kind, entry.stem.clone(), folder));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[derive(Serialize)]
+struct QuarantineReason {
+    source: String,
+    quarantined_as: String,
+    line: Option<usize>,
+    error: String,
+    quarantined_at: String,
+}
