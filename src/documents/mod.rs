@@ -8,6 +8,7 @@ mod datetime;
 mod grammar;
 mod idea;
 mod json;
+pub use json::to_json;
 mod render;
 mod schema;
 

@@ -42,3 +42,28 @@ pub fn save_yaml<T: Serialize>(path: &Path, value: &T) -> Result<bool, StateErro
     atomic::write_atomic(path, text.as_bytes())?;
     Ok(true)
 }
+
+/// Reset the snapshot to idle (spec 03 §7.3) and write `### IDLE` to both status files.
+pub fn reset_idle(
+    ws: &crate::workspace::Workspace,
+    snapshot: &mut snapshot::Snapshot,
+    depths: (u64, u64),
+    process_running: bool,
+    clear_flags: bool,
+) -> Result<(), StateError> {
+    snapshot.clear_active();
+    snapshot.process_running = process_running;
+    if clear_flags {
+        snapshot.paused = false;
+        snapshot.stop_requested = false;
+    }
+    snapshot.execution_status_marker = markers::IDLE.into();
+    snapshot.planning_status_marker = markers::IDLE.into();
+    snapshot.queue_depth_execution = depths.0;
+    snapshot.queue_depth_planning = depths.1;
+    snapshot.save(&ws.snapshot_path())?;
+    for plane in crate::model::Plane::ALL {
+        markers::write(&ws.status_path(plane), plane, markers::IDLE)?;
+    }
+    Ok(())
+}

@@ -1,1 +1,258 @@
-//! Placeholder; filled in by its issue.
+//! Waking the daemon: file events, signals and stage completion on one channel.
+//!
+//! File events are only hints (they can be lost or overflow): every wake makes the engine
+//! rescan its folders, so the folders stay the source of truth. When inotify cannot be used
+//! the daemon polls at `watchers.poll_interval_ms` instead, and says how to fix the limit.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use notify::{Event, RecursiveMode, Watcher};
+
+use crate::config::Config;
+use crate::state::snapshot::WatcherMode;
+use crate::workspace::Workspace;
+
+/// Why the daemon woke up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wake {
+    /// Something changed in a watched folder.
+    Files,
+    /// The config file changed.
+    Config,
+    /// SIGINT or SIGTERM.
+    Signal(&'static str),
+    /// The stage running on the worker thread finished.
+    StageDone,
+}
+
+/// The daemon's single wait point.
+pub struct Waker {
+    tx: Sender<Wake>,
+    rx: Receiver<Wake>,
+    watcher: Option<notify::RecommendedWatcher>,
+    mode: WatcherMode,
+    poll_interval: Duration,
+    /// Why the watcher fell back to polling, to show the operator.
+    pub fallback_reason: Option<String>,
+}
+
+fn watched_dirs(ws: &Workspace) -> Vec<PathBuf> {
+    use crate::model::WorkItemKind::*;
+    use crate::workspace::Folder;
+    vec![
+        ws.ideas_inbox(),
+        ws.folder(Task, Folder::Queue),
+        ws.folder(Spec, Folder::Queue),
+        ws.folder(Incident, Folder::Queue),
+        ws.mailbox_dir("incoming"),
+        ws.rt().to_path_buf(),
+    ]
+}
+
+fn relevant(event: &Event, config_path: &Path, rt: &Path) -> Option<Wake> {
+    if matches!(event.kind, notify::EventKind::Access(_)) {
+        return None;
+    }
+    let mut wake = None;
+    for path in &event.paths {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        if name.starts_with('.') {
+            continue;
+        }
+        if path == config_path {
+            return Some(Wake::Config);
+        }
+        if path.parent() == Some(rt) {
+            continue;
+        }
+        wake = Some(Wake::Files);
+    }
+    if event.need_rescan() {
+        return Some(Wake::Files);
+    }
+    wake
+}
+
+fn inotify_help(err: &notify::Error) -> String {
+    let base = format!("file events unavailable ({err}); polling instead");
+    match &err.kind {
+        notify::ErrorKind::MaxFilesWatch => format!(
+            "{base}. Raise the inotify watch limit, e.g. `sudo sysctl fs.inotify.max_user_watches=524288`"
+        ),
+        notify::ErrorKind::Io(io) if io.raw_os_error() == Some(24) || io.raw_os_error() == Some(28) => format!(
+            "{base}. Raise the inotify limits, e.g. `sudo sysctl fs.inotify.max_user_instances=1024 fs.inotify.max_user_watches=524288`"
+        ),
+        _ => base,
+    }
+}
+
+impl Waker {
+    /// Set up file events (or polling) for a workspace.
+    pub fn new(ws: &Workspace, config: &Config, force_poll: bool) -> Waker {
+        let (tx, rx) = channel();
+        let poll_interval = Duration::from_millis(config.watchers.poll_interval_ms.max(10));
+        let mut waker = Waker {
+            tx,
+            rx,
+            watcher: None,
+            mode: WatcherMode::Off,
+            poll_interval,
+            fallback_reason: None,
+        };
+        if !config.watchers.enabled {
+            return waker;
+        }
+        if force_poll || config.watchers.poll {
+            waker.mode = WatcherMode::Poll;
+            return waker;
+        }
+        match waker.start_notify(ws) {
+            Ok(watcher) => {
+                waker.watcher = Some(watcher);
+                waker.mode = WatcherMode::Watch;
+            }
+            Err(err) => {
+                let reason = inotify_help(&err);
+                tracing::warn!("{reason}");
+                waker.fallback_reason = Some(reason);
+                waker.mode = WatcherMode::Poll;
+            }
+        }
+        waker
+    }
+
+    fn start_notify(&self, ws: &Workspace) -> notify::Result<notify::RecommendedWatcher> {
+        let tx = self.tx.clone();
+        let config_path = ws.config_path();
+        let rt = ws.rt().to_path_buf();
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<Event>| {
+            match res {
+                Ok(event) => {
+                    if let Some(wake) = relevant(&event, &config_path, &rt) {
+                        let _ = tx.send(wake);
+                    }
+                }
+                Err(_) => {
+                    let _ = tx.send(Wake::Files);
+                }
+            }
+        })?;
+        for dir in watched_dirs(ws) {
+            if dir.is_dir() {
+                watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+            }
+        }
+        Ok(watcher)
+    }
+
+    /// The mode to record in the snapshot.
+    pub fn mode(&self) -> WatcherMode {
+        self.mode
+    }
+
+    /// A sender for other wake sources (signals, the stage worker).
+    pub fn sender(&self) -> Sender<Wake> {
+        self.tx.clone()
+    }
+
+    /// Wait for the next wake, at most `timeout` (shortened to the poll interval when
+    /// polling). Returns `None` on timeout. Wakes that arrived together are merged, with
+    /// signals and stage completion taking precedence over file events.
+    pub fn wait(&self, timeout: Duration) -> Option<Wake> {
+        let timeout = match self.mode {
+            WatcherMode::Poll => timeout.min(self.poll_interval),
+            _ => timeout,
+        };
+        let first = match self.rx.recv_timeout(timeout) {
+            Ok(w) => w,
+            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => return None,
+        };
+        Some(self.merge(first))
+    }
+
+    /// Take whatever is already queued without blocking.
+    pub fn try_take(&self) -> Option<Wake> {
+        self.rx.try_recv().ok().map(|w| self.merge(w))
+    }
+
+    fn merge(&self, mut best: Wake) -> Wake {
+        let rank = |w: &Wake| match w {
+            Wake::Signal(_) => 3,
+            Wake::StageDone => 2,
+            Wake::Config => 1,
+            Wake::Files => 0,
+        };
+        let until = Instant::now() + Duration::from_millis(2);
+        while Instant::now() < until {
+            match self.rx.try_recv() {
+                Ok(w) if rank(&w) > rank(&best) => best = w,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        best
+    }
+}
+
+/// Forward SIGINT and SIGTERM to the waker (a small tokio runtime on its own thread).
+pub fn forward_signals(tx: Sender<Wake>) {
+    std::thread::Builder::new()
+        .name("millrace-signals".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                let (Ok(mut int), Ok(mut term)) =
+                    (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+                else {
+                    return;
+                };
+                loop {
+                    let name = tokio::select! {
+                        _ = int.recv() => "SIGINT",
+                        _ = term.recv() => "SIGTERM",
+                    };
+                    if tx.send(Wake::Signal(name)).is_err() {
+                        return;
+                    }
+                }
+            });
+        })
+        .ok();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_renamed_in_file_wakes_the_waker() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::open_or_init(dir.path()).unwrap();
+        let waker = Waker::new(&ws, &Config::default(), false);
+        assert_eq!(waker.mode(), WatcherMode::Watch);
+        let tmp = ws.ideas_tmp().join("x.md");
+        std::fs::write(&tmp, "# x\n").unwrap();
+        std::fs::rename(&tmp, ws.ideas_inbox().join("x.md")).unwrap();
+        assert_eq!(waker.wait(Duration::from_secs(5)), Some(Wake::Files));
+    }
+
+    #[test]
+    fn hidden_temp_files_do_not_wake() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::open_or_init(dir.path()).unwrap();
+        let waker = Waker::new(&ws, &Config::default(), false);
+        std::fs::write(ws.ideas_inbox().join(".x.md.tmp-abc"), "x").unwrap();
+        assert_eq!(waker.wait(Duration::from_millis(200)), None);
+    }
+}

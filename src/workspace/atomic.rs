@@ -198,6 +198,22 @@ pub fn append_line(path: &Path, line: &str) -> Result<(), IoError> {
     Ok(())
 }
 
+/// Rewrite a file in place through an already open handle, then fsync.
+///
+/// Only for the daemon lock file: its kernel lock lives on the open inode, so it cannot be
+/// replaced by rename. Readers tolerate a half-written lock (it reads as "held, unknown owner").
+pub fn rewrite_in_place(file: &mut File, path: &Path, contents: &[u8]) -> Result<(), IoError> {
+    use std::io::{Seek, SeekFrom};
+    failpoint::hit_io("write", path)?;
+    file.set_len(0)
+        .map_err(|e| IoError::path("truncate", path, e))?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| IoError::path("seek", path, e))?;
+    file.write_all(contents)
+        .map_err(|e| IoError::path("write", path, e))?;
+    fsync_file(file, path)
+}
+
 /// Create a directory and its parents (a no-op when it exists).
 pub fn create_dir_all(path: &Path) -> Result<(), IoError> {
     fs::create_dir_all(path).map_err(|e| IoError::path("create directory", path, e))

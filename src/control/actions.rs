@@ -1,0 +1,330 @@
+//! The control actions, one implementation each, applied directly or by the daemon.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::mailbox::{Command, Envelope};
+use crate::documents::{self, Document};
+use crate::error::{Error, Result};
+use crate::model::{Plane, WorkItemKind};
+use crate::queue::QueueStore;
+use crate::state::counters::Counters;
+use crate::state::events::EventLog;
+use crate::state::snapshot::Snapshot;
+use crate::workspace::atomic::{self, IoError};
+use crate::workspace::Workspace;
+
+pub const DEFAULT_RETRY_REASON: &str = "operator requested retry";
+pub const DEFAULT_PLANNING_RETRY_REASON: &str = "operator requested planning retry";
+pub const DEFAULT_CLEAR_REASON: &str = "operator requested stale-state clear";
+
+/// A control action with its arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Pause,
+    Resume,
+    Stop,
+    RetryActive {
+        reason: String,
+        scope: Option<Plane>,
+    },
+    ClearStaleState {
+        reason: String,
+    },
+    ReloadConfig,
+    AddTask(Box<Document>),
+    AddSpec(Box<Document>),
+    AddIdea {
+        name: String,
+        markdown: String,
+    },
+}
+
+/// Who applies the action: the CLI on an unowned workspace, or the owning daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Direct,
+    Daemon,
+}
+
+/// What an action did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub action: &'static str,
+    pub applied: bool,
+    pub detail: String,
+    pub artifact_path: Option<String>,
+}
+
+fn non_blank(reason: Option<String>, default: &str) -> String {
+    reason
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn document_from(payload: Option<&Value>, kind: WorkItemKind) -> Result<Document, String> {
+    let payload = payload.ok_or("payload.document is required")?;
+    let obj = payload.as_object().ok_or("payload must be a mapping")?;
+    if obj.keys().any(|k| k != "document") {
+        return Err("payload accepts only `document`".into());
+    }
+    let doc = obj.get("document").ok_or("payload.document is required")?;
+    documents::parse_json(kind, "payload.document", &doc.to_string()).map_err(|e| e.to_string())
+}
+
+impl Action {
+    /// The mailbox command name.
+    pub fn name(&self) -> &'static str {
+        self.command().as_str()
+    }
+
+    pub fn command(&self) -> Command {
+        match self {
+            Action::Pause => Command::Pause,
+            Action::Resume => Command::Resume,
+            Action::Stop => Command::Stop,
+            Action::RetryActive { .. } => Command::RetryActive,
+            Action::ClearStaleState { .. } => Command::ClearStaleState,
+            Action::ReloadConfig => Command::ReloadConfig,
+            Action::AddTask(_) => Command::AddTask,
+            Action::AddSpec(_) => Command::AddSpec,
+            Action::AddIdea { .. } => Command::AddIdea,
+        }
+    }
+
+    /// Read an action out of an envelope, validating its payload.
+    pub fn from_envelope(env: &Envelope) -> Result<Action, String> {
+        Ok(match env.command {
+            Command::Pause => Action::Pause,
+            Command::Resume => Action::Resume,
+            Command::Stop => Action::Stop,
+            Command::ReloadConfig => Action::ReloadConfig,
+            Command::RetryActive => {
+                let scope = match env.payload_str("scope")? {
+                    None => None,
+                    Some(s) => Some(
+                        s.parse::<Plane>()
+                            .map_err(|_| format!("Unsupported retry_active scope: {s}"))?,
+                    ),
+                };
+                let default = if scope == Some(Plane::Planning) {
+                    DEFAULT_PLANNING_RETRY_REASON
+                } else {
+                    DEFAULT_RETRY_REASON
+                };
+                Action::RetryActive {
+                    reason: non_blank(env.payload_str("reason")?, default),
+                    scope,
+                }
+            }
+            Command::ClearStaleState => Action::ClearStaleState {
+                reason: non_blank(env.payload_str("reason")?, DEFAULT_CLEAR_REASON),
+            },
+            Command::AddTask => Action::AddTask(Box::new(document_from(
+                env.payload.as_ref(),
+                WorkItemKind::Task,
+            )?)),
+            Command::AddSpec => Action::AddSpec(Box::new(document_from(
+                env.payload.as_ref(),
+                WorkItemKind::Spec,
+            )?)),
+            Command::AddIdea => {
+                let name = env
+                    .payload_str("source_name")?
+                    .ok_or("add_idea needs payload.source_name")?;
+                let markdown = env
+                    .payload_str("markdown")?
+                    .ok_or("add_idea needs payload.markdown")?;
+                documents::validate_idea_name(&name)?;
+                if markdown.trim().is_empty() {
+                    return Err("add_idea markdown must not be empty".into());
+                }
+                Action::AddIdea { name, markdown }
+            }
+        })
+    }
+
+    /// The envelope that asks a daemon to apply this action.
+    pub fn to_envelope(&self) -> Envelope {
+        let payload = match self {
+            Action::RetryActive { reason, scope } => match scope {
+                Some(scope) => json!({"reason": reason, "scope": scope}),
+                None => json!({"reason": reason}),
+            },
+            Action::ClearStaleState { reason } => json!({"reason": reason}),
+            Action::AddIdea { name, markdown } => {
+                json!({"source_name": name, "markdown": markdown})
+            }
+            Action::AddTask(doc) | Action::AddSpec(doc) => {
+                json!({"document": documents::to_json(doc)})
+            }
+            _ => json!({}),
+        };
+        Envelope::new(self.command(), payload)
+    }
+}
+
+/// The state an action mutates.
+pub struct Target<'a> {
+    pub ws: &'a Workspace,
+    pub snapshot: &'a mut Snapshot,
+    pub counters: &'a mut Counters,
+    pub queue: &'a QueueStore,
+    pub events: &'a EventLog,
+}
+
+fn outcome(action: &Action, applied: bool, detail: impl Into<String>) -> Outcome {
+    Outcome {
+        action: action.name(),
+        applied,
+        detail: detail.into(),
+        artifact_path: None,
+    }
+}
+
+/// Apply an action to the workspace. `ReloadConfig` is only meaningful to a daemon, which
+/// handles it itself; applied directly it reports that nothing was done.
+pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
+    let daemon = mode == Mode::Daemon;
+    match action {
+        Action::Pause => {
+            let applied = !t.snapshot.paused;
+            t.snapshot.paused = true;
+            t.snapshot.save(&t.ws.snapshot_path())?;
+            Ok(outcome(action, applied, "runtime paused"))
+        }
+        Action::Resume => {
+            let applied = t.snapshot.paused;
+            t.snapshot.paused = false;
+            t.snapshot.save(&t.ws.snapshot_path())?;
+            Ok(outcome(action, applied, "runtime resumed"))
+        }
+        Action::Stop => {
+            if daemon {
+                t.snapshot.stop_requested = true;
+                t.snapshot.save(&t.ws.snapshot_path())?;
+                return Ok(outcome(action, true, "stop requested"));
+            }
+            let applied = t.snapshot.process_running || t.snapshot.paused || t.snapshot.stop_requested;
+            t.snapshot.process_running = false;
+            t.snapshot.paused = false;
+            t.snapshot.stop_requested = false;
+            t.snapshot.save(&t.ws.snapshot_path())?;
+            let detail = if applied {
+                "runtime stopped; the next start resumes any active item at its recorded stage"
+            } else {
+                "runtime was not running"
+            };
+            Ok(outcome(action, applied, detail))
+        }
+        Action::RetryActive { reason, scope } => {
+            let (Some(kind), Some(id)) = (
+                t.snapshot.active_work_item_kind,
+                t.snapshot.active_work_item_id.clone(),
+            ) else {
+                return Ok(outcome(action, false, "no active work item to retry"));
+            };
+            if let Some(scope) = scope {
+                if t.snapshot.active_plane != Some(*scope) {
+                    let plane = t
+                        .snapshot
+                        .active_plane
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "none".into());
+                    t.events.emit(
+                        "retry_active_skipped",
+                        json!({"requested_scope": scope, "active_plane": plane,
+                               "work_item_kind": kind, "work_item_id": id}),
+                    )?;
+                    return Ok(outcome(
+                        action,
+                        false,
+                        format!("{scope} retry requires active {scope} work; current active plane is {plane}"),
+                    ));
+                }
+            }
+            if let Err(e) = t.queue.requeue(kind, &id, reason) {
+                return Ok(outcome(action, false, e.to_string()));
+            }
+            t.counters.reset_item(kind, &id);
+            t.counters.save(&t.ws.counters_path())?;
+            let depths = t.queue.depths();
+            let running = t.snapshot.process_running && daemon;
+            crate::state::reset_idle(t.ws, t.snapshot, depths, running, false)?;
+            t.events.emit(
+                "work_item_requeued",
+                json!({"kind": kind, "id": id, "reason": reason}),
+            )?;
+            Ok(outcome(action, true, format!("active {kind} {id} requeued")))
+        }
+        Action::ClearStaleState { reason } => {
+            let mut requeued = 0;
+            for kind in WorkItemKind::ALL {
+                for (k, id) in t.queue.active_items(kind.plane()) {
+                    if k == kind && t.queue.requeue(kind, &id, reason).is_ok() {
+                        requeued += 1;
+                        t.events.emit(
+                            "work_item_requeued",
+                            json!({"kind": kind, "id": id, "reason": reason}),
+                        )?;
+                    }
+                }
+            }
+            let applied = requeued > 0
+                || !t.counters.entries.is_empty()
+                || t.snapshot.active_stage.is_some()
+                || t.snapshot.paused
+                || t.snapshot.stop_requested;
+            t.counters.clear();
+            t.counters.save(&t.ws.counters_path())?;
+            let depths = t.queue.depths();
+            crate::state::reset_idle(t.ws, t.snapshot, depths, daemon, true)?;
+            Ok(outcome(
+                action,
+                applied,
+                format!("cleared stale runtime state; requeued={requeued}"),
+            ))
+        }
+        Action::ReloadConfig => Ok(outcome(
+            action,
+            false,
+            "no daemon running; the next start reads the config",
+        )),
+        Action::AddTask(doc) | Action::AddSpec(doc) => {
+            let path = t.queue.enqueue(doc)?;
+            let rel = t.ws.rel(&path);
+            let (event, key) = match doc.kind() {
+                WorkItemKind::Task => ("mailbox_add_task_applied", "task_id"),
+                _ => ("mailbox_add_spec_applied", "spec_id"),
+            };
+            t.events.emit(event, json!({key: doc.id(), "path": rel}))?;
+            let depths_now = t.queue.depths();
+            t.snapshot.queue_depth_execution = depths_now.0;
+            t.snapshot.queue_depth_planning = depths_now.1;
+            t.snapshot.save(&t.ws.snapshot_path())?;
+            let mut out = outcome(action, true, format!("{} {} queued", doc.kind(), doc.id()));
+            out.artifact_path = Some(rel);
+            Ok(out)
+        }
+        Action::AddIdea { name, markdown } => {
+            let dest = t.ws.ideas_inbox().join(name);
+            match atomic::create_atomic(&dest, markdown.as_bytes()) {
+                Ok(()) => {}
+                Err(IoError::AlreadyExists { .. }) => {
+                    return Err(Error::msg(format!(
+                        "idea document already exists: {}",
+                        dest.display()
+                    )))
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let rel = t.ws.rel(&dest);
+            t.events
+                .emit("mailbox_add_idea_applied", json!({"source_name": name, "path": rel}))?;
+            let mut out = outcome(action, true, format!("idea {name} staged"));
+            out.artifact_path = Some(rel);
+            Ok(out)
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! `state/runtime_daemon.lock.yaml`: a kernel lock (`flock`) with the owner's metadata inside.
+//!
+//! The lock is free as soon as its owner dies, even by SIGKILL, so a crashed daemon never
+//! blocks the next start. The file is never deleted to release the lock.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::workspace::atomic::{self, IoError};
+use crate::workspace::Workspace;
+
+/// Metadata written into the lock file by its owner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub workspace_root: String,
+    pub owner_pid: u32,
+    pub owner_hostname: String,
+    pub owner_session_id: String,
+    pub acquired_at: String,
+    pub version: String,
+    pub mode: String,
+}
+
+/// What a look at the lock file finds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LockState {
+    /// No lock file.
+    Absent,
+    /// A file whose owner is gone (kernel lock free); `info` is the last owner, if readable.
+    Free(Option<LockInfo>),
+    /// A live owner holds it; `info` may be unreadable while the owner is writing it.
+    Held(Option<LockInfo>),
+}
+
+/// Another live process owns the workspace.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("workspace is owned by pid {pid} on {host} since {since}")]
+    Held {
+        pid: String,
+        host: String,
+        since: String,
+    },
+    #[error(transparent)]
+    Io(#[from] IoError),
+}
+
+/// A held lock; dropping it (or the process dying) releases the kernel lock.
+#[derive(Debug)]
+pub struct DaemonLock {
+    _file: File,
+    pub info: LockInfo,
+    /// The previous owner's metadata when this start took over from a dead daemon.
+    pub previous: Option<LockInfo>,
+}
+
+fn read_info(path: &Path) -> Option<LockInfo> {
+    let text = std::fs::read_to_string(path).ok()?;
+    crate::yaml::from_str(path, &text).ok()
+}
+
+fn hostname() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_str()
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or("unknown-host")
+        .to_string()
+}
+
+/// Inspect without taking the lock (the probe releases at once).
+pub fn inspect(ws: &Workspace) -> Result<LockState, IoError> {
+    let path = ws.lock_path();
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LockState::Absent),
+        Err(e) => return Err(IoError::path("open", &path, e)),
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(LockState::Free(read_info(&path))),
+        Err(TryLockError::WouldBlock) => Ok(LockState::Held(read_info(&path))),
+        Err(TryLockError::Error(e)) => Err(IoError::path("lock", &path, e)),
+    }
+}
+
+/// Whether a live daemon owns the workspace.
+pub fn daemon_running(ws: &Workspace) -> bool {
+    matches!(inspect(ws), Ok(LockState::Held(_)))
+}
+
+/// Take the workspace lock, or fail at once naming the owner.
+pub fn acquire(ws: &Workspace, mode: &str) -> Result<DaemonLock, LockError> {
+    let path = ws.lock_path();
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(&path)
+        .map_err(|e| IoError::path("open", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let info = read_info(&path);
+            return Err(LockError::Held {
+                pid: info
+                    .as_ref()
+                    .map(|i| i.owner_pid.to_string())
+                    .unwrap_or_else(|| "?".into()),
+                host: info
+                    .as_ref()
+                    .map(|i| i.owner_hostname.clone())
+                    .unwrap_or_else(|| "unknown-host".into()),
+                since: info
+                    .map(|i| i.acquired_at)
+                    .unwrap_or_else(|| "an unknown time".into()),
+            });
+        }
+        Err(TryLockError::Error(e)) => return Err(IoError::path("lock", &path, e).into()),
+    }
+    let previous = read_info(&path);
+    let info = LockInfo {
+        workspace_root: ws.root().display().to_string(),
+        owner_pid: std::process::id(),
+        owner_hostname: hostname(),
+        owner_session_id: crate::time::hex32(),
+        acquired_at: crate::time::now_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        mode: mode.to_string(),
+    };
+    atomic::rewrite_in_place(&mut file, &path, crate::yaml::to_string(&info).as_bytes())?;
+    Ok(DaemonLock {
+        _file: file,
+        info,
+        previous,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_acquire_fails_and_names_the_owner_then_succeeds_after_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::open_or_init(dir.path()).unwrap();
+        let first = acquire(&ws, "daemon").unwrap();
+        assert!(matches!(inspect(&ws).unwrap(), LockState::Held(Some(_))));
+        let err = acquire(&ws, "daemon").unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(first);
+        assert!(matches!(inspect(&ws).unwrap(), LockState::Free(Some(_))));
+        let second = acquire(&ws, "daemon").unwrap();
+        assert!(second.previous.is_some());
+    }
+}
