@@ -10,9 +10,12 @@ mod idea;
 mod json;
 mod render;
 mod schema;
+#[cfg(test)]
+mod tests;
+mod validate;
 
 pub use datetime::DocTime;
-pub use idea::{normalize_idea, IdeaSpec};
+pub use idea::{check_idea_submission, idea_spec_id, normalize_idea, IdeaSpec};
 pub use schema::{IncidentDoc, Severity, SourceType, SpecDoc, StatusHint, TaskDoc};
 
 use crate::model::WorkItemKind;
