@@ -26,7 +26,8 @@ impl DocTime {
         if let Some(time) = parse_unix_number(text) {
             return time;
         }
-        parse_calendar(text.as_bytes()).map_err(|reason| format!("invalid datetime `{text}`: {reason}"))
+        parse_calendar(text.as_bytes())
+            .map_err(|reason| format!("invalid datetime `{text}`: {reason}"))
     }
 
     /// The canonical rendering.
@@ -137,7 +138,8 @@ fn parse_unix_number(text: &str) -> Option<Result<DocTime, String>> {
     } else {
         (MICROS_PER_SECOND, 6)
     };
-    let mut magnitude = whole_value * scale + fraction_micros(fraction.unwrap_or(""), fraction_digits);
+    let mut magnitude =
+        whole_value * scale + fraction_micros(fraction.unwrap_or(""), fraction_digits);
     if negative {
         magnitude = -magnitude;
     }
@@ -200,7 +202,11 @@ fn parse_calendar(bytes: &[u8]) -> Result<DocTime, &'static str> {
         cursor += 3;
         if bytes.get(cursor) == Some(&b'.') {
             let start = cursor + 1;
-            let end = start + bytes[start..].iter().take_while(|b| b.is_ascii_digit()).count();
+            let end = start
+                + bytes[start..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_digit())
+                    .count();
             if end == start {
                 return Err("expected digits after the decimal point");
             }
@@ -257,9 +263,9 @@ fn parse_zone(zone: &[u8]) -> Result<Option<i32>, &'static str> {
 /// `count` ASCII digits at `start`, as a number.
 fn digits(bytes: &[u8], start: usize, count: usize) -> Option<i128> {
     let slice = bytes.get(start..start + count)?;
-    slice
-        .iter()
-        .try_fold(0, |acc, b| b.is_ascii_digit().then(|| acc * 10 + i128::from(b - b'0')))
+    slice.iter().try_fold(0, |acc, b| {
+        b.is_ascii_digit().then(|| acc * 10 + i128::from(b - b'0'))
+    })
 }
 
 fn after(bytes: &[u8], at: usize, expected: u8) -> Option<()> {
@@ -332,7 +338,10 @@ mod tests {
             ("2026-02-09T16:45:00-0530", "2026-02-09T16:45:00-05:30"),
             ("2026-02-10T11:02:17.25Z", "2026-02-10T11:02:17.250000Z"),
             ("2026-02-10T11:02:17.250000Z", "2026-02-10T11:02:17.250000Z"),
-            ("2026-02-10T11:02:17.1234567891Z", "2026-02-10T11:02:17.123456Z"),
+            (
+                "2026-02-10T11:02:17.1234567891Z",
+                "2026-02-10T11:02:17.123456Z",
+            ),
             ("2026-02-10T11:02:17.000Z", "2026-02-10T11:02:17Z"),
             ("2026-02-10T11:02:17.5", "2026-02-10T11:02:17.500000"),
             ("2026-02-10", "2026-02-10T00:00:00"),
@@ -403,10 +412,16 @@ mod tests {
         let later = DocTime::parse("2026-02-10T10:30:00+00:30").unwrap();
         assert_eq!(naive.micros, utc.micros);
         assert_ne!(naive, utc);
-        assert!(naive < utc, "ties break on offset, consistently with equality");
+        assert!(
+            naive < utc,
+            "ties break on offset, consistently with equality"
+        );
         assert!(utc < later);
         assert_eq!(naive.render(), "2026-02-10T09:30:00");
-        assert_eq!(naive.timestamp().unwrap().to_string(), "2026-02-10T09:30:00Z");
+        assert_eq!(
+            naive.timestamp().unwrap().to_string(),
+            "2026-02-10T09:30:00Z"
+        );
     }
 
     #[test]

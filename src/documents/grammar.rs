@@ -23,7 +23,15 @@ pub(super) fn py_trim(text: &str) -> &str {
 pub(super) fn is_line_break(c: char) -> bool {
     matches!(
         c,
-        '\n' | '\r' | '\u{0b}' | '\u{0c}' | '\u{1c}' | '\u{1d}' | '\u{1e}' | '\u{85}' | '\u{2028}' | '\u{2029}'
+        '\n' | '\r'
+            | '\u{0b}'
+            | '\u{0c}'
+            | '\u{1c}'
+            | '\u{1d}'
+            | '\u{1e}'
+            | '\u{85}'
+            | '\u{2028}'
+            | '\u{2029}'
     )
 }
 
@@ -134,10 +142,7 @@ pub(super) fn parse(kind: WorkItemKind, name: &str, text: &str) -> Result<Docume
             continue;
         };
         if entries.iter().any(|entry| entry.field.label == field.label) {
-            return Err(error(
-                Some(line_number),
-                format!("repeats field `{label}`"),
-            ));
+            return Err(error(Some(line_number), format!("repeats field `{label}`")));
         }
         if !inline.is_empty() {
             entries.push(Entry {

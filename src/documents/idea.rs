@@ -36,7 +36,9 @@ pub fn check_idea_submission(name: &str, text: &str) -> Result<(), DocError> {
         message,
     };
     if py_trim(name) != name {
-        return Err(error("idea file name must not start or end with whitespace".to_string()));
+        return Err(error(
+            "idea file name must not start or end with whitespace".to_string(),
+        ));
     }
     if name.contains(['/', '\\']) {
         return Err(error(
@@ -76,7 +78,10 @@ pub fn normalize_idea(stem: &str, rel_path: &str, text: &str, now: jiff::Timesta
         .filter(|line| line.starts_with('#'))
         .map(|line| unhashed(line))
         .find(|title| !title.is_empty());
-    let first_text = lines.iter().map(|line| unhashed(line)).find(|t| !t.is_empty());
+    let first_text = lines
+        .iter()
+        .map(|line| unhashed(line))
+        .find(|t| !t.is_empty());
     let spec_id = idea_spec_id(stem);
     let title = heading
         .or(first_text)

@@ -52,7 +52,10 @@ pub(super) fn parse(kind: WorkItemKind, name: &str, text: &str) -> Result<Docume
         match key.as_str() {
             "schema_version" => {
                 if value != Value::String("1.0".to_string()) {
-                    problems.push((line, format!("schema_version: must be \"1.0\", found {value}")));
+                    problems.push((
+                        line,
+                        format!("schema_version: must be \"1.0\", found {value}"),
+                    ));
                 }
             }
             "kind" => {
@@ -154,7 +157,11 @@ mod tests {
         let text = "{\n  \"a\": 1,\n  \"b\": {\"c\": [\"x\", \"y:\"]},\n  \"d\\u0065\" : \"e\"\n}";
         assert_eq!(
             top_level_keys(text),
-            vec![("a".to_string(), 2), ("b".to_string(), 3), ("de".to_string(), 4)]
+            vec![
+                ("a".to_string(), 2),
+                ("b".to_string(), 3),
+                ("de".to_string(), 4)
+            ]
         );
     }
 }

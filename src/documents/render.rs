@@ -1,6 +1,6 @@
 //! Canonical rendering (spec 02 §9) and the round-trip guard (spec 02 §10).
 
-use super::grammar::{is_line_break, py_trim};
+use super::grammar::{is_line_break, is_py_space, py_trim};
 use super::schema::{Severity, CONSULTANT_DECISIONS};
 use super::validate::{is_identifier, ID_PATTERN};
 use super::{DocError, DocTime, Document};
@@ -59,7 +59,10 @@ fn fields(doc: &Document) -> (Scalars<'_>, Lists<'_>) {
                 ("Spec-ID", id(&d.spec_id)),
                 ("Parent-Task-ID", id(&d.parent_task_id)),
                 ("Incident-ID", id(&d.incident_id)),
-                ("Status-Hint", d.status_hint.map(|v| Value::Word(v.as_str()))),
+                (
+                    "Status-Hint",
+                    d.status_hint.map(|v| Value::Word(v.as_str())),
+                ),
                 ("Created-At", Some(Value::Time(&d.created_at))),
                 ("Created-By", text(&d.created_by)),
                 ("Updated-At", time(&d.updated_at)),
@@ -118,14 +121,18 @@ fn fields(doc: &Document) -> (Scalars<'_>, Lists<'_>) {
                 ("Failure-Class", text(&d.failure_class)),
                 (
                     "Severity",
-                    Some(Value::Word(d.severity.as_str())).filter(|_| d.severity != Severity::Medium),
+                    Some(Value::Word(d.severity.as_str()))
+                        .filter(|_| d.severity != Severity::Medium),
                 ),
                 (
                     "Needs-Planning",
                     Some(Value::Bool(false)).filter(|_| !d.needs_planning),
                 ),
                 ("Trigger-Reason", text(&d.trigger_reason)),
-                ("Consultant-Decision", Some(Value::Word(&d.consultant_decision))),
+                (
+                    "Consultant-Decision",
+                    Some(Value::Word(&d.consultant_decision)),
+                ),
                 ("Opened-At", Some(Value::Time(&d.opened_at))),
                 ("Opened-By", text(&d.opened_by)),
                 ("Updated-At", time(&d.updated_at)),
@@ -158,7 +165,7 @@ pub(super) fn render(doc: &Document) -> String {
         lines.push(format!("{label}:"));
         lines.extend(items.iter().map(|item| format!("- {item}")));
     }
-    let mut text = lines.join("\n").trim_end().to_string();
+    let mut text = lines.join("\n").trim_end_matches(is_py_space).to_string();
     text.push('\n');
     text
 }
@@ -187,11 +194,16 @@ pub(super) fn check_round_trip(doc: &Document, name: &str) -> Result<(), DocErro
         let problem = match value {
             None => None,
             Some(Value::Text(text)) => text_problem(text).map(str::to_string),
-            Some(Value::Id(text)) if !is_identifier(text) => Some(format!("must match {ID_PATTERN}")),
+            Some(Value::Id(text)) if !is_identifier(text) => {
+                Some(format!("must match {ID_PATTERN}"))
+            }
             Some(Value::Word(word))
                 if *label == "Consultant-Decision" && !CONSULTANT_DECISIONS.contains(word) =>
             {
-                Some(format!("must be one of {}", CONSULTANT_DECISIONS.join(", ")))
+                Some(format!(
+                    "must be one of {}",
+                    CONSULTANT_DECISIONS.join(", ")
+                ))
             }
             Some(Value::Time(time)) => time.round_trip_problem(),
             Some(_) => None,
@@ -219,7 +231,10 @@ pub(super) fn check_round_trip(doc: &Document, name: &str) -> Result<(), DocErro
         let reparsed = super::parse(doc.kind(), name, &render(doc));
         if reparsed.as_ref() != Ok(doc) {
             problems.push(match reparsed {
-                Err(error) => format!("renders to a document that does not parse: {}", error.message),
+                Err(error) => format!(
+                    "renders to a document that does not parse: {}",
+                    error.message
+                ),
                 Ok(_) => "renders to a document that reads back differently".to_string(),
             });
         }
@@ -252,8 +267,14 @@ mod tests {
     #[test]
     fn views_follow_the_schema_tables() {
         let fixtures = [
-            (WorkItemKind::Task, include_str!("../../fixtures/documents/task.md")),
-            (WorkItemKind::Spec, include_str!("../../fixtures/documents/spec.md")),
+            (
+                WorkItemKind::Task,
+                include_str!("../../fixtures/documents/task.md"),
+            ),
+            (
+                WorkItemKind::Spec,
+                include_str!("../../fixtures/documents/spec.md"),
+            ),
             (
                 WorkItemKind::Incident,
                 include_str!("../../fixtures/documents/incident.md"),

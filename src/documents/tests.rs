@@ -47,7 +47,11 @@ fn examples_parse_and_render_byte_identically() {
     let examples = [
         (WorkItemKind::Task, "t-fetch-retry-01.md", TASK),
         (WorkItemKind::Spec, "s-fetch-root.md", SPEC),
-        (WorkItemKind::Incident, "inc-t-fetch-retry-01-db.md", INCIDENT),
+        (
+            WorkItemKind::Incident,
+            "inc-t-fetch-retry-01-db.md",
+            INCIDENT,
+        ),
         (WorkItemKind::Spec, "idea-resilient-fetch.md", IDEA_SPEC),
         (WorkItemKind::Spec, "s-cache-warmup.md", CACHE_MD),
     ];
@@ -95,7 +99,12 @@ fn incident_example_has_defaults_and_offsets_right() {
 #[test]
 fn idea_example_normalizes_to_the_expected_spec() {
     let now: jiff::Timestamp = "2026-02-09T15:00:04.118530Z".parse().unwrap();
-    let spec = normalize_idea("resilient-fetch", "ideas/inbox/resilient-fetch.md", IDEA, now);
+    let spec = normalize_idea(
+        "resilient-fetch",
+        "ideas/inbox/resilient-fetch.md",
+        IDEA,
+        now,
+    );
     assert_eq!(Document::Spec(spec).render(), IDEA_SPEC);
 }
 
@@ -103,7 +112,10 @@ fn idea_example_normalizes_to_the_expected_spec() {
 fn json_import_renders_the_expected_markdown() {
     let doc = parse_json(WorkItemKind::Spec, "cache-warmup.json", CACHE_JSON).unwrap();
     assert_eq!(doc.render(), CACHE_MD);
-    assert_eq!(parse(WorkItemKind::Spec, "s-cache-warmup.md", CACHE_MD).unwrap(), doc);
+    assert_eq!(
+        parse(WorkItemKind::Spec, "s-cache-warmup.md", CACHE_MD).unwrap(),
+        doc
+    );
 }
 
 // --- §14.6 rejection table ----------------------------------------------------------------
@@ -111,7 +123,9 @@ fn json_import_renders_the_expected_markdown() {
 #[test]
 fn rejects_a_blank_line_before_the_title() {
     let error = task_error(&format!("\n{TASK}"));
-    assert!(error.message.contains("must start with a markdown H1 title"));
+    assert!(error
+        .message
+        .contains("must start with a markdown H1 title"));
     assert_eq!(error.line, Some(1));
     assert_eq!(error.file, "t-fetch-retry-01.md");
 }
@@ -123,13 +137,19 @@ fn rejects_a_title_field_that_differs_from_the_heading() {
         "Title: Something else",
     );
     let error = task_error(&text);
-    assert_eq!(error.message, "markdown H1 title must match the `Title` field");
+    assert_eq!(
+        error.message,
+        "markdown H1 title must match the `Title` field"
+    );
     assert_eq!(error.line, Some(line_of("Title:")));
 }
 
 #[test]
 fn rejects_a_repeated_field_even_in_prose() {
-    let twice = TASK.replace("Created-By: manager\n", "Created-By: manager\nCreated-By: x\n");
+    let twice = TASK.replace(
+        "Created-By: manager\n",
+        "Created-By: manager\nCreated-By: x\n",
+    );
     let error = task_error(&twice);
     assert_eq!(error.message, "repeats field `Created-By`");
     assert_eq!(error.line, Some(line_of("Created-By:") + 1));
@@ -183,7 +203,10 @@ fn rejects_an_empty_required_list() {
 fn rejects_an_inline_value_on_a_list_field() {
     let text = TASK.replace("Tags:\n- networking", "Tags: networking");
     let error = task_error(&text);
-    assert!(error.message.starts_with("Tags: must be a list section"), "{error}");
+    assert!(
+        error.message.starts_with("Tags: must be a list section"),
+        "{error}"
+    );
     assert_eq!(error.line, Some(line_of("Tags:")));
 }
 
@@ -208,7 +231,10 @@ fn rejects_an_identifier_that_breaks_the_pattern() {
 
 #[test]
 fn rejects_an_enum_value_in_the_wrong_case() {
-    let text = TASK.replace("Created-By: manager", "Created-By: manager\nStatus-Hint: Queued");
+    let text = TASK.replace(
+        "Created-By: manager",
+        "Created-By: manager\nStatus-Hint: Queued",
+    );
     let error = task_error(&text);
     assert_eq!(
         error.message,
@@ -222,7 +248,9 @@ fn rejects_a_compact_datetime() {
     let text = TASK.replace("2026-02-10T09:30:00Z", "20260210T093000Z");
     let error = task_error(&text);
     assert!(
-        error.message.starts_with("Created-At: invalid datetime `20260210T093000Z`"),
+        error
+            .message
+            .starts_with("Created-At: invalid datetime `20260210T093000Z`"),
         "{error}"
     );
     assert_eq!(error.line, Some(line_of("Created-At:")));
@@ -247,7 +275,12 @@ fn empty_and_titleless_documents_are_rejected() {
     assert_eq!(error.line, None);
     for bad in ["#Title\n", "## Title\n", "#\n", "   \n# T\n", "Title\n"] {
         let error = task_error(bad);
-        assert!(error.message.starts_with("must start with a markdown H1 title"), "{bad:?}");
+        assert!(
+            error
+                .message
+                .starts_with("must start with a markdown H1 title"),
+            "{bad:?}"
+        );
         assert_eq!(error.line, Some(1));
     }
     assert!(task_error("\n").message.contains("line 1 is blank"));
@@ -256,9 +289,14 @@ fn empty_and_titleless_documents_are_rejected() {
 #[test]
 fn a_byte_order_mark_is_named_in_the_error() {
     let error = task_error(&format!("\u{feff}{MINIMAL}"));
-    assert!(error.message.starts_with("must start with a markdown H1 title"));
+    assert!(error
+        .message
+        .starts_with("must start with a markdown H1 title"));
     assert!(error.message.contains("byte-order mark"), "{error}");
-    assert_eq!(error.to_string(), format!("t-fetch-retry-01.md:1: {}", error.message));
+    assert_eq!(
+        error.to_string(),
+        format!("t-fetch-retry-01.md:1: {}", error.message)
+    );
 }
 
 #[test]
@@ -274,7 +312,10 @@ fn minimal_task_takes_defaults_and_canonicalizes() {
 #[test]
 fn every_line_ending_is_accepted() {
     let expected = task_doc(MINIMAL);
-    for separator in ["\r\n", "\r", "\u{0b}", "\u{0c}", "\u{1c}", "\u{1d}", "\u{1e}", "\u{85}", "\u{2028}", "\u{2029}"] {
+    for separator in [
+        "\r\n", "\r", "\u{0b}", "\u{0c}", "\u{1c}", "\u{1d}", "\u{1e}", "\u{85}", "\u{2028}",
+        "\u{2029}",
+    ] {
         let text = MINIMAL.replace('\n', separator);
         assert_eq!(task_doc(&text), expected, "separator {separator:?}");
     }
@@ -282,9 +323,13 @@ fn every_line_ending_is_accepted() {
 
 #[test]
 fn line_numbers_count_every_line_break() {
-    let text = TASK.replace('\n', "\r\n").replace("Task-ID: t-fetch-retry-01", "Task-ID: -x");
+    let text = TASK
+        .replace('\n', "\r\n")
+        .replace("Task-ID: t-fetch-retry-01", "Task-ID: -x");
     assert_eq!(task_error(&text).line, Some(3));
-    let text = TASK.replace('\n', "\r").replace("Created-At: 2026-02-10T09:30:00Z", "Created-At: soon");
+    let text = TASK
+        .replace('\n', "\r")
+        .replace("Created-At: 2026-02-10T09:30:00Z", "Created-At: soon");
     assert_eq!(task_error(&text).line, Some(line_of("Created-At:")));
 }
 
@@ -323,13 +368,19 @@ fn an_empty_scalar_is_absent() {
     assert_eq!(error.message, "Created-By: required field is missing");
     assert_eq!(error.line, None);
 
-    let summary = MINIMAL.replace("Created-By: me", "Created-By: me\nSummary:\nprose continues");
+    let summary = MINIMAL.replace(
+        "Created-By: me",
+        "Created-By: me\nSummary:\nprose continues",
+    );
     assert_eq!(task_doc(&summary).summary, "");
 }
 
 #[test]
 fn scalar_continuation_lines_are_prose() {
-    let text = MINIMAL.replace("Created-By: me", "Created-By: me\nSummary: first\n  second line");
+    let text = MINIMAL.replace(
+        "Created-By: me",
+        "Created-By: me\nSummary: first\n  second line",
+    );
     assert_eq!(task_doc(&text).summary, "first");
 }
 
@@ -394,7 +445,9 @@ fn foreign_labels_are_rejected_per_kind() {
     let error = parse(WorkItemKind::Spec, "s.md", &spec_with_task_fields).unwrap_err();
     for label in ["Task-ID", "Risk", "Depends-On"] {
         assert!(
-            error.message.contains(&format!("{label}: field does not belong to a spec")),
+            error
+                .message
+                .contains(&format!("{label}: field does not belong to a spec")),
             "{error}"
         );
     }
@@ -405,11 +458,14 @@ fn foreign_labels_are_rejected_per_kind() {
     let error = parse(WorkItemKind::Incident, "i.md", &incident_with_foreign).unwrap_err();
     for label in ["Spec-ID", "Created-At", "Target-Paths"] {
         assert!(
-            error.message.contains(&format!("{label}: field does not belong to an incident")),
+            error
+                .message
+                .contains(&format!("{label}: field does not belong to an incident")),
             "{error}"
         );
     }
-    let task_with_spec_field = MINIMAL.replace("Created-By: me", "Created-By: me\nSource-Type: idea");
+    let task_with_spec_field =
+        MINIMAL.replace("Created-By: me", "Created-By: me\nSource-Type: idea");
     assert_eq!(
         task_error(&task_with_spec_field).message,
         "Source-Type: field does not belong to a task"
@@ -424,14 +480,27 @@ fn task_lineage_fields_are_legal() {
     );
     let doc = task_doc(&text);
     assert_eq!(doc.incident_id.as_deref(), Some("i1"));
-    assert_eq!(doc.updated_at.map(|t| t.render()).as_deref(), Some("2026-03-01T00:00:00"));
+    assert_eq!(
+        doc.updated_at.map(|t| t.render()).as_deref(),
+        Some("2026-03-01T00:00:00")
+    );
 }
 
 #[test]
 fn incident_booleans_and_cross_field_rule() {
     let parse_incident = |text: &str| parse(WorkItemKind::Incident, "i.md", text);
-    for (word, expected) in [("no", false), ("FALSE", false), ("Off", false), ("1", true), ("t", true), ("Yes", true)] {
-        let text = INCIDENT.replace("Severity: high", &format!("Severity: high\nNeeds-Planning: {word}"));
+    for (word, expected) in [
+        ("no", false),
+        ("FALSE", false),
+        ("Off", false),
+        ("1", true),
+        ("t", true),
+        ("Yes", true),
+    ] {
+        let text = INCIDENT.replace(
+            "Severity: high",
+            &format!("Severity: high\nNeeds-Planning: {word}"),
+        );
         let Ok(Document::Incident(doc)) = parse_incident(&text) else {
             panic!("{word} should parse");
         };
@@ -439,13 +508,26 @@ fn incident_booleans_and_cross_field_rule() {
     }
     let bad_bool = INCIDENT.replace("Severity: high", "Severity: high\nNeeds-Planning: maybe");
     let error = parse_incident(&bad_bool).unwrap_err();
-    assert!(error.message.starts_with("Needs-Planning: invalid boolean `maybe`"), "{error}");
+    assert!(
+        error
+            .message
+            .starts_with("Needs-Planning: invalid boolean `maybe`"),
+        "{error}"
+    );
 
     let wrong_plane = INCIDENT.replace("Source-Plane: execution", "Source-Plane: planning");
     let error = parse_incident(&wrong_plane).unwrap_err();
-    assert!(error.message.contains("source_stage must belong to source_plane"), "{error}");
+    assert!(
+        error
+            .message
+            .contains("source_stage must belong to source_plane"),
+        "{error}"
+    );
 
-    let bad_decision = INCIDENT.replace("Consultant-Decision: needs_planning", "Consultant-Decision: later");
+    let bad_decision = INCIDENT.replace(
+        "Consultant-Decision: needs_planning",
+        "Consultant-Decision: later",
+    );
     let error = parse_incident(&bad_decision).unwrap_err();
     assert_eq!(
         error.message,
@@ -456,7 +538,9 @@ fn incident_booleans_and_cross_field_rule() {
     let doc = parse_incident(&medium).unwrap();
     let rendered = doc.render();
     assert!(!rendered.contains("Severity:"));
-    assert!(rendered.contains("Failure-Class: environment_missing_dependency\nNeeds-Planning: false\n"));
+    assert!(
+        rendered.contains("Failure-Class: environment_missing_dependency\nNeeds-Planning: false\n")
+    );
 }
 
 // --- Round-trip guard ---------------------------------------------------------------------
@@ -464,18 +548,52 @@ fn incident_booleans_and_cross_field_rule() {
 #[test]
 fn check_round_trip_rejects_values_that_would_not_read_back() {
     let base = task_doc(TASK);
-    let cases: Vec<(&str, Box<dyn Fn(&mut TaskDoc)>)> = vec![
-        ("Summary: must be a single line", Box::new(|d| d.summary = "a\nb".into())),
-        ("Summary: must be a single line", Box::new(|d| d.summary = "a\u{2028}b".into())),
-        ("Created-By: must not start or end with whitespace", Box::new(|d| d.created_by = " x".into())),
-        ("Created-By: must not be empty", Box::new(|d| d.created_by = String::new())),
-        ("Title: must not be empty", Box::new(|d| d.title = String::new())),
-        ("Risk: item 2 must not be empty", Box::new(|d| d.risk.push(String::new()))),
-        ("Tags: item 1 must not start or end with whitespace", Box::new(|d| d.tags[0] = "x ".into())),
-        ("Task-ID: must match", Box::new(|d| d.task_id = "../x".into())),
-        ("Spec-ID: must match", Box::new(|d| d.spec_id = Some(String::new()))),
-        ("Created-At: offset", Box::new(|d| d.created_at.offset_seconds = Some(90))),
-        ("renders to a document that does not parse", Box::new(|d| d.acceptance.clear())),
+    type Mutation = Box<dyn Fn(&mut TaskDoc)>;
+    let cases: Vec<(&str, Mutation)> = vec![
+        (
+            "Summary: must be a single line",
+            Box::new(|d| d.summary = "a\nb".into()),
+        ),
+        (
+            "Summary: must be a single line",
+            Box::new(|d| d.summary = "a\u{2028}b".into()),
+        ),
+        (
+            "Created-By: must not start or end with whitespace",
+            Box::new(|d| d.created_by = " x".into()),
+        ),
+        (
+            "Created-By: must not be empty",
+            Box::new(|d| d.created_by = String::new()),
+        ),
+        (
+            "Title: must not be empty",
+            Box::new(|d| d.title = String::new()),
+        ),
+        (
+            "Risk: item 2 must not be empty",
+            Box::new(|d| d.risk.push(String::new())),
+        ),
+        (
+            "Tags: item 1 must not start or end with whitespace",
+            Box::new(|d| d.tags[0] = "x ".into()),
+        ),
+        (
+            "Task-ID: must match",
+            Box::new(|d| d.task_id = "../x".into()),
+        ),
+        (
+            "Spec-ID: must match",
+            Box::new(|d| d.spec_id = Some(String::new())),
+        ),
+        (
+            "Created-At: offset",
+            Box::new(|d| d.created_at.offset_seconds = Some(90)),
+        ),
+        (
+            "renders to a document that does not parse",
+            Box::new(|d| d.acceptance.clear()),
+        ),
     ];
     for (expected, mutate) in cases {
         let mut doc = base.clone();
@@ -493,7 +611,10 @@ fn check_round_trip_requires_summaries_on_specs_and_incidents() {
     };
     spec.summary.clear();
     let error = Document::Spec(spec).check_round_trip("s.md").unwrap_err();
-    assert!(error.message.contains("Summary: must not be empty"), "{error}");
+    assert!(
+        error.message.contains("Summary: must not be empty"),
+        "{error}"
+    );
 
     let mut task = task_doc(TASK);
     task.summary.clear();
@@ -508,34 +629,64 @@ fn json_error(kind: WorkItemKind, text: &str) -> DocError {
 
 #[test]
 fn json_import_checks_keys_types_and_header() {
-    let with_header = CACHE_JSON.replacen('{', "{\n  \"schema_version\": \"1.0\",\n  \"kind\": \"spec\",", 1);
+    let with_header = CACHE_JSON.replacen(
+        '{',
+        "{\n  \"schema_version\": \"1.0\",\n  \"kind\": \"spec\",",
+        1,
+    );
     let doc = parse_json(WorkItemKind::Spec, "x.json", &with_header).unwrap();
     assert_eq!(doc.render(), CACHE_MD);
 
     let bad_version = CACHE_JSON.replacen('{', "{\n  \"schema_version\": \"2.0\",", 1);
     let error = json_error(WorkItemKind::Spec, &bad_version);
     assert_eq!(error.line, Some(2));
-    assert!(error.message.starts_with("schema_version: must be \"1.0\""), "{error}");
+    assert!(
+        error.message.starts_with("schema_version: must be \"1.0\""),
+        "{error}"
+    );
 
     let wrong_kind = CACHE_JSON.replacen('{', "{\n  \"kind\": \"task\",", 1);
-    assert!(json_error(WorkItemKind::Spec, &wrong_kind).message.starts_with("kind: must be \"spec\""));
+    assert!(json_error(WorkItemKind::Spec, &wrong_kind)
+        .message
+        .starts_with("kind: must be \"spec\""));
 
     let unknown = CACHE_JSON.replace("\"created_by\"", "\"author\"");
     let error = json_error(WorkItemKind::Spec, &unknown);
-    assert!(error.message.contains("author: unknown key, not a spec field"), "{error}");
-    assert!(error.message.contains("created_by: required field is missing"), "{error}");
-    assert_eq!(error.line, Some(CACHE_JSON.lines().position(|l| l.contains("created_by")).unwrap() + 1));
-
-    let bare_string = CACHE_JSON.replace(
-        "[\"docs/cache.md\"]",
-        "\"docs/cache.md\"",
+    assert!(
+        error
+            .message
+            .contains("author: unknown key, not a spec field"),
+        "{error}"
     );
+    assert!(
+        error
+            .message
+            .contains("created_by: required field is missing"),
+        "{error}"
+    );
+    assert_eq!(
+        error.line,
+        Some(
+            CACHE_JSON
+                .lines()
+                .position(|l| l.contains("created_by"))
+                .unwrap()
+                + 1
+        )
+    );
+
+    let bare_string = CACHE_JSON.replace("[\"docs/cache.md\"]", "\"docs/cache.md\"");
     let error = json_error(WorkItemKind::Spec, &bare_string);
-    assert_eq!(error.message, "references: must be an array of strings, found a string");
+    assert_eq!(
+        error.message,
+        "references: must be an array of strings, found a string"
+    );
     assert_eq!(error.line, Some(9));
 
     let mixed = CACHE_JSON.replace("[\"docs/cache.md\"]", "[\"docs/cache.md\", 3]");
-    assert!(json_error(WorkItemKind::Spec, &mixed).message.contains("item 2 is not a string"));
+    assert!(json_error(WorkItemKind::Spec, &mixed)
+        .message
+        .contains("item 2 is not a string"));
 
     let number = CACHE_JSON.replace("\"operator\"", "42");
     assert_eq!(
@@ -551,8 +702,14 @@ fn json_import_checks_keys_types_and_header() {
 
 #[test]
 fn json_import_handles_nulls_numbers_and_identifiers() {
-    let with_nulls = CACHE_JSON.replacen('{', "{\n  \"source_id\": null,\n  \"updated_at\": null,", 1);
-    assert_eq!(parse_json(WorkItemKind::Spec, "x.json", &with_nulls).unwrap().render(), CACHE_MD);
+    let with_nulls =
+        CACHE_JSON.replacen('{', "{\n  \"source_id\": null,\n  \"updated_at\": null,", 1);
+    assert_eq!(
+        parse_json(WorkItemKind::Spec, "x.json", &with_nulls)
+            .unwrap()
+            .render(),
+        CACHE_MD
+    );
 
     let null_required = CACHE_JSON.replace("\"operator\"", "null");
     assert_eq!(
@@ -560,12 +717,24 @@ fn json_import_handles_nulls_numbers_and_identifiers() {
         "created_by: must be a string, found null"
     );
     let null_list = CACHE_JSON.replacen('{', "{\n  \"scope\": null,", 1);
-    assert!(json_error(WorkItemKind::Spec, &null_list).message.contains("scope: must be an array"));
+    assert!(json_error(WorkItemKind::Spec, &null_list)
+        .message
+        .contains("scope: must be an array"));
 
     let unix = CACHE_JSON.replace("\"2026-02-11T08:00:00Z\"", "1770796800");
-    assert_eq!(parse_json(WorkItemKind::Spec, "x.json", &unix).unwrap().render(), CACHE_MD);
+    assert_eq!(
+        parse_json(WorkItemKind::Spec, "x.json", &unix)
+            .unwrap()
+            .render(),
+        CACHE_MD
+    );
     let unix_ms = CACHE_JSON.replace("\"2026-02-11T08:00:00Z\"", "1770796800000");
-    assert_eq!(parse_json(WorkItemKind::Spec, "x.json", &unix_ms).unwrap().render(), CACHE_MD);
+    assert_eq!(
+        parse_json(WorkItemKind::Spec, "x.json", &unix_ms)
+            .unwrap()
+            .render(),
+        CACHE_MD
+    );
 
     for (id, reason) in [
         (" s1", "spec_id: must not include surrounding whitespace"),
@@ -573,7 +742,11 @@ fn json_import_handles_nulls_numbers_and_identifiers() {
         ("s/1", "spec_id: must match ^[A-Za-z0-9][A-Za-z0-9._-]*$"),
     ] {
         let text = CACHE_JSON.replace("\"s-cache-warmup\"", &format!("\"{id}\""));
-        assert_eq!(json_error(WorkItemKind::Spec, &text).message, reason, "{id:?}");
+        assert_eq!(
+            json_error(WorkItemKind::Spec, &text).message,
+            reason,
+            "{id:?}"
+        );
     }
 }
 
@@ -612,7 +785,10 @@ fn json_import_of_a_task_works_and_incidents_are_refused() {
 }"#;
     let doc = parse_json(WorkItemKind::Task, "t1.json", task_json).unwrap();
     let expected = MINIMAL
-        .replace("Task-ID: t1\n", "Task-ID: t1\nTitle: T\nStatus-Hint: queued\n")
+        .replace(
+            "Task-ID: t1\n",
+            "Task-ID: t1\nTitle: T\nStatus-Hint: queued\n",
+        )
         .replace("09:30:00Z", "09:30:00");
     assert_eq!(doc.render(), expected);
     let goals = task_json.replacen('{', "{\n  \"goals\": [\"g\"],", 1);
@@ -622,7 +798,12 @@ fn json_import_of_a_task_works_and_incidents_are_refused() {
     );
 
     let error = json_error(WorkItemKind::Incident, "{}");
-    assert!(error.message.starts_with("incidents cannot be imported from JSON"), "{error}");
+    assert!(
+        error
+            .message
+            .starts_with("incidents cannot be imported from JSON"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -630,10 +811,17 @@ fn json_syntax_errors_name_the_line() {
     let error = json_error(WorkItemKind::Spec, "{\n  \"spec_id\": \"s\",\n  oops\n}");
     assert_eq!(error.line, Some(3));
     assert!(error.message.starts_with("invalid JSON"));
-    assert!(json_error(WorkItemKind::Spec, "[1]").message.contains("one JSON object"));
+    assert!(json_error(WorkItemKind::Spec, "[1]")
+        .message
+        .contains("one JSON object"));
     let duplicate = CACHE_JSON.replacen('{', "{\n  \"created_by\": \"someone\",", 1);
     let error = json_error(WorkItemKind::Spec, &duplicate);
-    assert!(error.message.contains("created_by: key appears more than once"), "{error}");
+    assert!(
+        error
+            .message
+            .contains("created_by: key appears more than once"),
+        "{error}"
+    );
 }
 
 // --- Ideas --------------------------------------------------------------------------------
@@ -646,7 +834,10 @@ fn idea(stem: &str, text: &str) -> IdeaSpec {
 #[test]
 fn idea_titles_and_summaries() {
     let spec = idea("foo", "# foo\n\nMake it fast.\n");
-    assert_eq!((spec.title.as_str(), spec.summary.as_str()), ("foo", "Make it fast."));
+    assert_eq!(
+        (spec.title.as_str(), spec.summary.as_str()),
+        ("foo", "Make it fast.")
+    );
 
     let only_heading = idea("foo", "# foo\n");
     assert_eq!(only_heading.title, "foo");
@@ -668,7 +859,10 @@ fn idea_titles_and_summaries() {
     assert_eq!(hashes_only.title, "h");
 
     let repeated = idea("r", "# Title\nTitle\n### Sub\n");
-    assert_eq!((repeated.title.as_str(), repeated.summary.as_str()), ("Title", "Sub"));
+    assert_eq!(
+        (repeated.title.as_str(), repeated.summary.as_str()),
+        ("Title", "Sub")
+    );
 }
 
 #[test]
@@ -734,14 +928,22 @@ fn idea_submissions_are_validated() {
 
 #[test]
 fn effective_root_spec_follows_the_lineage_rules() {
-    assert_eq!(task(TASK).unwrap().effective_root_spec(), Some("s-fetch-root"));
+    assert_eq!(
+        task(TASK).unwrap().effective_root_spec(),
+        Some("s-fetch-root")
+    );
     let spec_only = MINIMAL.replace("Created-By: me", "Created-By: me\nSpec-ID: s9");
     assert_eq!(task(&spec_only).unwrap().effective_root_spec(), Some("s9"));
     assert_eq!(task(MINIMAL).unwrap().effective_root_spec(), None);
     let manual = parse(WorkItemKind::Spec, "s.md", CACHE_MD).unwrap();
     assert_eq!(manual.effective_root_spec(), Some("s-cache-warmup"));
     let derived = CACHE_MD.replace("Source-Type: manual", "Source-Type: derived_spec");
-    assert_eq!(parse(WorkItemKind::Spec, "s.md", &derived).unwrap().effective_root_spec(), None);
+    assert_eq!(
+        parse(WorkItemKind::Spec, "s.md", &derived)
+            .unwrap()
+            .effective_root_spec(),
+        None
+    );
 }
 
 // --- Properties ---------------------------------------------------------------------------
@@ -794,35 +996,42 @@ fn task_strategy() -> impl Strategy<Value = Document> {
         (items(0), items(0), items(0), items(1)),
         (items(1), items(1), items(1), items(1)),
     )
-        .prop_map(|(head, ids, (status_hint, created_at, created_by, updated_at), lists_a, lists_b)| {
-            Document::Task(TaskDoc {
-                task_id: head.0,
-                title: head.1,
-                summary: head.2.unwrap_or_default(),
-                root_idea_id: ids[0].clone(),
-                root_spec_id: ids[1].clone(),
-                spec_id: ids[2].clone(),
-                parent_task_id: ids[3].clone(),
-                incident_id: ids[4].clone(),
-                status_hint,
-                created_at,
-                created_by,
-                updated_at,
-                depends_on: lists_a.0,
-                blocks: lists_a.1,
-                tags: lists_a.2,
-                target_paths: lists_a.3,
-                acceptance: lists_b.0,
-                required_checks: lists_b.1,
-                references: lists_b.2,
-                risk: lists_b.3,
-            })
-        })
+        .prop_map(
+            |(head, ids, (status_hint, created_at, created_by, updated_at), lists_a, lists_b)| {
+                Document::Task(TaskDoc {
+                    task_id: head.0,
+                    title: head.1,
+                    summary: head.2.unwrap_or_default(),
+                    root_idea_id: ids[0].clone(),
+                    root_spec_id: ids[1].clone(),
+                    spec_id: ids[2].clone(),
+                    parent_task_id: ids[3].clone(),
+                    incident_id: ids[4].clone(),
+                    status_hint,
+                    created_at,
+                    created_by,
+                    updated_at,
+                    depends_on: lists_a.0,
+                    blocks: lists_a.1,
+                    tags: lists_a.2,
+                    target_paths: lists_a.3,
+                    acceptance: lists_b.0,
+                    required_checks: lists_b.1,
+                    references: lists_b.2,
+                    risk: lists_b.3,
+                })
+            },
+        )
 }
 
 fn spec_strategy() -> impl Strategy<Value = Document> {
     (
-        (identifier(), line_text(), line_text(), prop::sample::select(SourceType::ALL.to_vec())),
+        (
+            identifier(),
+            line_text(),
+            line_text(),
+            prop::sample::select(SourceType::ALL.to_vec()),
+        ),
         prop::collection::vec(prop::option::of(identifier()), 4),
         (time(), line_text(), prop::option::of(time())),
         (items(1), items(0), items(0), items(1), items(0), items(0)),
@@ -859,7 +1068,12 @@ fn spec_strategy() -> impl Strategy<Value = Document> {
 
 fn incident_strategy() -> impl Strategy<Value = Document> {
     (
-        (identifier(), line_text(), line_text(), prop::sample::select(Stage::ALL.to_vec())),
+        (
+            identifier(),
+            line_text(),
+            line_text(),
+            prop::sample::select(Stage::ALL.to_vec()),
+        ),
         prop::collection::vec(prop::option::of(identifier()), 4),
         (
             line_text(),
@@ -871,33 +1085,35 @@ fn incident_strategy() -> impl Strategy<Value = Document> {
         (time(), line_text(), prop::option::of(time())),
         (items(0), items(0), items(0), items(0), items(0), items(0)),
     )
-        .prop_map(|(head, ids, middle, (opened_at, opened_by, updated_at), lists)| {
-            Document::Incident(IncidentDoc {
-                incident_id: head.0,
-                title: head.1,
-                summary: head.2,
-                root_idea_id: ids[0].clone(),
-                root_spec_id: ids[1].clone(),
-                source_task_id: ids[2].clone(),
-                source_spec_id: ids[3].clone(),
-                source_stage: head.3,
-                source_plane: head.3.plane(),
-                failure_class: middle.0,
-                severity: middle.1,
-                needs_planning: middle.2,
-                trigger_reason: middle.3,
-                consultant_decision: middle.4.to_string(),
-                opened_at,
-                opened_by,
-                updated_at,
-                observed_symptoms: lists.0,
-                failed_attempts: lists.1,
-                evidence_paths: lists.2,
-                related_run_ids: lists.3,
-                related_stage_results: lists.4,
-                references: lists.5,
-            })
-        })
+        .prop_map(
+            |(head, ids, middle, (opened_at, opened_by, updated_at), lists)| {
+                Document::Incident(IncidentDoc {
+                    incident_id: head.0,
+                    title: head.1,
+                    summary: head.2,
+                    root_idea_id: ids[0].clone(),
+                    root_spec_id: ids[1].clone(),
+                    source_task_id: ids[2].clone(),
+                    source_spec_id: ids[3].clone(),
+                    source_stage: head.3,
+                    source_plane: head.3.plane(),
+                    failure_class: middle.0,
+                    severity: middle.1,
+                    needs_planning: middle.2,
+                    trigger_reason: middle.3,
+                    consultant_decision: middle.4.to_string(),
+                    opened_at,
+                    opened_by,
+                    updated_at,
+                    observed_symptoms: lists.0,
+                    failed_attempts: lists.1,
+                    evidence_paths: lists.2,
+                    related_run_ids: lists.3,
+                    related_stage_results: lists.4,
+                    references: lists.5,
+                })
+            },
+        )
 }
 
 proptest! {

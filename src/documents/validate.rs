@@ -6,9 +6,7 @@
 use std::collections::HashMap;
 
 use super::grammar::py_trim;
-use super::schema::{
-    fields_of, Field, Severity, SourceType, StatusHint, CONSULTANT_DECISIONS,
-};
+use super::schema::{fields_of, Field, Severity, SourceType, StatusHint, CONSULTANT_DECISIONS};
 use super::{DocError, DocTime, Document, IncidentDoc, SpecDoc, TaskDoc};
 use crate::model::{Plane, Stage, WorkItemKind};
 
@@ -179,7 +177,11 @@ impl Reader {
             Raw::Text(value) => Some(value),
             other => {
                 let found = other.describe();
-                self.fail(entry.field.name, entry.line, format!("must be a string, found {found}"));
+                self.fail(
+                    entry.field.name,
+                    entry.line,
+                    format!("must be a string, found {found}"),
+                );
                 None
             }
         }
@@ -339,7 +341,10 @@ impl Reader {
             status_hint: self.word(
                 "status_hint",
                 false,
-                &StatusHint::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
+                &StatusHint::ALL
+                    .iter()
+                    .map(|v| v.as_str())
+                    .collect::<Vec<_>>(),
                 StatusHint::from_word,
             ),
             created_at: self.required_datetime("created_at"),
@@ -360,7 +365,10 @@ impl Reader {
         let source_type = self.word(
             "source_type",
             true,
-            &SourceType::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
+            &SourceType::ALL
+                .iter()
+                .map(|v| v.as_str())
+                .collect::<Vec<_>>(),
             SourceType::from_word,
         );
         SpecDoc {
@@ -392,7 +400,10 @@ impl Reader {
     }
 
     fn incident(&mut self) -> IncidentDoc {
-        let stage_line = self.entries.get("source_stage").and_then(|entry| entry.line);
+        let stage_line = self
+            .entries
+            .get("source_stage")
+            .and_then(|entry| entry.line);
         let stages: Vec<&str> = Stage::ALL.iter().map(|stage| stage.as_str()).collect();
         let source_stage: Option<Stage> =
             self.word("source_stage", true, &stages, |word| word.parse().ok());
