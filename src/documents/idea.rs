@@ -66,6 +66,9 @@ pub fn check_idea_submission(name: &str, text: &str) -> Result<(), DocError> {
 /// heading text equals the file stem, so `foo.md` headed `# foo` got the title `# foo` and
 /// the summary `foo`; here it gets the title `foo`, and the summary is the first other
 /// non-empty line, or `Idea captured from <stem>`.
+///
+/// A file with no text at all is titled by its stem (trimmed), or by the spec id when the
+/// stem is blank, so the title is never empty.
 pub fn normalize_idea(stem: &str, rel_path: &str, text: &str, now: jiff::Timestamp) -> IdeaSpec {
     let lines: Vec<&str> = split_lines(text)
         .into_iter()

@@ -35,8 +35,11 @@ pub struct DocError {
 /// A parsed task, spec or incident.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Document {
+    /// Execution work (`tasks/`).
     Task(TaskDoc),
+    /// Planning input (`specs/`).
     Spec(SpecDoc),
+    /// A failure handed to planning (`incidents/`).
     Incident(IncidentDoc),
 }
 
@@ -51,6 +54,7 @@ pub fn parse_json(kind: WorkItemKind, name: &str, text: &str) -> Result<Document
 }
 
 impl Document {
+    /// The kind, which decides the folders and the schema.
     pub fn kind(&self) -> WorkItemKind {
         match self {
             Document::Task(_) => WorkItemKind::Task,
@@ -59,6 +63,7 @@ impl Document {
         }
     }
 
+    /// The document's own id; its file is `<id>.md`.
     pub fn id(&self) -> &str {
         match self {
             Document::Task(d) => &d.task_id,
@@ -67,6 +72,7 @@ impl Document {
         }
     }
 
+    /// The H1 title (always equal to the `Title` field).
     pub fn title(&self) -> &str {
         match self {
             Document::Task(d) => &d.title,
@@ -92,6 +98,7 @@ impl Document {
         }
     }
 
+    /// The declared root spec of this line of work, if any.
     pub fn root_spec_id(&self) -> Option<&str> {
         match self {
             Document::Task(d) => d.root_spec_id.as_deref(),
@@ -100,6 +107,7 @@ impl Document {
         }
     }
 
+    /// The idea this line of work started from, if declared.
     pub fn root_idea_id(&self) -> Option<&str> {
         match self {
             Document::Task(d) => d.root_idea_id.as_deref(),

@@ -3,6 +3,7 @@
 use super::DocTime;
 use crate::model::WorkItemKind;
 
+/// Informational queue state a task may declare; the runtime never reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusHint {
     Queued,
@@ -11,6 +12,7 @@ pub enum StatusHint {
     Done,
 }
 
+/// Where a spec came from; `idea` and `manual` specs are their own lineage root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceType {
     Idea,
@@ -19,6 +21,7 @@ pub enum SourceType {
     DerivedSpec,
 }
 
+/// Incident severity; `medium` is the default and is not written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
     Low,
