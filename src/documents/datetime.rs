@@ -104,7 +104,8 @@ impl PartialOrd for DocTime {
 }
 
 /// Naive values order as UTC (spec 03 §3.4); the offset only breaks ties so that the order
-/// agrees with equality.
+/// agrees with equality. Queue ordering, where equal instants must tie, uses
+/// `Document::order_key`.
 impl Ord for DocTime {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.micros

@@ -90,6 +90,13 @@ impl Document {
         }
     }
 
+    /// The claim order of spec 03 §3.4: earliest instant first (naive read as UTC), ties
+    /// broken by id. Equal instants written with different offsets tie, as in the reference,
+    /// which `DocTime`'s `Ord` (consistent with `==`) would not give.
+    pub fn order_key(&self) -> (i64, &str) {
+        (self.timestamp().micros, self.id())
+    }
+
     /// Task ids that must be done before this task is claimable (empty for other kinds).
     pub fn depends_on(&self) -> &[String] {
         match self {

@@ -946,6 +946,24 @@ fn effective_root_spec_follows_the_lineage_rules() {
     );
 }
 
+#[test]
+fn order_key_compares_instants_then_ids() {
+    let at = |time: &str, id: &str| {
+        let text = MINIMAL
+            .replace("2026-02-10T09:30:00Z", time)
+            .replace("Task-ID: t1", &format!("Task-ID: {id}"));
+        task(&text).unwrap()
+    };
+    let zoned = at("2026-02-10T10:30:00+01:00", "b");
+    let utc = at("2026-02-10T09:30:00Z", "c");
+    let naive = at("2026-02-10T09:30:00", "a");
+    let earlier = at("2026-02-10T09:29:59.999999Z", "z");
+    let mut docs = [&utc, &zoned, &naive, &earlier];
+    docs.sort_by(|x, y| x.order_key().cmp(&y.order_key()));
+    let ids: Vec<&str> = docs.iter().map(|doc| doc.id()).collect();
+    assert_eq!(ids, vec!["z", "a", "b", "c"]);
+}
+
 // --- Properties ---------------------------------------------------------------------------
 
 fn identifier() -> impl Strategy<Value = String> {
