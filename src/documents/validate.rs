@@ -67,7 +67,7 @@ pub(super) enum Source {
 pub(super) type Problem = (Option<usize>, String);
 
 /// Fold problems into one error: sorted by line (line-less last), first line reported.
-pub(super) fn into_error(name: &str, mut problems: Vec<Problem>) -> DocError {
+fn into_error(name: &str, mut problems: Vec<Problem>) -> DocError {
     problems.sort_by_key(|(line, _)| line.unwrap_or(usize::MAX));
     DocError {
         file: name.to_string(),
@@ -81,7 +81,7 @@ pub(super) fn into_error(name: &str, mut problems: Vec<Problem>) -> DocError {
 }
 
 /// "a task", "a spec", "an incident".
-pub(super) fn with_article(kind: WorkItemKind) -> String {
+fn with_article(kind: WorkItemKind) -> String {
     match kind {
         WorkItemKind::Incident => "an incident".to_string(),
         other => format!("a {}", other.as_str()),
