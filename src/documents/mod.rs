@@ -11,9 +11,12 @@ mod json;
 pub use json::to_json;
 mod render;
 mod schema;
+#[cfg(test)]
+mod tests;
+mod validate;
 
 pub use datetime::DocTime;
-pub use idea::{normalize_idea, validate_idea_name, IdeaSpec};
+pub use idea::{check_idea_submission, idea_spec_id, normalize_idea, IdeaSpec};
 pub use schema::{IncidentDoc, Severity, SourceType, SpecDoc, StatusHint, TaskDoc};
 
 use crate::model::WorkItemKind;
@@ -33,8 +36,11 @@ pub struct DocError {
 /// A parsed task, spec or incident.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Document {
+    /// Execution work (`tasks/`).
     Task(TaskDoc),
+    /// Planning input (`specs/`).
     Spec(SpecDoc),
+    /// A failure handed to planning (`incidents/`).
     Incident(IncidentDoc),
 }
 
@@ -49,6 +55,7 @@ pub fn parse_json(kind: WorkItemKind, name: &str, text: &str) -> Result<Document
 }
 
 impl Document {
+    /// The kind, which decides the folders and the schema.
     pub fn kind(&self) -> WorkItemKind {
         match self {
             Document::Task(_) => WorkItemKind::Task,
@@ -57,6 +64,7 @@ impl Document {
         }
     }
 
+    /// The document's own id; its file is `<id>.md`.
     pub fn id(&self) -> &str {
         match self {
             Document::Task(d) => &d.task_id,
@@ -65,6 +73,7 @@ impl Document {
         }
     }
 
+    /// The H1 title (always equal to the `Title` field).
     pub fn title(&self) -> &str {
         match self {
             Document::Task(d) => &d.title,
@@ -82,6 +91,13 @@ impl Document {
         }
     }
 
+    /// The claim order of spec 03 §3.4: earliest instant first (naive read as UTC), ties
+    /// broken by id. Equal instants written with different offsets tie, as in the reference,
+    /// which `DocTime`'s `Ord` (consistent with `==`) would not give.
+    pub fn order_key(&self) -> (i64, &str) {
+        (self.timestamp().micros, self.id())
+    }
+
     /// Task ids that must be done before this task is claimable (empty for other kinds).
     pub fn depends_on(&self) -> &[String] {
         match self {
@@ -90,6 +106,7 @@ impl Document {
         }
     }
 
+    /// The declared root spec of this line of work, if any.
     pub fn root_spec_id(&self) -> Option<&str> {
         match self {
             Document::Task(d) => d.root_spec_id.as_deref(),
@@ -98,6 +115,7 @@ impl Document {
         }
     }
 
+    /// The idea this line of work started from, if declared.
     pub fn root_idea_id(&self) -> Option<&str> {
         match self {
             Document::Task(d) => d.root_idea_id.as_deref(),
