@@ -158,16 +158,8 @@ pub fn add_idea(ctx: &Ctx, args: AddArgs) -> Result<ExitCode> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    documents::validate_idea_name(&name).map_err(|e| {
-        Error::msg(format!("{}: {e}", args.path.display()))
-    })?;
     let text = read_input(&args.path)?;
-    if text.trim().is_empty() {
-        return Err(Error::msg(format!(
-            "{}: idea document is empty",
-            args.path.display()
-        )));
-    }
+    documents::check_idea_submission(&name, &text)?;
     let ws = open_for_write(ctx)?;
     let dest = ws.ideas_inbox().join(&name);
     match atomic::create_atomic(&dest, text.as_bytes()) {

@@ -136,10 +136,7 @@ impl Action {
                 let markdown = env
                     .payload_str("markdown")?
                     .ok_or("add_idea needs payload.markdown")?;
-                documents::validate_idea_name(&name)?;
-                if markdown.trim().is_empty() {
-                    return Err("add_idea markdown must not be empty".into());
-                }
+                documents::check_idea_submission(&name, &markdown).map_err(|e| e.to_string())?;
                 Action::AddIdea { name, markdown }
             }
         })

@@ -166,7 +166,8 @@ mod tests {
     }
 }
 
-/// The JSON object form of a document (every field, as a mailbox `add_task` carries it).
+/// The JSON object form of a task or spec (every field, as a mailbox `add_task` carries
+/// it). Incidents have no JSON form; they are carried as their Markdown rendering.
 pub fn to_json(doc: &Document) -> Value {
     use serde_json::json;
     let time = |t: &super::DocTime| Value::String(t.render());
@@ -202,7 +203,7 @@ pub fn to_json(doc: &Document) -> Value {
         }),
         Document::Incident(d) => json!({
             "schema_version": "1.0", "kind": "incident",
-            "incident_id": d.incident_id, "title": d.title, "summary": d.summary,
+            "incident_id": d.incident_id, "markdown": doc.render(),
         }),
     }
 }

@@ -1,1 +1,3 @@
-//! Placeholder; filled in by its issue.
+//! The engine (being merged).
+pub mod closure;
+pub mod intake;

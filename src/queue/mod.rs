@@ -76,6 +76,7 @@ pub struct QueueStore {
     ws: Workspace,
     events: EventLog,
     cache: RefCell<HashMap<PathBuf, (FileKey, Result<Arc<Document>, DocError>)>>,
+    settle: std::time::Duration,
 }
 
 /// A document found in a folder scan.
@@ -91,7 +92,23 @@ impl QueueStore {
             ws: ws.clone(),
             events: EventLog::new(ws.events_path()),
             cache: RefCell::new(HashMap::new()),
+            settle: std::time::Duration::from_millis(200),
         }
+    }
+
+    /// How long a file that does not parse yet may still be being written by hand.
+    pub fn with_settle(mut self, settle: std::time::Duration) -> QueueStore {
+        self.settle = settle;
+        self
+    }
+
+    fn young(&self, path: &Path) -> bool {
+        std::fs::symlink_metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|m| std::time::SystemTime::now().duration_since(m).ok())
+            .map(|age| age < self.settle)
+            .unwrap_or(false)
     }
 
     pub fn workspace(&self) -> &Workspace {
@@ -256,6 +273,7 @@ impl QueueStore {
         let mut out = Vec::new();
         for entry in self.entries(kind, Folder::Queue) {
             match &entry.parsed {
+                Err(_) if self.young(&entry.path) => {}
                 Err(err) => self.quarantine(&entry.path, &err.to_string(), err.line)?,
                 Ok(doc) if doc.id() != entry.stem => {
                     let field = match kind {
@@ -287,11 +305,7 @@ impl QueueStore {
                 }
             }
         }
-        out.sort_by(|a, b| {
-            a.timestamp()
-                .cmp(b.timestamp())
-                .then_with(|| a.id().cmp(b.id()))
-        });
+        out.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
         Ok(out)
     }
 

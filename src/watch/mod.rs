@@ -4,7 +4,9 @@
 //! rescan its folders, so the folders stay the source of truth. When inotify cannot be used
 //! the daemon polls at `watchers.poll_interval_ms` instead, and says how to fix the limit.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -34,6 +36,7 @@ pub struct Waker {
     watcher: Option<notify::RecommendedWatcher>,
     mode: WatcherMode,
     poll_interval: Duration,
+    complete: Arc<Mutex<HashSet<PathBuf>>>,
     /// Why the watcher fell back to polling, to show the operator.
     pub fallback_reason: Option<String>,
 }
@@ -51,8 +54,19 @@ fn watched_dirs(ws: &Workspace) -> Vec<PathBuf> {
     ]
 }
 
+/// Paths that arrived whole: renamed in, or closed after writing.
+fn arrived_complete(event: &Event) -> bool {
+    use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+    matches!(
+        event.kind,
+        notify::EventKind::Modify(ModifyKind::Name(RenameMode::To))
+            | notify::EventKind::Modify(ModifyKind::Name(RenameMode::Both))
+            | notify::EventKind::Access(AccessKind::Close(AccessMode::Write))
+    )
+}
+
 fn relevant(event: &Event, config_path: &Path, rt: &Path) -> Option<Wake> {
-    if matches!(event.kind, notify::EventKind::Access(_)) {
+    if matches!(event.kind, notify::EventKind::Access(_)) && !arrived_complete(event) {
         return None;
     }
     let mut wake = None;
@@ -102,6 +116,7 @@ impl Waker {
             watcher: None,
             mode: WatcherMode::Off,
             poll_interval,
+            complete: Arc::new(Mutex::new(HashSet::new())),
             fallback_reason: None,
         };
         if !config.watchers.enabled {
@@ -130,9 +145,17 @@ impl Waker {
         let tx = self.tx.clone();
         let config_path = ws.config_path();
         let rt = ws.rt().to_path_buf();
+        let complete = self.complete.clone();
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<Event>| {
             match res {
                 Ok(event) => {
+                    if arrived_complete(&event) {
+                        let mut set = complete.lock().unwrap_or_else(|e| e.into_inner());
+                        if set.len() > 10_000 {
+                            set.clear();
+                        }
+                        set.extend(event.paths.iter().cloned());
+                    }
                     if let Some(wake) = relevant(&event, &config_path, &rt) {
                         let _ = tx.send(wake);
                     }
@@ -148,6 +171,14 @@ impl Waker {
             }
         }
         Ok(watcher)
+    }
+
+    /// Whether the watcher saw `path` arrive whole (so it need not wait out the settle window).
+    pub fn is_complete(&self, path: &Path) -> bool {
+        self.complete
+            .lock()
+            .map(|set| set.contains(path))
+            .unwrap_or(false)
     }
 
     /// The mode to record in the snapshot.

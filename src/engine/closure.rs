@@ -1,0 +1,217 @@
+//! Closure targets: one per root spec, judged by the arbiter once its lineage drains.
+//!
+//! Several targets may be open at once (decision 13); each is judged independently. Arbiter
+//! runs per target are bounded by `recovery.max_arbiter_attempts`; a target that hits the
+//! bound is held (`closure_held`) with its reason, shown by `status` and `doctor`, instead of
+//! re-running the arbiter on every idle tick as the reference does.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::documents::Document;
+use crate::model::WorkItemKind;
+use crate::queue::QueueStore;
+use crate::state::{load_yaml, save_yaml, StateError};
+use crate::workspace::atomic;
+use crate::workspace::{Folder, Workspace};
+
+/// `arbiter/targets/<root_spec_id>.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClosureTarget {
+    pub schema_version: String,
+    pub kind: String,
+    pub root_spec_id: String,
+    pub root_idea_id: Option<String>,
+    pub root_spec_path: String,
+    pub root_idea_path: Option<String>,
+    pub rubric_path: String,
+    #[serde(default)]
+    pub latest_verdict_path: Option<String>,
+    #[serde(default)]
+    pub latest_report_path: Option<String>,
+    pub closure_open: bool,
+    #[serde(default)]
+    pub closure_blocked_by_lineage_work: bool,
+    #[serde(default)]
+    pub blocking_work_ids: Vec<String>,
+    pub opened_at: String,
+    #[serde(default)]
+    pub closed_at: Option<String>,
+    #[serde(default)]
+    pub last_arbiter_run_id: Option<String>,
+    /// Arbiter runs for this target; bounded by `recovery.max_arbiter_attempts`.
+    #[serde(default)]
+    pub arbiter_runs: u32,
+    /// Set when the arbiter bound was reached; the target waits for an operator.
+    #[serde(default)]
+    pub closure_held: Option<String>,
+    /// The latest arbiter outcome (`ARBITER_COMPLETE`, `REMEDIATION_NEEDED`, `BLOCKED`).
+    #[serde(default)]
+    pub latest_outcome: Option<String>,
+}
+
+impl ClosureTarget {
+    pub fn path(ws: &Workspace, root: &str) -> PathBuf {
+        ws.arbiter_dir().join("targets").join(format!("{root}.yaml"))
+    }
+
+    pub fn load(path: &Path) -> Result<ClosureTarget, StateError> {
+        load_yaml(path)
+    }
+
+    pub fn save(&self, ws: &Workspace) -> Result<bool, StateError> {
+        save_yaml(&Self::path(ws, &self.root_spec_id), self)
+    }
+}
+
+/// Every target in `arbiter/targets/`, sorted by root spec id; unreadable files are skipped
+/// and reported (they never stop the daemon).
+pub fn list(ws: &Workspace) -> (Vec<ClosureTarget>, Vec<String>) {
+    let dir = ws.arbiter_dir().join("targets");
+    let mut targets = Vec::new();
+    let mut problems = Vec::new();
+    let Ok(read) = std::fs::read_dir(&dir) else {
+        return (targets, problems);
+    };
+    let mut paths: Vec<PathBuf> = read
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        match ClosureTarget::load(&path) {
+            Ok(t) => targets.push(t),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    (targets, problems)
+}
+
+/// Whether a spec roots its own lineage (spec 07 §3, relaxed: the idea is optional).
+pub fn is_root_spec(doc: &Document) -> bool {
+    match doc {
+        Document::Spec(s) => s.root_spec_id.as_deref() == Some(s.spec_id.as_str()),
+        _ => false,
+    }
+}
+
+fn resolve_seed_idea(ws: &Workspace, doc: &Document) -> Option<PathBuf> {
+    let Document::Spec(spec) = doc else {
+        return None;
+    };
+    let mut candidates: Vec<PathBuf> = spec
+        .references
+        .iter()
+        .filter(|r| r.ends_with(".md"))
+        .map(|r| {
+            let p = Path::new(r);
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                ws.root().join(p)
+            }
+        })
+        .collect();
+    for id in [spec.source_id.as_deref(), spec.root_idea_id.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        let stem = id.strip_prefix("idea-").unwrap_or(id);
+        candidates.push(ws.ideas_inbox().join(format!("{id}.md")));
+        candidates.push(ws.ideas_inbox().join(format!("{stem}.md")));
+    }
+    candidates
+        .into_iter()
+        .find(|p| p.is_file() && p.starts_with(ws.root()))
+}
+
+/// Open the target for a root spec if it has none: snapshot its contracts. Returns the
+/// target when one was created.
+pub fn open_for_spec(
+    ws: &Workspace,
+    doc: &Document,
+    spec_path: &Path,
+) -> Result<Option<ClosureTarget>, StateError> {
+    if !is_root_spec(doc) {
+        return Ok(None);
+    }
+    let root = doc.id().to_string();
+    let path = ClosureTarget::path(ws, &root);
+    if path.exists() {
+        return Ok(None);
+    }
+    let contracts = ws.arbiter_dir().join("contracts");
+    let spec_copy = contracts.join("root-specs").join(format!("{root}.md"));
+    let spec_text = std::fs::read(spec_path).unwrap_or_else(|_| doc.render().into_bytes());
+    atomic::create_dir_all(spec_copy.parent().expect("has parent"))?;
+    atomic::write_atomic(&spec_copy, &spec_text)?;
+    let mut idea_rel = None;
+    if let Some(idea) = resolve_seed_idea(ws, doc) {
+        let idea_id = doc.root_idea_id().unwrap_or(&root).to_string();
+        let copy = contracts.join("ideas").join(format!("{idea_id}.md"));
+        atomic::create_dir_all(copy.parent().expect("has parent"))?;
+        let text = std::fs::read(&idea).map_err(|e| {
+            crate::workspace::atomic::IoError::path("read seed idea", &idea, e)
+        })?;
+        atomic::write_atomic(&copy, &text)?;
+        idea_rel = Some(ws.rel(&copy));
+    }
+    let target = ClosureTarget {
+        schema_version: "1.0".into(),
+        kind: "closure_target_state".into(),
+        root_spec_id: root.clone(),
+        root_idea_id: doc.root_idea_id().map(str::to_string),
+        root_spec_path: ws.rel(&spec_copy),
+        root_idea_path: idea_rel,
+        rubric_path: ws.rel(&ws.arbiter_dir().join("rubrics").join(format!("{root}.md"))),
+        latest_verdict_path: None,
+        latest_report_path: None,
+        closure_open: true,
+        closure_blocked_by_lineage_work: false,
+        blocking_work_ids: Vec::new(),
+        opened_at: crate::time::now_string(),
+        closed_at: None,
+        last_arbiter_run_id: None,
+        arbiter_runs: 0,
+        closure_held: None,
+        latest_outcome: None,
+    };
+    target.save(ws)?;
+    Ok(Some(target))
+}
+
+/// Open targets for root specs that lack one (crash between claim and open); run at startup.
+pub fn backfill(ws: &Workspace, queue: &QueueStore) -> Result<Vec<String>, StateError> {
+    let mut opened = Vec::new();
+    for folder in [Folder::Active, Folder::Done] {
+        for entry in queue.entries(WorkItemKind::Spec, folder) {
+            if let Ok(doc) = &entry.parsed {
+                if let Some(t) = open_for_spec(ws, doc, &entry.path)? {
+                    opened.push(t.root_spec_id);
+                }
+            }
+        }
+    }
+    Ok(opened)
+}
+
+/// Refresh a target's readiness from its open lineage work; saves only when it changed.
+/// Returns true when the lineage has drained and the arbiter may run.
+pub fn refresh_readiness(
+    ws: &Workspace,
+    queue: &QueueStore,
+    target: &mut ClosureTarget,
+) -> Result<bool, StateError> {
+    let work: Vec<String> = queue
+        .open_lineage_work(&target.root_spec_id)
+        .into_iter()
+        .map(|(_, id, _)| id)
+        .collect();
+    target.closure_blocked_by_lineage_work = !work.is_empty();
+    target.blocking_work_ids = work;
+    target.save(ws)?;
+    Ok(target.closure_open && target.closure_held.is_none() && !target.closure_blocked_by_lineage_work)
+}

@@ -1,0 +1,198 @@
+//! The daemon loop: run ticks back to back while work is claimable, sleep on file events
+//! when idle, and keep listening (mailbox `stop`, signals) while a stage runs.
+
+use std::sync::mpsc::channel;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{Engine, EngineOptions, TickOutcome};
+use crate::config::{Config, StopMode};
+use crate::control::mailbox::{self, Command, Pending};
+use crate::error::Result;
+use crate::model::{Stage, TerminalResult, WorkItemKind};
+use crate::runners::CancelToken;
+use crate::watch::{self, Wake, Waker};
+use crate::workspace::Workspace;
+
+/// How long an idle daemon with working file events waits before rescanning anyway.
+const SCHEDULED_CHECK: Duration = Duration::from_secs(60);
+
+/// What the daemon reports as it goes (the CLI prints it).
+#[derive(Debug, Clone)]
+pub enum Progress {
+    Started { plan_id: String, watcher: String },
+    StageStarted { stage: Stage, item: String, run_id: String },
+    StageFinished { stage: Stage, result: Option<TerminalResult>, next: Option<Stage> },
+    Idle,
+    Warning(String),
+}
+
+/// Daemon settings from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonOptions {
+    pub max_ticks: Option<u64>,
+    pub force_poll: bool,
+    /// Stop once nothing is left to do (used by `demo`).
+    pub exit_when_idle: bool,
+}
+
+/// Why the daemon ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DaemonExit {
+    Stopped(String),
+    MaxTicks,
+    Idle,
+}
+
+fn item_label(engine: &Engine) -> String {
+    let s = engine.snapshot();
+    match (&s.active_work_item_kind, &s.active_work_item_id, &s.active_closure_target) {
+        (Some(k), Some(i), _) => format!("{k} {i}"),
+        (_, _, Some(root)) => format!("closure target {root}"),
+        _ => "none".into(),
+    }
+}
+
+fn stop_pending(ws: &Workspace) -> bool {
+    mailbox::pending(ws, Duration::ZERO).iter().any(|p| {
+        matches!(p, Pending::Ready { envelope, .. } if envelope.command == Command::Stop)
+    })
+}
+
+/// Run the daemon until stopped.
+pub fn run(
+    ws: &Workspace,
+    options: EngineOptions,
+    daemon: DaemonOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<DaemonExit> {
+    let config_path = options.config_path.clone().unwrap_or_else(|| ws.config_path());
+    let config = Config::load(&config_path, options.config_path.is_some())?;
+    let waker = Waker::new(ws, &config, daemon.force_poll);
+    watch::forward_signals(waker.sender());
+    let mut engine = Engine::start(ws, options, waker.mode())?;
+    if let Some(reason) = &waker.fallback_reason {
+        engine.events.emit("watcher_fallback_to_polling", json!({"reason": reason}))?;
+        progress(Progress::Warning(reason.clone()));
+    }
+    progress(Progress::Started {
+        plan_id: engine.plan.compiled_plan_id.clone(),
+        watcher: format!("{:?}", waker.mode()).to_lowercase(),
+    });
+    let mut ticks = 0u64;
+    let exit = loop {
+        if daemon.max_ticks.is_some_and(|max| ticks >= max) {
+            break DaemonExit::MaxTicks;
+        }
+        ticks += 1;
+        let outcome = engine.prepare(&|p| waker.is_complete(p))?;
+        match outcome {
+            TickOutcome::Stopped => break DaemonExit::Stopped("stop requested".into()),
+            TickOutcome::Stage(prepared) => {
+                let req = prepared.request.clone();
+                progress(Progress::StageStarted {
+                    stage: req.stage,
+                    item: item_label(&engine),
+                    run_id: req.run_id.clone(),
+                });
+                let cancel = CancelToken::new();
+                let (tx, rx) = channel();
+                let registry = engine.registry();
+                let wake = waker.sender();
+                let worker_cancel = cancel.clone();
+                let worker_req = req.clone();
+                std::thread::Builder::new()
+                    .name("millrace-stage".into())
+                    .spawn(move || {
+                        let raw = registry.dispatch(&worker_req, &worker_cancel);
+                        let _ = tx.send(raw);
+                        let _ = wake.send(Wake::StageDone);
+                    })
+                    .map_err(|e| crate::error::Error::msg(format!("cannot start stage worker: {e}")))?;
+                let mut stop_after: Option<String> = None;
+                let raw = loop {
+                    if let Ok(raw) = rx.try_recv() {
+                        break raw;
+                    }
+                    match waker.wait(SCHEDULED_CHECK) {
+                        Some(Wake::Signal(name)) => {
+                            if stop_after.is_some() || engine.config.runtime.stop_mode == StopMode::Interrupt {
+                                cancel.cancel();
+                            }
+                            stop_after = Some(format!("{name} received"));
+                        }
+                        Some(Wake::Files) if stop_pending(ws) => {
+                            if engine.config.runtime.stop_mode == StopMode::Interrupt {
+                                cancel.cancel();
+                            }
+                        }
+                        _ => {}
+                    }
+                };
+                if cancel.is_cancelled() {
+                    engine.events.emit(
+                        "stage_interrupted",
+                        json!({"stage": req.stage, "run_id": req.run_id, "request_id": req.request_id,
+                               "action": "the item stays active; the next start re-runs this stage"}),
+                    )?;
+                    let reason = stop_after.unwrap_or_else(|| "stop requested".into());
+                    engine.drain_mailbox()?;
+                    engine.process_stop(&reason)?;
+                    break DaemonExit::Stopped(reason);
+                }
+                engine.finish_stage(&prepared, raw)?;
+                progress(Progress::StageFinished {
+                    stage: req.stage,
+                    result: engine.snapshot().last_terminal_result,
+                    next: engine.snapshot().active_stage,
+                });
+                if let Some(reason) = stop_after {
+                    engine.process_stop(&reason)?;
+                    break DaemonExit::Stopped(reason);
+                }
+            }
+            TickOutcome::Idle | TickOutcome::Paused => {
+                if daemon.exit_when_idle && matches!(outcome, TickOutcome::Idle) {
+                    break DaemonExit::Idle;
+                }
+                progress(Progress::Idle);
+                let settle = Duration::from_millis(engine.config.watchers.settle_ms);
+                let timeout = if engine.take_in(&|p| waker.is_complete(p))? {
+                    settle
+                } else {
+                    SCHEDULED_CHECK
+                };
+                match waker.wait(timeout) {
+                    Some(Wake::Signal(name)) => {
+                        let reason = format!("{name} received");
+                        engine.process_stop(&reason)?;
+                        break DaemonExit::Stopped(reason);
+                    }
+                    Some(Wake::Config) => {
+                        let outcome = engine.reload_config()?;
+                        if !outcome.applied {
+                            progress(Progress::Warning(outcome.detail));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    };
+    let reason = match &exit {
+        DaemonExit::Stopped(r) => r.clone(),
+        DaemonExit::MaxTicks => "max ticks reached".into(),
+        DaemonExit::Idle => "no work left".into(),
+    };
+    engine.shutdown(&reason)?;
+    Ok(exit)
+}
+
+/// Count of stage runs of a kind, used by progress output (kept for symmetry with `runs`).
+pub fn describe_item(kind: Option<WorkItemKind>, id: Option<&str>) -> String {
+    match (kind, id) {
+        (Some(k), Some(i)) => format!("{k} {i}"),
+        _ => "none".into(),
+    }
+}

@@ -1,0 +1,129 @@
+//! Intake: ideas dropped into `ideas/inbox/` become planning specs.
+//!
+//! Every wake rescans the inbox, so ideas present at startup and ideas whose file events
+//! were lost are taken too. A file is taken when it arrived complete (renamed in, or closed
+//! after writing, as the watcher reports) or when it has held still for the settle window;
+//! a younger file is left for the next look. Ideas stay in the inbox (they are the seed
+//! contracts the arbiter reads); an in-memory index keeps rescans from re-reading them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde_json::json;
+
+use crate::documents::{self, Document};
+use crate::error::Result;
+use crate::queue::{FileKey, QueueStore, QueueError};
+use crate::state::events::EventLog;
+use crate::workspace::Workspace;
+
+/// What one intake pass did.
+#[derive(Debug, Default)]
+pub struct IntakeReport {
+    pub specs: Vec<String>,
+    /// Some file was too young to take; look again after the settle window.
+    pub waiting: bool,
+}
+
+/// Remembers which inbox files were already handled.
+#[derive(Debug, Default)]
+pub struct Intake {
+    seen: HashMap<PathBuf, FileKey>,
+}
+
+fn young(path: &Path, settle: Duration) -> bool {
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|m| SystemTime::now().duration_since(m).ok())
+        .map(|age| age < settle)
+        .unwrap_or(false)
+}
+
+impl Intake {
+    /// Turn new inbox ideas into queued specs.
+    pub fn ideas(
+        &mut self,
+        ws: &Workspace,
+        queue: &QueueStore,
+        events: &EventLog,
+        settle: Duration,
+        complete: &dyn Fn(&Path) -> bool,
+    ) -> Result<IntakeReport> {
+        let mut report = IntakeReport::default();
+        let inbox = ws.ideas_inbox();
+        let Ok(read) = std::fs::read_dir(&inbox) else {
+            return Ok(report);
+        };
+        let mut paths: Vec<PathBuf> = read.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        paths.sort();
+        self.seen.retain(|p, _| p.exists());
+        for path in paths {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if name.starts_with('.') || !name.ends_with(".md") {
+                continue;
+            }
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.file_type().is_symlink() {
+                queue.quarantine(&path, "symlinks are not followed in the idea inbox; copy the file in", None)?;
+                continue;
+            }
+            if !meta.is_file() {
+                continue;
+            }
+            let Some(key) = FileKey::of(&path) else {
+                continue;
+            };
+            if self.seen.get(&path) == Some(&key) {
+                continue;
+            }
+            if young(&path, settle) && !complete(&path) {
+                report.waiting = true;
+                continue;
+            }
+            let text = match std::fs::read(&path).map(String::from_utf8) {
+                Ok(Ok(text)) if !text.trim().is_empty() => text,
+                Ok(Ok(_)) => {
+                    queue.quarantine(&path, "idea file is empty", None)?;
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    let msg = format!(
+                        "idea file is not valid UTF-8 (invalid byte at offset {})",
+                        e.utf8_error().valid_up_to()
+                    );
+                    queue.quarantine(&path, &msg, None)?;
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            let stem = name.strip_suffix(".md").unwrap_or(&name);
+            let spec = documents::normalize_idea(stem, &ws.rel(&path), &text, crate::time::now());
+            let doc = Document::Spec(spec);
+            match queue.enqueue(&doc) {
+                Ok(dest) => {
+                    events.emit(
+                        "idea_normalized_to_spec",
+                        json!({"idea_path": path.display().to_string(), "spec_id": doc.id(),
+                               "spec_path": ws.rel(&dest)}),
+                    )?;
+                    report.specs.push(doc.id().to_string());
+                }
+                Err(QueueError::Duplicate { .. }) => {}
+                Err(QueueError::Document(err)) => {
+                    queue.quarantine(&path, &err.to_string(), err.line)?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            self.seen.insert(path, key);
+        }
+        Ok(report)
+    }
+}

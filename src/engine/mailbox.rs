@@ -1,0 +1,137 @@
+//! Draining the mailbox at a tick boundary, and config reload.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::Engine;
+use crate::compiler;
+use crate::config::Config;
+use crate::control::actions::{self, Action, Mode, Outcome, Target};
+use crate::control::mailbox::{self, Disposition, Pending};
+use crate::error::{Error, Result};
+use crate::state::snapshot::ReloadOutcome;
+
+impl Engine {
+    /// Apply every pending mailbox command in `issued_at` order; archive each.
+    pub(crate) fn drain_mailbox(&mut self) -> Result<()> {
+        let settle = Duration::from_millis(self.config.watchers.settle_ms);
+        for pending in mailbox::pending(&self.ws, settle) {
+            match pending {
+                Pending::Broken { path, error } => {
+                    mailbox::archive(&self.ws, &path, Disposition::Failed, Some(&error))?;
+                    self.events.emit(
+                        "mailbox_command_failed",
+                        json!({"file": self.ws.rel(&path), "error": error}),
+                    )?;
+                }
+                Pending::Ready { path, envelope, .. } => {
+                    let outcome = Action::from_envelope(&envelope)
+                        .map_err(Error::msg)
+                        .and_then(|action| self.apply_action(&action));
+                    match outcome {
+                        Ok(outcome) => {
+                            let archived =
+                                mailbox::archive(&self.ws, &path, Disposition::Processed, None)?;
+                            mailbox::write_result(&archived, &outcome)?;
+                            self.events.emit(
+                                "mailbox_command_applied",
+                                json!({"command": envelope.command.as_str(),
+                                       "command_id": envelope.command_id,
+                                       "applied": outcome.applied, "detail": outcome.detail}),
+                            )?;
+                        }
+                        Err(err) if err.exit_code() == crate::error::ExitCode::Fatal => {
+                            return Err(err)
+                        }
+                        Err(err) => {
+                            let text = err.to_string();
+                            mailbox::archive(&self.ws, &path, Disposition::Failed, Some(&text))?;
+                            self.events.emit(
+                                "mailbox_command_failed",
+                                json!({"command": envelope.command.as_str(),
+                                       "command_id": envelope.command_id, "error": text}),
+                            )?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_action(&mut self, action: &Action) -> Result<Outcome> {
+        if matches!(action, Action::ReloadConfig) {
+            return self.reload_config();
+        }
+        let mut target = Target {
+            ws: &self.ws,
+            snapshot: &mut self.snapshot,
+            counters: &mut self.counters,
+            queue: &self.queue,
+            events: &self.events,
+        };
+        actions::apply(action, &mut target, Mode::Daemon)
+    }
+
+    /// Re-read the config and recompile; a failure keeps the last-known-good plan and says so.
+    pub fn reload_config(&mut self) -> Result<Outcome> {
+        let path = self
+            .options
+            .config_path
+            .clone()
+            .unwrap_or_else(|| self.ws.config_path());
+        let failed = |engine: &mut Engine, error: String| -> Result<Outcome> {
+            engine.snapshot.last_reload_outcome = Some(ReloadOutcome::FailedRetainedPreviousPlan);
+            engine.snapshot.last_reload_error = Some(error.clone());
+            engine.save_snapshot()?;
+            engine.events.emit(
+                "runtime_config_reload_failed",
+                json!({"error": error, "retained_previous_plan": true,
+                       "compiled_plan_id": engine.plan.compiled_plan_id}),
+            )?;
+            Ok(Outcome {
+                action: "reload_config",
+                applied: false,
+                detail: format!("reload failed, kept plan {}: {error}", engine.plan.compiled_plan_id),
+                artifact_path: None,
+            })
+        };
+        let config = match Config::load(&path, self.options.config_path.is_some()) {
+            Ok(c) => c,
+            Err(e) => return failed(self, e.to_string()),
+        };
+        let registry = match super::build_registry(&self.ws, &config) {
+            Ok(r) => r,
+            Err(e) => return failed(self, e.to_string()),
+        };
+        let outcome = compiler::compile_and_persist(&self.ws, &config, self.options.mode.as_deref());
+        let plan = match outcome.plan {
+            Some(plan) if !outcome.used_last_known_good => plan,
+            _ => return failed(self, outcome.errors.join(", ")),
+        };
+        self.config = config;
+        self.registry = std::sync::Arc::new(registry);
+        self.plan = plan;
+        let s = &mut self.snapshot;
+        s.runtime_mode = self.config.runtime.run_style;
+        s.active_mode_id = self.plan.mode_id.clone();
+        s.execution_loop_id = self.plan.execution_loop_id.clone();
+        s.planning_loop_id = self.plan.planning_loop_id.clone();
+        s.compiled_plan_id = self.plan.compiled_plan_id.clone();
+        s.config_version = self.config.fingerprint();
+        s.last_reload_outcome = Some(ReloadOutcome::Applied);
+        s.last_reload_error = None;
+        self.save_snapshot()?;
+        self.events.emit(
+            "runtime_config_reloaded",
+            json!({"mode_id": self.plan.mode_id, "compiled_plan_id": self.plan.compiled_plan_id}),
+        )?;
+        Ok(Outcome {
+            action: "reload_config",
+            applied: true,
+            detail: format!("config reloaded; plan {}", self.plan.compiled_plan_id),
+            artifact_path: None,
+        })
+    }
+}

@@ -1,0 +1,227 @@
+//! Reconciliation, claim and completion activation: deciding what is active.
+//!
+//! Decision 2: no work is ever stranded. Whatever the snapshot and the `active/` folders
+//! disagree about is repaired here, at startup and on every tick, with an event each time.
+//! After a crash or a stop the snapshot still names the item and its stage, and the daemon
+//! simply resumes that stage (no detour through a recovery stage).
+
+use serde_json::json;
+
+use super::closure::{self, ClosureTarget};
+use super::Engine;
+use crate::error::Result;
+use crate::model::{Plane, WorkItemKind};
+use crate::state::markers;
+use crate::workspace::Folder;
+
+const ORPHAN_REASON: &str = "runtime stale-state clear: item was active but not owned by the runtime";
+
+impl Engine {
+    fn reconciled(&self, signal: &str, data: serde_json::Value) -> Result<()> {
+        let mut data = data;
+        data["signal"] = json!(signal);
+        self.events.emit("runtime_reconciled", data)?;
+        Ok(())
+    }
+
+    /// Clear the active part of the snapshot and reset both markers.
+    fn clear_active_state(&mut self) -> Result<()> {
+        self.snapshot.clear_active();
+        for plane in Plane::ALL {
+            markers::write(&self.ws.status_path(plane), plane, markers::IDLE)?;
+            *self.snapshot.marker_mut(plane) = markers::IDLE.into();
+        }
+        self.save_snapshot()
+    }
+
+    /// Repair disagreements between the snapshot, the queue folders and the counters.
+    pub(crate) fn reconcile(&mut self, startup: bool) -> Result<()> {
+        let owned = match (
+            self.snapshot.active_work_item_kind,
+            self.snapshot.active_work_item_id.clone(),
+        ) {
+            (Some(k), Some(i)) => Some((k, i)),
+            _ => None,
+        };
+        if let Some((kind, id)) = &owned {
+            if !self.ws.item_path(*kind, Folder::Active, id).exists() {
+                let found = self.queue.locate(*kind, id).map(|(f, _)| self.queue.folder_label(*kind, f));
+                self.reconciled(
+                    "snapshot_without_active_artifact",
+                    json!({"kind": kind, "id": id, "found_in": found, "action": "cleared active state"}),
+                )?;
+                self.counters.reset_item(*kind, id);
+                self.counters.save(&self.ws.counters_path())?;
+                self.clear_active_state()?;
+            }
+        }
+        let owned = match (
+            self.snapshot.active_work_item_kind,
+            self.snapshot.active_work_item_id.clone(),
+        ) {
+            (Some(k), Some(i)) => Some((k, i)),
+            _ => None,
+        };
+        for plane in Plane::ALL {
+            for (kind, id) in self.queue.active_items(plane) {
+                if owned.as_ref() == Some(&(kind, id.clone())) {
+                    continue;
+                }
+                if self.queue.requeue(kind, &id, ORPHAN_REASON).is_ok() {
+                    self.reconciled(
+                        "active_without_snapshot",
+                        json!({"kind": kind, "id": id, "action": "requeued"}),
+                    )?;
+                }
+            }
+        }
+        if self.snapshot.active_stage.is_some() && owned.is_none() {
+            let closure_ok = match &self.snapshot.active_closure_target {
+                Some(root) => ClosureTarget::load(&ClosureTarget::path(&self.ws, root))
+                    .map(|t| t.closure_open)
+                    .unwrap_or(false),
+                None => false,
+            };
+            if !closure_ok {
+                self.reconciled(
+                    "missing_active_work_item_identity",
+                    json!({"stage": self.snapshot.active_stage, "action": "cleared active state"}),
+                )?;
+                self.clear_active_state()?;
+            }
+        }
+        let active = owned.clone();
+        let before = self.counters.entries.len();
+        self.counters.entries.retain(|e| {
+            active.as_ref() == Some(&(e.work_item_kind, e.work_item_id.clone()))
+                || (e.work_item_kind == WorkItemKind::Spec
+                    && self.snapshot.active_closure_target.as_deref() == Some(e.work_item_id.as_str()))
+        });
+        if self.counters.entries.len() != before {
+            self.counters.save(&self.ws.counters_path())?;
+            self.reconciled(
+                "orphaned_recovery_counters",
+                json!({"removed": before - self.counters.entries.len()}),
+            )?;
+        }
+        if startup {
+            if let (Some(stage), Some(run)) =
+                (self.snapshot.active_stage, self.snapshot.active_run_id.clone())
+            {
+                self.reconciled(
+                    "resumed_active_stage",
+                    json!({"stage": stage, "run_id": run,
+                           "work_item_kind": self.snapshot.active_work_item_kind,
+                           "work_item_id": self.snapshot.active_work_item_id}),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Claim the next item (planning before execution) and activate its entry stage.
+    pub(crate) fn claim(&mut self) -> Result<()> {
+        let claimed = match self.queue.claim_planning()? {
+            Some(c) => Some(c),
+            None => self.queue.claim_execution()?,
+        };
+        let Some(claimed) = claimed else {
+            return Ok(());
+        };
+        let stage = self.plan.entry_stage(claimed.kind);
+        let run_id = crate::time::new_run_id();
+        let s = &mut self.snapshot;
+        s.active_plane = Some(stage.plane());
+        s.active_stage = Some(stage);
+        s.active_run_id = Some(run_id.clone());
+        s.active_work_item_kind = Some(claimed.kind);
+        s.active_work_item_id = Some(claimed.id.clone());
+        s.active_closure_target = None;
+        s.active_since = Some(crate::time::now_string());
+        s.current_failure_class = None;
+        self.mirror_counters();
+        self.save_snapshot()?;
+        self.events.emit(
+            "work_item_claimed",
+            json!({"kind": claimed.kind, "id": claimed.id, "stage": stage, "run_id": run_id,
+                   "root_spec_id": claimed.document.root_spec_id(),
+                   "root_idea_id": claimed.document.root_idea_id()}),
+        )?;
+        if claimed.kind == WorkItemKind::Spec {
+            if let Some(target) = closure::open_for_spec(&self.ws, &claimed.document, &claimed.path)? {
+                self.events.emit(
+                    "closure_target_opened",
+                    json!({"root_spec_id": target.root_spec_id, "root_idea_id": target.root_idea_id,
+                           "seed_idea_path": target.root_idea_path}),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// When a root lineage has drained, dispatch the completion stage (the arbiter) for it.
+    pub(crate) fn activate_completion(&mut self) -> Result<()> {
+        let Some(stage) = self.plan.completion_behavior().map(|cb| cb.stage) else {
+            return Ok(());
+        };
+        let (targets, problems) = closure::list(&self.ws);
+        for problem in problems {
+            tracing::warn!("unreadable closure target: {problem}");
+        }
+        for mut target in targets {
+            if !target.closure_open || target.closure_held.is_some() {
+                continue;
+            }
+            if !closure::refresh_readiness(&self.ws, &self.queue, &mut target)? {
+                continue;
+            }
+            let limit = self.config.recovery.max_arbiter_attempts;
+            if target.arbiter_runs >= limit {
+                target.closure_held = Some(format!(
+                    "the arbiter ran {} times without closing this target (recovery.max_arbiter_attempts = {limit}); read {} and the latest report, then reset arbiter_runs and closure_held in this file to try again",
+                    target.arbiter_runs, target.rubric_path
+                ));
+                target.save(&self.ws)?;
+                self.events.emit(
+                    "closure_target_held",
+                    json!({"root_spec_id": target.root_spec_id, "arbiter_runs": target.arbiter_runs}),
+                )?;
+                continue;
+            }
+            target.arbiter_runs += 1;
+            target.save(&self.ws)?;
+            let run_id = crate::time::new_run_id();
+            let s = &mut self.snapshot;
+            s.active_plane = Some(stage.plane());
+            s.active_stage = Some(stage);
+            s.active_run_id = Some(run_id.clone());
+            s.active_work_item_kind = None;
+            s.active_work_item_id = None;
+            s.active_closure_target = Some(target.root_spec_id.clone());
+            s.active_since = Some(crate::time::now_string());
+            s.current_failure_class = None;
+            self.save_snapshot()?;
+            self.events.emit(
+                "closure_target_ready",
+                json!({"root_spec_id": target.root_spec_id, "run_id": run_id,
+                       "arbiter_run": target.arbiter_runs}),
+            )?;
+            return Ok(());
+        }
+        Ok(())
+    }
+
+    /// The stop gate: leave the active item where it is (the next start resumes it).
+    pub(crate) fn process_stop(&mut self, reason: &str) -> Result<()> {
+        self.snapshot.process_running = false;
+        self.snapshot.stop_requested = false;
+        self.snapshot.paused = false;
+        self.save_snapshot()?;
+        self.events.emit(
+            "runtime_tick_stopped",
+            json!({"reason": reason, "active_work_item_id": self.snapshot.active_work_item_id,
+                   "active_stage": self.snapshot.active_stage}),
+        )?;
+        Ok(())
+    }
+}

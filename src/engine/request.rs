@@ -1,0 +1,149 @@
+//! Building the stage request from the snapshot and the frozen plan.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::closure::ClosureTarget;
+use super::Engine;
+use crate::error::{Error, Result};
+use crate::model::{Plane, Stage, WorkItemKind};
+use crate::runners::{RequestKind, StageRequest};
+use crate::state::markers;
+use crate::workspace::{atomic, Folder};
+
+/// `state/runtime_error_context.yaml`: why the runtime sent an item to its repair stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeErrorContext {
+    pub schema_version: String,
+    pub kind: String,
+    pub error_code: String,
+    pub plane: Plane,
+    pub failed_stage: Stage,
+    pub repair_stage: Stage,
+    pub work_item_kind: WorkItemKind,
+    pub work_item_id: String,
+    pub run_id: String,
+    pub terminal_result: Option<String>,
+    pub stage_result_path: Option<String>,
+    pub report_path: String,
+    pub exception_message: String,
+    pub captured_at: String,
+}
+
+impl Engine {
+    /// Build the request for the active stage (spec 08 §2, 07 §7).
+    pub(crate) fn build_request(&mut self) -> Result<StageRequest> {
+        let s = &self.snapshot;
+        let (Some(stage), Some(run_id)) = (s.active_stage, s.active_run_id.clone()) else {
+            return Err(Error::msg("no active stage to run"));
+        };
+        let plan = self
+            .plan
+            .stage_plan(stage)
+            .ok_or_else(|| Error::msg(format!("the compiled plan has no stage plan for {stage}")))?
+            .clone();
+        let rt = self.ws.rt().to_path_buf();
+        let run_dir = self.ws.run_dir(&run_id);
+        atomic::create_dir_all(&run_dir)?;
+        let mut req = StageRequest {
+            request_id: crate::time::new_request_id(),
+            run_id: run_id.clone(),
+            plane: stage.plane(),
+            stage,
+            request_kind: RequestKind::ActiveWorkItem,
+            mode_id: s.active_mode_id.clone(),
+            compiled_plan_id: s.compiled_plan_id.clone(),
+            entrypoint_path: rt.join(&plan.entrypoint_path),
+            entrypoint_contract_id: plan.entrypoint_contract_id.clone(),
+            required_skill_paths: plan.required_skills.iter().map(|p| rt.join(p)).collect(),
+            attached_skill_paths: plan.attached_skill_additions.iter().map(|p| rt.join(p)).collect(),
+            active_work_item_kind: None,
+            active_work_item_id: None,
+            active_work_item_path: None,
+            closure_target_path: None,
+            closure_target_root_spec_id: None,
+            closure_target_root_idea_id: None,
+            canonical_root_spec_path: None,
+            canonical_seed_idea_path: None,
+            preferred_rubric_path: None,
+            preferred_verdict_path: None,
+            preferred_report_path: None,
+            run_dir: run_dir.clone(),
+            summary_status_path: self.ws.status_path(stage.plane()),
+            runtime_snapshot_path: self.ws.snapshot_path(),
+            recovery_counters_path: self.ws.counters_path(),
+            preferred_troubleshoot_report_path: None,
+            runtime_error_code: None,
+            runtime_error_report_path: None,
+            runtime_error_catalog_path: None,
+            runner_name: plan.runner_name.clone(),
+            model_name: plan.model_name.clone(),
+            timeout_seconds: plan.timeout_seconds,
+            idle_timeout_seconds: self.config.stage(stage).idle_timeout_seconds,
+        };
+        if let Some(root) = s.active_closure_target.clone() {
+            let target_path = ClosureTarget::path(&self.ws, &root);
+            let target = ClosureTarget::load(&target_path)?;
+            let root_path = self.ws.root();
+            req.request_kind = RequestKind::ClosureTarget;
+            req.closure_target_path = Some(target_path);
+            req.closure_target_root_spec_id = Some(root.clone());
+            req.closure_target_root_idea_id = target.root_idea_id.clone();
+            req.canonical_root_spec_path = Some(root_path.join(&target.root_spec_path));
+            req.canonical_seed_idea_path = target.root_idea_path.as_ref().map(|p| root_path.join(p));
+            req.preferred_rubric_path = Some(root_path.join(&target.rubric_path));
+            req.preferred_verdict_path = Some(
+                self.ws
+                    .arbiter_dir()
+                    .join("verdicts")
+                    .join(format!("{root}.yaml")),
+            );
+            req.preferred_report_path = Some(run_dir.join("arbiter_report.md"));
+        } else if let (Some(kind), Some(id)) = (s.active_work_item_kind, s.active_work_item_id.clone()) {
+            req.active_work_item_path = Some(self.ws.item_path(kind, Folder::Active, &id));
+            req.active_work_item_kind = Some(kind);
+            req.active_work_item_id = Some(id);
+            req.preferred_troubleshoot_report_path = Some(run_dir.join("troubleshoot_report.md"));
+            if matches!(stage, Stage::Troubleshooter | Stage::Mechanic) {
+                if let Some(ctx) = self.matching_error_context(stage) {
+                    req.runtime_error_code = Some(ctx.error_code);
+                    req.runtime_error_report_path = Some(std::path::PathBuf::from(ctx.report_path));
+                    let catalog = self.ws.root().join("docs/runtime/millrace-runtime-error-codes.md");
+                    req.runtime_error_catalog_path = catalog.is_file().then_some(catalog);
+                }
+            }
+        }
+        Ok(req)
+    }
+
+    fn matching_error_context(&self, stage: Stage) -> Option<RuntimeErrorContext> {
+        let ctx: RuntimeErrorContext = crate::state::load_yaml(&self.ws.error_context_path()).ok()?;
+        let s = &self.snapshot;
+        let matches = ctx.repair_stage == stage
+            && Some(&ctx.run_id) == s.active_run_id.as_ref()
+            && Some(ctx.work_item_kind) == s.active_work_item_kind
+            && Some(&ctx.work_item_id) == s.active_work_item_id.as_ref()
+            && s.current_failure_class.as_deref() == Some(ctx.error_code.as_str());
+        matches.then_some(ctx)
+    }
+
+    /// Write the running marker and announce the stage.
+    pub(crate) fn mark_running(&mut self, req: &StageRequest) -> Result<()> {
+        let marker = req.stage.running_marker();
+        markers::write(&self.ws.status_path(req.plane), req.plane, &marker)?;
+        *self.snapshot.marker_mut(req.plane) = marker;
+        self.save_snapshot()?;
+        self.events.emit(
+            "stage_started",
+            json!({"request_id": req.request_id, "stage": req.stage, "plane": req.plane,
+                   "run_id": req.run_id, "request_kind": req.request_kind.as_str(),
+                   "work_item_kind": req.active_work_item_kind,
+                   "work_item_id": req.active_work_item_id,
+                   "closure_target_root_spec_id": req.closure_target_root_spec_id,
+                   "runner": self.registry.resolve_name(req),
+                   "troubleshoot_report_path": req.preferred_troubleshoot_report_path}),
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,101 @@
+//! The tick, in order. Each step is a call into the module that owns it.
+
+use serde_json::json;
+
+use super::Engine;
+use crate::error::Result;
+use crate::runners::{RawResult, StageRequest};
+
+/// What a tick did when it ran no stage, or the stage it prepared.
+#[derive(Debug)]
+pub enum TickOutcome {
+    /// A stage request is ready to run.
+    Stage(Box<Prepared>),
+    /// Nothing to do.
+    Idle,
+    Paused,
+    /// A stop was processed; the caller should exit.
+    Stopped,
+}
+
+/// A stage about to run.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub request: StageRequest,
+}
+
+impl Engine {
+    /// Steps 1–14 of a tick: everything up to running a stage. `complete` tells intake
+    /// which inbox files arrived whole (the watcher saw them renamed in or closed).
+    pub fn prepare(&mut self, complete: &dyn Fn(&std::path::Path) -> bool) -> Result<TickOutcome> {
+        self.drain_mailbox()?;
+        self.take_in(complete)?;
+        if self.snapshot.stop_requested {
+            self.process_stop("stop requested")?;
+            return Ok(TickOutcome::Stopped);
+        }
+        if self.snapshot.paused {
+            return Ok(TickOutcome::Paused);
+        }
+        self.reconcile(false)?;
+        if self.snapshot.active_stage.is_none() {
+            self.claim()?;
+        }
+        if self.snapshot.active_stage.is_none() {
+            self.activate_completion()?;
+        }
+        if self.snapshot.active_stage.is_none() {
+            self.refresh_depths()?;
+            return Ok(TickOutcome::Idle);
+        }
+        let request = self.build_request()?;
+        self.mark_running(&request)?;
+        Ok(TickOutcome::Stage(Box::new(Prepared { request })))
+    }
+
+    /// Steps 15–19: normalize the runner's result, route it, apply the decision.
+    pub fn finish_stage(&mut self, prepared: &Prepared, raw: RawResult) -> Result<()> {
+        match self.apply_result(&prepared.request, raw) {
+            Ok(()) => Ok(()),
+            Err(err) if err.exit_code() == crate::error::ExitCode::Fatal => Err(err),
+            Err(err) => self.post_stage_recovery(&prepared.request, &err.to_string()),
+        }
+    }
+
+    /// Take in new ideas; `complete` tells which files arrived whole.
+    pub fn take_in(&mut self, complete: &dyn Fn(&std::path::Path) -> bool) -> Result<bool> {
+        if !self.config.watchers.enabled || !self.config.watchers.watch_ideas_inbox {
+            return Ok(false);
+        }
+        let settle = std::time::Duration::from_millis(self.config.watchers.settle_ms);
+        let report = self
+            .intake
+            .ideas(&self.ws, &self.queue, &self.events, settle, complete)?;
+        if !report.specs.is_empty() {
+            self.events.emit(
+                "watcher_events_consumed",
+                json!({"count": report.specs.len()}),
+            )?;
+            self.refresh_depths()?;
+        }
+        Ok(report.waiting)
+    }
+
+    pub(crate) fn refresh_depths(&mut self) -> Result<()> {
+        let (exec, plan) = self.queue.depths();
+        self.snapshot.queue_depth_execution = exec;
+        self.snapshot.queue_depth_planning = plan;
+        self.save_snapshot()
+    }
+
+    /// One whole tick on the current thread (`run once`): returns what happened.
+    pub fn tick_inline(&mut self) -> Result<TickOutcome> {
+        let outcome = self.prepare(&|_| false)?;
+        if let TickOutcome::Stage(prepared) = &outcome {
+            let cancel = crate::runners::CancelToken::new();
+            let raw = self.registry.dispatch(&prepared.request, &cancel);
+            self.finish_stage(prepared, raw)?;
+        }
+        Ok(outcome)
+    }
+}
