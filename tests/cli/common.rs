@@ -1,0 +1,158 @@
+//! The test workspace builder: a temporary workspace, the real binary, and waits on
+//! conditions with a deadline (never a bare sleep).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_millrace");
+
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
+}
+
+pub struct TestWs {
+    dir: tempfile::TempDir,
+}
+
+impl TestWs {
+    /// A workspace created with `millrace init`.
+    pub fn new() -> TestWs {
+        let ws = TestWs::bare();
+        ws.ok(&["init"]);
+        ws
+    }
+
+    /// An empty directory, no workspace.
+    pub fn bare() -> TestWs {
+        TestWs {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn rt(&self) -> PathBuf {
+        self.dir.path().join("millrace-agents")
+    }
+
+    /// The binary, pointed at this workspace, with a clean environment.
+    pub fn cmd(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.arg("--workspace").arg(self.path());
+        cmd.env_remove("MILLRACE_WORKSPACE");
+        cmd.env_remove("RUST_LOG");
+        cmd.env("NO_COLOR", "1");
+        cmd.stdin(std::process::Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run millrace")
+    }
+
+    /// Run and require exit 0; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "millrace {args:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Run and require a specific exit code; returns stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "millrace {args:?}\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).expect("valid JSON on stdout")
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel))
+            .unwrap_or_else(|e| panic!("read {rel}: {e}"))
+    }
+
+    pub fn exists(&self, rel: &str) -> bool {
+        self.path().join(rel).exists()
+    }
+
+    /// Names of the files in a folder (relative to the workspace root), sorted.
+    pub fn ls(&self, rel: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.path().join(rel))
+            .map(|r| {
+                r.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// Point the Codex runner at the scripted fake harness, answering from `plan`.
+    pub fn use_fake_harness(&self, plan: &str) {
+        let plan_path = self.write("fake-plan.txt", plan);
+        let state = self.path().join("fake-state");
+        std::fs::create_dir_all(&state).unwrap();
+        let config = format!(
+            "runners:\n  kill_grace_seconds: 1\n  codex:\n    command: {}\n    args: []\n    env:\n      FAKE_HARNESS_PLAN: {}\n      FAKE_HARNESS_STATE: {}\nwatchers:\n  settle_ms: 0\n",
+            fixture("fake-harness").display(),
+            plan_path.display(),
+            state.display()
+        );
+        self.write("millrace-agents/millrace.yaml", &config);
+    }
+
+    /// Every event's type, in order.
+    pub fn event_types(&self) -> Vec<String> {
+        self.events()
+            .iter()
+            .map(|e| e["event_type"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.rt().join("logs/runtime_events.jsonl"))
+            .unwrap_or_default();
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("event line is JSON"))
+            .collect()
+    }
+}
+
+/// Wait until `cond` holds, polling, failing with `what` after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
