@@ -219,7 +219,8 @@ fn yes() -> bool {
     true
 }
 
-fn at<T>(spanned: &Spanned<T>) -> Option<LineCol> {
+/// Where a spanned value starts in its file, when known.
+pub(crate) fn at<T>(spanned: &Spanned<T>) -> Option<LineCol> {
     let loc = spanned.referenced;
     (loc.line() > 0).then(|| (loc.line(), loc.column()))
 }
@@ -293,8 +294,18 @@ fn read_asset<T: serde::de::DeserializeOwned>(
     path: &Path,
 ) -> Result<T, Diagnostic> {
     let (read, yaml, schema, invalid) = match family {
-        Family::Mode => (Code::ModeRead, Code::ModeYaml, Code::ModeSchema, MODE_INVALID),
-        Family::Loop => (Code::LoopRead, Code::LoopYaml, Code::LoopSchema, LOOP_INVALID),
+        Family::Mode => (
+            Code::ModeRead,
+            Code::ModeYaml,
+            Code::ModeSchema,
+            MODE_INVALID,
+        ),
+        Family::Loop => (
+            Code::LoopRead,
+            Code::LoopYaml,
+            Code::LoopSchema,
+            LOOP_INVALID,
+        ),
     };
     let word = family.word();
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -315,10 +326,33 @@ fn read_asset<T: serde::de::DeserializeOwned>(
                 "the top level must be a mapping",
             ))
         }
-        Err(e) => return Err(Diagnostic::in_file(yaml, &summary, path, e.location, e.message)),
+        Err(e) => {
+            return Err(Diagnostic::in_file(
+                yaml,
+                &summary,
+                path,
+                e.location,
+                without_location(&e.message),
+            ))
+        }
     }
-    crate::yaml::from_str::<T>(path, &text)
-        .map_err(|e| Diagnostic::in_file(schema, invalid, path, e.location, e.message))
+    crate::yaml::from_str::<T>(path, &text).map_err(|e| {
+        Diagnostic::in_file(
+            schema,
+            invalid,
+            path,
+            e.location,
+            without_location(&e.message),
+        )
+    })
+}
+
+/// The parser repeats the position at the end of its message; the diagnostic already has it.
+fn without_location(message: &str) -> &str {
+    match message.rfind(" at line ") {
+        Some(pos) if message[pos..].contains(", column ") => &message[..pos],
+        _ => message,
+    }
 }
 
 /// Load `modes/<id>.yaml` and check it (spec 05 §7.3 steps 1–5).
@@ -326,7 +360,9 @@ pub fn load_mode(assets: &Path, id: &str) -> Result<(PathBuf, ModeDefinition), D
     let unknown = |why: String| {
         Diagnostic::new(
             Code::ModeUnknown,
-            format!("Unknown built-in mode id: {id} ({why}; `millrace modes list` shows the modes)"),
+            format!(
+                "Unknown built-in mode id: {id} ({why}; `millrace modes list` shows the modes)"
+            ),
         )
     };
     let path = mode_path(assets, id).ok_or_else(|| unknown("not a valid mode name".into()))?;
@@ -336,7 +372,13 @@ pub fn load_mode(assets: &Path, id: &str) -> Result<(PathBuf, ModeDefinition), D
     let mode: ModeDefinition = read_asset(Family::Mode, &path)?;
     let literal_error = literal_error(&mode.schema_version, &mode.kind, "mode");
     if let Some(detail) = literal_error {
-        return Err(Diagnostic::in_file(Code::ModeSchema, MODE_INVALID, &path, None, detail));
+        return Err(Diagnostic::in_file(
+            Code::ModeSchema,
+            MODE_INVALID,
+            &path,
+            None,
+            detail,
+        ));
     }
     if mode.mode_id != id {
         return Err(Diagnostic::new(
@@ -353,9 +395,13 @@ pub fn load_mode(assets: &Path, id: &str) -> Result<(PathBuf, ModeDefinition), D
 
 fn literal_error(schema_version: &str, kind: &str, expected_kind: &str) -> Option<String> {
     if schema_version != "1.0" {
-        Some(format!("schema_version must be \"1.0\" (found \"{schema_version}\")"))
+        Some(format!(
+            "schema_version must be \"1.0\" (found \"{schema_version}\")"
+        ))
     } else if kind != expected_kind {
-        Some(format!("kind must be \"{expected_kind}\" (found \"{kind}\")"))
+        Some(format!(
+            "kind must be \"{expected_kind}\" (found \"{kind}\")"
+        ))
     } else {
         None
     }
@@ -421,8 +467,13 @@ struct LoopCheck<'a> {
 
 impl LoopCheck<'_> {
     fn err(&mut self, code: Code, at: Option<LineCol>, detail: impl fmt::Display) {
-        self.errors
-            .push(Diagnostic::in_file(code, LOOP_INVALID, self.path, at, detail));
+        self.errors.push(Diagnostic::in_file(
+            code,
+            LOOP_INVALID,
+            self.path,
+            at,
+            detail,
+        ));
     }
 
     /// Spec 05 §4.2: shape of each edge on its own.
@@ -431,7 +482,11 @@ impl LoopCheck<'_> {
             let (e, pos) = (&edge.value, at(edge));
             let name = format!("edge {} {}", e.source_stage, e.on_terminal_result);
             if e.max_attempts.is_some_and(|n| n < 1) {
-                self.err(Code::EdgeMaxAttempts, pos, format!("{name}: max_attempts must be >= 1"));
+                self.err(
+                    Code::EdgeMaxAttempts,
+                    pos,
+                    format!("{name}: max_attempts must be >= 1"),
+                );
             }
             if e.target_stage.is_some() == e.terminal_result.is_some() {
                 self.err(
@@ -449,7 +504,9 @@ impl LoopCheck<'_> {
                 self.err(
                     Code::EdgeNeedsTarget,
                     pos,
-                    format!("{name}: non-terminal edges require target_stage (set edge_kind: terminal)"),
+                    format!(
+                        "{name}: non-terminal edges require target_stage (set edge_kind: terminal)"
+                    ),
                 );
             }
         }
@@ -463,7 +520,10 @@ impl LoopCheck<'_> {
             self.err(
                 Code::LoopEntryNotInStages,
                 at(&def.entry_stage),
-                format!("entry_stage must be in stages (found {})", def.entry_stage.value),
+                format!(
+                    "entry_stage must be in stages (found {})",
+                    def.entry_stage.value
+                ),
             );
         }
         let mut seen = BTreeSet::new();
@@ -530,7 +590,11 @@ impl LoopCheck<'_> {
             self.completion_rules(def, cb);
         }
         if !has_terminal {
-            self.err(Code::LoopNoTerminalEdge, None, "loop must include at least one terminal edge");
+            self.err(
+                Code::LoopNoTerminalEdge,
+                None,
+                "loop must include at least one terminal edge",
+            );
         }
     }
 
@@ -538,27 +602,40 @@ impl LoopCheck<'_> {
     fn completion_rules(&mut self, def: &LoopDefinition, cb: &Spanned<CompletionBehavior>) {
         let (c, pos) = (&cb.value, at(cb));
         if c.on_pass_terminal_result == c.on_gap_terminal_result {
-            self.err(Code::CompletionPassGapSame, pos, "completion behavior pass/gap results must differ");
+            self.err(
+                Code::CompletionPassGapSame,
+                pos,
+                "completion behavior pass/gap results must differ",
+            );
         }
         if !c.stage.is_legal(c.on_pass_terminal_result) {
             self.err(
                 Code::CompletionPassIllegal,
                 pos,
-                format!("on_pass_terminal_result is not legal for completion stage {}", c.stage),
+                format!(
+                    "on_pass_terminal_result is not legal for completion stage {}",
+                    c.stage
+                ),
             );
         }
         if !c.stage.is_legal(c.on_gap_terminal_result) {
             self.err(
                 Code::CompletionGapIllegal,
                 pos,
-                format!("on_gap_terminal_result is not legal for completion stage {}", c.stage),
+                format!(
+                    "on_gap_terminal_result is not legal for completion stage {}",
+                    c.stage
+                ),
             );
         }
         if !def.stages.value.contains(&c.stage) {
             self.err(
                 Code::CompletionStageNotInStages,
                 pos,
-                format!("completion_behavior stage must be in stages (found {})", c.stage),
+                format!(
+                    "completion_behavior stage must be in stages (found {})",
+                    c.stage
+                ),
             );
         }
         if c.stage.plane() != def.plane {
@@ -569,11 +646,23 @@ impl LoopCheck<'_> {
             );
         }
         for (result, code, which) in [
-            (c.on_pass_terminal_result, Code::CompletionPassNotDeclared, "on_pass_terminal_result"),
-            (c.on_gap_terminal_result, Code::CompletionGapNotDeclared, "on_gap_terminal_result"),
+            (
+                c.on_pass_terminal_result,
+                Code::CompletionPassNotDeclared,
+                "on_pass_terminal_result",
+            ),
+            (
+                c.on_gap_terminal_result,
+                Code::CompletionGapNotDeclared,
+                "on_gap_terminal_result",
+            ),
         ] {
             if !def.terminal_results.contains(&result) {
-                self.err(code, pos, format!("completion_behavior {which} must be in terminal_results"));
+                self.err(
+                    code,
+                    pos,
+                    format!("completion_behavior {which} must be in terminal_results"),
+                );
             }
         }
     }
@@ -587,7 +676,11 @@ impl LoopCheck<'_> {
                     self.err(
                         Code::LoopEntryKindPlane,
                         at(entries),
-                        format!("entry_stages: {kind} items run on the {} plane, not {}", kind.plane(), def.plane),
+                        format!(
+                            "entry_stages: {kind} items run on the {} plane, not {}",
+                            kind.plane(),
+                            def.plane
+                        ),
                     );
                 } else if !stages.contains(stage) {
                     self.err(
@@ -612,7 +705,11 @@ impl LoopCheck<'_> {
             }
             let budgeted = e.budget.is_some() || e.max_attempts.is_some();
             if e.budget.is_some() && e.max_attempts.is_some() {
-                self.err(Code::EdgeBudgetConflict, pos, format!("{name}: set budget or max_attempts, not both"));
+                self.err(
+                    Code::EdgeBudgetConflict,
+                    pos,
+                    format!("{name}: set budget or max_attempts, not both"),
+                );
             }
             if budgeted && e.terminal_result.is_some() {
                 self.err(
@@ -643,12 +740,16 @@ impl LoopCheck<'_> {
                 }
                 _ => {}
             }
-            let ends = [e.terminal_result, match e.on_exhausted {
-                Some(Target::Terminal(r)) => Some(r),
-                _ => None,
-            }];
+            let ends = [
+                e.terminal_result,
+                match e.on_exhausted {
+                    Some(Target::Terminal(r)) => Some(r),
+                    _ => None,
+                },
+            ];
             for result in ends.into_iter().flatten() {
-                if let Err(why) = terminal_fits(result, e.source_stage, def.plane, completion_stage) {
+                if let Err(why) = terminal_fits(result, e.source_stage, def.plane, completion_stage)
+                {
                     self.err(Code::EdgeTerminalConsequence, pos, format!("{name}: {why}"));
                 }
             }
@@ -670,11 +771,13 @@ fn terminal_fits(
         ));
     };
     match consequence {
-        Consequence::Handoff if plane != Plane::Execution => {
-            Err(format!("{result} hands work to planning, so only an execution loop may end with it"))
-        }
+        Consequence::Handoff if plane != Plane::Execution => Err(format!(
+            "{result} hands work to planning, so only an execution loop may end with it"
+        )),
         Consequence::CloseTarget | Consequence::Remediation if completion_stage != Some(source) => {
-            Err(format!("{result} concerns a closure target, so only the completion stage may end with it"))
+            Err(format!(
+                "{result} concerns a closure target, so only the completion stage may end with it"
+            ))
         }
         _ => Ok(()),
     }
@@ -682,5 +785,9 @@ fn terminal_fits(
 
 /// `A, B, C` for messages.
 pub(crate) fn join<T: fmt::Display>(items: &[T]) -> String {
-    items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::assets::{join, LoopDefinition, Target};
+use super::assets::{at, join, LoopDefinition, Target};
 use super::diag::{Code, Diagnostic};
 use super::route::{BudgetedStep, CompiledEdge};
 use crate::config::RecoveryConfig;
@@ -56,14 +56,20 @@ pub fn compile_loop(
     recovery: &RecoveryConfig,
 ) -> Result<CompiledLoop, Vec<Diagnostic>> {
     let mut errors = Vec::new();
-    let err = |code: Code, detail: String| Diagnostic::in_file(code, LOOP_INVALID, path, None, detail);
+    let err =
+        |code: Code, detail: String| Diagnostic::in_file(code, LOOP_INVALID, path, None, detail);
+    let err_at = |code: Code, pos, detail: String| {
+        Diagnostic::in_file(code, LOOP_INVALID, path, pos, detail)
+    };
 
     // The entry budget of a stage: the one budget every budgeted edge into it agrees on. An
     // `on_exhausted` hop into that stage is charged to it, so "the troubleshooter runs at most
     // N times" holds whichever route leads there.
     let mut into: BTreeMap<Stage, Vec<EdgeBudget>> = BTreeMap::new();
     for edge in &def.edges {
-        if let (Some(target), Some(budget)) = (edge.value.target_stage, edge_budget(&edge.value, recovery)) {
+        if let (Some(target), Some(budget)) =
+            (edge.value.target_stage, edge_budget(&edge.value, recovery))
+        {
             into.entry(target).or_default().push(budget);
         }
     }
@@ -86,7 +92,7 @@ pub fn compile_loop(
                 budgeted,
                 then,
             }),
-            Err((code, why)) => errors.push(err(code, format!("{name}: {why}"))),
+            Err((code, why)) => errors.push(err_at(code, at(spanned), format!("{name}: {why}"))),
         }
     }
     if !errors.is_empty() {
@@ -99,7 +105,11 @@ pub fn compile_loop(
             .legal_results()
             .iter()
             .copied()
-            .filter(|r| !edges.iter().any(|e| e.source_stage == *stage && e.on_terminal_result == *r))
+            .filter(|r| {
+                !edges
+                    .iter()
+                    .any(|e| e.source_stage == *stage && e.on_terminal_result == *r)
+            })
             .collect();
         if !missing.is_empty() {
             errors.push(err(
@@ -117,6 +127,8 @@ pub fn compile_loop(
     let mut starts: Vec<Stage> = vec![def.entry_stage.value];
     starts.extend(entries.values().copied());
     starts.extend(def.completion_behavior.as_ref().map(|c| c.value.stage));
+    starts.sort();
+    starts.dedup();
     let reachable = reachable_from(&starts, &edges);
     for stage in stages.iter().filter(|s| !reachable.contains(s)) {
         errors.push(err(
@@ -135,7 +147,11 @@ pub fn compile_loop(
             format!(
                 "cycle {} has no budgeted edge, so an item could circle it forever; \
                  add budget or max_attempts to one of its edges",
-                cycle.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" -> ")
+                cycle
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" -> ")
             ),
         ));
     }
@@ -146,10 +162,13 @@ pub fn compile_loop(
     let mut warnings = Vec::new();
     for result in &def.terminal_results {
         let used = edges.iter().any(|e| e.then == Target::Terminal(*result))
-            || def
-                .completion_behavior
-                .as_ref()
-                .is_some_and(|c| [c.value.on_pass_terminal_result, c.value.on_gap_terminal_result].contains(result));
+            || def.completion_behavior.as_ref().is_some_and(|c| {
+                [
+                    c.value.on_pass_terminal_result,
+                    c.value.on_gap_terminal_result,
+                ]
+                .contains(result)
+            });
         if !used {
             warnings.push(Diagnostic::in_file(
                 Code::WarnUnusedTerminalResult,

@@ -63,8 +63,7 @@ pub use assets::{
 };
 pub use diag::{Code, CompileDiagnostics, Diagnostic};
 pub use persist::{
-    compile_and_persist, compile_in_memory, daemon_holds_lock, load_last_known_good,
-    CompileOutcome,
+    compile_and_persist, compile_in_memory, daemon_holds_lock, load_last_known_good, CompileOutcome,
 };
 pub use plan::{
     canonical_json, compile_assets, plan_id, resolve_mode_id, routing_digest, Compiled,

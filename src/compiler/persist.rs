@@ -36,7 +36,11 @@ pub fn load_last_known_good(ws: &Workspace) -> Option<FrozenRunPlan> {
     Some(plan)
 }
 
-fn attempt(ws: &Workspace, config: &Config, requested_mode: Option<&str>) -> (CompileOutcome, Option<FrozenRunPlan>) {
+fn attempt(
+    ws: &Workspace,
+    config: &Config,
+    requested_mode: Option<&str>,
+) -> (CompileOutcome, Option<FrozenRunPlan>) {
     let mode_id = resolve_mode_id(config, requested_mode);
     let last_known_good = load_last_known_good(ws);
     match compile_assets(ws.rt(), config, &mode_id) {
@@ -66,7 +70,11 @@ fn attempt(ws: &Workspace, config: &Config, requested_mode: Option<&str>) -> (Co
 }
 
 /// Compile the workspace's deployed assets without writing anything.
-pub fn compile_in_memory(ws: &Workspace, config: &Config, requested_mode: Option<&str>) -> CompileOutcome {
+pub fn compile_in_memory(
+    ws: &Workspace,
+    config: &Config,
+    requested_mode: Option<&str>,
+) -> CompileOutcome {
     attempt(ws, config, requested_mode).0
 }
 
@@ -86,7 +94,10 @@ pub fn compile_and_persist(
         if let Some(plan) = outcome.plan.as_mut() {
             match previous {
                 Some(old) if same_but_time(&old, plan) => *plan = old,
-                _ => atomic::write_atomic(&ws.compiled_plan_path(), crate::yaml::to_string(plan).as_bytes())?,
+                _ => atomic::write_atomic(
+                    &ws.compiled_plan_path(),
+                    crate::yaml::to_string(plan).as_bytes(),
+                )?,
             }
         }
     }
@@ -95,10 +106,18 @@ pub fn compile_and_persist(
         .ok()
         .and_then(|text| crate::yaml::from_str(&path, &text).ok());
     match existing {
-        Some(old) if CompileDiagnostics { emitted_at: old.emitted_at.clone(), ..outcome.diagnostics.clone() } == old => {
+        Some(old)
+            if CompileDiagnostics {
+                emitted_at: old.emitted_at.clone(),
+                ..outcome.diagnostics.clone()
+            } == old =>
+        {
             outcome.diagnostics = old;
         }
-        _ => atomic::write_atomic(&path, crate::yaml::to_string(&outcome.diagnostics).as_bytes())?,
+        _ => atomic::write_atomic(
+            &path,
+            crate::yaml::to_string(&outcome.diagnostics).as_bytes(),
+        )?,
     }
     outcome.persisted = true;
     Ok(outcome)
@@ -124,7 +143,8 @@ pub fn daemon_holds_lock(ws: &Workspace) -> Result<bool, IoError> {
     };
     match file.try_lock() {
         Ok(()) => {
-            file.unlock().map_err(|e| IoError::path("unlock lock file", &path, e))?;
+            file.unlock()
+                .map_err(|e| IoError::path("unlock lock file", &path, e))?;
             Ok(false)
         }
         Err(TryLockError::WouldBlock) => Ok(true),

@@ -93,7 +93,10 @@ impl FrozenRunPlan {
         let mut seen = BTreeSet::new();
         for plan in &self.stage_plans {
             if plan.stage.plane() != plan.plane {
-                return Err(format!("stage {} does not belong to plane {}", plan.stage, plan.plane));
+                return Err(format!(
+                    "stage {} does not belong to plane {}",
+                    plan.stage, plan.plane
+                ));
             }
             if !seen.insert(plan.stage) {
                 return Err("stage_plans must be unique by plane/stage".into());
@@ -126,7 +129,9 @@ impl FrozenRunPlan {
             .chain(self.routing.entry_stages.values().copied())
             .find(|s| !seen.contains(s));
         match missing {
-            Some(stage) => Err(format!("routing names stage {stage}, which has no stage plan")),
+            Some(stage) => Err(format!(
+                "routing names stage {stage}, which has no stage plan"
+            )),
             None => Ok(()),
         }
     }
@@ -148,22 +153,39 @@ pub fn resolve_mode_id(config: &Config, requested: Option<&str>) -> String {
 }
 
 /// Compile `mode_id` from the assets under `assets` (a workspace's `millrace-agents/`).
-pub fn compile_assets(assets: &Path, config: &Config, mode_id: &str) -> Result<Compiled, Vec<Diagnostic>> {
-    let (_, mode) = assets::load_mode(assets, mode_id).map_err(|d| vec![d])?;
+pub fn compile_assets(
+    assets: &Path,
+    config: &Config,
+    mode_id: &str,
+) -> Result<Compiled, Vec<Diagnostic>> {
+    let (mode_path, mode) = assets::load_mode(assets, mode_id).map_err(|d| vec![d])?;
     let (exec_path, exec) = assets::load_loop(assets, &mode.execution_loop_id)?;
     let (plan_path, planning) = assets::load_loop(assets, &mode.planning_loop_id)?;
-    for (def, plane) in [(&exec, Plane::Execution), (&planning, Plane::Planning)] {
+    for (def, path, plane) in [
+        (&exec, &exec_path, Plane::Execution),
+        (&planning, &plan_path, Plane::Planning),
+    ] {
         if def.plane != plane {
-            let which = if plane == Plane::Execution { "Execution" } else { "Planning" };
+            let which = if plane == Plane::Execution {
+                "Execution"
+            } else {
+                "Planning"
+            };
             return Err(vec![Diagnostic::new(
                 Code::LoopPlane,
-                format!("{which} loop {} must declare plane={plane}", def.loop_id),
+                format!(
+                    "{which} loop {} must declare plane={plane} ({} names it as its {plane} loop; {} declares plane={})",
+                    def.loop_id,
+                    mode_path.display(),
+                    path.display(),
+                    def.plane
+                ),
             )]);
         }
     }
     let exec_compiled = graph::compile_loop(&exec_path, &exec, &config.recovery)?;
     let plan_compiled = graph::compile_loop(&plan_path, &planning, &config.recovery)?;
-    let stage_plans = freeze(&mode, &exec, &planning, config)?;
+    let stage_plans = freeze(&mode_path, &mode, &exec, &planning, config)?;
 
     let mut warnings = exec_compiled.warnings.clone();
     warnings.extend(plan_compiled.warnings.iter().cloned());
@@ -177,14 +199,20 @@ pub fn compile_assets(assets: &Path, config: &Config, mode_id: &str) -> Result<C
         ));
     }
     let routing = routing(&exec_compiled, &plan_compiled);
-    let completion_behavior = planning.completion_behavior.as_ref().map(|c| c.value.clone());
+    let completion_behavior = planning
+        .completion_behavior
+        .as_ref()
+        .map(|c| c.value.clone());
     let mut source_refs = vec![
         format!("mode:{}", mode.mode_id),
         format!("loop:{}", exec.loop_id),
         format!("loop:{}", planning.loop_id),
     ];
     if let Some(cb) = &completion_behavior {
-        source_refs.push(format!("completion_behavior:{}:{}", planning.loop_id, cb.stage));
+        source_refs.push(format!(
+            "completion_behavior:{}:{}",
+            planning.loop_id, cb.stage
+        ));
     }
     let mut plan = FrozenRunPlan {
         schema_version: "1.0".into(),
@@ -208,11 +236,15 @@ fn routing(exec: &CompiledLoop, planning: &CompiledLoop) -> Routing {
     entry_stages.extend(planning.entries.iter().map(|(k, s)| (*k, *s)));
     let mut edges = exec.edges.clone();
     edges.extend(planning.edges.iter().cloned());
-    Routing { entry_stages, edges }
+    Routing {
+        entry_stages,
+        edges,
+    }
 }
 
 /// Spec 05 §7.4: scope check of the mode maps, then one stage plan per loop stage.
 fn freeze(
+    mode_path: &Path,
     mode: &ModeDefinition,
     exec: &LoopDefinition,
     planning: &LoopDefinition,
@@ -227,10 +259,22 @@ fn freeze(
         .collect();
     let in_scope = |stage: &Stage| selected.iter().any(|(s, _)| s == stage);
     let maps: [(&str, Vec<Stage>); 4] = [
-        ("stage_entrypoint_overrides", mode.stage_entrypoint_overrides.keys().copied().collect()),
-        ("stage_skill_additions", mode.stage_skill_additions.keys().copied().collect()),
-        ("stage_model_bindings", mode.stage_model_bindings.keys().copied().collect()),
-        ("stage_runner_bindings", mode.stage_runner_bindings.keys().copied().collect()),
+        (
+            "stage_entrypoint_overrides",
+            mode.stage_entrypoint_overrides.keys().copied().collect(),
+        ),
+        (
+            "stage_skill_additions",
+            mode.stage_skill_additions.keys().copied().collect(),
+        ),
+        (
+            "stage_model_bindings",
+            mode.stage_model_bindings.keys().copied().collect(),
+        ),
+        (
+            "stage_runner_bindings",
+            mode.stage_runner_bindings.keys().copied().collect(),
+        ),
     ];
     for (name, mut keys) in maps {
         keys.sort_by_key(|s| s.as_str());
@@ -238,8 +282,8 @@ fn freeze(
             return Err(vec![Diagnostic::new(
                 Code::ModeStageOutsideLoops,
                 format!(
-                    "Mode map `{name}` references stage outside selected loops: {stage} (mode {})",
-                    mode.mode_id
+                    "Mode map `{name}` references stage outside selected loops: {stage} (in {})",
+                    mode_path.display()
                 ),
             )]);
         }
@@ -251,9 +295,9 @@ fn freeze(
                 vec![Diagnostic::new(
                     Code::ModeEntrypointOverride,
                     format!(
-                        "Invalid entrypoint override for stage `{stage}`: {raw} (mode {}; use a \
+                        "Invalid entrypoint override for stage `{stage}`: {raw} (in {}; use a \
                          relative path under entrypoints/ ending in .md)",
-                        mode.mode_id
+                        mode_path.display()
                     ),
                 )]
             })?,
@@ -266,7 +310,11 @@ fn freeze(
             entrypoint_path,
             entrypoint_contract_id: Some(format!("{stage}.contract.v1")),
             required_skills: vec![format!("skills/stage/{plane}/{stage}-core/SKILL.md")],
-            attached_skill_additions: mode.stage_skill_additions.get(&stage).cloned().unwrap_or_default(),
+            attached_skill_additions: mode
+                .stage_skill_additions
+                .get(&stage)
+                .cloned()
+                .unwrap_or_default(),
             runner_name: mode
                 .stage_runner_bindings
                 .get(&stage)
@@ -308,12 +356,25 @@ pub fn normalize_entrypoint(raw: &str) -> Option<String> {
 /// when it differs from the shipped routing (spec 05 §7.6; see the module docs).
 pub fn plan_id(plan: &FrozenRunPlan) -> String {
     let mut hashed = serde_json::Map::new();
-    let value = |v: serde_json::Result<serde_json::Value>| v.expect("plan fields serialize to JSON");
-    hashed.insert("completion_behavior".into(), value(serde_json::to_value(&plan.completion_behavior)));
-    hashed.insert("execution_loop_id".into(), plan.execution_loop_id.clone().into());
+    let value =
+        |v: serde_json::Result<serde_json::Value>| v.expect("plan fields serialize to JSON");
+    hashed.insert(
+        "completion_behavior".into(),
+        value(serde_json::to_value(&plan.completion_behavior)),
+    );
+    hashed.insert(
+        "execution_loop_id".into(),
+        plan.execution_loop_id.clone().into(),
+    );
     hashed.insert("mode_id".into(), plan.mode_id.clone().into());
-    hashed.insert("planning_loop_id".into(), plan.planning_loop_id.clone().into());
-    hashed.insert("stage_plans".into(), value(serde_json::to_value(&plan.stage_plans)));
+    hashed.insert(
+        "planning_loop_id".into(),
+        plan.planning_loop_id.clone().into(),
+    );
+    hashed.insert(
+        "stage_plans".into(),
+        value(serde_json::to_value(&plan.stage_plans)),
+    );
     let routing = value(serde_json::to_value(&plan.routing));
     if routing_digest(&plan.routing) != SHIPPED_ROUTING_DIGEST {
         hashed.insert("routing".into(), routing);

@@ -40,7 +40,12 @@ fn arrows(edge: &CompiledEdge) -> Vec<Arrow> {
         out.push(Arrow {
             from: edge.source_stage,
             to: step.stage.to_string(),
-            label: format!("{} ({} max {})", prefix(&spent), step.budget_key, step.limit),
+            label: format!(
+                "{} ({} max {})",
+                prefix(&spent),
+                step.budget_key,
+                step.limit
+            ),
             fallback: !spent.is_empty(),
         });
         spent.push(&step.budget_key);
@@ -73,7 +78,12 @@ fn plane_nodes(plan: &FrozenRunPlan, plane: Plane) -> (Vec<Stage>, Vec<Target>) 
         .map(|p| p.stage)
         .collect();
     let mut terminals = Vec::new();
-    for edge in plan.routing.edges.iter().filter(|e| e.source_stage.plane() == plane) {
+    for edge in plan
+        .routing
+        .edges
+        .iter()
+        .filter(|e| e.source_stage.plane() == plane)
+    {
         if matches!(edge.then, Target::Terminal(_)) && !terminals.contains(&edge.then) {
             terminals.push(edge.then);
         }
@@ -97,7 +107,11 @@ fn entries(plan: &FrozenRunPlan) -> Vec<(String, String, Stage)> {
         .map(|(kind, stage)| (format!("entry_{kind}"), kind.to_string(), *stage))
         .collect();
     if let Some(cb) = plan.completion_behavior() {
-        out.push(("entry_closure_target".into(), "closure target".into(), cb.stage));
+        out.push((
+            "entry_closure_target".into(),
+            "closure target".into(),
+            cb.stage,
+        ));
     }
     out
 }
@@ -107,12 +121,19 @@ pub fn mermaid(plan: &FrozenRunPlan) -> String {
     let mut out = String::from("flowchart TD\n");
     for plane in Plane::ALL {
         let (stages, terminals) = plane_nodes(plan, plane);
-        out.push_str(&format!("  subgraph {plane}[\"{}\"]\n", loop_id(plan, plane)));
+        out.push_str(&format!(
+            "  subgraph {plane}[\"{}\"]\n",
+            loop_id(plan, plane)
+        ));
         for stage in stages {
             out.push_str(&format!("    {stage}\n"));
         }
         for target in terminals {
-            out.push_str(&format!("    {}([\"{}\"])\n", node(plane, &target), terminal_label(&target)));
+            out.push_str(&format!(
+                "    {}([\"{}\"])\n",
+                node(plane, &target),
+                terminal_label(&target)
+            ));
         }
         out.push_str("  end\n");
     }
@@ -122,7 +143,10 @@ pub fn mermaid(plan: &FrozenRunPlan) -> String {
     for edge in &plan.routing.edges {
         for arrow in arrows(edge) {
             let link = if arrow.fallback { "-.->" } else { "-->" };
-            out.push_str(&format!("  {} {link}|\"{}\"| {}\n", arrow.from, arrow.label, arrow.to));
+            out.push_str(&format!(
+                "  {} {link}|\"{}\"| {}\n",
+                arrow.from, arrow.label, arrow.to
+            ));
         }
     }
     out

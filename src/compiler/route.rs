@@ -130,11 +130,17 @@ pub enum Route {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
     #[error("{result} is not a legal result of stage {stage}")]
-    IllegalResult { stage: Stage, result: TerminalResult },
+    IllegalResult {
+        stage: Stage,
+        result: TerminalResult,
+    },
     #[error("stage {stage} belongs to the {} plane, not {plane}", stage.plane())]
     WrongPlane { plane: Plane, stage: Stage },
     #[error("the compiled plan has no edge for {stage} {result}")]
-    NoEdge { stage: Stage, result: TerminalResult },
+    NoEdge {
+        stage: Stage,
+        result: TerminalResult,
+    },
 }
 
 impl Routing {
@@ -167,7 +173,10 @@ impl Routing {
                     reason,
                 });
             }
-            reason.push_str(&format!(";{}:budget_exhausted({used}/{})", step.budget_key, step.limit));
+            reason.push_str(&format!(
+                ";{}:budget_exhausted({used}/{})",
+                step.budget_key, step.limit
+            ));
         }
         Ok(match edge.then {
             Target::Stage(next) => Route::Stage {
