@@ -209,3 +209,6 @@ pub fn validate_stage_runners(config: &Config, available: &[&str]) -> Result<(),
         Err(RunnerError::UnknownStageRunners(unknown))
     }
 }
+
+#[cfg(test)]
+mod tests;
