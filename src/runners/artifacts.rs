@@ -246,7 +246,7 @@ impl RunnerCompletion {
             failure_class: classified.failure,
             notes: classified.notes.clone(),
             command: command.to_vec(),
-            emitted_at: crate::time::now(),
+            emitted_at: stamp::now(),
         }
     }
 }

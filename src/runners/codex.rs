@@ -17,6 +17,7 @@ use crate::runners::process::{self, Ending, ProcessSpec};
 use crate::runners::result::{RawResult, TokenUsage};
 use crate::runners::{failed_dispatch, prompt, CancelToken, ProcessSettings, Runner, StageRequest};
 use crate::runners::CODEX_RUNNER;
+use crate::runners::result::stamp;
 use crate::workspace::atomic;
 
 /// The Codex CLI adapter.
@@ -89,7 +90,7 @@ impl Runner for CodexRunner {
 
     fn run(&self, req: &StageRequest, cancel: &CancelToken) -> RawResult {
         let files = RunFiles::for_request(req);
-        let now = crate::time::now();
+        let now = stamp::now();
         let prompt = prompt::render(req);
         let argv = self.command_line(req, &prompt);
         let prepared = atomic::create_dir_all(&req.run_dir)
@@ -220,4 +221,151 @@ pub(crate) fn integer(value: &Value) -> Option<u64> {
     }
     let f = value.as_f64()?;
     (f.fract() == 0.0 && f >= 0.0 && f <= u64::MAX as f64).then_some(f as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Stage;
+    use crate::runners::process::EnvPolicy;
+    use crate::runners::request::tests::sample;
+    use std::path::{Path, PathBuf};
+
+    const RUN_DIR: &str = "/srv/ws/millrace-agents/runs/run-1";
+
+    fn runner(config: CodexConfig) -> CodexRunner {
+        let settings = ProcessSettings {
+            workspace_root: PathBuf::from("/srv/ws"),
+            env_policy: EnvPolicy::new(&["*".into()]).unwrap(),
+            default_idle_timeout_seconds: 0,
+            kill_grace_seconds: 1,
+            output_cap_bytes: 1024,
+        };
+        CodexRunner::new(config, settings)
+    }
+
+    fn tail(req: &StageRequest) -> Vec<String> {
+        vec![
+            "--cd".into(),
+            "/srv/ws".into(),
+            "--json".into(),
+            "--output-last-message".into(),
+            format!("{RUN_DIR}/runner_last_message.{}.txt", req.request_id),
+            "PROMPT".into(),
+        ]
+    }
+
+    fn argv(parts: &[&str], req: &StageRequest) -> Vec<String> {
+        let mut v: Vec<String> = parts.iter().map(|s| s.to_string()).collect();
+        v.extend(tail(req));
+        v
+    }
+
+    #[test]
+    fn default_config_uses_maximum_permission() {
+        let req = sample(Stage::Builder, Path::new(RUN_DIR));
+        let got = runner(CodexConfig::default()).command_line(&req, "PROMPT");
+        let want = argv(
+            &[
+                "codex",
+                "exec",
+                "--skip-git-repo-check",
+                "--dangerously-bypass-approvals-and-sandbox",
+            ],
+            &req,
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn spec_example_profile_model_elevated_extra_config() {
+        let mut req = sample(Stage::Checker, Path::new(RUN_DIR));
+        req.model_name = Some("gpt-5".into());
+        let config = CodexConfig {
+            profile: Some("fast".into()),
+            permission_by_model: [("gpt-5".to_string(), Permission::Elevated)].into(),
+            extra_config: vec!["model_reasoning_effort=\"high\"".into()],
+            ..CodexConfig::default()
+        };
+        let got = runner(config).command_line(&req, "PROMPT");
+        let want = argv(
+            &[
+                "codex",
+                "exec",
+                "--profile",
+                "fast",
+                "--skip-git-repo-check",
+                "--model",
+                "gpt-5",
+                "-c",
+                "approval_policy=\"never\"",
+                "--sandbox",
+                "danger-full-access",
+                "-c",
+                "model_reasoning_effort=\"high\"",
+            ],
+            &req,
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn stage_permission_beats_model_permission_and_flags_are_optional() {
+        let mut req = sample(Stage::Fixer, Path::new(RUN_DIR));
+        req.model_name = Some("gpt-5".into());
+        let config = CodexConfig {
+            command: "/opt/codex".into(),
+            args: vec![],
+            skip_git_repo_check: false,
+            permission_by_stage: [(Stage::Fixer, Permission::Basic)].into(),
+            permission_by_model: [("gpt-5".to_string(), Permission::Elevated)].into(),
+            ..CodexConfig::default()
+        };
+        let r = runner(config.clone());
+        assert_eq!(
+            r.command_line(&req, "PROMPT"),
+            argv(&["/opt/codex", "--model", "gpt-5", "--full-auto"], &req)
+        );
+        // Without a model, the by-model table is not consulted.
+        let mut other = sample(Stage::Builder, Path::new(RUN_DIR));
+        other.model_name = Some("  ".into());
+        assert_eq!(r.permission(&other), Permission::Maximum);
+        other.model_name = Some("gpt-5".into());
+        assert_eq!(r.permission(&other), Permission::Elevated);
+    }
+
+    #[test]
+    fn token_usage_spec_example_and_selection_rules() {
+        let example = r#"{"type":"event_msg","payload":{"type":"token_count","info":{"total_token_usage":{"input_tokens":900,"cached_input_tokens":300,"output_tokens":80,"reasoning_output_tokens":20,"total_tokens":980}}}}"#;
+        assert_eq!(
+            token_usage_from_events(example),
+            Some(TokenUsage {
+                input_tokens: 900,
+                cached_input_tokens: 300,
+                output_tokens: 80,
+                thinking_tokens: 20,
+                total_tokens: 980,
+            })
+        );
+        let log = [
+            "not json",
+            r#"{"type":"token_count","info":{"last_token_usage":{"input_tokens":5,"output_tokens":5.0,"thinking_tokens":2}}}"#,
+            r#"{"type":"token_count","info":{"total_token_usage":{"input_tokens":7,"output_tokens":3,"total_tokens":"x"}}}"#,
+            r#"{"type":"token_count","info":{"total_token_usage":{"input_tokens":1}}}"#,
+            r####"{"type":"agent_message","message":"### BUILDER_COMPLETE"}"####,
+        ]
+        .join("\n");
+        // Both recognised lines total 10; the later one wins the tie.
+        assert_eq!(
+            token_usage_from_events(&log),
+            Some(TokenUsage {
+                input_tokens: 7,
+                cached_input_tokens: 0,
+                output_tokens: 3,
+                thinking_tokens: 0,
+                total_tokens: 10,
+            })
+        );
+        assert_eq!(token_usage_from_events("### BUILDER_COMPLETE\n"), None);
+    }
 }

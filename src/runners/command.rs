@@ -38,6 +38,7 @@ use crate::runners::result::{ExitKind, RawResult, TokenUsage};
 use crate::runners::{
     failed_dispatch, prompt, CancelToken, ProcessSettings, Runner, StageRequest, COMMAND_RUNNER,
 };
+use crate::runners::result::stamp;
 use crate::workspace::atomic;
 
 /// The argv template and output format of a named preset.
@@ -179,7 +180,7 @@ impl Runner for CommandRunner {
 
     fn run(&self, req: &StageRequest, cancel: &CancelToken) -> RawResult {
         let files = RunFiles::for_request(req);
-        let now = crate::time::now();
+        let now = stamp::now();
         let prompt = prompt::render(req);
         let Some(argv) = self.command_line(req, &prompt) else {
             return failed_dispatch(
@@ -302,4 +303,93 @@ fn read_claude_json(files: &RunFiles) -> Result<ClaudeAnswer, String> {
         usage,
         is_error: object.get("is_error").and_then(Value::as_bool) == Some(true),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Stage;
+    use crate::runners::process::EnvPolicy;
+    use crate::runners::request::tests::sample;
+    use std::path::Path;
+
+    fn runner(config: CommandRunnerConfig) -> CommandRunner {
+        let settings = ProcessSettings {
+            workspace_root: PathBuf::from("/ws"),
+            env_policy: EnvPolicy::new(&[]).unwrap(),
+            default_idle_timeout_seconds: 0,
+            kill_grace_seconds: 1,
+            output_cap_bytes: 1024,
+        };
+        CommandRunner::new(config, settings)
+    }
+
+    #[test]
+    fn presets_drop_the_model_group_without_a_model() {
+        let r = runner(CommandRunnerConfig {
+            preset: Some("claude".into()),
+            ..CommandRunnerConfig::default()
+        });
+        assert_eq!(r.template().1, CommandOutput::ClaudeJson);
+        let mut req = sample(Stage::Builder, Path::new("/ws/millrace-agents/runs/r"));
+        assert_eq!(
+            r.command_line(&req, "P {model}").unwrap(),
+            ["claude", "-p", "P {model}", "--output-format", "json"]
+        );
+        req.model_name = Some("sonnet".into());
+        assert_eq!(
+            r.command_line(&req, "P").unwrap(),
+            ["claude", "-p", "P", "--output-format", "json", "--model", "sonnet"]
+        );
+        let gemini = runner(CommandRunnerConfig {
+            preset: Some("gemini".into()),
+            ..CommandRunnerConfig::default()
+        });
+        assert_eq!(
+            gemini.command_line(&req, "P").unwrap(),
+            ["gemini", "-p", "P", "-m", "sonnet"]
+        );
+        let aider = runner(CommandRunnerConfig {
+            preset: Some("aider".into()),
+            ..CommandRunnerConfig::default()
+        });
+        assert_eq!(
+            aider.command_line(&req, "P").unwrap(),
+            ["aider", "--yes-always", "--no-auto-commits", "--message", "P", "--model", "sonnet"]
+        );
+    }
+
+    #[test]
+    fn every_placeholder_expands_once() {
+        let r = runner(CommandRunnerConfig {
+            argv: [
+                "h",
+                "--w={workspace}",
+                "{run_dir}/{stage}/{request_id}",
+                "{prompt_file}",
+                "{last_message_file}",
+                "{unknown}",
+                "[--model={model}]",
+                "{prompt}",
+            ]
+            .map(String::from)
+            .to_vec(),
+            ..CommandRunnerConfig::default()
+        });
+        let req = sample(Stage::Checker, Path::new("/ws/millrace-agents/runs/r"));
+        let rid = &req.request_id;
+        assert_eq!(
+            r.command_line(&req, "say {workspace}").unwrap(),
+            [
+                "h".to_string(),
+                "--w=/ws".into(),
+                format!("/ws/millrace-agents/runs/r/checker/{rid}"),
+                format!("/ws/millrace-agents/runs/r/runner_prompt.{rid}.md"),
+                format!("/ws/millrace-agents/runs/r/runner_last_message.{rid}.txt"),
+                "{unknown}".into(),
+                "say {workspace}".into(),
+            ]
+        );
+        assert_eq!(runner(CommandRunnerConfig::default()).command_line(&req, "P"), None);
+    }
 }

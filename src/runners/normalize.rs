@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::model::{ResultClass, Stage, TerminalResult, WorkItemKind};
 use crate::runners::request::{RequestKind, StageRequest};
 use crate::runners::result::{
-    ExitKind, FailureClass, NormalizationSource, RawResult, ResultError, StageResult,
+    stamp, ExitKind, FailureClass, NormalizationSource, RawResult, ResultError, StageResult,
     StageResultMetadata, SCHEMA_VERSION,
 };
 
@@ -381,8 +381,9 @@ pub fn normalize(req: &StageRequest, raw: &RawResult) -> Result<StageResult, Nor
         None | Some(0) if failed => 1,
         code => code.unwrap_or(0),
     };
-    let completed_at = raw.ended_at.max(raw.started_at);
-    let duration = completed_at.duration_since(raw.started_at).as_secs_f64();
+    let started_at = stamp::truncate(raw.started_at);
+    let completed_at = stamp::truncate(raw.ended_at).max(started_at);
+    let duration = completed_at.duration_since(started_at).as_secs_f64();
     let result = StageResult {
         schema_version: SCHEMA_VERSION.into(),
         kind: "stage_result".into(),
@@ -421,9 +422,269 @@ pub fn normalize(req: &StageRequest, raw: &RawResult) -> Result<StageResult, Nor
             valid_terminal_result: !failed,
             raw_exit_kind: raw.exit_kind,
         },
-        started_at: raw.started_at,
+        started_at,
         completed_at,
     };
     result.validate()?;
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runners::request::tests::sample;
+    use crate::runners::result::TokenUsage;
+    use jiff::SignedDuration;
+
+    fn outcome(stage: Stage, text: &str) -> (Result<TerminalResult, FailureClass>, Option<String>) {
+        let e = extract_from_text(stage, text);
+        (e.outcome, e.detected_marker)
+    }
+
+    #[test]
+    fn marker_extraction_table() {
+        use FailureClass::*;
+        use TerminalResult::*;
+        let m = |t: TerminalResult| Some(t.marker());
+        let table: &[(Stage, &str, Result<TerminalResult, FailureClass>, Option<String>)] = &[
+            (Stage::Checker, "done\n### CHECKER_PASS\n", Ok(CheckerPass), m(CheckerPass)),
+            (Stage::Checker, "  ###   FIX_NEEDED  \n", Ok(FixNeeded), m(FixNeeded)),
+            (Stage::Checker, "### CHECKER_PASS\n### CHECKER_PASS\n", Ok(CheckerPass), m(CheckerPass)),
+            (Stage::Builder, "### SUMMARY\nall good\n### BUILDER_COMPLETE\n", Ok(BuilderComplete), m(BuilderComplete)),
+            (Stage::Checker, "### BUILDER_COMPLETE\n### CHECKER_PASS\n", Ok(CheckerPass), m(CheckerPass)),
+            (Stage::Checker, "### CHECKER_PASS\n### FIX_NEEDED\n", Err(ConflictingTerminalResults), m(FixNeeded)),
+            (Stage::Builder, "### CHECKER_PASS\n", Err(IllegalTerminalResult), m(CheckerPass)),
+            (Stage::Builder, "### SUMMARY\n### Builder_Complete\n###BUILDER_COMPLETE\n### BUILDER_COMPLETE.\n", Err(MissingTerminalResult), None),
+            (Stage::Builder, "", Err(MissingTerminalResult), None),
+            (Stage::Checker, "Legal:\n```\n### CHECKER_PASS\n### FIX_NEEDED\n```\n### FIX_NEEDED\n", Ok(FixNeeded), m(FixNeeded)),
+            (Stage::Checker, "```text\n### CHECKER_PASS\n```\n", Ok(CheckerPass), m(CheckerPass)),
+            (Stage::Checker, "```\n### CHECKER_PASS\n### FIX_NEEDED\n```\n", Err(ConflictingTerminalResults), m(FixNeeded)),
+        ];
+        for (stage, text, want, marker) in table {
+            assert_eq!(outcome(*stage, text), (*want, marker.clone()), "{stage}: {text:?}");
+        }
+        let e = extract_from_text(Stage::Builder, "### CHECKER_PASS\n");
+        assert_eq!(e.notes, ["terminal token 'CHECKER_PASS' is illegal for stage builder"]);
+    }
+
+    fn fixture(stage: Stage) -> (tempfile::TempDir, StageRequest, RawResult) {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("millrace-agents/runs/run-1");
+        fs::create_dir_all(&run_dir).unwrap();
+        let req = sample(stage, &run_dir);
+        let stdout = run_dir.join("out.txt");
+        let start = crate::time::now();
+        let raw = RawResult {
+            request_id: req.request_id.clone(),
+            run_id: req.run_id.clone(),
+            stage,
+            runner_name: "codex_cli".into(),
+            model_name: None,
+            exit_kind: ExitKind::Completed,
+            exit_code: Some(0),
+            stdout_path: Some(stdout),
+            stderr_path: None,
+            terminal_result_path: None,
+            event_log_path: Some(run_dir.join("events.jsonl")),
+            token_usage: Some(TokenUsage::default()),
+            started_at: start,
+            ended_at: start + SignedDuration::from_millis(1500),
+        };
+        (dir, req, raw)
+    }
+
+    fn failure_of(req: &StageRequest, raw: &RawResult) -> (FailureClass, Vec<String>, i32) {
+        let r = normalize(req, raw).unwrap();
+        assert_eq!(r.terminal_result, TerminalResult::Blocked);
+        assert_eq!(r.result_class, ResultClass::RecoverableFailure);
+        assert_eq!(r.summary_status_marker, "### BLOCKED");
+        assert!(r.retryable && !r.success && !r.metadata.valid_terminal_result);
+        assert_eq!(r.metadata.normalization_source, NormalizationSource::Failure);
+        (r.metadata.failure_class.unwrap(), r.notes, r.exit_code)
+    }
+
+    #[test]
+    fn success_envelope_fields() {
+        let (_d, req, raw) = fixture(Stage::Checker);
+        fs::write(raw.stdout_path.as_ref().unwrap(), "### FIX_NEEDED\n").unwrap();
+        let r = normalize(&req, &raw).unwrap();
+        assert_eq!(r.result_class, ResultClass::FollowupNeeded);
+        assert!(!r.success && !r.retryable);
+        assert_eq!(r.exit_code, 0);
+        assert_eq!(r.duration_seconds, 1.5);
+        assert_eq!(r.work_item_id, "task-1");
+        assert_eq!(r.notes, ["terminal result resolved from stdout token"]);
+        assert_eq!(r.metadata.normalization_source, NormalizationSource::StdoutTerminalToken);
+        assert_eq!(r.metadata.failure_class, None);
+        assert_eq!(r.artifact_paths, [raw.event_log_path.clone().unwrap()]);
+        let text = crate::yaml::to_string(&r);
+        assert!(text.starts_with("schema_version: '1.0'\nkind: stage_result\n") || text.starts_with("schema_version: \"1.0\"\nkind: stage_result\n"), "{text}");
+        let back: StageResult = crate::yaml::from_str(Path::new("r.yaml"), &text).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn each_failure_kind_normalizes_to_blocked() {
+        use FailureClass::*;
+        let (_d, req, raw) = fixture(Stage::Builder);
+        let stdout = raw.stdout_path.clone().unwrap();
+
+        let mut bad = raw.clone();
+        bad.run_id = "other".into();
+        bad.stage = Stage::Checker;
+        let (class, notes, code) = failure_of(&req, &bad);
+        assert_eq!(class, RunnerTransportFailure);
+        assert_eq!(notes, [
+            "raw result run_id does not match stage run request",
+            "raw result stage does not match stage run request",
+        ]);
+        assert_eq!(code, 1);
+
+        for (kind, want) in [
+            (ExitKind::Timeout, RunnerTimeout),
+            (ExitKind::ProviderError, ProviderFailure),
+            (ExitKind::RunnerError, RunnerTransportFailure),
+            (ExitKind::Interrupted, RunnerTransportFailure),
+        ] {
+            let mut r = raw.clone();
+            r.exit_kind = kind;
+            r.exit_code = Some(124);
+            let (class, notes, code) = failure_of(&req, &r);
+            assert_eq!(class, want);
+            assert_eq!(notes, [format!("runner exited with {kind}")]);
+            assert_eq!(code, 124);
+        }
+
+        let mut r = raw.clone();
+        r.exit_code = Some(2);
+        assert_eq!(failure_of(&req, &r).0, RunnerTransportFailure);
+
+        assert_eq!(failure_of(&req, &raw).1, [format!("stdout file is missing: {}", stdout.display())]);
+        let mut r = raw.clone();
+        r.stdout_path = None;
+        assert_eq!(failure_of(&req, &r).0, MissingTerminalResult);
+
+        fs::write(&stdout, "nothing\n").unwrap();
+        assert_eq!(failure_of(&req, &raw).0, MissingTerminalResult);
+        fs::write(&stdout, "### PLANNER_COMPLETE\n").unwrap();
+        assert_eq!(failure_of(&req, &raw).0, IllegalTerminalResult);
+        fs::write(&stdout, "### BUILDER_COMPLETE\n### BLOCKED\n").unwrap();
+        let r = normalize(&req, &raw).unwrap();
+        assert_eq!(r.metadata.failure_class, Some(ConflictingTerminalResults));
+        assert_eq!(r.detected_marker.as_deref(), Some("### BLOCKED"));
+    }
+
+    #[test]
+    fn agent_blocked_is_not_a_failure() {
+        let (_d, req, raw) = fixture(Stage::Builder);
+        fs::write(raw.stdout_path.as_ref().unwrap(), "### BLOCKED\n").unwrap();
+        let r = normalize(&req, &raw).unwrap();
+        assert_eq!(r.result_class, ResultClass::Blocked);
+        assert_eq!(r.metadata.failure_class, None);
+        assert!(!r.retryable);
+    }
+
+    #[test]
+    fn structured_result_file_rules() {
+        use FailureClass::*;
+        let (_d, req, mut raw) = fixture(Stage::Checker);
+        let file = req.run_dir.join("result.json");
+        raw.terminal_result_path = Some(file.clone());
+        assert_eq!(failure_of(&req, &raw).0, MissingTerminalResult);
+        let cases: &[(&str, FailureClass)] = &[
+            ("{not json", IllegalTerminalResult),
+            ("[1]", IllegalTerminalResult),
+            (r#"{"terminal_result":"CHECKER_PASS","extra":1}"#, IllegalTerminalResult),
+            (r#"{"stage":"builder","terminal_result":"CHECKER_PASS"}"#, IllegalTerminalResult),
+            (r#"{"terminal_result":"BUILDER_COMPLETE"}"#, IllegalTerminalResult),
+            (r#"{"terminal_result":"CHECKER_PASS","result_class":"blocked"}"#, IllegalTerminalResult),
+            (r#"{"terminal_result":"CHECKER_PASS","summary_artifact_paths":["gone.md"]}"#, MissingRequiredArtifact),
+            (r#"{"terminal_result":"CHECKER_PASS","summary_artifact_paths":["../../../../etc/hostname"]}"#, MissingRequiredArtifact),
+        ];
+        for (text, want) in cases {
+            fs::write(&file, text).unwrap();
+            assert_eq!(failure_of(&req, &raw).0, *want, "{text}");
+        }
+        fs::write(req.run_dir.join("summary.md"), "s").unwrap();
+        fs::write(
+            &file,
+            r#"{"stage":"checker","terminal_result":"BLOCKED","result_class":"recoverable_failure","summary_artifact_paths":["summary.md"]}"#,
+        )
+        .unwrap();
+        let r = normalize(&req, &raw).unwrap();
+        assert_eq!(r.terminal_result, TerminalResult::Blocked);
+        assert_eq!(r.metadata.normalization_source, NormalizationSource::StructuredResultFile);
+        let summary = fs::canonicalize(req.run_dir.join("summary.md")).unwrap();
+        assert_eq!(r.artifact_paths[0], summary);
+    }
+
+    #[test]
+    fn troubleshoot_report_is_attached_only_to_its_own_run() {
+        let (_d, mut req, mut raw) = fixture(Stage::Builder);
+        fs::write(raw.stdout_path.as_ref().unwrap(), "### BUILDER_COMPLETE\n").unwrap();
+        let report = req.preferred_troubleshoot_report_path.clone().unwrap();
+        fs::write(&report, "earlier report").unwrap();
+        let canonical = fs::canonicalize(&report).unwrap();
+        // Written before this stage started: not this stage's report.
+        raw.started_at = crate::time::now() + SignedDuration::from_secs(5);
+        raw.ended_at = raw.started_at;
+        assert_eq!(normalize(&req, &raw).unwrap().report_artifact, None);
+        // The troubleshooter's own report is always attached.
+        req.stage = Stage::Troubleshooter;
+        raw.stage = Stage::Troubleshooter;
+        fs::write(raw.stdout_path.as_ref().unwrap(), "### TROUBLESHOOT_COMPLETE\n").unwrap();
+        let r = normalize(&req, &raw).unwrap();
+        assert_eq!(r.report_artifact.as_ref(), Some(&canonical));
+        assert_eq!(r.artifact_paths, [canonical.clone(), raw.event_log_path.clone().unwrap()]);
+        // A report written during a later stage's run belongs to it.
+        req.stage = Stage::Builder;
+        raw.stage = Stage::Builder;
+        fs::write(raw.stdout_path.as_ref().unwrap(), "### BUILDER_COMPLETE\n").unwrap();
+        raw.started_at = crate::time::now() - SignedDuration::from_secs(5);
+        fs::write(&report, "fresh report").unwrap();
+        assert_eq!(normalize(&req, &raw).unwrap().report_artifact, Some(canonical));
+    }
+
+    #[test]
+    fn closure_requests_normalize_onto_the_root_spec() {
+        let (_d, mut req, mut raw) = fixture(Stage::Arbiter);
+        req.request_kind = RequestKind::ClosureTarget;
+        req.active_work_item_kind = None;
+        req.active_work_item_id = None;
+        assert!(matches!(normalize(&req, &raw), Err(NormalizeError::NoClosureRoot(_))));
+        req.closure_target_root_spec_id = Some("spec-root".into());
+        fs::write(raw.stdout_path.as_ref().unwrap(), "### REMEDIATION_NEEDED\n").unwrap();
+        raw.exit_code = None;
+        let r = normalize(&req, &raw).unwrap();
+        assert_eq!((r.work_item_kind, r.work_item_id.as_str()), (WorkItemKind::Spec, "spec-root"));
+        assert_eq!(r.metadata.closure_target_root_spec_id.as_deref(), Some("spec-root"));
+        assert_eq!(r.exit_code, 0);
+    }
+
+    #[test]
+    fn envelope_validation_messages() {
+        let (_d, req, raw) = fixture(Stage::Checker);
+        fs::write(raw.stdout_path.as_ref().unwrap(), "### CHECKER_PASS\n").unwrap();
+        let good = normalize(&req, &raw).unwrap();
+        let check = |f: &dyn Fn(&mut StageResult)| {
+            let mut r = good.clone();
+            f(&mut r);
+            r.validate().unwrap_err().to_string()
+        };
+        assert_eq!(check(&|r| r.plane = crate::model::Plane::Planning), "stage must belong to plane");
+        assert_eq!(check(&|r| r.terminal_result = TerminalResult::PlannerComplete), "terminal_result is not legal for stage");
+        assert_eq!(check(&|r| r.summary_status_marker = "### X".into()), "summary_status_marker must match terminal_result");
+        assert_eq!(check(&|r| r.completed_at = r.started_at - SignedDuration::from_secs(1)), "completed_at cannot precede started_at");
+        assert_eq!(check(&|r| r.duration_seconds = -1.0), "duration_seconds must be >= 0");
+        assert_eq!(check(&|r| r.result_class = ResultClass::Blocked), "result_class does not match terminal_result semantics");
+        assert_eq!(check(&|r| r.success = false), "success result_class requires success=true");
+        let blocked = |r: &mut StageResult| {
+            r.terminal_result = TerminalResult::Blocked;
+            r.summary_status_marker = "### BLOCKED".into();
+        };
+        assert_eq!(check(&|r| { blocked(r); r.result_class = ResultClass::Success; }), "BLOCKED requires blocked or recoverable_failure result_class");
+        assert_eq!(check(&|r| { blocked(r); r.result_class = ResultClass::Blocked; }), "BLOCKED terminal_result cannot be success=true");
+        assert_eq!(check(&|r| { blocked(r); r.result_class = ResultClass::Blocked; r.success = false; r.result_class = ResultClass::FollowupNeeded; }), "BLOCKED requires blocked or recoverable_failure result_class");
+        assert_eq!(check(&|r| { r.terminal_result = TerminalResult::FixNeeded; r.summary_status_marker = "### FIX_NEEDED".into(); r.result_class = ResultClass::FollowupNeeded; }), "non-success result_class requires success=false");
+    }
 }

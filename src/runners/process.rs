@@ -221,12 +221,12 @@ enum Event {
 /// runtime's own failures (not found, timeouts, cancel), a one-line note at the end of the
 /// stderr file.
 pub fn run(spec: &ProcessSpec, cancel: &CancelToken) -> ProcessRun {
-    let started_at = crate::time::now();
+    let started_at = stamp::now();
     let ending = supervise(spec, cancel);
     if let Some(note) = ending_note(&ending, spec.argv.first().map_or("", String::as_str)) {
         append_line(&spec.stderr_path, &note);
     }
-    let ended_at = crate::time::now().max(started_at);
+    let ended_at = stamp::now().max(started_at);
     ProcessRun {
         ending,
         started_at,
@@ -505,7 +505,7 @@ fn write_record(spec: &ProcessSpec, pid: u32, argv0: &str) {
         process_group: pid,
         start_time_ticks,
         argv0: argv0.to_string(),
-        started_at: crate::time::now(),
+        started_at: stamp::now(),
     };
     if let Err(err) = atomic::write_atomic(&spec.record_path, crate::yaml::to_string(&record).as_bytes())
     {

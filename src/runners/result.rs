@@ -12,10 +12,20 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Plane, ResultClass, Stage, TerminalResult, WorkItemKind};
 use crate::runners::request::RequestKind;
 
-/// Serde for timestamps in the crate's one format (`time::format`).
-pub(crate) mod stamp {
+/// Timestamps at on-disk precision, and serde for them in the crate's one format.
+pub mod stamp {
     use jiff::Timestamp;
     use serde::{Deserialize, Deserializer, Serializer};
+
+    /// `t` cut to whole microseconds: the precision written to disk, so values round-trip.
+    pub fn truncate(t: Timestamp) -> Timestamp {
+        Timestamp::from_microsecond(t.as_microsecond()).unwrap_or(t)
+    }
+
+    /// The current time at on-disk precision.
+    pub fn now() -> Timestamp {
+        truncate(crate::time::now())
+    }
 
     pub fn serialize<S: Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&crate::time::format(*ts))
@@ -135,7 +145,7 @@ impl RawResult {
         runner_name: &str,
         stderr_path: Option<PathBuf>,
     ) -> RawResult {
-        let now = crate::time::now();
+        let now = stamp::now();
         RawResult {
             request_id: req.request_id.clone(),
             run_id: req.run_id.clone(),
