@@ -34,6 +34,7 @@ pub struct RunFiles {
 }
 
 impl RunFiles {
+    /// The file names for request `request_id` in `run_dir`.
     pub fn new(run_dir: &Path, request_id: &str) -> RunFiles {
         let at = |prefix: &str, ext: &str| run_dir.join(format!("{prefix}.{request_id}.{ext}"));
         RunFiles {
@@ -48,6 +49,7 @@ impl RunFiles {
         }
     }
 
+    /// The file names for a request.
     pub fn for_request(req: &StageRequest) -> RunFiles {
         RunFiles::new(&req.run_dir, &req.request_id)
     }
@@ -161,6 +163,7 @@ pub struct RunnerInvocation {
 }
 
 impl RunnerInvocation {
+    /// The record of a command line about to run, stamped `emitted_at`.
     pub fn new(
         req: &StageRequest,
         runner_name: &str,
@@ -218,6 +221,7 @@ pub struct RunnerCompletion {
 }
 
 impl RunnerCompletion {
+    /// The record of a finished run, stamped now.
     pub fn new(
         req: &StageRequest,
         raw: &RawResult,

@@ -14,10 +14,10 @@ use crate::runners::artifacts::{
     self, classify, raw_from_run, RunFiles, RunnerCompletion, RunnerInvocation,
 };
 use crate::runners::process::{self, Ending, ProcessSpec};
-use crate::runners::result::{RawResult, TokenUsage};
-use crate::runners::{failed_dispatch, prompt, CancelToken, ProcessSettings, Runner, StageRequest};
-use crate::runners::CODEX_RUNNER;
 use crate::runners::result::stamp;
+use crate::runners::result::{RawResult, TokenUsage};
+use crate::runners::CODEX_RUNNER;
+use crate::runners::{failed_dispatch, prompt, CancelToken, ProcessSettings, Runner, StageRequest};
 use crate::workspace::atomic;
 
 /// The Codex CLI adapter.
@@ -27,6 +27,7 @@ pub struct CodexRunner {
 }
 
 impl CodexRunner {
+    /// A runner for `runners.codex` settings.
     pub fn new(config: CodexConfig, settings: ProcessSettings) -> CodexRunner {
         CodexRunner { config, settings }
     }
@@ -96,11 +97,16 @@ impl Runner for CodexRunner {
         let prepared = atomic::create_dir_all(&req.run_dir)
             .and_then(|()| atomic::write_atomic(&files.prompt, prompt.as_bytes()))
             .and_then(|()| {
-                let invocation = RunnerInvocation::new(req, CODEX_RUNNER, &argv, &files.prompt, now);
+                let invocation =
+                    RunnerInvocation::new(req, CODEX_RUNNER, &argv, &files.prompt, now);
                 artifacts::write_yaml(&files.invocation, &invocation)
             });
         if let Err(err) = prepared {
-            return failed_dispatch(req, CODEX_RUNNER, &format!("cannot prepare the stage run: {err}"));
+            return failed_dispatch(
+                req,
+                CODEX_RUNNER,
+                &format!("cannot prepare the stage run: {err}"),
+            );
         }
 
         let spec = ProcessSpec {
@@ -207,7 +213,11 @@ fn usage_of(event: &Map<String, Value>) -> Option<TokenUsage> {
         cached_input_tokens: first(&["cached_input_tokens"], 0),
         output_tokens: output,
         thinking_tokens: first(
-            &["reasoning_output_tokens", "thinking_tokens", "reasoning_tokens"],
+            &[
+                "reasoning_output_tokens",
+                "thinking_tokens",
+                "reasoning_tokens",
+            ],
             0,
         ),
         total_tokens: first(&["total_tokens"], input.saturating_add(output)),

@@ -29,16 +29,15 @@ use serde_json::Value;
 
 use crate::config::{CommandOutput, CommandRunnerConfig};
 use crate::runners::artifacts::{
-    self, classify, raw_from_run, CompletionFailure, RunFiles, RunnerCompletion,
-    RunnerInvocation,
+    self, classify, raw_from_run, CompletionFailure, RunFiles, RunnerCompletion, RunnerInvocation,
 };
 use crate::runners::codex::integer;
 use crate::runners::process::{self, Ending, ProcessSpec};
+use crate::runners::result::stamp;
 use crate::runners::result::{ExitKind, RawResult, TokenUsage};
 use crate::runners::{
     failed_dispatch, prompt, CancelToken, ProcessSettings, Runner, StageRequest, COMMAND_RUNNER,
 };
-use crate::runners::result::stamp;
 use crate::workspace::atomic;
 
 /// The argv template and output format of a named preset.
@@ -131,6 +130,7 @@ impl Values<'_> {
 }
 
 impl CommandRunner {
+    /// A runner for `runners.command` settings.
     pub fn new(config: CommandRunnerConfig, settings: ProcessSettings) -> CommandRunner {
         CommandRunner { config, settings }
     }
@@ -157,9 +157,7 @@ impl CommandRunner {
         };
         let mut argv = Vec::new();
         for element in self.template().0 {
-            let group = element
-                .strip_prefix('[')
-                .and_then(|e| e.strip_suffix(']'));
+            let group = element.strip_prefix('[').and_then(|e| e.strip_suffix(']'));
             match group {
                 Some(inner) => {
                     let words: Option<Vec<String>> =
@@ -339,7 +337,15 @@ mod tests {
         req.model_name = Some("sonnet".into());
         assert_eq!(
             r.command_line(&req, "P").unwrap(),
-            ["claude", "-p", "P", "--output-format", "json", "--model", "sonnet"]
+            [
+                "claude",
+                "-p",
+                "P",
+                "--output-format",
+                "json",
+                "--model",
+                "sonnet"
+            ]
         );
         let gemini = runner(CommandRunnerConfig {
             preset: Some("gemini".into()),
@@ -355,7 +361,15 @@ mod tests {
         });
         assert_eq!(
             aider.command_line(&req, "P").unwrap(),
-            ["aider", "--yes-always", "--no-auto-commits", "--message", "P", "--model", "sonnet"]
+            [
+                "aider",
+                "--yes-always",
+                "--no-auto-commits",
+                "--message",
+                "P",
+                "--model",
+                "sonnet"
+            ]
         );
     }
 
@@ -390,6 +404,9 @@ mod tests {
                 "say {workspace}".into(),
             ]
         );
-        assert_eq!(runner(CommandRunnerConfig::default()).command_line(&req, "P"), None);
+        assert_eq!(
+            runner(CommandRunnerConfig::default()).command_line(&req, "P"),
+            None
+        );
     }
 }

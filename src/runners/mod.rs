@@ -41,7 +41,9 @@ pub const COMMAND_RUNNER: &str = "command";
 /// returned [`RawResult`] so the router can route it. Implementations must honour `cancel`
 /// promptly by ending the run with [`ExitKind::Interrupted`].
 pub trait Runner: Send + Sync {
+    /// The name requests and `stages.<stage>.runner` use to pick this runner.
     fn name(&self) -> &str;
+    /// Carry out one stage request, blocking until the harness has ended.
     fn run(&self, req: &StageRequest, cancel: &CancelToken) -> RawResult;
 }
 
@@ -67,6 +69,7 @@ pub struct ProcessSettings {
 }
 
 impl ProcessSettings {
+    /// Read the `runners.*` keys every process runner shares.
     pub fn from_config(
         config: &RunnersConfig,
         workspace_root: &Path,
@@ -109,7 +112,10 @@ impl Registry {
     }
 
     /// `codex_cli` and `command` built from config; the harness runs in `workspace_root`.
-    pub fn from_config(config: &RunnersConfig, workspace_root: &Path) -> Result<Registry, RunnerError> {
+    pub fn from_config(
+        config: &RunnersConfig,
+        workspace_root: &Path,
+    ) -> Result<Registry, RunnerError> {
         let settings = ProcessSettings::from_config(config, workspace_root)?;
         let mut registry = Registry::new(&config.default_runner);
         registry.register(Box::new(codex::CodexRunner::new(
@@ -145,6 +151,8 @@ impl Registry {
 
     /// Run a request on its runner. Never fails: an unknown runner, an invalid request or a
     /// panicking runner yields a `runner_error` result whose stderr file says what happened.
+    /// Unlike the reference, the runner receives the request with `runner_name` set to the
+    /// resolved name, so the prompt's `Runner Name:` line is truthful.
     pub fn dispatch(&self, req: &StageRequest, cancel: &CancelToken) -> RawResult {
         let name = self.resolve_name(req);
         if let Err(err) = req.validate() {
@@ -162,7 +170,10 @@ impl Registry {
                 &format!("Unknown stage runner: {name}. Available: {available}"),
             );
         };
-        match panic::catch_unwind(AssertUnwindSafe(|| runner.run(req, cancel))) {
+        // The runner (and so the prompt) sees the runner that actually runs, not a blank.
+        let mut resolved = req.clone();
+        resolved.runner_name = Some(name.to_string());
+        match panic::catch_unwind(AssertUnwindSafe(|| runner.run(&resolved, cancel))) {
             Ok(raw) => raw,
             Err(payload) => {
                 let what = payload

@@ -26,7 +26,9 @@ use crate::runners::result::{
 pub struct Extraction {
     /// The stage's answer, or why there is none.
     pub outcome: Result<TerminalResult, FailureClass>,
+    /// `### <TOKEN>` of the token the outcome rests on, if any.
     pub detected_marker: Option<String>,
+    /// Why, in the reference's wording.
     pub notes: Vec<String>,
     /// Summary artifacts a structured result named (absolute).
     pub artifact_paths: Vec<PathBuf>,
@@ -177,13 +179,17 @@ fn class_named(name: &str) -> Option<ResultClass> {
 
 /// Extract from a structured result file (§7.2). JSON and YAML are both accepted.
 pub fn extract_structured(stage: Stage, path: &Path, run_dir: &Path) -> Extraction {
-    let illegal = |note: String| Extraction::failure(FailureClass::IllegalTerminalResult, note, None);
+    let illegal =
+        |note: String| Extraction::failure(FailureClass::IllegalTerminalResult, note, None);
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Extraction::failure(
                 FailureClass::MissingTerminalResult,
-                format!("structured terminal result file is missing: {}", path.display()),
+                format!(
+                    "structured terminal result file is missing: {}",
+                    path.display()
+                ),
                 None,
             )
         }
@@ -198,9 +204,17 @@ pub fn extract_structured(stage: Stage, path: &Path, run_dir: &Path) -> Extracti
     }
     let payload: StructuredResult = match serde_json::from_value(value) {
         Ok(payload) => payload,
-        Err(e) => return illegal(format!("structured terminal result payload is invalid: {e}")),
+        Err(e) => {
+            return illegal(format!(
+                "structured terminal result payload is invalid: {e}"
+            ))
+        }
     };
-    if payload.stage.as_deref().is_some_and(|s| s != stage.as_str()) {
+    if payload
+        .stage
+        .as_deref()
+        .is_some_and(|s| s != stage.as_str())
+    {
         return illegal("structured terminal result stage does not match run request stage".into());
     }
     let result = match payload.terminal_result.parse::<TerminalResult>() {
@@ -216,7 +230,10 @@ pub fn extract_structured(stage: Stage, path: &Path, run_dir: &Path) -> Extracti
         let compatible = match class_named(name) {
             None => false,
             Some(class) if result == TerminalResult::Blocked => {
-                matches!(class, ResultClass::Blocked | ResultClass::RecoverableFailure)
+                matches!(
+                    class,
+                    ResultClass::Blocked | ResultClass::RecoverableFailure
+                )
             }
             Some(class) => class == result.result_class(),
         };
@@ -300,10 +317,12 @@ pub fn normalize(req: &StageRequest, raw: &RawResult) -> Result<StageResult, Nor
                 .clone()
                 .ok_or_else(|| NormalizeError::NoClosureRoot(req.request_id.clone()))?,
         ),
-        RequestKind::ActiveWorkItem => match (req.active_work_item_kind, &req.active_work_item_id) {
-            (Some(kind), Some(id)) => (kind, id.clone()),
-            _ => return Err(NormalizeError::NoIdentity(req.request_id.clone())),
-        },
+        RequestKind::ActiveWorkItem => {
+            match (req.active_work_item_kind, &req.active_work_item_id) {
+                (Some(kind), Some(id)) => (kind, id.clone()),
+                _ => return Err(NormalizeError::NoIdentity(req.request_id.clone())),
+            }
+        }
     };
 
     let mut mismatches = Vec::new();
@@ -446,25 +465,93 @@ mod tests {
         use FailureClass::*;
         use TerminalResult::*;
         let m = |t: TerminalResult| Some(t.marker());
-        let table: &[(Stage, &str, Result<TerminalResult, FailureClass>, Option<String>)] = &[
-            (Stage::Checker, "done\n### CHECKER_PASS\n", Ok(CheckerPass), m(CheckerPass)),
-            (Stage::Checker, "  ###   FIX_NEEDED  \n", Ok(FixNeeded), m(FixNeeded)),
-            (Stage::Checker, "### CHECKER_PASS\n### CHECKER_PASS\n", Ok(CheckerPass), m(CheckerPass)),
-            (Stage::Builder, "### SUMMARY\nall good\n### BUILDER_COMPLETE\n", Ok(BuilderComplete), m(BuilderComplete)),
-            (Stage::Checker, "### BUILDER_COMPLETE\n### CHECKER_PASS\n", Ok(CheckerPass), m(CheckerPass)),
-            (Stage::Checker, "### CHECKER_PASS\n### FIX_NEEDED\n", Err(ConflictingTerminalResults), m(FixNeeded)),
-            (Stage::Builder, "### CHECKER_PASS\n", Err(IllegalTerminalResult), m(CheckerPass)),
-            (Stage::Builder, "### SUMMARY\n### Builder_Complete\n###BUILDER_COMPLETE\n### BUILDER_COMPLETE.\n", Err(MissingTerminalResult), None),
+        type Row<'a> = (
+            Stage,
+            &'a str,
+            Result<TerminalResult, FailureClass>,
+            Option<String>,
+        );
+        let table: &[Row] = &[
+            (
+                Stage::Checker,
+                "done\n### CHECKER_PASS\n",
+                Ok(CheckerPass),
+                m(CheckerPass),
+            ),
+            (
+                Stage::Checker,
+                "  ###   FIX_NEEDED  \n",
+                Ok(FixNeeded),
+                m(FixNeeded),
+            ),
+            (
+                Stage::Checker,
+                "### CHECKER_PASS\n### CHECKER_PASS\n",
+                Ok(CheckerPass),
+                m(CheckerPass),
+            ),
+            (
+                Stage::Builder,
+                "### SUMMARY\nall good\n### BUILDER_COMPLETE\n",
+                Ok(BuilderComplete),
+                m(BuilderComplete),
+            ),
+            (
+                Stage::Checker,
+                "### BUILDER_COMPLETE\n### CHECKER_PASS\n",
+                Ok(CheckerPass),
+                m(CheckerPass),
+            ),
+            (
+                Stage::Checker,
+                "### CHECKER_PASS\n### FIX_NEEDED\n",
+                Err(ConflictingTerminalResults),
+                m(FixNeeded),
+            ),
+            (
+                Stage::Builder,
+                "### CHECKER_PASS\n",
+                Err(IllegalTerminalResult),
+                m(CheckerPass),
+            ),
+            (
+                Stage::Builder,
+                "### SUMMARY\n### Builder_Complete\n###BUILDER_COMPLETE\n### BUILDER_COMPLETE.\n",
+                Err(MissingTerminalResult),
+                None,
+            ),
             (Stage::Builder, "", Err(MissingTerminalResult), None),
-            (Stage::Checker, "Legal:\n```\n### CHECKER_PASS\n### FIX_NEEDED\n```\n### FIX_NEEDED\n", Ok(FixNeeded), m(FixNeeded)),
-            (Stage::Checker, "```text\n### CHECKER_PASS\n```\n", Ok(CheckerPass), m(CheckerPass)),
-            (Stage::Checker, "```\n### CHECKER_PASS\n### FIX_NEEDED\n```\n", Err(ConflictingTerminalResults), m(FixNeeded)),
+            (
+                Stage::Checker,
+                "Legal:\n```\n### CHECKER_PASS\n### FIX_NEEDED\n```\n### FIX_NEEDED\n",
+                Ok(FixNeeded),
+                m(FixNeeded),
+            ),
+            (
+                Stage::Checker,
+                "```text\n### CHECKER_PASS\n```\n",
+                Ok(CheckerPass),
+                m(CheckerPass),
+            ),
+            (
+                Stage::Checker,
+                "```\n### CHECKER_PASS\n### FIX_NEEDED\n```\n",
+                Err(ConflictingTerminalResults),
+                m(FixNeeded),
+            ),
         ];
         for (stage, text, want, marker) in table {
-            assert_eq!(outcome(*stage, text), (*want, marker.clone()), "{stage}: {text:?}");
+            assert_eq!(
+                outcome(*stage, text),
+                (*want, marker.clone()),
+                "{stage}: {text:?}"
+            );
         }
         let e = extract_from_text(Stage::Builder, "### CHECKER_PASS\n");
-        assert_eq!(e.notes, ["terminal token 'CHECKER_PASS' is illegal for stage builder"]);
+        assert_eq!(
+            e.notes,
+            ["terminal token 'CHECKER_PASS' is illegal for stage builder"]
+        );
     }
 
     fn fixture(stage: Stage) -> (tempfile::TempDir, StageRequest, RawResult) {
@@ -499,7 +586,10 @@ mod tests {
         assert_eq!(r.result_class, ResultClass::RecoverableFailure);
         assert_eq!(r.summary_status_marker, "### BLOCKED");
         assert!(r.retryable && !r.success && !r.metadata.valid_terminal_result);
-        assert_eq!(r.metadata.normalization_source, NormalizationSource::Failure);
+        assert_eq!(
+            r.metadata.normalization_source,
+            NormalizationSource::Failure
+        );
         (r.metadata.failure_class.unwrap(), r.notes, r.exit_code)
     }
 
@@ -514,11 +604,18 @@ mod tests {
         assert_eq!(r.duration_seconds, 1.5);
         assert_eq!(r.work_item_id, "task-1");
         assert_eq!(r.notes, ["terminal result resolved from stdout token"]);
-        assert_eq!(r.metadata.normalization_source, NormalizationSource::StdoutTerminalToken);
+        assert_eq!(
+            r.metadata.normalization_source,
+            NormalizationSource::StdoutTerminalToken
+        );
         assert_eq!(r.metadata.failure_class, None);
         assert_eq!(r.artifact_paths, [raw.event_log_path.clone().unwrap()]);
         let text = crate::yaml::to_string(&r);
-        assert!(text.starts_with("schema_version: '1.0'\nkind: stage_result\n") || text.starts_with("schema_version: \"1.0\"\nkind: stage_result\n"), "{text}");
+        assert!(
+            text.starts_with("schema_version: '1.0'\nkind: stage_result\n")
+                || text.starts_with("schema_version: \"1.0\"\nkind: stage_result\n"),
+            "{text}"
+        );
         let back: StageResult = crate::yaml::from_str(Path::new("r.yaml"), &text).unwrap();
         assert_eq!(back, r);
     }
@@ -534,10 +631,13 @@ mod tests {
         bad.stage = Stage::Checker;
         let (class, notes, code) = failure_of(&req, &bad);
         assert_eq!(class, RunnerTransportFailure);
-        assert_eq!(notes, [
-            "raw result run_id does not match stage run request",
-            "raw result stage does not match stage run request",
-        ]);
+        assert_eq!(
+            notes,
+            [
+                "raw result run_id does not match stage run request",
+                "raw result stage does not match stage run request",
+            ]
+        );
         assert_eq!(code, 1);
 
         for (kind, want) in [
@@ -559,7 +659,10 @@ mod tests {
         r.exit_code = Some(2);
         assert_eq!(failure_of(&req, &r).0, RunnerTransportFailure);
 
-        assert_eq!(failure_of(&req, &raw).1, [format!("stdout file is missing: {}", stdout.display())]);
+        assert_eq!(
+            failure_of(&req, &raw).1,
+            [format!("stdout file is missing: {}", stdout.display())]
+        );
         let mut r = raw.clone();
         r.stdout_path = None;
         assert_eq!(failure_of(&req, &r).0, MissingTerminalResult);
@@ -594,12 +697,30 @@ mod tests {
         let cases: &[(&str, FailureClass)] = &[
             ("{not json", IllegalTerminalResult),
             ("[1]", IllegalTerminalResult),
-            (r#"{"terminal_result":"CHECKER_PASS","extra":1}"#, IllegalTerminalResult),
-            (r#"{"stage":"builder","terminal_result":"CHECKER_PASS"}"#, IllegalTerminalResult),
-            (r#"{"terminal_result":"BUILDER_COMPLETE"}"#, IllegalTerminalResult),
-            (r#"{"terminal_result":"CHECKER_PASS","result_class":"blocked"}"#, IllegalTerminalResult),
-            (r#"{"terminal_result":"CHECKER_PASS","summary_artifact_paths":["gone.md"]}"#, MissingRequiredArtifact),
-            (r#"{"terminal_result":"CHECKER_PASS","summary_artifact_paths":["../../../../etc/hostname"]}"#, MissingRequiredArtifact),
+            (
+                r#"{"terminal_result":"CHECKER_PASS","extra":1}"#,
+                IllegalTerminalResult,
+            ),
+            (
+                r#"{"stage":"builder","terminal_result":"CHECKER_PASS"}"#,
+                IllegalTerminalResult,
+            ),
+            (
+                r#"{"terminal_result":"BUILDER_COMPLETE"}"#,
+                IllegalTerminalResult,
+            ),
+            (
+                r#"{"terminal_result":"CHECKER_PASS","result_class":"blocked"}"#,
+                IllegalTerminalResult,
+            ),
+            (
+                r#"{"terminal_result":"CHECKER_PASS","summary_artifact_paths":["gone.md"]}"#,
+                MissingRequiredArtifact,
+            ),
+            (
+                r#"{"terminal_result":"CHECKER_PASS","summary_artifact_paths":["../../../../etc/hostname"]}"#,
+                MissingRequiredArtifact,
+            ),
         ];
         for (text, want) in cases {
             fs::write(&file, text).unwrap();
@@ -613,7 +734,10 @@ mod tests {
         .unwrap();
         let r = normalize(&req, &raw).unwrap();
         assert_eq!(r.terminal_result, TerminalResult::Blocked);
-        assert_eq!(r.metadata.normalization_source, NormalizationSource::StructuredResultFile);
+        assert_eq!(
+            r.metadata.normalization_source,
+            NormalizationSource::StructuredResultFile
+        );
         let summary = fs::canonicalize(req.run_dir.join("summary.md")).unwrap();
         assert_eq!(r.artifact_paths[0], summary);
     }
@@ -632,17 +756,27 @@ mod tests {
         // The troubleshooter's own report is always attached.
         req.stage = Stage::Troubleshooter;
         raw.stage = Stage::Troubleshooter;
-        fs::write(raw.stdout_path.as_ref().unwrap(), "### TROUBLESHOOT_COMPLETE\n").unwrap();
+        fs::write(
+            raw.stdout_path.as_ref().unwrap(),
+            "### TROUBLESHOOT_COMPLETE\n",
+        )
+        .unwrap();
         let r = normalize(&req, &raw).unwrap();
         assert_eq!(r.report_artifact.as_ref(), Some(&canonical));
-        assert_eq!(r.artifact_paths, [canonical.clone(), raw.event_log_path.clone().unwrap()]);
+        assert_eq!(
+            r.artifact_paths,
+            [canonical.clone(), raw.event_log_path.clone().unwrap()]
+        );
         // A report written during a later stage's run belongs to it.
         req.stage = Stage::Builder;
         raw.stage = Stage::Builder;
         fs::write(raw.stdout_path.as_ref().unwrap(), "### BUILDER_COMPLETE\n").unwrap();
         raw.started_at = crate::time::now() - SignedDuration::from_secs(5);
         fs::write(&report, "fresh report").unwrap();
-        assert_eq!(normalize(&req, &raw).unwrap().report_artifact, Some(canonical));
+        assert_eq!(
+            normalize(&req, &raw).unwrap().report_artifact,
+            Some(canonical)
+        );
     }
 
     #[test]
@@ -651,13 +785,26 @@ mod tests {
         req.request_kind = RequestKind::ClosureTarget;
         req.active_work_item_kind = None;
         req.active_work_item_id = None;
-        assert!(matches!(normalize(&req, &raw), Err(NormalizeError::NoClosureRoot(_))));
+        assert!(matches!(
+            normalize(&req, &raw),
+            Err(NormalizeError::NoClosureRoot(_))
+        ));
         req.closure_target_root_spec_id = Some("spec-root".into());
-        fs::write(raw.stdout_path.as_ref().unwrap(), "### REMEDIATION_NEEDED\n").unwrap();
+        fs::write(
+            raw.stdout_path.as_ref().unwrap(),
+            "### REMEDIATION_NEEDED\n",
+        )
+        .unwrap();
         raw.exit_code = None;
         let r = normalize(&req, &raw).unwrap();
-        assert_eq!((r.work_item_kind, r.work_item_id.as_str()), (WorkItemKind::Spec, "spec-root"));
-        assert_eq!(r.metadata.closure_target_root_spec_id.as_deref(), Some("spec-root"));
+        assert_eq!(
+            (r.work_item_kind, r.work_item_id.as_str()),
+            (WorkItemKind::Spec, "spec-root")
+        );
+        assert_eq!(
+            r.metadata.closure_target_root_spec_id.as_deref(),
+            Some("spec-root")
+        );
         assert_eq!(r.exit_code, 0);
     }
 
@@ -671,20 +818,68 @@ mod tests {
             f(&mut r);
             r.validate().unwrap_err().to_string()
         };
-        assert_eq!(check(&|r| r.plane = crate::model::Plane::Planning), "stage must belong to plane");
-        assert_eq!(check(&|r| r.terminal_result = TerminalResult::PlannerComplete), "terminal_result is not legal for stage");
-        assert_eq!(check(&|r| r.summary_status_marker = "### X".into()), "summary_status_marker must match terminal_result");
-        assert_eq!(check(&|r| r.completed_at = r.started_at - SignedDuration::from_secs(1)), "completed_at cannot precede started_at");
-        assert_eq!(check(&|r| r.duration_seconds = -1.0), "duration_seconds must be >= 0");
-        assert_eq!(check(&|r| r.result_class = ResultClass::Blocked), "result_class does not match terminal_result semantics");
-        assert_eq!(check(&|r| r.success = false), "success result_class requires success=true");
+        assert_eq!(
+            check(&|r| r.plane = crate::model::Plane::Planning),
+            "stage must belong to plane"
+        );
+        assert_eq!(
+            check(&|r| r.terminal_result = TerminalResult::PlannerComplete),
+            "terminal_result is not legal for stage"
+        );
+        assert_eq!(
+            check(&|r| r.summary_status_marker = "### X".into()),
+            "summary_status_marker must match terminal_result"
+        );
+        assert_eq!(
+            check(&|r| r.completed_at = r.started_at - SignedDuration::from_secs(1)),
+            "completed_at cannot precede started_at"
+        );
+        assert_eq!(
+            check(&|r| r.duration_seconds = -1.0),
+            "duration_seconds must be >= 0"
+        );
+        assert_eq!(
+            check(&|r| r.result_class = ResultClass::Blocked),
+            "result_class does not match terminal_result semantics"
+        );
+        assert_eq!(
+            check(&|r| r.success = false),
+            "success result_class requires success=true"
+        );
         let blocked = |r: &mut StageResult| {
             r.terminal_result = TerminalResult::Blocked;
             r.summary_status_marker = "### BLOCKED".into();
         };
-        assert_eq!(check(&|r| { blocked(r); r.result_class = ResultClass::Success; }), "BLOCKED requires blocked or recoverable_failure result_class");
-        assert_eq!(check(&|r| { blocked(r); r.result_class = ResultClass::Blocked; }), "BLOCKED terminal_result cannot be success=true");
-        assert_eq!(check(&|r| { blocked(r); r.result_class = ResultClass::Blocked; r.success = false; r.result_class = ResultClass::FollowupNeeded; }), "BLOCKED requires blocked or recoverable_failure result_class");
-        assert_eq!(check(&|r| { r.terminal_result = TerminalResult::FixNeeded; r.summary_status_marker = "### FIX_NEEDED".into(); r.result_class = ResultClass::FollowupNeeded; }), "non-success result_class requires success=false");
+        assert_eq!(
+            check(&|r| {
+                blocked(r);
+                r.result_class = ResultClass::Success;
+            }),
+            "BLOCKED requires blocked or recoverable_failure result_class"
+        );
+        assert_eq!(
+            check(&|r| {
+                blocked(r);
+                r.result_class = ResultClass::Blocked;
+            }),
+            "BLOCKED terminal_result cannot be success=true"
+        );
+        assert_eq!(
+            check(&|r| {
+                blocked(r);
+                r.result_class = ResultClass::Blocked;
+                r.success = false;
+                r.result_class = ResultClass::FollowupNeeded;
+            }),
+            "BLOCKED requires blocked or recoverable_failure result_class"
+        );
+        assert_eq!(
+            check(&|r| {
+                r.terminal_result = TerminalResult::FixNeeded;
+                r.summary_status_marker = "### FIX_NEEDED".into();
+                r.result_class = ResultClass::FollowupNeeded;
+            }),
+            "non-success result_class requires success=false"
+        );
     }
 }

@@ -63,6 +63,7 @@ impl std::fmt::Debug for CancelToken {
 }
 
 impl CancelToken {
+    /// A token nobody has cancelled yet.
     pub fn new() -> CancelToken {
         CancelToken::default()
     }
@@ -80,6 +81,7 @@ impl CancelToken {
         }
     }
 
+    /// Whether [`CancelToken::cancel`] has been called on this token or a clone.
     pub fn is_cancelled(&self) -> bool {
         self.inner.cancelled.load(Ordering::SeqCst)
     }
@@ -368,7 +370,10 @@ fn supervise(spec: &ProcessSpec, cancel: &CancelToken) -> Ending {
             let _ = reader.join();
         }
     } else {
-        tracing::warn!(pid, "a process outside the harness group still holds its output");
+        tracing::warn!(
+            pid,
+            "a process outside the harness group still holds its output"
+        );
     }
 
     let status = reap(&mut child);
@@ -497,7 +502,10 @@ fn signal_group(group: Option<Pid>, signal: Signal) {
 
 fn write_record(spec: &ProcessSpec, pid: u32, argv0: &str) {
     let Some(start_time_ticks) = start_time_ticks(pid) else {
-        tracing::warn!(pid, "cannot read the harness start time; no process record written");
+        tracing::warn!(
+            pid,
+            "cannot read the harness start time; no process record written"
+        );
         return;
     };
     let record = ProcessRecord {
@@ -507,8 +515,10 @@ fn write_record(spec: &ProcessSpec, pid: u32, argv0: &str) {
         argv0: argv0.to_string(),
         started_at: stamp::now(),
     };
-    if let Err(err) = atomic::write_atomic(&spec.record_path, crate::yaml::to_string(&record).as_bytes())
-    {
+    if let Err(err) = atomic::write_atomic(
+        &spec.record_path,
+        crate::yaml::to_string(&record).as_bytes(),
+    ) {
         tracing::warn!(%err, "cannot write the harness process record");
     }
 }

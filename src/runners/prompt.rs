@@ -96,11 +96,22 @@ pub fn render(req: &StageRequest) -> String {
             path_or_none(req.preferred_report_path.as_ref())
         ),
     ];
-    list(&mut lines, "Required Skill Paths", &req.required_skill_paths);
-    list(&mut lines, "Attached Skill Paths", &req.attached_skill_paths);
+    list(
+        &mut lines,
+        "Required Skill Paths",
+        &req.required_skill_paths,
+    );
+    list(
+        &mut lines,
+        "Attached Skill Paths",
+        &req.attached_skill_paths,
+    );
     lines.extend([
         format!("Run Directory: {}", shown(&req.run_dir)),
-        format!("Runtime Snapshot Path: {}", shown(&req.runtime_snapshot_path)),
+        format!(
+            "Runtime Snapshot Path: {}",
+            shown(&req.runtime_snapshot_path)
+        ),
         format!(
             "Recovery Counters Path: {}",
             shown(&req.recovery_counters_path)
@@ -214,8 +225,6 @@ Print one marker only, then stop.";
         assert!(prompt.contains("\nActive Work Item: none none\n"));
         assert!(prompt.contains("\nAttached Skill Paths:\n- /a\n- /b\nRun Directory:"));
         assert!(prompt.contains("\nStage: arbiter\n"));
-        assert!(prompt.contains(
-            "`### ARBITER_COMPLETE`, `### REMEDIATION_NEEDED`, `### BLOCKED`."
-        ));
+        assert!(prompt.contains("`### ARBITER_COMPLETE`, `### REMEDIATION_NEEDED`, `### BLOCKED`."));
     }
 }

@@ -212,9 +212,9 @@ pub(crate) mod tests {
             compiled_plan_id: "plan-1".into(),
             entrypoint_path: ma.join(format!("entrypoints/{plane}/{stage}.md")),
             entrypoint_contract_id: Some(format!("{stage}.contract.v1")),
-            required_skill_paths: vec![ma.join(format!(
-                "skills/stage/{plane}/{stage}-core/SKILL.md"
-            ))],
+            required_skill_paths: vec![
+                ma.join(format!("skills/stage/{plane}/{stage}-core/SKILL.md"))
+            ],
             attached_skill_paths: Vec::new(),
             active_work_item_kind: Some(WorkItemKind::Task),
             active_work_item_id: Some("task-1".into()),
@@ -249,7 +249,10 @@ pub(crate) mod tests {
 
         let mut r = base.clone();
         r.plane = Plane::Planning;
-        assert_eq!(r.validate().unwrap_err().to_string(), "stage must belong to plane");
+        assert_eq!(
+            r.validate().unwrap_err().to_string(),
+            "stage must belong to plane"
+        );
 
         let mut r = base.clone();
         r.active_work_item_id = None;

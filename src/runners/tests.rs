@@ -38,8 +38,14 @@ impl Fixture {
         fs::write(&plan_path, plan).unwrap();
         let state = dir.path().join("state");
         let env: BTreeMap<String, String> = [
-            ("FAKE_HARNESS_PLAN".to_string(), plan_path.display().to_string()),
-            ("FAKE_HARNESS_STATE".to_string(), state.display().to_string()),
+            (
+                "FAKE_HARNESS_PLAN".to_string(),
+                plan_path.display().to_string(),
+            ),
+            (
+                "FAKE_HARNESS_STATE".to_string(),
+                state.display().to_string(),
+            ),
         ]
         .into();
         let mut config = RunnersConfig {
@@ -149,7 +155,12 @@ fn codex_happy_path_writes_every_artifact() {
     let req = fx.request(Stage::Checker);
     let raw = fx.run(&req);
     let files = RunFiles::for_request(&req);
-    assert_eq!(raw.exit_kind, ExitKind::Completed, "{}", read(&files.stderr));
+    assert_eq!(
+        raw.exit_kind,
+        ExitKind::Completed,
+        "{}",
+        read(&files.stderr)
+    );
     assert_eq!(raw.exit_code, Some(0));
     assert_eq!(raw.runner_name, "codex_cli");
     assert_eq!(raw.stdout_path.as_deref(), Some(files.stdout.as_path()));
@@ -157,7 +168,8 @@ fn codex_happy_path_writes_every_artifact() {
     assert_eq!(read(&files.stdout), "### CHECKER_PASS\n");
     assert_eq!(read(&files.last_message), "### CHECKER_PASS\n");
     assert_eq!(read(&files.events), "### CHECKER_PASS\n");
-    assert_eq!(read(&files.prompt), crate::runners::prompt::render(&req));
+    let prompt = read(&files.prompt);
+    assert!(prompt.contains("\nRunner Name: codex_cli\n"), "{prompt}");
     assert!(read(&files.invocation).contains("kind: runner_invocation"));
     let completion = read(&files.completion);
     assert!(completion.contains("exit_kind: completed"), "{completion}");
@@ -166,7 +178,10 @@ fn codex_happy_path_writes_every_artifact() {
     let result = normalize(&req, &raw).unwrap();
     assert!(result.success);
     assert_eq!(result.terminal_result, TerminalResult::CheckerPass);
-    assert_eq!(result.prompt_artifact.as_deref(), Some(files.prompt.as_path()));
+    assert_eq!(
+        result.prompt_artifact.as_deref(),
+        Some(files.prompt.as_path())
+    );
     assert_eq!(result.artifact_paths, vec![files.events.clone()]);
 
     let calls = read(&fx.state.join("calls.log"));
@@ -202,7 +217,10 @@ fn wall_clock_timeout_kills_the_harness_and_its_grandchild() {
     assert_eq!(raw.exit_kind, ExitKind::Timeout);
     assert_eq!(raw.exit_code, Some(124));
     let stderr = read(raw.stderr_path.as_deref().unwrap());
-    assert!(stderr.ends_with("runner timed out after 1 seconds\n"), "{stderr}");
+    assert!(
+        stderr.ends_with("runner timed out after 1 seconds\n"),
+        "{stderr}"
+    );
     assert_group_gone(&fx);
     let result = normalize(&req, &raw).unwrap();
     assert_eq!(result.failure_class(), Some(FailureClass::RunnerTimeout));
@@ -219,7 +237,10 @@ fn idle_timeout_kills_a_silent_harness_and_its_grandchild() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(raw.exit_kind, ExitKind::Timeout);
     let stderr = read(raw.stderr_path.as_deref().unwrap());
-    assert!(stderr.contains("runner produced no output for 1 seconds"), "{stderr}");
+    assert!(
+        stderr.contains("runner produced no output for 1 seconds"),
+        "{stderr}"
+    );
     assert_group_gone(&fx);
 }
 
@@ -269,7 +290,10 @@ fn non_zero_exit_is_a_runner_error() {
     assert_eq!(raw.exit_kind, ExitKind::RunnerError);
     assert_eq!(raw.exit_code, Some(3));
     let completion = read(&RunFiles::for_request(&req).completion);
-    assert!(completion.contains("failure_class: runner_non_zero_exit"), "{completion}");
+    assert!(
+        completion.contains("failure_class: runner_non_zero_exit"),
+        "{completion}"
+    );
     let result = normalize(&req, &raw).unwrap();
     assert_eq!(result.exit_code, 3);
     assert_eq!(
@@ -288,14 +312,21 @@ fn missing_binary_is_127_with_a_note() {
     assert_eq!(raw.exit_code, Some(127));
     assert_eq!(raw.event_log_path, None);
     let stderr = read(raw.stderr_path.as_deref().unwrap());
-    assert_eq!(stderr, "runner binary not found: millrace-no-such-harness\n");
+    assert_eq!(
+        stderr,
+        "runner binary not found: millrace-no-such-harness\n"
+    );
     let completion = read(&RunFiles::for_request(&req).completion);
-    assert!(completion.contains("runner_binary_not_found"), "{completion}");
+    assert!(
+        completion.contains("runner_binary_not_found"),
+        "{completion}"
+    );
 }
 
 #[test]
 fn only_allowed_variables_reach_the_harness() {
-    let mut fx = Fixture::new("builder run env > \"$RUN_DIR/env.txt\"; echo '### BUILDER_COMPLETE'\n");
+    let mut fx =
+        Fixture::new("builder run env > \"$RUN_DIR/env.txt\"; echo '### BUILDER_COMPLETE'\n");
     fx.config.env_allow = vec!["PATH".into()];
     let hidden = std::env::vars()
         .map(|(name, _)| name)
@@ -307,7 +338,10 @@ fn only_allowed_variables_reach_the_harness() {
     let env = read(&fx.run_dir.join("env.txt"));
     let names: Vec<&str> = env.lines().filter_map(|l| l.split('=').next()).collect();
     assert!(names.contains(&"PATH"), "{env}");
-    assert!(names.contains(&"FAKE_HARNESS_PLAN"), "overlay missing: {env}");
+    assert!(
+        names.contains(&"FAKE_HARNESS_PLAN"),
+        "overlay missing: {env}"
+    );
     assert!(!names.contains(&hidden.as_str()), "{hidden} leaked: {env}");
 }
 
@@ -321,7 +355,10 @@ fn output_beyond_the_cap_is_drained_and_noted() {
     let events = read(raw.event_log_path.as_deref().unwrap());
     assert!(events.starts_with(&"x".repeat(100)), "{events}");
     assert!(events.len() < 200, "{}", events.len());
-    assert!(events.contains("output truncated at 100 bytes; 99901 further bytes dropped"), "{events}");
+    assert!(
+        events.contains("output truncated at 100 bytes; 99901 further bytes dropped"),
+        "{events}"
+    );
 }
 
 #[test]
@@ -333,14 +370,23 @@ fn command_runner_claude_preset_reads_json_result_and_usage() {
     fx.config.command.argv.clear();
     fx.config.command.preset = Some("claude".into());
     fx.config.command.output = CommandOutput::Text;
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     fx.config.command.env.insert("PATH".into(), path);
     let mut req = fx.request(Stage::Builder);
     req.runner_name = Some("command".into());
     req.model_name = Some("opus".into());
     let raw = fx.run(&req);
     let files = RunFiles::for_request(&req);
-    assert_eq!(raw.exit_kind, ExitKind::Completed, "{}", read(&files.stderr));
+    assert_eq!(
+        raw.exit_kind,
+        ExitKind::Completed,
+        "{}",
+        read(&files.stderr)
+    );
     assert_eq!(raw.runner_name, "command");
     assert_eq!(read(&files.last_message), "### BUILDER_COMPLETE");
     assert_eq!(
@@ -354,7 +400,10 @@ fn command_runner_claude_preset_reads_json_result_and_usage() {
     );
     let calls = read(&fx.state.join("calls.log"));
     assert!(calls.contains(" -p "), "{calls}");
-    assert!(calls.contains("--output-format json --model opus"), "{calls}");
+    assert!(
+        calls.contains("--output-format json --model opus"),
+        "{calls}"
+    );
     assert!(normalize(&req, &raw).unwrap().success);
 }
 
@@ -412,7 +461,11 @@ fn dispatch_resolution_order() {
 #[test]
 fn configured_stage_runners_are_checked() {
     let mut config = Config::default();
-    for (stage, runner) in [(Stage::Builder, "zeta"), (Stage::Checker, "alpha"), (Stage::Fixer, "codex_cli")] {
+    for (stage, runner) in [
+        (Stage::Builder, "zeta"),
+        (Stage::Checker, "alpha"),
+        (Stage::Fixer, "codex_cli"),
+    ] {
         config.stages.insert(
             stage,
             StageConfig {
@@ -423,7 +476,10 @@ fn configured_stage_runners_are_checked() {
     }
     let err = validate_stage_runners(&config, &["codex_cli", "command"]).unwrap_err();
     assert!(matches!(err, RunnerError::UnknownStageRunners(_)));
-    assert_eq!(err.to_string(), "Unknown configured stage runner(s): alpha, zeta");
+    assert_eq!(
+        err.to_string(),
+        "Unknown configured stage runner(s): alpha, zeta"
+    );
     assert!(validate_stage_runners(&Config::default(), &[]).is_ok());
 }
 
