@@ -1,1 +1,225 @@
-//! Placeholder; filled in by its issue.
+//! Stage runners: how one stage request becomes a harness process and a [`StageResult`].
+//!
+//! ```text
+//! engine ─StageRequest─▶ Registry::dispatch ─▶ Runner::run ─RawResult─▶ normalize ─StageResult─▶ router
+//! ```
+//!
+//! Runners own the harness-specific files of a stage run (see [`RunFiles`]); normalization is
+//! runner-independent. The registry is open: the engine adds its own runners (the scripted
+//! one) next to the built-in `codex_cli` and `command`.
+
+pub mod artifacts;
+pub mod codex;
+pub mod command;
+pub mod normalize;
+pub mod process;
+pub mod prompt;
+pub mod request;
+pub mod result;
+
+use std::collections::BTreeMap;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+pub use artifacts::{stage_result_path, RunFiles};
+pub use normalize::{normalize, NormalizeError};
+pub use process::{kill_orphaned_group, CancelToken};
+pub use request::{RequestKind, StageRequest};
+pub use result::{ExitKind, FailureClass, RawResult, StageResult, TokenUsage};
+
+use crate::config::{Config, RunnersConfig};
+use crate::workspace::atomic;
+
+/// Name of the built-in Codex CLI runner, also the last-resort default.
+pub const CODEX_RUNNER: &str = "codex_cli";
+/// Name of the argv-template runner.
+pub const COMMAND_RUNNER: &str = "command";
+
+/// Something that can carry out a stage request.
+///
+/// `run` never fails: every problem (missing binary, timeout, crash) is reported in the
+/// returned [`RawResult`] so the router can route it. Implementations must honour `cancel`
+/// promptly by ending the run with [`ExitKind::Interrupted`].
+pub trait Runner: Send + Sync {
+    /// The name requests and `stages.<stage>.runner` use to pick this runner.
+    fn name(&self) -> &str;
+    /// Carry out one stage request, blocking until the harness has ended.
+    fn run(&self, req: &StageRequest, cancel: &CancelToken) -> RawResult;
+}
+
+/// A runner could not be set up from config.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("runners.env_allow has a bad glob: {0}")]
+    EnvAllow(#[from] globset::Error),
+    #[error("Unknown configured stage runner(s): {}", .0.join(", "))]
+    UnknownStageRunners(Vec<String>),
+}
+
+/// Settings shared by every process runner.
+#[derive(Debug, Clone)]
+pub struct ProcessSettings {
+    /// Absolute workspace root: the harness's working directory.
+    pub workspace_root: PathBuf,
+    pub env_policy: process::EnvPolicy,
+    /// Used when a request leaves `idle_timeout_seconds` unset; 0 = off.
+    pub default_idle_timeout_seconds: u64,
+    pub kill_grace_seconds: u64,
+    pub output_cap_bytes: u64,
+}
+
+impl ProcessSettings {
+    /// Read the `runners.*` keys every process runner shares.
+    pub fn from_config(
+        config: &RunnersConfig,
+        workspace_root: &Path,
+    ) -> Result<ProcessSettings, RunnerError> {
+        Ok(ProcessSettings {
+            workspace_root: std::path::absolute(workspace_root)
+                .unwrap_or_else(|_| workspace_root.to_path_buf()),
+            env_policy: process::EnvPolicy::new(&config.env_allow)?,
+            default_idle_timeout_seconds: config.idle_timeout_seconds,
+            kill_grace_seconds: config.kill_grace_seconds,
+            output_cap_bytes: config.output_cap_bytes,
+        })
+    }
+
+    /// Supervisor limits for one request.
+    pub fn limits(&self, req: &StageRequest) -> process::Limits {
+        let idle = req.effective_idle_timeout_seconds(self.default_idle_timeout_seconds);
+        process::Limits {
+            timeout: std::time::Duration::from_secs(req.effective_timeout_seconds()),
+            idle_timeout: (idle > 0).then(|| std::time::Duration::from_secs(idle)),
+            kill_grace: std::time::Duration::from_secs(self.kill_grace_seconds),
+            output_cap: self.output_cap_bytes,
+        }
+    }
+}
+
+/// The runners available to one daemon, and the dispatch rule between them (spec 08 §4).
+pub struct Registry {
+    runners: BTreeMap<String, Box<dyn Runner>>,
+    default_runner: String,
+}
+
+impl Registry {
+    /// An empty registry whose fallback runner is `default_runner` (blank = `codex_cli`).
+    pub fn new(default_runner: &str) -> Registry {
+        Registry {
+            runners: BTreeMap::new(),
+            default_runner: default_runner.trim().to_string(),
+        }
+    }
+
+    /// `codex_cli` and `command` built from config; the harness runs in `workspace_root`.
+    pub fn from_config(
+        config: &RunnersConfig,
+        workspace_root: &Path,
+    ) -> Result<Registry, RunnerError> {
+        let settings = ProcessSettings::from_config(config, workspace_root)?;
+        let mut registry = Registry::new(&config.default_runner);
+        registry.register(Box::new(codex::CodexRunner::new(
+            config.codex.clone(),
+            settings.clone(),
+        )));
+        registry.register(Box::new(command::CommandRunner::new(
+            config.command.clone(),
+            settings,
+        )));
+        Ok(registry)
+    }
+
+    /// Add (or replace) a runner under its own name.
+    pub fn register(&mut self, runner: Box<dyn Runner>) {
+        self.runners.insert(runner.name().to_string(), runner);
+    }
+
+    /// Registered names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        self.runners.keys().map(String::as_str).collect()
+    }
+
+    /// The runner name a request resolves to: its own, else the default, else `codex_cli`.
+    pub fn resolve_name<'a>(&'a self, req: &'a StageRequest) -> &'a str {
+        req.runner_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .or(Some(self.default_runner.as_str()).filter(|n| !n.is_empty()))
+            .unwrap_or(CODEX_RUNNER)
+    }
+
+    /// Run a request on its runner. Never fails: an unknown runner, an invalid request or a
+    /// panicking runner yields a `runner_error` result whose stderr file says what happened.
+    /// Unlike the reference, the runner receives the request with `runner_name` set to the
+    /// resolved name, so the prompt's `Runner Name:` line is truthful.
+    pub fn dispatch(&self, req: &StageRequest, cancel: &CancelToken) -> RawResult {
+        let name = self.resolve_name(req);
+        if let Err(err) = req.validate() {
+            return failed_dispatch(req, name, &format!("invalid stage request: {err}"));
+        }
+        let Some(runner) = self.runners.get(name) else {
+            let available = if self.runners.is_empty() {
+                "none".to_string()
+            } else {
+                self.names().join(", ")
+            };
+            return failed_dispatch(
+                req,
+                name,
+                &format!("Unknown stage runner: {name}. Available: {available}"),
+            );
+        };
+        // The runner (and so the prompt) sees the runner that actually runs, not a blank.
+        let mut resolved = req.clone();
+        resolved.runner_name = Some(name.to_string());
+        match panic::catch_unwind(AssertUnwindSafe(|| runner.run(&resolved, cancel))) {
+            Ok(raw) => raw,
+            Err(payload) => {
+                let what = payload
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| payload.downcast_ref::<&str>().copied())
+                    .unwrap_or("unknown panic");
+                failed_dispatch(req, name, &format!("stage runner {name} crashed: {what}"))
+            }
+        }
+    }
+}
+
+/// A `runner_error` result for a stage that never ran, with `message` kept in its stderr file.
+pub(crate) fn failed_dispatch(req: &StageRequest, runner_name: &str, message: &str) -> RawResult {
+    tracing::warn!(request_id = %req.request_id, "{message}");
+    let stderr = RunFiles::for_request(req).stderr;
+    let written = atomic::create_dir_all(&req.run_dir)
+        .and_then(|()| atomic::write_atomic(&stderr, format!("{message}\n").as_bytes()));
+    let stderr_path = match written {
+        Ok(()) => Some(stderr),
+        Err(err) => {
+            tracing::warn!(%err, "cannot record the dispatch failure");
+            None
+        }
+    };
+    RawResult::synthetic_error(req, runner_name, stderr_path)
+}
+
+/// Pre-start check: every non-blank `stages.<stage>.runner` must name an available runner.
+pub fn validate_stage_runners(config: &Config, available: &[&str]) -> Result<(), RunnerError> {
+    let mut unknown: Vec<String> = config
+        .stages
+        .values()
+        .filter_map(|stage| stage.runner.as_deref().map(str::trim))
+        .filter(|name| !name.is_empty() && !available.contains(name))
+        .map(str::to_string)
+        .collect();
+    unknown.sort();
+    unknown.dedup();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(RunnerError::UnknownStageRunners(unknown))
+    }
+}
+
+#[cfg(test)]
+mod tests;

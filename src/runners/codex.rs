@@ -1,0 +1,381 @@
+//! The `codex_cli` runner: drives `codex exec` (spec 08 §5).
+//!
+//! The harness writes its event stream to stdout and its final message to the
+//! `--output-last-message` file; afterwards the raw stdout becomes the event log and the file
+//! scanned for markers is the last message when there is one.
+
+use std::fs;
+use std::io;
+
+use serde_json::{Map, Value};
+
+use crate::config::{CodexConfig, Permission};
+use crate::runners::artifacts::{
+    self, classify, raw_from_run, RunFiles, RunnerCompletion, RunnerInvocation,
+};
+use crate::runners::process::{self, Ending, ProcessSpec};
+use crate::runners::result::stamp;
+use crate::runners::result::{RawResult, TokenUsage};
+use crate::runners::CODEX_RUNNER;
+use crate::runners::{failed_dispatch, prompt, CancelToken, ProcessSettings, Runner, StageRequest};
+use crate::workspace::atomic;
+
+/// The Codex CLI adapter.
+pub struct CodexRunner {
+    config: CodexConfig,
+    settings: ProcessSettings,
+}
+
+impl CodexRunner {
+    /// A runner for `runners.codex` settings.
+    pub fn new(config: CodexConfig, settings: ProcessSettings) -> CodexRunner {
+        CodexRunner { config, settings }
+    }
+
+    /// Permission level for a request: by stage, else by model, else the default (§5.3).
+    pub fn permission(&self, req: &StageRequest) -> Permission {
+        self.config
+            .permission_by_stage
+            .get(&req.stage)
+            .or_else(|| {
+                req.model()
+                    .and_then(|model| self.config.permission_by_model.get(model))
+            })
+            .copied()
+            .unwrap_or(self.config.permission_default)
+    }
+
+    /// The full argv, in the order of spec 08 §5.2, with `prompt` as the last element.
+    pub fn command_line(&self, req: &StageRequest, prompt: &str) -> Vec<String> {
+        let files = RunFiles::for_request(req);
+        let mut argv = vec![self.config.command.clone()];
+        argv.extend(self.config.args.iter().cloned());
+        if let Some(profile) = self.config.profile.as_deref().filter(|p| !p.is_empty()) {
+            argv.extend(["--profile".into(), profile.to_string()]);
+        }
+        if self.config.skip_git_repo_check {
+            argv.push("--skip-git-repo-check".into());
+        }
+        if let Some(model) = req.model() {
+            argv.extend(["--model".into(), model.to_string()]);
+        }
+        match self.permission(req) {
+            Permission::Basic => argv.push("--full-auto".into()),
+            Permission::Elevated => argv.extend([
+                "-c".into(),
+                "approval_policy=\"never\"".into(),
+                "--sandbox".into(),
+                "danger-full-access".into(),
+            ]),
+            Permission::Maximum => argv.push("--dangerously-bypass-approvals-and-sandbox".into()),
+        }
+        for item in &self.config.extra_config {
+            argv.extend(["-c".into(), item.clone()]);
+        }
+        argv.extend([
+            "--cd".into(),
+            self.settings.workspace_root.display().to_string(),
+            "--json".into(),
+            "--output-last-message".into(),
+            files.last_message.display().to_string(),
+            prompt.to_string(),
+        ]);
+        argv
+    }
+}
+
+impl Runner for CodexRunner {
+    fn name(&self) -> &str {
+        CODEX_RUNNER
+    }
+
+    fn run(&self, req: &StageRequest, cancel: &CancelToken) -> RawResult {
+        let files = RunFiles::for_request(req);
+        let now = stamp::now();
+        let prompt = prompt::render(req);
+        let argv = self.command_line(req, &prompt);
+        let prepared = atomic::create_dir_all(&req.run_dir)
+            .and_then(|()| atomic::write_atomic(&files.prompt, prompt.as_bytes()))
+            .and_then(|()| {
+                let invocation =
+                    RunnerInvocation::new(req, CODEX_RUNNER, &argv, &files.prompt, now);
+                artifacts::write_yaml(&files.invocation, &invocation)
+            });
+        if let Err(err) = prepared {
+            return failed_dispatch(
+                req,
+                CODEX_RUNNER,
+                &format!("cannot prepare the stage run: {err}"),
+            );
+        }
+
+        let spec = ProcessSpec {
+            argv: argv.clone(),
+            cwd: self.settings.workspace_root.clone(),
+            env: self.settings.env_policy.environment(&self.config.env),
+            stdout_path: files.stdout.clone(),
+            stderr_path: files.stderr.clone(),
+            record_path: files.process_record.clone(),
+            limits: self.settings.limits(req),
+        };
+        let run = process::run(&spec, cancel);
+        let classified = classify(&run.ending);
+        let mut raw = raw_from_run(req, CODEX_RUNNER, &run, &classified);
+        raw.stderr_path = Some(files.stderr.clone());
+
+        if run.ending == Ending::NotFound {
+            raw.stdout_path = files.stdout.exists().then(|| files.stdout.clone());
+        } else {
+            if fs::rename(&files.stdout, &files.events).is_ok() {
+                raw.event_log_path = Some(files.events.clone());
+                raw.token_usage = fs::read(&files.events)
+                    .ok()
+                    .and_then(|bytes| token_usage_from_events(&String::from_utf8_lossy(&bytes)));
+            }
+            raw.stdout_path = materialize_stdout(&files).unwrap_or_else(|err| {
+                tracing::warn!(%err, "cannot materialize the harness output");
+                None
+            });
+        }
+
+        let completion = RunnerCompletion::new(req, &raw, &classified, &argv);
+        if let Err(err) = artifacts::write_yaml(&files.completion, &completion) {
+            tracing::warn!(%err, "cannot write the runner completion record");
+        }
+        raw
+    }
+}
+
+/// §5.4 step 9: the last message if the harness wrote one, else the event log.
+fn materialize_stdout(files: &RunFiles) -> io::Result<Option<std::path::PathBuf>> {
+    let source = if files.last_message.is_file() {
+        &files.last_message
+    } else if files.events.is_file() {
+        &files.events
+    } else {
+        return Ok(None);
+    };
+    let bytes = fs::read(source)?;
+    atomic::write_atomic(&files.stdout, &bytes).map_err(io::Error::other)?;
+    Ok(Some(files.stdout.clone()))
+}
+
+/// Token usage from a Codex event log (§9): the `token_count` event with the largest total,
+/// the later one on ties; `None` when no line is recognised.
+pub fn token_usage_from_events(text: &str) -> Option<TokenUsage> {
+    let mut best: Option<TokenUsage> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if !line.starts_with('{') {
+            continue;
+        }
+        let Ok(Value::Object(event)) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let Some(usage) = usage_of(&event) else {
+            continue;
+        };
+        if best.is_none_or(|b| usage.total_tokens >= b.total_tokens) {
+            best = Some(usage);
+        }
+    }
+    best
+}
+
+fn usage_of(event: &Map<String, Value>) -> Option<TokenUsage> {
+    let count = match event.get("type")?.as_str()? {
+        "token_count" => event,
+        "event_msg" => {
+            let payload = event.get("payload")?.as_object()?;
+            (payload.get("type")?.as_str()? == "token_count").then_some(payload)?
+        }
+        _ => return None,
+    };
+    let info = count.get("info")?.as_object()?;
+    let usage = match info.get("total_token_usage") {
+        Some(Value::Object(usage)) => usage,
+        _ => info.get("last_token_usage")?.as_object()?,
+    };
+    if !usage.contains_key("input_tokens") || !usage.contains_key("output_tokens") {
+        return None;
+    }
+    // The first key present decides; a value of the wrong type means the default.
+    let first = |keys: &[&str], default: u64| -> u64 {
+        keys.iter()
+            .find_map(|k| usage.get(*k))
+            .and_then(integer)
+            .unwrap_or(default)
+    };
+    let input = first(&["input_tokens"], 0);
+    let output = first(&["output_tokens"], 0);
+    Some(TokenUsage {
+        input_tokens: input,
+        cached_input_tokens: first(&["cached_input_tokens"], 0),
+        output_tokens: output,
+        thinking_tokens: first(
+            &[
+                "reasoning_output_tokens",
+                "thinking_tokens",
+                "reasoning_tokens",
+            ],
+            0,
+        ),
+        total_tokens: first(&["total_tokens"], input.saturating_add(output)),
+    })
+}
+
+/// A non-negative integer, or an integral float; anything else is `None`.
+pub(crate) fn integer(value: &Value) -> Option<u64> {
+    if let Some(n) = value.as_u64() {
+        return Some(n);
+    }
+    let f = value.as_f64()?;
+    (f.fract() == 0.0 && f >= 0.0 && f <= u64::MAX as f64).then_some(f as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Stage;
+    use crate::runners::process::EnvPolicy;
+    use crate::runners::request::tests::sample;
+    use std::path::{Path, PathBuf};
+
+    const RUN_DIR: &str = "/srv/ws/millrace-agents/runs/run-1";
+
+    fn runner(config: CodexConfig) -> CodexRunner {
+        let settings = ProcessSettings {
+            workspace_root: PathBuf::from("/srv/ws"),
+            env_policy: EnvPolicy::new(&["*".into()]).unwrap(),
+            default_idle_timeout_seconds: 0,
+            kill_grace_seconds: 1,
+            output_cap_bytes: 1024,
+        };
+        CodexRunner::new(config, settings)
+    }
+
+    fn tail(req: &StageRequest) -> Vec<String> {
+        vec![
+            "--cd".into(),
+            "/srv/ws".into(),
+            "--json".into(),
+            "--output-last-message".into(),
+            format!("{RUN_DIR}/runner_last_message.{}.txt", req.request_id),
+            "PROMPT".into(),
+        ]
+    }
+
+    fn argv(parts: &[&str], req: &StageRequest) -> Vec<String> {
+        let mut v: Vec<String> = parts.iter().map(|s| s.to_string()).collect();
+        v.extend(tail(req));
+        v
+    }
+
+    #[test]
+    fn default_config_uses_maximum_permission() {
+        let req = sample(Stage::Builder, Path::new(RUN_DIR));
+        let got = runner(CodexConfig::default()).command_line(&req, "PROMPT");
+        let want = argv(
+            &[
+                "codex",
+                "exec",
+                "--skip-git-repo-check",
+                "--dangerously-bypass-approvals-and-sandbox",
+            ],
+            &req,
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn spec_example_profile_model_elevated_extra_config() {
+        let mut req = sample(Stage::Checker, Path::new(RUN_DIR));
+        req.model_name = Some("gpt-5".into());
+        let config = CodexConfig {
+            profile: Some("fast".into()),
+            permission_by_model: [("gpt-5".to_string(), Permission::Elevated)].into(),
+            extra_config: vec!["model_reasoning_effort=\"high\"".into()],
+            ..CodexConfig::default()
+        };
+        let got = runner(config).command_line(&req, "PROMPT");
+        let want = argv(
+            &[
+                "codex",
+                "exec",
+                "--profile",
+                "fast",
+                "--skip-git-repo-check",
+                "--model",
+                "gpt-5",
+                "-c",
+                "approval_policy=\"never\"",
+                "--sandbox",
+                "danger-full-access",
+                "-c",
+                "model_reasoning_effort=\"high\"",
+            ],
+            &req,
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn stage_permission_beats_model_permission_and_flags_are_optional() {
+        let mut req = sample(Stage::Fixer, Path::new(RUN_DIR));
+        req.model_name = Some("gpt-5".into());
+        let config = CodexConfig {
+            command: "/opt/codex".into(),
+            args: vec![],
+            skip_git_repo_check: false,
+            permission_by_stage: [(Stage::Fixer, Permission::Basic)].into(),
+            permission_by_model: [("gpt-5".to_string(), Permission::Elevated)].into(),
+            ..CodexConfig::default()
+        };
+        let r = runner(config.clone());
+        assert_eq!(
+            r.command_line(&req, "PROMPT"),
+            argv(&["/opt/codex", "--model", "gpt-5", "--full-auto"], &req)
+        );
+        // Without a model, the by-model table is not consulted.
+        let mut other = sample(Stage::Builder, Path::new(RUN_DIR));
+        other.model_name = Some("  ".into());
+        assert_eq!(r.permission(&other), Permission::Maximum);
+        other.model_name = Some("gpt-5".into());
+        assert_eq!(r.permission(&other), Permission::Elevated);
+    }
+
+    #[test]
+    fn token_usage_spec_example_and_selection_rules() {
+        let example = r#"{"type":"event_msg","payload":{"type":"token_count","info":{"total_token_usage":{"input_tokens":900,"cached_input_tokens":300,"output_tokens":80,"reasoning_output_tokens":20,"total_tokens":980}}}}"#;
+        assert_eq!(
+            token_usage_from_events(example),
+            Some(TokenUsage {
+                input_tokens: 900,
+                cached_input_tokens: 300,
+                output_tokens: 80,
+                thinking_tokens: 20,
+                total_tokens: 980,
+            })
+        );
+        let log = [
+            "not json",
+            r#"{"type":"token_count","info":{"last_token_usage":{"input_tokens":5,"output_tokens":5.0,"thinking_tokens":2}}}"#,
+            r#"{"type":"token_count","info":{"total_token_usage":{"input_tokens":7,"output_tokens":3,"total_tokens":"x"}}}"#,
+            r#"{"type":"token_count","info":{"total_token_usage":{"input_tokens":1}}}"#,
+            r####"{"type":"agent_message","message":"### BUILDER_COMPLETE"}"####,
+        ]
+        .join("\n");
+        // Both recognised lines total 10; the later one wins the tie.
+        assert_eq!(
+            token_usage_from_events(&log),
+            Some(TokenUsage {
+                input_tokens: 7,
+                cached_input_tokens: 0,
+                output_tokens: 3,
+                thinking_tokens: 0,
+                total_tokens: 10,
+            })
+        );
+        assert_eq!(token_usage_from_events("### BUILDER_COMPLETE\n"), None);
+    }
+}
