@@ -3,15 +3,21 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use serde_json::json;
 
-use super::Ctx;
-use crate::error::{Error, ExitCode, Result};
+use super::{open_for_write, Ctx};
+use crate::engine::daemon::{self, DaemonExit, DaemonOptions, Progress};
+use crate::engine::{Engine, EngineOptions, TickOutcome};
+use crate::error::{ExitCode, Result};
+use crate::state::snapshot::WatcherMode;
 
 #[derive(Debug, Subcommand)]
 pub enum RunCommand {
     /// Run one tick: take in files, claim one item, run at most one stage.
+    #[command(after_help = "Example:\n  millrace run once --json")]
     Once(OnceArgs),
     /// Run until stopped, reacting to files as they appear.
+    #[command(after_help = "Example:\n  millrace run daemon --max-ticks 10")]
     Daemon(DaemonArgs),
 }
 
@@ -20,7 +26,7 @@ pub struct OnceArgs {
     /// Mode to compile (default: runtime.default_mode).
     #[arg(long)]
     pub mode: Option<String>,
-    /// Config file (default: millrace-agents/millrace.yaml).
+    /// Config file (default: millrace-agents/millrace.yaml); must exist when given.
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
@@ -30,7 +36,7 @@ pub struct DaemonArgs {
     /// Mode to compile (default: runtime.default_mode).
     #[arg(long)]
     pub mode: Option<String>,
-    /// Config file (default: millrace-agents/millrace.yaml).
+    /// Config file (default: millrace-agents/millrace.yaml); must exist when given.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Stop after this many ticks.
@@ -39,15 +45,104 @@ pub struct DaemonArgs {
     /// Poll the folders instead of using file events.
     #[arg(long)]
     pub poll: bool,
+    /// Exit once no work is left instead of waiting for more.
+    #[arg(long)]
+    pub until_idle: bool,
+}
+
+fn absolute(path: Option<PathBuf>) -> Option<PathBuf> {
+    path.map(|p| std::path::absolute(&p).unwrap_or(p))
 }
 
 pub fn run(ctx: &Ctx, cmd: RunCommand) -> Result<ExitCode> {
     match cmd {
-        RunCommand::Once(_) => Err(Error::msg("run once is not available yet")),
+        RunCommand::Once(args) => once(ctx, args),
         RunCommand::Daemon(args) => daemon(ctx, args),
     }
 }
 
-pub fn daemon(_ctx: &Ctx, _args: DaemonArgs) -> Result<ExitCode> {
-    Err(Error::msg("run daemon is not available yet"))
+fn once(ctx: &Ctx, args: OnceArgs) -> Result<ExitCode> {
+    let ws = open_for_write(ctx)?;
+    let options = EngineOptions {
+        config_path: absolute(args.config),
+        mode: args.mode,
+        run_mode: "once",
+    };
+    let mut engine = Engine::start(&ws, options, WatcherMode::Off)?;
+    let outcome = engine.tick_inline()?;
+    let snap = engine.snapshot().clone();
+    engine.shutdown("run once finished")?;
+    let (kind, code) = match &outcome {
+        TickOutcome::Stage(p) => {
+            let ok = snap.last_terminal_result.is_some_and(|r| {
+                p.request.stage.is_legal(r) && r.result_class() != crate::model::ResultClass::Blocked
+            });
+            ("stage", if ok { ExitCode::Ok } else { ExitCode::Failed })
+        }
+        TickOutcome::Idle => ("no_work", ExitCode::Ok),
+        TickOutcome::Paused => ("paused", ExitCode::Ok),
+        TickOutcome::Stopped => ("stopped", ExitCode::Ok),
+    };
+    let stage = match &outcome {
+        TickOutcome::Stage(p) => Some(p.request.stage),
+        _ => None,
+    };
+    let report = json!({
+        "outcome": kind,
+        "stage": stage,
+        "terminal_result": stage.and(snap.last_terminal_result),
+        "next_stage": snap.active_stage,
+        "stage_result_path": stage.and(snap.last_stage_result_path.clone()),
+        "run_id": match &outcome { TickOutcome::Stage(p) => Some(p.request.run_id.clone()), _ => None },
+    });
+    ctx.emit(&report, || match stage {
+        Some(stage) => format!(
+            "ran {stage}: {} (next: {})\n",
+            super::output::or_none(snap.last_terminal_result),
+            super::output::or_none(snap.active_stage)
+        ),
+        None => format!("{kind}\n"),
+    });
+    Ok(code)
+}
+
+/// Progress lines on stderr, so stdout stays for data.
+pub fn print_progress(p: Progress) {
+    match p {
+        Progress::Started { plan_id, watcher } => {
+            eprintln!("millrace: running plan {plan_id} (file events: {watcher}); Ctrl-C stops")
+        }
+        Progress::StageStarted { stage, item, run_id } => {
+            eprintln!("  {stage:<14} {item}  [{run_id}]")
+        }
+        Progress::StageFinished { stage, result, next } => eprintln!(
+            "  {stage:<14} -> {}{}",
+            super::output::or_none(result),
+            next.map(|n| format!(" (next: {n})")).unwrap_or_default()
+        ),
+        Progress::Idle => {}
+        Progress::Warning(w) => eprintln!("millrace: warning: {w}"),
+    }
+}
+
+pub fn daemon(ctx: &Ctx, args: DaemonArgs) -> Result<ExitCode> {
+    let ws = open_for_write(ctx)?;
+    let options = EngineOptions {
+        config_path: absolute(args.config),
+        mode: args.mode,
+        run_mode: "daemon",
+    };
+    let daemon_options = DaemonOptions {
+        max_ticks: args.max_ticks,
+        force_poll: args.poll,
+        exit_when_idle: args.until_idle,
+    };
+    let exit = daemon::run(&ws, options, daemon_options, &mut print_progress)?;
+    let reason = match &exit {
+        DaemonExit::Stopped(r) => r.clone(),
+        DaemonExit::MaxTicks => "max ticks reached".into(),
+        DaemonExit::Idle => "no work left".into(),
+    };
+    ctx.emit(&json!({"exit": reason}), || format!("daemon exited: {reason}\n"));
+    Ok(ExitCode::Ok)
 }

@@ -105,10 +105,10 @@ impl Engine {
             Ok(r) => r,
             Err(e) => return failed(self, e.to_string()),
         };
-        let outcome = compiler::compile_and_persist(&self.ws, &config, self.options.mode.as_deref());
+        let outcome = compiler::compile_and_persist(&self.ws, &config, self.options.mode.as_deref())?;
         let plan = match outcome.plan {
             Some(plan) if !outcome.used_last_known_good => plan,
-            _ => return failed(self, outcome.errors.join(", ")),
+            _ => return failed(self, outcome.diagnostics.errors.join(", ")),
         };
         self.config = config;
         self.registry = std::sync::Arc::new(registry);

@@ -1,3 +1,259 @@
-//! The engine (being merged).
+//! The engine: startup, the tick, routing results through the frozen plan, recovery.
+//!
+//! A tick is, in order: drain the mailbox → take in ideas → stop gate → pause gate →
+//! reconcile → claim → completion (arbiter) → build the stage request. The stage then runs
+//! (on the caller's thread for `run once`, on a worker for the daemon), and
+//! [`Engine::finish_stage`] normalizes its result, routes it through the compiled loop
+//! graph and applies the decision. See `tick.rs` for the order in one place.
+
+mod apply;
 pub mod closure;
+pub mod daemon;
+mod incidents;
 pub mod intake;
+mod mailbox;
+mod reconcile;
+mod request;
+mod tick;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::compiler::{self, FrozenRunPlan};
+use crate::config::Config;
+use crate::control::lock::{self, DaemonLock, LockError};
+use crate::error::{Error, ExitCode, Result};
+use crate::queue::QueueStore;
+use crate::runners::{self, Registry};
+use crate::state::counters::Counters;
+use crate::state::events::EventLog;
+use crate::state::snapshot::{Snapshot, WatcherMode};
+use crate::workspace::Workspace;
+
+pub use tick::{Prepared, TickOutcome};
+
+/// How the engine was started.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// `--config`, when given (must exist); else the workspace's `millrace.yaml`.
+    pub config_path: Option<PathBuf>,
+    /// `--mode`, when given (wins over `runtime.default_mode`, also after reloads).
+    pub mode: Option<String>,
+    /// `once` or `daemon`, recorded in the lock.
+    pub run_mode: &'static str,
+}
+
+/// One workspace's runtime, holding its lock for as long as it lives.
+pub struct Engine {
+    ws: Workspace,
+    options: EngineOptions,
+    config: Config,
+    plan: FrozenRunPlan,
+    snapshot: Snapshot,
+    counters: Counters,
+    queue: QueueStore,
+    events: EventLog,
+    registry: Arc<Registry>,
+    intake: intake::Intake,
+    lock: DaemonLock,
+    watcher_mode: WatcherMode,
+}
+
+/// Build the runners of a config: `codex_cli`, `command` and the built-in `scripted`.
+pub fn build_registry(ws: &Workspace, config: &Config) -> Result<Registry> {
+    let mut registry = Registry::from_config(&config.runners, ws.root())
+        .map_err(|e| Error::msg(e.to_string()))?;
+    registry.register(Box::new(runners::scripted::ScriptedRunner::new(
+        ws,
+        &config.runners.scripted,
+    )));
+    Ok(registry)
+}
+
+impl Engine {
+    fn config_path(ws: &Workspace, options: &EngineOptions) -> PathBuf {
+        options
+            .config_path
+            .clone()
+            .unwrap_or_else(|| ws.config_path())
+    }
+
+    /// Startup (spec 06 §2): config, lock, compile, load state, reconcile, mark running.
+    pub fn start(ws: &Workspace, options: EngineOptions, watcher_mode: WatcherMode) -> Result<Engine> {
+        let config_path = Self::config_path(ws, &options);
+        let config = Config::load(&config_path, options.config_path.is_some())?;
+        let events = EventLog::new(ws.events_path());
+        let lock = match lock::acquire(ws, options.run_mode) {
+            Ok(lock) => lock,
+            Err(LockError::Held { pid, host, since }) => {
+                let message = format!("workspace is owned by pid {pid} on {host} since {since}");
+                events.emit("runtime_daemon_lock_denied", json!({"reason": message}))?;
+                return Err(Error::with(
+                    message,
+                    Some("stop it with `millrace control stop`, or use another workspace".into()),
+                    ExitCode::Locked,
+                ));
+            }
+            Err(LockError::Io(e)) => return Err(e.into()),
+        };
+        events.emit(
+            "runtime_daemon_lock_acquired",
+            json!({"session_id": lock.info.owner_session_id, "pid": lock.info.owner_pid}),
+        )?;
+        if let Some(previous) = &lock.previous {
+            if previous.owner_pid != lock.info.owner_pid {
+                events.emit(
+                    "runtime_lock_taken_over",
+                    json!({"previous_pid": previous.owner_pid,
+                           "previous_session_id": previous.owner_session_id,
+                           "previous_acquired_at": previous.acquired_at}),
+                )?;
+            }
+        }
+        let registry = build_registry(ws, &config)?;
+        let names = registry.names();
+        runners::validate_stage_runners(&config, &names).map_err(|e| Error::msg(e.to_string()))?;
+        let outcome = compiler::compile_and_persist(ws, &config, options.mode.as_deref())?;
+        let errors = outcome.diagnostics.errors.clone();
+        let Some(plan) = outcome.plan else {
+            return Err(Error::with(
+                format!("compile failed: {}", errors.join(", ")),
+                Some("fix the mode or loop assets, then run `millrace compile validate`".into()),
+                ExitCode::Failed,
+            ));
+        };
+        if outcome.used_last_known_good {
+            tracing::warn!(errors = %errors.join(", "), "compile failed; running the last-known-good plan");
+        }
+        let snapshot = Snapshot::load(&ws.snapshot_path())?;
+        let counters = Counters::load(&ws.counters_path())?;
+        let queue = QueueStore::new(ws)
+            .with_settle(Duration::from_millis(config.watchers.settle_ms));
+        let mut engine = Engine {
+            ws: ws.clone(),
+            options,
+            config,
+            plan,
+            snapshot,
+            counters,
+            queue,
+            events,
+            registry: Arc::new(registry),
+            intake: intake::Intake::default(),
+            lock,
+            watcher_mode,
+        };
+        engine.kill_orphaned_harness()?;
+        engine.reconcile(true)?;
+        closure::backfill(&engine.ws, &engine.queue)?;
+        let depths = engine.queue.depths();
+        let s = &mut engine.snapshot;
+        s.runtime_mode = engine.config.runtime.run_style;
+        s.process_running = true;
+        s.active_mode_id = engine.plan.mode_id.clone();
+        s.execution_loop_id = engine.plan.execution_loop_id.clone();
+        s.planning_loop_id = engine.plan.planning_loop_id.clone();
+        s.compiled_plan_id = engine.plan.compiled_plan_id.clone();
+        s.compiled_plan_path = engine.ws.rel(&engine.ws.compiled_plan_path());
+        s.queue_depth_execution = depths.0;
+        s.queue_depth_planning = depths.1;
+        s.config_version = engine.config.fingerprint();
+        s.watcher_mode = engine.watcher_mode;
+        s.last_reload_outcome = None;
+        s.last_reload_error = if outcome.used_last_known_good {
+            Some(errors.join(", "))
+        } else {
+            None
+        };
+        s.started_at = Some(crate::time::now_string());
+        engine.save_snapshot()?;
+        engine.events.emit(
+            "runtime_started",
+            json!({"mode_id": engine.plan.mode_id, "compiled_plan_id": engine.plan.compiled_plan_id,
+                   "process_running": true, "pid": std::process::id()}),
+        )?;
+        Ok(engine)
+    }
+
+    /// A harness left running by a daemon that died must not keep writing into the
+    /// workspace: kill its process group if it is still the same process.
+    fn kill_orphaned_harness(&self) -> Result<()> {
+        let Some(previous) = &self.lock.previous else {
+            return Ok(());
+        };
+        if previous.owner_pid == self.lock.info.owner_pid {
+            return Ok(());
+        }
+        let Some(run_id) = &self.snapshot.active_run_id else {
+            return Ok(());
+        };
+        let run_dir = self.ws.run_dir(run_id);
+        let Ok(read) = std::fs::read_dir(&run_dir) else {
+            return Ok(());
+        };
+        for entry in read.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("runner_process.") && name.ends_with(".yaml") {
+                if let Ok(true) = runners::kill_orphaned_group(&entry.path()) {
+                    self.events.emit(
+                        "orphaned_harness_killed",
+                        json!({"run_id": run_id, "record": self.ws.rel(&entry.path())}),
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn workspace(&self) -> &Workspace {
+        &self.ws
+    }
+
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.clone()
+    }
+
+    pub(crate) fn save_snapshot(&mut self) -> Result<()> {
+        self.snapshot.save(&self.ws.snapshot_path())?;
+        Ok(())
+    }
+
+    /// Mirror the item's budget counters into the snapshot (display only).
+    pub(crate) fn mirror_counters(&mut self) {
+        let (kind, id) = match (
+            self.snapshot.active_work_item_kind,
+            self.snapshot.active_work_item_id.clone(),
+        ) {
+            (Some(k), Some(i)) => (k, i),
+            _ => return,
+        };
+        let c = &self.counters;
+        self.snapshot.troubleshoot_attempt_count = c.count("troubleshoot", kind, &id);
+        self.snapshot.mechanic_attempt_count = c.count("mechanic", kind, &id);
+        self.snapshot.fix_cycle_count = c.count("fix_cycle", kind, &id);
+        self.snapshot.consultant_invocations = c.count("consultant", kind, &id);
+    }
+
+    /// Leave the workspace: mark the process stopped; the lock is released on drop.
+    pub fn shutdown(mut self, reason: &str) -> Result<()> {
+        self.snapshot.process_running = false;
+        self.snapshot.stop_requested = false;
+        self.save_snapshot()?;
+        self.events.emit(
+            "runtime_daemon_lock_released",
+            json!({"session_id": self.lock.info.owner_session_id, "reason": reason}),
+        )?;
+        Ok(())
+    }
+}

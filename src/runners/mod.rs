@@ -16,6 +16,7 @@ pub mod process;
 pub mod prompt;
 pub mod request;
 pub mod result;
+pub mod scripted;
 
 use std::collections::BTreeMap;
 use std::panic::{self, AssertUnwindSafe};

@@ -1,0 +1,261 @@
+//! `scripted`: a built-in **simulation** of a harness, for `millrace demo` and for trying
+//! millrace without installing an agent. It runs no model and changes no code.
+//!
+//! Each stage answers from a small YAML script (or, without one, with its success result),
+//! and the planning stages write what a real planner/manager would: the manager writes task
+//! documents carrying the active item's lineage; the arbiter writes a verdict and a report.
+//!
+//! ```yaml
+//! # millrace-agents/millrace.yaml: runners: { default_runner: scripted, scripted: { script: demo.yaml } }
+//! stages:
+//!   checker: [FIX_NEEDED, CHECKER_PASS]   # answers in order per work item; the last repeats
+//!   manager:
+//!     - result: MANAGER_COMPLETE
+//!       tasks: 2                          # task documents to write
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::artifacts::RunFiles;
+use super::request::StageRequest;
+use super::result::{stamp, ExitKind, RawResult};
+use super::{CancelToken, Runner};
+use crate::config::ScriptedRunnerConfig;
+use crate::documents::{self, DocTime, Document, StatusHint, TaskDoc};
+use crate::model::{Stage, TerminalResult, WorkItemKind};
+use crate::workspace::atomic::{self, IoError};
+use crate::workspace::Workspace;
+
+/// Name of the simulation runner.
+pub const SCRIPTED_RUNNER: &str = "scripted";
+
+/// One scripted answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Answer {
+    Result(TerminalResult),
+    Detailed {
+        result: TerminalResult,
+        /// Task documents the manager writes (default 2 for `MANAGER_COMPLETE`).
+        #[serde(default)]
+        tasks: Option<u32>,
+        /// Extra text for the final message (notes for incidents).
+        #[serde(default)]
+        note: Option<String>,
+    },
+}
+
+impl Answer {
+    fn result(&self) -> TerminalResult {
+        match self {
+            Answer::Result(r) | Answer::Detailed { result: r, .. } => *r,
+        }
+    }
+}
+
+/// The script file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Script {
+    #[serde(default)]
+    pub stages: BTreeMap<Stage, Vec<Answer>>,
+}
+
+/// How many answers each stage consumed in one run directory (one item activation).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Progress {
+    consumed: BTreeMap<Stage, usize>,
+}
+
+/// The simulation runner.
+pub struct ScriptedRunner {
+    ws: Workspace,
+    script_path: Option<PathBuf>,
+}
+
+impl ScriptedRunner {
+    pub fn new(ws: &Workspace, config: &ScriptedRunnerConfig) -> ScriptedRunner {
+        ScriptedRunner {
+            ws: ws.clone(),
+            script_path: config.script.as_ref().map(|p| ws.root().join(p)),
+        }
+    }
+
+    fn script(&self) -> Result<Script, String> {
+        let Some(path) = &self.script_path else {
+            return Ok(Script::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read scripted runner script {}: {e}", path.display()))?;
+        crate::yaml::from_str(path, &text).map_err(|e| e.to_string())
+    }
+
+    fn answer(&self, req: &StageRequest) -> Result<Answer, String> {
+        let script = self.script()?;
+        let state_path = req.run_dir.join("scripted_progress.yaml");
+        let mut progress: Progress = std::fs::read_to_string(&state_path)
+            .ok()
+            .and_then(|t| crate::yaml::from_str(&state_path, &t).ok())
+            .unwrap_or_default();
+        let n = progress.consumed.entry(req.stage).or_default();
+        let answer = match script.stages.get(&req.stage) {
+            Some(list) if !list.is_empty() => list[(*n).min(list.len() - 1)].clone(),
+            _ => Answer::Result(req.stage.legal_results()[0]),
+        };
+        *n += 1;
+        atomic::write_atomic(&state_path, crate::yaml::to_string(&progress).as_bytes())
+            .map_err(|e| e.to_string())?;
+        Ok(answer)
+    }
+
+    /// What a real manager would write: tasks for the active spec or incident.
+    fn write_tasks(&self, req: &StageRequest, count: u32) -> Result<Vec<String>, String> {
+        let (Some(kind), Some(id), Some(path)) = (
+            req.active_work_item_kind,
+            req.active_work_item_id.as_ref(),
+            req.active_work_item_path.as_ref(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+        let doc = documents::parse(kind, &format!("{id}.md"), &text).map_err(|e| e.to_string())?;
+        let (spec_id, incident_id) = match kind {
+            WorkItemKind::Incident => (
+                match &doc {
+                    Document::Incident(i) => i.source_spec_id.clone(),
+                    _ => None,
+                },
+                Some(id.clone()),
+            ),
+            _ => (Some(id.clone()), None),
+        };
+        let mut written = Vec::new();
+        let mut previous: Option<String> = None;
+        for n in 1..=count {
+            let task_id = format!("{id}-task-{n}");
+            let task = Document::Task(TaskDoc {
+                task_id: task_id.clone(),
+                title: format!("Step {n} of {}", doc.title()),
+                summary: format!("Simulated task {n} of {count} decomposed from {kind} {id}."),
+                root_idea_id: doc.root_idea_id().map(str::to_string),
+                root_spec_id: doc.effective_root_spec().map(str::to_string),
+                spec_id: spec_id.clone(),
+                parent_task_id: None,
+                incident_id: incident_id.clone(),
+                status_hint: Some(StatusHint::Queued),
+                created_at: DocTime::from_timestamp(crate::time::now()),
+                created_by: "scripted-manager".into(),
+                updated_at: None,
+                depends_on: previous.iter().cloned().collect(),
+                blocks: Vec::new(),
+                tags: vec!["simulated".into()],
+                target_paths: vec!["README.md".into()],
+                acceptance: vec![format!("Step {n} is done (simulated).")],
+                required_checks: vec!["true".into()],
+                references: vec![self.ws.rel(path)],
+                risk: vec!["None: this task was written by the scripted simulation.".into()],
+            });
+            let dest = self.ws.item_path(WorkItemKind::Task, crate::workspace::Folder::Queue, &task_id);
+            match atomic::create_atomic(&dest, task.render().as_bytes()) {
+                Ok(()) | Err(IoError::AlreadyExists { .. }) => written.push(task_id.clone()),
+                Err(e) => return Err(e.to_string()),
+            }
+            previous = Some(task_id);
+        }
+        Ok(written)
+    }
+
+    fn write_arbiter_files(&self, req: &StageRequest, result: TerminalResult) -> Result<(), String> {
+        let resolve = |p: &PathBuf| -> PathBuf {
+            if p.is_absolute() {
+                p.clone()
+            } else {
+                self.ws.root().join(p)
+            }
+        };
+        if let Some(verdict) = &req.preferred_verdict_path {
+            let verdict = resolve(verdict);
+            let text = format!(
+                "schema_version: \"1.0\"\nkind: arbiter_verdict\nroot_spec_id: {}\noutcome: {}\nsimulated: true\n",
+                req.closure_target_root_spec_id.clone().unwrap_or_default(),
+                result.as_str()
+            );
+            if let Some(parent) = verdict.parent() {
+                atomic::create_dir_all(parent).map_err(|e| e.to_string())?;
+            }
+            atomic::write_atomic(&verdict, text.as_bytes()).map_err(|e| e.to_string())?;
+        }
+        if let Some(report) = &req.preferred_report_path {
+            let text = format!(
+                "# Arbiter Report (simulated)\n\nOutcome: {}\n\nThe scripted runner judged no real evidence.\n",
+                result.as_str()
+            );
+            atomic::write_atomic(&resolve(report), text.as_bytes()).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn simulate(&self, req: &StageRequest, files: &RunFiles) -> Result<String, String> {
+        let answer = self.answer(req)?;
+        let result = answer.result();
+        let mut lines = vec![format!("Simulated {} stage (scripted runner; no model ran).", req.stage)];
+        if let Answer::Detailed { note: Some(note), .. } = &answer {
+            lines.push(note.clone());
+        }
+        match (req.stage, result) {
+            (Stage::Manager, TerminalResult::ManagerComplete) => {
+                let count = match &answer {
+                    Answer::Detailed { tasks: Some(n), .. } => *n,
+                    _ => 2,
+                };
+                let tasks = self.write_tasks(req, count)?;
+                lines.push(format!("Wrote tasks: {}", tasks.join(", ")));
+            }
+            (Stage::Arbiter, _) => self.write_arbiter_files(req, result)?,
+            _ => {}
+        }
+        let summary = req.run_dir.join(format!("{}_summary.md", req.stage));
+        atomic::write_atomic(&summary, format!("# {} summary\n\n{}\n", req.stage, lines.join("\n")).as_bytes())
+            .map_err(|e| e.to_string())?;
+        lines.push(result.marker());
+        let text = lines.join("\n") + "\n";
+        atomic::write_atomic(&files.stdout, text.as_bytes()).map_err(|e| e.to_string())?;
+        Ok(text)
+    }
+}
+
+impl Runner for ScriptedRunner {
+    fn name(&self) -> &str {
+        SCRIPTED_RUNNER
+    }
+
+    fn run(&self, req: &StageRequest, _cancel: &CancelToken) -> RawResult {
+        let started = stamp::now();
+        let files = RunFiles::for_request(req);
+        let outcome = self.simulate(req, &files);
+        let (exit_kind, exit_code, stderr) = match &outcome {
+            Ok(_) => (ExitKind::Completed, 0, String::new()),
+            Err(e) => (ExitKind::RunnerError, 1, format!("scripted runner: {e}\n")),
+        };
+        let _ = atomic::write_atomic(&files.stderr, stderr.as_bytes());
+        RawResult {
+            request_id: req.request_id.clone(),
+            run_id: req.run_id.clone(),
+            stage: req.stage,
+            runner_name: SCRIPTED_RUNNER.into(),
+            model_name: req.model_name.clone(),
+            exit_kind,
+            exit_code: Some(exit_code),
+            stdout_path: outcome.is_ok().then(|| files.stdout.clone()),
+            stderr_path: Some(files.stderr.clone()),
+            terminal_result_path: None,
+            event_log_path: None,
+            token_usage: None,
+            started_at: started,
+            ended_at: stamp::now(),
+        }
+    }
+}
