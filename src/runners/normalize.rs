@@ -612,8 +612,11 @@ mod tests {
         assert_eq!(r.artifact_paths, [raw.event_log_path.clone().unwrap()]);
         let text = crate::yaml::to_string(&r);
         assert!(
-            text.starts_with("schema_version: '1.0'\nkind: stage_result\n")
-                || text.starts_with("schema_version: \"1.0\"\nkind: stage_result\n"),
+            text.starts_with(
+                "schema_version: \"1.0\"
+kind: stage_result
+"
+            ),
             "{text}"
         );
         let back: StageResult = crate::yaml::from_str(Path::new("r.yaml"), &text).unwrap();

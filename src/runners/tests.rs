@@ -265,10 +265,15 @@ fn cancel_interrupts_and_kills_the_group() {
     let cancel = CancelToken::new();
     let raw = std::thread::scope(|scope| {
         let run = scope.spawn(|| registry.dispatch(&req, &cancel));
-        assert!(eventually(Duration::from_secs(5), || fx
-            .state
-            .join("harness.pid")
-            .exists()));
+        let record_path = RunFiles::for_request(&req).process_record;
+        assert!(eventually(Duration::from_secs(5), || {
+            fx.state.join("harness.pid").exists() && record_path.exists()
+        }));
+        let record: ProcessRecord =
+            crate::yaml::from_str(&record_path, &read(&record_path)).unwrap();
+        assert_eq!(record.pid, fx.state_pid("harness.pid"));
+        assert_eq!(record.process_group, record.pid);
+        assert_eq!(Some(record.start_time_ticks), start_time_ticks(record.pid));
         cancel.cancel();
         run.join().unwrap()
     });
