@@ -113,10 +113,11 @@ pub fn print_progress(p: Progress) {
             eprintln!("millrace: running plan {plan_id} (file events: {watcher}); Ctrl-C stops")
         }
         Progress::StageStarted { stage, item, run_id } => {
-            eprintln!("  {stage:<14} {item}  [{run_id}]")
+            eprintln!("  {:<14} {item}  [{run_id}]", stage.as_str())
         }
         Progress::StageFinished { stage, result, next } => eprintln!(
-            "  {stage:<14} -> {}{}",
+            "  {:<14} -> {}{}",
+            stage.as_str(),
             super::output::or_none(result),
             next.map(|n| format!(" (next: {n})")).unwrap_or_default()
         ),

@@ -141,12 +141,23 @@ impl StageRequest {
                 {
                     return Err(RequestError::ClosureWithWorkItemFields);
                 }
-                if closure_set < 8 {
+                if !self.required_closure_fields_set() {
                     return Err(RequestError::ClosureFieldsMissing);
                 }
             }
         }
         Ok(())
+    }
+
+    /// Whether the closure fields a target always has are set. The seed idea (and its id)
+    /// may be absent: a spec added by hand roots its own lineage without an idea.
+    fn required_closure_fields_set(&self) -> bool {
+        self.closure_target_path.is_some()
+            && self.closure_target_root_spec_id.is_some()
+            && self.canonical_root_spec_path.is_some()
+            && self.preferred_rubric_path.is_some()
+            && self.preferred_verdict_path.is_some()
+            && self.preferred_report_path.is_some()
     }
 
     /// How many of the eight closure fields are set.
