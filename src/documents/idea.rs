@@ -5,11 +5,6 @@ use super::SpecDoc;
 pub type IdeaSpec = SpecDoc;
 
 /// Build the spec for idea file `stem` (whose workspace-relative path is `rel_path`).
-pub fn normalize_idea(
-    _stem: &str,
-    _rel_path: &str,
-    _text: &str,
-    _now: jiff::Timestamp,
-) -> IdeaSpec {
+pub fn normalize_idea(_stem: &str, _rel_path: &str, _text: &str, _now: jiff::Timestamp) -> IdeaSpec {
     todo!("documents helper")
 }

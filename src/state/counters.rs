@@ -171,16 +171,8 @@ mod tests {
         let mut c = Counters::default();
         c.increment(CounterField::Troubleshoot, "x", WorkItemKind::Task, "t1");
         c.increment(CounterField::Troubleshoot, "x", WorkItemKind::Task, "t1");
-        c.increment(
-            CounterField::FixCycle,
-            "fix_cycle",
-            WorkItemKind::Task,
-            "t1",
-        );
-        assert_eq!(
-            c.count(CounterField::Troubleshoot, "x", WorkItemKind::Task, "t1"),
-            2
-        );
+        c.increment(CounterField::FixCycle, "fix_cycle", WorkItemKind::Task, "t1");
+        assert_eq!(c.count(CounterField::Troubleshoot, "x", WorkItemKind::Task, "t1"), 2);
         c.save(&path).unwrap();
         assert_eq!(Counters::load(&path).unwrap(), c);
         c.reset_item(WorkItemKind::Task, "t1");
