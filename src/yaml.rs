@@ -79,8 +79,8 @@ mod tests {
 
     #[test]
     fn errors_name_file_line_and_column() {
-        let err =
-            from_str::<Sample>(Path::new("m.yaml"), "name: a\nflag: true\nextra: 1\n").unwrap_err();
+        let err = from_str::<Sample>(Path::new("m.yaml"), "name: a\nflag: true\nextra: 1\n")
+            .unwrap_err();
         let shown = err.to_string();
         assert!(shown.starts_with("m.yaml:3:"), "{shown}");
         assert!(shown.contains("extra"), "{shown}");
@@ -88,7 +88,8 @@ mod tests {
 
     #[test]
     fn strict_booleans_reject_yes() {
-        let err = from_str::<Sample>(Path::new("m.yaml"), "name: a\nflag: yes\n").unwrap_err();
+        let err =
+            from_str::<Sample>(Path::new("m.yaml"), "name: a\nflag: yes\n").unwrap_err();
         assert!(err.location.is_some());
     }
 }

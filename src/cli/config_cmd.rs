@@ -1,16 +1,99 @@
 //! `millrace config show|validate|reload`.
 
-use clap::Subcommand;
+use std::path::PathBuf;
 
-use super::Ctx;
-use crate::error::{Error, ExitCode, Result};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use super::compile::{load_config, validate};
+use super::control::{self, ControlCommand, SimpleArgs};
+use super::output::{or_none, py_float};
+use super::{open_read_only, Ctx};
+use crate::config::Config;
+use crate::error::{ExitCode, Result};
+use crate::state::snapshot::Snapshot;
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Show the effective configuration.
-    Show,
+    /// Show the effective configuration and what the runtime last applied.
+    Show(ConfigArgs),
+    /// Load the configuration and compile the mode it selects.
+    Validate(ValidateArgs),
+    /// Ask the daemon to re-read millrace.yaml and recompile (same as `control reload-config`).
+    Reload,
 }
 
-pub fn run(_ctx: &Ctx, _cmd: ConfigCommand) -> Result<ExitCode> {
-    Err(Error::msg("config is not available yet"))
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Config file to use instead of millrace-agents/millrace.yaml (must exist).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Mode to compile (default: runtime.default_mode).
+    #[arg(long)]
+    pub mode: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Shown<'a> {
+    config_path: String,
+    config: &'a Config,
+    config_version: &'a str,
+    last_reload_outcome: Option<crate::state::snapshot::ReloadOutcome>,
+    last_reload_error: Option<&'a str>,
+}
+
+pub fn run(ctx: &Ctx, cmd: ConfigCommand) -> Result<ExitCode> {
+    match cmd {
+        ConfigCommand::Show(args) => {
+            let ws = open_read_only(ctx)?;
+            let config = load_config(&ws, args.config.as_ref())?;
+            let snapshot = Snapshot::load(&ws.snapshot_path())?;
+            let path = args.config.unwrap_or_else(|| ws.config_path());
+            let shown = Shown {
+                config_path: path.display().to_string(),
+                config: &config,
+                config_version: &snapshot.config_version,
+                last_reload_outcome: snapshot.last_reload_outcome,
+                last_reload_error: snapshot.last_reload_error.as_deref(),
+            };
+            ctx.emit(&shown, || {
+                let outcome = shown.last_reload_outcome.map(|o| {
+                    match serde_json::to_value(o) {
+                        Ok(serde_json::Value::String(s)) => s,
+                        other => format!("{other:?}"),
+                    }
+                });
+                format!(
+                    "default_mode: {}\nrun_style: {}\nidle_sleep_seconds: {}\nwatchers.enabled: {}\n\
+                     config_version: {}\nlast_reload_outcome: {}\nlast_reload_error: {}\n",
+                    config.runtime.default_mode,
+                    match config.runtime.run_style {
+                        crate::config::RunStyle::Once => "once",
+                        crate::config::RunStyle::Daemon => "daemon",
+                    },
+                    py_float(config.runtime.idle_sleep_seconds),
+                    config.watchers.enabled,
+                    shown.config_version,
+                    or_none(outcome),
+                    or_none(shown.last_reload_error),
+                )
+            });
+            Ok(ExitCode::Ok)
+        }
+        ConfigCommand::Validate(args) => {
+            let ws = open_read_only(ctx)?;
+            let config = load_config(&ws, args.config.config.as_ref())?;
+            validate(ctx, &ws, &config, args.mode.as_deref())
+        }
+        ConfigCommand::Reload => control::run(
+            ctx,
+            ControlCommand::ReloadConfig(SimpleArgs { print: false }),
+        ),
+    }
 }

@@ -15,9 +15,6 @@ use crate::model::{Plane, Stage, TerminalResult, WorkItemKind};
 const MODE_INVALID: &str = "Invalid mode definition in asset";
 const LOOP_INVALID: &str = "Invalid loop definition in asset";
 
-/// The mode compiled when neither `--mode` nor `runtime.default_mode` names one.
-pub const DEFAULT_MODE_ID: &str = "standard_plain";
-
 /// A mode asset (`modes/<id>.yaml`): which loops to run and per-stage bindings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,35 +80,37 @@ pub enum EdgeKind {
 }
 
 /// A recovery limit from config an edge may be budgeted by.
+/// Written in loops as the config key (`budget: max_fix_cycles`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum BudgetName {
-    MaxFixCycles,
-    MaxTroubleshootAttemptsBeforeConsult,
-    MaxMechanicAttempts,
-    MaxConsultantInvocations,
+    #[serde(rename = "max_fix_cycles")]
+    FixCycles,
+    #[serde(rename = "max_troubleshoot_attempts_before_consult")]
+    TroubleshootAttempts,
+    #[serde(rename = "max_mechanic_attempts")]
+    MechanicAttempts,
+    #[serde(rename = "max_consultant_invocations")]
+    ConsultantInvocations,
 }
 
 impl BudgetName {
     /// The counter key the engine stores attempts under (one per work item).
     pub fn key(self) -> &'static str {
         match self {
-            BudgetName::MaxFixCycles => "fix_cycle",
-            BudgetName::MaxTroubleshootAttemptsBeforeConsult => "troubleshoot",
-            BudgetName::MaxMechanicAttempts => "mechanic",
-            BudgetName::MaxConsultantInvocations => "consultant",
+            BudgetName::FixCycles => "fix_cycle",
+            BudgetName::TroubleshootAttempts => "troubleshoot",
+            BudgetName::MechanicAttempts => "mechanic",
+            BudgetName::ConsultantInvocations => "consultant",
         }
     }
 
     /// The limit this budget has under `recovery`.
     pub fn limit(self, recovery: &crate::config::RecoveryConfig) -> u32 {
         match self {
-            BudgetName::MaxFixCycles => recovery.max_fix_cycles,
-            BudgetName::MaxTroubleshootAttemptsBeforeConsult => {
-                recovery.max_troubleshoot_attempts_before_consult
-            }
-            BudgetName::MaxMechanicAttempts => recovery.max_mechanic_attempts,
-            BudgetName::MaxConsultantInvocations => recovery.max_consultant_invocations,
+            BudgetName::FixCycles => recovery.max_fix_cycles,
+            BudgetName::TroubleshootAttempts => recovery.max_troubleshoot_attempts_before_consult,
+            BudgetName::MechanicAttempts => recovery.max_mechanic_attempts,
+            BudgetName::ConsultantInvocations => recovery.max_consultant_invocations,
         }
     }
 }

@@ -115,11 +115,6 @@ impl Code {
             WarnExecutionCompletionIgnored => "W-LOOP-COMPLETION-IGNORED",
         }
     }
-
-    /// True for warnings, which never fail a compile.
-    pub fn is_warning(self) -> bool {
-        self.as_str().starts_with("W-")
-    }
 }
 
 impl fmt::Display for Code {

@@ -57,10 +57,7 @@ mod plan;
 mod render;
 mod route;
 
-pub use assets::{
-    list_mode_ids, load_mode, BudgetName, CompletionBehavior, EdgeKind, ModeDefinition, Target,
-    DEFAULT_MODE_ID,
-};
+pub use assets::{list_mode_ids, load_mode, CompletionBehavior, EdgeKind, ModeDefinition, Target};
 pub use diag::{Code, CompileDiagnostics, Diagnostic};
 pub use persist::{
     compile_and_persist, compile_in_memory, daemon_holds_lock, load_last_known_good, CompileOutcome,

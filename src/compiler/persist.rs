@@ -23,6 +23,7 @@ pub struct CompileOutcome {
 }
 
 impl CompileOutcome {
+    /// True when this compile produced a fresh plan.
     pub fn ok(&self) -> bool {
         self.diagnostics.ok
     }

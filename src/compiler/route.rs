@@ -42,6 +42,7 @@ impl Consequence {
         }
     }
 
+    /// The spelling used in plans, events and `compile show`.
     pub fn as_str(self) -> &'static str {
         match self {
             Consequence::Complete => "complete",

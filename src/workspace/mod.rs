@@ -2,8 +2,8 @@
 //!
 //! Paths are computed here and nowhere else, so the layout can be read in one place.
 
-mod assets;
 pub mod atomic;
+mod assets;
 
 use std::path::{Path, PathBuf};
 

@@ -1,4 +1,5 @@
 //! Integration tests: the real `millrace` binary against temporary workspaces.
 
 mod common;
+mod compile;
 mod test_core;
