@@ -309,8 +309,8 @@ impl Config {
             key: key.to_string(),
             rule: rule.to_string(),
         };
-        if !(self.runtime.idle_sleep_seconds > 0.0) || !self.runtime.idle_sleep_seconds.is_finite()
-        {
+        let sleep = self.runtime.idle_sleep_seconds;
+        if sleep <= 0.0 || !sleep.is_finite() {
             return Err(invalid("runtime.idle_sleep_seconds", "must be > 0"));
         }
         let positive = [
@@ -365,7 +365,10 @@ impl Config {
         }
         for pattern in &self.runners.env_allow {
             globset::Glob::new(pattern).map_err(|e| {
-                invalid("runners.env_allow", &format!("has a bad glob `{pattern}`: {e}"))
+                invalid(
+                    "runners.env_allow",
+                    &format!("has a bad glob `{pattern}`: {e}"),
+                )
             })?;
         }
         Ok(())
@@ -424,9 +427,12 @@ mod tests {
 
     #[test]
     fn wrong_type_and_syntax_error_are_located() {
-        let err = Config::parse(Path::new("millrace.yaml"), "recovery:\n  max_fix_cycles: lots\n")
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse(
+            Path::new("millrace.yaml"),
+            "recovery:\n  max_fix_cycles: lots\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("millrace.yaml:2:"), "{err}");
         let err = Config::parse(Path::new("millrace.yaml"), "runtime: [\n")
             .unwrap_err()
@@ -436,17 +442,23 @@ mod tests {
 
     #[test]
     fn unknown_stage_name_is_rejected() {
-        let err = Config::parse(Path::new("millrace.yaml"), "stages:\n  painter:\n    model: x\n")
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse(
+            Path::new("millrace.yaml"),
+            "stages:\n  painter:\n    model: x\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("painter"), "{err}");
     }
 
     #[test]
     fn zero_limits_are_rejected_with_key_path() {
-        let err = Config::parse(Path::new("millrace.yaml"), "recovery:\n  max_fix_cycles: 0\n")
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse(
+            Path::new("millrace.yaml"),
+            "recovery:\n  max_fix_cycles: 0\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert_eq!(err, "millrace.yaml: recovery.max_fix_cycles must be > 0");
     }
 

@@ -86,7 +86,9 @@ impl Error {
     pub fn hint(&self) -> Option<&str> {
         match self {
             Error::Message { hint, .. } => hint.as_deref(),
-            Error::Config(_) => Some("fix millrace-agents/millrace.yaml, then run `millrace config validate`"),
+            Error::Config(_) => {
+                Some("fix millrace-agents/millrace.yaml, then run `millrace config validate`")
+            }
             _ => None,
         }
     }

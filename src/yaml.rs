@@ -32,12 +32,11 @@ pub fn from_str<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, YamlE
             .map(|loc| (loc.line(), loc.column()))
             .filter(|(l, _)| *l > 0);
         let message = err.without_snippet().to_string();
-        let message = message
-            .lines()
-            .next()
-            .unwrap_or("invalid YAML")
-            .trim()
-            .to_string();
+        let message = message.lines().next().unwrap_or("invalid YAML").trim();
+        let message = match (location, message.rfind(" at line ")) {
+            (Some(_), Some(cut)) => message[..cut].trim_end().to_string(),
+            _ => message.to_string(),
+        };
         YamlError {
             file: file.display().to_string(),
             location,
@@ -79,8 +78,8 @@ mod tests {
 
     #[test]
     fn errors_name_file_line_and_column() {
-        let err = from_str::<Sample>(Path::new("m.yaml"), "name: a\nflag: true\nextra: 1\n")
-            .unwrap_err();
+        let err =
+            from_str::<Sample>(Path::new("m.yaml"), "name: a\nflag: true\nextra: 1\n").unwrap_err();
         let shown = err.to_string();
         assert!(shown.starts_with("m.yaml:3:"), "{shown}");
         assert!(shown.contains("extra"), "{shown}");
@@ -88,8 +87,7 @@ mod tests {
 
     #[test]
     fn strict_booleans_reject_yes() {
-        let err =
-            from_str::<Sample>(Path::new("m.yaml"), "name: a\nflag: yes\n").unwrap_err();
+        let err = from_str::<Sample>(Path::new("m.yaml"), "name: a\nflag: yes\n").unwrap_err();
         assert!(err.location.is_some());
     }
 }

@@ -853,9 +853,7 @@ fn check_document(doc: &str, kind: &Kind) -> Result<BTreeMap<String, Value>, Str
                     i += 1;
                 } else if l.is_empty() && items.is_empty() {
                     i += 1;
-                } else if l.is_empty() {
-                    break;
-                } else if l.contains(':') {
+                } else if l.is_empty() || l.contains(':') {
                     break;
                 } else {
                     return Err(format!("invalid list item under `{label}`: `{l}`"));

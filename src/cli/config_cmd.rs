@@ -20,7 +20,7 @@ pub enum ConfigCommand {
     /// Load the configuration and compile the mode it selects.
     Validate(ValidateArgs),
     /// Ask the daemon to re-read millrace.yaml and recompile (same as `control reload-config`).
-    Reload,
+    Reload(SimpleArgs),
 }
 
 #[derive(Debug, Args)]
@@ -91,9 +91,6 @@ pub fn run(ctx: &Ctx, cmd: ConfigCommand) -> Result<ExitCode> {
             let config = load_config(&ws, args.config.config.as_ref())?;
             validate(ctx, &ws, &config, args.mode.as_deref())
         }
-        ConfigCommand::Reload => control::run(
-            ctx,
-            ControlCommand::ReloadConfig(SimpleArgs { print: false }),
-        ),
+        ConfigCommand::Reload(args) => control::run(ctx, ControlCommand::ReloadConfig(args)),
     }
 }

@@ -35,7 +35,9 @@ pub enum ControlCommand {
     #[command(after_help = "Example:\n  millrace control retry-active --reason \"flaky network\"")]
     RetryActive(ReasonArgs),
     /// Requeue every active item, clear recovery counters and reset the snapshot to idle.
-    #[command(after_help = "Example:\n  millrace control clear-stale-state --reason \"after a crash\"")]
+    #[command(
+        after_help = "Example:\n  millrace control clear-stale-state --reason \"after a crash\""
+    )]
     ClearStaleState(ReasonArgs),
     /// Ask the daemon to re-read millrace.yaml and recompile at the next tick boundary.
     #[command(after_help = "Example:\n  millrace control reload-config")]
@@ -45,7 +47,9 @@ pub enum ControlCommand {
 #[derive(Debug, Subcommand)]
 pub enum PlanningCommand {
     /// Requeue the active spec or incident.
-    #[command(after_help = "Example:\n  millrace planning retry-active --reason \"spec was edited\"")]
+    #[command(
+        after_help = "Example:\n  millrace planning retry-active --reason \"spec was edited\""
+    )]
     RetryActive(ReasonArgs),
 }
 
@@ -182,7 +186,8 @@ fn archive_of(ws: &Workspace, delivered: &Path) -> (PathBuf, PathBuf) {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     (
-        ws.mailbox_dir("processed").join(format!("{name}.result.yaml")),
+        ws.mailbox_dir("processed")
+            .join(format!("{name}.result.yaml")),
         ws.mailbox_dir("failed").join(format!("{name}.error.yaml")),
     )
 }
@@ -193,13 +198,19 @@ fn via_mailbox(ctx: &Ctx, ws: &Workspace, action: &Action, wait: f64) -> Result<
     let (result_path, error_path) = archive_of(ws, &path);
     let deadline = Instant::now() + Duration::from_secs_f64(wait.max(0.0));
     if wait > 0.0 && !ctx.json {
-        eprintln!("waiting up to {wait}s for the daemon to apply {} ...", action.name());
+        eprintln!(
+            "waiting up to {wait}s for the daemon to apply {} ...",
+            action.name()
+        );
     }
     loop {
         if let Ok(text) = std::fs::read_to_string(&result_path) {
             let outcome: serde_json::Value =
                 crate::yaml::from_str(&result_path, &text).unwrap_or_default();
-            let applied = outcome.get("applied").and_then(|v| v.as_bool()).unwrap_or(true);
+            let applied = outcome
+                .get("applied")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(true);
             let detail = outcome
                 .get("detail")
                 .and_then(|v| v.as_str())
@@ -213,9 +224,16 @@ fn via_mailbox(ctx: &Ctx, ws: &Workspace, action: &Action, wait: f64) -> Result<
                 mailbox_path: Some(rel.clone()),
             };
             ctx.emit(&report, || {
-                format!("{}: {} (applied by the running daemon)\n", report.action, report.detail)
+                format!(
+                    "{}: {} (applied by the running daemon)\n",
+                    report.action, report.detail
+                )
             });
-            return Ok(if applied { ExitCode::Ok } else { ExitCode::NotApplied });
+            return Ok(if applied {
+                ExitCode::Ok
+            } else {
+                ExitCode::NotApplied
+            });
         }
         if let Ok(text) = std::fs::read_to_string(&error_path) {
             let value: serde_json::Value =
@@ -240,11 +258,17 @@ fn via_mailbox(ctx: &Ctx, ws: &Workspace, action: &Action, wait: f64) -> Result<
         action: action.name().to_string(),
         mode: "mailbox",
         applied: false,
-        detail: "queued for the daemon; it applies mailbox commands at the next tick boundary".into(),
+        detail: "queued for the daemon; it applies mailbox commands at the next tick boundary"
+            .into(),
         mailbox_path: Some(rel),
     };
     ctx.emit(&report, || {
-        format!("{}: {} ({})\n", report.action, report.detail, report.mailbox_path.clone().unwrap_or_default())
+        format!(
+            "{}: {} ({})\n",
+            report.action,
+            report.detail,
+            report.mailbox_path.clone().unwrap_or_default()
+        )
     });
     Ok(ExitCode::Ok)
 }

@@ -48,7 +48,10 @@ pub fn run(ctx: &Ctx, args: DemoArgs) -> Result<ExitCode> {
         ));
     }
     atomic::write_atomic(&ws.config_path(), DEMO_CONFIG.as_bytes())?;
-    atomic::write_atomic(&ws.root().join("README.md"), b"# Demo project\n\nTo instal it, run make.\n")?;
+    atomic::write_atomic(
+        &ws.root().join("README.md"),
+        b"# Demo project\n\nTo instal it, run make.\n",
+    )?;
     let queue = QueueStore::new(&ws);
     queue.enqueue_text(WorkItemKind::Spec, "s-greeting", DEMO_SPEC)?;
     queue.enqueue_text(WorkItemKind::Task, "t-readme-typo", DEMO_TASK)?;

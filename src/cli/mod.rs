@@ -31,11 +31,24 @@ pub use output::Ctx;
 /// The workspace directory is the whole interface: drop tasks, specs and ideas into
 /// `millrace-agents/`, run `millrace watch`, and read `millrace status`.
 #[derive(Debug, Parser)]
-#[command(name = "millrace", version, propagate_version = true, max_term_width = 100)]
-#[command(after_help = "Examples:\n  millrace demo                 # the whole lifecycle, no harness needed\n  millrace init && millrace add-task task.md && millrace watch\n  millrace status --json")]
+#[command(
+    name = "millrace",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(
+    after_help = "Examples:\n  millrace demo                 # the whole lifecycle, no harness needed\n  millrace init && millrace add-task task.md && millrace watch\n  millrace status --json"
+)]
 pub struct Cli {
     /// Workspace root (the project directory); millrace keeps its files in <PATH>/millrace-agents.
-    #[arg(long, short = 'w', global = true, default_value = ".", env = "MILLRACE_WORKSPACE")]
+    #[arg(
+        long,
+        short = 'w',
+        global = true,
+        default_value = ".",
+        env = "MILLRACE_WORKSPACE"
+    )]
     pub workspace: PathBuf,
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
@@ -161,7 +174,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Modes(cmd) => modes::run(&ctx, cmd),
         Command::Doctor => doctor::run(&ctx),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "millrace", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "millrace",
+                &mut std::io::stdout(),
+            );
             Ok(ExitCode::Ok)
         }
         Command::Man => {

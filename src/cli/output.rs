@@ -61,5 +61,7 @@ pub fn py_float(value: f64) -> String {
 
 /// `none` for absent values, as the reference prints them.
 pub fn or_none<T: std::fmt::Display>(value: Option<T>) -> String {
-    value.map(|v| v.to_string()).unwrap_or_else(|| "none".into())
+    value
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "none".into())
 }

@@ -61,7 +61,10 @@ struct Added {
 
 fn read_input(path: &PathBuf) -> Result<String> {
     if path.is_dir() {
-        return Err(Error::msg(format!("{} is a directory, not a document", path.display())));
+        return Err(Error::msg(format!(
+            "{} is a directory, not a document",
+            path.display()
+        )));
     }
     let bytes = std::fs::read(path).map_err(|e| IoError::path("read", path, e))?;
     String::from_utf8(bytes).map_err(|e| {
@@ -106,7 +109,10 @@ pub fn add(ctx: &Ctx, kind: WorkItemKind, args: AddArgs) -> Result<ExitCode> {
         )));
     }
     if !args.path.exists() {
-        return Err(Error::msg(format!("{} does not exist", args.path.display())));
+        return Err(Error::msg(format!(
+            "{} does not exist",
+            args.path.display()
+        )));
     }
     let text = read_input(&args.path)?;
     let shown = args.path.display().to_string();
@@ -147,7 +153,9 @@ pub fn add(ctx: &Ctx, kind: WorkItemKind, args: AddArgs) -> Result<ExitCode> {
         id: doc.id().to_string(),
         path: rel,
     };
-    ctx.emit(&out, || format!("queued {} {} at {}\n", out.kind, out.id, out.path));
+    ctx.emit(&out, || {
+        format!("queued {} {} at {}\n", out.kind, out.id, out.path)
+    });
     Ok(ExitCode::Ok)
 }
 

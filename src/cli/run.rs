@@ -75,7 +75,8 @@ fn once(ctx: &Ctx, args: OnceArgs) -> Result<ExitCode> {
     let (kind, code) = match &outcome {
         TickOutcome::Stage(p) => {
             let ok = snap.last_terminal_result.is_some_and(|r| {
-                p.request.stage.is_legal(r) && r.result_class() != crate::model::ResultClass::Blocked
+                p.request.stage.is_legal(r)
+                    && r.result_class() != crate::model::ResultClass::Blocked
             });
             ("stage", if ok { ExitCode::Ok } else { ExitCode::Failed })
         }
@@ -112,10 +113,18 @@ pub fn print_progress(p: Progress) {
         Progress::Started { plan_id, watcher } => {
             eprintln!("millrace: running plan {plan_id} (file events: {watcher}); Ctrl-C stops")
         }
-        Progress::StageStarted { stage, item, run_id } => {
+        Progress::StageStarted {
+            stage,
+            item,
+            run_id,
+        } => {
             eprintln!("  {:<14} {item}  [{run_id}]", stage.as_str())
         }
-        Progress::StageFinished { stage, result, next } => eprintln!(
+        Progress::StageFinished {
+            stage,
+            result,
+            next,
+        } => eprintln!(
             "  {:<14} -> {}{}",
             stage.as_str(),
             super::output::or_none(result),
@@ -144,6 +153,8 @@ pub fn daemon(ctx: &Ctx, args: DaemonArgs) -> Result<ExitCode> {
         DaemonExit::MaxTicks => "max ticks reached".into(),
         DaemonExit::Idle => "no work left".into(),
     };
-    ctx.emit(&json!({"exit": reason}), || format!("daemon exited: {reason}\n"));
+    ctx.emit(&json!({"exit": reason}), || {
+        format!("daemon exited: {reason}\n")
+    });
     Ok(ExitCode::Ok)
 }

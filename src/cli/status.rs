@@ -88,7 +88,10 @@ pub fn render(report: &StatusReport) -> String {
     let mut out = String::new();
     let mut line = |k: &str, v: String| out.push_str(&format!("{k}: {v}\n"));
     line("workspace", report.workspace.clone());
-    line("runtime_mode", format!("{:?}", s.runtime_mode).to_lowercase());
+    line(
+        "runtime_mode",
+        format!("{:?}", s.runtime_mode).to_lowercase(),
+    );
     line("process_running", s.process_running.to_string());
     line("paused", s.paused.to_string());
     line("stop_requested", s.stop_requested.to_string());
@@ -105,7 +108,10 @@ pub fn render(report: &StatusReport) -> String {
         },
     );
     line("active_since", or_none(s.active_since.as_deref()));
-    line("current_failure_class", or_none(s.current_failure_class.as_deref()));
+    line(
+        "current_failure_class",
+        or_none(s.current_failure_class.as_deref()),
+    );
     line("execution_status_marker", report.markers.execution.clone());
     line("planning_status_marker", report.markers.planning.clone());
     line(
@@ -123,9 +129,15 @@ pub fn render(report: &StatusReport) -> String {
         ),
     );
     line("last_terminal_result", or_none(s.last_terminal_result));
-    line("last_stage_result_path", or_none(s.last_stage_result_path.as_deref()));
+    line(
+        "last_stage_result_path",
+        or_none(s.last_stage_result_path.as_deref()),
+    );
     line("config_version", s.config_version.clone());
-    line("watcher_mode", format!("{:?}", s.watcher_mode).to_lowercase());
+    line(
+        "watcher_mode",
+        format!("{:?}", s.watcher_mode).to_lowercase(),
+    );
     if let Some(err) = &s.last_reload_error {
         line("last_reload_error", err.clone());
     }

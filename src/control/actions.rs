@@ -203,7 +203,8 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
                 t.snapshot.save(&t.ws.snapshot_path())?;
                 return Ok(outcome(action, true, "stop requested"));
             }
-            let applied = t.snapshot.process_running || t.snapshot.paused || t.snapshot.stop_requested;
+            let applied =
+                t.snapshot.process_running || t.snapshot.paused || t.snapshot.stop_requested;
             t.snapshot.process_running = false;
             t.snapshot.paused = false;
             t.snapshot.stop_requested = false;
@@ -253,7 +254,11 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
                 "work_item_requeued",
                 json!({"kind": kind, "id": id, "reason": reason}),
             )?;
-            Ok(outcome(action, true, format!("active {kind} {id} requeued")))
+            Ok(outcome(
+                action,
+                true,
+                format!("active {kind} {id} requeued"),
+            ))
         }
         Action::ClearStaleState { reason } => {
             let mut requeued = 0;
@@ -317,8 +322,10 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
                 Err(e) => return Err(e.into()),
             }
             let rel = t.ws.rel(&dest);
-            t.events
-                .emit("mailbox_add_idea_applied", json!({"source_name": name, "path": rel}))?;
+            t.events.emit(
+                "mailbox_add_idea_applied",
+                json!({"source_name": name, "path": rel}),
+            )?;
             let mut out = outcome(action, true, format!("idea {name} staged"));
             out.artifact_path = Some(rel);
             Ok(out)

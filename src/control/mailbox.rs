@@ -123,7 +123,7 @@ impl Envelope {
 pub enum Pending {
     Ready {
         path: PathBuf,
-        envelope: Envelope,
+        envelope: Box<Envelope>,
         order: (String, String),
     },
     Broken {
@@ -157,7 +157,10 @@ fn safe_name(id: &str) -> String {
 
 /// Deliver an envelope: write to `tmp/`, rename into `incoming/`.
 pub fn deliver(ws: &Workspace, envelope: &Envelope) -> Result<PathBuf, IoError> {
-    let id = envelope.command_id.clone().unwrap_or_else(crate::time::hex32);
+    let id = envelope
+        .command_id
+        .clone()
+        .unwrap_or_else(crate::time::hex32);
     let name = format!("{}.yaml", safe_name(&id));
     let tmp_dir = ws.mailbox_dir("tmp");
     atomic::create_dir_all(&tmp_dir)?;
@@ -169,7 +172,8 @@ pub fn deliver(ws: &Workspace, envelope: &Envelope) -> Result<PathBuf, IoError> 
 }
 
 fn is_envelope_name(name: &str) -> bool {
-    !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json"))
+    !name.starts_with('.')
+        && (name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json"))
 }
 
 /// The commands waiting in `incoming/`, in apply order. A file that does not parse yet but
@@ -218,9 +222,12 @@ pub fn pending(ws: &Workspace, settle: Duration) -> Vec<Pending> {
         }
         let parsed = std::fs::read(&path)
             .map_err(|e| e.to_string())
-            .and_then(|bytes| String::from_utf8(bytes).map_err(|_| "file is not valid UTF-8".to_string()))
+            .and_then(|bytes| {
+                String::from_utf8(bytes).map_err(|_| "file is not valid UTF-8".to_string())
+            })
             .and_then(|text| {
-                crate::yaml::from_str::<Envelope>(Path::new(&name), &text).map_err(|e| e.to_string())
+                crate::yaml::from_str::<Envelope>(Path::new(&name), &text)
+                    .map_err(|e| e.to_string())
             })
             .and_then(|env| validate(env, &name, &meta));
         match parsed {
@@ -228,7 +235,7 @@ pub fn pending(ws: &Workspace, settle: Duration) -> Vec<Pending> {
                 let order = (envelope.issued_at.clone().unwrap_or_default(), name.clone());
                 ready.push(Pending::Ready {
                     path,
-                    envelope,
+                    envelope: Box::new(envelope),
                     order,
                 });
             }
@@ -303,7 +310,12 @@ pub enum Disposition {
 
 /// Move the file to `processed/` or `failed/` (never overwriting); a failure gets a
 /// `<name>.error.yaml` reason beside it.
-pub fn archive(ws: &Workspace, path: &Path, disposition: Disposition, error: Option<&str>) -> Result<PathBuf, IoError> {
+pub fn archive(
+    ws: &Workspace,
+    path: &Path,
+    disposition: Disposition,
+    error: Option<&str>,
+) -> Result<PathBuf, IoError> {
     let dir = ws.mailbox_dir(match disposition {
         Disposition::Processed => "processed",
         Disposition::Failed => "failed",
@@ -337,7 +349,9 @@ pub fn archive(ws: &Workspace, path: &Path, disposition: Disposition, error: Opt
         };
         let reason_path = dir.join(format!(
             "{}.error.yaml",
-            dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            dest.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
         ));
         atomic::write_atomic(&reason_path, crate::yaml::to_string(&reason).as_bytes())?;
     }
@@ -370,7 +384,10 @@ mod tests {
         }
         match &pending[1] {
             Pending::Ready { envelope, .. } => {
-                assert_eq!(envelope.payload_str("reason").unwrap().as_deref(), Some("flaky"))
+                assert_eq!(
+                    envelope.payload_str("reason").unwrap().as_deref(),
+                    Some("flaky")
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -388,7 +405,10 @@ mod tests {
         };
         let dest = archive(&ws, &path, Disposition::Failed, Some(error)).unwrap();
         assert!(dest.exists());
-        assert!(ws.mailbox_dir("failed").join("junk.yaml.error.yaml").exists());
+        assert!(ws
+            .mailbox_dir("failed")
+            .join("junk.yaml.error.yaml")
+            .exists());
     }
 
     #[test]

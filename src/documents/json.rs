@@ -215,8 +215,14 @@ mod to_json_tests {
     #[test]
     fn task_and_spec_objects_import_back_to_the_same_document() {
         for (kind, text) in [
-            (WorkItemKind::Task, include_str!("../../fixtures/documents/task.md")),
-            (WorkItemKind::Spec, include_str!("../../fixtures/documents/spec.md")),
+            (
+                WorkItemKind::Task,
+                include_str!("../../fixtures/documents/task.md"),
+            ),
+            (
+                WorkItemKind::Spec,
+                include_str!("../../fixtures/documents/spec.md"),
+            ),
         ] {
             let doc = super::super::parse(kind, "x.md", text).unwrap();
             let back = parse(kind, "x.json", &to_json(&doc).to_string()).unwrap();

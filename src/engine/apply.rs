@@ -44,7 +44,11 @@ fn append_history(path: &Path, line: &str) -> Result<()> {
     if !text.contains("\n## Runtime History\n") {
         text.push_str("\n## Runtime History\n\n");
     }
-    text.push_str(&format!("- {} {}\n", crate::time::now_string(), line.replace('\n', " ")));
+    text.push_str(&format!(
+        "- {} {}\n",
+        crate::time::now_string(),
+        line.replace('\n', " ")
+    ));
     atomic::write_atomic(path, text.as_bytes())?;
     Ok(())
 }
@@ -95,9 +99,15 @@ impl Engine {
         let counters = &self.counters;
         let route = self
             .plan
-            .route(req.plane, req.stage, result.terminal_result, |key| counters.count(key, kind, &id))
+            .route(req.plane, req.stage, result.terminal_result, |key| {
+                counters.count(key, kind, &id)
+            })
             .map_err(|e| Error::msg(e.to_string()))?;
-        markers::write(&self.ws.status_path(req.plane), req.plane, &result.summary_status_marker)?;
+        markers::write(
+            &self.ws.status_path(req.plane),
+            req.plane,
+            &result.summary_status_marker,
+        )?;
         *self.snapshot.marker_mut(req.plane) = result.summary_status_marker.clone();
         let class = result
             .metadata
@@ -109,7 +119,11 @@ impl Engine {
             });
         let previous_result = self.snapshot.last_stage_result_path.clone();
         let (action, next_stage, reason) = match &route {
-            Route::Stage { next, budget_key, reason } => {
+            Route::Stage {
+                next,
+                budget_key,
+                reason,
+            } => {
                 if let Some(key) = budget_key {
                     self.counters.increment(key, kind, &id);
                     self.counters.save(&self.ws.counters_path())?;
@@ -122,8 +136,21 @@ impl Engine {
                 self.mirror_counters();
                 ("run_stage", Some(*next), reason.clone())
             }
-            Route::Terminal { consequence, reason, .. } => {
-                let action = self.apply_terminal(req, &result, *consequence, kind, &id, class.clone(), previous_result, reason)?;
+            Route::Terminal {
+                consequence,
+                reason,
+                ..
+            } => {
+                let action = self.apply_terminal(
+                    req,
+                    &result,
+                    *consequence,
+                    kind,
+                    &id,
+                    class.clone(),
+                    previous_result,
+                    reason,
+                )?;
                 (action, None, reason.clone())
             }
         };
@@ -134,7 +161,10 @@ impl Engine {
         s.queue_depth_execution = depths.0;
         s.queue_depth_planning = depths.1;
         self.save_snapshot()?;
-        let failure = result.metadata.failure_class.map(|c| c.as_str().to_string());
+        let failure = result
+            .metadata
+            .failure_class
+            .map(|c| c.as_str().to_string());
         self.events.emit(
             "stage_completed",
             json!({"request_id": req.request_id, "stage": req.stage, "plane": req.plane,
@@ -156,7 +186,13 @@ impl Engine {
     }
 
     /// Clear the active part of the snapshot after an item left `active/`.
-    fn release_item(&mut self, kind: WorkItemKind, id: &str, class: Option<String>, idle_markers: bool) -> Result<()> {
+    fn release_item(
+        &mut self,
+        kind: WorkItemKind,
+        id: &str,
+        class: Option<String>,
+        idle_markers: bool,
+    ) -> Result<()> {
         self.counters.reset_item(kind, id);
         self.counters.save(&self.ws.counters_path())?;
         self.snapshot.clear_active();
@@ -211,7 +247,8 @@ impl Engine {
                         if self.ws.item_path(kind, Folder::Done, id).exists() => {}
                     Err(e) => return Err(e.into()),
                 }
-                self.events.emit("work_item_completed", json!({"kind": kind, "id": id}))?;
+                self.events
+                    .emit("work_item_completed", json!({"kind": kind, "id": id}))?;
                 self.release_item(kind, id, None, true)?;
                 Ok("idle")
             }
@@ -225,7 +262,11 @@ impl Engine {
                            "source_work_item_id": id, "destination": self.ws.rel(&path),
                            "root_spec_id": lineage.root_spec_id}),
                 )?;
-                self.block_item(kind, id, &format!("handed off to planning as incident {}", incident.id()))?;
+                self.block_item(
+                    kind,
+                    id,
+                    &format!("handed off to planning as incident {}", incident.id()),
+                )?;
                 self.release_item(kind, id, class, false)?;
                 Ok("handoff")
             }
@@ -256,8 +297,13 @@ impl Engine {
             .map(|p| self.ws.rel(p));
         target.latest_report_path = None;
         if let Some(report) = result.report_artifact.as_ref().filter(|p| p.is_file()) {
-            let dest = self.ws.arbiter_dir().join("reports").join(format!("{}.md", req.run_id));
-            let text = std::fs::read(report).map_err(|e| crate::workspace::atomic::IoError::path("read", report, e))?;
+            let dest = self
+                .ws
+                .arbiter_dir()
+                .join("reports")
+                .join(format!("{}.md", req.run_id));
+            let text = std::fs::read(report)
+                .map_err(|e| crate::workspace::atomic::IoError::path("read", report, e))?;
             atomic::write_atomic(&dest, &text)?;
             target.latest_report_path = Some(self.ws.rel(&dest));
         }
@@ -279,7 +325,8 @@ impl Engine {
             }
             Consequence::Remediation | Consequence::Handoff => {
                 target.save(&self.ws)?;
-                let incident = incidents::remediation(&root, target.root_idea_id.as_deref(), result);
+                let incident =
+                    incidents::remediation(&root, target.root_idea_id.as_deref(), result);
                 let dest = self.queue.enqueue(&incident)?;
                 self.events.emit(
                     "runtime_handoff_incident_enqueued",
@@ -287,7 +334,12 @@ impl Engine {
                            "source_work_item_id": root, "destination": self.ws.rel(&dest),
                            "root_spec_id": root}),
                 )?;
-                self.release_item(WorkItemKind::Spec, &root, Some("arbiter_parity_gap".into()), false)?;
+                self.release_item(
+                    WorkItemKind::Spec,
+                    &root,
+                    Some("arbiter_parity_gap".into()),
+                    false,
+                )?;
                 "handoff"
             }
             Consequence::Block => {
@@ -379,7 +431,10 @@ impl Engine {
             exception_message: message.to_string(),
             captured_at: crate::time::now_string(),
         };
-        atomic::write_atomic(&self.ws.error_context_path(), crate::yaml::to_string(&ctx).as_bytes())?;
+        atomic::write_atomic(
+            &self.ws.error_context_path(),
+            crate::yaml::to_string(&ctx).as_bytes(),
+        )?;
         markers::write(&self.ws.status_path(req.plane), req.plane, "### BLOCKED")?;
         let s = &mut self.snapshot;
         *s.marker_mut(req.plane) = "### BLOCKED".into();

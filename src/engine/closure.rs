@@ -54,7 +54,9 @@ pub struct ClosureTarget {
 
 impl ClosureTarget {
     pub fn path(ws: &Workspace, root: &str) -> PathBuf {
-        ws.arbiter_dir().join("targets").join(format!("{root}.yaml"))
+        ws.arbiter_dir()
+            .join("targets")
+            .join(format!("{root}.yaml"))
     }
 
     pub fn load(path: &Path) -> Result<ClosureTarget, StateError> {
@@ -153,9 +155,8 @@ pub fn open_for_spec(
         let idea_id = doc.root_idea_id().unwrap_or(&root).to_string();
         let copy = contracts.join("ideas").join(format!("{idea_id}.md"));
         atomic::create_dir_all(copy.parent().expect("has parent"))?;
-        let text = std::fs::read(&idea).map_err(|e| {
-            crate::workspace::atomic::IoError::path("read seed idea", &idea, e)
-        })?;
+        let text = std::fs::read(&idea)
+            .map_err(|e| crate::workspace::atomic::IoError::path("read seed idea", &idea, e))?;
         atomic::write_atomic(&copy, &text)?;
         idea_rel = Some(ws.rel(&copy));
     }
@@ -213,5 +214,7 @@ pub fn refresh_readiness(
     target.closure_blocked_by_lineage_work = !work.is_empty();
     target.blocking_work_ids = work;
     target.save(ws)?;
-    Ok(target.closure_open && target.closure_held.is_none() && !target.closure_blocked_by_lineage_work)
+    Ok(target.closure_open
+        && target.closure_held.is_none()
+        && !target.closure_blocked_by_lineage_work)
 }

@@ -21,9 +21,20 @@ const SCHEDULED_CHECK: Duration = Duration::from_secs(60);
 /// What the daemon reports as it goes (the CLI prints it).
 #[derive(Debug, Clone)]
 pub enum Progress {
-    Started { plan_id: String, watcher: String },
-    StageStarted { stage: Stage, item: String, run_id: String },
-    StageFinished { stage: Stage, result: Option<TerminalResult>, next: Option<Stage> },
+    Started {
+        plan_id: String,
+        watcher: String,
+    },
+    StageStarted {
+        stage: Stage,
+        item: String,
+        run_id: String,
+    },
+    StageFinished {
+        stage: Stage,
+        result: Option<TerminalResult>,
+        next: Option<Stage>,
+    },
     Idle,
     Warning(String),
 }
@@ -47,7 +58,11 @@ pub enum DaemonExit {
 
 fn item_label(engine: &Engine) -> String {
     let s = engine.snapshot();
-    match (&s.active_work_item_kind, &s.active_work_item_id, &s.active_closure_target) {
+    match (
+        &s.active_work_item_kind,
+        &s.active_work_item_id,
+        &s.active_closure_target,
+    ) {
         (Some(k), Some(i), _) => format!("{k} {i}"),
         (_, _, Some(root)) => format!("closure target {root}"),
         _ => "none".into(),
@@ -55,9 +70,9 @@ fn item_label(engine: &Engine) -> String {
 }
 
 fn stop_pending(ws: &Workspace) -> bool {
-    mailbox::pending(ws, Duration::ZERO).iter().any(|p| {
-        matches!(p, Pending::Ready { envelope, .. } if envelope.command == Command::Stop)
-    })
+    mailbox::pending(ws, Duration::ZERO)
+        .iter()
+        .any(|p| matches!(p, Pending::Ready { envelope, .. } if envelope.command == Command::Stop))
 }
 
 /// Run the daemon until stopped.
@@ -67,13 +82,18 @@ pub fn run(
     daemon: DaemonOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<DaemonExit> {
-    let config_path = options.config_path.clone().unwrap_or_else(|| ws.config_path());
+    let config_path = options
+        .config_path
+        .clone()
+        .unwrap_or_else(|| ws.config_path());
     let config = Config::load(&config_path, options.config_path.is_some())?;
     let waker = Waker::new(ws, &config, daemon.force_poll);
     watch::forward_signals(waker.sender());
     let mut engine = Engine::start(ws, options, waker.mode())?;
     if let Some(reason) = &waker.fallback_reason {
-        engine.events.emit("watcher_fallback_to_polling", json!({"reason": reason}))?;
+        engine
+            .events
+            .emit("watcher_fallback_to_polling", json!({"reason": reason}))?;
         progress(Progress::Warning(reason.clone()));
     }
     progress(Progress::Started {
@@ -109,7 +129,9 @@ pub fn run(
                         let _ = tx.send(raw);
                         let _ = wake.send(Wake::StageDone);
                     })
-                    .map_err(|e| crate::error::Error::msg(format!("cannot start stage worker: {e}")))?;
+                    .map_err(|e| {
+                        crate::error::Error::msg(format!("cannot start stage worker: {e}"))
+                    })?;
                 let mut stop_after: Option<String> = None;
                 let raw = loop {
                     if let Ok(raw) = rx.try_recv() {
@@ -117,15 +139,18 @@ pub fn run(
                     }
                     match waker.wait(SCHEDULED_CHECK) {
                         Some(Wake::Signal(name)) => {
-                            if stop_after.is_some() || engine.config.runtime.stop_mode == StopMode::Interrupt {
+                            if stop_after.is_some()
+                                || engine.config.runtime.stop_mode == StopMode::Interrupt
+                            {
                                 cancel.cancel();
                             }
                             stop_after = Some(format!("{name} received"));
                         }
-                        Some(Wake::Files) if stop_pending(ws) => {
-                            if engine.config.runtime.stop_mode == StopMode::Interrupt {
-                                cancel.cancel();
-                            }
+                        Some(Wake::Files)
+                            if engine.config.runtime.stop_mode == StopMode::Interrupt
+                                && stop_pending(ws) =>
+                        {
+                            cancel.cancel();
                         }
                         _ => {}
                     }

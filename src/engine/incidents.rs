@@ -66,10 +66,18 @@ pub fn handoff(
 }
 
 /// `REMEDIATION_NEEDED` from the arbiter: gaps against the root spec's contract.
-pub fn remediation(root_spec_id: &str, root_idea_id: Option<&str>, result: &StageResult) -> Document {
+pub fn remediation(
+    root_spec_id: &str,
+    root_idea_id: Option<&str>,
+    result: &StageResult,
+) -> Document {
     let mut evidence = paths(&result.artifact_paths);
     let m = &result.metadata;
-    for p in [&m.preferred_rubric_path, &m.preferred_verdict_path, &m.preferred_report_path] {
+    for p in [
+        &m.preferred_rubric_path,
+        &m.preferred_verdict_path,
+        &m.preferred_report_path,
+    ] {
         push_unique(&mut evidence, p.as_ref().map(|p| p.display().to_string()));
     }
     Document::Incident(IncidentDoc {

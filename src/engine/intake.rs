@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::documents::{self, Document};
 use crate::error::Result;
-use crate::queue::{FileKey, QueueStore, QueueError};
+use crate::queue::{FileKey, QueueError, QueueStore};
 use crate::state::events::EventLog;
 use crate::workspace::Workspace;
 
@@ -71,7 +71,11 @@ impl Intake {
                 continue;
             };
             if meta.file_type().is_symlink() {
-                queue.quarantine(&path, "symlinks are not followed in the idea inbox; copy the file in", None)?;
+                queue.quarantine(
+                    &path,
+                    "symlinks are not followed in the idea inbox; copy the file in",
+                    None,
+                )?;
                 continue;
             }
             if !meta.is_file() {

@@ -93,7 +93,10 @@ impl Engine {
             Ok(Outcome {
                 action: "reload_config",
                 applied: false,
-                detail: format!("reload failed, kept plan {}: {error}", engine.plan.compiled_plan_id),
+                detail: format!(
+                    "reload failed, kept plan {}: {error}",
+                    engine.plan.compiled_plan_id
+                ),
                 artifact_path: None,
             })
         };
@@ -105,7 +108,8 @@ impl Engine {
             Ok(r) => r,
             Err(e) => return failed(self, e.to_string()),
         };
-        let outcome = compiler::compile_and_persist(&self.ws, &config, self.options.mode.as_deref())?;
+        let outcome =
+            compiler::compile_and_persist(&self.ws, &config, self.options.mode.as_deref())?;
         let plan = match outcome.plan {
             Some(plan) if !outcome.used_last_known_good => plan,
             _ => return failed(self, outcome.diagnostics.errors.join(", ")),

@@ -64,8 +64,8 @@ pub struct Engine {
 
 /// Build the runners of a config: `codex_cli`, `command` and the built-in `scripted`.
 pub fn build_registry(ws: &Workspace, config: &Config) -> Result<Registry> {
-    let mut registry = Registry::from_config(&config.runners, ws.root())
-        .map_err(|e| Error::msg(e.to_string()))?;
+    let mut registry =
+        Registry::from_config(&config.runners, ws.root()).map_err(|e| Error::msg(e.to_string()))?;
     registry.register(Box::new(runners::scripted::ScriptedRunner::new(
         ws,
         &config.runners.scripted,
@@ -82,7 +82,11 @@ impl Engine {
     }
 
     /// Startup (spec 06 §2): config, lock, compile, load state, reconcile, mark running.
-    pub fn start(ws: &Workspace, options: EngineOptions, watcher_mode: WatcherMode) -> Result<Engine> {
+    pub fn start(
+        ws: &Workspace,
+        options: EngineOptions,
+        watcher_mode: WatcherMode,
+    ) -> Result<Engine> {
         let config_path = Self::config_path(ws, &options);
         let config = Config::load(&config_path, options.config_path.is_some())?;
         let events = EventLog::new(ws.events_path());
@@ -130,8 +134,8 @@ impl Engine {
         }
         let snapshot = Snapshot::load(&ws.snapshot_path())?;
         let counters = Counters::load(&ws.counters_path())?;
-        let queue = QueueStore::new(ws)
-            .with_settle(Duration::from_millis(config.watchers.settle_ms));
+        let queue =
+            QueueStore::new(ws).with_settle(Duration::from_millis(config.watchers.settle_ms));
         let mut engine = Engine {
             ws: ws.clone(),
             options,

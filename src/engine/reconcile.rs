@@ -14,7 +14,8 @@ use crate::model::{Plane, WorkItemKind};
 use crate::state::markers;
 use crate::workspace::Folder;
 
-const ORPHAN_REASON: &str = "runtime stale-state clear: item was active but not owned by the runtime";
+const ORPHAN_REASON: &str =
+    "runtime stale-state clear: item was active but not owned by the runtime";
 
 impl Engine {
     fn reconciled(&self, signal: &str, data: serde_json::Value) -> Result<()> {
@@ -45,7 +46,10 @@ impl Engine {
         };
         if let Some((kind, id)) = &owned {
             if !self.ws.item_path(*kind, Folder::Active, id).exists() {
-                let found = self.queue.locate(*kind, id).map(|(f, _)| self.queue.folder_label(*kind, f));
+                let found = self
+                    .queue
+                    .locate(*kind, id)
+                    .map(|(f, _)| self.queue.folder_label(*kind, f));
                 self.reconciled(
                     "snapshot_without_active_artifact",
                     json!({"kind": kind, "id": id, "found_in": found, "action": "cleared active state"}),
@@ -95,7 +99,8 @@ impl Engine {
         self.counters.entries.retain(|e| {
             active.as_ref() == Some(&(e.work_item_kind, e.work_item_id.clone()))
                 || (e.work_item_kind == WorkItemKind::Spec
-                    && self.snapshot.active_closure_target.as_deref() == Some(e.work_item_id.as_str()))
+                    && self.snapshot.active_closure_target.as_deref()
+                        == Some(e.work_item_id.as_str()))
         });
         if self.counters.entries.len() != before {
             self.counters.save(&self.ws.counters_path())?;
@@ -105,9 +110,10 @@ impl Engine {
             )?;
         }
         if startup {
-            if let (Some(stage), Some(run)) =
-                (self.snapshot.active_stage, self.snapshot.active_run_id.clone())
-            {
+            if let (Some(stage), Some(run)) = (
+                self.snapshot.active_stage,
+                self.snapshot.active_run_id.clone(),
+            ) {
                 self.reconciled(
                     "resumed_active_stage",
                     json!({"stage": stage, "run_id": run,
@@ -148,7 +154,9 @@ impl Engine {
                    "root_idea_id": claimed.document.root_idea_id()}),
         )?;
         if claimed.kind == WorkItemKind::Spec {
-            if let Some(target) = closure::open_for_spec(&self.ws, &claimed.document, &claimed.path)? {
+            if let Some(target) =
+                closure::open_for_spec(&self.ws, &claimed.document, &claimed.path)?
+            {
                 self.events.emit(
                     "closure_target_opened",
                     json!({"root_spec_id": target.root_spec_id, "root_idea_id": target.root_idea_id,

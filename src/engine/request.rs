@@ -57,7 +57,11 @@ impl Engine {
             entrypoint_path: rt.join(&plan.entrypoint_path),
             entrypoint_contract_id: plan.entrypoint_contract_id.clone(),
             required_skill_paths: plan.required_skills.iter().map(|p| rt.join(p)).collect(),
-            attached_skill_paths: plan.attached_skill_additions.iter().map(|p| rt.join(p)).collect(),
+            attached_skill_paths: plan
+                .attached_skill_additions
+                .iter()
+                .map(|p| rt.join(p))
+                .collect(),
             active_work_item_kind: None,
             active_work_item_id: None,
             active_work_item_path: None,
@@ -91,7 +95,8 @@ impl Engine {
             req.closure_target_root_spec_id = Some(root.clone());
             req.closure_target_root_idea_id = target.root_idea_id.clone();
             req.canonical_root_spec_path = Some(root_path.join(&target.root_spec_path));
-            req.canonical_seed_idea_path = target.root_idea_path.as_ref().map(|p| root_path.join(p));
+            req.canonical_seed_idea_path =
+                target.root_idea_path.as_ref().map(|p| root_path.join(p));
             req.preferred_rubric_path = Some(root_path.join(&target.rubric_path));
             req.preferred_verdict_path = Some(
                 self.ws
@@ -100,7 +105,9 @@ impl Engine {
                     .join(format!("{root}.yaml")),
             );
             req.preferred_report_path = Some(run_dir.join("arbiter_report.md"));
-        } else if let (Some(kind), Some(id)) = (s.active_work_item_kind, s.active_work_item_id.clone()) {
+        } else if let (Some(kind), Some(id)) =
+            (s.active_work_item_kind, s.active_work_item_id.clone())
+        {
             req.active_work_item_path = Some(self.ws.item_path(kind, Folder::Active, &id));
             req.active_work_item_kind = Some(kind);
             req.active_work_item_id = Some(id);
@@ -109,7 +116,10 @@ impl Engine {
                 if let Some(ctx) = self.matching_error_context(stage) {
                     req.runtime_error_code = Some(ctx.error_code);
                     req.runtime_error_report_path = Some(std::path::PathBuf::from(ctx.report_path));
-                    let catalog = self.ws.root().join("docs/runtime/millrace-runtime-error-codes.md");
+                    let catalog = self
+                        .ws
+                        .root()
+                        .join("docs/runtime/millrace-runtime-error-codes.md");
                     req.runtime_error_catalog_path = catalog.is_file().then_some(catalog);
                 }
             }
@@ -118,7 +128,8 @@ impl Engine {
     }
 
     fn matching_error_context(&self, stage: Stage) -> Option<RuntimeErrorContext> {
-        let ctx: RuntimeErrorContext = crate::state::load_yaml(&self.ws.error_context_path()).ok()?;
+        let ctx: RuntimeErrorContext =
+            crate::state::load_yaml(&self.ws.error_context_path()).ok()?;
         let s = &self.snapshot;
         let matches = ctx.repair_stage == stage
             && Some(&ctx.run_id) == s.active_run_id.as_ref()

@@ -71,11 +71,14 @@ pub struct ItemSummary {
     pub error: Option<String>,
 }
 
+/// A parsed document (or why it did not parse), cached with the file state it came from.
+type CacheEntry = (FileKey, Result<Arc<Document>, DocError>);
+
 /// The queue store of one workspace.
 pub struct QueueStore {
     ws: Workspace,
     events: EventLog,
-    cache: RefCell<HashMap<PathBuf, (FileKey, Result<Arc<Document>, DocError>)>>,
+    cache: RefCell<HashMap<PathBuf, CacheEntry>>,
     settle: std::time::Duration,
 }
 
@@ -241,7 +244,10 @@ impl QueueStore {
         let name = scan::file_name(path);
         let mut dest = qdir.join(&name);
         let mut n = 1;
-        while dest.exists() || qdir.join(format!("{}.error.yaml", scan::file_name(&dest))).exists()
+        while dest.exists()
+            || qdir
+                .join(format!("{}.error.yaml", scan::file_name(&dest)))
+                .exists()
         {
             dest = qdir.join(format!("{name}.{n}"));
             n += 1;
@@ -414,7 +420,12 @@ impl QueueStore {
     }
 
     /// `active/` → the waiting folder, with the reason appended to `<id>.requeue.jsonl`.
-    pub fn requeue(&self, kind: WorkItemKind, id: &str, reason: &str) -> Result<PathBuf, QueueError> {
+    pub fn requeue(
+        &self,
+        kind: WorkItemKind,
+        id: &str,
+        reason: &str,
+    ) -> Result<PathBuf, QueueError> {
         let reason = reason.trim();
         if reason.is_empty() {
             return Err(QueueError::EmptyReason);

@@ -158,7 +158,11 @@ impl ScriptedRunner {
                 references: vec![self.ws.rel(path)],
                 risk: vec!["None: this task was written by the scripted simulation.".into()],
             });
-            let dest = self.ws.item_path(WorkItemKind::Task, crate::workspace::Folder::Queue, &task_id);
+            let dest = self.ws.item_path(
+                WorkItemKind::Task,
+                crate::workspace::Folder::Queue,
+                &task_id,
+            );
             match atomic::create_atomic(&dest, task.render().as_bytes()) {
                 Ok(()) | Err(IoError::AlreadyExists { .. }) => written.push(task_id.clone()),
                 Err(e) => return Err(e.to_string()),
@@ -168,7 +172,11 @@ impl ScriptedRunner {
         Ok(written)
     }
 
-    fn write_arbiter_files(&self, req: &StageRequest, result: TerminalResult) -> Result<(), String> {
+    fn write_arbiter_files(
+        &self,
+        req: &StageRequest,
+        result: TerminalResult,
+    ) -> Result<(), String> {
         let resolve = |p: &PathBuf| -> PathBuf {
             if p.is_absolute() {
                 p.clone()
@@ -201,8 +209,14 @@ impl ScriptedRunner {
     fn simulate(&self, req: &StageRequest, files: &RunFiles) -> Result<String, String> {
         let answer = self.answer(req)?;
         let result = answer.result();
-        let mut lines = vec![format!("Simulated {} stage (scripted runner; no model ran).", req.stage)];
-        if let Answer::Detailed { note: Some(note), .. } = &answer {
+        let mut lines = vec![format!(
+            "Simulated {} stage (scripted runner; no model ran).",
+            req.stage
+        )];
+        if let Answer::Detailed {
+            note: Some(note), ..
+        } = &answer
+        {
             lines.push(note.clone());
         }
         match (req.stage, result) {
@@ -218,8 +232,11 @@ impl ScriptedRunner {
             _ => {}
         }
         let summary = req.run_dir.join(format!("{}_summary.md", req.stage));
-        atomic::write_atomic(&summary, format!("# {} summary\n\n{}\n", req.stage, lines.join("\n")).as_bytes())
-            .map_err(|e| e.to_string())?;
+        atomic::write_atomic(
+            &summary,
+            format!("# {} summary\n\n{}\n", req.stage, lines.join("\n")).as_bytes(),
+        )
+        .map_err(|e| e.to_string())?;
         lines.push(result.marker());
         let text = lines.join("\n") + "\n";
         atomic::write_atomic(&files.stdout, text.as_bytes()).map_err(|e| e.to_string())?;

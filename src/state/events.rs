@@ -94,8 +94,11 @@ mod tests {
     fn lines_have_sorted_keys_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let log = EventLog::new(dir.path().join("runtime_events.jsonl"));
-        log.emit("runtime_started", serde_json::json!({"mode_id": "m", "a": 1}))
-            .unwrap();
+        log.emit(
+            "runtime_started",
+            serde_json::json!({"mode_id": "m", "a": 1}),
+        )
+        .unwrap();
         let text = std::fs::read_to_string(log.path()).unwrap();
         assert!(text.starts_with("{\"data\":{\"a\":1,\"mode_id\":\"m\"},\"event_type\""));
         let events = EventLog::read_all(log.path()).unwrap();

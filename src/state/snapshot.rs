@@ -142,7 +142,9 @@ impl Snapshot {
         }
         if let (Some(plane), Some(stage)) = (self.active_plane, self.active_stage) {
             if stage.plane() != plane {
-                return Err(format!("active_stage {stage} does not belong to plane {plane}"));
+                return Err(format!(
+                    "active_stage {stage} does not belong to plane {plane}"
+                ));
             }
         }
         if self.active_work_item_kind.is_some() != self.active_work_item_id.is_some() {

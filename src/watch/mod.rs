@@ -6,8 +6,8 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use notify::{Event, RecursiveMode, Watcher};
@@ -146,8 +146,8 @@ impl Waker {
         let config_path = ws.config_path();
         let rt = ws.rt().to_path_buf();
         let complete = self.complete.clone();
-        let mut watcher = notify::recommended_watcher(move |res: notify::Result<Event>| {
-            match res {
+        let mut watcher =
+            notify::recommended_watcher(move |res: notify::Result<Event>| match res {
                 Ok(event) => {
                     if arrived_complete(&event) {
                         let mut set = complete.lock().unwrap_or_else(|e| e.into_inner());
@@ -163,8 +163,7 @@ impl Waker {
                 Err(_) => {
                     let _ = tx.send(Wake::Files);
                 }
-            }
-        })?;
+            })?;
         for dir in watched_dirs(ws) {
             if dir.is_dir() {
                 watcher.watch(&dir, RecursiveMode::NonRecursive)?;
@@ -243,9 +242,10 @@ pub fn forward_signals(tx: Sender<Wake>) {
             };
             rt.block_on(async move {
                 use tokio::signal::unix::{signal, SignalKind};
-                let (Ok(mut int), Ok(mut term)) =
-                    (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-                else {
+                let (Ok(mut int), Ok(mut term)) = (
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::terminate()),
+                ) else {
                     return;
                 };
                 loop {

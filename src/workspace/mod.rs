@@ -2,8 +2,8 @@
 //!
 //! Paths are computed here and nowhere else, so the layout can be read in one place.
 
-pub mod atomic;
 mod assets;
+pub mod atomic;
 
 use std::path::{Path, PathBuf};
 

@@ -28,15 +28,30 @@ fn init_creates_the_tree_and_is_idempotent() {
     ] {
         assert!(ws.path().join(file).is_file(), "{file} missing");
     }
-    assert_eq!(ws.read("millrace-agents/state/execution_status.md"), "### IDLE\n");
-    ws.write("millrace-agents/millrace.yaml", "runtime:\n  run_style: once\n");
-    ws.write("millrace-agents/entrypoints/execution/builder.md", "# mine\n");
+    assert_eq!(
+        ws.read("millrace-agents/state/execution_status.md"),
+        "### IDLE\n"
+    );
+    ws.write(
+        "millrace-agents/millrace.yaml",
+        "runtime:\n  run_style: once\n",
+    );
+    ws.write(
+        "millrace-agents/entrypoints/execution/builder.md",
+        "# mine\n",
+    );
     let report = ws.json(&["init"]);
     assert_eq!(report["created_dirs"].as_array().unwrap().len(), 0);
     assert_eq!(report["created_files"].as_array().unwrap().len(), 0);
     assert_eq!(report["deployed_assets"].as_array().unwrap().len(), 0);
-    assert_eq!(ws.read("millrace-agents/millrace.yaml"), "runtime:\n  run_style: once\n");
-    assert_eq!(ws.read("millrace-agents/entrypoints/execution/builder.md"), "# mine\n");
+    assert_eq!(
+        ws.read("millrace-agents/millrace.yaml"),
+        "runtime:\n  run_style: once\n"
+    );
+    assert_eq!(
+        ws.read("millrace-agents/entrypoints/execution/builder.md"),
+        "# mine\n"
+    );
 }
 
 #[test]
@@ -68,7 +83,11 @@ fn markdown_task_is_queued_byte_for_byte() {
 #[test]
 fn json_spec_import_is_rendered_canonically_as_its_own_root() {
     let ws = TestWs::new();
-    ws.ok(&["queue", "add-spec", fixture("documents/cache-warmup.json").to_str().unwrap()]);
+    ws.ok(&[
+        "queue",
+        "add-spec",
+        fixture("documents/cache-warmup.json").to_str().unwrap(),
+    ]);
     let written = ws.read("millrace-agents/specs/queue/s-cache-warmup.md");
     let expected = std::fs::read_to_string(fixture("documents/cache-warmup.md")).unwrap();
     let expected = expected.replace(
@@ -84,7 +103,10 @@ fn duplicate_ids_are_refused_with_a_message() {
     let task = fixture("documents/task.md");
     ws.ok(&["add-task", task.to_str().unwrap()]);
     let err = ws.fails(&["add-task", task.to_str().unwrap()], 1);
-    assert!(err.contains("task t-fetch-retry-01 already exists"), "{err}");
+    assert!(
+        err.contains("task t-fetch-retry-01 already exists"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }
 
@@ -93,17 +115,42 @@ fn malformed_documents_are_refused_with_file_line_and_rule_and_write_nothing() {
     let ws = TestWs::new();
     let good = std::fs::read_to_string(fixture("documents/task.md")).unwrap();
     let cases = [
-        ("title.md", good.replace("Title: Add retry", "Title: Something else Add retry"), "must match the `Title` field"),
-        ("repeat.md", good.replace("Created-By: manager\n", "Created-By: manager\nCreated-By: x\n"), "repeats field `Created-By`"),
-        ("status.md", good.replace("Created-By: manager\n", "Created-By: manager\nStatus-Hint: Queued\n"), "Status-Hint"),
-        ("date.md", good.replace("2026-02-10T09:30:00Z", "20260210T093000Z"), "Created-At"),
+        (
+            "title.md",
+            good.replace("Title: Add retry", "Title: Something else Add retry"),
+            "must match the `Title` field",
+        ),
+        (
+            "repeat.md",
+            good.replace(
+                "Created-By: manager\n",
+                "Created-By: manager\nCreated-By: x\n",
+            ),
+            "repeats field `Created-By`",
+        ),
+        (
+            "status.md",
+            good.replace(
+                "Created-By: manager\n",
+                "Created-By: manager\nStatus-Hint: Queued\n",
+            ),
+            "Status-Hint",
+        ),
+        (
+            "date.md",
+            good.replace("2026-02-10T09:30:00Z", "20260210T093000Z"),
+            "Created-At",
+        ),
     ];
     for (name, text, rule) in cases {
         let path = ws.write(name, &text);
         let err = ws.fails(&["add-task", path.to_str().unwrap()], 1);
         assert!(err.contains(name), "{name}: {err}");
         assert!(err.contains(rule), "{name}: {err}");
-        assert!(err.contains(&format!("{name}:")), "no line for {name}: {err}");
+        assert!(
+            err.contains(&format!("{name}:")),
+            "no line for {name}: {err}"
+        );
     }
     let wrong_ext = ws.write("task.txt", &good);
     let err = ws.fails(&["add-task", wrong_ext.to_str().unwrap()], 1);
@@ -143,7 +190,9 @@ fn queue_ls_and_show_in_both_forms() {
     assert_eq!(ls["items"][0]["folder"], "tasks/queue");
     let show = ws.json(&["queue", "show", "t-fetch-retry-01"]);
     assert_eq!(show[0]["item"]["root_spec_id"], "s-fetch-root");
-    assert!(ws.ok(&["queue", "show", "t-fetch-retry-01"]).contains("root_idea_id: idea-resilient-fetch"));
+    assert!(ws
+        .ok(&["queue", "show", "t-fetch-retry-01"])
+        .contains("root_idea_id: idea-resilient-fetch"));
     ws.fails(&["queue", "show", "nope"], 1);
 }
 
