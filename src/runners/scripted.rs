@@ -64,10 +64,11 @@ pub struct Script {
     pub stages: BTreeMap<Stage, Vec<Answer>>,
 }
 
-/// How many answers each stage consumed in one run directory (one item activation).
+/// How many answers each stage consumed, per work item or closure target
+/// (`<stage>:<item>`), across activations.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Progress {
-    consumed: BTreeMap<Stage, usize>,
+    consumed: BTreeMap<String, usize>,
 }
 
 /// The simulation runner.
@@ -95,12 +96,20 @@ impl ScriptedRunner {
 
     fn answer(&self, req: &StageRequest) -> Result<Answer, String> {
         let script = self.script()?;
-        let state_path = req.run_dir.join("scripted_progress.yaml");
+        let state_path = self.ws.runs_dir().join("scripted_progress.yaml");
         let mut progress: Progress = std::fs::read_to_string(&state_path)
             .ok()
             .and_then(|t| crate::yaml::from_str(&state_path, &t).ok())
             .unwrap_or_default();
-        let n = progress.consumed.entry(req.stage).or_default();
+        let item = req
+            .active_work_item_id
+            .clone()
+            .or_else(|| req.closure_target_root_spec_id.clone())
+            .unwrap_or_default();
+        let n = progress
+            .consumed
+            .entry(format!("{}:{item}", req.stage))
+            .or_default();
         let answer = match script.stages.get(&req.stage) {
             Some(list) if !list.is_empty() => list[(*n).min(list.len() - 1)].clone(),
             _ => Answer::Result(req.stage.legal_results()[0]),

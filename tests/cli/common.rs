@@ -157,3 +157,141 @@ pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A task document with no dependencies.
+pub fn task_doc(id: &str, extra: &str) -> String {
+    format!(
+        "# Task {id}\n\nTask-ID: {id}\nTitle: Task {id}\n{extra}Created-At: 2026-03-01T10:00:00Z\nCreated-By: test\n\nTarget-Paths:\n- src/lib.rs\n\nAcceptance:\n- It works.\n\nRequired-Checks:\n- cargo test\n\nReferences:\n- README.md\n\nRisk:\n- Low.\n"
+    )
+}
+
+/// A root spec (its own lineage root).
+pub fn spec_doc(id: &str, created: &str) -> String {
+    format!(
+        "# Spec {id}\n\nSpec-ID: {id}\nTitle: Spec {id}\nSummary: Build {id}.\nSource-Type: manual\nRoot-Spec-ID: {id}\nCreated-At: {created}\nCreated-By: test\n\nGoals:\n- Build it.\n\nConstraints:\n- None.\n\nAcceptance:\n- Done.\n\nReferences:\n- README.md\n"
+    )
+}
+
+impl TestWs {
+    /// Queue a task document through the CLI.
+    pub fn add_task(&self, id: &str, extra: &str) {
+        let path = self.write(&format!("inputs/{id}.md"), &task_doc(id, extra));
+        self.ok(&["add-task", path.to_str().unwrap()]);
+    }
+
+    /// Run the daemon until no work is left (bounded by a tick limit).
+    pub fn run_until_idle(&self) -> String {
+        self.ok(&["run", "daemon", "--until-idle", "--max-ticks", "200"])
+    }
+
+    /// Use the built-in scripted runner, optionally with a script.
+    pub fn use_scripted(&self, script: Option<&str>) {
+        let mut config = String::from("runners:\n  default_runner: scripted\n");
+        if let Some(script) = script {
+            self.write("script.yaml", script);
+            config.push_str("  scripted:\n    script: script.yaml\n");
+        }
+        config.push_str("watchers:\n  settle_ms: 0\n");
+        self.write("millrace-agents/millrace.yaml", &config);
+    }
+
+    /// Start `millrace run daemon` in the background.
+    pub fn spawn_daemon(&self, extra: &[&str]) -> Daemon {
+        let child = self
+            .cmd()
+            .args(["run", "daemon"])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn daemon");
+        let daemon = Daemon { child: Some(child) };
+        let lock = self.rt().join("state/runtime_daemon.lock.yaml");
+        wait_for("daemon to start", Duration::from_secs(20), || {
+            std::fs::read_to_string(&lock)
+                .map(|t| t.contains(&format!("owner_pid: {}", daemon.pid())))
+                .unwrap_or(false)
+                && self.events().iter().any(|e| {
+                    e["event_type"] == "runtime_started" && e["data"]["pid"] == daemon.pid()
+                })
+        });
+        daemon
+    }
+
+    /// Names of the stages started, in order.
+    pub fn stages_started(&self) -> Vec<String> {
+        self.events()
+            .iter()
+            .filter(|e| e["event_type"] == "stage_started")
+            .map(|e| e["data"]["stage"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// Where an id's document is, as `<kind dir>/<folder>`, across all queue folders.
+    pub fn folder_of(&self, id: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for kind in ["tasks", "specs", "incidents"] {
+            for folder in ["queue", "incoming", "active", "done", "resolved", "blocked"] {
+                if self.rt().join(kind).join(folder).join(format!("{id}.md")).exists() {
+                    found.push(format!("{kind}/{folder}"));
+                }
+            }
+        }
+        found
+    }
+}
+
+/// A daemon process started by a test; killed if the test forgets to stop it.
+pub struct Daemon {
+    child: Option<std::process::Child>,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Wait for the daemon to exit (after `stop`), with a deadline.
+    pub fn wait_exit(mut self, limit: Duration) -> std::process::Output {
+        let mut child = self.child.take().expect("child");
+        let deadline = Instant::now() + limit;
+        loop {
+            if child.try_wait().expect("try_wait").is_some() {
+                return child.wait_with_output().expect("output");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("output");
+                panic!(
+                    "daemon did not exit in time\nstderr:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().expect("child");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Whether a process exists (signal 0).
+pub fn alive(pid: i32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.split_whitespace().nth(2) == Some("Z"))
+            .unwrap_or(false)
+}
