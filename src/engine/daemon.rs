@@ -195,6 +195,19 @@ pub fn run(
                         break DaemonExit::Stopped(reason);
                     }
                     Some(Wake::Config) => {
+                        let window = Duration::from_millis(engine.config.watchers.debounce_ms);
+                        let mut signal = None;
+                        while let Some(wake) = waker.wait(window) {
+                            if let Wake::Signal(name) = wake {
+                                signal = Some(name);
+                                break;
+                            }
+                        }
+                        if let Some(name) = signal {
+                            let reason = format!("{name} received");
+                            engine.process_stop(&reason)?;
+                            break DaemonExit::Stopped(reason);
+                        }
                         let outcome = engine.reload_config()?;
                         if !outcome.applied {
                             progress(Progress::Warning(outcome.detail));

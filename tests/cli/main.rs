@@ -3,4 +3,5 @@
 mod common;
 mod compile;
 mod test_core;
+mod test_control;
 mod test_engine;

@@ -1,0 +1,216 @@
+//! Issue 5: the daemon lock, the mailbox, event-driven intake, reload, signals.
+
+use std::time::Duration;
+
+use crate::common::{alive, wait_for, TestWs};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn snapshot(ws: &TestWs) -> serde_json::Value {
+    ws.json(&["status"])["snapshot"].clone()
+}
+
+fn has_event(ws: &TestWs, kind: &str) -> bool {
+    ws.events().iter().any(|e| e["event_type"] == kind)
+}
+
+#[test]
+fn a_second_daemon_is_refused_at_once_naming_the_owner() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    let daemon = ws.spawn_daemon(&[]);
+    let err = ws.fails(&["run", "daemon"], 4);
+    assert!(
+        err.contains(&format!("workspace is owned by pid {}", daemon.pid())),
+        "{err}"
+    );
+    ws.ok(&["stop"]);
+    let out = daemon.wait_exit(LIMIT);
+    assert!(out.status.success());
+    assert_eq!(snapshot(&ws)["process_running"], false);
+}
+
+#[test]
+fn different_workspaces_run_daemons_side_by_side() {
+    let a = TestWs::new();
+    let b = TestWs::new();
+    a.use_scripted(None);
+    b.use_scripted(None);
+    let da = a.spawn_daemon(&[]);
+    let db = b.spawn_daemon(&[]);
+    a.ok(&["stop"]);
+    b.ok(&["stop"]);
+    da.wait_exit(LIMIT);
+    db.wait_exit(LIMIT);
+}
+
+#[test]
+fn kill_9_mid_stage_then_restart_takes_over_kills_the_orphan_and_finishes_once() {
+    let ws = TestWs::new();
+    ws.use_fake_harness("builder grandchild\nbuilder emit ### BUILDER_COMPLETE\n");
+    ws.add_task("t1", "");
+    let daemon = ws.spawn_daemon(&[]);
+    let pid_file = ws.path().join("fake-state/grandchild.pid");
+    wait_for("the harness to start its grandchild", LIMIT, || pid_file.exists());
+    let grandchild: i32 = ws.read("fake-state/grandchild.pid").trim().parse().unwrap();
+    daemon.kill9();
+    assert!(alive(grandchild), "the orphan should outlive the killed daemon");
+    let restarted = ws.spawn_daemon(&[]);
+    wait_for("the orphaned harness group to be killed", LIMIT, || !alive(grandchild));
+    wait_for("the task to finish", LIMIT, || ws.folder_of("t1") == ["tasks/done"]);
+    ws.ok(&["stop"]);
+    restarted.wait_exit(LIMIT);
+    let completions = ws
+        .events()
+        .iter()
+        .filter(|e| e["event_type"] == "work_item_completed" && e["data"]["id"] == "t1")
+        .count();
+    assert_eq!(completions, 1);
+    assert!(has_event(&ws, "runtime_lock_taken_over"));
+    assert!(has_event(&ws, "orphaned_harness_killed"));
+    assert!(ws.ls("millrace-agents/tasks/active").is_empty());
+}
+
+#[test]
+fn pause_resume_and_stop_through_the_mailbox_while_a_daemon_runs() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    let daemon = ws.spawn_daemon(&[]);
+    let out = ws.json(&["pause"]);
+    assert_eq!(out["mode"], "mailbox");
+    assert_eq!(out["applied"], true);
+    assert_eq!(snapshot(&ws)["paused"], true);
+    assert!(ws.ls("millrace-agents/state/mailbox/processed").len() >= 2);
+    let again = ws.run(&["--json", "pause"]);
+    assert_eq!(again.status.code(), Some(5), "pausing twice applies nothing");
+    ws.ok(&["resume"]);
+    assert_eq!(snapshot(&ws)["paused"], false);
+    ws.add_task("t1", "");
+    wait_for("the task to finish", LIMIT, || ws.folder_of("t1") == ["tasks/done"]);
+    let stop = ws.json(&["stop"]);
+    assert_eq!(stop["mode"], "mailbox");
+    let out = daemon.wait_exit(LIMIT);
+    assert!(out.status.success());
+    assert_eq!(snapshot(&ws)["process_running"], false);
+}
+
+#[test]
+fn mailbox_commands_apply_in_issued_at_order_not_file_name_order() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    ws.write(
+        "millrace-agents/state/mailbox/incoming/a-resume.yaml",
+        "command: resume\nissued_at: 2030-01-01T00:00:02Z\n",
+    );
+    ws.write(
+        "millrace-agents/state/mailbox/incoming/z-pause.yaml",
+        "command: pause\nissued_at: 2030-01-01T00:00:01Z\n",
+    );
+    ws.ok(&["run", "once"]);
+    assert_eq!(snapshot(&ws)["paused"], false);
+    let processed = ws.ls("millrace-agents/state/mailbox/processed");
+    assert!(processed.contains(&"a-resume.yaml".to_string()), "{processed:?}");
+    assert!(processed.contains(&"z-pause.yaml".to_string()), "{processed:?}");
+    assert!(ws.ls("millrace-agents/state/mailbox/incoming").is_empty());
+}
+
+#[test]
+fn garbage_in_the_mailbox_is_archived_as_failed_and_the_daemon_lives() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    let daemon = ws.spawn_daemon(&[]);
+    ws.write("millrace-agents/state/mailbox/incoming/junk.yaml", "command: [[[\u{1}\n");
+    ws.write("millrace-agents/state/mailbox/incoming/unknown.yaml", "command: explode\n");
+    wait_for("both to be archived", LIMIT, || {
+        ws.exists("millrace-agents/state/mailbox/failed/junk.yaml.error.yaml")
+            && ws.exists("millrace-agents/state/mailbox/failed/unknown.yaml.error.yaml")
+    });
+    assert_eq!(
+        ws.read("millrace-agents/state/mailbox/failed/junk.yaml"),
+        "command: [[[\u{1}\n"
+    );
+    ws.add_task("t1", "");
+    wait_for("the task to finish", LIMIT, || ws.folder_of("t1") == ["tasks/done"]);
+    ws.ok(&["stop"]);
+    daemon.wait_exit(LIMIT);
+}
+
+#[test]
+fn an_idea_dropped_while_idle_becomes_a_spec_without_waiting_for_a_tick() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    let daemon = ws.spawn_daemon(&[]);
+    ws.ok(&["pause"]);
+    let tmp = ws.write("millrace-agents/ideas/tmp/fetch.md", "# Resilient fetch\n\nRetry a few times.\n");
+    std::fs::rename(&tmp, ws.rt().join("ideas/inbox/fetch.md")).unwrap();
+    wait_for("the idea to be queued as a spec", Duration::from_secs(5), || {
+        ws.exists("millrace-agents/specs/queue/idea-fetch.md")
+    });
+    let spec = ws.read("millrace-agents/specs/queue/idea-fetch.md");
+    assert!(spec.contains("Root-Spec-ID: idea-fetch"), "{spec}");
+    assert!(spec.contains("Root-Idea-ID: idea-fetch"), "{spec}");
+    ws.ok(&["stop"]);
+    daemon.wait_exit(LIMIT);
+}
+
+#[test]
+fn an_idea_present_before_start_is_taken_in() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    ws.write("millrace-agents/ideas/inbox/early.md", "# Early idea\n\nDo the thing.\n");
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("idea-early"), ["specs/done"]);
+    let (targets, _) = (ws.ls("millrace-agents/arbiter/targets"), ());
+    assert_eq!(targets, ["idea-early.yaml"]);
+    assert!(ws.read("millrace-agents/arbiter/targets/idea-early.yaml").contains("closure_open: false"));
+    assert!(ws.exists("millrace-agents/arbiter/contracts/ideas/idea-early.md"));
+}
+
+#[test]
+fn a_broken_config_edit_keeps_the_running_plan_and_says_so() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    let daemon = ws.spawn_daemon(&[]);
+    let plan_before = snapshot(&ws)["compiled_plan_id"].clone();
+    ws.write("millrace-agents/millrace.yaml", "runtime: [unclosed\n");
+    wait_for("the reload failure to be recorded", LIMIT, || {
+        has_event(&ws, "runtime_config_reload_failed")
+    });
+    let snap = snapshot(&ws);
+    assert_eq!(snap["compiled_plan_id"], plan_before);
+    assert_eq!(snap["last_reload_outcome"], "failed_retained_previous_plan");
+    assert!(snap["last_reload_error"].as_str().unwrap().contains("millrace.yaml"));
+    ws.use_scripted(None);
+    ws.add_task("t1", "");
+    wait_for("work to go on", LIMIT, || ws.folder_of("t1") == ["tasks/done"]);
+    ws.ok(&["stop"]);
+    daemon.wait_exit(LIMIT);
+}
+
+#[test]
+fn sigterm_stops_the_daemon_cleanly() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    let daemon = ws.spawn_daemon(&[]);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &daemon.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = daemon.wait_exit(LIMIT);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(snapshot(&ws)["process_running"], false);
+    assert!(has_event(&ws, "runtime_tick_stopped"));
+}
+
+#[test]
+fn control_without_a_daemon_applies_directly_and_print_shows_the_envelope() {
+    let ws = TestWs::new();
+    let out = ws.json(&["control", "pause"]);
+    assert_eq!(out["mode"], "direct");
+    assert_eq!(snapshot(&ws)["paused"], true);
+    let env = ws.ok(&["control", "retry-active", "--reason", "flaky", "--print"]);
+    assert!(env.contains("command: retry_active"), "{env}");
+    assert!(env.contains("reason: flaky"), "{env}");
+    ws.fails(&["control", "retry-active"], 5);
+}
