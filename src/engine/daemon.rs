@@ -197,7 +197,11 @@ pub fn run(
                     Some(Wake::Config) => {
                         let window = Duration::from_millis(engine.config.watchers.debounce_ms);
                         let mut signal = None;
-                        while let Some(wake) = waker.wait(window) {
+                        let give_up = std::time::Instant::now() + window * 8;
+                        while std::time::Instant::now() < give_up {
+                            let Some(wake) = waker.wait(window) else {
+                                break;
+                            };
                             if let Wake::Signal(name) = wake {
                                 signal = Some(name);
                                 break;
