@@ -12,7 +12,7 @@ use crate::compiler::{Consequence, Route};
 use crate::error::{Error, Result};
 use crate::model::{Plane, Stage, TerminalResult, WorkItemKind};
 use crate::queue::QueueError;
-use crate::runners::{self, RawResult, StageRequest, StageResult};
+use crate::runners::{self, FailureClass, RawResult, StageRequest, StageResult};
 use crate::state::counters::RUNTIME_REPAIR;
 use crate::state::markers;
 use crate::workspace::{atomic, Folder};
@@ -54,6 +54,38 @@ fn append_history(path: &Path, line: &str) -> Result<()> {
 }
 
 impl Engine {
+    /// Validate the task documents a manager run wrote into `tasks/queue/` (files changed
+    /// since `since`): bad ones are quarantined with their reason and named in the result.
+    fn check_manager_output(&self, since: std::time::SystemTime) -> Result<Vec<String>> {
+        let mut bad = Vec::new();
+        for entry in self.queue.entries(WorkItemKind::Task, Folder::Queue) {
+            let fresh = std::fs::metadata(&entry.path)
+                .and_then(|m| m.modified())
+                .map(|m| m >= since)
+                .unwrap_or(false);
+            if !fresh {
+                continue;
+            }
+            let problem = match &entry.parsed {
+                Err(e) => Some((e.to_string(), e.line)),
+                Ok(doc) if doc.id() != entry.stem => Some((
+                    format!(
+                        "filename stem does not match task_id: expected {}, found {}",
+                        doc.id(),
+                        entry.stem
+                    ),
+                    None,
+                )),
+                Ok(_) => None,
+            };
+            if let Some((message, line)) = problem {
+                self.queue.quarantine(&entry.path, &message, line)?;
+                bad.push(format!("{}.md: {message}", entry.stem));
+            }
+        }
+        Ok(bad)
+    }
+
     /// The (kind, id) a result's budgets are counted against.
     fn identity(&self, req: &StageRequest) -> Result<(WorkItemKind, String)> {
         if let Some(root) = &req.closure_target_root_spec_id {
@@ -90,7 +122,22 @@ impl Engine {
         if matches!(req.stage, Stage::Troubleshooter | Stage::Mechanic) {
             let _ = std::fs::remove_file(self.ws.error_context_path());
         }
-        let result = runners::normalize(req, &raw).map_err(|e| Error::msg(e.to_string()))?;
+        let mut result = runners::normalize(req, &raw).map_err(|e| Error::msg(e.to_string()))?;
+        if req.stage == Stage::Manager && result.terminal_result == TerminalResult::ManagerComplete
+        {
+            let since =
+                std::time::SystemTime::try_from(raw.started_at).unwrap_or(std::time::UNIX_EPOCH);
+            let bad = self.check_manager_output(since)?;
+            if !bad.is_empty() {
+                result.demote_to_blocked(
+                    FailureClass::InvalidStageOutput,
+                    format!(
+                        "the manager wrote invalid task documents (quarantined): {}",
+                        bad.join("; ")
+                    ),
+                );
+            }
+        }
         let result_path = runners::stage_result_path(&req.run_dir, &req.request_id);
         atomic::create_dir_all(result_path.parent().expect("has parent"))?;
         atomic::write_atomic(&result_path, crate::yaml::to_string(&result).as_bytes())?;

@@ -183,6 +183,8 @@ pub enum FailureClass {
     IllegalTerminalResult,
     ConflictingTerminalResults,
     MissingRequiredArtifact,
+    /// The stage claimed success but what it wrote is unusable (e.g. a malformed task).
+    InvalidStageOutput,
 }
 
 impl FailureClass {
@@ -195,6 +197,7 @@ impl FailureClass {
             FailureClass::IllegalTerminalResult => "illegal_terminal_result",
             FailureClass::ConflictingTerminalResults => "conflicting_terminal_results",
             FailureClass::MissingRequiredArtifact => "missing_required_artifact",
+            FailureClass::InvalidStageOutput => "invalid_stage_output",
         }
     }
 }
@@ -311,5 +314,18 @@ impl StageResult {
     /// The failure class routing should use, if normalization synthesized a failure.
     pub fn failure_class(&self) -> Option<FailureClass> {
         self.metadata.failure_class
+    }
+
+    /// Turn a claimed success into a recoverable `BLOCKED`, because the runtime found the
+    /// stage's output unusable; `note` says why.
+    pub fn demote_to_blocked(&mut self, class: FailureClass, note: String) {
+        self.terminal_result = TerminalResult::Blocked;
+        self.result_class = ResultClass::RecoverableFailure;
+        self.summary_status_marker = TerminalResult::Blocked.marker();
+        self.success = false;
+        self.retryable = true;
+        self.notes.push(note);
+        self.metadata.failure_class = Some(class);
+        self.metadata.valid_terminal_result = false;
     }
 }

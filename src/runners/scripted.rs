@@ -12,6 +12,9 @@
 //!   manager:
 //!     - result: MANAGER_COMPLETE
 //!       tasks: 2                          # task documents to write
+//! items:                                  # per work item (or closure target) overrides
+//!   t-flaky:
+//!     builder: [BLOCKED]
 //! ```
 
 use std::collections::BTreeMap;
@@ -62,6 +65,9 @@ impl Answer {
 pub struct Script {
     #[serde(default)]
     pub stages: BTreeMap<Stage, Vec<Answer>>,
+    /// Answers for one work item (or closure target) by id; they win over `stages`.
+    #[serde(default)]
+    pub items: BTreeMap<String, BTreeMap<Stage, Vec<Answer>>>,
 }
 
 /// How many answers each stage consumed, per work item or closure target
@@ -110,7 +116,12 @@ impl ScriptedRunner {
             .consumed
             .entry(format!("{}:{item}", req.stage))
             .or_default();
-        let answer = match script.stages.get(&req.stage) {
+        let answers = script
+            .items
+            .get(&item)
+            .and_then(|stages| stages.get(&req.stage))
+            .or_else(|| script.stages.get(&req.stage));
+        let answer = match answers {
             Some(list) if !list.is_empty() => list[(*n).min(list.len() - 1)].clone(),
             _ => Answer::Result(req.stage.legal_results()[0]),
         };

@@ -232,7 +232,13 @@ impl TestWs {
         let mut found = Vec::new();
         for kind in ["tasks", "specs", "incidents"] {
             for folder in ["queue", "incoming", "active", "done", "resolved", "blocked"] {
-                if self.rt().join(kind).join(folder).join(format!("{id}.md")).exists() {
+                if self
+                    .rt()
+                    .join(kind)
+                    .join(folder)
+                    .join(format!("{id}.md"))
+                    .exists()
+                {
                     found.push(format!("{kind}/{folder}"));
                 }
             }

@@ -2,6 +2,7 @@
 
 mod common;
 mod compile;
-mod test_core;
 mod test_control;
+mod test_core;
 mod test_engine;
+mod test_planning;

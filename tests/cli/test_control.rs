@@ -51,13 +51,22 @@ fn kill_9_mid_stage_then_restart_takes_over_kills_the_orphan_and_finishes_once()
     ws.add_task("t1", "");
     let daemon = ws.spawn_daemon(&[]);
     let pid_file = ws.path().join("fake-state/grandchild.pid");
-    wait_for("the harness to start its grandchild", LIMIT, || pid_file.exists());
+    wait_for("the harness to start its grandchild", LIMIT, || {
+        pid_file.exists()
+    });
     let grandchild: i32 = ws.read("fake-state/grandchild.pid").trim().parse().unwrap();
     daemon.kill9();
-    assert!(alive(grandchild), "the orphan should outlive the killed daemon");
+    assert!(
+        alive(grandchild),
+        "the orphan should outlive the killed daemon"
+    );
     let restarted = ws.spawn_daemon(&[]);
-    wait_for("the orphaned harness group to be killed", LIMIT, || !alive(grandchild));
-    wait_for("the task to finish", LIMIT, || ws.folder_of("t1") == ["tasks/done"]);
+    wait_for("the orphaned harness group to be killed", LIMIT, || {
+        !alive(grandchild)
+    });
+    wait_for("the task to finish", LIMIT, || {
+        ws.folder_of("t1") == ["tasks/done"]
+    });
     ws.ok(&["stop"]);
     restarted.wait_exit(LIMIT);
     let completions = ws
@@ -82,11 +91,17 @@ fn pause_resume_and_stop_through_the_mailbox_while_a_daemon_runs() {
     assert_eq!(snapshot(&ws)["paused"], true);
     assert!(ws.ls("millrace-agents/state/mailbox/processed").len() >= 2);
     let again = ws.run(&["--json", "pause"]);
-    assert_eq!(again.status.code(), Some(5), "pausing twice applies nothing");
+    assert_eq!(
+        again.status.code(),
+        Some(5),
+        "pausing twice applies nothing"
+    );
     ws.ok(&["resume"]);
     assert_eq!(snapshot(&ws)["paused"], false);
     ws.add_task("t1", "");
-    wait_for("the task to finish", LIMIT, || ws.folder_of("t1") == ["tasks/done"]);
+    wait_for("the task to finish", LIMIT, || {
+        ws.folder_of("t1") == ["tasks/done"]
+    });
     let stop = ws.json(&["stop"]);
     assert_eq!(stop["mode"], "mailbox");
     let out = daemon.wait_exit(LIMIT);
@@ -109,8 +124,14 @@ fn mailbox_commands_apply_in_issued_at_order_not_file_name_order() {
     ws.ok(&["run", "once"]);
     assert_eq!(snapshot(&ws)["paused"], false);
     let processed = ws.ls("millrace-agents/state/mailbox/processed");
-    assert!(processed.contains(&"a-resume.yaml".to_string()), "{processed:?}");
-    assert!(processed.contains(&"z-pause.yaml".to_string()), "{processed:?}");
+    assert!(
+        processed.contains(&"a-resume.yaml".to_string()),
+        "{processed:?}"
+    );
+    assert!(
+        processed.contains(&"z-pause.yaml".to_string()),
+        "{processed:?}"
+    );
     assert!(ws.ls("millrace-agents/state/mailbox/incoming").is_empty());
 }
 
@@ -119,8 +140,14 @@ fn garbage_in_the_mailbox_is_archived_as_failed_and_the_daemon_lives() {
     let ws = TestWs::new();
     ws.use_scripted(None);
     let daemon = ws.spawn_daemon(&[]);
-    ws.write("millrace-agents/state/mailbox/incoming/junk.yaml", "command: [[[\u{1}\n");
-    ws.write("millrace-agents/state/mailbox/incoming/unknown.yaml", "command: explode\n");
+    ws.write(
+        "millrace-agents/state/mailbox/incoming/junk.yaml",
+        "command: [[[\u{1}\n",
+    );
+    ws.write(
+        "millrace-agents/state/mailbox/incoming/unknown.yaml",
+        "command: explode\n",
+    );
     wait_for("both to be archived", LIMIT, || {
         ws.exists("millrace-agents/state/mailbox/failed/junk.yaml.error.yaml")
             && ws.exists("millrace-agents/state/mailbox/failed/unknown.yaml.error.yaml")
@@ -130,7 +157,9 @@ fn garbage_in_the_mailbox_is_archived_as_failed_and_the_daemon_lives() {
         "command: [[[\u{1}\n"
     );
     ws.add_task("t1", "");
-    wait_for("the task to finish", LIMIT, || ws.folder_of("t1") == ["tasks/done"]);
+    wait_for("the task to finish", LIMIT, || {
+        ws.folder_of("t1") == ["tasks/done"]
+    });
     ws.ok(&["stop"]);
     daemon.wait_exit(LIMIT);
 }
@@ -141,11 +170,16 @@ fn an_idea_dropped_while_idle_becomes_a_spec_without_waiting_for_a_tick() {
     ws.use_scripted(None);
     let daemon = ws.spawn_daemon(&[]);
     ws.ok(&["pause"]);
-    let tmp = ws.write("millrace-agents/ideas/tmp/fetch.md", "# Resilient fetch\n\nRetry a few times.\n");
+    let tmp = ws.write(
+        "millrace-agents/ideas/tmp/fetch.md",
+        "# Resilient fetch\n\nRetry a few times.\n",
+    );
     std::fs::rename(&tmp, ws.rt().join("ideas/inbox/fetch.md")).unwrap();
-    wait_for("the idea to be queued as a spec", Duration::from_secs(5), || {
-        ws.exists("millrace-agents/specs/queue/idea-fetch.md")
-    });
+    wait_for(
+        "the idea to be queued as a spec",
+        Duration::from_secs(5),
+        || ws.exists("millrace-agents/specs/queue/idea-fetch.md"),
+    );
     let spec = ws.read("millrace-agents/specs/queue/idea-fetch.md");
     assert!(spec.contains("Root-Spec-ID: idea-fetch"), "{spec}");
     assert!(spec.contains("Root-Idea-ID: idea-fetch"), "{spec}");
@@ -157,12 +191,17 @@ fn an_idea_dropped_while_idle_becomes_a_spec_without_waiting_for_a_tick() {
 fn an_idea_present_before_start_is_taken_in() {
     let ws = TestWs::new();
     ws.use_scripted(None);
-    ws.write("millrace-agents/ideas/inbox/early.md", "# Early idea\n\nDo the thing.\n");
+    ws.write(
+        "millrace-agents/ideas/inbox/early.md",
+        "# Early idea\n\nDo the thing.\n",
+    );
     ws.run_until_idle();
     assert_eq!(ws.folder_of("idea-early"), ["specs/done"]);
     let (targets, _) = (ws.ls("millrace-agents/arbiter/targets"), ());
     assert_eq!(targets, ["idea-early.yaml"]);
-    assert!(ws.read("millrace-agents/arbiter/targets/idea-early.yaml").contains("closure_open: false"));
+    assert!(ws
+        .read("millrace-agents/arbiter/targets/idea-early.yaml")
+        .contains("closure_open: false"));
     assert!(ws.exists("millrace-agents/arbiter/contracts/ideas/idea-early.md"));
 }
 
@@ -179,10 +218,15 @@ fn a_broken_config_edit_keeps_the_running_plan_and_says_so() {
     let snap = snapshot(&ws);
     assert_eq!(snap["compiled_plan_id"], plan_before);
     assert_eq!(snap["last_reload_outcome"], "failed_retained_previous_plan");
-    assert!(snap["last_reload_error"].as_str().unwrap().contains("millrace.yaml"));
+    assert!(snap["last_reload_error"]
+        .as_str()
+        .unwrap()
+        .contains("millrace.yaml"));
     ws.use_scripted(None);
     ws.add_task("t1", "");
-    wait_for("work to go on", LIMIT, || ws.folder_of("t1") == ["tasks/done"]);
+    wait_for("work to go on", LIMIT, || {
+        ws.folder_of("t1") == ["tasks/done"]
+    });
     ws.ok(&["stop"]);
     daemon.wait_exit(LIMIT);
 }
@@ -198,7 +242,11 @@ fn sigterm_stops_the_daemon_cleanly() {
         .unwrap();
     assert!(status.success());
     let out = daemon.wait_exit(LIMIT);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(snapshot(&ws)["process_running"], false);
     assert!(has_event(&ws, "runtime_tick_stopped"));
 }

@@ -47,7 +47,10 @@ fn happy_path_builder_checker_updater_done_with_artifacts() {
     assert_eq!(ws.stages_started(), ["builder", "checker", "updater"]);
     assert_eq!(ws.folder_of("t1"), ["tasks/done"]);
     let runs = ws.ls("millrace-agents/runs");
-    let run = runs.iter().find(|r| r.starts_with("run-")).expect("run dir");
+    let run = runs
+        .iter()
+        .find(|r| r.starts_with("run-"))
+        .expect("run dir");
     let files = ws.ls(&format!("millrace-agents/runs/{run}"));
     for prefix in [
         "runner_prompt.",
@@ -62,11 +65,21 @@ fn happy_path_builder_checker_updater_done_with_artifacts() {
             "{prefix} per stage: {files:?}"
         );
     }
-    assert_eq!(ws.ls(&format!("millrace-agents/runs/{run}/stage_results")).len(), 3);
-    assert_eq!(ws.read("millrace-agents/state/execution_status.md"), "### IDLE\n");
+    assert_eq!(
+        ws.ls(&format!("millrace-agents/runs/{run}/stage_results"))
+            .len(),
+        3
+    );
+    assert_eq!(
+        ws.read("millrace-agents/state/execution_status.md"),
+        "### IDLE\n"
+    );
     let status = ws.json(&["status"]);
     assert_eq!(status["snapshot"]["active_stage"], serde_json::Value::Null);
-    assert_eq!(status["snapshot"]["last_terminal_result"], "UPDATE_COMPLETE");
+    assert_eq!(
+        status["snapshot"]["last_terminal_result"],
+        "UPDATE_COMPLETE"
+    );
 }
 
 #[test]
@@ -93,17 +106,29 @@ fn blocked_builder_escalates_to_planning_with_lineage() {
     let started = ws.stages_started();
     assert_eq!(
         started,
-        ["builder", "troubleshooter", "consultant", "auditor", "planner", "manager"],
+        [
+            "builder",
+            "troubleshooter",
+            "consultant",
+            "auditor",
+            "planner",
+            "manager"
+        ],
         "{started:?}"
     );
     assert_eq!(ws.folder_of("t1"), ["tasks/blocked"]);
     let incidents = ws.ls("millrace-agents/incidents/resolved");
     assert_eq!(incidents.len(), 1, "{incidents:?}");
-    let incident = ws.read(&format!("millrace-agents/incidents/resolved/{}", incidents[0]));
+    let incident = ws.read(&format!(
+        "millrace-agents/incidents/resolved/{}",
+        incidents[0]
+    ));
     assert!(incident.contains("Source-Task-ID: t1"), "{incident}");
     assert!(incident.contains("Root-Spec-ID: s-root"), "{incident}");
     assert!(incident.contains("Root-Idea-ID: idea-root"), "{incident}");
-    assert!(ws.event_types().contains(&"runtime_handoff_incident_enqueued".to_string()));
+    assert!(ws
+        .event_types()
+        .contains(&"runtime_handoff_incident_enqueued".to_string()));
 }
 
 #[test]
@@ -119,13 +144,19 @@ fn exhausted_budgets_block_the_item_with_the_reason_in_its_history() {
     assert!(doc.contains("## Runtime History"), "{doc}");
     assert!(doc.contains("budget_exhausted"), "{doc}");
     let started = ws.stages_started();
-    assert_eq!(started.iter().filter(|s| *s == "consultant").count(), 2, "{started:?}");
+    assert_eq!(
+        started.iter().filter(|s| *s == "consultant").count(),
+        2,
+        "{started:?}"
+    );
     assert!(started.len() < 20, "unbounded loop: {started:?}");
     assert!(ws
         .events()
         .iter()
         .any(|e| e["event_type"] == "work_item_blocked" && e["data"]["id"] == "t1"));
-    assert!(ws.read("millrace-agents/state/recovery_counters.yaml").contains("entries: []"));
+    assert!(ws
+        .read("millrace-agents/state/recovery_counters.yaml")
+        .contains("entries: []"));
 }
 
 #[test]
@@ -145,10 +176,20 @@ fn illegal_missing_and_conflicting_markers_are_typed_failures() {
         ws.fails(&["run", "once"], 1);
         let results = stage_results(&ws);
         assert_eq!(results.len(), 1);
-        assert_eq!(results[0].field("terminal_result").as_deref(), Some("BLOCKED"));
-        assert_eq!(results[0].field("failure_class").as_deref(), Some(class), "{plan}");
+        assert_eq!(
+            results[0].field("terminal_result").as_deref(),
+            Some("BLOCKED")
+        );
+        assert_eq!(
+            results[0].field("failure_class").as_deref(),
+            Some(class),
+            "{plan}"
+        );
         let status = ws.json(&["status"]);
-        assert_eq!(status["snapshot"]["active_stage"], "troubleshooter", "{plan}");
+        assert_eq!(
+            status["snapshot"]["active_stage"], "troubleshooter",
+            "{plan}"
+        );
     }
 }
 
@@ -178,7 +219,9 @@ fn wall_clock_timeout_kills_the_harness_and_its_grandchild() {
     ws.add_task("t1", "");
     ws.fails(&["run", "once"], 1);
     let pid = grandchild_pid(&ws);
-    wait_for("grandchild to be gone", Duration::from_secs(10), || !alive(pid));
+    wait_for("grandchild to be gone", Duration::from_secs(10), || {
+        !alive(pid)
+    });
     assert_eq!(
         stage_results(&ws)[0].field("failure_class").as_deref(),
         Some("runner_timeout")
@@ -196,13 +239,19 @@ fn idle_timeout_kills_a_silent_harness_and_its_grandchild() {
     ws.add_task("t1", "");
     ws.fails(&["run", "once"], 1);
     let pid = grandchild_pid(&ws);
-    wait_for("grandchild to be gone", Duration::from_secs(10), || !alive(pid));
+    wait_for("grandchild to be gone", Duration::from_secs(10), || {
+        !alive(pid)
+    });
     let stderr = std::fs::read_dir(ws.rt().join("runs"))
         .unwrap()
         .filter_map(|e| e.ok())
         .flat_map(|run| std::fs::read_dir(run.path()).into_iter().flatten())
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("runner_stderr."))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("runner_stderr.")
+        })
         .map(|e| std::fs::read_to_string(e.path()).unwrap())
         .collect::<String>();
     assert!(stderr.contains("no output"), "{stderr}");
@@ -231,7 +280,8 @@ fn claim_order_planning_first_then_oldest_task_with_dependencies_met() {
     ws.use_scripted(None);
     ws.write(
         "millrace-agents/tasks/queue/t-late.md",
-        &crate::common::task_doc("t-late", "").replace("2026-03-01T10:00:00Z", "2026-03-02T10:00:00Z"),
+        &crate::common::task_doc("t-late", "")
+            .replace("2026-03-01T10:00:00Z", "2026-03-02T10:00:00Z"),
     );
     ws.write(
         "millrace-agents/tasks/queue/t-early.md",
@@ -242,7 +292,10 @@ fn claim_order_planning_first_then_oldest_task_with_dependencies_met() {
         "millrace-agents/tasks/queue/t-dep.md",
         &crate::common::task_doc("t-dep", "")
             .replace("2026-03-01T10:00:00Z", "2026-01-01T10:00:00")
-            .replace("Risk:\n- Low.\n", "Risk:\n- Low.\n\nDepends-On:\n- t-late\n"),
+            .replace(
+                "Risk:\n- Low.\n",
+                "Risk:\n- Low.\n\nDepends-On:\n- t-late\n",
+            ),
     );
     ws.write(
         "millrace-agents/specs/queue/s-1.md",
@@ -258,7 +311,10 @@ fn claim_order_planning_first_then_oldest_task_with_dependencies_met() {
     assert_eq!(claimed[0], "s-1", "{claimed:?}");
     let pos = |id: &str| claimed.iter().position(|c| c == id).unwrap();
     assert!(pos("t-early") < pos("t-late"), "{claimed:?}");
-    assert!(pos("t-late") < pos("t-dep"), "dependency not honoured: {claimed:?}");
+    assert!(
+        pos("t-late") < pos("t-dep"),
+        "dependency not honoured: {claimed:?}"
+    );
 }
 
 #[test]
@@ -266,7 +322,10 @@ fn malformed_document_in_a_queue_folder_is_quarantined_and_others_proceed() {
     let ws = TestWs::new();
     ws.use_scripted(None);
     ws.add_task("t-good", "");
-    ws.write("millrace-agents/tasks/queue/t-bad.md", "# Broken\n\nTask-ID: t-bad\nRisk: inline\n");
+    ws.write(
+        "millrace-agents/tasks/queue/t-bad.md",
+        "# Broken\n\nTask-ID: t-bad\nRisk: inline\n",
+    );
     ws.write(
         "millrace-agents/tasks/queue/t-misnamed.md",
         &crate::common::task_doc("t-other", ""),
@@ -282,7 +341,10 @@ fn malformed_document_in_a_queue_folder_is_quarantined_and_others_proceed() {
         "# Broken\n\nTask-ID: t-bad\nRisk: inline\n"
     );
     let reason = ws.read("millrace-agents/quarantine/t-bad.md.error.yaml");
-    assert!(reason.contains("source: millrace-agents/tasks/queue/t-bad.md"), "{reason}");
+    assert!(
+        reason.contains("source: millrace-agents/tasks/queue/t-bad.md"),
+        "{reason}"
+    );
     assert!(ws
         .events()
         .iter()
@@ -293,10 +355,20 @@ fn malformed_document_in_a_queue_folder_is_quarantined_and_others_proceed() {
 fn demo_runs_the_whole_lifecycle_and_exits_zero() {
     let ws = TestWs::bare();
     let dir = ws.path().join("demo");
-    let out = ws.cmd().args(["demo", dir.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ws
+        .cmd()
+        .args(["demo", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for stage in ["planner", "manager", "builder", "checker", "updater", "arbiter"] {
+    for stage in [
+        "planner", "manager", "builder", "checker", "updater", "arbiter",
+    ] {
         assert!(stderr.contains(stage), "{stage} missing from:\n{stderr}");
     }
     assert!(String::from_utf8_lossy(&out.stdout).contains("closure targets closed: s-greeting"));

@@ -1,0 +1,207 @@
+//! Issue 6: the planning plane, lineage and closure by the arbiter.
+
+use crate::common::{spec_doc, TestWs};
+
+fn events_of(ws: &TestWs, kind: &str) -> Vec<serde_json::Value> {
+    ws.events()
+        .into_iter()
+        .filter(|e| e["event_type"] == kind)
+        .collect()
+}
+
+fn target(ws: &TestWs, root: &str) -> String {
+    ws.read(&format!("millrace-agents/arbiter/targets/{root}.yaml"))
+}
+
+fn add_spec(ws: &TestWs, id: &str, created: &str) {
+    let path = ws.write(&format!("inputs/{id}.md"), &spec_doc(id, created));
+    ws.ok(&["add-spec", path.to_str().unwrap()]);
+}
+
+#[test]
+fn spec_to_two_tasks_to_arbiter_closes_the_target() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    add_spec(&ws, "s-1", "2026-04-01T00:00:00Z");
+    ws.run_until_idle();
+    assert_eq!(
+        ws.stages_started(),
+        [
+            "planner", "manager", "builder", "checker", "updater", "builder", "checker", "updater",
+            "arbiter"
+        ]
+    );
+    assert_eq!(ws.folder_of("s-1"), ["specs/done"]);
+    for task in ["s-1-task-1", "s-1-task-2"] {
+        assert_eq!(ws.folder_of(task), ["tasks/done"]);
+        let doc = ws.read(&format!("millrace-agents/tasks/done/{task}.md"));
+        assert!(doc.contains("Root-Spec-ID: s-1"), "{doc}");
+        assert!(doc.contains("Spec-ID: s-1"), "{doc}");
+    }
+    let t = target(&ws, "s-1");
+    assert!(t.contains("closure_open: false"), "{t}");
+    assert!(t.contains("latest_outcome: ARBITER_COMPLETE"), "{t}");
+    assert!(ws.exists("millrace-agents/arbiter/contracts/root-specs/s-1.md"));
+    let runs = ws.json(&["queue", "show", "s-1-task-1"]);
+    assert_eq!(runs[0]["item"]["root_spec_id"], "s-1");
+}
+
+#[test]
+fn remediation_goes_through_auditor_planner_manager_then_the_arbiter_closes() {
+    let ws = TestWs::new();
+    ws.use_scripted(Some(
+        "stages:\n  arbiter: [REMEDIATION_NEEDED, ARBITER_COMPLETE]\n  manager:\n    - result: MANAGER_COMPLETE\n      tasks: 1\n",
+    ));
+    add_spec(&ws, "s-r", "2026-04-01T00:00:00Z");
+    ws.run_until_idle();
+    let started = ws.stages_started();
+    assert_eq!(
+        started,
+        [
+            "planner", "manager", "builder", "checker", "updater", "arbiter", "auditor", "planner",
+            "manager", "builder", "checker", "updater", "arbiter"
+        ]
+    );
+    let incidents = ws.ls("millrace-agents/incidents/resolved");
+    assert_eq!(incidents.len(), 1);
+    let incident_id = incidents[0].trim_end_matches(".md").to_string();
+    assert!(incident_id.starts_with("arbiter-gap-s-r-"), "{incident_id}");
+    let fix_task = format!("{incident_id}-task-1");
+    assert_eq!(ws.folder_of(&fix_task), ["tasks/done"]);
+    let doc = ws.read(&format!("millrace-agents/tasks/done/{fix_task}.md"));
+    assert!(doc.contains("Root-Spec-ID: s-r"), "{doc}");
+    assert!(target(&ws, "s-r").contains("closure_open: false"));
+    let kinds: Vec<String> = ws
+        .events()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap().to_string())
+        .filter(|k| {
+            [
+                "closure_target_opened",
+                "closure_target_ready",
+                "runtime_handoff_incident_enqueued",
+                "closure_target_closed",
+            ]
+            .contains(&k.as_str())
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "closure_target_opened",
+            "closure_target_ready",
+            "runtime_handoff_incident_enqueued",
+            "closure_target_ready",
+            "closure_target_closed"
+        ]
+    );
+}
+
+#[test]
+fn an_arbiter_that_keeps_blocking_is_bounded_and_the_target_is_held() {
+    let ws = TestWs::new();
+    ws.use_scripted(Some("stages:\n  arbiter: [BLOCKED]\n  manager:\n    - result: MANAGER_COMPLETE\n      tasks: 1\n"));
+    add_spec(&ws, "s-b", "2026-04-01T00:00:00Z");
+    ws.run_until_idle();
+    let arbiter_runs = ws
+        .stages_started()
+        .iter()
+        .filter(|s| *s == "arbiter")
+        .count();
+    assert_eq!(
+        arbiter_runs, 3,
+        "recovery.max_arbiter_attempts bounds re-runs"
+    );
+    let t = target(&ws, "s-b");
+    assert!(t.contains("closure_open: true"), "{t}");
+    assert!(t.contains("closure_held:"), "{t}");
+    assert!(!events_of(&ws, "closure_target_held").is_empty());
+}
+
+#[test]
+fn a_planning_handoff_keeps_lineage_and_closure_waits_for_the_blocked_task() {
+    let ws = TestWs::new();
+    ws.use_scripted(Some(
+        "stages:\n  manager:\n    - result: MANAGER_COMPLETE\n      tasks: 1\nitems:\n  s-h-task-1:\n    builder: [BLOCKED]\n    troubleshooter: [BLOCKED]\n    consultant: [NEEDS_PLANNING]\n",
+    ));
+    add_spec(&ws, "s-h", "2026-04-01T00:00:00Z");
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("s-h-task-1"), ["tasks/blocked"]);
+    let handoff = events_of(&ws, "runtime_handoff_incident_enqueued");
+    assert_eq!(handoff.len(), 1);
+    assert_eq!(handoff[0]["data"]["root_spec_id"], "s-h");
+    let incident = handoff[0]["data"]["incident_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let doc = ws.read(&format!("millrace-agents/incidents/resolved/{incident}.md"));
+    assert!(doc.contains("Root-Spec-ID: s-h"), "{doc}");
+    assert_eq!(ws.folder_of(&format!("{incident}-task-1")), ["tasks/done"]);
+    let t = target(&ws, "s-h");
+    assert!(t.contains("closure_open: true"), "{t}");
+    assert!(
+        t.contains("- s-h-task-1"),
+        "closure must name the blocked item: {t}"
+    );
+    assert!(!ws.stages_started().contains(&"arbiter".to_string()));
+}
+
+#[test]
+fn a_malformed_task_from_the_manager_is_quarantined_and_the_spec_is_not_completed() {
+    let ws = TestWs::new();
+    let bad = "manager run printf '# Bad\\n\\nTask-ID: t-bad\\n' > \"$WORKSPACE/millrace-agents/tasks/queue/t-bad.md\"; printf '### MANAGER_COMPLETE\\n' > \"$LAST_MESSAGE_FILE\"";
+    let good_doc = crate::common::task_doc("t-good", "Root-Spec-ID: s-m\nSpec-ID: s-m\n");
+    ws.write("good-task.md", &good_doc);
+    let good = format!(
+        "manager run cp \"$WORKSPACE/good-task.md\" \"$WORKSPACE/millrace-agents/tasks/queue/t-good.md\"; printf '### MANAGER_COMPLETE\\n' > \"$LAST_MESSAGE_FILE\""
+    );
+    ws.use_fake_harness(&format!("{bad}\n{good}\n"));
+    add_spec(&ws, "s-m", "2026-04-01T00:00:00Z");
+    ws.run_until_idle();
+    let started = ws.stages_started();
+    assert_eq!(
+        &started[..5],
+        ["planner", "manager", "mechanic", "planner", "manager"],
+        "{started:?}"
+    );
+    assert!(ws.exists("millrace-agents/quarantine/t-bad.md"));
+    assert!(ws
+        .read("millrace-agents/quarantine/t-bad.md.error.yaml")
+        .contains("required field is missing"));
+    assert_eq!(ws.folder_of("t-good"), ["tasks/done"]);
+    assert_eq!(ws.folder_of("s-m"), ["specs/done"]);
+}
+
+#[test]
+fn two_root_specs_in_flight_each_close_after_their_own_lineage() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    add_spec(&ws, "s-a", "2026-04-01T00:00:00Z");
+    add_spec(&ws, "s-b", "2026-04-02T00:00:00Z");
+    ws.run_until_idle();
+    for root in ["s-a", "s-b"] {
+        assert!(target(&ws, root).contains("closure_open: false"), "{root}");
+    }
+    let events = ws.events();
+    let pos =
+        |pred: &dyn Fn(&serde_json::Value) -> bool| events.iter().position(|e| pred(e)).unwrap();
+    for root in ["s-a", "s-b"] {
+        let last_task_done = events
+            .iter()
+            .rposition(|e| {
+                e["event_type"] == "work_item_completed"
+                    && e["data"]["id"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with(&format!("{root}-task"))
+            })
+            .unwrap();
+        let arbiter = pos(&|e| {
+            e["event_type"] == "closure_target_ready" && e["data"]["root_spec_id"] == root
+        });
+        assert!(
+            arbiter > last_task_done,
+            "{root} judged before its lineage drained"
+        );
+    }
+}
