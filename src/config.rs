@@ -80,7 +80,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             default_mode: "standard_plain".into(),
             run_style: RunStyle::Daemon,
-            idle_sleep_seconds: 1.0,
+            idle_sleep_seconds: 60.0,
             stop_mode: StopMode::Finish,
         }
     }

@@ -72,7 +72,7 @@ pub(super) fn load_config(ws: &Workspace, path: Option<&PathBuf>) -> Result<Conf
 
 /// Compile, persisting only when no daemon owns the workspace.
 fn compile(ws: &Workspace, config: &Config, mode: Option<&str>) -> Result<(CompileOutcome, bool)> {
-    let daemon = compiler::daemon_holds_lock(ws)?;
+    let daemon = crate::control::lock::daemon_running(ws);
     let outcome = if daemon {
         compiler::compile_in_memory(ws, config, mode)
     } else {

@@ -47,7 +47,7 @@
 //! # Persistence
 //! [`compile_and_persist`] writes `state/compiled_plan.yaml` and `state/compile_diagnostics.yaml`
 //! atomically and keeps the last-known-good plan on failure; [`compile_in_memory`] writes
-//! nothing. CLI commands use the latter while [`daemon_holds_lock`] says a daemon owns the plan.
+//! nothing. CLI commands use the latter while [`crate::control::lock::daemon_running`] says a daemon owns the plan.
 
 mod assets;
 mod diag;
@@ -59,9 +59,7 @@ mod route;
 
 pub use assets::{list_mode_ids, load_mode, CompletionBehavior, EdgeKind, ModeDefinition, Target};
 pub use diag::{Code, CompileDiagnostics, Diagnostic};
-pub use persist::{
-    compile_and_persist, compile_in_memory, daemon_holds_lock, load_last_known_good, CompileOutcome,
-};
+pub use persist::{compile_and_persist, compile_in_memory, load_last_known_good, CompileOutcome};
 pub use plan::{
     canonical_json, compile_assets, plan_id, resolve_mode_id, routing_digest, Compiled,
     FrozenRunPlan, FrozenStagePlan, SHIPPED_ROUTING_DIGEST,

@@ -1,7 +1,5 @@
 //! One compile attempt against a workspace, with last-known-good handling (spec 05 §7.8).
 
-use std::fs::{File, TryLockError};
-
 use super::diag::CompileDiagnostics;
 use super::plan::{compile_assets, resolve_mode_id, FrozenRunPlan};
 use crate::config::Config;
@@ -84,7 +82,7 @@ pub fn compile_in_memory(
 /// apart from its timestamp is left alone, so recompiling an unchanged workspace writes nothing.
 ///
 /// Callers other than the daemon that owns the workspace must first make sure no daemon holds
-/// the lock ([`daemon_holds_lock`]).
+/// the lock ([`crate::control::lock::daemon_running`]).
 pub fn compile_and_persist(
     ws: &Workspace,
     config: &Config,
@@ -129,26 +127,4 @@ fn same_but_time(old: &FrozenRunPlan, new: &FrozenRunPlan) -> bool {
         compiled_at: old.compiled_at.clone(),
         ..new.clone()
     } == *old
-}
-
-/// True when a live daemon holds the workspace lock (a kernel lock on the lock file).
-///
-/// Never creates the lock file. The probe takes the lock for an instant when it is free; a
-/// daemon starting in that instant fails fast and can simply be started again.
-pub fn daemon_holds_lock(ws: &Workspace) -> Result<bool, IoError> {
-    let path = ws.lock_path();
-    let file = match File::open(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(IoError::path("open lock file", path, e)),
-    };
-    match file.try_lock() {
-        Ok(()) => {
-            file.unlock()
-                .map_err(|e| IoError::path("unlock lock file", &path, e))?;
-            Ok(false)
-        }
-        Err(TryLockError::WouldBlock) => Ok(true),
-        Err(TryLockError::Error(e)) => Err(IoError::path("probe lock file", path, e)),
-    }
 }

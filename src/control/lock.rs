@@ -87,7 +87,7 @@ pub fn inspect(ws: &Workspace) -> Result<LockState, IoError> {
     }
 }
 
-/// Whether a live daemon owns the workspace.
+/// Whether a live daemon owns the workspace. The probe never creates the lock file.
 pub fn daemon_running(ws: &Workspace) -> bool {
     matches!(inspect(ws), Ok(LockState::Held(_)))
 }
@@ -103,7 +103,19 @@ pub fn acquire(ws: &Workspace, mode: &str) -> Result<DaemonLock, LockError> {
         .mode(0o644)
         .open(&path)
         .map_err(|e| IoError::path("open", &path, e))?;
-    match file.try_lock() {
+    // A read-only command probing the lock holds it for microseconds; retry briefly so a
+    // daemon starting at that instant does not fail for nothing.
+    let mut attempt = 0;
+    let locked = loop {
+        match file.try_lock() {
+            Err(TryLockError::WouldBlock) if attempt < 5 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other,
+        }
+    };
+    match locked {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             let info = read_info(&path);

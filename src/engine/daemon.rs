@@ -10,13 +10,10 @@ use super::{Engine, EngineOptions, TickOutcome};
 use crate::config::{Config, StopMode};
 use crate::control::mailbox::{self, Command, Pending};
 use crate::error::Result;
-use crate::model::{Stage, TerminalResult, WorkItemKind};
+use crate::model::{Stage, TerminalResult};
 use crate::runners::CancelToken;
 use crate::watch::{self, Wake, Waker};
 use crate::workspace::Workspace;
-
-/// How long an idle daemon with working file events waits before rescanning anyway.
-const SCHEDULED_CHECK: Duration = Duration::from_secs(60);
 
 /// What the daemon reports as it goes (the CLI prints it).
 #[derive(Debug, Clone)]
@@ -102,6 +99,7 @@ pub fn run(
     });
     let mut ticks = 0u64;
     let exit = loop {
+        let scheduled_check = Duration::from_secs_f64(engine.config.runtime.idle_sleep_seconds);
         if daemon.max_ticks.is_some_and(|max| ticks >= max) {
             break DaemonExit::MaxTicks;
         }
@@ -137,7 +135,7 @@ pub fn run(
                     if let Ok(raw) = rx.try_recv() {
                         break raw;
                     }
-                    match waker.wait(SCHEDULED_CHECK) {
+                    match waker.wait(scheduled_check) {
                         Some(Wake::Signal(name)) => {
                             if stop_after.is_some()
                                 || engine.config.runtime.stop_mode == StopMode::Interrupt
@@ -186,7 +184,7 @@ pub fn run(
                 let timeout = if engine.take_in(&|p| waker.is_complete(p))? {
                     settle
                 } else {
-                    SCHEDULED_CHECK
+                    scheduled_check
                 };
                 match waker.wait(timeout) {
                     Some(Wake::Signal(name)) => {
@@ -229,12 +227,4 @@ pub fn run(
     };
     engine.shutdown(&reason)?;
     Ok(exit)
-}
-
-/// Count of stage runs of a kind, used by progress output (kept for symmetry with `runs`).
-pub fn describe_item(kind: Option<WorkItemKind>, id: Option<&str>) -> String {
-    match (kind, id) {
-        (Some(k), Some(i)) => format!("{k} {i}"),
-        _ => "none".into(),
-    }
 }

@@ -186,7 +186,7 @@ fn config_show_prints_python_style_values() {
         .assert()
         .success()
         .stdout(predicate::str::starts_with(
-            "default_mode: standard_plain\nrun_style: daemon\nidle_sleep_seconds: 1.0\nwatchers.enabled: true\n",
+            "default_mode: standard_plain\nrun_style: daemon\nidle_sleep_seconds: 60.0\nwatchers.enabled: true\n",
         ));
 }
 

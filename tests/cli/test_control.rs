@@ -10,6 +10,20 @@ fn snapshot(ws: &TestWs) -> serde_json::Value {
     ws.json(&["status"])["snapshot"].clone()
 }
 
+/// The fake harness's grandchild pid, once it has been written completely.
+fn grandchild_pid(ws: &TestWs) -> i32 {
+    let path = ws.path().join("fake-state/grandchild.pid");
+    let mut pid = 0;
+    wait_for("the harness to start its grandchild", LIMIT, || {
+        pid = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        pid > 0
+    });
+    pid
+}
+
 fn has_event(ws: &TestWs, kind: &str) -> bool {
     ws.events().iter().any(|e| e["event_type"] == kind)
 }
@@ -50,11 +64,7 @@ fn kill_9_mid_stage_then_restart_takes_over_kills_the_orphan_and_finishes_once()
     ws.use_fake_harness("builder grandchild\nbuilder emit ### BUILDER_COMPLETE\n");
     ws.add_task("t1", "");
     let daemon = ws.spawn_daemon(&[]);
-    let pid_file = ws.path().join("fake-state/grandchild.pid");
-    wait_for("the harness to start its grandchild", LIMIT, || {
-        pid_file.exists()
-    });
-    let grandchild: i32 = ws.read("fake-state/grandchild.pid").trim().parse().unwrap();
+    let grandchild = grandchild_pid(&ws);
     daemon.kill9();
     assert!(
         alive(grandchild),
@@ -261,4 +271,49 @@ fn control_without_a_daemon_applies_directly_and_print_shows_the_envelope() {
     assert!(env.contains("command: retry_active"), "{env}");
     assert!(env.contains("reason: flaky"), "{env}");
     ws.fails(&["control", "retry-active"], 5);
+}
+
+#[test]
+fn stop_lets_the_running_stage_finish_and_the_next_start_resumes_the_item() {
+    let ws = TestWs::new();
+    ws.use_fake_harness("builder run touch \"$RUN_DIR/../../../started\"; while [ ! -e \"$WORKSPACE/release\" ]; do sleep 0.05; done; printf '### BUILDER_COMPLETE\\n' > \"$LAST_MESSAGE_FILE\"\n");
+    ws.add_task("t1", "");
+    let daemon = ws.spawn_daemon(&[]);
+    wait_for("the builder to start", LIMIT, || ws.exists("started"));
+    let out = ws.json(&["stop", "--wait", "0"]);
+    assert_eq!(out["mode"], "mailbox");
+    ws.write("release", "");
+    let exit = daemon.wait_exit(LIMIT);
+    assert!(exit.status.success());
+    let snap = snapshot(&ws);
+    assert_eq!(
+        snap["active_stage"], "checker",
+        "the builder finished and was routed"
+    );
+    assert_eq!(ws.folder_of("t1"), ["tasks/active"]);
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("t1"), ["tasks/done"]);
+    assert_eq!(ws.stages_started(), ["builder", "checker", "updater"]);
+}
+
+#[test]
+fn stop_in_interrupt_mode_kills_the_stage_and_the_next_start_reruns_it() {
+    let ws = TestWs::new();
+    ws.use_fake_harness("builder grandchild\nbuilder emit ### BUILDER_COMPLETE\n");
+    let config = ws.read("millrace-agents/millrace.yaml").replace(
+        "watchers:\n",
+        "runtime:\n  stop_mode: interrupt\nwatchers:\n",
+    );
+    ws.write("millrace-agents/millrace.yaml", &config);
+    ws.add_task("t1", "");
+    let daemon = ws.spawn_daemon(&[]);
+    let grandchild = grandchild_pid(&ws);
+    ws.ok(&["stop", "--wait", "0"]);
+    let exit = daemon.wait_exit(LIMIT);
+    assert!(exit.status.success());
+    wait_for("the harness group to be gone", LIMIT, || !alive(grandchild));
+    assert!(has_event(&ws, "stage_interrupted"));
+    assert_eq!(snapshot(&ws)["active_stage"], "builder");
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("t1"), ["tasks/done"]);
 }

@@ -152,7 +152,7 @@ fn a_malformed_task_from_the_manager_is_quarantined_and_the_spec_is_not_complete
     let bad = "manager run printf '# Bad\\n\\nTask-ID: t-bad\\n' > \"$WORKSPACE/millrace-agents/tasks/queue/t-bad.md\"; printf '### MANAGER_COMPLETE\\n' > \"$LAST_MESSAGE_FILE\"";
     let good_doc = crate::common::task_doc("t-good", "Root-Spec-ID: s-m\nSpec-ID: s-m\n");
     ws.write("good-task.md", &good_doc);
-    let good = format!(
+    let good = String::from(
         "manager run cp \"$WORKSPACE/good-task.md\" \"$WORKSPACE/millrace-agents/tasks/queue/t-good.md\"; printf '### MANAGER_COMPLETE\\n' > \"$LAST_MESSAGE_FILE\""
     );
     ws.use_fake_harness(&format!("{bad}\n{good}\n"));
@@ -183,8 +183,7 @@ fn two_root_specs_in_flight_each_close_after_their_own_lineage() {
         assert!(target(&ws, root).contains("closure_open: false"), "{root}");
     }
     let events = ws.events();
-    let pos =
-        |pred: &dyn Fn(&serde_json::Value) -> bool| events.iter().position(|e| pred(e)).unwrap();
+    let pos = |pred: &dyn Fn(&serde_json::Value) -> bool| events.iter().position(pred).unwrap();
     for root in ["s-a", "s-b"] {
         let last_task_done = events
             .iter()
