@@ -317,3 +317,39 @@ fn stop_in_interrupt_mode_kills_the_stage_and_the_next_start_reruns_it() {
     ws.run_until_idle();
     assert_eq!(ws.folder_of("t1"), ["tasks/done"]);
 }
+
+#[test]
+fn an_idle_tick_rewrites_no_state_file() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    ws.add_task("t1", "");
+    let daemon = ws.spawn_daemon(&[]);
+    wait_for("the daemon to go idle", LIMIT, || {
+        ws.events()
+            .iter()
+            .any(|e| e["event_type"] == "router_decision" && e["data"]["action"] == "idle")
+    });
+    let files = [
+        "millrace-agents/state/runtime_snapshot.yaml",
+        "millrace-agents/state/recovery_counters.yaml",
+        "millrace-agents/state/execution_status.md",
+        "millrace-agents/state/planning_status.md",
+        "millrace-agents/state/compiled_plan.yaml",
+    ];
+    let stamp = |rel: &str| {
+        std::fs::metadata(ws.path().join(rel))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    let before: Vec<_> = files.iter().map(|f| (ws.read(f), stamp(f))).collect();
+    let events_before = ws.events().len();
+    let out = ws.run(&["resume"]);
+    assert_eq!(out.status.code(), Some(5), "nothing to resume");
+    let after: Vec<_> = files.iter().map(|f| (ws.read(f), stamp(f))).collect();
+    assert_eq!(before, after, "an idle tick rewrote state");
+    let new_events: Vec<String> = ws.event_types()[events_before..].to_vec();
+    assert_eq!(new_events, ["mailbox_command_applied"]);
+    ws.ok(&["stop"]);
+    daemon.wait_exit(LIMIT);
+}
