@@ -5,6 +5,7 @@
 //! bound is held (`closure_held`) with its reason, shown by `status` and `doctor`, instead of
 //! re-running the arbiter on every idle tick as the reference does.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,12 @@ impl ClosureTarget {
 /// Every target in `arbiter/targets/`, sorted by root spec id; unreadable files are skipped
 /// and reported (they never stop the daemon).
 pub fn list(ws: &Workspace) -> (Vec<ClosureTarget>, Vec<String>) {
+    list_except(ws, &HashSet::new())
+}
+
+/// Like [`list`], skipping the root spec ids in `skip` without reading their files (the
+/// daemon skips targets it already saw closed, so idle ticks do not grow with history).
+pub fn list_except(ws: &Workspace, skip: &HashSet<String>) -> (Vec<ClosureTarget>, Vec<String>) {
     let dir = ws.arbiter_dir().join("targets");
     let mut targets = Vec::new();
     let mut problems = Vec::new();
@@ -81,6 +88,11 @@ pub fn list(ws: &Workspace) -> (Vec<ClosureTarget>, Vec<String>) {
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .filter(|p| {
+            p.file_stem()
+                .map(|s| !skip.contains(s.to_string_lossy().as_ref()))
+                .unwrap_or(true)
+        })
         .collect();
     paths.sort();
     for path in paths {

@@ -60,6 +60,8 @@ pub struct Engine {
     intake: intake::Intake,
     lock: DaemonLock,
     watcher_mode: WatcherMode,
+    /// Closure targets seen closed; they never reopen, so idle ticks skip their files.
+    closed_targets: std::collections::HashSet<String>,
 }
 
 /// Build the runners of a config: `codex_cli`, `command` and the built-in `scripted`.
@@ -149,6 +151,7 @@ impl Engine {
             intake: intake::Intake::default(),
             lock,
             watcher_mode,
+            closed_targets: std::collections::HashSet::new(),
         };
         engine.kill_orphaned_harness()?;
         engine.reconcile(true)?;

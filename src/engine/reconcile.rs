@@ -172,12 +172,16 @@ impl Engine {
         let Some(stage) = self.plan.completion_behavior().map(|cb| cb.stage) else {
             return Ok(());
         };
-        let (targets, problems) = closure::list(&self.ws);
+        let (targets, problems) = closure::list_except(&self.ws, &self.closed_targets);
         for problem in problems {
             tracing::warn!("unreadable closure target: {problem}");
         }
         for mut target in targets {
-            if !target.closure_open || target.closure_held.is_some() {
+            if !target.closure_open {
+                self.closed_targets.insert(target.root_spec_id.clone());
+                continue;
+            }
+            if target.closure_held.is_some() {
                 continue;
             }
             if !closure::refresh_readiness(&self.ws, &self.queue, &mut target)? {

@@ -233,7 +233,8 @@ impl QueueStore {
                 parsed,
             });
         }
-        cache.retain(|p, _| p.exists());
+        let present: std::collections::HashSet<&PathBuf> = out.iter().map(|e| &e.path).collect();
+        cache.retain(|p, _| p.parent() != Some(dir.as_path()) || present.contains(p));
         out
     }
 
