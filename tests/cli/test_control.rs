@@ -353,3 +353,24 @@ fn an_idle_tick_rewrites_no_state_file() {
     ws.ok(&["stop"]);
     daemon.wait_exit(LIMIT);
 }
+
+#[test]
+fn polling_mode_takes_in_dropped_files_too() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    let config = ws
+        .read("millrace-agents/millrace.yaml")
+        .replace("watchers:\n", "watchers:\n  poll_interval_ms: 50\n");
+    ws.write("millrace-agents/millrace.yaml", &config);
+    let daemon = ws.spawn_daemon(&["--poll"]);
+    assert_eq!(snapshot(&ws)["watcher_mode"], "poll");
+    ws.write(
+        "millrace-agents/ideas/inbox/polled.md",
+        "# Polled idea\n\nFound by polling.\n",
+    );
+    wait_for("the polled idea to become a spec", LIMIT, || {
+        !ws.folder_of("idea-polled").is_empty()
+    });
+    ws.ok(&["stop"]);
+    daemon.wait_exit(LIMIT);
+}

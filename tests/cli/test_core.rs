@@ -202,3 +202,19 @@ fn usage_errors_exit_2_and_version_works() {
     ws.fails(&["bogus-command"], 2);
     assert!(ws.ok(&["--version"]).starts_with("millrace "));
 }
+
+#[test]
+fn a_markdown_spec_without_lineage_becomes_its_own_root_keeping_its_bytes() {
+    let ws = TestWs::new();
+    let text = "# Loose spec\n\nSpec-ID: s-loose\nTitle: Loose spec\nSummary: No lineage given.\nSource-Type: manual\nCreated-At: 2026-01-01T00:00:00Z\nCreated-By: me\n\nGoals:\n- g\n\nConstraints:\n- c\n\nAcceptance:\n- a\n\nReferences:\n- r\n\nNotes kept as prose.\n";
+    let path = ws.write("loose.md", text);
+    ws.ok(&["add-spec", path.to_str().unwrap()]);
+    let written = ws.read("millrace-agents/specs/queue/s-loose.md");
+    assert_eq!(
+        written,
+        text.replace(
+            "Spec-ID: s-loose\n",
+            "Spec-ID: s-loose\nRoot-Spec-ID: s-loose\n"
+        )
+    );
+}
