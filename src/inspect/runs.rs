@@ -104,7 +104,7 @@ pub struct RunDetail {
     pub stage_results: Vec<StageEntry>,
 }
 
-/// The stage of a run whose files changed last: the running one, or the last one to finish.
+/// The stage `runs tail` follows: the running one, or the last one to finish.
 #[derive(Debug, Clone, Serialize)]
 pub struct LatestStage {
     pub request_id: String,
@@ -186,9 +186,14 @@ fn load_results(run_dir: &Path) -> (Vec<(PathBuf, StageResult)>, Vec<String>) {
 }
 
 fn active_run(ws: &Workspace) -> Option<String> {
+    active(ws).map(|(run, _)| run)
+}
+
+/// The snapshot's active run and stage.
+fn active(ws: &Workspace) -> Option<(String, Option<Stage>)> {
     crate::state::snapshot::Snapshot::load(&ws.snapshot_path())
         .ok()
-        .and_then(|s| s.active_run_id)
+        .and_then(|s| s.active_run_id.map(|run| (run, s.active_stage)))
 }
 
 fn summarize(
@@ -383,45 +388,48 @@ fn mtime(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// The stage of `run_id` whose files changed last, if the run has any stage files.
+/// The stage of `run_id` to tail: one with capture files but no stage result yet (the running
+/// stage; the newest such by mtime), else the last stage result in result order.
 pub fn latest_stage(ws: &Workspace, run_id: &str) -> Option<LatestStage> {
     let run_dir = ws.run_dir(run_id);
-    let mut newest: Option<(SystemTime, String)> = None;
-    let mut consider = |time: Option<SystemTime>, rid: &str| {
-        let time = time.unwrap_or(SystemTime::UNIX_EPOCH);
-        if newest.as_ref().is_none_or(|(t, _)| time > *t) {
-            newest = Some((time, rid.to_string()));
-        }
-    };
+    let (results, _) = load_results(&run_dir);
+    let mut unfinished: Option<(SystemTime, String)> = None;
     for path in files_in(&run_dir) {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if let Some(rid) = request_id_of(&name) {
-            consider(mtime(&path), rid);
+        let Some(rid) = request_id_of(&name) else {
+            continue;
+        };
+        if crate::runners::artifacts::stage_result_path(&run_dir, rid).exists() {
+            continue;
+        }
+        let time = mtime(&path).unwrap_or(SystemTime::UNIX_EPOCH);
+        if unfinished.as_ref().is_none_or(|(t, _)| time > *t) {
+            unfinished = Some((time, rid.to_string()));
         }
     }
-    for path in files_in(&run_dir.join("stage_results")) {
-        if let Some(stem) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) {
-            consider(mtime(&path), &stem);
-        }
-    }
-    let (_, request_id) = newest?;
+    let request_id = match unfinished {
+        Some((_, rid)) => rid,
+        None => results.last()?.1.metadata.request_id.clone(),
+    };
     let files = RunFiles::new(&run_dir, &request_id);
-    let result_path = crate::runners::artifacts::stage_result_path(&run_dir, &request_id);
-    let result = std::fs::read_to_string(&result_path)
-        .ok()
-        .and_then(|text| crate::yaml::from_str::<StageResult>(&result_path, &text).ok());
-    let stage = result.as_ref().map(|r| r.stage).or_else(|| {
+    let result = results
+        .iter()
+        .map(|(_, r)| r)
+        .find(|r| r.metadata.request_id == request_id);
+    let stage = result.map(|r| r.stage).or_else(|| {
         let text = std::fs::read_to_string(&files.invocation).ok()?;
         crate::yaml::from_str::<crate::runners::artifacts::RunnerInvocation>(&files.invocation, &text)
             .ok()
             .map(|i| i.stage)
     });
-    let still_active = active_run(ws).as_deref() == Some(run_id);
+    let running = active(ws).filter(|(run, _)| run == run_id);
+    let still_active = running.is_some();
+    let stage = stage.or(running.and_then(|(_, stage)| stage));
     Some(LatestStage {
-        finished: result_path.exists() || !still_active,
+        finished: result.is_some() || !still_active,
         terminal_result: result.map(|r| r.terminal_result),
         request_id,
         stage,
