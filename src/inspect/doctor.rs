@@ -6,7 +6,7 @@
 //! warnings mean something needs a look but nothing is broken. Every finding carries a fix:
 //! the command to run or the file to edit. Nothing here writes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -346,27 +346,28 @@ impl Checks<'_> {
             for folder in [Folder::Queue, Folder::Active, Folder::Blocked] {
                 for entry in self.store.entries(kind, folder) {
                     let Ok(doc) = &entry.parsed else { continue };
-                    let mut named: BTreeSet<(&str, String)> = BTreeSet::new();
+                    let mut named: BTreeMap<String, Vec<&str>> = BTreeMap::new();
                     if let Some(root) = doc.root_spec_id() {
-                        named.insert(("Root-Spec-ID", root.to_string()));
+                        named.entry(root.to_string()).or_default().push("Root-Spec-ID");
                     }
                     if let crate::documents::Document::Task(task) = doc.as_ref() {
                         if let Some(spec) = &task.spec_id {
-                            named.insert(("Spec-ID", spec.clone()));
+                            named.entry(spec.clone()).or_default().push("Spec-ID");
                         }
                     }
-                    for (field, spec) in named {
+                    for (spec, fields) in named {
                         if !spec_exists(&spec) {
+                            let fields = fields.join(" and ");
                             self.add(
                                 Level::Warning,
                                 "lineage_dangling",
                                 Some(&entry.path),
                                 format!(
-                                    "{kind} {} has {field} {spec}, but no spec {spec} exists in any folder, so its lineage can never close",
+                                    "{kind} {} has {fields} {spec}, but no spec {spec} exists in any folder, so its lineage can never close",
                                     entry.stem
                                 ),
                                 format!(
-                                    "fix {field} in {}, or add the spec with `millrace add-spec <path>`",
+                                    "fix {fields} in {}, or add the spec with `millrace add-spec <path>`",
                                     self.rel(&entry.path)
                                 ),
                             );
