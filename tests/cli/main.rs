@@ -3,3 +3,4 @@
 mod common;
 mod compile;
 mod test_core;
+mod test_inspect;
