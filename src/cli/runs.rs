@@ -70,14 +70,22 @@ fn tokens(usage: &Option<TokenUsage>) -> String {
     match usage {
         Some(u) => format!(
             "{} total ({} input, {} cached, {} output, {} thinking)",
-            u.total_tokens, u.input_tokens, u.cached_input_tokens, u.output_tokens, u.thinking_tokens
+            u.total_tokens,
+            u.input_tokens,
+            u.cached_input_tokens,
+            u.output_tokens,
+            u.thinking_tokens
         ),
         None => "none".into(),
     }
 }
 
 fn subject(s: &RunSummary) -> String {
-    match (&s.closure_target_root_spec_id, &s.work_item_kind, &s.work_item_id) {
+    match (
+        &s.closure_target_root_spec_id,
+        &s.work_item_kind,
+        &s.work_item_id,
+    ) {
         (Some(root), _, _) => format!("closure target {root}"),
         (None, Some(kind), Some(id)) => format!("{kind} {id}"),
         _ => "none".into(),
@@ -86,7 +94,7 @@ fn subject(s: &RunSummary) -> String {
 
 fn summary_lines(s: &RunSummary) -> String {
     let stages: Vec<&str> = s.stages.iter().map(|st| st.as_str()).collect();
-    let mut out = format!("run_id: {}\nstatus: {}\n", s.run_id, json!(s.status).as_str().unwrap_or_default());
+    let mut out = format!("run_id: {}\nstatus: {}\n", s.run_id, s.status.as_str());
     out.push_str(&format!("active: {}\n", s.active));
     out.push_str(&format!(
         "stages_run: {}{}\n",
@@ -110,8 +118,14 @@ fn summary_lines(s: &RunSummary) -> String {
         "failure_class: {}\n",
         or_none(s.failure_class.as_deref())
     ));
-    out.push_str(&format!("started_at: {}\n", or_none(s.started_at.as_deref())));
-    out.push_str(&format!("completed_at: {}\n", or_none(s.completed_at.as_deref())));
+    out.push_str(&format!(
+        "started_at: {}\n",
+        or_none(s.started_at.as_deref())
+    ));
+    out.push_str(&format!(
+        "completed_at: {}\n",
+        or_none(s.completed_at.as_deref())
+    ));
     out.push_str(&format!(
         "duration_seconds: {}\n",
         or_none(s.duration_seconds.map(py_float))
@@ -127,14 +141,11 @@ struct Listing<'a> {
 
 fn ls(ctx: &Ctx, ws: &Workspace) -> Result<ExitCode> {
     let all = runs::list(ws);
+    if all.is_empty() && !ctx.json {
+        eprintln!("no runs yet: they appear under millrace-agents/runs/ once a stage runs");
+    }
     ctx.emit(&Listing { runs: &all }, || {
-        if all.is_empty() {
-            return "no runs yet (they appear under millrace-agents/runs/ once a stage runs)\n".into();
-        }
-        all.iter()
-            .map(summary_lines)
-            .collect::<Vec<_>>()
-            .join("\n")
+        all.iter().map(summary_lines).collect::<Vec<_>>().join("\n")
     });
     Ok(ExitCode::Ok)
 }
@@ -279,7 +290,10 @@ fn follow(ctx: &Ctx, ws: &Workspace, args: &TailArgs, latest: &LatestStage) -> R
     let (tx, rx) = channel();
     let tx_signal = tx.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.map(|e| !matches!(e.kind, notify::EventKind::Access(_))).unwrap_or(true) {
+        if res
+            .map(|e| !matches!(e.kind, notify::EventKind::Access(_)))
+            .unwrap_or(true)
+        {
             let _ = tx.send(crate::watch::Wake::Files);
         }
     })
@@ -296,9 +310,12 @@ fn follow(ctx: &Ctx, ws: &Workspace, args: &TailArgs, latest: &LatestStage) -> R
         let finished = now
             .as_ref()
             .is_none_or(|s| s.finished || s.request_id != latest.request_id);
-        for (i, (name, path)) in [("stdout", &latest.stdout_path), ("stderr", &latest.stderr_path)]
-            .into_iter()
-            .enumerate()
+        for (i, (name, path)) in [
+            ("stdout", &latest.stdout_path),
+            ("stderr", &latest.stderr_path),
+        ]
+        .into_iter()
+        .enumerate()
         {
             let fresh = read_from(path, &mut offsets[i]);
             if fresh.is_empty() {
@@ -325,7 +342,9 @@ fn follow(ctx: &Ctx, ws: &Workspace, args: &TailArgs, latest: &LatestStage) -> R
                 });
                 return Ok(ExitCode::Ok);
             }
-            Some(d) => d.saturating_duration_since(Instant::now()).min(Duration::from_secs(2)),
+            Some(d) => d
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(2)),
             None => Duration::from_secs(2),
         };
         match rx.recv_timeout(wait) {

@@ -201,7 +201,10 @@ pub fn render(report: &StatusReport) -> String {
         line("last_reload_error", err.clone());
     }
     line("updated_at", s.updated_at.clone());
-    line("open_closure_targets", report.closure_targets.len().to_string());
+    line(
+        "open_closure_targets",
+        report.closure_targets.len().to_string(),
+    );
     for t in &report.closure_targets {
         out.push_str(&render_target(t));
     }
@@ -228,8 +231,14 @@ fn render_target(t: &ClosureView) -> String {
     line("root_idea_id", or_none(t.root_idea_id.as_deref()));
     line("lineage_backlog", backlog_text(t));
     line("latest_outcome", or_none(t.latest_outcome.as_deref()));
-    line("latest_verdict_path", or_none(t.latest_verdict_path.as_deref()));
-    line("latest_report_path", or_none(t.latest_report_path.as_deref()));
+    line(
+        "latest_verdict_path",
+        or_none(t.latest_verdict_path.as_deref()),
+    );
+    line(
+        "latest_report_path",
+        or_none(t.latest_report_path.as_deref()),
+    );
     line("arbiter_runs", t.arbiter_runs.to_string());
     line("closure_held", or_none(t.closure_held.as_deref()));
     out
@@ -251,8 +260,16 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
 fn render_compact(report: &StatusReport) -> String {
     let s = &report.snapshot;
     let q = &report.queues;
-    let mut out = format!("workspace: {}\ndaemon: {}\n", report.workspace, report.daemon.describe());
-    let active = match (&s.active_stage, &s.active_work_item_kind, &s.active_work_item_id) {
+    let mut out = format!(
+        "workspace: {}\ndaemon: {}\n",
+        report.workspace,
+        report.daemon.describe()
+    );
+    let active = match (
+        &s.active_stage,
+        &s.active_work_item_kind,
+        &s.active_work_item_id,
+    ) {
         (Some(stage), Some(kind), Some(id)) => format!(
             "{stage} on {kind} {id} ({})",
             or_none(s.active_run_id.as_deref())
@@ -272,9 +289,16 @@ fn render_compact(report: &StatusReport) -> String {
         "planning: {} queued, {} active, {} done, {} blocked\n",
         q.planning_queued, q.planning_active, q.planning_done, q.planning_blocked
     ));
-    out.push_str(&format!("last_terminal_result: {}\n", or_none(s.last_terminal_result)));
+    out.push_str(&format!(
+        "last_terminal_result: {}\n",
+        or_none(s.last_terminal_result)
+    ));
     for t in &report.closure_targets {
-        out.push_str(&format!("closure: {} waits on {}\n", t.root_spec_id, backlog_text(t)));
+        out.push_str(&format!(
+            "closure: {} waits on {}\n",
+            t.root_spec_id,
+            backlog_text(t)
+        ));
     }
     for a in &report.attention {
         out.push_str(&format!("attention: {a}\n"));
@@ -324,7 +348,10 @@ fn watch(ctx: &Ctx, args: WatchArgs) -> Result<ExitCode> {
             for dir in workspaces.iter().flat_map(watched_dirs) {
                 if dir.is_dir() {
                     if let Err(e) = w.watch(&dir, RecursiveMode::NonRecursive) {
-                        tracing::warn!("cannot watch {}: {e}; refreshing every interval", dir.display());
+                        tracing::warn!(
+                            "cannot watch {}: {e}; refreshing every interval",
+                            dir.display()
+                        );
                     }
                 }
             }
@@ -351,7 +378,11 @@ fn watch(ctx: &Ctx, args: WatchArgs) -> Result<ExitCode> {
                 print_stdout("\n");
             }
             ctx.emit_line(&json!({"update": updates, "workspaces": values}), || {
-                reports.iter().map(render_compact).collect::<Vec<_>>().join("\n")
+                reports
+                    .iter()
+                    .map(render_compact)
+                    .collect::<Vec<_>>()
+                    .join("\n")
             });
             last = values;
             if args.max_updates.is_some_and(|max| updates >= max) {

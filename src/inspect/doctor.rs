@@ -224,7 +224,9 @@ impl Checks<'_> {
                 .and_then(|r| crate::workspace::embedded_asset(&r.to_string_lossy()))
                 .is_some();
             let fix = if shipped {
-                format!("edit {rel}, or delete it and run `millrace init` to restore the shipped copy")
+                format!(
+                    "edit {rel}, or delete it and run `millrace init` to restore the shipped copy"
+                )
             } else {
                 format!("edit {rel} (see millrace-agents/skills/README.md for the asset rules)")
             };
@@ -248,7 +250,11 @@ impl Checks<'_> {
         if daemon.running {
             return;
         }
-        if let (true, Some(pid), false) = (daemon.lock_file_present, daemon.owner_pid, active.is_empty()) {
+        if let (true, Some(pid), false) = (
+            daemon.lock_file_present,
+            daemon.owner_pid,
+            active.is_empty(),
+        ) {
             self.add(
                 Level::Error,
                 "runtime_ownership_lock_stale",
@@ -340,7 +346,8 @@ impl Checks<'_> {
         };
         let contracts = self.ws.arbiter_dir().join("contracts/root-specs");
         let spec_exists = |id: &str| {
-            folder_of(WorkItemKind::Spec, id).is_some() || contracts.join(format!("{id}.md")).is_file()
+            folder_of(WorkItemKind::Spec, id).is_some()
+                || contracts.join(format!("{id}.md")).is_file()
         };
         for kind in [WorkItemKind::Task, WorkItemKind::Incident] {
             for folder in [Folder::Queue, Folder::Active, Folder::Blocked] {
@@ -348,7 +355,10 @@ impl Checks<'_> {
                     let Ok(doc) = &entry.parsed else { continue };
                     let mut named: BTreeMap<String, Vec<&str>> = BTreeMap::new();
                     if let Some(root) = doc.root_spec_id() {
-                        named.entry(root.to_string()).or_default().push("Root-Spec-ID");
+                        named
+                            .entry(root.to_string())
+                            .or_default()
+                            .push("Root-Spec-ID");
                     }
                     if let crate::documents::Document::Task(task) = doc.as_ref() {
                         if let Some(spec) = &task.spec_id {

@@ -105,8 +105,14 @@ const SEAM_CLAIMS: &[&str] = &[
 ];
 
 const OWNERSHIP_PHRASES: &[(&str, &str)] = &[
-    ("select the oldest", "asset body claims queue selection ownership"),
-    ("pick the next task", "asset body claims queue selection ownership"),
+    (
+        "select the oldest",
+        "asset body claims queue selection ownership",
+    ),
+    (
+        "pick the next task",
+        "asset body claims queue selection ownership",
+    ),
     (
         "write to state/execution_status.md",
         "asset body claims canonical execution status persistence",
@@ -124,7 +130,15 @@ const OWNERSHIP_PHRASES: &[(&str, &str)] = &[
 ];
 
 const NEGATIONS: &[&str] = &[
-    "do not", "don't", "dont", "must not", "should not", "cannot", "can't", "can not", "never",
+    "do not",
+    "don't",
+    "dont",
+    "must not",
+    "should not",
+    "cannot",
+    "can't",
+    "can not",
+    "never",
     "avoid",
 ];
 
@@ -198,7 +212,9 @@ fn parse_manifest(file: &str, lines: &[&str], first_line: usize) -> Result<Manif
         };
         let key = key.trim();
         if key.is_empty() {
-            return Err(format!("frontmatter parse error in {file}:{at} (empty key)"));
+            return Err(format!(
+                "frontmatter parse error in {file}:{at} (empty key)"
+            ));
         }
         any_key = true;
         let value = value.trim();
@@ -370,7 +386,10 @@ impl Linter<'_> {
         }
         let file_stage = self.asset.stem.parse::<Stage>().ok();
         if file_stage.is_none() {
-            self.push(Structural, "entrypoint filename must match a known stage name");
+            self.push(
+                Structural,
+                "entrypoint filename must match a known stage name",
+            );
         }
         let plane = self.get("plane").map(Value::display);
         let known_plane = plane.as_deref().and_then(|p| match p {
@@ -407,7 +426,9 @@ impl Linter<'_> {
             if !skills.contains(id) {
                 self.push(
                     Structural,
-                    format!("entrypoint references unknown skill `{id}` in `Required Stage-Core Skill`"),
+                    format!(
+                        "entrypoint references unknown skill `{id}` in `Required Stage-Core Skill`"
+                    ),
                 );
             }
         }
@@ -415,7 +436,9 @@ impl Linter<'_> {
             if !skills.contains(&id) && !line.to_lowercase().contains("deferred") {
                 self.push(
                     Structural,
-                    format!("entrypoint references unknown skill `{id}` in `Optional Secondary Skills`"),
+                    format!(
+                        "entrypoint references unknown skill `{id}` in `Optional Secondary Skills`"
+                    ),
                 );
             }
         }
@@ -446,16 +469,23 @@ impl Linter<'_> {
             if file.as_str() != declared {
                 self.push(
                     Compatibility,
-                    format!("entrypoint path stage `{file}` does not match manifest stage `{declared}`"),
+                    format!(
+                        "entrypoint path stage `{file}` does not match manifest stage `{declared}`"
+                    ),
                 );
             }
         }
         if let (Some(stage), Some(list)) = (stage, self.get("contract_compatibility")) {
             let canonical = format!("{stage}.v1");
-            if list.non_empty_list().is_some_and(|l| !l.contains(&canonical)) {
+            if list
+                .non_empty_list()
+                .is_some_and(|l| !l.contains(&canonical))
+            {
                 self.push(
                     Compatibility,
-                    format!("entrypoint contract_compatibility is missing canonical id `{canonical}`"),
+                    format!(
+                        "entrypoint contract_compatibility is missing canonical id `{canonical}`"
+                    ),
                 );
             }
         }
@@ -486,7 +516,10 @@ impl Linter<'_> {
                 }
             }
         }
-        match self.get("forbidden_claims").map(|v| v.non_empty_list().map(<[String]>::to_vec)) {
+        match self
+            .get("forbidden_claims")
+            .map(|v| v.non_empty_list().map(<[String]>::to_vec))
+        {
             Some(None) => self.push(Structural, "skills must declare non-empty forbidden_claims"),
             Some(Some(claims)) => {
                 let missing: Vec<&str> = SEAM_CLAIMS
@@ -508,7 +541,11 @@ impl Linter<'_> {
             }
             None => {}
         }
-        for key in ["required_result_set", "contract_id", "contract_compatibility"] {
+        for key in [
+            "required_result_set",
+            "contract_id",
+            "contract_compatibility",
+        ] {
             if self.get(key).is_some() {
                 self.push(Policy, format!("advisory asset should not declare `{key}`"));
             }
@@ -643,12 +680,17 @@ mod tests {
             "entrypoints/execution/builder.md",
             "# Builder\n\nRoute to the checker when done.\n",
         );
-        assert!(reasons.contains(&"entrypoint must declare exactly one required stage-core skill".to_string()));
+        assert!(reasons.contains(
+            &"entrypoint must declare exactly one required stage-core skill".to_string()
+        ));
         assert!(reasons.contains(&"asset body claims stage routing ownership".to_string()));
         let reasons = lint_one("entrypoints/execution/builder.md", "");
         assert!(reasons.contains(&"entrypoint body must not be empty".to_string()));
         let reasons = lint_one("skills/x.md", "# no manifest\n");
-        assert_eq!(reasons, ["asset file is missing YAML frontmatter start marker"]);
+        assert_eq!(
+            reasons,
+            ["asset file is missing YAML frontmatter start marker"]
+        );
     }
 
     #[test]
@@ -660,7 +702,10 @@ mod tests {
 
     #[test]
     fn manifest_errors_name_the_line() {
-        let reasons = lint_one("skills/x.md", "---\nasset_type: skill\nno separator\n---\nbody\n");
+        let reasons = lint_one(
+            "skills/x.md",
+            "---\nasset_type: skill\nno separator\n---\nbody\n",
+        );
         assert_eq!(
             reasons,
             ["frontmatter parse error in skills/x.md:3 (missing `:` separator)"]

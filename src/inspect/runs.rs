@@ -30,6 +30,17 @@ pub enum RunStatus {
     Malformed,
 }
 
+impl RunStatus {
+    /// The lowercase name shown in text output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Valid => "valid",
+            RunStatus::Incomplete => "incomplete",
+            RunStatus::Malformed => "malformed",
+        }
+    }
+}
+
 /// The root lineage a run worked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Lineage {
@@ -221,14 +232,18 @@ fn summarize(
         request_kind: last.map(|r| r.metadata.request_kind),
         work_item_kind: last.map(|r| r.work_item_kind),
         work_item_id: last.map(|r| r.work_item_id.clone()),
-        closure_target_root_spec_id: last.and_then(|r| r.metadata.closure_target_root_spec_id.clone()),
+        closure_target_root_spec_id: last
+            .and_then(|r| r.metadata.closure_target_root_spec_id.clone()),
         last_terminal_result: last.map(|r| r.terminal_result),
         last_result_class: last.map(|r| r.result_class),
         failure_class: last.and_then(|r| r.failure_class().map(|f| f.to_string())),
         started_at: first.map(|r| crate::time::format(r.started_at)),
         completed_at: last.map(|r| crate::time::format(r.completed_at)),
         duration_seconds: first.zip(last).map(|(f, l)| {
-            l.completed_at.duration_since(f.started_at).as_secs_f64().max(0.0)
+            l.completed_at
+                .duration_since(f.started_at)
+                .as_secs_f64()
+                .max(0.0)
         }),
         token_usage: results
             .iter()
@@ -421,9 +436,12 @@ pub fn latest_stage(ws: &Workspace, run_id: &str) -> Option<LatestStage> {
         .find(|r| r.metadata.request_id == request_id);
     let stage = result.map(|r| r.stage).or_else(|| {
         let text = std::fs::read_to_string(&files.invocation).ok()?;
-        crate::yaml::from_str::<crate::runners::artifacts::RunnerInvocation>(&files.invocation, &text)
-            .ok()
-            .map(|i| i.stage)
+        crate::yaml::from_str::<crate::runners::artifacts::RunnerInvocation>(
+            &files.invocation,
+            &text,
+        )
+        .ok()
+        .map(|i| i.stage)
     });
     let running = active(ws).filter(|(run, _)| run == run_id);
     let still_active = running.is_some();

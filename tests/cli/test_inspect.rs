@@ -99,7 +99,10 @@ fn runs_show_gives_each_stage_and_the_lineage() {
     assert!(text.contains("request_kind: closure_target"), "{text}");
     assert!(text.contains("lineage_root_spec_id: s-greeting"), "{text}");
     assert!(text.contains("  stage: arbiter"), "{text}");
-    assert!(text.contains("  terminal_result: ARBITER_COMPLETE"), "{text}");
+    assert!(
+        text.contains("  terminal_result: ARBITER_COMPLETE"),
+        "{text}"
+    );
     assert!(text.contains("  exit_kind: completed"), "{text}");
 }
 
@@ -117,7 +120,10 @@ fn runs_tail_prints_the_latest_stage_streams() {
     let tail = ws.json(&["runs", "tail", &run, "--lines", "1"]);
     assert_eq!(tail["stage"]["stage"], "updater");
     assert_eq!(tail["stage"]["finished"], true);
-    assert_eq!(tail["stdout"]["lines"], serde_json::json!(["### UPDATE_COMPLETE"]));
+    assert_eq!(
+        tail["stdout"]["lines"],
+        serde_json::json!(["### UPDATE_COMPLETE"])
+    );
     let text = ws.ok(&["runs", "tail", &run]);
     assert!(text.contains("stage: updater"), "{text}");
     assert!(text.contains("### UPDATE_COMPLETE"), "{text}");
@@ -167,9 +173,16 @@ fn status_shows_open_closure_targets_and_a_blocked_lineage_item() {
     let text = ws.ok(&["status"]);
     assert!(text.contains("daemon: not running"), "{text}");
     assert!(text.contains("closure_target: s-fetch-root"), "{text}");
-    assert!(text.contains("lineage_backlog: t-fetch-retry-01 (tasks/blocked)"), "{text}");
+    assert!(
+        text.contains("lineage_backlog: t-fetch-retry-01 (tasks/blocked)"),
+        "{text}"
+    );
     assert!(text.contains(&format!("attention: {attention}")), "{text}");
-    assert_eq!(ws.ls("millrace-agents/state"), before, "status wrote nothing");
+    assert_eq!(
+        ws.ls("millrace-agents/state"),
+        before,
+        "status wrote nothing"
+    );
 }
 
 /// A child process killed if the test fails before it exits.
@@ -204,15 +217,19 @@ fn status_watch_sees_a_change_made_while_it_runs() {
             }
         }
     });
-    let first: serde_json::Value =
-        serde_json::from_str(&rx.recv_timeout(Duration::from_secs(20)).expect("first view"))
-            .unwrap();
+    let first: serde_json::Value = serde_json::from_str(
+        &rx.recv_timeout(Duration::from_secs(20))
+            .expect("first view"),
+    )
+    .unwrap();
     assert_eq!(first["update"], 1);
     assert_eq!(first["workspaces"][0]["queues"]["execution_queued"], 0);
     ws.ok(&["add-task", fixture("documents/task.md").to_str().unwrap()]);
-    let second: serde_json::Value =
-        serde_json::from_str(&rx.recv_timeout(Duration::from_secs(20)).expect("second view"))
-            .unwrap();
+    let second: serde_json::Value = serde_json::from_str(
+        &rx.recv_timeout(Duration::from_secs(20))
+            .expect("second view"),
+    )
+    .unwrap();
     assert_eq!(second["update"], 2);
     assert_eq!(second["workspaces"][0]["queues"]["execution_queued"], 1);
     wait_for("status watch to exit", Duration::from_secs(20), || {
@@ -258,8 +275,14 @@ fn doctor_reports_each_problem_with_a_next_step() {
         "millrace-agents/quarantine/t-bad.md.error.yaml",
         "source: millrace-agents/tasks/queue/t-bad.md\nerror: missing H1 title\n",
     );
-    ws.write("millrace-agents/tasks/queue/t-twice.md", &task("t-twice", "", &[]));
-    ws.write("millrace-agents/tasks/done/t-twice.md", &task("t-twice", "", &[]));
+    ws.write(
+        "millrace-agents/tasks/queue/t-twice.md",
+        &task("t-twice", "", &[]),
+    );
+    ws.write(
+        "millrace-agents/tasks/done/t-twice.md",
+        &task("t-twice", "", &[]),
+    );
     ws.write(
         "millrace-agents/tasks/queue/t-waits.md",
         &task("t-waits", "", &["t-nowhere"]),
@@ -268,8 +291,14 @@ fn doctor_reports_each_problem_with_a_next_step() {
         "millrace-agents/tasks/queue/t-orphan.md",
         &task("t-orphan", "Root-Spec-ID: s-nowhere\n", &[]),
     );
-    ws.write("millrace-agents/tasks/active/t-stale.md", &task("t-stale", "", &[]));
-    ws.write("millrace-agents/state/mailbox/failed/cmd-1.yaml", "command: explode\n");
+    ws.write(
+        "millrace-agents/tasks/active/t-stale.md",
+        &task("t-stale", "", &[]),
+    );
+    ws.write(
+        "millrace-agents/state/mailbox/failed/cmd-1.yaml",
+        "command: explode\n",
+    );
     ws.write(
         "millrace-agents/state/mailbox/failed/cmd-1.yaml.error.yaml",
         "file: cmd-1.yaml\nerror: unknown command explode\n",
@@ -297,7 +326,10 @@ fn doctor_reports_each_problem_with_a_next_step() {
         ("lineage_dangling", "s-nowhere"),
         ("active_without_owner", "t-stale"),
         ("mailbox_command_failed", "unknown command explode"),
-        ("asset_lint_structural", "exactly one required stage-core skill"),
+        (
+            "asset_lint_structural",
+            "exactly one required stage-core skill",
+        ),
     ];
     for (code, needle) in expected {
         let f = find(code, needle);
@@ -313,7 +345,11 @@ fn doctor_reports_each_problem_with_a_next_step() {
     assert!(human.contains("ok: false"), "{human}");
     assert!(human.contains("error: duplicate_work_item_id "), "{human}");
     assert!(human.contains("  fix: "), "{human}");
-    assert_eq!(ws.ls("millrace-agents/tasks/queue"), before, "doctor moved nothing");
+    assert_eq!(
+        ws.ls("millrace-agents/tasks/queue"),
+        before,
+        "doctor moved nothing"
+    );
     assert!(ws.exists("millrace-agents/quarantine/t-bad.md"));
     assert!(ws.exists("millrace-agents/tasks/active/t-stale.md"));
 }
