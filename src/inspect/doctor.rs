@@ -3,7 +3,8 @@
 //! met, a closure waiting on a blocked item, a backlog with no daemon).
 //!
 //! Errors mean the workspace is inconsistent or some work can never proceed as it stands;
-//! warnings mean something needs a look but nothing is broken. Every finding carries a fix:
+//! warnings mean something needs a look but nothing is broken. Work left in `active/` by a
+//! stopped or crashed daemon is a warning: the next daemon start resumes it (decision 2). Every finding carries a fix:
 //! the command to run or the file to edit. Nothing here writes.
 
 use std::collections::BTreeMap;
@@ -256,7 +257,7 @@ impl Checks<'_> {
             active.is_empty(),
         ) {
             self.add(
-                Level::Error,
+                Level::Warning,
                 "runtime_ownership_lock_stale",
                 Some(&self.ws.lock_path()),
                 format!(
@@ -269,10 +270,10 @@ impl Checks<'_> {
         }
         for (kind, id, path) in active {
             self.add(
-                Level::Error,
+                Level::Warning,
                 "active_without_owner",
                 Some(&path),
-                format!("{kind} {id} is active but no daemon is running it"),
+                format!("{kind} {id} is active but no daemon is running it; it waits for the next daemon start"),
                 format!(
                     "run `millrace run daemon` (startup resumes or requeues it), or `millrace control retry-active --reason \"...\"` to requeue {id}"
                 ),

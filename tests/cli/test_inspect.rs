@@ -339,7 +339,7 @@ fn doctor_reports_each_problem_with_a_next_step() {
             "{code}: fix names no command or file: {fix}"
         );
     }
-    assert_eq!(find("active_without_owner", "t-stale")["level"], "error");
+    assert_eq!(find("active_without_owner", "t-stale")["level"], "warning");
     assert_eq!(find("dependency_missing", "t-nowhere")["level"], "error");
     let human = String::from_utf8(ws.run(&["doctor"]).stdout).unwrap();
     assert!(human.contains("ok: false"), "{human}");
