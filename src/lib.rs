@@ -13,6 +13,7 @@ pub mod documents;
 pub mod engine;
 pub mod error;
 pub mod failpoint;
+pub mod inspect;
 pub mod model;
 pub mod queue;
 pub mod runners;

@@ -1,15 +1,24 @@
 //! `millrace status [show|watch]`: read-only views of the runtime.
 
-use clap::{Args, Subcommand};
-use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::mpsc::{channel, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
-use super::output::or_none;
+use clap::{Args, Subcommand};
+use notify::{RecursiveMode, Watcher};
+use serde::Serialize;
+use serde_json::json;
+
+use super::output::{or_none, print_stdout};
 use super::{open_read_only, Ctx};
 use crate::error::{ExitCode, Result};
+use crate::inspect::closure::{self, ClosureView};
+use crate::inspect::DaemonView;
 use crate::model::{Plane, WorkItemKind};
 use crate::queue::QueueStore;
 use crate::state::markers;
 use crate::state::snapshot::Snapshot;
+use crate::watch::Wake;
 use crate::workspace::{Folder, Workspace};
 
 #[derive(Debug, Args)]
@@ -23,6 +32,31 @@ pub struct StatusArgs {
 pub enum StatusCommand {
     /// Show status once (the default).
     Show,
+    /// Follow one or more workspaces live: read-only, takes no lock, refreshes on file changes.
+    #[command(
+        after_help = "The global --workspace takes one path; to follow several, repeat -W.\n\nExamples:\n  millrace status watch\n  millrace status watch -W ~/shop -W ~/blog\n  millrace --json status watch --max-updates 5"
+    )]
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// A workspace to follow (repeatable; default: the global --workspace).
+    #[arg(long = "watch-workspace", short = 'W', value_name = "PATH")]
+    pub workspaces: Vec<PathBuf>,
+    /// Exit after printing this many updates (the first view counts as one).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_updates: Option<u64>,
+    /// Re-read even without file events this often (seconds): catches a daemon that died.
+    #[arg(long, default_value_t = 2.0, value_parser = positive_seconds)]
+    pub interval_seconds: f64,
+}
+
+fn positive_seconds(text: &str) -> std::result::Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{text} is not a positive number of seconds")),
+    }
 }
 
 /// Everything `status` reports, also the `--json` shape.
@@ -32,6 +66,14 @@ pub struct StatusReport {
     pub snapshot: Snapshot,
     pub queues: Queues,
     pub markers: Markers,
+    /// The lock owner: a live daemon, or not running.
+    pub daemon: DaemonView,
+    /// Open closure targets with their live lineage backlog.
+    pub closure_targets: Vec<ClosureView>,
+    /// Closure target files that could not be read.
+    pub closure_target_problems: Vec<String>,
+    /// What keeps work from moving, each with the command to look further.
+    pub attention: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -59,6 +101,18 @@ pub fn collect(ws: &Workspace) -> Result<StatusReport> {
     let count = |folder: Folder, kinds: &[WorkItemKind]| -> u64 {
         kinds.iter().map(|k| store.count(*k, folder)).sum()
     };
+    let (closure_targets, closure_target_problems) = closure::open_targets(ws);
+    let mut attention: Vec<String> = closure_targets.iter().flat_map(|t| t.attention()).collect();
+    attention.extend(
+        closure_target_problems
+            .iter()
+            .map(|p| format!("closure target unreadable: {p} (run `millrace doctor`)")),
+    );
+    if let Some(err) = &snapshot.last_reload_error {
+        attention.push(format!(
+            "the last config reload failed and the previous plan is in use: {err} (fix millrace-agents/millrace.yaml, then `millrace config validate`)"
+        ));
+    }
     let exec = [WorkItemKind::Task];
     let plan = [WorkItemKind::Spec, WorkItemKind::Incident];
     Ok(StatusReport {
@@ -77,6 +131,10 @@ pub fn collect(ws: &Workspace) -> Result<StatusReport> {
             execution: markers::read_lenient(&ws.status_path(Plane::Execution)),
             planning: markers::read_lenient(&ws.status_path(Plane::Planning)),
         },
+        daemon: crate::inspect::daemon(ws),
+        closure_targets,
+        closure_target_problems,
+        attention,
         snapshot,
     })
 }
@@ -88,6 +146,7 @@ pub fn render(report: &StatusReport) -> String {
     let mut out = String::new();
     let mut line = |k: &str, v: String| out.push_str(&format!("{k}: {v}\n"));
     line("workspace", report.workspace.clone());
+    line("daemon", report.daemon.describe());
     line(
         "runtime_mode",
         format!("{:?}", s.runtime_mode).to_lowercase(),
@@ -142,6 +201,46 @@ pub fn render(report: &StatusReport) -> String {
         line("last_reload_error", err.clone());
     }
     line("updated_at", s.updated_at.clone());
+    line(
+        "open_closure_targets",
+        report.closure_targets.len().to_string(),
+    );
+    for t in &report.closure_targets {
+        out.push_str(&render_target(t));
+    }
+    for a in &report.attention {
+        out.push_str(&format!("attention: {a}\n"));
+    }
+    out
+}
+
+fn backlog_text(t: &ClosureView) -> String {
+    if t.backlog.is_empty() {
+        return "none".into();
+    }
+    t.backlog
+        .iter()
+        .map(|i| format!("{} ({})", i.id, i.folder))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn render_target(t: &ClosureView) -> String {
+    let mut out = format!("closure_target: {}\n", t.root_spec_id);
+    let mut line = |k: &str, v: String| out.push_str(&format!("  {k}: {v}\n"));
+    line("root_idea_id", or_none(t.root_idea_id.as_deref()));
+    line("lineage_backlog", backlog_text(t));
+    line("latest_outcome", or_none(t.latest_outcome.as_deref()));
+    line(
+        "latest_verdict_path",
+        or_none(t.latest_verdict_path.as_deref()),
+    );
+    line(
+        "latest_report_path",
+        or_none(t.latest_report_path.as_deref()),
+    );
+    line("arbiter_runs", t.arbiter_runs.to_string());
+    line("closure_held", or_none(t.closure_held.as_deref()));
     out
 }
 
@@ -152,6 +251,162 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
             let report = collect(&ws)?;
             ctx.emit(&report, || render(&report));
             Ok(ExitCode::Ok)
+        }
+        Some(StatusCommand::Watch(args)) => watch(ctx, args),
+    }
+}
+
+/// The compact block `status watch` prints per workspace.
+fn render_compact(report: &StatusReport) -> String {
+    let s = &report.snapshot;
+    let q = &report.queues;
+    let mut out = format!(
+        "workspace: {}\ndaemon: {}\n",
+        report.workspace,
+        report.daemon.describe()
+    );
+    let active = match (
+        &s.active_stage,
+        &s.active_work_item_kind,
+        &s.active_work_item_id,
+    ) {
+        (Some(stage), Some(kind), Some(id)) => format!(
+            "{stage} on {kind} {id} ({})",
+            or_none(s.active_run_id.as_deref())
+        ),
+        (Some(stage), _, _) => match &s.active_closure_target {
+            Some(root) => format!("{stage} on closure target {root}"),
+            None => stage.to_string(),
+        },
+        _ => "none".into(),
+    };
+    out.push_str(&format!("active: {active}\npaused: {}\n", s.paused));
+    out.push_str(&format!(
+        "execution: {} queued, {} active, {} done, {} blocked\n",
+        q.execution_queued, q.execution_active, q.execution_done, q.execution_blocked
+    ));
+    out.push_str(&format!(
+        "planning: {} queued, {} active, {} done, {} blocked\n",
+        q.planning_queued, q.planning_active, q.planning_done, q.planning_blocked
+    ));
+    out.push_str(&format!(
+        "last_terminal_result: {}\n",
+        or_none(s.last_terminal_result)
+    ));
+    for t in &report.closure_targets {
+        out.push_str(&format!(
+            "closure: {} waits on {}\n",
+            t.root_spec_id,
+            backlog_text(t)
+        ));
+    }
+    for a in &report.attention {
+        out.push_str(&format!("attention: {a}\n"));
+    }
+    out
+}
+
+/// Folders whose changes alter what `status` shows.
+fn watched_dirs(ws: &Workspace) -> Vec<PathBuf> {
+    let mut dirs = vec![ws.state_dir(), ws.arbiter_dir().join("targets")];
+    for kind in WorkItemKind::ALL {
+        for folder in Folder::ALL {
+            dirs.push(ws.folder(kind, folder));
+        }
+    }
+    dirs
+}
+
+/// `status watch`: print a view, then wait on file events (or the interval) and print again
+/// whenever what a workspace shows has changed.
+fn watch(ctx: &Ctx, args: WatchArgs) -> Result<ExitCode> {
+    let paths = if args.workspaces.is_empty() {
+        vec![ctx.workspace.clone()]
+    } else {
+        args.workspaces
+    };
+    let mut workspaces: Vec<Workspace> = Vec::new();
+    for path in paths {
+        let ws = Workspace::open_existing(&path)?;
+        if !workspaces.iter().any(|w| w.root() == ws.root()) {
+            workspaces.push(ws);
+        }
+    }
+    let (tx, rx) = channel();
+    let events = tx.clone();
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let relevant = match res {
+            Ok(event) => !matches!(event.kind, notify::EventKind::Access(_)),
+            Err(_) => true,
+        };
+        if relevant {
+            let _ = events.send(Wake::Files);
+        }
+    });
+    let _watcher = match watcher {
+        Ok(mut w) => {
+            for dir in workspaces.iter().flat_map(watched_dirs) {
+                if dir.is_dir() {
+                    if let Err(e) = w.watch(&dir, RecursiveMode::NonRecursive) {
+                        tracing::warn!(
+                            "cannot watch {}: {e}; refreshing every interval",
+                            dir.display()
+                        );
+                    }
+                }
+            }
+            Some(w)
+        }
+        Err(e) => {
+            tracing::warn!("file events unavailable ({e}); refreshing every interval");
+            None
+        }
+    };
+    crate::watch::forward_signals(tx);
+    let interval = Duration::from_secs_f64(args.interval_seconds);
+    let mut last: Vec<serde_json::Value> = Vec::new();
+    let mut updates = 0u64;
+    loop {
+        let reports = workspaces.iter().map(collect).collect::<Result<Vec<_>>>()?;
+        let values: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|r| serde_json::to_value(r).expect("status serializes"))
+            .collect();
+        if values != last {
+            updates += 1;
+            if updates > 1 && !ctx.json {
+                print_stdout("\n");
+            }
+            ctx.emit_line(&json!({"update": updates, "workspaces": values}), || {
+                reports
+                    .iter()
+                    .map(render_compact)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            last = values;
+            if args.max_updates.is_some_and(|max| updates >= max) {
+                return Ok(ExitCode::Ok);
+            }
+        }
+        let woke = match rx.recv_timeout(interval) {
+            Ok(wake) => Some(wake),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return Ok(ExitCode::Ok),
+        };
+        let mut interrupted = matches!(woke, Some(Wake::Signal(_)));
+        if woke.is_some() {
+            let settle = Instant::now() + Duration::from_millis(200);
+            while let Some(left) = settle.checked_duration_since(Instant::now()) {
+                match rx.recv_timeout(left.min(Duration::from_millis(50))) {
+                    Ok(more) => interrupted |= matches!(more, Wake::Signal(_)),
+                    Err(_) => break,
+                }
+            }
+        }
+        if interrupted {
+            ctx.emit_line(&json!({"interrupted": true}), || "interrupted: true".into());
+            return Ok(ExitCode::Ok);
         }
     }
 }

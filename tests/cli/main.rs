@@ -5,4 +5,5 @@ mod compile;
 mod test_control;
 mod test_core;
 mod test_engine;
+mod test_inspect;
 mod test_planning;

@@ -1,0 +1,592 @@
+//! `doctor`: every check of spec 10 §8 that applies to this implementation, plus the
+//! situations that leave work stuck without an error anywhere (a dependency that can never be
+//! met, a closure waiting on a blocked item, a backlog with no daemon).
+//!
+//! Errors mean the workspace is inconsistent or some work can never proceed as it stands;
+//! warnings mean something needs a look but nothing is broken. Work left in `active/` by a
+//! stopped or crashed daemon is a warning: the next daemon start resumes it (decision 2). Every finding carries a fix:
+//! the command to run or the file to edit. Nothing here writes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::closure;
+use super::lint::{self, LintLevel};
+use super::{daemon, DaemonView};
+use crate::config::Config;
+use crate::model::{Plane, WorkItemKind};
+use crate::queue::QueueStore;
+use crate::state::counters::Counters;
+use crate::state::events::EventLog;
+use crate::state::markers;
+use crate::state::snapshot::Snapshot;
+use crate::workspace::{Folder, Workspace, DIRECTORIES};
+
+/// Error findings make `doctor` exit non-zero; warnings do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Error,
+    Warning,
+}
+
+/// One problem, where it is, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub level: Level,
+    pub code: &'static str,
+    /// Workspace-relative where possible; absent for workspace-wide findings.
+    pub path: Option<String>,
+    pub message: String,
+    /// The next step: a `millrace ...` command or the file to edit.
+    pub fix: String,
+}
+
+/// The whole `doctor` answer, also its `--json` shape.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub workspace: String,
+    pub ok: bool,
+    pub errors: usize,
+    pub warnings: usize,
+    pub daemon: DaemonView,
+    pub findings: Vec<Finding>,
+}
+
+struct Checks<'a> {
+    ws: &'a Workspace,
+    store: QueueStore,
+    findings: Vec<Finding>,
+}
+
+impl Checks<'_> {
+    fn rel(&self, path: &Path) -> String {
+        self.ws.rel(path)
+    }
+
+    fn add(
+        &mut self,
+        level: Level,
+        code: &'static str,
+        path: Option<&Path>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        let path = path.map(|p| self.rel(p));
+        self.findings.push(Finding {
+            level,
+            code,
+            path,
+            message: message.into(),
+            fix: fix.into(),
+        });
+    }
+
+    fn layout(&mut self) {
+        for dir in DIRECTORIES {
+            let path = self.ws.rt().join(dir);
+            if !path.is_dir() {
+                self.add(
+                    Level::Error,
+                    "missing_directory",
+                    Some(&path),
+                    "required workspace directory is missing",
+                    "run `millrace init` (it creates what is missing and changes nothing else)",
+                );
+            }
+        }
+        let rt = self.ws.rt();
+        for path in [
+            rt.join("outline.md"),
+            rt.join("historylog.md"),
+            self.ws.status_path(Plane::Execution),
+            self.ws.status_path(Plane::Planning),
+            self.ws.snapshot_path(),
+            self.ws.counters_path(),
+        ] {
+            if !path.is_file() {
+                self.add(
+                    Level::Error,
+                    "missing_file",
+                    Some(&path),
+                    "required workspace file is missing",
+                    "run `millrace init` (it creates what is missing and changes nothing else)",
+                );
+            }
+        }
+    }
+
+    fn state_files(&mut self) {
+        for (plane, code) in [
+            (Plane::Execution, "execution_status_invalid"),
+            (Plane::Planning, "planning_status_invalid"),
+        ] {
+            let path = self.ws.status_path(plane);
+            if !path.is_file() {
+                continue;
+            }
+            let checked = std::fs::read_to_string(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|text| markers::normalize(plane, &text));
+            if let Err(message) = checked {
+                self.add(
+                    Level::Error,
+                    code,
+                    Some(&path),
+                    message,
+                    "run `millrace control clear-stale-state` to reset the markers to `### IDLE`",
+                );
+            }
+        }
+        let snapshot = self.ws.snapshot_path();
+        if snapshot.is_file() {
+            if let Err(e) = Snapshot::load(&snapshot) {
+                self.add(
+                    Level::Error,
+                    "snapshot_invalid",
+                    Some(&snapshot),
+                    e.to_string(),
+                    format!(
+                        "restore {} from version control, or delete it and run `millrace init` to write a fresh one",
+                        self.rel(&snapshot)
+                    ),
+                );
+            }
+        }
+        let counters = self.ws.counters_path();
+        if counters.is_file() {
+            if let Err(e) = Counters::load(&counters) {
+                self.add(
+                    Level::Error,
+                    "recovery_counters_invalid",
+                    Some(&counters),
+                    e.to_string(),
+                    format!(
+                        "restore {} from version control, or delete it and run `millrace init` to write a fresh one",
+                        self.rel(&counters)
+                    ),
+                );
+            }
+        }
+        if let Err(e) = EventLog::read_all(&self.ws.events_path()) {
+            self.add(
+                Level::Warning,
+                "event_log_unreadable",
+                Some(&self.ws.events_path()),
+                e,
+                "the log is append-only history; remove or repair the named line if tools need to read it",
+            );
+        }
+    }
+
+    fn config_and_compile(&mut self) {
+        let path = self.ws.config_path();
+        let config = match Config::load(&path, false) {
+            Ok(c) => c,
+            Err(e) => {
+                self.add(
+                    Level::Error,
+                    "config_invalid",
+                    Some(&path),
+                    e.to_string(),
+                    format!(
+                        "edit {}, then run `millrace config validate`",
+                        self.rel(&path)
+                    ),
+                );
+                return;
+            }
+        };
+        let outcome = crate::compiler::compile_in_memory(self.ws, &config, None);
+        for error in &outcome.diagnostics.errors {
+            self.add(
+                Level::Error,
+                "compile_failed",
+                None,
+                format!("mode {}: {error}", outcome.mode_id),
+                "fix the mode or loop asset it names, then run `millrace compile validate`",
+            );
+        }
+    }
+
+    fn assets(&mut self) {
+        for f in lint::lint_assets(self.ws.rt()) {
+            let level = match f.level {
+                LintLevel::Policy => Level::Warning,
+                _ => Level::Error,
+            };
+            let rel = self.rel(&f.path);
+            let shipped = f
+                .path
+                .strip_prefix(self.ws.rt())
+                .ok()
+                .and_then(|r| crate::workspace::embedded_asset(&r.to_string_lossy()))
+                .is_some();
+            let fix = if shipped {
+                format!(
+                    "edit {rel}, or delete it and run `millrace init` to restore the shipped copy"
+                )
+            } else {
+                format!("edit {rel} (see millrace-agents/skills/README.md for the asset rules)")
+            };
+            self.add(
+                level,
+                f.level.code(),
+                Some(&f.path),
+                format!("{}: {}", f.asset_id, f.reason),
+                fix,
+            );
+        }
+    }
+
+    fn lock_and_active(&mut self, daemon: &DaemonView) {
+        let mut active = Vec::new();
+        for kind in WorkItemKind::ALL {
+            for entry in self.store.entries(kind, Folder::Active) {
+                active.push((kind, entry.stem.clone(), entry.path.clone()));
+            }
+        }
+        if daemon.running {
+            return;
+        }
+        if let (true, Some(pid), false) = (
+            daemon.lock_file_present,
+            daemon.owner_pid,
+            active.is_empty(),
+        ) {
+            self.add(
+                Level::Warning,
+                "runtime_ownership_lock_stale",
+                Some(&self.ws.lock_path()),
+                format!(
+                    "the lock names pid {pid} on {} (since {}) but no process holds it, and work is still active",
+                    daemon.owner_hostname.as_deref().unwrap_or("unknown host"),
+                    daemon.since.as_deref().unwrap_or("unknown time"),
+                ),
+                "run `millrace run daemon` (startup requeues stranded work), or `millrace control clear-stale-state`",
+            );
+        }
+        for (kind, id, path) in active {
+            self.add(
+                Level::Warning,
+                "active_without_owner",
+                Some(&path),
+                format!("{kind} {id} is active but no daemon is running it; it waits for the next daemon start"),
+                format!(
+                    "run `millrace run daemon` (startup resumes or requeues it), or `millrace control retry-active --reason \"...\"` to requeue {id}"
+                ),
+            );
+        }
+    }
+
+    fn documents(&mut self) -> BTreeMap<(WorkItemKind, String), Vec<(Folder, PathBuf)>> {
+        let mut seen: BTreeMap<(WorkItemKind, String), Vec<(Folder, PathBuf)>> = BTreeMap::new();
+        for kind in WorkItemKind::ALL {
+            for folder in Folder::ALL {
+                let label = self.store.folder_label(kind, folder);
+                for entry in self.store.entries(kind, folder) {
+                    seen.entry((kind, entry.stem.clone()))
+                        .or_default()
+                        .push((folder, entry.path.clone()));
+                    let level = match folder {
+                        Folder::Queue | Folder::Active => Level::Error,
+                        Folder::Done | Folder::Blocked => Level::Warning,
+                    };
+                    let problem = match &entry.parsed {
+                        Err(e) => Some(e.to_string()),
+                        Ok(doc) if doc.id() != entry.stem => Some(format!(
+                            "file name {}.md does not match its id {}",
+                            entry.stem,
+                            doc.id()
+                        )),
+                        Ok(_) => None,
+                    };
+                    if let Some(message) = problem {
+                        self.add(
+                            level,
+                            "queue_artifact_invalid",
+                            Some(&entry.path),
+                            format!("{label}: {message}"),
+                            format!(
+                                "fix {} (`millrace queue show {}` shows the error), or move it out of {label}",
+                                self.rel(&entry.path),
+                                entry.stem
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        for ((kind, id), places) in &seen {
+            if places.len() < 2 {
+                continue;
+            }
+            let paths: Vec<String> = places.iter().map(|(_, p)| self.rel(p)).collect();
+            self.add(
+                Level::Error,
+                "duplicate_work_item_id",
+                Some(&places[0].1),
+                format!("{kind} {id} is in {} folders: {}", places.len(), paths.join(", ")),
+                format!(
+                    "keep one copy: delete or rename the others (`millrace queue show {id}` lists them)"
+                ),
+            );
+        }
+        seen
+    }
+
+    fn lineage_and_dependencies(
+        &mut self,
+        seen: &BTreeMap<(WorkItemKind, String), Vec<(Folder, PathBuf)>>,
+    ) {
+        let folder_of = |kind: WorkItemKind, id: &str| -> Option<Folder> {
+            seen.get(&(kind, id.to_string()))
+                .and_then(|places| places.first().map(|(f, _)| *f))
+        };
+        let contracts = self.ws.arbiter_dir().join("contracts/root-specs");
+        let spec_exists = |id: &str| {
+            folder_of(WorkItemKind::Spec, id).is_some()
+                || contracts.join(format!("{id}.md")).is_file()
+        };
+        for kind in [WorkItemKind::Task, WorkItemKind::Incident] {
+            for folder in [Folder::Queue, Folder::Active, Folder::Blocked] {
+                for entry in self.store.entries(kind, folder) {
+                    let Ok(doc) = &entry.parsed else { continue };
+                    let mut named: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+                    if let Some(root) = doc.root_spec_id() {
+                        named
+                            .entry(root.to_string())
+                            .or_default()
+                            .push("Root-Spec-ID");
+                    }
+                    if let crate::documents::Document::Task(task) = doc.as_ref() {
+                        if let Some(spec) = &task.spec_id {
+                            named.entry(spec.clone()).or_default().push("Spec-ID");
+                        }
+                    }
+                    for (spec, fields) in named {
+                        if !spec_exists(&spec) {
+                            let fields = fields.join(" and ");
+                            self.add(
+                                Level::Warning,
+                                "lineage_dangling",
+                                Some(&entry.path),
+                                format!(
+                                    "{kind} {} has {fields} {spec}, but no spec {spec} exists in any folder, so its lineage can never close",
+                                    entry.stem
+                                ),
+                                format!(
+                                    "fix {fields} in {}, or add the spec with `millrace add-spec <path>`",
+                                    self.rel(&entry.path)
+                                ),
+                            );
+                        }
+                    }
+                    if folder != Folder::Queue {
+                        continue;
+                    }
+                    for dep in doc.depends_on() {
+                        match folder_of(WorkItemKind::Task, dep) {
+                            None => self.add(
+                                Level::Error,
+                                "dependency_missing",
+                                Some(&entry.path),
+                                format!(
+                                    "task {} depends on task {dep}, which exists in no folder, so it can never be claimed",
+                                    entry.stem
+                                ),
+                                format!(
+                                    "remove {dep} from Depends-On in {}, or add it with `millrace add-task <path>`",
+                                    self.rel(&entry.path)
+                                ),
+                            ),
+                            Some(Folder::Blocked) => self.add(
+                                Level::Error,
+                                "dependency_blocked",
+                                Some(&entry.path),
+                                format!(
+                                    "task {} depends on task {dep}, which is blocked, so it cannot be claimed",
+                                    entry.stem
+                                ),
+                                format!(
+                                    "see why with `millrace queue show {dep}`; once fixed move it back to tasks/queue/, or drop it from Depends-On in {}",
+                                    self.rel(&entry.path)
+                                ),
+                            ),
+                            Some(_) => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn quarantine_and_mailbox(&mut self) {
+        for (dir, code, what, fix) in [
+            (
+                self.ws.quarantine_dir(),
+                "quarantined_file",
+                "quarantined",
+                "fix the document, queue it again (`millrace add-task|add-spec <path>`), then delete",
+            ),
+            (
+                self.ws.mailbox_dir("failed"),
+                "mailbox_command_failed",
+                "mailbox command refused",
+                "re-issue it (`millrace control <command>`, or rewrite the envelope into state/mailbox/incoming/), then delete",
+            ),
+        ] {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map(|r| r.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+                .unwrap_or_default();
+            files.sort();
+            for path in files {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if !path.is_file()
+                    || name.starts_with('.')
+                    || name.ends_with(".error.yaml")
+                    || name.ends_with(".result.yaml")
+                {
+                    continue;
+                }
+                let reason = reason_of(&dir.join(format!("{name}.error.yaml")));
+                let rel = self.rel(&path);
+                self.add(
+                    Level::Warning,
+                    code,
+                    Some(&path),
+                    format!("{what}: {}", reason.as_deref().unwrap_or("no reason recorded")),
+                    format!("{fix} {rel} and its .error.yaml"),
+                );
+            }
+        }
+    }
+
+    fn backlog_and_closure(&mut self, daemon: &DaemonView) {
+        let (exec, plan) = self.store.depths();
+        if !daemon.running && exec + plan > 0 {
+            self.add(
+                Level::Warning,
+                "daemon_stopped_with_backlog",
+                None,
+                format!("{exec} execution and {plan} planning items are queued but no daemon is running"),
+                "run `millrace run daemon` (or `millrace watch`)",
+            );
+        }
+        let (targets, problems) = closure::open_targets(self.ws);
+        for problem in problems {
+            self.add(
+                Level::Error,
+                "closure_target_invalid",
+                None,
+                problem,
+                "restore the named file under millrace-agents/arbiter/targets/ from version control",
+            );
+        }
+        for target in targets {
+            let path = self.ws.root().join(&target.path);
+            for item in target.blocked_items() {
+                let kind = item.kind.map(|k| k.as_str()).unwrap_or("item");
+                self.add(
+                    Level::Warning,
+                    "closure_waits_on_blocked",
+                    Some(&path),
+                    format!(
+                        "closure of {} waits on blocked {kind} {} ({})",
+                        target.root_spec_id, item.id, item.folder
+                    ),
+                    format!(
+                        "run `millrace queue show {}`; once its cause is fixed move it back to its queue folder",
+                        item.id
+                    ),
+                );
+            }
+            if let Some(reason) = &target.closure_held {
+                self.add(
+                    Level::Warning,
+                    "closure_held",
+                    Some(&path),
+                    format!("closure of {} is held: {reason}", target.root_spec_id),
+                    format!(
+                        "read the latest report, then reset arbiter_runs and closure_held in {}",
+                        target.path
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn reason_of(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let value: serde_json::Value = crate::yaml::from_str(path, &text).ok()?;
+    value
+        .get("error")
+        .and_then(|e| e.as_str())
+        .map(|s| s.trim().to_string())
+}
+
+/// Run every check against `ws` without writing anything.
+pub fn diagnose(ws: &Workspace) -> Report {
+    let daemon = daemon(ws);
+    let mut checks = Checks {
+        ws,
+        store: QueueStore::new(ws),
+        findings: Vec::new(),
+    };
+    checks.layout();
+    checks.state_files();
+    checks.config_and_compile();
+    checks.assets();
+    checks.lock_and_active(&daemon);
+    let seen = checks.documents();
+    checks.lineage_and_dependencies(&seen);
+    checks.quarantine_and_mailbox();
+    checks.backlog_and_closure(&daemon);
+    let mut findings = checks.findings;
+    findings.sort_by(|a, b| {
+        (a.level, &a.path, a.code, &a.message).cmp(&(b.level, &b.path, b.code, &b.message))
+    });
+    let errors = findings.iter().filter(|f| f.level == Level::Error).count();
+    Report {
+        workspace: ws.root().display().to_string(),
+        ok: errors == 0,
+        errors,
+        warnings: findings.len() - errors,
+        daemon,
+        findings,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_workspace_is_healthy() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::open_or_init(dir.path()).unwrap();
+        let report = diagnose(&ws);
+        assert!(report.ok, "{:#?}", report.findings);
+        assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    }
+
+    #[test]
+    fn a_missing_directory_and_a_bad_marker_are_errors_with_fixes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::open_or_init(dir.path()).unwrap();
+        std::fs::remove_dir(ws.rt().join("arbiter/rubrics")).unwrap();
+        std::fs::write(ws.status_path(Plane::Execution), "### NONSENSE\n").unwrap();
+        let report = diagnose(&ws);
+        let codes: Vec<&str> = report.findings.iter().map(|f| f.code).collect();
+        assert!(codes.contains(&"missing_directory"), "{codes:?}");
+        assert!(codes.contains(&"execution_status_invalid"), "{codes:?}");
+        assert!(report.findings.iter().all(|f| f.fix.contains("millrace")));
+        assert!(!report.ok);
+    }
+}

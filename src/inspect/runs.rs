@@ -1,0 +1,510 @@
+//! Stage runs as operators see them: `runs/<run_id>/` folders summarised from their stage
+//! results (spec 10 §4), with the lineage each run worked for.
+//!
+//! Everything here only reads. A run still in progress has no stage result for its current
+//! stage yet; it is listed with what it has, and [`latest_stage`] finds the running stage from
+//! its capture files.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::model::{ResultClass, Stage, TerminalResult, WorkItemKind};
+use crate::queue::QueueStore;
+use crate::runners::artifacts::RunFiles;
+use crate::runners::request::RequestKind;
+use crate::runners::result::{stamp, StageResult, TokenUsage};
+use crate::workspace::Workspace;
+
+/// Whether a run's stage results could all be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Every stage result file is valid.
+    Valid,
+    /// No stage result yet (the first stage is running, or the run was cut short).
+    Incomplete,
+    /// At least one stage result file could not be read or failed validation.
+    Malformed,
+}
+
+impl RunStatus {
+    /// The lowercase name shown in text output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Valid => "valid",
+            RunStatus::Incomplete => "incomplete",
+            RunStatus::Malformed => "malformed",
+        }
+    }
+}
+
+/// The root lineage a run worked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Lineage {
+    pub root_spec_id: Option<String>,
+    pub root_idea_id: Option<String>,
+    /// `closure_target` (from the arbiter request), `work_item_document` (from the item's
+    /// document, wherever it is now) or `unknown` (the document is gone or unreadable).
+    pub source: &'static str,
+}
+
+/// One row of `runs ls`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub status: RunStatus,
+    /// True while the snapshot names this run as the active one.
+    pub active: bool,
+    pub stages_run: usize,
+    pub stages: Vec<Stage>,
+    pub request_kind: Option<RequestKind>,
+    pub work_item_kind: Option<WorkItemKind>,
+    pub work_item_id: Option<String>,
+    pub closure_target_root_spec_id: Option<String>,
+    pub last_terminal_result: Option<TerminalResult>,
+    pub last_result_class: Option<ResultClass>,
+    pub failure_class: Option<String>,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub duration_seconds: Option<f64>,
+    /// Field-wise sum over the stage results that report usage; absent when none do.
+    pub token_usage: Option<TokenUsage>,
+    pub notes: Vec<String>,
+}
+
+/// One stage result of a run, as `runs show` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageEntry {
+    pub request_id: String,
+    /// Relative to the run folder.
+    pub stage_result_path: String,
+    pub stage: Stage,
+    pub request_kind: RequestKind,
+    pub work_item_kind: WorkItemKind,
+    pub work_item_id: String,
+    pub closure_target_root_spec_id: Option<String>,
+    pub closure_target_root_idea_id: Option<String>,
+    pub terminal_result: TerminalResult,
+    pub result_class: ResultClass,
+    pub failure_class: Option<String>,
+    pub started_at: String,
+    pub completed_at: String,
+    pub duration_seconds: f64,
+    pub runner_name: String,
+    pub model_name: Option<String>,
+    pub exit_kind: String,
+    pub exit_code: i32,
+    pub notes: Vec<String>,
+    pub prompt_artifact: Option<String>,
+    pub report_artifact: Option<String>,
+    pub stdout_path: Option<String>,
+    pub stderr_path: Option<String>,
+    pub artifact_paths: Vec<String>,
+    pub token_usage: Option<TokenUsage>,
+}
+
+/// Everything `runs show` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunDetail {
+    #[serde(flatten)]
+    pub summary: RunSummary,
+    pub lineage: Lineage,
+    pub stage_results: Vec<StageEntry>,
+}
+
+/// The stage `runs tail` follows: the running one, or the last one to finish.
+#[derive(Debug, Clone, Serialize)]
+pub struct LatestStage {
+    pub request_id: String,
+    pub stage: Option<Stage>,
+    pub stdout_path: PathBuf,
+    pub stderr_path: PathBuf,
+    /// Its stage result exists (or the run is no longer active, so nothing more will come).
+    pub finished: bool,
+    pub terminal_result: Option<TerminalResult>,
+}
+
+/// Whether `run_id` names a run folder; ids with path separators never do.
+pub fn exists(ws: &Workspace, run_id: &str) -> bool {
+    !run_id.is_empty()
+        && !run_id.contains(['/', '\\'])
+        && run_id != "."
+        && run_id != ".."
+        && ws.run_dir(run_id).is_dir()
+}
+
+fn shown(run_dir: &Path, path: &Path) -> String {
+    path.strip_prefix(run_dir)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn sum_usage(a: Option<TokenUsage>, b: Option<TokenUsage>) -> Option<TokenUsage> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(TokenUsage {
+            input_tokens: a.input_tokens + b.input_tokens,
+            cached_input_tokens: a.cached_input_tokens + b.cached_input_tokens,
+            output_tokens: a.output_tokens + b.output_tokens,
+            thinking_tokens: a.thinking_tokens + b.thinking_tokens,
+            total_tokens: a.total_tokens + b.total_tokens,
+        }),
+        (a, b) => a.or(b),
+    }
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|r| r.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    out.retain(|p| p.is_file());
+    out.sort();
+    out
+}
+
+/// Read a run's stage results, valid ones ordered by (completed_at, started_at, path).
+fn load_results(run_dir: &Path) -> (Vec<(PathBuf, StageResult)>, Vec<String>) {
+    let mut valid = Vec::new();
+    let mut notes = Vec::new();
+    for path in files_in(&run_dir.join("stage_results")) {
+        let name = shown(run_dir, &path);
+        if path.extension().is_none_or(|e| e != "yaml") || name.contains("/.") {
+            continue;
+        }
+        let loaded = std::fs::read_to_string(&path)
+            .map_err(|e| format!("{name}: {e}"))
+            .and_then(|text| {
+                crate::yaml::from_str::<StageResult>(&path, &text)
+                    .map_err(|e| format!("{name}: invalid stage result: {e}"))
+            })
+            .and_then(|r| {
+                r.validate()
+                    .map(|()| r)
+                    .map_err(|e| format!("{name}: invalid stage result payload: {e}"))
+            });
+        match loaded {
+            Ok(result) => valid.push((path, result)),
+            Err(note) => notes.push(note),
+        }
+    }
+    valid.sort_by(|(pa, a), (pb, b)| {
+        (a.completed_at, a.started_at, pa).cmp(&(b.completed_at, b.started_at, pb))
+    });
+    (valid, notes)
+}
+
+fn active_run(ws: &Workspace) -> Option<String> {
+    active(ws).map(|(run, _)| run)
+}
+
+/// The snapshot's active run and stage.
+fn active(ws: &Workspace) -> Option<(String, Option<Stage>)> {
+    crate::state::snapshot::Snapshot::load(&ws.snapshot_path())
+        .ok()
+        .and_then(|s| s.active_run_id.map(|run| (run, s.active_stage)))
+}
+
+fn summarize(
+    run_id: &str,
+    results: &[(PathBuf, StageResult)],
+    mut notes: Vec<String>,
+    active: bool,
+) -> RunSummary {
+    let status = match (results.is_empty(), notes.is_empty()) {
+        (true, true) => {
+            notes.push("no stage result artifacts found".into());
+            RunStatus::Incomplete
+        }
+        (_, false) => RunStatus::Malformed,
+        (false, true) => RunStatus::Valid,
+    };
+    let first = results.first().map(|(_, r)| r);
+    let last = results.last().map(|(_, r)| r);
+    RunSummary {
+        run_id: run_id.to_string(),
+        status,
+        active,
+        stages_run: results.len(),
+        stages: results.iter().map(|(_, r)| r.stage).collect(),
+        request_kind: last.map(|r| r.metadata.request_kind),
+        work_item_kind: last.map(|r| r.work_item_kind),
+        work_item_id: last.map(|r| r.work_item_id.clone()),
+        closure_target_root_spec_id: last
+            .and_then(|r| r.metadata.closure_target_root_spec_id.clone()),
+        last_terminal_result: last.map(|r| r.terminal_result),
+        last_result_class: last.map(|r| r.result_class),
+        failure_class: last.and_then(|r| r.failure_class().map(|f| f.to_string())),
+        started_at: first.map(|r| crate::time::format(r.started_at)),
+        completed_at: last.map(|r| crate::time::format(r.completed_at)),
+        duration_seconds: first.zip(last).map(|(f, l)| {
+            l.completed_at
+                .duration_since(f.started_at)
+                .as_secs_f64()
+                .max(0.0)
+        }),
+        token_usage: results
+            .iter()
+            .fold(None, |acc, (_, r)| sum_usage(acc, r.token_usage)),
+        notes,
+    }
+}
+
+/// When a run began, for ordering: its first stage result, else the folder's mtime.
+fn start_key(run_dir: &Path, summary: &RunSummary) -> Timestamp {
+    summary
+        .started_at
+        .as_deref()
+        .and_then(|s| stamp::parse(s).ok())
+        .or_else(|| {
+            std::fs::metadata(run_dir)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|m: SystemTime| Timestamp::try_from(m).ok())
+        })
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// Every run, newest first (run ids are random, so order comes from the stage results).
+pub fn list(ws: &Workspace) -> Vec<RunSummary> {
+    let active = active_run(ws);
+    let Ok(read) = std::fs::read_dir(ws.runs_dir()) else {
+        return Vec::new();
+    };
+    let mut runs: Vec<(Timestamp, RunSummary)> = read
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| {
+            let run_id = e.file_name().to_string_lossy().into_owned();
+            if run_id.starts_with('.') {
+                return None;
+            }
+            let dir = e.path();
+            let (results, notes) = load_results(&dir);
+            let summary = summarize(
+                &run_id,
+                &results,
+                notes,
+                active.as_deref() == Some(run_id.as_str()),
+            );
+            Some((start_key(&dir, &summary), summary))
+        })
+        .collect();
+    runs.sort_by(|(ta, a), (tb, b)| tb.cmp(ta).then_with(|| a.run_id.cmp(&b.run_id)));
+    runs.into_iter().map(|(_, s)| s).collect()
+}
+
+fn path_text(run_dir: &Path, path: &Option<PathBuf>) -> Option<String> {
+    path.as_deref().map(|p| shown(run_dir, p))
+}
+
+/// The lineage of a run from its last stage result: a closure target's own root ids, or the
+/// work item's document wherever it now lives.
+fn lineage(ws: &Workspace, last: Option<&StageResult>) -> Lineage {
+    let Some(r) = last else {
+        return Lineage {
+            source: "unknown",
+            ..Lineage::default()
+        };
+    };
+    if r.metadata.request_kind == RequestKind::ClosureTarget {
+        return Lineage {
+            root_spec_id: r
+                .metadata
+                .closure_target_root_spec_id
+                .clone()
+                .or_else(|| Some(r.work_item_id.clone())),
+            root_idea_id: r.metadata.closure_target_root_idea_id.clone(),
+            source: "closure_target",
+        };
+    }
+    let store = QueueStore::new(ws);
+    let doc = store
+        .find(&r.work_item_id)
+        .into_iter()
+        .find(|(s, _)| s.kind == r.work_item_kind)
+        .and_then(|(_, doc)| doc);
+    match doc {
+        Some(doc) => Lineage {
+            root_spec_id: doc.effective_root_spec().map(str::to_string),
+            root_idea_id: doc.root_idea_id().map(str::to_string),
+            source: "work_item_document",
+        },
+        None => Lineage {
+            source: "unknown",
+            ..Lineage::default()
+        },
+    }
+}
+
+/// `runs show`: the summary, the lineage and every stage result in order; `None` if the
+/// run does not exist.
+pub fn show(ws: &Workspace, run_id: &str) -> Option<RunDetail> {
+    if !exists(ws, run_id) {
+        return None;
+    }
+    let run_dir = ws.run_dir(run_id);
+    let (results, notes) = load_results(&run_dir);
+    let active = active_run(ws).as_deref() == Some(run_id);
+    let summary = summarize(run_id, &results, notes, active);
+    let lineage = lineage(ws, results.last().map(|(_, r)| r));
+    let stage_results = results
+        .iter()
+        .map(|(path, r)| StageEntry {
+            request_id: r.metadata.request_id.clone(),
+            stage_result_path: shown(&run_dir, path),
+            stage: r.stage,
+            request_kind: r.metadata.request_kind,
+            work_item_kind: r.work_item_kind,
+            work_item_id: r.work_item_id.clone(),
+            closure_target_root_spec_id: r.metadata.closure_target_root_spec_id.clone(),
+            closure_target_root_idea_id: r.metadata.closure_target_root_idea_id.clone(),
+            terminal_result: r.terminal_result,
+            result_class: r.result_class,
+            failure_class: r.failure_class().map(|f| f.to_string()),
+            started_at: crate::time::format(r.started_at),
+            completed_at: crate::time::format(r.completed_at),
+            duration_seconds: r.duration_seconds,
+            runner_name: r.runner_name.clone(),
+            model_name: r.model_name.clone(),
+            exit_kind: r.metadata.raw_exit_kind.to_string(),
+            exit_code: r.exit_code,
+            notes: r.notes.clone(),
+            prompt_artifact: path_text(&run_dir, &r.prompt_artifact),
+            report_artifact: path_text(&run_dir, &r.report_artifact),
+            stdout_path: path_text(&run_dir, &r.stdout_path),
+            stderr_path: path_text(&run_dir, &r.stderr_path),
+            artifact_paths: r
+                .artifact_paths
+                .iter()
+                .map(|p| shown(&run_dir, p))
+                .collect(),
+            token_usage: r.token_usage,
+        })
+        .collect();
+    Some(RunDetail {
+        summary,
+        lineage,
+        stage_results,
+    })
+}
+
+/// The request id in a run-folder file name such as `runner_stdout.<rid>.txt`.
+fn request_id_of(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("runner_")?;
+    let (_, rest) = rest.split_once('.')?;
+    let (rid, _) = rest.rsplit_once('.')?;
+    (!rid.is_empty()).then_some(rid)
+}
+
+fn mtime(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The stage of `run_id` to tail: one with capture files but no stage result yet (the running
+/// stage; the newest such by mtime), else the last stage result in result order.
+pub fn latest_stage(ws: &Workspace, run_id: &str) -> Option<LatestStage> {
+    let run_dir = ws.run_dir(run_id);
+    let (results, _) = load_results(&run_dir);
+    let mut unfinished: Option<(SystemTime, String)> = None;
+    for path in files_in(&run_dir) {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Some(rid) = request_id_of(&name) else {
+            continue;
+        };
+        if crate::runners::artifacts::stage_result_path(&run_dir, rid).exists() {
+            continue;
+        }
+        let time = mtime(&path).unwrap_or(SystemTime::UNIX_EPOCH);
+        if unfinished.as_ref().is_none_or(|(t, _)| time > *t) {
+            unfinished = Some((time, rid.to_string()));
+        }
+    }
+    let request_id = match unfinished {
+        Some((_, rid)) => rid,
+        None => results.last()?.1.metadata.request_id.clone(),
+    };
+    let files = RunFiles::new(&run_dir, &request_id);
+    let result = results
+        .iter()
+        .map(|(_, r)| r)
+        .find(|r| r.metadata.request_id == request_id);
+    let stage = result.map(|r| r.stage).or_else(|| {
+        let text = std::fs::read_to_string(&files.invocation).ok()?;
+        crate::yaml::from_str::<crate::runners::artifacts::RunnerInvocation>(
+            &files.invocation,
+            &text,
+        )
+        .ok()
+        .map(|i| i.stage)
+    });
+    let running = active(ws).filter(|(run, _)| run == run_id);
+    let still_active = running.is_some();
+    let stage = stage.or(running.and_then(|(_, stage)| stage));
+    Some(LatestStage {
+        finished: result.is_some() || !still_active,
+        terminal_result: result.map(|r| r.terminal_result),
+        request_id,
+        stage,
+        stdout_path: files.stdout,
+        stderr_path: files.stderr,
+    })
+}
+
+/// The last `lines` lines of a text file (all of it for 0); a missing file reads as empty.
+pub fn tail_lines(path: &Path, lines: usize) -> Vec<String> {
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    let from = if lines == 0 {
+        0
+    } else {
+        all.len().saturating_sub(lines)
+    };
+    all[from..].iter().map(|l| l.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_come_from_runner_file_names() {
+        assert_eq!(
+            request_id_of("runner_stdout.request-ab12.txt"),
+            Some("request-ab12")
+        );
+        assert_eq!(
+            request_id_of("runner_events.request-ab12.jsonl"),
+            Some("request-ab12")
+        );
+        assert_eq!(request_id_of("builder_summary.md"), None);
+    }
+
+    #[test]
+    fn run_ids_cannot_escape_the_runs_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::open_or_init(dir.path()).unwrap();
+        assert!(!exists(&ws, ".."));
+        assert!(!exists(&ws, "../state"));
+        assert!(!exists(&ws, ""));
+    }
+
+    #[test]
+    fn usage_sums_only_what_is_reported() {
+        let one = TokenUsage {
+            input_tokens: 1,
+            total_tokens: 2,
+            ..TokenUsage::default()
+        };
+        assert_eq!(sum_usage(None, None), None);
+        assert_eq!(sum_usage(Some(one), None), Some(one));
+        assert_eq!(sum_usage(Some(one), Some(one)).unwrap().total_tokens, 4);
+    }
+}
