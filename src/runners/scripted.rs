@@ -102,7 +102,7 @@ impl ScriptedRunner {
 
     fn answer(&self, req: &StageRequest) -> Result<Answer, String> {
         let script = self.script()?;
-        let state_path = self.ws.runs_dir().join("scripted_progress.yaml");
+        let state_path = self.ws.state_dir().join("scripted_runner.yaml");
         let mut progress: Progress = std::fs::read_to_string(&state_path)
             .ok()
             .and_then(|t| crate::yaml::from_str(&state_path, &t).ok())
