@@ -7,12 +7,13 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{open_for_write, open_read_only, Ctx};
+use crate::control::actions::Action;
 use crate::documents::{self, Document};
 use crate::error::{Error, ExitCode, Result};
 use crate::model::WorkItemKind;
 use crate::queue::{ItemSummary, QueueStore};
 use crate::state::events::EventLog;
-use crate::workspace::atomic::{self, IoError};
+use crate::workspace::atomic::IoError;
 
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
@@ -159,7 +160,8 @@ pub fn add(ctx: &Ctx, kind: WorkItemKind, args: AddArgs) -> Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
-/// `add-idea`: copy the idea into the inbox (never overwriting); the runtime turns it into a spec.
+/// `add-idea`: copy the idea into the inbox (never overwriting); the runtime turns it into a
+/// spec. The same action a daemon applies for a mailbox `add_idea`.
 pub fn add_idea(ctx: &Ctx, args: AddArgs) -> Result<ExitCode> {
     let name = args
         .path
@@ -169,22 +171,14 @@ pub fn add_idea(ctx: &Ctx, args: AddArgs) -> Result<ExitCode> {
     let text = read_input(&args.path)?;
     documents::check_idea_submission(&name, &text)?;
     let ws = open_for_write(ctx)?;
-    let dest = ws.ideas_inbox().join(&name);
-    match atomic::create_atomic(&dest, text.as_bytes()) {
-        Ok(()) => {}
-        Err(IoError::AlreadyExists { .. }) => {
-            return Err(Error::msg(format!(
-                "idea document already exists: {}",
-                dest.display()
-            )))
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let rel = ws.rel(&dest);
-    EventLog::new(ws.events_path()).emit(
-        "idea_added",
-        json!({"source_name": name, "path": rel, "source": "cli"}),
+    let outcome = super::control::apply_direct(
+        &ws,
+        &Action::AddIdea {
+            name: name.clone(),
+            markdown: text,
+        },
     )?;
+    let rel = outcome.artifact_path.clone().unwrap_or_default();
     let out = json!({"kind": "idea", "name": name, "path": rel});
     ctx.emit(&out, || {
         format!("added idea {name} at {rel} (it becomes a spec at the next tick)\n")

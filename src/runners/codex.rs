@@ -10,14 +10,11 @@ use std::io;
 use serde_json::{Map, Value};
 
 use crate::config::{CodexConfig, Permission};
-use crate::runners::artifacts::{
-    self, classify, raw_from_run, RunFiles, RunnerCompletion, RunnerInvocation,
-};
-use crate::runners::process::{self, Ending, ProcessSpec};
-use crate::runners::result::stamp;
+use crate::runners::artifacts::{self, RunFiles, RunnerCompletion};
+use crate::runners::process::Ending;
 use crate::runners::result::{RawResult, TokenUsage};
 use crate::runners::CODEX_RUNNER;
-use crate::runners::{failed_dispatch, prompt, CancelToken, ProcessSettings, Runner, StageRequest};
+use crate::runners::{prompt, CancelToken, ProcessSettings, Runner, StageRequest};
 use crate::workspace::atomic;
 
 /// The Codex CLI adapter.
@@ -90,39 +87,25 @@ impl Runner for CodexRunner {
     }
 
     fn run(&self, req: &StageRequest, cancel: &CancelToken) -> RawResult {
-        let files = RunFiles::for_request(req);
-        let now = stamp::now();
         let prompt = prompt::render(req);
         let argv = self.command_line(req, &prompt);
-        let prepared = atomic::create_dir_all(&req.run_dir)
-            .and_then(|()| atomic::write_atomic(&files.prompt, prompt.as_bytes()))
-            .and_then(|()| {
-                let invocation =
-                    RunnerInvocation::new(req, CODEX_RUNNER, &argv, &files.prompt, now);
-                artifacts::write_yaml(&files.invocation, &invocation)
-            });
-        if let Err(err) = prepared {
-            return failed_dispatch(
-                req,
-                CODEX_RUNNER,
-                &format!("cannot prepare the stage run: {err}"),
-            );
-        }
-
-        let spec = ProcessSpec {
-            argv: argv.clone(),
-            cwd: self.settings.workspace_root.clone(),
-            env: self.settings.env_policy.environment(&self.config.env),
-            stdout_path: files.stdout.clone(),
-            stderr_path: files.stderr.clone(),
-            record_path: files.process_record.clone(),
-            limits: self.settings.limits(req),
+        let launched = match self.settings.launch(
+            req,
+            CODEX_RUNNER,
+            argv.clone(),
+            &prompt,
+            &self.config.env,
+            cancel,
+        ) {
+            Ok(launched) => launched,
+            Err(raw) => return raw,
         };
-        let run = process::run(&spec, cancel);
-        let classified = classify(&run.ending);
-        let mut raw = raw_from_run(req, CODEX_RUNNER, &run, &classified);
-        raw.stderr_path = Some(files.stderr.clone());
-
+        let crate::runners::Launched {
+            files,
+            run,
+            classified,
+            mut raw,
+        } = launched;
         if run.ending == Ending::NotFound {
             raw.stdout_path = files.stdout.exists().then(|| files.stdout.clone());
         } else {

@@ -28,12 +28,9 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use crate::config::{CommandOutput, CommandRunnerConfig};
-use crate::runners::artifacts::{
-    self, classify, raw_from_run, CompletionFailure, RunFiles, RunnerCompletion, RunnerInvocation,
-};
+use crate::runners::artifacts::{self, CompletionFailure, RunFiles, RunnerCompletion};
 use crate::runners::codex::integer;
-use crate::runners::process::{self, Ending, ProcessSpec};
-use crate::runners::result::stamp;
+use crate::runners::process::{self, Ending};
 use crate::runners::result::{ExitKind, RawResult, TokenUsage};
 use crate::runners::{
     failed_dispatch, prompt, CancelToken, ProcessSettings, Runner, StageRequest, COMMAND_RUNNER,
@@ -177,8 +174,6 @@ impl Runner for CommandRunner {
     }
 
     fn run(&self, req: &StageRequest, cancel: &CancelToken) -> RawResult {
-        let files = RunFiles::for_request(req);
-        let now = stamp::now();
         let prompt = prompt::render(req);
         let Some(argv) = self.command_line(req, &prompt) else {
             return failed_dispatch(
@@ -187,34 +182,23 @@ impl Runner for CommandRunner {
                 "the command runner has no command: set runners.command.argv or runners.command.preset",
             );
         };
-        let prepared = atomic::create_dir_all(&req.run_dir)
-            .and_then(|()| atomic::write_atomic(&files.prompt, prompt.as_bytes()))
-            .and_then(|()| {
-                let invocation =
-                    RunnerInvocation::new(req, COMMAND_RUNNER, &argv, &files.prompt, now);
-                artifacts::write_yaml(&files.invocation, &invocation)
-            });
-        if let Err(err) = prepared {
-            return failed_dispatch(
-                req,
-                COMMAND_RUNNER,
-                &format!("cannot prepare the stage run: {err}"),
-            );
-        }
-
-        let spec = ProcessSpec {
-            argv: argv.clone(),
-            cwd: self.settings.workspace_root.clone(),
-            env: self.settings.env_policy.environment(&self.config.env),
-            stdout_path: files.stdout.clone(),
-            stderr_path: files.stderr.clone(),
-            record_path: files.process_record.clone(),
-            limits: self.settings.limits(req),
+        let launched = match self.settings.launch(
+            req,
+            COMMAND_RUNNER,
+            argv.clone(),
+            &prompt,
+            &self.config.env,
+            cancel,
+        ) {
+            Ok(launched) => launched,
+            Err(raw) => return raw,
         };
-        let run = process::run(&spec, cancel);
-        let mut classified = classify(&run.ending);
-        let mut raw = raw_from_run(req, COMMAND_RUNNER, &run, &classified);
-        raw.stderr_path = Some(files.stderr.clone());
+        let crate::runners::Launched {
+            files,
+            run,
+            mut classified,
+            mut raw,
+        } = launched;
         raw.stdout_path = Some(files.stdout.clone());
 
         if run.ending != Ending::NotFound {

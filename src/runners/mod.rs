@@ -97,6 +97,64 @@ impl ProcessSettings {
     }
 }
 
+/// A harness process that ran (or could not be prepared) for one request.
+pub(crate) struct Launched {
+    pub files: RunFiles,
+    pub run: process::ProcessRun,
+    pub classified: artifacts::Classified,
+    pub raw: RawResult,
+}
+
+impl ProcessSettings {
+    /// Write the prompt and invocation artifacts, then run `argv` under the supervisor.
+    /// `Err` is the ready failure result when the run could not even be prepared.
+    pub(crate) fn launch(
+        &self,
+        req: &StageRequest,
+        runner: &str,
+        argv: Vec<String>,
+        prompt: &str,
+        env_overlay: &BTreeMap<String, String>,
+        cancel: &CancelToken,
+    ) -> Result<Launched, RawResult> {
+        let files = RunFiles::for_request(req);
+        let now = result::stamp::now();
+        let prepared = atomic::create_dir_all(&req.run_dir)
+            .and_then(|()| atomic::write_atomic(&files.prompt, prompt.as_bytes()))
+            .and_then(|()| {
+                let invocation =
+                    artifacts::RunnerInvocation::new(req, runner, &argv, &files.prompt, now);
+                artifacts::write_yaml(&files.invocation, &invocation)
+            });
+        if let Err(err) = prepared {
+            return Err(failed_dispatch(
+                req,
+                runner,
+                &format!("cannot prepare the stage run: {err}"),
+            ));
+        }
+        let spec = process::ProcessSpec {
+            argv,
+            cwd: self.workspace_root.clone(),
+            env: self.env_policy.environment(env_overlay),
+            stdout_path: files.stdout.clone(),
+            stderr_path: files.stderr.clone(),
+            record_path: files.process_record.clone(),
+            limits: self.limits(req),
+        };
+        let run = process::run(&spec, cancel);
+        let classified = artifacts::classify(&run.ending);
+        let mut raw = artifacts::raw_from_run(req, runner, &run, &classified);
+        raw.stderr_path = Some(files.stderr.clone());
+        Ok(Launched {
+            files,
+            run,
+            classified,
+            raw,
+        })
+    }
+}
+
 /// The runners available to one daemon, and the dispatch rule between them (spec 08 §4).
 pub struct Registry {
     runners: BTreeMap<String, Box<dyn Runner>>,

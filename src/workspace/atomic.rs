@@ -75,8 +75,8 @@ pub fn fsync_dir(dir: &Path) -> Result<(), IoError> {
     fsync_file(&file, dir)
 }
 
-/// Write `contents` to `path` atomically, replacing any existing file.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), IoError> {
+/// A synced temp file beside `path`, ready to be renamed over it.
+fn synced_temp(path: &Path, contents: &[u8]) -> Result<tempfile::NamedTempFile, IoError> {
     let dir = parent_of(path);
     let name = path
         .file_name()
@@ -95,33 +95,21 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), IoError> {
         .map_err(|e| IoError::path("set permissions of", tmp.path(), e))?;
     fsync_file(tmp.as_file(), path)?;
     failpoint::hit_io("rename", path)?;
-    tmp.persist(path)
+    Ok(tmp)
+}
+
+/// Write `contents` to `path` atomically, replacing any existing file.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), IoError> {
+    synced_temp(path, contents)?
+        .persist(path)
         .map_err(|e| IoError::path("rename into place", path, e.error))?;
-    fsync_dir(dir)
+    fsync_dir(parent_of(path))
 }
 
 /// Write `contents` to `path` only if no file is there yet (no overwrite, still atomic).
 pub fn create_atomic(path: &Path, contents: &[u8]) -> Result<(), IoError> {
-    let dir = parent_of(path);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}.tmp-"))
-        .rand_bytes(16)
-        .tempfile_in(dir)
-        .map_err(|e| IoError::path("create temp file in", dir, e))?;
-    failpoint::hit_io("write", path)?;
-    tmp.write_all(contents)
-        .map_err(|e| IoError::path("write", tmp.path(), e))?;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(FILE_MODE))
-        .map_err(|e| IoError::path("set permissions of", tmp.path(), e))?;
-    fsync_file(tmp.as_file(), path)?;
-    failpoint::hit_io("rename", path)?;
-    match tmp.persist_noclobber(path) {
-        Ok(_) => fsync_dir(dir),
+    match synced_temp(path, contents)?.persist_noclobber(path) {
+        Ok(_) => fsync_dir(parent_of(path)),
         Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Err(IoError::AlreadyExists {
             path: path.to_path_buf(),
         }),
