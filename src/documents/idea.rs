@@ -1,7 +1,7 @@
 //! Ideas: free Markdown turned into planning specs (spec 02 §12).
 
 use super::grammar::{py_trim, split_lines};
-use super::validate::{is_identifier, ID_PATTERN};
+use super::validate::{id_length_problem, is_identifier, ID_PATTERN};
 use super::{DocError, DocTime, SourceType, SpecDoc};
 
 /// The spec an idea becomes, with the id it will be queued under.
@@ -52,6 +52,9 @@ pub fn check_idea_submission(name: &str, text: &str) -> Result<(), DocError> {
         return Err(error(format!(
             "idea file name stem `{stem}` must match {ID_PATTERN}"
         )));
+    }
+    if let Some(problem) = id_length_problem(&idea_spec_id(stem)) {
+        return Err(error(format!("the idea's spec id {problem}")));
     }
     if py_trim(text).is_empty() {
         return Err(error("idea document is empty".to_string()));
