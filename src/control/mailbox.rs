@@ -327,7 +327,7 @@ pub fn archive(
         .unwrap_or_default();
     let mut dest = dir.join(&name);
     let mut n = 1;
-    while dest.exists() {
+    while dest.symlink_metadata().is_ok() {
         dest = dir.join(format!("{name}.{n}"));
         n += 1;
     }
