@@ -215,8 +215,14 @@ pub fn rewrite_in_place(file: &mut File, path: &Path, contents: &[u8]) -> Result
 }
 
 /// Create a directory and its parents (a no-op when it exists).
+/// New folders get mode 0755 (never group- or world-writable, whatever the umask).
 pub fn create_dir_all(path: &Path) -> Result<(), IoError> {
-    fs::create_dir_all(path).map_err(|e| IoError::path("create directory", path, e))
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(path)
+        .map_err(|e| IoError::path("create directory", path, e))
 }
 
 /// Read a file to a string, naming the file on failure.
