@@ -70,9 +70,12 @@ pub fn check_idea_submission(name: &str, text: &str) -> Result<(), DocError> {
 /// the summary `foo`; here it gets the title `foo`, and the summary is the first other
 /// non-empty line, or `Idea captured from <stem>`.
 ///
+/// A leading byte-order mark is dropped (it is not part of the title).
+///
 /// A file with no text at all is titled by its stem (trimmed), or by the spec id when the
 /// stem is blank, so the title is never empty.
 pub fn normalize_idea(stem: &str, rel_path: &str, text: &str, now: jiff::Timestamp) -> IdeaSpec {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let lines: Vec<&str> = split_lines(text)
         .into_iter()
         .map(py_trim)
