@@ -3,3 +3,5 @@
 mod common;
 mod compile;
 mod test_core;
+mod test_bad_input;
+mod test_boundary;

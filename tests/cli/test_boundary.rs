@@ -1,0 +1,1 @@
+//! Issue 7: workspace-boundary security tests.
