@@ -102,7 +102,11 @@ mod tests {
     fn alias_bomb_is_refused_with_a_whole_message() {
         let mut text = String::from("x0: &a [x, x, x, x, x, x, x, x, x]\n");
         for i in 1..10 {
-            let prev = if i == 1 { "a".to_string() } else { format!("l{}", i - 1) };
+            let prev = if i == 1 {
+                "a".to_string()
+            } else {
+                format!("l{}", i - 1)
+            };
             let refs = vec![format!("*{prev}"); 9].join(", ");
             text.push_str(&format!("l{i}: &l{i} [{refs}]\n"));
         }
