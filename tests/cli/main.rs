@@ -2,6 +2,6 @@
 
 mod common;
 mod compile;
-mod test_core;
 mod test_bad_input;
 mod test_boundary;
+mod test_core;
