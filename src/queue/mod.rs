@@ -241,7 +241,7 @@ impl QueueStore {
     pub fn quarantine(&self, path: &Path, error: &str, line: Option<usize>) -> Result<(), IoError> {
         let qdir = self.ws.quarantine_dir();
         atomic::create_dir_all(&qdir)?;
-        let name = scan::file_name(path);
+        let name = atomic::archive_name(&scan::file_name(path));
         let mut dest = qdir.join(&name);
         let mut n = 1;
         while dest.symlink_metadata().is_ok()

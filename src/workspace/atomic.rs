@@ -75,6 +75,27 @@ pub fn fsync_dir(dir: &Path) -> Result<(), IoError> {
     fsync_file(&file, dir)
 }
 
+/// Longest name (bytes) an archived file keeps: room is left for a `.N` suffix, the
+/// `.error.yaml` reason beside it and the temp file that writes the reason, all within the
+/// 255-byte file-name limit.
+pub const MAX_ARCHIVE_NAME: usize = 200;
+
+/// The name to archive a file under (quarantine, mailbox `failed/`): `name` itself, or if it is
+/// too long its start plus `~` and a hash of the whole name.
+pub fn archive_name(name: &str) -> String {
+    use sha2::Digest;
+    if name.len() <= MAX_ARCHIVE_NAME {
+        return name.to_string();
+    }
+    let mut cut = MAX_ARCHIVE_NAME - 17;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("{}~{hex}", &name[..cut])
+}
+
 /// Write `contents` to `path` atomically, replacing any existing file.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), IoError> {
     let dir = parent_of(path);
