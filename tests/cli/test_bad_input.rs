@@ -99,6 +99,10 @@ const TASKS: &str = "tasks/queue";
 const SPECS: &str = "specs/queue";
 const INCIDENTS: &str = "incidents/incoming";
 
+/// Names too long to archive with a `.error.yaml` beside them (quarantined under a shortened name).
+const LONG_IDEA: &str = "idea/idea-longlonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglong.md";
+const LONG_ENVELOPE: &str = "mailbox/mb-longlonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglonglong.yaml";
+
 const H1: &str = "must start with a markdown H1 title";
 const ID_RULE: &str = "must match ^[A-Za-z0-9][A-Za-z0-9._-]*$";
 const UTF8: &str = "not valid UTF-8";
@@ -223,6 +227,7 @@ fn corpus() -> Vec<Case> {
         c(F("mailbox/mb-non-utf8.yaml"), Mailbox, Failed("UTF-8")),
         c(F("mailbox/mb-wrong-extension.txt"), Mailbox, Failed("must end in .yaml")),
         c(F("mailbox/mb-crlf-bom.yaml"), Mailbox, Accepted),
+        c(F(LONG_ENVELOPE), Mailbox, Failed("explode")),
         c(Gen("mb-10mb-line.yaml", ten_mb_line_envelope), Mailbox, Failed("mb-10mb-line.yaml")),
         // Ideas.
         c(F("idea/idea-empty.md"), Inbox, Quarantined(None, "idea file is empty")),
@@ -230,6 +235,7 @@ fn corpus() -> Vec<Case> {
         c(F("idea/idea-binary.md"), Inbox, Quarantined(None, UTF8)),
         c(F("idea/idea-latin1.md"), Inbox, Quarantined(None, UTF8)),
         c(F("idea/idea bom crlf (1).md"), Inbox, Accepted),
+        c(F(LONG_IDEA), Inbox, Quarantined(None, "at most 200 characters")),
         // Harness final messages.
         c(F("harness/out-missing-marker.txt"), Harness, Failure("missing_terminal_result")),
         c(F("harness/out-illegal-marker.txt"), Harness, Failure("illegal_terminal_result")),
@@ -256,6 +262,11 @@ impl Case {
                 .into_owned(),
             Gen(name, _) => name.to_string(),
         }
+    }
+
+    /// The name the runtime archives the input under.
+    fn archived_name(&self) -> String {
+        millrace::workspace::atomic::archive_name(&self.name())
     }
 
     fn bytes(&self) -> Vec<u8> {
@@ -437,7 +448,7 @@ fn drop_dir(ws: &TestWs, via: Via) -> PathBuf {
 
 /// Whether the daemon has dealt with a dropped input.
 fn settled(ws: &TestWs, case: &Case) -> bool {
-    let name = case.name();
+    let name = case.archived_name();
     let rt = ws.rt();
     match (case.via, case.expect) {
         (_, Quarantined(..)) => rt.join(format!("quarantine/{name}.error.yaml")).is_file(),
@@ -492,7 +503,7 @@ fn run_daemon_cases(cases: &[&Case]) {
     );
 
     for case in cases {
-        let name = case.name();
+        let name = case.archived_name();
         let bytes = case.bytes();
         let (kept, reason) = match (case.via, case.expect) {
             (_, Quarantined(..)) => (
