@@ -34,7 +34,9 @@ pub fn from_str<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, YamlE
         let message = err.without_snippet().to_string();
         let message = message.lines().next().unwrap_or("invalid YAML").trim();
         let message = match (location, message.rfind(" at line ")) {
-            (Some(_), Some(cut)) => message[..cut].trim_end().to_string(),
+            (Some(_), Some(cut)) if is_position(&message[cut + " at line ".len()..]) => {
+                message[..cut].trim_end().to_string()
+            }
             _ => message.to_string(),
         };
         YamlError {
@@ -43,6 +45,17 @@ pub fn from_str<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, YamlE
             message,
         }
     })
+}
+
+/// Whether `rest` is exactly `N, column M`: the position suffix the parser appends, which the
+/// location already carries. Anything else (an alias budget message quoting where the anchor
+/// was defined) is part of the message and is kept.
+fn is_position(rest: &str) -> bool {
+    let Some((line, column)) = rest.split_once(", column ") else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(line) && digits(column)
 }
 
 /// Render a value as YAML. Struct fields keep their declared order, so output is deterministic.
@@ -83,6 +96,23 @@ mod tests {
         let shown = err.to_string();
         assert!(shown.starts_with("m.yaml:3:"), "{shown}");
         assert!(shown.contains("extra"), "{shown}");
+    }
+
+    #[test]
+    fn alias_bomb_is_refused_with_a_whole_message() {
+        let mut text = String::from("x0: &a [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let prev = if i == 1 {
+                "a".to_string()
+            } else {
+                format!("l{}", i - 1)
+            };
+            let refs = vec![format!("*{prev}"); 9].join(", ");
+            text.push_str(&format!("l{i}: &l{i} [{refs}]\n"));
+        }
+        let err = from_str::<serde_json::Value>(Path::new("bomb.yaml"), &text).unwrap_err();
+        assert!(err.message.contains("budget"), "{}", err.message);
+        assert!(!err.message.ends_with("(defined"), "{}", err.message);
     }
 
     #[test]

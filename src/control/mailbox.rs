@@ -321,13 +321,15 @@ pub fn archive(
         Disposition::Failed => "failed",
     });
     atomic::create_dir_all(&dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = atomic::archive_name(
+        &path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    );
     let mut dest = dir.join(&name);
     let mut n = 1;
-    while dest.exists() {
+    while dest.symlink_metadata().is_ok() {
         dest = dir.join(format!("{name}.{n}"));
         n += 1;
     }

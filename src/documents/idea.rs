@@ -1,7 +1,7 @@
 //! Ideas: free Markdown turned into planning specs (spec 02 §12).
 
 use super::grammar::{py_trim, split_lines};
-use super::validate::{is_identifier, ID_PATTERN};
+use super::validate::{id_length_problem, is_identifier, ID_PATTERN};
 use super::{DocError, DocTime, SourceType, SpecDoc};
 
 /// The spec an idea becomes, with the id it will be queued under.
@@ -53,6 +53,9 @@ pub fn check_idea_submission(name: &str, text: &str) -> Result<(), DocError> {
             "idea file name stem `{stem}` must match {ID_PATTERN}"
         )));
     }
+    if let Some(problem) = id_length_problem(&idea_spec_id(stem)) {
+        return Err(error(format!("the idea's spec id {problem}")));
+    }
     if py_trim(text).is_empty() {
         return Err(error("idea document is empty".to_string()));
     }
@@ -67,9 +70,12 @@ pub fn check_idea_submission(name: &str, text: &str) -> Result<(), DocError> {
 /// the summary `foo`; here it gets the title `foo`, and the summary is the first other
 /// non-empty line, or `Idea captured from <stem>`.
 ///
+/// A leading byte-order mark is dropped (it is not part of the title).
+///
 /// A file with no text at all is titled by its stem (trimmed), or by the spec id when the
 /// stem is blank, so the title is never empty.
 pub fn normalize_idea(stem: &str, rel_path: &str, text: &str, now: jiff::Timestamp) -> IdeaSpec {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let lines: Vec<&str> = split_lines(text)
         .into_iter()
         .map(py_trim)

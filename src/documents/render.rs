@@ -2,7 +2,7 @@
 
 use super::grammar::{is_line_break, is_py_space, py_trim};
 use super::schema::{Severity, CONSULTANT_DECISIONS};
-use super::validate::{is_identifier, ID_PATTERN};
+use super::validate::{id_length_problem, is_identifier, ID_PATTERN};
 use super::{DocError, DocTime, Document};
 
 /// A scalar value as the renderer sees it.
@@ -197,6 +197,7 @@ pub(super) fn check_round_trip(doc: &Document, name: &str) -> Result<(), DocErro
             Some(Value::Id(text)) if !is_identifier(text) => {
                 Some(format!("must match {ID_PATTERN}"))
             }
+            Some(Value::Id(text)) => id_length_problem(text),
             Some(Value::Word(word))
                 if *label == "Consultant-Decision" && !CONSULTANT_DECISIONS.contains(word) =>
             {

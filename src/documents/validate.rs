@@ -13,6 +13,21 @@ use crate::model::{Plane, Stage, WorkItemKind};
 /// The identifier rule of the reference, quoted in errors.
 pub(super) const ID_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]*$";
 
+/// The longest id accepted. The reference has no limit, but an id names files (`<id>.md`,
+/// `.<id>.md.tmp-<16>`, `<id>.requeue.jsonl`, quarantine reasons), which must fit in the
+/// 255-byte file-name limit; a longer id is refused up front instead of failing at write time.
+pub(super) const MAX_ID_LEN: usize = 200;
+
+/// Why an identifier of acceptable shape is still refused (its length), if it is.
+pub(super) fn id_length_problem(value: &str) -> Option<String> {
+    (value.len() > MAX_ID_LEN).then(|| {
+        format!(
+            "must be at most {MAX_ID_LEN} characters (it names files), found {}",
+            value.len()
+        )
+    })
+}
+
 /// Whether `value` satisfies [`ID_PATTERN`].
 pub(super) fn is_identifier(value: &str) -> bool {
     let mut bytes = value.bytes();
@@ -209,6 +224,8 @@ impl Reader {
             "is required".to_string()
         } else if !is_identifier(&value) {
             format!("must match {ID_PATTERN}")
+        } else if let Some(problem) = id_length_problem(&value) {
+            problem
         } else {
             return Some(value);
         };

@@ -242,10 +242,10 @@ impl QueueStore {
     pub fn quarantine(&self, path: &Path, error: &str, line: Option<usize>) -> Result<(), IoError> {
         let qdir = self.ws.quarantine_dir();
         atomic::create_dir_all(&qdir)?;
-        let name = scan::file_name(path);
+        let name = atomic::archive_name(&scan::file_name(path));
         let mut dest = qdir.join(&name);
         let mut n = 1;
-        while dest.exists()
+        while dest.symlink_metadata().is_ok()
             || qdir
                 .join(format!("{}.error.yaml", scan::file_name(&dest)))
                 .exists()
@@ -278,6 +278,10 @@ impl QueueStore {
     /// Valid, correctly named candidates of a waiting folder; bad files are quarantined.
     fn candidates(&self, kind: WorkItemKind) -> Result<Vec<Arc<Document>>, QueueError> {
         let mut out = Vec::new();
+        for link in scan::md_symlinks(&self.ws.folder(kind, Folder::Queue)) {
+            let msg = "symlinks are not followed in queue folders; move or copy the file in";
+            self.quarantine(&link, msg, None)?;
+        }
         for entry in self.entries(kind, Folder::Queue) {
             match &entry.parsed {
                 Err(_) if self.young(&entry.path) => {}

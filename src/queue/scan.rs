@@ -44,6 +44,21 @@ pub fn md_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Symbolic links named `*.md` directly in `dir`: never followed, so never read as documents.
+pub fn md_symlinks(dir: &Path) -> Vec<PathBuf> {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = read
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().map(|t| t.is_symlink()).unwrap_or(false))
+        .map(|e| e.path())
+        .filter(|p| file_name(p).ends_with(".md"))
+        .collect();
+    out.sort();
+    out
+}
+
 pub fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())

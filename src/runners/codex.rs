@@ -98,7 +98,7 @@ impl Runner for CodexRunner {
             cancel,
         ) {
             Ok(launched) => launched,
-            Err(raw) => return raw,
+            Err(raw) => return *raw,
         };
         let crate::runners::Launched {
             files,

@@ -191,7 +191,7 @@ impl Runner for CommandRunner {
             cancel,
         ) {
             Ok(launched) => launched,
-            Err(raw) => return raw,
+            Err(raw) => return *raw,
         };
         let crate::runners::Launched {
             files,

@@ -116,7 +116,7 @@ impl ProcessSettings {
         prompt: &str,
         env_overlay: &BTreeMap<String, String>,
         cancel: &CancelToken,
-    ) -> Result<Launched, RawResult> {
+    ) -> Result<Launched, Box<RawResult>> {
         let files = RunFiles::for_request(req);
         let now = result::stamp::now();
         let prepared = atomic::create_dir_all(&req.run_dir)
@@ -127,11 +127,11 @@ impl ProcessSettings {
                 artifacts::write_yaml(&files.invocation, &invocation)
             });
         if let Err(err) = prepared {
-            return Err(failed_dispatch(
+            return Err(Box::new(failed_dispatch(
                 req,
                 runner,
                 &format!("cannot prepare the stage run: {err}"),
-            ));
+            )));
         }
         let spec = process::ProcessSpec {
             argv,

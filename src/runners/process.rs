@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -251,6 +252,7 @@ pub(crate) fn append_line(path: &Path, line: &str) {
     let written = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o644)
         .open(path)
         .and_then(|mut f| writeln!(f, "{line}"));
     if let Err(err) = written {
@@ -258,13 +260,23 @@ pub(crate) fn append_line(path: &Path, line: &str) {
     }
 }
 
+/// A capture file for the harness's output: truncated, mode 0644 whatever the umask.
+fn create_capture(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(path)
+}
+
 fn supervise(spec: &ProcessSpec, cancel: &CancelToken) -> Ending {
     let Some(argv0) = spec.argv.first() else {
         return Ending::SpawnFailed("empty command line".into());
     };
     let (stdout_file, stderr_file) = match (
-        File::create(&spec.stdout_path),
-        File::create(&spec.stderr_path),
+        create_capture(&spec.stdout_path),
+        create_capture(&spec.stderr_path),
     ) {
         (Ok(out), Ok(err)) => (out, err),
         (Err(e), _) | (_, Err(e)) => {

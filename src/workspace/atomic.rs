@@ -75,6 +75,27 @@ pub fn fsync_dir(dir: &Path) -> Result<(), IoError> {
     fsync_file(&file, dir)
 }
 
+/// Longest name (bytes) an archived file keeps: room is left for a `.N` suffix, the
+/// `.error.yaml` reason beside it and the temp file that writes the reason, all within the
+/// 255-byte file-name limit.
+pub const MAX_ARCHIVE_NAME: usize = 200;
+
+/// The name to archive a file under (quarantine, mailbox `failed/`): `name` itself, or if it is
+/// too long its start plus `~` and a hash of the whole name.
+pub fn archive_name(name: &str) -> String {
+    use sha2::Digest;
+    if name.len() <= MAX_ARCHIVE_NAME {
+        return name.to_string();
+    }
+    let mut cut = MAX_ARCHIVE_NAME - 17;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("{}~{hex}", &name[..cut])
+}
+
 /// A synced temp file beside `path`, ready to be renamed over it.
 fn synced_temp(path: &Path, contents: &[u8]) -> Result<tempfile::NamedTempFile, IoError> {
     let dir = parent_of(path);
@@ -202,9 +223,14 @@ pub fn rewrite_in_place(file: &mut File, path: &Path, contents: &[u8]) -> Result
     fsync_file(file, path)
 }
 
-/// Create a directory and its parents (a no-op when it exists).
+/// New folders get mode 0755 (never group- or world-writable, whatever the umask).
 pub fn create_dir_all(path: &Path) -> Result<(), IoError> {
-    fs::create_dir_all(path).map_err(|e| IoError::path("create directory", path, e))
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(path)
+        .map_err(|e| IoError::path("create directory", path, e))
 }
 
 /// Read a file to a string, naming the file on failure.

@@ -2,6 +2,8 @@
 
 mod common;
 mod compile;
+mod test_bad_input;
+mod test_boundary;
 mod test_control;
 mod test_core;
 mod test_engine;
