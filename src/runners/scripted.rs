@@ -272,6 +272,17 @@ impl Runner for ScriptedRunner {
     fn run(&self, req: &StageRequest, _cancel: &CancelToken) -> RawResult {
         let started = stamp::now();
         let files = RunFiles::for_request(req);
+        let prompt = super::prompt::render(req);
+        let argv = vec![SCRIPTED_RUNNER.to_string(), req.stage.to_string()];
+        let invocation = super::artifacts::RunnerInvocation::new(
+            req,
+            SCRIPTED_RUNNER,
+            &argv,
+            &files.prompt,
+            started,
+        );
+        let _ = atomic::write_atomic(&files.prompt, prompt.as_bytes())
+            .and_then(|()| super::artifacts::write_yaml(&files.invocation, &invocation));
         let outcome = self.simulate(req, &files);
         let (exit_kind, exit_code, stderr) = match &outcome {
             Ok(_) => (ExitKind::Completed, 0, String::new()),
