@@ -72,6 +72,34 @@ fn stop_pending(ws: &Workspace) -> bool {
         .any(|p| matches!(p, Pending::Ready { envelope, .. } if envelope.command == Command::Stop))
 }
 
+/// Decision 14: a tick that fails on a non-fatal error (a full disk, an I/O error on one
+/// file) does not end the daemon; it is logged and retried after a growing pause. A fatal
+/// error (a failed fsync) is returned and stops the daemon.
+fn contain(
+    engine: &mut Engine,
+    err: crate::error::Error,
+    failures: &mut u32,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Duration> {
+    if err.exit_code() == crate::error::ExitCode::Fatal {
+        return Err(err);
+    }
+    *failures += 1;
+    let pause = Duration::from_millis(100 * 2u64.saturating_pow((*failures).min(9)))
+        .min(Duration::from_secs(60));
+    let message = err.to_string();
+    tracing::error!(%message, retry_in_ms = pause.as_millis() as u64, "tick failed");
+    progress(Progress::Warning(format!(
+        "tick failed: {message} (retrying in {} ms)",
+        pause.as_millis()
+    )));
+    let _ = engine.events.emit(
+        "runtime_tick_failed",
+        json!({"error": message, "consecutive": *failures}),
+    );
+    Ok(pause)
+}
+
 /// Run the daemon until stopped.
 pub fn run(
     ws: &Workspace,
@@ -98,13 +126,28 @@ pub fn run(
         watcher: format!("{:?}", waker.mode()).to_lowercase(),
     });
     let mut ticks = 0u64;
+    let mut failures = 0u32;
     let exit = loop {
         let scheduled_check = Duration::from_secs_f64(engine.config.runtime.idle_sleep_seconds);
         if daemon.max_ticks.is_some_and(|max| ticks >= max) {
             break DaemonExit::MaxTicks;
         }
         ticks += 1;
-        let outcome = engine.prepare(&|p| waker.is_complete(p))?;
+        let outcome = match engine.prepare(&|p| waker.is_complete(p)) {
+            Ok(outcome) => {
+                failures = 0;
+                outcome
+            }
+            Err(err) => {
+                let pause = contain(&mut engine, err, &mut failures, progress)?;
+                if let Some(Wake::Signal(name)) = waker.wait(pause) {
+                    let reason = format!("{name} received");
+                    engine.process_stop(&reason)?;
+                    break DaemonExit::Stopped(reason);
+                }
+                continue;
+            }
+        };
         match outcome {
             TickOutcome::Stopped => break DaemonExit::Stopped("stop requested".into()),
             TickOutcome::Stage(prepared) => {
@@ -164,7 +207,15 @@ pub fn run(
                     engine.process_stop(&reason)?;
                     break DaemonExit::Stopped(reason);
                 }
-                engine.finish_stage(&prepared, raw)?;
+                if let Err(err) = engine.finish_stage(&prepared, raw) {
+                    let pause = contain(&mut engine, err, &mut failures, progress)?;
+                    if let Some(Wake::Signal(name)) = waker.wait(pause) {
+                        let reason = format!("{name} received");
+                        engine.process_stop(&reason)?;
+                        break DaemonExit::Stopped(reason);
+                    }
+                    continue;
+                }
                 progress(Progress::StageFinished {
                     stage: req.stage,
                     result: engine.snapshot().last_terminal_result,
