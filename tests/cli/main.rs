@@ -4,5 +4,6 @@ mod common;
 mod compile;
 mod test_control;
 mod test_core;
+mod test_docs;
 mod test_engine;
 mod test_planning;
