@@ -110,7 +110,7 @@ pub fn add(ctx: &Ctx, kind: WorkItemKind, args: AddArgs) -> Result<ExitCode> {
     }
     if !args.path.exists() {
         return Err(Error::msg(format!(
-            "{} does not exist",
+            "{} does not exist (paths are relative to the current directory, not --workspace)",
             args.path.display()
         )));
     }
@@ -174,7 +174,8 @@ pub fn add_idea(ctx: &Ctx, args: AddArgs) -> Result<ExitCode> {
         Ok(()) => {}
         Err(IoError::AlreadyExists { .. }) => {
             return Err(Error::msg(format!(
-                "idea document already exists: {}",
+                "idea document already exists: {} (ideas are never overwritten; \
+                 rename your file to add it as another idea)",
                 dest.display()
             )))
         }
