@@ -18,10 +18,17 @@ use crate::workspace::Workspace;
 #[derive(Debug, Subcommand)]
 pub enum CompileCommand {
     /// Compile and report diagnostics (never overwrites a plan a daemon uses).
+    #[command(
+        after_help = "Examples:\n  millrace compile validate\n  millrace compile validate --mode quick --json"
+    )]
     Validate(CompileArgs),
     /// Compile and show the plan: stages, runners, routing table with budgets.
+    #[command(after_help = "Example:\n  millrace compile show --mode quick")]
     Show(CompileArgs),
     /// Print the loop topology (Mermaid or Graphviz) for docs.
+    #[command(
+        after_help = "Examples:\n  millrace compile graph > loops.mmd\n  millrace compile graph --format dot | dot -Tsvg > loops.svg"
+    )]
     Graph(GraphArgs),
 }
 

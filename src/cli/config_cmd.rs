@@ -16,10 +16,17 @@ use crate::state::snapshot::Snapshot;
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Show the effective configuration and what the runtime last applied.
+    ///
+    /// The text form is a short summary; `--json` prints every effective key.
+    #[command(after_help = "Examples:\n  millrace config show\n  millrace config show --json")]
     Show(ConfigArgs),
     /// Load the configuration and compile the mode it selects.
+    #[command(
+        after_help = "Examples:\n  millrace config validate\n  millrace config validate --config other.yaml --mode quick"
+    )]
     Validate(ValidateArgs),
     /// Ask the daemon to re-read millrace.yaml and recompile (same as `control reload-config`).
+    #[command(after_help = "Example:\n  millrace config reload")]
     Reload(SimpleArgs),
 }
 

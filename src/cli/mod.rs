@@ -63,6 +63,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create the millrace-agents/ tree, default config and templates (idempotent).
+    #[command(
+        after_help = "Examples:\n  millrace init\n  millrace init --workspace ~/src/my-project"
+    )]
     Init(init::InitArgs),
     /// Run the whole lifecycle in a demo workspace with the built-in scripted runner.
     Demo(demo::DemoArgs),
@@ -70,6 +73,9 @@ pub enum Command {
     #[command(subcommand)]
     Run(run::RunCommand),
     /// Run the daemon, reacting to files as they appear (same as `run daemon`).
+    #[command(
+        after_help = "Examples:\n  millrace watch                 # until Ctrl-C or `millrace stop`\n  millrace watch --until-idle    # exit once no work is left\n  millrace watch --mode quick --poll"
+    )]
     Watch(run::DaemonArgs),
     /// Show runtime status (snapshot, queues, markers); `status watch` follows it live.
     Status(status::StatusArgs),
@@ -80,10 +86,13 @@ pub enum Command {
     #[command(subcommand)]
     Queue(queue::QueueCommand),
     /// Queue a task document (.md or .json); same as `queue add-task`.
+    #[command(after_help = "Example:\n  millrace add-task task.md")]
     AddTask(queue::AddArgs),
     /// Queue a spec document (.md or .json); same as `queue add-spec`.
+    #[command(after_help = "Example:\n  millrace add-spec spec.md")]
     AddSpec(queue::AddArgs),
     /// Drop an idea (.md) into the inbox; same as `queue add-idea`.
+    #[command(after_help = "Example:\n  millrace add-idea idea.md")]
     AddIdea(queue::AddArgs),
     /// Control a running daemon through the mailbox, or the workspace directly.
     #[command(subcommand)]
@@ -115,11 +124,15 @@ pub enum Command {
     /// Check the workspace for problems and say how to fix each.
     Doctor,
     /// Print shell completions.
+    #[command(
+        after_help = "Example:\n  millrace completions bash > ~/.local/share/bash-completion/completions/millrace"
+    )]
     Completions {
         /// Shell to generate completions for.
         shell: clap_complete::Shell,
     },
     /// Print the man page (roff).
+    #[command(after_help = "Example:\n  millrace man > millrace.1 && man ./millrace.1")]
     Man,
 }
 

@@ -10,8 +10,10 @@ use crate::error::{Error, ExitCode, Result};
 #[derive(Debug, Subcommand)]
 pub enum ModesCommand {
     /// List the modes of the workspace.
+    #[command(after_help = "Example:\n  millrace modes list --json")]
     List,
     /// Show one mode: its loops and per-stage bindings.
+    #[command(after_help = "Example:\n  millrace modes show standard_plain")]
     Show {
         /// Mode id (a file name under millrace-agents/modes/, without .yaml).
         mode_id: String,

@@ -111,7 +111,7 @@ pub fn add(ctx: &Ctx, kind: WorkItemKind, args: AddArgs) -> Result<ExitCode> {
     }
     if !args.path.exists() {
         return Err(Error::msg(format!(
-            "{} does not exist",
+            "{} does not exist (paths are relative to the current directory, not --workspace)",
             args.path.display()
         )));
     }

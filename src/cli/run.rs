@@ -14,10 +14,15 @@ use crate::state::snapshot::WatcherMode;
 #[derive(Debug, Subcommand)]
 pub enum RunCommand {
     /// Run one tick: take in files, claim one item, run at most one stage.
+    ///
+    /// Exits 1 when the stage it ran failed or ended BLOCKED, 0 otherwise (also when there was
+    /// nothing to do).
     #[command(after_help = "Example:\n  millrace run once --json")]
     Once(OnceArgs),
     /// Run until stopped, reacting to files as they appear.
-    #[command(after_help = "Example:\n  millrace run daemon --max-ticks 10")]
+    #[command(
+        after_help = "Examples:\n  millrace run daemon\n  millrace run daemon --until-idle --max-ticks 100"
+    )]
     Daemon(DaemonArgs),
 }
 

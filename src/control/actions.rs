@@ -315,7 +315,8 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
                 Ok(()) => {}
                 Err(IoError::AlreadyExists { .. }) => {
                     return Err(Error::msg(format!(
-                        "idea document already exists: {}",
+                        "idea document already exists: {} (ideas are never overwritten; \
+                         rename your file to add it as another idea)",
                         dest.display()
                     )))
                 }

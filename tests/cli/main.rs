@@ -6,6 +6,7 @@ mod test_bad_input;
 mod test_boundary;
 mod test_control;
 mod test_core;
+mod test_docs;
 mod test_engine;
 mod test_inspect;
 mod test_planning;
