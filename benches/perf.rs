@@ -293,8 +293,16 @@ fn gen_run_dirs(ws: &Path, n: usize) {
     for i in 0..n {
         let dir = runs.join(format!("run-bench{i:027}"));
         fs::create_dir_all(dir.join("stage_results")).unwrap();
-        fs::write(dir.join("runner_stdout.request-x.txt"), "### BUILDER_COMPLETE\n").unwrap();
-        fs::write(dir.join("stage_results/request-x.yaml"), "kind: stage_result\n").unwrap();
+        fs::write(
+            dir.join("runner_stdout.request-x.txt"),
+            "### BUILDER_COMPLETE\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.join("stage_results/request-x.yaml"),
+            "kind: stage_result\n",
+        )
+        .unwrap();
     }
 }
 
@@ -643,8 +651,7 @@ impl Suite {
                 let m = measure(&mut millrace(&ws, &["run", "daemon", "--until-idle"]));
                 assert!(m.ok, "daemon --until-idle failed ({label})");
                 let evs = events(&ws);
-                let started: Vec<&Ev> =
-                    evs.iter().filter(|e| e.kind == "stage_started").collect();
+                let started: Vec<&Ev> = evs.iter().filter(|e| e.kind == "stage_started").collect();
                 let done: Vec<&Ev> = evs.iter().filter(|e| e.kind == "stage_completed").collect();
                 assert_eq!(started.len(), done.len());
                 assert!(!done.is_empty(), "no stage ran ({label})");
@@ -697,7 +704,13 @@ impl Suite {
         }
         let count = |ws: &Path, out: &Path| -> (usize, BTreeMap<String, usize>) {
             let status = Command::new("strace")
-                .args(["-f", "-y", "-qq", "-e", "trace=fsync,fdatasync,sync_file_range"])
+                .args([
+                    "-f",
+                    "-y",
+                    "-qq",
+                    "-e",
+                    "trace=fsync,fdatasync,sync_file_range",
+                ])
                 .arg("-o")
                 .arg(out)
                 .arg(BIN)
@@ -845,10 +858,7 @@ impl Suite {
             "ms",
             lat.clone(),
             Some(100.0),
-            format!(
-                "polled every 0.5 ms; p99 {}",
-                fmt(percentile(&lat, 99.0))
-            ),
+            format!("polled every 0.5 ms; p99 {}", fmt(percentile(&lat, 99.0))),
         );
         self.cleanup(&ws);
     }
@@ -898,7 +908,11 @@ impl Suite {
         let n = if self.quick { 2_000 } else { 10_000 };
         for (label, history) in [("0 done", 0usize), ("history", n)] {
             let name = format!("{n} done + {n} run dirs");
-            let label = if history == 0 { label.to_string() } else { name };
+            let label = if history == 0 {
+                label.to_string()
+            } else {
+                name
+            };
             let ws = new_ws(&self.root, &format!("growth-{history}"), Runner::Scripted);
             gen_tasks(&ws, "done", "t-old-", history, None);
             gen_run_dirs(&ws, history);
@@ -913,7 +927,11 @@ impl Suite {
                 "runtime_started->claimed",
             );
             // Idle ticks: nothing claimable; wake the daemon with a non-task file.
-            let idle_ws = new_ws(&self.root, &format!("growth-idle-{history}"), Runner::Scripted);
+            let idle_ws = new_ws(
+                &self.root,
+                &format!("growth-idle-{history}"),
+                Runner::Scripted,
+            );
             gen_tasks(&idle_ws, "done", "t-old-", history, None);
             gen_run_dirs(&idle_ws, history);
             let daemon = Daemon::start(&idle_ws);
