@@ -638,15 +638,45 @@ impl Suite {
     /// Stages per second through `run daemon --until-idle`; overhead = stage span minus the
     /// runner's own `duration_seconds`, per stage.
     fn stage(&mut self) {
-        for (runner, label, tasks) in [
-            (Runner::Scripted, "scripted", 20usize),
-            (Runner::FakeHarness, "codex_cli+fake-harness", 10),
-        ] {
+        // The same scripted run on tmpfs, where fsync costs nothing: the difference to the
+        // disk run is what the fsyncs cost.
+        let shm = Path::new("/dev/shm");
+        let shm_root = shm
+            .is_dir()
+            .then(|| {
+                tempfile::Builder::new()
+                    .prefix("millrace-bench-")
+                    .tempdir_in(shm)
+                    .ok()
+            })
+            .flatten();
+        let mut variants = vec![
+            (Runner::Scripted, "scripted", 20usize, self.root.clone()),
+            (
+                Runner::FakeHarness,
+                "codex_cli+fake-harness",
+                10,
+                self.root.clone(),
+            ),
+        ];
+        if let Some(dir) = &shm_root {
+            variants.push((
+                Runner::Scripted,
+                "scripted on tmpfs",
+                20,
+                dir.path().to_path_buf(),
+            ));
+        }
+        for (runner, label, tasks, root) in variants {
             let reps = self.reps.clamp(1, 5);
             let (mut per_sec, mut overhead, mut harness) = (Vec::new(), Vec::new(), Vec::new());
             let mut stages_seen = 0;
             for rep in 0..reps {
-                let ws = new_ws(&self.root, &format!("stage-{label}-{rep}"), runner);
+                let ws = new_ws(
+                    &root,
+                    &format!("stage-{}-{rep}", label.replace([' ', '+'], "-")),
+                    runner,
+                );
                 gen_tasks(&ws, "queue", "t-", tasks, None);
                 let m = measure(&mut millrace(&ws, &["run", "daemon", "--until-idle"]));
                 assert!(m.ok, "daemon --until-idle failed ({label})");

@@ -390,8 +390,15 @@ impl QueueStore {
         'rescan: loop {
             // Dependencies are looked up per candidate considered, not by listing `done/`
             // (which grows without bound).
+            // Memoized: many waiting tasks often share one unfinished dependency.
+            let mut done: HashMap<String, bool> = HashMap::new();
             for doc in self.candidates(WorkItemKind::Task)? {
-                if !doc.depends_on().iter().all(|dep| self.task_done(dep)) {
+                let ready = doc.depends_on().iter().all(|dep| {
+                    *done
+                        .entry(dep.clone())
+                        .or_insert_with(|| self.task_done(dep))
+                });
+                if !ready {
                     continue;
                 }
                 if !self.unique_or_quarantine(&doc)? {
