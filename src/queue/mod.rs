@@ -8,7 +8,7 @@
 mod scan;
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -168,7 +168,7 @@ impl QueueStore {
 
     /// Number of `*.md` regular files in a folder.
     pub fn count(&self, kind: WorkItemKind, folder: Folder) -> u64 {
-        scan::md_files(&self.ws.folder(kind, folder)).len() as u64
+        scan::count_md(&self.ws.folder(kind, folder)) as u64
     }
 
     /// (execution, planning) queue depths.
@@ -200,6 +200,10 @@ impl QueueStore {
         let dir = self.ws.folder(kind, folder);
         let files = scan::md_files(&dir);
         let mut cache = self.cache.borrow_mut();
+        // Forget files of this folder that are gone (without a stat per cached path).
+        let listed: HashSet<&Path> = files.iter().map(PathBuf::as_path).collect();
+        cache.retain(|p, _| p.parent() != Some(dir.as_path()) || listed.contains(p.as_path()));
+        drop(listed);
         let mut out = Vec::with_capacity(files.len());
         for path in files {
             let Some(key) = FileKey::of(&path) else {
@@ -233,8 +237,6 @@ impl QueueStore {
                 parsed,
             });
         }
-        let present: std::collections::HashSet<&PathBuf> = out.iter().map(|e| &e.path).collect();
-        cache.retain(|p, _| p.parent() != Some(dir.as_path()) || present.contains(p));
         out
     }
 
@@ -299,25 +301,39 @@ impl QueueStore {
                     );
                     self.quarantine(&entry.path, &msg, None)?;
                 }
-                Ok(doc) => {
-                    let elsewhere = [Folder::Active, Folder::Done, Folder::Blocked]
-                        .into_iter()
-                        .find(|f| self.ws.item_path(kind, *f, doc.id()).exists());
-                    if let Some(folder) = elsewhere {
-                        let msg = format!(
-                            "{kind} {} already exists in {}; ids must be unique",
-                            doc.id(),
-                            self.folder_label(kind, folder)
-                        );
-                        self.quarantine(&entry.path, &msg, None)?;
-                    } else {
-                        out.push(doc.clone());
-                    }
-                }
+                Ok(doc) => out.push(doc.clone()),
             }
         }
         out.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
         Ok(out)
+    }
+
+    /// Whether a waiting candidate's id is free; a duplicate of an item in `active/`,
+    /// `done/` or `blocked/` is quarantined. Checked only for the candidates a claim
+    /// actually considers, so a claim costs a few stats, not three per queued item.
+    fn unique_or_quarantine(&self, doc: &Document) -> Result<bool, QueueError> {
+        let kind = doc.kind();
+        let elsewhere = [Folder::Active, Folder::Done, Folder::Blocked]
+            .into_iter()
+            .find(|f| self.ws.item_path(kind, *f, doc.id()).exists());
+        let Some(folder) = elsewhere else {
+            return Ok(true);
+        };
+        let msg = format!(
+            "{kind} {} already exists in {}; ids must be unique",
+            doc.id(),
+            self.folder_label(kind, folder)
+        );
+        let path = self.ws.item_path(kind, Folder::Queue, doc.id());
+        self.quarantine(&path, &msg, None)?;
+        Ok(false)
+    }
+
+    /// Whether task `id` is done (`tasks/done/<id>.md` is a regular file).
+    fn task_done(&self, id: &str) -> bool {
+        !id.contains('/')
+            && !id.starts_with('.')
+            && scan::is_md_file(&self.ws.item_path(WorkItemKind::Task, Folder::Done, id))
     }
 
     fn try_claim(&self, doc: &Arc<Document>) -> Result<Option<Claimed>, QueueError> {
@@ -353,14 +369,18 @@ impl QueueStore {
             return Ok(None);
         }
         for kind in [WorkItemKind::Incident, WorkItemKind::Spec] {
-            loop {
-                let candidates = self.candidates(kind)?;
-                let Some(first) = candidates.first() else {
-                    break;
-                };
-                if let Some(claimed) = self.try_claim(first)? {
-                    return Ok(Some(claimed));
+            'rescan: loop {
+                for doc in self.candidates(kind)? {
+                    if !self.unique_or_quarantine(&doc)? {
+                        continue;
+                    }
+                    match self.try_claim(&doc)? {
+                        Some(claimed) => return Ok(Some(claimed)),
+                        // Taken away under us: look at the folder again.
+                        None => continue 'rescan,
+                    }
                 }
+                break;
             }
         }
         Ok(None)
@@ -371,22 +391,29 @@ impl QueueStore {
         if !self.active_items(Plane::Execution).is_empty() {
             return Ok(None);
         }
-        loop {
-            let done: BTreeSet<String> =
-                scan::md_files(&self.ws.folder(WorkItemKind::Task, Folder::Done))
-                    .iter()
-                    .map(|p| scan::stem(p))
-                    .collect();
-            let candidates = self.candidates(WorkItemKind::Task)?;
-            let Some(next) = candidates
-                .iter()
-                .find(|d| d.depends_on().iter().all(|dep| done.contains(dep)))
-            else {
-                return Ok(None);
-            };
-            if let Some(claimed) = self.try_claim(next)? {
-                return Ok(Some(claimed));
+        'rescan: loop {
+            // Dependencies are looked up per candidate considered, not by listing `done/`
+            // (which grows without bound).
+            // Memoized: many waiting tasks often share one unfinished dependency.
+            let mut done: HashMap<String, bool> = HashMap::new();
+            for doc in self.candidates(WorkItemKind::Task)? {
+                let ready = doc.depends_on().iter().all(|dep| {
+                    *done
+                        .entry(dep.clone())
+                        .or_insert_with(|| self.task_done(dep))
+                });
+                if !ready {
+                    continue;
+                }
+                if !self.unique_or_quarantine(&doc)? {
+                    continue;
+                }
+                match self.try_claim(&doc)? {
+                    Some(claimed) => return Ok(Some(claimed)),
+                    None => continue 'rescan,
+                }
             }
+            return Ok(None);
         }
     }
 

@@ -26,22 +26,50 @@ impl FileKey {
     }
 }
 
-/// Regular (not symlinked) `*.md` files directly in `dir`, sorted by name.
-pub fn md_files(dir: &Path) -> Vec<PathBuf> {
+fn is_md_name(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    name.ends_with(".md") && !name.starts_with('.') && name.len() > 3
+}
+
+/// Names of the regular (not symlinked) `*.md` files directly in `dir`, unsorted.
+fn md_names(dir: &Path) -> Vec<std::ffi::OsString> {
     let Ok(read) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let mut out: Vec<PathBuf> = read
-        .filter_map(|e| e.ok())
+    read.filter_map(|e| e.ok())
         .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
-        .map(|e| e.path())
-        .filter(|p| {
-            let name = file_name(p);
-            name.ends_with(".md") && !name.starts_with('.') && name.len() > 3
-        })
-        .collect();
-    out.sort();
-    out
+        .map(|e| e.file_name())
+        .filter(|n| is_md_name(n))
+        .collect()
+}
+
+/// Regular (not symlinked) `*.md` files directly in `dir`, sorted by name.
+///
+/// Sorted by file name bytes, not by `Path` (whose component-wise comparison dominated
+/// `status` at 10 000 files); within one directory the two orders are the same.
+pub fn md_files(dir: &Path) -> Vec<PathBuf> {
+    let mut names = md_names(dir);
+    names.sort_unstable();
+    names.into_iter().map(|n| dir.join(n)).collect()
+}
+
+/// How many regular `*.md` files are directly in `dir` (no sorting, no paths built).
+pub fn count_md(dir: &Path) -> usize {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    read.filter_map(|e| e.ok())
+        .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+        .filter(|e| is_md_name(&e.file_name()))
+        .count()
+}
+
+/// Whether `path` is a regular (not symlinked) `*.md` file, as [`md_files`] would list it.
+pub fn is_md_file(path: &Path) -> bool {
+    path.file_name().is_some_and(is_md_name)
+        && std::fs::symlink_metadata(path)
+            .map(|m| m.is_file())
+            .unwrap_or(false)
 }
 
 /// Symbolic links named `*.md` directly in `dir`: never followed, so never read as documents.
