@@ -87,8 +87,12 @@ impl Error {
         match self {
             Error::Message { hint, .. } => hint.as_deref(),
             Error::Config(_) => {
-                Some("fix millrace-agents/millrace.yaml, then run `millrace config validate`")
+                Some("fix the config file named above, then run `millrace config validate`")
             }
+            Error::Queue(crate::queue::QueueError::Duplicate { .. }) => Some(
+                "ids are unique per kind across all folders: give the document a new id \
+                 (`millrace queue show ID` shows the existing one)",
+            ),
             _ => None,
         }
     }

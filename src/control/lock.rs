@@ -22,6 +22,9 @@ pub struct LockInfo {
     pub acquired_at: String,
     pub version: String,
     pub mode: String,
+    /// Set by an owner that shut down cleanly; absent when it died holding the lock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_at: Option<String>,
 }
 
 /// What a look at the lock file finds.
@@ -51,7 +54,7 @@ pub enum LockError {
 /// A held lock; dropping it (or the process dying) releases the kernel lock.
 #[derive(Debug)]
 pub struct DaemonLock {
-    _file: File,
+    file: File,
     pub info: LockInfo,
     /// The previous owner's metadata when this start took over from a dead daemon.
     pub previous: Option<LockInfo>,
@@ -90,6 +93,25 @@ pub fn inspect(ws: &Workspace) -> Result<LockState, IoError> {
 /// Whether a live daemon owns the workspace. The probe never creates the lock file.
 pub fn daemon_running(ws: &Workspace) -> bool {
     matches!(inspect(ws), Ok(LockState::Held(_)))
+}
+
+impl DaemonLock {
+    /// Whether the previous owner died holding the lock (it never marked a clean release).
+    pub fn took_over(&self) -> Option<&LockInfo> {
+        self.previous
+            .as_ref()
+            .filter(|p| p.released_at.is_none() && p.owner_pid != self.info.owner_pid)
+    }
+
+    /// Mark a clean shutdown in the lock file, then let go of the kernel lock.
+    pub fn release(mut self, path: &Path) -> Result<(), IoError> {
+        self.info.released_at = Some(crate::time::now_string());
+        atomic::rewrite_in_place(
+            &mut self.file,
+            path,
+            crate::yaml::to_string(&self.info).as_bytes(),
+        )
+    }
 }
 
 /// Take the workspace lock, or fail at once naming the owner.
@@ -144,10 +166,11 @@ pub fn acquire(ws: &Workspace, mode: &str) -> Result<DaemonLock, LockError> {
         acquired_at: crate::time::now_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         mode: mode.to_string(),
+        released_at: None,
     };
     atomic::rewrite_in_place(&mut file, &path, crate::yaml::to_string(&info).as_bytes())?;
     Ok(DaemonLock {
-        _file: file,
+        file,
         info,
         previous,
     })

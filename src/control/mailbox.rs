@@ -226,8 +226,13 @@ pub fn pending(ws: &Workspace, settle: Duration) -> Vec<Pending> {
                 String::from_utf8(bytes).map_err(|_| "file is not valid UTF-8".to_string())
             })
             .and_then(|text| {
-                crate::yaml::from_str::<Envelope>(Path::new(&name), &text)
-                    .map_err(|e| e.to_string())
+                crate::yaml::from_str::<Envelope>(Path::new(&name), &text).map_err(|e| {
+                    format!(
+                        "{e} (an envelope is a YAML mapping with `command:` one of stop, pause, \
+                         resume, reload_config, add_task, add_spec, add_idea, retry_active, \
+                         clear_stale_state; `millrace control pause --print` shows one)"
+                    )
+                })
             })
             .and_then(|env| validate(env, &name, &meta));
         match parsed {

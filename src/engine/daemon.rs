@@ -72,6 +72,27 @@ fn stop_pending(ws: &Workspace) -> bool {
         .any(|p| matches!(p, Pending::Ready { envelope, .. } if envelope.command == Command::Stop))
 }
 
+/// The config file's modification time and size, to notice edits however they arrive
+/// (file event, polling, or an edit made while a stage ran).
+fn config_stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// Wait for the next wake (at most `timeout`); a signal returns the stop reason.
+fn wait_for_signal(waker: &Waker, timeout: Duration) -> Option<String> {
+    match waker.wait(timeout) {
+        Some(Wake::Signal(name)) => Some(format!("{name} received")),
+        _ => None,
+    }
+}
+
+fn age(modified: std::time::SystemTime) -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(modified)
+        .unwrap_or_default()
+}
+
 /// Decision 14: a tick that fails on a non-fatal error (a full disk, an I/O error on one
 /// file) does not end the daemon; it is logged and retried after a growing pause. A fatal
 /// error (a failed fsync) is returned and stops the daemon.
@@ -127,8 +148,26 @@ pub fn run(
     });
     let mut ticks = 0u64;
     let mut failures = 0u32;
+    let mut config_seen = config_stamp(&config_path);
     let exit = loop {
         let scheduled_check = Duration::from_secs_f64(engine.config.runtime.idle_sleep_seconds);
+        let debounce = Duration::from_millis(engine.config.watchers.debounce_ms);
+        let mut config_settling = false;
+        let stamp = config_stamp(&config_path);
+        if stamp != config_seen {
+            if stamp
+                .as_ref()
+                .is_some_and(|(modified, _)| age(*modified) < debounce)
+            {
+                config_settling = true;
+            } else {
+                config_seen = stamp;
+                let outcome = engine.reload_config()?;
+                if !outcome.applied {
+                    progress(Progress::Warning(outcome.detail));
+                }
+            }
+        }
         if daemon.max_ticks.is_some_and(|max| ticks >= max) {
             break DaemonExit::MaxTicks;
         }
@@ -140,8 +179,7 @@ pub fn run(
             }
             Err(err) => {
                 let pause = contain(&mut engine, err, &mut failures, progress)?;
-                if let Some(Wake::Signal(name)) = waker.wait(pause) {
-                    let reason = format!("{name} received");
+                if let Some(reason) = wait_for_signal(&waker, pause) {
                     engine.process_stop(&reason)?;
                     break DaemonExit::Stopped(reason);
                 }
@@ -209,8 +247,7 @@ pub fn run(
                 }
                 if let Err(err) = engine.finish_stage(&prepared, raw) {
                     let pause = contain(&mut engine, err, &mut failures, progress)?;
-                    if let Some(Wake::Signal(name)) = waker.wait(pause) {
-                        let reason = format!("{name} received");
+                    if let Some(reason) = wait_for_signal(&waker, pause) {
                         engine.process_stop(&reason)?;
                         break DaemonExit::Stopped(reason);
                     }
@@ -232,41 +269,16 @@ pub fn run(
                 }
                 progress(Progress::Idle);
                 let settle = Duration::from_millis(engine.config.watchers.settle_ms);
-                let timeout = if engine.take_in(&|p| waker.is_complete(p))? {
+                let timeout = if config_settling {
+                    debounce
+                } else if engine.take_in(&|p| waker.is_complete(p))? {
                     settle
                 } else {
                     scheduled_check
                 };
-                match waker.wait(timeout) {
-                    Some(Wake::Signal(name)) => {
-                        let reason = format!("{name} received");
-                        engine.process_stop(&reason)?;
-                        break DaemonExit::Stopped(reason);
-                    }
-                    Some(Wake::Config) => {
-                        let window = Duration::from_millis(engine.config.watchers.debounce_ms);
-                        let mut signal = None;
-                        let give_up = std::time::Instant::now() + window * 8;
-                        while std::time::Instant::now() < give_up {
-                            let Some(wake) = waker.wait(window) else {
-                                break;
-                            };
-                            if let Wake::Signal(name) = wake {
-                                signal = Some(name);
-                                break;
-                            }
-                        }
-                        if let Some(name) = signal {
-                            let reason = format!("{name} received");
-                            engine.process_stop(&reason)?;
-                            break DaemonExit::Stopped(reason);
-                        }
-                        let outcome = engine.reload_config()?;
-                        if !outcome.applied {
-                            progress(Progress::Warning(outcome.detail));
-                        }
-                    }
-                    _ => {}
+                if let Some(reason) = wait_for_signal(&waker, timeout) {
+                    engine.process_stop(&reason)?;
+                    break DaemonExit::Stopped(reason);
                 }
             }
         }

@@ -109,15 +109,13 @@ impl Engine {
             "runtime_daemon_lock_acquired",
             json!({"session_id": lock.info.owner_session_id, "pid": lock.info.owner_pid}),
         )?;
-        if let Some(previous) = &lock.previous {
-            if previous.owner_pid != lock.info.owner_pid {
-                events.emit(
-                    "runtime_lock_taken_over",
-                    json!({"previous_pid": previous.owner_pid,
-                           "previous_session_id": previous.owner_session_id,
-                           "previous_acquired_at": previous.acquired_at}),
-                )?;
-            }
+        if let Some(previous) = lock.took_over() {
+            events.emit(
+                "runtime_lock_taken_over",
+                json!({"previous_pid": previous.owner_pid,
+                       "previous_session_id": previous.owner_session_id,
+                       "previous_acquired_at": previous.acquired_at}),
+            )?;
         }
         let registry = build_registry(ws, &config)?;
         let names = registry.names();
@@ -188,10 +186,7 @@ impl Engine {
     /// A harness left running by a daemon that died must not keep writing into the
     /// workspace: kill its process group if it is still the same process.
     fn kill_orphaned_harness(&self) -> Result<()> {
-        let Some(previous) = &self.lock.previous else {
-            return Ok(());
-        };
-        if previous.owner_pid == self.lock.info.owner_pid {
+        if self.lock.took_over().is_none() {
             return Ok(());
         }
         let Some(run_id) = &self.snapshot.active_run_id else {
@@ -261,6 +256,7 @@ impl Engine {
             "runtime_daemon_lock_released",
             json!({"session_id": self.lock.info.owner_session_id, "reason": reason}),
         )?;
+        self.lock.release(&self.ws.lock_path())?;
         Ok(())
     }
 }

@@ -146,7 +146,8 @@ impl Engine {
         s.active_since = Some(crate::time::now_string());
         s.current_failure_class = None;
         self.mirror_counters();
-        self.save_snapshot()?;
+        // Not saved here: the stage start (`mark_running`) saves it moments later, and a
+        // crash in between leaves an unowned item in `active/`, which reconcile requeues.
         self.events.emit(
             "work_item_claimed",
             json!({"kind": claimed.kind, "id": claimed.id, "stage": stage, "run_id": run_id,
@@ -212,7 +213,6 @@ impl Engine {
             s.active_closure_target = Some(target.root_spec_id.clone());
             s.active_since = Some(crate::time::now_string());
             s.current_failure_class = None;
-            self.save_snapshot()?;
             self.events.emit(
                 "closure_target_ready",
                 json!({"root_spec_id": target.root_spec_id, "run_id": run_id,

@@ -257,7 +257,7 @@ impl RunnerCompletion {
 
 /// Write a YAML artifact atomically.
 pub fn write_yaml<T: Serialize>(path: &Path, value: &T) -> Result<(), IoError> {
-    atomic::write_atomic(path, crate::yaml::to_string(value).as_bytes())
+    atomic::write_artifact(path, crate::yaml::to_string(value).as_bytes())
 }
 
 /// A raw result skeleton for a finished process; runners fill in the output paths.

@@ -139,7 +139,7 @@ fn materialize_stdout(files: &RunFiles) -> io::Result<Option<std::path::PathBuf>
         return Ok(None);
     };
     let bytes = fs::read(source)?;
-    atomic::write_atomic(&files.stdout, &bytes).map_err(io::Error::other)?;
+    atomic::write_artifact(&files.stdout, &bytes).map_err(io::Error::other)?;
     Ok(Some(files.stdout.clone()))
 }
 

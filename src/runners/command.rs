@@ -265,7 +265,7 @@ fn read_claude_json(files: &RunFiles) -> Result<ClaudeAnswer, String> {
         .and_then(Value::as_str)
         .ok_or_else(|| "harness JSON result has no `result` text".to_string())?;
     let last_message: PathBuf = files.last_message.clone();
-    atomic::write_atomic(&last_message, result.as_bytes())
+    atomic::write_artifact(&last_message, result.as_bytes())
         .map_err(|e| format!("cannot write the last message: {e}"))?;
     let usage = object.get("usage").and_then(Value::as_object).map(|u| {
         let field = |k: &str| u.get(k).and_then(integer).unwrap_or(0);

@@ -120,7 +120,7 @@ impl ProcessSettings {
         let files = RunFiles::for_request(req);
         let now = result::stamp::now();
         let prepared = atomic::create_dir_all(&req.run_dir)
-            .and_then(|()| atomic::write_atomic(&files.prompt, prompt.as_bytes()))
+            .and_then(|()| atomic::write_artifact(&files.prompt, prompt.as_bytes()))
             .and_then(|()| {
                 let invocation =
                     artifacts::RunnerInvocation::new(req, runner, &argv, &files.prompt, now);
@@ -251,7 +251,7 @@ pub(crate) fn failed_dispatch(req: &StageRequest, runner_name: &str, message: &s
     tracing::warn!(request_id = %req.request_id, "{message}");
     let stderr = RunFiles::for_request(req).stderr;
     let written = atomic::create_dir_all(&req.run_dir)
-        .and_then(|()| atomic::write_atomic(&stderr, format!("{message}\n").as_bytes()));
+        .and_then(|()| atomic::write_artifact(&stderr, format!("{message}\n").as_bytes()));
     let stderr_path = match written {
         Ok(()) => Some(stderr),
         Err(err) => {

@@ -527,7 +527,7 @@ fn write_record(spec: &ProcessSpec, pid: u32, argv0: &str) {
         argv0: argv0.to_string(),
         started_at: stamp::now(),
     };
-    if let Err(err) = atomic::write_atomic(
+    if let Err(err) = atomic::write_artifact(
         &spec.record_path,
         crate::yaml::to_string(&record).as_bytes(),
     ) {

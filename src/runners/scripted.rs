@@ -126,7 +126,7 @@ impl ScriptedRunner {
             _ => Answer::Result(req.stage.legal_results()[0]),
         };
         *n += 1;
-        atomic::write_atomic(&state_path, crate::yaml::to_string(&progress).as_bytes())
+        atomic::write_artifact(&state_path, crate::yaml::to_string(&progress).as_bytes())
             .map_err(|e| e.to_string())?;
         Ok(answer)
     }
@@ -214,14 +214,14 @@ impl ScriptedRunner {
             if let Some(parent) = verdict.parent() {
                 atomic::create_dir_all(parent).map_err(|e| e.to_string())?;
             }
-            atomic::write_atomic(&verdict, text.as_bytes()).map_err(|e| e.to_string())?;
+            atomic::write_artifact(&verdict, text.as_bytes()).map_err(|e| e.to_string())?;
         }
         if let Some(report) = &req.preferred_report_path {
             let text = format!(
                 "# Arbiter Report (simulated)\n\nOutcome: {}\n\nThe scripted runner judged no real evidence.\n",
                 result.as_str()
             );
-            atomic::write_atomic(&resolve(report), text.as_bytes()).map_err(|e| e.to_string())?;
+            atomic::write_artifact(&resolve(report), text.as_bytes()).map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -252,14 +252,14 @@ impl ScriptedRunner {
             _ => {}
         }
         let summary = req.run_dir.join(format!("{}_summary.md", req.stage));
-        atomic::write_atomic(
+        atomic::write_artifact(
             &summary,
             format!("# {} summary\n\n{}\n", req.stage, lines.join("\n")).as_bytes(),
         )
         .map_err(|e| e.to_string())?;
         lines.push(result.marker());
         let text = lines.join("\n") + "\n";
-        atomic::write_atomic(&files.stdout, text.as_bytes()).map_err(|e| e.to_string())?;
+        atomic::write_artifact(&files.stdout, text.as_bytes()).map_err(|e| e.to_string())?;
         Ok(text)
     }
 }
@@ -281,14 +281,14 @@ impl Runner for ScriptedRunner {
             &files.prompt,
             started,
         );
-        let _ = atomic::write_atomic(&files.prompt, prompt.as_bytes())
+        let _ = atomic::write_artifact(&files.prompt, prompt.as_bytes())
             .and_then(|()| super::artifacts::write_yaml(&files.invocation, &invocation));
         let outcome = self.simulate(req, &files);
         let (exit_kind, exit_code, stderr) = match &outcome {
             Ok(_) => (ExitKind::Completed, 0, String::new()),
             Err(e) => (ExitKind::RunnerError, 1, format!("scripted runner: {e}\n")),
         };
-        let _ = atomic::write_atomic(&files.stderr, stderr.as_bytes());
+        let _ = atomic::write_artifact(&files.stderr, stderr.as_bytes());
         RawResult {
             request_id: req.request_id.clone(),
             run_id: req.run_id.clone(),

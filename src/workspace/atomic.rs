@@ -96,8 +96,13 @@ pub fn archive_name(name: &str) -> String {
     format!("{}~{hex}", &name[..cut])
 }
 
-/// A synced temp file beside `path`, ready to be renamed over it.
-fn synced_temp(path: &Path, contents: &[u8]) -> Result<tempfile::NamedTempFile, IoError> {
+/// A temp file beside `path` holding `contents` (fsynced when `durable`), ready to be renamed
+/// over it.
+fn temp_beside(
+    path: &Path,
+    contents: &[u8],
+    durable: bool,
+) -> Result<tempfile::NamedTempFile, IoError> {
     let dir = parent_of(path);
     let name = path
         .file_name()
@@ -114,22 +119,35 @@ fn synced_temp(path: &Path, contents: &[u8]) -> Result<tempfile::NamedTempFile, 
     tmp.as_file()
         .set_permissions(fs::Permissions::from_mode(FILE_MODE))
         .map_err(|e| IoError::path("set permissions of", tmp.path(), e))?;
-    fsync_file(tmp.as_file(), path)?;
-    failpoint::hit_io("rename", path)?;
+    if durable {
+        fsync_file(tmp.as_file(), path)?;
+        failpoint::hit_io("rename", path)?;
+    }
     Ok(tmp)
 }
 
 /// Write `contents` to `path` atomically, replacing any existing file.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), IoError> {
-    synced_temp(path, contents)?
+    temp_beside(path, contents, true)?
         .persist(path)
         .map_err(|e| IoError::path("rename into place", path, e.error))?;
     fsync_dir(parent_of(path))
 }
 
+/// Write a run artifact (prompt, invocation, captured output): temp file and rename, so a
+/// reader never sees half a file, but no fsync. Artifacts are evidence, not state: a process
+/// crash keeps them (the page cache survives), only a power loss may drop the newest ones,
+/// and nothing the runtime decides depends on them. This saves most of a stage's fsyncs.
+pub fn write_artifact(path: &Path, contents: &[u8]) -> Result<(), IoError> {
+    temp_beside(path, contents, false)?
+        .persist(path)
+        .map_err(|e| IoError::path("rename into place", path, e.error))?;
+    Ok(())
+}
+
 /// Write `contents` to `path` only if no file is there yet (no overwrite, still atomic).
 pub fn create_atomic(path: &Path, contents: &[u8]) -> Result<(), IoError> {
-    match synced_temp(path, contents)?.persist_noclobber(path) {
+    match temp_beside(path, contents, true)?.persist_noclobber(path) {
         Ok(_) => fsync_dir(parent_of(path)),
         Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Err(IoError::AlreadyExists {
             path: path.to_path_buf(),

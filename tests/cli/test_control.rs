@@ -374,3 +374,19 @@ fn polling_mode_takes_in_dropped_files_too() {
     ws.ok(&["stop"]);
     daemon.wait_exit(LIMIT);
 }
+
+#[test]
+fn a_clean_stop_is_not_reported_as_a_takeover_at_the_next_start() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    let first = ws.spawn_daemon(&[]);
+    ws.ok(&["stop"]);
+    first.wait_exit(LIMIT);
+    assert!(ws
+        .read("millrace-agents/state/runtime_daemon.lock.yaml")
+        .contains("released_at:"));
+    let second = ws.spawn_daemon(&[]);
+    ws.ok(&["stop"]);
+    second.wait_exit(LIMIT);
+    assert!(!has_event(&ws, "runtime_lock_taken_over"));
+}
