@@ -411,12 +411,16 @@ impl QueueStore {
 
     /// `active/` → `done/` (`resolved/` for incidents).
     pub fn complete(&self, kind: WorkItemKind, id: &str) -> Result<PathBuf, QueueError> {
-        self.transition(kind, id, Folder::Active, Folder::Done)
+        let dest = self.transition(kind, id, Folder::Active, Folder::Done)?;
+        crate::failpoint::hit("complete.after_move").map_err(|e| IoError::path("failpoint", "complete.after_move", e))?;
+        Ok(dest)
     }
 
     /// `active/` → `blocked/`.
     pub fn block(&self, kind: WorkItemKind, id: &str) -> Result<PathBuf, QueueError> {
-        self.transition(kind, id, Folder::Active, Folder::Blocked)
+        let dest = self.transition(kind, id, Folder::Active, Folder::Blocked)?;
+        crate::failpoint::hit("block.after_move").map_err(|e| IoError::path("failpoint", "block.after_move", e))?;
+        Ok(dest)
     }
 
     /// `active/` → the waiting folder, with the reason appended to `<id>.requeue.jsonl`.
@@ -431,6 +435,7 @@ impl QueueStore {
             return Err(QueueError::EmptyReason);
         }
         let dest = self.transition(kind, id, Folder::Active, Folder::Queue)?;
+        crate::failpoint::hit("requeue.after_move").map_err(|e| IoError::path("failpoint", "requeue.after_move", e))?;
         let log = self
             .ws
             .folder(kind, Folder::Queue)
