@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use millrace::control::actions::Action;
 use millrace::control::mailbox;
-use millrace::documents::{self, Document};
+use millrace::documents;
 use millrace::engine::closure;
 use millrace::model::WorkItemKind;
 use millrace::queue::QueueStore;
@@ -532,4 +532,123 @@ fn abort_at_every_transition_then_restart_finishes_the_work() {
         base.items.len(),
         temps.load(Ordering::SeqCst),
     );
+}
+
+/// Run with an injected I/O error, judge the failed run by its exit code and stderr, then
+/// restart and check.
+fn io_error_trial(
+    spec: &str,
+    blocked_ok: bool,
+    judge: impl Fn(Option<i32>, &str) -> Result<(), String>,
+) -> Result<(), String> {
+    let base = baseline();
+    let ws = Ws::workload();
+    let status = ws.run(&[("MILLRACE_FAILPOINTS", spec.to_string())], "crash");
+    if let Err(e) = judge(status.code(), &ws.log("crash.err")) {
+        return Err(ws.failure(spec, &e));
+    }
+    let restarted = ws.run(&[], "restart");
+    if !restarted.success() {
+        return Err(ws.failure(spec, &format!("restart failed ({restarted})")));
+    }
+    let expect = Expect {
+        items: &base.items,
+        blocked_ok,
+    };
+    check_invariants(&ws, &expect)
+        .map(|_| ())
+        .map_err(|e| ws.failure(spec, &e))
+}
+
+#[test]
+fn io_errors_stop_the_daemon_naming_the_file_and_a_restart_finishes() {
+    let base = baseline();
+    let mut trials = Vec::new();
+    for (op, action) in [
+        ("rename:*", "eio"),
+        ("write:*", "enospc"),
+        ("rename:*", "enospc"),
+        ("write:*", "eio"),
+    ] {
+        for hit in sample(base.hits[op], 5) {
+            trials.push(format!("{op}={action}@{hit}"));
+        }
+    }
+    let exited = AtomicUsize::new(0);
+    run_trials(&trials, |spec| {
+        io_error_trial(spec, true, |code, stderr| {
+            if code == Some(0) {
+                return Ok(());
+            }
+            exited.fetch_add(1, Ordering::SeqCst);
+            let errno = if spec.contains("enospc") {
+                "No space left on device"
+            } else {
+                "Input/output error"
+            };
+            if !stderr.contains("error:") || !stderr.contains(errno) || !stderr.contains('/') {
+                return Err(format!(
+                    "exit {code:?} without a clear message naming the file"
+                ));
+            }
+            Ok(())
+        })
+    });
+    eprintln!(
+        "io errors: {} trials, {} stopped the daemon with a message naming the file, the rest were contained (post-stage recovery); every restart finished the work",
+        trials.len(),
+        exited.load(Ordering::SeqCst)
+    );
+}
+
+#[test]
+fn a_failed_fsync_stops_the_daemon_with_exit_70() {
+    let base = baseline();
+    let trials: Vec<String> = sample(base.hits["fsync:*"], 12)
+        .into_iter()
+        .map(|hit| format!("fsync:*=eio@{hit}"))
+        .collect();
+    run_trials(&trials, |spec| {
+        io_error_trial(spec, false, |code, stderr| {
+            if code != Some(FATAL_EXIT) || !stderr.contains("fsync of") {
+                return Err(format!(
+                    "expected exit {FATAL_EXIT} with an fsync message, got {code:?}"
+                ));
+            }
+            Ok(())
+        })
+    });
+    eprintln!(
+        "fsync failures: {} trials, all stopped with exit {FATAL_EXIT}",
+        trials.len()
+    );
+}
+
+#[test]
+fn a_torn_last_event_line_is_repaired_by_the_next_start() {
+    let base = baseline();
+    let ws = Ws::workload();
+    let spec = "stage_result.after_persist=abort@3";
+    let status = ws.run(&[("MILLRACE_FAILPOINTS", spec.to_string())], "crash");
+    assert!(!status.success(), "{}", ws.logs("crash"));
+    let log = ws.rt().join("logs/runtime_events.jsonl");
+    let mut text = std::fs::read_to_string(&log).unwrap();
+    text.push_str("{\"data\":{\"id\":\"t-");
+    std::fs::write(&log, text).unwrap();
+    assert!(EventLog::read_all(&log).is_err());
+    ws.restart("restart");
+    let expect = Expect {
+        items: &base.items,
+        blocked_ok: false,
+    };
+    if let Err(e) = check_invariants(&ws, &expect) {
+        panic!("{}", ws.failure(spec, &e));
+    }
+    let events = EventLog::read_all(&log).unwrap();
+    let repaired: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type == "event_log_repaired")
+        .collect();
+    assert_eq!(repaired.len(), 1);
+    assert_eq!(repaired[0].data["fragment"], "{\"data\":{\"id\":\"t-");
 }
