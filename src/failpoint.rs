@@ -80,7 +80,10 @@ mod active {
             .map(|(name, n)| format!("{name} {n}\n"))
             .collect();
         if let Err(e) = std::fs::write(&path, text) {
-            eprintln!("failpoint counts: cannot write {}: {e}", path.to_string_lossy());
+            eprintln!(
+                "failpoint counts: cannot write {}: {e}",
+                path.to_string_lossy()
+            );
         }
     }
 
@@ -114,6 +117,11 @@ pub fn hit(name: &str) -> Result<(), io::Error> {
         return Err(io::Error::from_raw_os_error(code));
     }
     Ok(())
+}
+
+/// A transition failpoint whose injected error names it, for `?` in state-changing code.
+pub fn transition(name: &'static str) -> Result<(), IoError> {
+    hit(name).map_err(|e| IoError::path("failpoint", name, e))
 }
 
 /// An I/O failpoint on operation `op` of file `path`.

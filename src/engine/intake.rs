@@ -112,7 +112,7 @@ impl Intake {
             let doc = Document::Spec(spec);
             match queue.enqueue(&doc) {
                 Ok(dest) => {
-                    crate::failpoint::hit("intake.after_enqueue").map_err(|e| crate::workspace::atomic::IoError::path("failpoint", "intake.after_enqueue", e))?;
+                    crate::failpoint::transition("intake.after_enqueue")?;
                     events.emit(
                         "idea_normalized_to_spec",
                         json!({"idea_path": path.display().to_string(), "spec_id": doc.id(),

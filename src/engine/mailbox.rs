@@ -31,10 +31,10 @@ impl Engine {
                         .and_then(|action| self.apply_action(&action));
                     match outcome {
                         Ok(outcome) => {
-                            crate::failpoint::hit("mailbox.after_apply").map_err(|e| crate::workspace::atomic::IoError::path("failpoint", "mailbox.after_apply", e))?;
+                            crate::failpoint::transition("mailbox.after_apply")?;
                             let archived =
                                 mailbox::archive(&self.ws, &path, Disposition::Processed, None)?;
-                            crate::failpoint::hit("mailbox.after_archive").map_err(|e| crate::workspace::atomic::IoError::path("failpoint", "mailbox.after_archive", e))?;
+                            crate::failpoint::transition("mailbox.after_archive")?;
                             mailbox::write_result(&archived, &outcome)?;
                             self.events.emit(
                                 "mailbox_command_applied",

@@ -153,7 +153,7 @@ impl Engine {
                    "root_spec_id": claimed.document.root_spec_id(),
                    "root_idea_id": claimed.document.root_idea_id()}),
         )?;
-        crate::failpoint::hit("closure.before_open").map_err(|e| crate::workspace::atomic::IoError::path("failpoint", "closure.before_open", e))?;
+        crate::failpoint::transition("closure.before_open")?;
         if claimed.kind == WorkItemKind::Spec {
             if let Some(target) =
                 closure::open_for_spec(&self.ws, &claimed.document, &claimed.path)?
@@ -199,7 +199,7 @@ impl Engine {
             }
             target.arbiter_runs += 1;
             target.save(&self.ws)?;
-            crate::failpoint::hit("arbiter.after_target_save").map_err(|e| crate::workspace::atomic::IoError::path("failpoint", "arbiter.after_target_save", e))?;
+            crate::failpoint::transition("arbiter.after_target_save")?;
             let run_id = crate::time::new_run_id();
             let s = &mut self.snapshot;
             s.active_plane = Some(stage.plane());

@@ -412,14 +412,14 @@ impl QueueStore {
     /// `active/` → `done/` (`resolved/` for incidents).
     pub fn complete(&self, kind: WorkItemKind, id: &str) -> Result<PathBuf, QueueError> {
         let dest = self.transition(kind, id, Folder::Active, Folder::Done)?;
-        crate::failpoint::hit("complete.after_move").map_err(|e| IoError::path("failpoint", "complete.after_move", e))?;
+        crate::failpoint::transition("complete.after_move")?;
         Ok(dest)
     }
 
     /// `active/` → `blocked/`.
     pub fn block(&self, kind: WorkItemKind, id: &str) -> Result<PathBuf, QueueError> {
         let dest = self.transition(kind, id, Folder::Active, Folder::Blocked)?;
-        crate::failpoint::hit("block.after_move").map_err(|e| IoError::path("failpoint", "block.after_move", e))?;
+        crate::failpoint::transition("block.after_move")?;
         Ok(dest)
     }
 
@@ -435,7 +435,7 @@ impl QueueStore {
             return Err(QueueError::EmptyReason);
         }
         let dest = self.transition(kind, id, Folder::Active, Folder::Queue)?;
-        crate::failpoint::hit("requeue.after_move").map_err(|e| IoError::path("failpoint", "requeue.after_move", e))?;
+        crate::failpoint::transition("requeue.after_move")?;
         let log = self
             .ws
             .folder(kind, Folder::Queue)
