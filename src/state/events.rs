@@ -110,7 +110,10 @@ impl EventLog {
         }
         file.set_len(keep).map_err(|e| io("truncate", e))?;
         atomic::fsync_file(&file, &self.path)?;
-        tracing::warn!(bytes = fragment.len(), "cut a torn last line off the event log");
+        tracing::warn!(
+            bytes = fragment.len(),
+            "cut a torn last line off the event log"
+        );
         let mut data = Map::new();
         data.insert("dropped_bytes".into(), Value::from(fragment.len()));
         data.insert(
