@@ -110,9 +110,13 @@ impl Ws {
 
     fn daemon(&self, env: &[(&str, String)], log: &str) -> Command {
         let mut cmd = Command::new(BIN);
-        cmd.arg("--workspace")
-            .arg(self.path())
-            .args(["run", "daemon", "--until-idle", "--max-ticks", "1000"]);
+        cmd.arg("--workspace").arg(self.path()).args([
+            "run",
+            "daemon",
+            "--until-idle",
+            "--max-ticks",
+            "1000",
+        ]);
         cmd.env_remove("MILLRACE_WORKSPACE")
             .env_remove("MILLRACE_FAILPOINTS")
             .env_remove("MILLRACE_FAILPOINT_COUNT")
@@ -158,9 +162,16 @@ impl Ws {
 
     /// Describe a failed trial, keeping its workspace for a post-mortem.
     fn failure(self, what: &str, error: &str) -> String {
-        let logs = format!("{}\nrestart log:\n{}", self.logs("crash"), self.logs("restart"));
+        let logs = format!(
+            "{}\nrestart log:\n{}",
+            self.logs("crash"),
+            self.logs("restart")
+        );
         let kept = self.dir.keep();
-        format!("{what}: {error}\n{logs}\n(workspace kept at {})", kept.display())
+        format!(
+            "{what}: {error}\n{logs}\n(workspace kept at {})",
+            kept.display()
+        )
     }
 }
 
@@ -651,4 +662,197 @@ fn a_torn_last_event_line_is_repaired_by_the_next_start() {
         .collect();
     assert_eq!(repaired.len(), 1);
     assert_eq!(repaired[0].data["fragment"], "{\"data\":{\"id\":\"t-");
+}
+
+/// A small seeded generator (xorshift64*), so a failing kill schedule can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn between(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next() % (high - low + 1)
+    }
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel)
+}
+
+/// The workload with builder and checker run by the fake harness (a real process group
+/// that outlives a killed daemon), sleeping so a kill often lands mid-stage.
+fn slow_workload() -> Ws {
+    let ws = Ws::workload();
+    let plan = ws.path().join("fake-plan.txt");
+    std::fs::write(
+        &plan,
+        "builder sleep 1.5 ### BUILDER_COMPLETE\nchecker sleep 0.2 ### CHECKER_PASS\n",
+    )
+    .unwrap();
+    let state = ws.path().join("fake-state");
+    std::fs::create_dir_all(&state).unwrap();
+    let config = format!(
+        "runtime:\n  default_mode: standard_plain\nrunners:\n  default_runner: scripted\n  kill_grace_seconds: 1\n  codex:\n    command: {}\n    args: []\n    env:\n      FAKE_HARNESS_PLAN: {}\n      FAKE_HARNESS_STATE: {}\nstages:\n  builder:\n    runner: codex_cli\n  checker:\n    runner: codex_cli\nwatchers:\n  settle_ms: 0\n",
+        fixture("fake-harness").display(),
+        plan.display(),
+        state.display()
+    );
+    std::fs::write(ws.rt().join("millrace.yaml"), config).unwrap();
+    ws
+}
+
+/// Process groups of harnesses recorded in `runner_process.*.yaml` files that are alive now.
+fn live_harness_groups(ws: &Ws) -> Vec<i32> {
+    let mut out = Vec::new();
+    for path in walk(&ws.rt().join("runs")) {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !(name.starts_with("runner_process.") && name.ends_with(".yaml")) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let Ok(record) = millrace::yaml::from_str::<serde_json::Value>(&path, &text) else {
+            continue;
+        };
+        if let Some(group) = record["process_group"].as_i64() {
+            if group_alive(group as i32) {
+                out.push(group as i32);
+            }
+        }
+    }
+    out
+}
+
+/// Whether any process of the group is alive (zombies waiting for a reaper do not count).
+fn group_alive(group: i32) -> bool {
+    let Ok(read) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    read.filter_map(|e| e.ok()).any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            return false;
+        };
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        fields.len() > 2 && fields[2].parse() == Ok(group) && !matches!(fields[0], "Z" | "X")
+    })
+}
+
+/// Poll `cond` until it holds or `limit` passes; returns whether it held.
+fn holds_within(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn count_events(ws: &Ws, event_type: &str) -> usize {
+    let text =
+        std::fs::read_to_string(ws.rt().join("logs/runtime_events.jsonl")).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.contains(&format!("\"event_type\":\"{event_type}\"")))
+        .count()
+}
+
+#[test]
+fn sigkill_at_random_times_loses_nothing_and_leaves_no_harness_behind() {
+    let base = baseline();
+    let iterations: usize = std::env::var("MILLRACE_KILL_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
+    let seed: u64 = std::env::var("MILLRACE_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+                | 1
+        });
+    eprintln!("kill loop: seed {seed} (replay with MILLRACE_CRASH_SEED={seed})");
+    let mut rng = Rng(seed);
+    let ws = slow_workload();
+    let mut kills = 0;
+    let mut orphans = 0;
+    let mut finished = false;
+    for i in 0..iterations {
+        let log = format!("kill-{i}");
+        let mut child = ws.daemon(&[], &log).spawn().expect("spawn millrace");
+        if i == 0 {
+            // The first kill lands while a harness runs, so the takeover path is always tested.
+            wait_for("a running harness", RUN_LIMIT, || {
+                !live_harness_groups(&ws).is_empty()
+            });
+        } else {
+            let deadline = Instant::now() + Duration::from_millis(rng.between(50, 2500));
+            while Instant::now() < deadline && child.try_wait().expect("wait").is_none() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "daemon failed: {}", ws.logs(&log));
+            finished = true;
+            break;
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        kills += 1;
+        let left = live_harness_groups(&ws);
+        let started = count_events(&ws, "runtime_started");
+        let log = format!("restart-{i}");
+        let mut restart = ws.daemon(&[], &log).spawn().expect("spawn millrace");
+        wait_for("the restarted daemon to start", RUN_LIMIT, || {
+            count_events(&ws, "runtime_started") > started
+                || restart.try_wait().ok().flatten().is_some()
+        });
+        for group in &left {
+            if !holds_within(Duration::from_secs(1), || !group_alive(*group)) {
+                let _ = restart.kill();
+                let _ = restart.wait();
+                let error = format!("harness group {group} outlived the restart");
+                panic!("{}", ws.failure(&format!("kill loop seed {seed}"), &error));
+            }
+            orphans += 1;
+        }
+        restart.kill().expect("SIGKILL");
+        restart.wait().expect("reap");
+        kills += 1;
+    }
+    if !finished {
+        ws.restart("final");
+    }
+    let expect = Expect {
+        items: &base.items,
+        blocked_ok: false,
+    };
+    if let Err(e) = check_invariants(&ws, &expect) {
+        panic!("{}", ws.failure(&format!("kill loop seed {seed}"), &e));
+    }
+    assert!(orphans >= 1, "no kill left a harness behind to clean up");
+    eprintln!(
+        "kill loop: seed {seed}, {kills} SIGKILLs survived, {orphans} orphaned harness groups gone after the restart ({} orphaned_harness_killed events), {} items, 0 lost",
+        count_events(&ws, "orphaned_harness_killed"),
+        base.items.len()
+    );
 }
