@@ -381,6 +381,10 @@ fn check_invariants(ws: &Ws, expect: &Expect) -> Result<usize, String> {
     if !left.is_empty() {
         return Err(format!("mailbox commands left unapplied: {left:?}"));
     }
+    let failed = walk(&root.mailbox_dir("failed"));
+    if !failed.is_empty() && !expect.blocked_ok {
+        return Err(format!("mailbox commands archived as failed: {failed:?}"));
+    }
     check_files(&root)
 }
 
