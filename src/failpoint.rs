@@ -5,6 +5,10 @@
 //! and N is the hit (1-based) at which it fires. I/O failpoints are keyed as
 //! `<op>:<file name>` (e.g. `rename:runtime_snapshot.yaml`) or `<op>:*` for any file;
 //! transition failpoints use their own names (e.g. `claim.after_move`).
+//!
+//! With `MILLRACE_FAILPOINT_COUNT=<file>`, every hit of every point (armed or not) is counted
+//! and the counts are rewritten to that file after each hit, one `name count` line per point
+//! in name order, so a clean run tells the crash suite how many hits each point has.
 
 use std::io;
 use std::path::Path;
@@ -13,7 +17,7 @@ use crate::workspace::atomic::IoError;
 
 #[cfg(feature = "failpoints")]
 mod active {
-    use std::collections::HashMap;
+    use std::collections::{BTreeMap, HashMap};
     use std::sync::{Mutex, OnceLock};
 
     pub enum Action {
@@ -57,8 +61,35 @@ mod active {
         })
     }
 
+    fn counts() -> &'static Mutex<BTreeMap<String, u64>> {
+        static COUNTS: OnceLock<Mutex<BTreeMap<String, u64>>> = OnceLock::new();
+        COUNTS.get_or_init(|| Mutex::new(BTreeMap::new()))
+    }
+
+    /// Record the hits in the `MILLRACE_FAILPOINT_COUNT` file, when one is asked for.
+    fn record(names: &[&str]) {
+        let Some(path) = std::env::var_os("MILLRACE_FAILPOINT_COUNT") else {
+            return;
+        };
+        let mut counts = counts().lock().unwrap_or_else(|e| e.into_inner());
+        for name in names {
+            *counts.entry((*name).to_string()).or_default() += 1;
+        }
+        let text: String = counts
+            .iter()
+            .map(|(name, n)| format!("{name} {n}\n"))
+            .collect();
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!(
+                "failpoint counts: cannot write {}: {e}",
+                path.to_string_lossy()
+            );
+        }
+    }
+
     /// Count a hit; returns the errno to fail with, aborting the process for `abort`.
     pub fn hit(names: &[&str]) -> Option<i32> {
+        record(names);
         let mut table = table().lock().unwrap_or_else(|e| e.into_inner());
         for name in names {
             if let Some(point) = table.get_mut(*name) {
@@ -86,6 +117,11 @@ pub fn hit(name: &str) -> Result<(), io::Error> {
         return Err(io::Error::from_raw_os_error(code));
     }
     Ok(())
+}
+
+/// A transition failpoint whose injected error names it, for `?` in state-changing code.
+pub fn transition(name: &'static str) -> Result<(), IoError> {
+    hit(name).map_err(|e| IoError::path("failpoint", name, e))
 }
 
 /// An I/O failpoint on operation `op` of file `path`.

@@ -12,7 +12,7 @@ use crate::state::counters::Counters;
 use crate::state::events::EventLog;
 use crate::state::snapshot::Snapshot;
 use crate::workspace::atomic::{self, IoError};
-use crate::workspace::Workspace;
+use crate::workspace::{Folder, Workspace};
 
 pub const DEFAULT_RETRY_REASON: &str = "operator requested retry";
 pub const DEFAULT_PLANNING_RETRY_REASON: &str = "operator requested planning retry";
@@ -294,6 +294,19 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
             "no daemon running; the next start reads the config",
         )),
         Action::AddTask(doc) | Action::AddSpec(doc) => {
+            // A daemon that crashed after applying but before archiving re-applies the same
+            // envelope at its next start (still the first thing it does): the identical
+            // document already waiting in the queue means the command was applied.
+            let queued = t.ws.item_path(doc.kind(), Folder::Queue, doc.id());
+            if std::fs::read(&queued).ok() == Some(doc.render().into_bytes()) {
+                let mut out = outcome(
+                    action,
+                    true,
+                    format!("{} {} already queued", doc.kind(), doc.id()),
+                );
+                out.artifact_path = Some(t.ws.rel(&queued));
+                return Ok(out);
+            }
             let path = t.queue.enqueue(doc)?;
             let rel = t.ws.rel(&path);
             let (event, key) = match doc.kind() {
@@ -313,6 +326,9 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
             let dest = t.ws.ideas_inbox().join(name);
             match atomic::create_atomic(&dest, markdown.as_bytes()) {
                 Ok(()) => {}
+                // The same idea already staged: this envelope was applied before a crash.
+                Err(IoError::AlreadyExists { .. })
+                    if std::fs::read(&dest).ok().as_deref() == Some(markdown.as_bytes()) => {}
                 Err(IoError::AlreadyExists { .. }) => {
                     return Err(Error::msg(format!(
                         "idea document already exists: {} (ideas are never overwritten; \

@@ -141,6 +141,7 @@ impl Engine {
         let result_path = runners::stage_result_path(&req.run_dir, &req.request_id);
         atomic::create_dir_all(result_path.parent().expect("has parent"))?;
         atomic::write_atomic(&result_path, crate::yaml::to_string(&result).as_bytes())?;
+        crate::failpoint::transition("stage_result.after_persist")?;
         let result_rel = self.ws.rel(&result_path);
         let (kind, id) = self.identity(req)?;
         let counters = &self.counters;
@@ -156,6 +157,7 @@ impl Engine {
             &result.summary_status_marker,
         )?;
         *self.snapshot.marker_mut(req.plane) = result.summary_status_marker.clone();
+        crate::failpoint::transition("stage_result.after_route")?;
         let class = result
             .metadata
             .failure_class
@@ -207,6 +209,7 @@ impl Engine {
         s.last_stage_result_path = Some(result_rel.clone());
         s.queue_depth_execution = depths.0;
         s.queue_depth_planning = depths.1;
+        crate::failpoint::transition("stage_result.before_snapshot")?;
         self.save_snapshot()?;
         let failure = result
             .metadata
@@ -303,6 +306,7 @@ impl Engine {
                 let lineage = self.lineage_of(kind, id);
                 let incident = incidents::handoff(kind, id, result, &lineage, previous_result);
                 let path = self.queue.enqueue(&incident)?;
+                crate::failpoint::transition("handoff.after_incident")?;
                 self.events.emit(
                     "runtime_handoff_incident_enqueued",
                     json!({"incident_id": incident.id(), "source_work_item_kind": kind,
@@ -363,6 +367,7 @@ impl Engine {
                 target.closure_open = false;
                 target.closed_at = Some(crate::time::now_string());
                 target.save(&self.ws)?;
+                crate::failpoint::transition("closure.after_close")?;
                 self.events.emit(
                     "closure_target_closed",
                     json!({"root_spec_id": root, "run_id": req.run_id}),
@@ -375,6 +380,7 @@ impl Engine {
                 let incident =
                     incidents::remediation(&root, target.root_idea_id.as_deref(), result);
                 let dest = self.queue.enqueue(&incident)?;
+                crate::failpoint::transition("remediation.after_incident")?;
                 self.events.emit(
                     "runtime_handoff_incident_enqueued",
                     json!({"incident_id": incident.id(), "source_work_item_kind": "spec",

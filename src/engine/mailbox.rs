@@ -31,8 +31,10 @@ impl Engine {
                         .and_then(|action| self.apply_action(&action));
                     match outcome {
                         Ok(outcome) => {
+                            crate::failpoint::transition("mailbox.after_apply")?;
                             let archived =
                                 mailbox::archive(&self.ws, &path, Disposition::Processed, None)?;
+                            crate::failpoint::transition("mailbox.after_archive")?;
                             mailbox::write_result(&archived, &outcome)?;
                             self.events.emit(
                                 "mailbox_command_applied",

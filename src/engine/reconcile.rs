@@ -154,6 +154,7 @@ impl Engine {
                    "root_spec_id": claimed.document.root_spec_id(),
                    "root_idea_id": claimed.document.root_idea_id()}),
         )?;
+        crate::failpoint::transition("closure.before_open")?;
         if claimed.kind == WorkItemKind::Spec {
             if let Some(target) =
                 closure::open_for_spec(&self.ws, &claimed.document, &claimed.path)?
@@ -203,6 +204,7 @@ impl Engine {
             }
             target.arbiter_runs += 1;
             target.save(&self.ws)?;
+            crate::failpoint::transition("arbiter.after_target_save")?;
             let run_id = crate::time::new_run_id();
             let s = &mut self.snapshot;
             s.active_plane = Some(stage.plane());

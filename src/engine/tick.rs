@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::Engine;
-use crate::error::Result;
+use crate::error::{Error, ExitCode, Result};
 use crate::runners::{RawResult, StageRequest};
 
 /// What a tick did when it ran no stage, or the stage it prepared.
@@ -24,10 +24,24 @@ pub struct Prepared {
     pub request: StageRequest,
 }
 
+/// Stop after a failed fsync anywhere in the process, even one a runner turned into a stage
+/// failure: the stage's result is not applied, so the next start re-runs it.
+fn stop_on_failed_fsync() -> Result<()> {
+    match crate::workspace::atomic::fsync_failure() {
+        Some(message) => Err(Error::with(
+            message,
+            Some("check the disk and the kernel log; once it is healthy, start the daemon again and it resumes the active stage".into()),
+            ExitCode::Fatal,
+        )),
+        None => Ok(()),
+    }
+}
+
 impl Engine {
     /// Steps 1–14 of a tick: everything up to running a stage. `complete` tells intake
     /// which inbox files arrived whole (the watcher saw them renamed in or closed).
     pub fn prepare(&mut self, complete: &dyn Fn(&std::path::Path) -> bool) -> Result<TickOutcome> {
+        stop_on_failed_fsync()?;
         self.drain_mailbox()?;
         self.take_in(complete)?;
         if self.snapshot.stop_requested {
@@ -55,6 +69,7 @@ impl Engine {
 
     /// Steps 15–19: normalize the runner's result, route it, apply the decision.
     pub fn finish_stage(&mut self, prepared: &Prepared, raw: RawResult) -> Result<()> {
+        stop_on_failed_fsync()?;
         match self.apply_result(&prepared.request, raw) {
             Ok(()) => Ok(()),
             Err(err) if err.exit_code() == crate::error::ExitCode::Fatal => Err(err),

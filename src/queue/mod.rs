@@ -443,12 +443,16 @@ impl QueueStore {
 
     /// `active/` → `done/` (`resolved/` for incidents).
     pub fn complete(&self, kind: WorkItemKind, id: &str) -> Result<PathBuf, QueueError> {
-        self.transition(kind, id, Folder::Active, Folder::Done)
+        let dest = self.transition(kind, id, Folder::Active, Folder::Done)?;
+        crate::failpoint::transition("complete.after_move")?;
+        Ok(dest)
     }
 
     /// `active/` → `blocked/`.
     pub fn block(&self, kind: WorkItemKind, id: &str) -> Result<PathBuf, QueueError> {
-        self.transition(kind, id, Folder::Active, Folder::Blocked)
+        let dest = self.transition(kind, id, Folder::Active, Folder::Blocked)?;
+        crate::failpoint::transition("block.after_move")?;
+        Ok(dest)
     }
 
     /// `active/` → the waiting folder, with the reason appended to `<id>.requeue.jsonl`.
@@ -463,6 +467,7 @@ impl QueueStore {
             return Err(QueueError::EmptyReason);
         }
         let dest = self.transition(kind, id, Folder::Active, Folder::Queue)?;
+        crate::failpoint::transition("requeue.after_move")?;
         let log = self
             .ws
             .folder(kind, Folder::Queue)

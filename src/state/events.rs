@@ -2,8 +2,12 @@
 //!
 //! One JSON object per line with sorted keys (`data`, `event_type`, `kind`, `occurred_at`,
 //! `schema_version`), appended with fsync. Every line is also valid YAML.
+//!
+//! A crash in the middle of an append can leave a last line without its `\n`. The next
+//! append cuts that torn tail off first (so it cannot merge with the new line into a corrupt
+//! one in the middle of the log) and records its text in an `event_log_repaired` event.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -48,9 +52,77 @@ impl EventLog {
             }
         };
         tracing::debug!(event_type, "event");
+        self.repair_torn_tail()?;
         let event = Event {
             data,
             event_type: event_type.to_string(),
+            kind: "runtime_event".into(),
+            occurred_at: crate::time::now_string(),
+            schema_version: "1.0".into(),
+        };
+        let line = serde_json::to_string(&event).expect("events serialize");
+        atomic::append_line(&self.path, &line)
+    }
+
+    /// Cut off a last line that lacks its `\n` (an append torn by a crash), keeping its text
+    /// in an `event_log_repaired` event.
+    fn repair_torn_tail(&self) -> Result<(), IoError> {
+        let io = |action, e| IoError::path(action, &self.path, e);
+        let mut file = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io("open", e)),
+        };
+        let len = file.metadata().map_err(|e| io("stat", e))?.len();
+        let mut last = [0u8; 1];
+        if len == 0 {
+            return Ok(());
+        }
+        file.seek(SeekFrom::Start(len - 1))
+            .and_then(|_| file.read_exact(&mut last))
+            .map_err(|e| io("read", e))?;
+        if last[0] == b'\n' {
+            return Ok(());
+        }
+        let mut keep = len;
+        let mut fragment = Vec::new();
+        while keep > 0 {
+            let start = keep.saturating_sub(64 * 1024);
+            let mut chunk = vec![0u8; (keep - start) as usize];
+            file.seek(SeekFrom::Start(start))
+                .and_then(|_| file.read_exact(&mut chunk))
+                .map_err(|e| io("read", e))?;
+            match chunk.iter().rposition(|b| *b == b'\n') {
+                Some(i) => {
+                    fragment.splice(0..0, chunk[i + 1..].iter().copied());
+                    keep = start + i as u64 + 1;
+                    break;
+                }
+                None => {
+                    fragment.splice(0..0, chunk);
+                    keep = start;
+                }
+            }
+        }
+        file.set_len(keep).map_err(|e| io("truncate", e))?;
+        atomic::fsync_file(&file, &self.path)?;
+        tracing::warn!(
+            bytes = fragment.len(),
+            "cut a torn last line off the event log"
+        );
+        let mut data = Map::new();
+        data.insert("dropped_bytes".into(), Value::from(fragment.len()));
+        data.insert(
+            "fragment".into(),
+            Value::from(String::from_utf8_lossy(&fragment).into_owned()),
+        );
+        let event = Event {
+            data,
+            event_type: "event_log_repaired".into(),
             kind: "runtime_event".into(),
             occurred_at: crate::time::now_string(),
             schema_version: "1.0".into(),
@@ -103,5 +175,23 @@ mod tests {
         assert!(text.starts_with("{\"data\":{\"a\":1,\"mode_id\":\"m\"},\"event_type\""));
         let events = EventLog::read_all(log.path()).unwrap();
         assert_eq!(events[0].event_type, "runtime_started");
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off_and_kept_in_a_repair_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::new(dir.path().join("runtime_events.jsonl"));
+        log.emit("runtime_started", serde_json::json!({})).unwrap();
+        let mut text = std::fs::read_to_string(log.path()).unwrap();
+        text.push_str("{\"data\":{\"torn");
+        std::fs::write(log.path(), text).unwrap();
+        log.emit("runtime_stopped", serde_json::json!({})).unwrap();
+        let events = EventLog::read_all(log.path()).unwrap();
+        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(
+            types,
+            ["runtime_started", "event_log_repaired", "runtime_stopped"]
+        );
+        assert_eq!(events[1].data["fragment"], "{\"data\":{\"torn");
     }
 }

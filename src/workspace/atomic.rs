@@ -61,12 +61,31 @@ fn parent_of(path: &Path) -> &Path {
     }
 }
 
-fn fsync_file(file: &File, path: &Path) -> Result<(), IoError> {
-    failpoint::hit_io("fsync", path)?;
-    file.sync_all().map_err(|source| IoError::Fsync {
-        path: path.to_path_buf(),
-        source,
-    })
+/// The first failed fsync of this process, kept even when a caller swallows the error (a
+/// runner turns I/O errors into a stage failure): the daemon checks it at every step and
+/// stops, because the kernel may have dropped the dirty pages of any file.
+static FSYNC_FAILURE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The message of the first failed fsync of this process, if one failed.
+pub fn fsync_failure() -> Option<&'static str> {
+    FSYNC_FAILURE.get().map(String::as_str)
+}
+
+/// fsync an open file; a failure is an [`IoError::Fsync`] and is remembered for
+/// [`fsync_failure`].
+pub fn fsync_file(file: &File, path: &Path) -> Result<(), IoError> {
+    let result = failpoint::hit_io("fsync", path).and_then(|()| {
+        file.sync_all().map_err(|source| IoError::Fsync {
+            path: path.to_path_buf(),
+            source,
+        })
+    });
+    if let Err(err) = &result {
+        if err.is_fatal() {
+            let _ = FSYNC_FAILURE.set(err.to_string());
+        }
+    }
+    result
 }
 
 /// fsync a directory so a rename or create inside it is durable.
