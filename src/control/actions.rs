@@ -298,7 +298,7 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
             // envelope at its next start (still the first thing it does): the identical
             // document already waiting in the queue means the command was applied.
             let queued = t.ws.item_path(doc.kind(), Folder::Queue, doc.id());
-            if std::fs::read(&queued).ok() == Some(doc.render().into_bytes()) {
+            if daemon && std::fs::read(&queued).ok() == Some(doc.render().into_bytes()) {
                 let mut out = outcome(
                     action,
                     true,
@@ -328,7 +328,8 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
                 Ok(()) => {}
                 // The same idea already staged: this envelope was applied before a crash.
                 Err(IoError::AlreadyExists { .. })
-                    if std::fs::read(&dest).ok().as_deref() == Some(markdown.as_bytes()) => {}
+                    if daemon
+                        && std::fs::read(&dest).ok().as_deref() == Some(markdown.as_bytes()) => {}
                 Err(IoError::AlreadyExists { .. }) => {
                     return Err(Error::msg(format!(
                         "idea document already exists: {} (ideas are never overwritten; \
