@@ -1201,7 +1201,7 @@ fn ops_skill_states_the_exit_codes_and_core_commands() {
         "clear-stale-state --reason R",
         "reload-config",
         "0 ok; 1 failed; 2 usage error; 3 no workspace here; 4 workspace locked by another daemon;",
-        "5 control command not applied; 6 `doctor` found problems.",
+        "5 control command not applied; 6 `doctor` found problems; 70 a failed fsync",
     ] {
         assert!(
             text.contains(needle),

@@ -205,6 +205,7 @@ impl Engine {
                         json!({"run_id": run_id, "record": self.ws.rel(&entry.path())}),
                     )?;
                 }
+                let _ = std::fs::remove_file(entry.path());
             }
         }
         Ok(())

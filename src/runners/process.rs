@@ -543,6 +543,17 @@ pub fn start_time_ticks(pid: u32) -> Option<u64> {
     after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// A dead process nobody reaped yet (state `Z`): nothing left to kill.
+fn is_zombie(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let after_name = stat[stat.rfind(')')? + 1..].trim_start().to_string();
+            after_name.chars().next()
+        })
+        == Some('Z')
+}
+
 /// Kill the process group named by a `runner_process.<rid>.yaml` record left by a daemon that
 /// died mid-stage, but only if the recorded leader still exists with the recorded start time
 /// (so a recycled pid is never hit). Returns whether a group was signalled; the caller removes
@@ -554,11 +565,14 @@ pub fn kill_orphaned_group(record_path: &Path) -> io::Result<bool> {
     if start_time_ticks(record.pid) != Some(record.start_time_ticks) {
         return Ok(false);
     }
+    // An unreaped leader may still have live children in its group: signal the group anyway,
+    // but only report a kill when the leader itself was alive.
+    let leader_alive = !is_zombie(record.pid);
     let Some(group) = Pid::from_raw(record.process_group as i32) else {
         return Ok(false);
     };
     match rustix::process::kill_process_group(group, Signal::KILL) {
-        Ok(()) => Ok(true),
+        Ok(()) => Ok(leader_alive),
         Err(rustix::io::Errno::SRCH) => Ok(false),
         Err(errno) => Err(errno.into()),
     }

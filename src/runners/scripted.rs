@@ -204,6 +204,15 @@ impl ScriptedRunner {
                 self.ws.root().join(p)
             }
         };
+        if let Some(rubric) = req.preferred_rubric_path.as_ref().map(resolve) {
+            if !rubric.exists() {
+                let text = format!(
+                    "# Rubric for {} (simulated)\n\n- The root spec's acceptance items hold.\n- Every task of the lineage is done.\n",
+                    req.closure_target_root_spec_id.clone().unwrap_or_default()
+                );
+                atomic::write_artifact(&rubric, text.as_bytes()).map_err(|e| e.to_string())?;
+            }
+        }
         if let Some(verdict) = &req.preferred_verdict_path {
             let verdict = resolve(verdict);
             let text = format!(
