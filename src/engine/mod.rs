@@ -35,6 +35,9 @@ use crate::workspace::Workspace;
 
 pub use tick::{Prepared, TickOutcome};
 
+/// Temp files older than this at startup were left by a crash, not by a live writer.
+const STALE_TEMP_AGE_SECS: u64 = 600;
+
 /// How the engine was started.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -152,6 +155,15 @@ impl Engine {
             closed_targets: std::collections::HashSet::new(),
         };
         engine.kill_orphaned_harness()?;
+        let swept = crate::workspace::sweep_stale_temps(
+            engine.ws.rt(),
+            Duration::from_secs(STALE_TEMP_AGE_SECS),
+        );
+        if swept > 0 {
+            engine
+                .events
+                .emit("stale_temp_files_removed", json!({"count": swept}))?;
+        }
         engine.reconcile(true)?;
         closure::backfill(&engine.ws, &engine.queue)?;
         let depths = engine.queue.depths();

@@ -302,6 +302,31 @@ impl Workspace {
     }
 }
 
+/// Remove temp files (`.<name>.tmp-<random>`) older than `older_than` that a crash left
+/// between writing and renaming. Younger ones may belong to a command writing right now.
+/// Returns how many were removed.
+pub fn sweep_stale_temps(rt: &Path, older_than: std::time::Duration) -> usize {
+    let now = std::time::SystemTime::now();
+    walkdir::WalkDir::new(rt)
+        .max_depth(4)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy();
+            name.starts_with('.') && name.contains(".tmp-")
+        })
+        .filter(|e| {
+            e.metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age >= older_than)
+        })
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,6 +343,29 @@ mod tests {
             std::fs::read_to_string(ws.config_path()).unwrap(),
             "runtime:\n  run_style: once\n"
         );
+    }
+
+    #[test]
+    fn sweep_removes_only_old_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::open_or_init(dir.path()).unwrap();
+        let old = ws.state_dir().join(".runtime_snapshot.yaml.tmp-abc");
+        let young = ws.state_dir().join(".runtime_snapshot.yaml.tmp-def");
+        std::fs::write(&old, "x").unwrap();
+        std::fs::write(&young, "y").unwrap();
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
+        assert_eq!(
+            sweep_stale_temps(ws.rt(), std::time::Duration::from_secs(600)),
+            1
+        );
+        assert!(!old.exists());
+        assert!(young.exists());
     }
 
     #[test]
