@@ -335,10 +335,10 @@ fn check_invariants(ws: &Ws, expect: &Expect) -> Result<usize, String> {
         } else {
             id.rsplit_once("-task-").map(|(spec, _)| spec.to_string())
         };
-        if doc.root_spec_id().map(str::to_string) != want {
+        if doc.root_spec_id != want {
             return Err(format!(
                 "task {id} has Root-Spec-ID {:?}, expected {want:?}",
-                doc.root_spec_id()
+                doc.root_spec_id
             ));
         }
     }

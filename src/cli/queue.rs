@@ -248,7 +248,7 @@ fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
             let text = std::fs::read_to_string(ws.root().join(&summary.path)).unwrap_or_default();
             json!({
                 "item": summary,
-                "effective_root_spec_id": doc.as_ref().and_then(|d| d.effective_root_spec().map(str::to_string)),
+                "effective_root_spec_id": doc.as_ref().and_then(|d| d.effective_root_spec.clone()),
                 "document": text,
             })
         })
@@ -271,7 +271,7 @@ fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
             if let Some(doc) = doc {
                 s.push_str(&format!(
                     "effective_root_spec_id: {}\n",
-                    super::output::or_none(doc.effective_root_spec())
+                    super::output::or_none(doc.effective_root_spec.as_deref())
                 ));
             }
             if !summary.depends_on.is_empty() {

@@ -68,11 +68,10 @@ impl Engine {
             }
             let problem = match &entry.parsed {
                 Err(e) => Some((e.to_string(), e.line)),
-                Ok(doc) if doc.id() != entry.stem => Some((
+                Ok(doc) if doc.id != entry.stem => Some((
                     format!(
                         "filename stem does not match task_id: expected {}, found {}",
-                        doc.id(),
-                        entry.stem
+                        doc.id, entry.stem
                     ),
                     None,
                 )),
@@ -104,8 +103,8 @@ impl Engine {
             .filter(|(s, _)| s.kind == kind)
             .find_map(|(_, doc)| doc)
             .map(|doc| Lineage {
-                root_spec_id: doc.effective_root_spec().map(str::to_string),
-                root_idea_id: doc.root_idea_id().map(str::to_string),
+                root_spec_id: doc.effective_root_spec.clone(),
+                root_idea_id: doc.root_idea_id.clone(),
             })
             .unwrap_or_default()
     }

@@ -201,8 +201,15 @@ pub fn backfill(ws: &Workspace, queue: &QueueStore) -> Result<Vec<String>, State
     let mut opened = Vec::new();
     for folder in [Folder::Active, Folder::Done] {
         for entry in queue.entries(WorkItemKind::Spec, folder) {
-            if let Ok(doc) = &entry.parsed {
-                if let Some(t) = open_for_spec(ws, doc, &entry.path)? {
+            let Ok(info) = &entry.parsed else {
+                continue;
+            };
+            let roots_itself = info.root_spec_id.as_deref() == Some(info.id.as_str());
+            if !roots_itself || ClosureTarget::path(ws, &info.id).exists() {
+                continue;
+            }
+            if let Some(Ok(doc)) = queue.load(WorkItemKind::Spec, &entry.path) {
+                if let Some(t) = open_for_spec(ws, &doc, &entry.path)? {
                     opened.push(t.root_spec_id);
                 }
             }

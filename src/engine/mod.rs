@@ -137,8 +137,9 @@ impl Engine {
         }
         let snapshot = Snapshot::load(&ws.snapshot_path())?;
         let counters = Counters::load(&ws.counters_path())?;
-        let queue =
-            QueueStore::new(ws).with_settle(Duration::from_millis(config.watchers.settle_ms));
+        let queue = QueueStore::new(ws)
+            .with_settle(Duration::from_millis(config.watchers.settle_ms))
+            .with_index();
         let mut engine = Engine {
             ws: ws.clone(),
             options,

@@ -296,10 +296,9 @@ impl Checks<'_> {
                     };
                     let problem = match &entry.parsed {
                         Err(e) => Some(e.to_string()),
-                        Ok(doc) if doc.id() != entry.stem => Some(format!(
+                        Ok(doc) if doc.id != entry.stem => Some(format!(
                             "file name {}.md does not match its id {}",
-                            entry.stem,
-                            doc.id()
+                            entry.stem, doc.id
                         )),
                         Ok(_) => None,
                     };
@@ -355,16 +354,14 @@ impl Checks<'_> {
                 for entry in self.store.entries(kind, folder) {
                     let Ok(doc) = &entry.parsed else { continue };
                     let mut named: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-                    if let Some(root) = doc.root_spec_id() {
+                    if let Some(root) = doc.root_spec_id.as_deref() {
                         named
                             .entry(root.to_string())
                             .or_default()
                             .push("Root-Spec-ID");
                     }
-                    if let crate::documents::Document::Task(task) = doc.as_ref() {
-                        if let Some(spec) = &task.spec_id {
-                            named.entry(spec.clone()).or_default().push("Spec-ID");
-                        }
+                    if let Some(spec) = &doc.spec_id {
+                        named.entry(spec.clone()).or_default().push("Spec-ID");
                     }
                     for (spec, fields) in named {
                         if !spec_exists(&spec) {
@@ -387,7 +384,7 @@ impl Checks<'_> {
                     if folder != Folder::Queue {
                         continue;
                     }
-                    for dep in doc.depends_on() {
+                    for dep in &doc.depends_on {
                         match folder_of(WorkItemKind::Task, dep) {
                             None => self.add(
                                 Level::Error,

@@ -328,8 +328,8 @@ fn lineage(ws: &Workspace, last: Option<&StageResult>) -> Lineage {
         .and_then(|(_, doc)| doc);
     match doc {
         Some(doc) => Lineage {
-            root_spec_id: doc.effective_root_spec().map(str::to_string),
-            root_idea_id: doc.root_idea_id().map(str::to_string),
+            root_spec_id: doc.effective_root_spec.clone(),
+            root_idea_id: doc.root_idea_id.clone(),
             source: "work_item_document",
         },
         None => Lineage {

@@ -5,6 +5,7 @@
 //! folder. Documents are parsed lazily and cached by (mtime, size), so a claim does not
 //! re-parse an unchanged folder.
 
+mod info;
 mod scan;
 
 use std::cell::RefCell;
@@ -21,7 +22,7 @@ use crate::state::events::EventLog;
 use crate::workspace::atomic::{self, IoError};
 use crate::workspace::{Folder, Workspace};
 
-pub use scan::FileKey;
+pub use info::{FileKey, ItemInfo};
 
 /// A queue operation that could not be done.
 #[derive(Debug, thiserror::Error)]
@@ -71,22 +72,47 @@ pub struct ItemSummary {
     pub error: Option<String>,
 }
 
-/// A parsed document (or why it did not parse), cached with the file state it came from.
-type CacheEntry = (FileKey, Result<Arc<Document>, DocError>);
+/// A document's summary (or why it did not parse), cached with the file state it came from.
+type CacheEntry = (FileKey, Result<Arc<ItemInfo>, DocError>);
 
 /// The queue store of one workspace.
 pub struct QueueStore {
     ws: Workspace,
     events: EventLog,
     cache: RefCell<HashMap<PathBuf, CacheEntry>>,
+    /// Folders whose on-disk index was already read into `cache` by this process.
+    indexed: RefCell<HashSet<PathBuf>>,
+    /// Whether this store may write the per-folder index (never for read-only commands).
+    write_index: bool,
     settle: std::time::Duration,
+}
+
+fn utf8_error(name: &str, e: &std::string::FromUtf8Error) -> DocError {
+    DocError {
+        file: name.to_string(),
+        line: None,
+        message: format!(
+            "file is not valid UTF-8 (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ),
+    }
+}
+
+/// Parse a file into its summary (`None` if it vanished).
+fn parse_file(kind: WorkItemKind, path: &Path) -> Option<Result<Arc<ItemInfo>, DocError>> {
+    let name = scan::file_name(path);
+    let bytes = std::fs::read(path).ok()?;
+    Some(match String::from_utf8(bytes) {
+        Ok(text) => documents::parse(kind, &name, &text).map(|d| Arc::new(ItemInfo::of(&d))),
+        Err(e) => Err(utf8_error(&name, &e)),
+    })
 }
 
 /// A document found in a folder scan.
 pub(crate) struct Entry {
     pub path: PathBuf,
     pub stem: String,
-    pub parsed: Result<Arc<Document>, DocError>,
+    pub parsed: Result<Arc<ItemInfo>, DocError>,
 }
 
 impl QueueStore {
@@ -95,8 +121,17 @@ impl QueueStore {
             ws: ws.clone(),
             events: EventLog::new(ws.events_path()),
             cache: RefCell::new(HashMap::new()),
+            indexed: RefCell::new(HashSet::new()),
+            write_index: false,
             settle: std::time::Duration::from_millis(200),
         }
+    }
+
+    /// Keep the per-folder parse index on disk, so the next process does not re-parse
+    /// unchanged documents (the daemon and mutating commands; never read-only ones).
+    pub fn with_index(mut self) -> QueueStore {
+        self.write_index = true;
+        self
     }
 
     /// How long a file that does not parse yet may still be being written by hand.
@@ -195,39 +230,37 @@ impl QueueStore {
         out
     }
 
-    /// Parse a folder's documents (cached by mtime and size).
+    /// Parse a folder's documents (cached by file stamp, and across processes by the
+    /// folder's index).
     pub(crate) fn entries(&self, kind: WorkItemKind, folder: Folder) -> Vec<Entry> {
         let dir = self.ws.folder(kind, folder);
+        let index = info::index_path(&self.ws.state_dir(), kind, folder.dir_name(kind));
         let files = scan::md_files(&dir);
         let mut cache = self.cache.borrow_mut();
+        if self.indexed.borrow_mut().insert(dir.clone()) {
+            for (path, (key, item)) in info::load_index(&index, &dir) {
+                cache.entry(path).or_insert((key, Ok(Arc::new(item))));
+            }
+        }
         // Forget files of this folder that are gone (without a stat per cached path).
         let listed: HashSet<&Path> = files.iter().map(PathBuf::as_path).collect();
+        let before = cache.len();
         cache.retain(|p, _| p.parent() != Some(dir.as_path()) || listed.contains(p.as_path()));
+        let mut changed = cache.len() != before;
         drop(listed);
         let mut out = Vec::with_capacity(files.len());
         for path in files {
             let Some(key) = FileKey::of(&path) else {
                 continue;
             };
-            let name = scan::file_name(&path);
             let parsed = match cache.get(&path) {
                 Some((cached_key, parsed)) if *cached_key == key => parsed.clone(),
                 _ => {
-                    let parsed = match std::fs::read(&path) {
-                        Ok(bytes) => match String::from_utf8(bytes) {
-                            Ok(text) => documents::parse(kind, &name, &text).map(Arc::new),
-                            Err(e) => Err(DocError {
-                                file: name.clone(),
-                                line: None,
-                                message: format!(
-                                    "file is not valid UTF-8 (invalid byte at offset {})",
-                                    e.utf8_error().valid_up_to()
-                                ),
-                            }),
-                        },
-                        Err(_) => continue,
+                    let Some(parsed) = parse_file(kind, &path) else {
+                        continue;
                     };
                     cache.insert(path.clone(), (key, parsed.clone()));
+                    changed = true;
                     parsed
                 }
             };
@@ -237,7 +270,26 @@ impl QueueStore {
                 parsed,
             });
         }
+        if changed && self.write_index {
+            let rows = cache
+                .iter()
+                .filter(|(p, _)| p.parent() == Some(dir.as_path()))
+                .filter_map(|(p, (key, parsed))| {
+                    parsed.as_ref().ok().map(|i| (p.as_path(), key, i.as_ref()))
+                });
+            info::save_index(&index, rows);
+        }
         out
+    }
+
+    /// Read and parse one document in full (`None` if it vanished).
+    pub fn load(&self, kind: WorkItemKind, path: &Path) -> Option<Result<Document, DocError>> {
+        let name = scan::file_name(path);
+        let bytes = std::fs::read(path).ok()?;
+        Some(match String::from_utf8(bytes) {
+            Ok(text) => documents::parse(kind, &name, &text),
+            Err(e) => Err(utf8_error(&name, &e)),
+        })
     }
 
     /// Move a bad file to `quarantine/` with a `.error.yaml` reason beside it, and log it.
@@ -278,7 +330,7 @@ impl QueueStore {
     }
 
     /// Valid, correctly named candidates of a waiting folder; bad files are quarantined.
-    fn candidates(&self, kind: WorkItemKind) -> Result<Vec<Arc<Document>>, QueueError> {
+    fn candidates(&self, kind: WorkItemKind) -> Result<Vec<Arc<ItemInfo>>, QueueError> {
         let mut out = Vec::new();
         for link in scan::md_symlinks(&self.ws.folder(kind, Folder::Queue)) {
             let msg = "symlinks are not followed in queue folders; move or copy the file in";
@@ -288,7 +340,7 @@ impl QueueStore {
             match &entry.parsed {
                 Err(_) if self.young(&entry.path) => {}
                 Err(err) => self.quarantine(&entry.path, &err.to_string(), err.line)?,
-                Ok(doc) if doc.id() != entry.stem => {
+                Ok(doc) if doc.id != entry.stem => {
                     let field = match kind {
                         WorkItemKind::Task => "task_id",
                         WorkItemKind::Spec => "spec_id",
@@ -296,8 +348,7 @@ impl QueueStore {
                     };
                     let msg = format!(
                         "filename stem does not match {field}: expected {}, found {}",
-                        doc.id(),
-                        entry.stem
+                        doc.id, entry.stem
                     );
                     self.quarantine(&entry.path, &msg, None)?;
                 }
@@ -311,20 +362,20 @@ impl QueueStore {
     /// Whether a waiting candidate's id is free; a duplicate of an item in `active/`,
     /// `done/` or `blocked/` is quarantined. Checked only for the candidates a claim
     /// actually considers, so a claim costs a few stats, not three per queued item.
-    fn unique_or_quarantine(&self, doc: &Document) -> Result<bool, QueueError> {
-        let kind = doc.kind();
+    fn unique_or_quarantine(&self, doc: &ItemInfo) -> Result<bool, QueueError> {
+        let kind = doc.kind;
         let elsewhere = [Folder::Active, Folder::Done, Folder::Blocked]
             .into_iter()
-            .find(|f| self.ws.item_path(kind, *f, doc.id()).exists());
+            .find(|f| self.ws.item_path(kind, *f, &doc.id).exists());
         let Some(folder) = elsewhere else {
             return Ok(true);
         };
         let msg = format!(
             "{kind} {} already exists in {}; ids must be unique",
-            doc.id(),
+            doc.id,
             self.folder_label(kind, folder)
         );
-        let path = self.ws.item_path(kind, Folder::Queue, doc.id());
+        let path = self.ws.item_path(kind, Folder::Queue, &doc.id);
         self.quarantine(&path, &msg, None)?;
         Ok(false)
     }
@@ -336,26 +387,41 @@ impl QueueStore {
             && scan::is_md_file(&self.ws.item_path(WorkItemKind::Task, Folder::Done, id))
     }
 
-    fn try_claim(&self, doc: &Arc<Document>) -> Result<Option<Claimed>, QueueError> {
-        let kind = doc.kind();
+    /// Parse the candidate in full, then move it to `active/`. `None` when it vanished or
+    /// turned out bad (it is then quarantined): the caller rescans.
+    fn try_claim(&self, info: &ItemInfo) -> Result<Option<Claimed>, QueueError> {
+        let kind = info.kind;
+        let from = self.ws.item_path(kind, Folder::Queue, &info.id);
+        let document = match self.load(kind, &from) {
+            None => return Ok(None),
+            Some(Ok(doc)) if doc.id() == info.id => Arc::new(doc),
+            Some(Ok(doc)) => {
+                let msg = format!("file changed its id to {} while queued", doc.id());
+                self.quarantine(&from, &msg, None)?;
+                return Ok(None);
+            }
+            Some(Err(err)) => {
+                self.quarantine(&from, &err.to_string(), err.line)?;
+                return Ok(None);
+            }
+        };
         crate::failpoint::hit("claim.before_move").map_err(|e| IoError::path("claim", "", e))?;
-        let from = self.ws.item_path(kind, Folder::Queue, doc.id());
-        let to = self.ws.item_path(kind, Folder::Active, doc.id());
+        let to = self.ws.item_path(kind, Folder::Active, &info.id);
         match atomic::move_file(&from, &to) {
             Ok(()) => {
                 crate::failpoint::hit("claim.after_move")
                     .map_err(|e| IoError::path("claim", "", e))?;
                 Ok(Some(Claimed {
                     kind,
-                    id: doc.id().to_string(),
+                    id: info.id.clone(),
                     path: to,
-                    document: doc.clone(),
+                    document,
                 }))
             }
             Err(IoError::NotFound { .. }) => Ok(None),
             Err(IoError::AlreadyExists { path }) => Err(QueueError::AlreadyAtDestination {
                 kind,
-                id: doc.id().to_string(),
+                id: info.id.clone(),
                 path,
             }),
             Err(e) => Err(e.into()),
@@ -397,7 +463,7 @@ impl QueueStore {
             // Memoized: many waiting tasks often share one unfinished dependency.
             let mut done: HashMap<String, bool> = HashMap::new();
             for doc in self.candidates(WorkItemKind::Task)? {
-                let ready = doc.depends_on().iter().all(|dep| {
+                let ready = doc.depends_on.iter().all(|dep| {
                     *done
                         .entry(dep.clone())
                         .or_insert_with(|| self.task_done(dep))
@@ -493,10 +559,10 @@ impl QueueStore {
     fn summary(&self, kind: WorkItemKind, folder: Folder, entry: &Entry) -> ItemSummary {
         let (title, root_spec_id, root_idea_id, depends_on, error) = match &entry.parsed {
             Ok(doc) => (
-                Some(doc.title().to_string()),
-                doc.root_spec_id().map(str::to_string),
-                doc.root_idea_id().map(str::to_string),
-                doc.depends_on().to_vec(),
+                Some(doc.title.clone()),
+                doc.root_spec_id.clone(),
+                doc.root_idea_id.clone(),
+                doc.depends_on.clone(),
                 None,
             ),
             Err(e) => (None, None, None, Vec::new(), Some(e.to_string())),
@@ -515,7 +581,7 @@ impl QueueStore {
     }
 
     /// Find an item by id in any folder of any kind.
-    pub fn find(&self, id: &str) -> Vec<(ItemSummary, Option<Arc<Document>>)> {
+    pub fn find(&self, id: &str) -> Vec<(ItemSummary, Option<Arc<ItemInfo>>)> {
         let mut out = Vec::new();
         for kind in WorkItemKind::ALL {
             if let Some((folder, _)) = self.locate(kind, id) {
@@ -538,7 +604,7 @@ impl QueueStore {
             for folder in [Folder::Queue, Folder::Active, Folder::Blocked] {
                 for entry in self.entries(kind, folder) {
                     if let Ok(doc) = &entry.parsed {
-                        if doc.effective_root_spec() == Some(root)
+                        if doc.effective_root_spec.as_deref() == Some(root)
                             && !out.iter().any(|(k, i, _)| *k == kind && *i == entry.stem)
                         {
                             out.push((kind, entry.stem.clone(), folder));
@@ -558,4 +624,37 @@ struct QuarantineReason {
     line: Option<usize>,
     error: String,
     quarantined_at: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: &str, created: &str) -> String {
+        format!(
+            "# T {id}\n\nTask-ID: {id}\nTitle: T {id}\nCreated-At: {created}\nCreated-By: t\n\nTarget-Paths:\n- a\n\nAcceptance:\n- a\n\nRequired-Checks:\n- a\n\nReferences:\n- a\n\nRisk:\n- a\n"
+        )
+    }
+
+    #[test]
+    fn the_index_carries_summaries_to_the_next_process_and_notices_edits() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::open_or_init(dir.path()).unwrap();
+        let queue_dir = ws.folder(WorkItemKind::Task, Folder::Queue);
+        std::fs::write(queue_dir.join("t1.md"), task("t1", "2026-01-02T00:00:00Z")).unwrap();
+        std::fs::write(queue_dir.join("t2.md"), task("t2", "2026-01-01T00:00:00Z")).unwrap();
+        let first = QueueStore::new(&ws).with_index();
+        assert_eq!(first.entries(WorkItemKind::Task, Folder::Queue).len(), 2);
+        let index = info::index_path(&ws.state_dir(), WorkItemKind::Task, "queue");
+        assert!(index.is_file());
+        assert_eq!(info::load_index(&index, &queue_dir).len(), 2);
+
+        let read_only = QueueStore::new(&ws);
+        std::fs::write(queue_dir.join("t1.md"), task("t1", "2025-01-01T00:00:00Z")).unwrap();
+        let claimed = read_only.claim_execution().unwrap().unwrap();
+        assert_eq!(
+            claimed.id, "t1",
+            "an edited file is parsed again, not taken from the index"
+        );
+    }
 }

@@ -1,30 +1,6 @@
 //! Folder listing: regular `*.md` files only, in file-name order.
 
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
-
-/// What identifies a file's content for the parse cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileKey {
-    mtime: SystemTime,
-    len: u64,
-    ino: u64,
-}
-
-impl FileKey {
-    pub fn of(path: &Path) -> Option<FileKey> {
-        use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::symlink_metadata(path).ok()?;
-        if !meta.is_file() {
-            return None;
-        }
-        Some(FileKey {
-            mtime: meta.modified().ok()?,
-            len: meta.len(),
-            ino: meta.ino(),
-        })
-    }
-}
 
 fn is_md_name(name: &std::ffi::OsStr) -> bool {
     let name = name.to_string_lossy();

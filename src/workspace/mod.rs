@@ -111,6 +111,7 @@ pub const DIRECTORIES: &[&str] = &[
 const GITIGNORE: &str = "# Written by millrace init: volatile or private runtime files.\n\
 state/runtime_daemon.lock.yaml\n\
 state/mailbox/tmp/\n\
+state/cache/\n\
 ideas/tmp/\n\
 .*.tmp-*\n\
 runs/*/runner_stdout.*.txt\n\
