@@ -1,8 +1,6 @@
 //! The test workspace builder: a temporary workspace, the real binary, and waits on
 //! conditions with a deadline (never a bare sleep).
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
