@@ -106,29 +106,27 @@ pub fn index_path(state_dir: &Path, kind: WorkItemKind, folder_name: &str) -> Pa
         .join(format!("{}-{folder_name}.json", kind.as_str()))
 }
 
-/// Read a folder's index; anything unreadable is an empty index.
-pub fn load_index(path: &Path, dir: &Path) -> HashMap<PathBuf, (FileKey, ItemInfo)> {
+/// Read a folder's index (file name → stamp and summary); anything unreadable is empty.
+pub fn load_index(path: &Path) -> HashMap<String, super::CacheEntry> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return HashMap::new();
     };
     let rows: Vec<Row> = serde_json::from_str(&text).unwrap_or_default();
     rows.into_iter()
-        .map(|row| (dir.join(&row.name), (row.key, row.info)))
+        .map(|row| (row.name, (row.key, Ok(std::sync::Arc::new(row.info)))))
         .collect()
 }
 
 /// Write a folder's index (a cache: atomic, not fsynced).
 pub fn save_index<'a>(
     path: &Path,
-    rows: impl Iterator<Item = (&'a Path, &'a FileKey, &'a ItemInfo)>,
+    rows: impl Iterator<Item = (&'a str, &'a FileKey, &'a ItemInfo)>,
 ) {
     let mut rows: Vec<Row> = rows
-        .filter_map(|(p, key, info)| {
-            Some(Row {
-                name: p.file_name()?.to_string_lossy().into_owned(),
-                key: *key,
-                info: info.clone(),
-            })
+        .map(|(name, key, info)| Row {
+            name: name.to_string(),
+            key: *key,
+            info: info.clone(),
         })
         .collect();
     rows.sort_by(|a, b| a.name.cmp(&b.name));

@@ -73,15 +73,14 @@ pub struct ItemSummary {
 }
 
 /// A document's summary (or why it did not parse), cached with the file state it came from.
-type CacheEntry = (FileKey, Result<Arc<ItemInfo>, DocError>);
+pub(crate) type CacheEntry = (FileKey, Result<Arc<ItemInfo>, DocError>);
 
 /// The queue store of one workspace.
 pub struct QueueStore {
     ws: Workspace,
     events: EventLog,
-    cache: RefCell<HashMap<PathBuf, CacheEntry>>,
-    /// Folders whose on-disk index was already read into `cache` by this process.
-    indexed: RefCell<HashSet<PathBuf>>,
+    /// Per folder, per file name (short keys hash fast; a folder may hold 50 000 files).
+    cache: RefCell<HashMap<PathBuf, HashMap<String, CacheEntry>>>,
     /// Whether this store may write the per-folder index (never for read-only commands).
     write_index: bool,
     settle: std::time::Duration,
@@ -121,7 +120,6 @@ impl QueueStore {
             ws: ws.clone(),
             events: EventLog::new(ws.events_path()),
             cache: RefCell::new(HashMap::new()),
-            indexed: RefCell::new(HashSet::new()),
             write_index: false,
             settle: std::time::Duration::from_millis(200),
         }
@@ -236,16 +234,14 @@ impl QueueStore {
         let dir = self.ws.folder(kind, folder);
         let index = info::index_path(&self.ws.state_dir(), kind, folder.dir_name(kind));
         let files = scan::md_files(&dir);
-        let mut cache = self.cache.borrow_mut();
-        if self.indexed.borrow_mut().insert(dir.clone()) {
-            for (path, (key, item)) in info::load_index(&index, &dir) {
-                cache.entry(path).or_insert((key, Ok(Arc::new(item))));
-            }
-        }
-        // Forget files of this folder that are gone (without a stat per cached path).
-        let listed: HashSet<&Path> = files.iter().map(PathBuf::as_path).collect();
+        let mut caches = self.cache.borrow_mut();
+        let cache = caches
+            .entry(dir.clone())
+            .or_insert_with(|| info::load_index(&index));
+        // Forget files of this folder that are gone (without a stat per cached file).
+        let listed: HashSet<String> = files.iter().map(|p| scan::file_name(p)).collect();
         let before = cache.len();
-        cache.retain(|p, _| p.parent() != Some(dir.as_path()) || listed.contains(p.as_path()));
+        cache.retain(|name, _| listed.contains(name));
         let mut changed = cache.len() != before;
         drop(listed);
         let mut out = Vec::with_capacity(files.len());
@@ -253,13 +249,14 @@ impl QueueStore {
             let Some(key) = FileKey::of(&path) else {
                 continue;
             };
-            let parsed = match cache.get(&path) {
+            let name = scan::file_name(&path);
+            let parsed = match cache.get(&name) {
                 Some((cached_key, parsed)) if *cached_key == key => parsed.clone(),
                 _ => {
                     let Some(parsed) = parse_file(kind, &path) else {
                         continue;
                     };
-                    cache.insert(path.clone(), (key, parsed.clone()));
+                    cache.insert(name, (key, parsed.clone()));
                     changed = true;
                     parsed
                 }
@@ -271,12 +268,12 @@ impl QueueStore {
             });
         }
         if changed && self.write_index {
-            let rows = cache
-                .iter()
-                .filter(|(p, _)| p.parent() == Some(dir.as_path()))
-                .filter_map(|(p, (key, parsed))| {
-                    parsed.as_ref().ok().map(|i| (p.as_path(), key, i.as_ref()))
-                });
+            let rows = cache.iter().filter_map(|(name, (key, parsed))| {
+                parsed
+                    .as_ref()
+                    .ok()
+                    .map(|i| (name.as_str(), key, i.as_ref()))
+            });
             info::save_index(&index, rows);
         }
         out
@@ -321,7 +318,11 @@ impl QueueStore {
         };
         let reason_path = qdir.join(format!("{}.error.yaml", scan::file_name(&dest)));
         atomic::write_atomic(&reason_path, crate::yaml::to_string(&reason).as_bytes())?;
-        self.cache.borrow_mut().remove(path);
+        if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+            if let Some(cache) = self.cache.borrow_mut().get_mut(dir) {
+                cache.remove(name.to_string_lossy().as_ref());
+            }
+        }
         tracing::warn!(source = %reason.source, %error, "quarantined a bad file");
         self.events.emit(
             "work_item_quarantined",
@@ -647,7 +648,7 @@ mod tests {
         assert_eq!(first.entries(WorkItemKind::Task, Folder::Queue).len(), 2);
         let index = info::index_path(&ws.state_dir(), WorkItemKind::Task, "queue");
         assert!(index.is_file());
-        assert_eq!(info::load_index(&index, &queue_dir).len(), 2);
+        assert_eq!(info::load_index(&index).len(), 2);
 
         let read_only = QueueStore::new(&ws);
         std::fs::write(queue_dir.join("t1.md"), task("t1", "2025-01-01T00:00:00Z")).unwrap();
