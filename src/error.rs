@@ -89,6 +89,10 @@ impl Error {
             Error::Config(_) => {
                 Some("fix the config file named above, then run `millrace config validate`")
             }
+            Error::State(StateError::Yaml(_) | StateError::Invalid { .. }) => Some(
+                "fix the file, or start the daemon: it sets an unreadable state file aside in \
+                 millrace-agents/quarantine/ and starts it afresh",
+            ),
             Error::Queue(crate::queue::QueueError::Duplicate { .. }) => Some(
                 "ids are unique per kind across all folders: give the document a new id \
                  (`millrace queue show ID` shows the existing one)",

@@ -67,6 +67,24 @@ pub struct Engine {
     closed_targets: std::collections::HashSet<String>,
 }
 
+/// A state file that no longer parses (edited by hand, say) is moved to `quarantine/` with
+/// its reason and started afresh: reconciliation then requeues any item it owned, so the
+/// daemon starts without a manual step and nothing is lost.
+fn set_aside(
+    queue: &QueueStore,
+    events: &EventLog,
+    path: &std::path::Path,
+    error: &str,
+) -> Result<()> {
+    tracing::warn!(file = %path.display(), %error, "state file unreadable; starting it afresh");
+    queue.quarantine(path, error, None)?;
+    events.emit(
+        "state_file_reset",
+        json!({"file": path.display().to_string(), "error": error}),
+    )?;
+    Ok(())
+}
+
 /// Build the runners of a config: `codex_cli`, `command` and the built-in `scripted`.
 pub fn build_registry(ws: &Workspace, config: &Config) -> Result<Registry> {
     let mut registry =
@@ -135,11 +153,25 @@ impl Engine {
         if outcome.used_last_known_good {
             tracing::warn!(errors = %errors.join(", "), "compile failed; running the last-known-good plan");
         }
-        let snapshot = Snapshot::load(&ws.snapshot_path())?;
-        let counters = Counters::load(&ws.counters_path())?;
         let queue = QueueStore::new(ws)
             .with_settle(Duration::from_millis(config.watchers.settle_ms))
             .with_index();
+        let snapshot = match Snapshot::load(&ws.snapshot_path()) {
+            Ok(snapshot) => snapshot,
+            Err(crate::state::StateError::Io(e)) => return Err(e.into()),
+            Err(e) => {
+                set_aside(&queue, &events, &ws.snapshot_path(), &e.to_string())?;
+                Snapshot::bootstrap()
+            }
+        };
+        let counters = match Counters::load(&ws.counters_path()) {
+            Ok(counters) => counters,
+            Err(crate::state::StateError::Io(e)) => return Err(e.into()),
+            Err(e) => {
+                set_aside(&queue, &events, &ws.counters_path(), &e.to_string())?;
+                Counters::default()
+            }
+        };
         let mut engine = Engine {
             ws: ws.clone(),
             options,

@@ -390,3 +390,26 @@ fn a_clean_stop_is_not_reported_as_a_takeover_at_the_next_start() {
     second.wait_exit(LIMIT);
     assert!(!has_event(&ws, "runtime_lock_taken_over"));
 }
+
+#[test]
+fn an_unreadable_snapshot_is_set_aside_and_the_daemon_starts_afresh() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    ws.add_task("t1", "");
+    ws.write(
+        "millrace-agents/state/runtime_snapshot.yaml",
+        "active_stage: [garbage\n",
+    );
+    let err = ws.fails(&["status"], 1);
+    assert!(err.contains("runtime_snapshot.yaml"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("t1"), ["tasks/done"]);
+    assert_eq!(
+        ws.read("millrace-agents/quarantine/runtime_snapshot.yaml"),
+        "active_stage: [garbage\n"
+    );
+    assert!(ws.exists("millrace-agents/quarantine/runtime_snapshot.yaml.error.yaml"));
+    assert!(has_event(&ws, "state_file_reset"));
+    assert_eq!(snapshot(&ws)["process_running"], false);
+}
