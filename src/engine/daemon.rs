@@ -142,6 +142,16 @@ pub fn run(
             .emit("watcher_fallback_to_polling", json!({"reason": reason}))?;
         progress(Progress::Warning(reason.clone()));
     }
+    for (program, key) in crate::runners::missing_executables(&engine.config) {
+        let warning = format!(
+            "harness `{program}` ({key}) is not installed or not on PATH: stages will fail until it is"
+        );
+        engine.events.emit(
+            "runner_executable_missing",
+            json!({"program": program, "config_key": key}),
+        )?;
+        progress(Progress::Warning(warning));
+    }
     progress(Progress::Started {
         plan_id: engine.plan.compiled_plan_id.clone(),
         watcher: format!("{:?}", waker.mode()).to_lowercase(),

@@ -199,6 +199,18 @@ impl Checks<'_> {
                 return;
             }
         };
+        for (program, key) in crate::runners::missing_executables(&config) {
+            self.add(
+                Level::Warning,
+                "runner_executable_missing",
+                Some(&path),
+                format!("the harness `{program}` ({key}) is not installed or not on PATH"),
+                format!(
+                    "install it, or point {key} at it in {}; to try millrace without a harness set runners.default_runner: scripted",
+                    self.rel(&path)
+                ),
+            );
+        }
         let outcome = crate::compiler::compile_in_memory(self.ws, &config, None);
         for error in &outcome.diagnostics.errors {
             self.add(

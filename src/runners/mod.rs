@@ -155,6 +155,56 @@ impl ProcessSettings {
     }
 }
 
+/// Harness executables the config will run that cannot be found (on `PATH`, or at the given
+/// path), with the config key that names each. Checked by `doctor` and at daemon start, so
+/// a missing harness is reported before the first stage fails on it.
+pub fn missing_executables(config: &Config) -> Vec<(String, &'static str)> {
+    let mut runners: Vec<&str> = vec![config.runners.default_runner.trim()];
+    runners.extend(config.stages.values().filter_map(|s| s.runner.as_deref()));
+    let mut missing = Vec::new();
+    if runners.contains(&CODEX_RUNNER) && !executable_exists(&config.runners.codex.command) {
+        missing.push((
+            config.runners.codex.command.clone(),
+            "runners.codex.command",
+        ));
+    }
+    if runners.contains(&COMMAND_RUNNER) {
+        let argv = if config.runners.command.argv.is_empty() {
+            config
+                .runners
+                .command
+                .preset
+                .as_deref()
+                .and_then(command::preset)
+                .map(|(argv, _)| argv)
+                .unwrap_or_default()
+        } else {
+            config.runners.command.argv.clone()
+        };
+        if let Some(program) = argv.first() {
+            if !executable_exists(program) {
+                missing.push((program.clone(), "runners.command"));
+            }
+        }
+    }
+    missing
+}
+
+fn executable_exists(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if program.contains('/') {
+        return runnable(Path::new(program));
+    }
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| runnable(&dir.join(program))))
+        .unwrap_or(false)
+}
+
 /// The runners available to one daemon, and the dispatch rule between them (spec 08 §4).
 pub struct Registry {
     runners: BTreeMap<String, Box<dyn Runner>>,

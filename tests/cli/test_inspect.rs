@@ -384,3 +384,31 @@ fn completions_and_man_page_are_printed() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(".TH"));
 }
+
+#[test]
+fn doctor_names_a_missing_harness_and_the_fix() {
+    let ws = TestWs::new();
+    ws.write(
+        "millrace-agents/millrace.yaml",
+        "runners:\n  codex:\n    command: surely-not-installed-harness\n",
+    );
+    let report = ws.json(&["doctor"]);
+    let finding = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "runner_executable_missing")
+        .expect("missing harness reported");
+    assert!(finding["message"]
+        .as_str()
+        .unwrap()
+        .contains("surely-not-installed-harness"));
+    assert!(finding["fix"].as_str().unwrap().contains("scripted"));
+    ws.use_scripted(None);
+    let report = ws.json(&["doctor"]);
+    assert!(!report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["code"] == "runner_executable_missing"));
+}
