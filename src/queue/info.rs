@@ -3,7 +3,7 @@
 //!
 //! A full document is parsed once per file version; the queue keeps only this summary
 //! (order, dependencies, lineage, title), which is about a tenth of the memory. The index
-//! (`state/cache/<kind>-<folder>.json`) maps each file name with its inode, size and mtime
+//! (`state/cache/<kind>-<folder>.tsv`) maps each file name with its inode, size and mtime
 //! to its summary. It is a cache: written without fsync, ignored when unreadable, and any
 //! file whose stamp differs is parsed again.
 
@@ -91,19 +91,73 @@ impl FileKey {
     }
 }
 
-/// One indexed file.
-#[derive(Debug, Serialize, Deserialize)]
-struct Row {
-    name: String,
-    key: FileKey,
-    info: ItemInfo,
-}
-
 /// The index file of a folder.
 pub fn index_path(state_dir: &Path, kind: WorkItemKind, folder_name: &str) -> PathBuf {
     state_dir
         .join("cache")
-        .join(format!("{}-{folder_name}.json", kind.as_str()))
+        .join(format!("{}-{folder_name}.tsv", kind.as_str()))
+}
+
+/// First line of an index file; a file without it is ignored.
+const INDEX_HEADER: &str = "millrace queue index v1";
+
+/// Escape a title for the tab-separated index (titles are single-line, but be safe).
+fn escape(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('\t', "\\t")
+        .replace('\n', "\\n")
+}
+
+fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('t') => out.push('\t'),
+                Some('n') => out.push('\n'),
+                Some(other) => out.push(other),
+                None => {}
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn opt(field: &str) -> Option<String> {
+    (!field.is_empty()).then(|| field.to_string())
+}
+
+/// One index line: name, stamp, then the summary. Ids never contain tabs or commas (the id
+/// rule forbids them), so only the title needs escaping.
+fn parse_line(line: &str) -> Option<(String, super::CacheEntry)> {
+    let f: Vec<&str> = line.split('\t').collect();
+    if f.len() != 13 {
+        return None;
+    }
+    let key = FileKey {
+        mtime_ns: f[1].parse().ok()?,
+        len: f[2].parse().ok()?,
+        ino: f[3].parse().ok()?,
+    };
+    let info = ItemInfo {
+        kind: f[4].parse().ok()?,
+        id: f[5].to_string(),
+        order_micros: f[6].parse().ok()?,
+        depends_on: f[7]
+            .split(',')
+            .filter(|d| !d.is_empty())
+            .map(str::to_string)
+            .collect(),
+        root_spec_id: opt(f[8]),
+        root_idea_id: opt(f[9]),
+        effective_root_spec: opt(f[10]),
+        spec_id: opt(f[11]),
+        title: unescape(f[12]),
+    };
+    Some((f[0].to_string(), (key, Ok(std::sync::Arc::new(info)))))
 }
 
 /// Read a folder's index (file name → stamp and summary); anything unreadable is empty.
@@ -111,10 +165,11 @@ pub fn load_index(path: &Path) -> HashMap<String, super::CacheEntry> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return HashMap::new();
     };
-    let rows: Vec<Row> = serde_json::from_str(&text).unwrap_or_default();
-    rows.into_iter()
-        .map(|row| (row.name, (row.key, Ok(std::sync::Arc::new(row.info)))))
-        .collect()
+    let mut lines = text.lines();
+    if lines.next() != Some(INDEX_HEADER) {
+        return HashMap::new();
+    }
+    lines.filter_map(parse_line).collect()
 }
 
 /// Write a folder's index (a cache: atomic, not fsynced).
@@ -122,17 +177,32 @@ pub fn save_index<'a>(
     path: &Path,
     rows: impl Iterator<Item = (&'a str, &'a FileKey, &'a ItemInfo)>,
 ) {
-    let mut rows: Vec<Row> = rows
-        .map(|(name, key, info)| Row {
-            name: name.to_string(),
-            key: *key,
-            info: info.clone(),
-        })
+    let mut rows: Vec<(&str, &FileKey, &ItemInfo)> = rows
+        .filter(|(name, _, _)| !name.contains(['\t', '\n']))
         .collect();
-    rows.sort_by(|a, b| a.name.cmp(&b.name));
-    let Ok(text) = serde_json::to_string(&rows) else {
-        return;
-    };
+    rows.sort_by(|a, b| a.0.cmp(b.0));
+    let mut text = String::with_capacity(rows.len() * 160 + 32);
+    text.push_str(INDEX_HEADER);
+    text.push('\n');
+    for (name, key, info) in rows {
+        let fields = [
+            name.to_string(),
+            key.mtime_ns.to_string(),
+            key.len.to_string(),
+            key.ino.to_string(),
+            info.kind.as_str().to_string(),
+            info.id.clone(),
+            info.order_micros.to_string(),
+            info.depends_on.join(","),
+            info.root_spec_id.clone().unwrap_or_default(),
+            info.root_idea_id.clone().unwrap_or_default(),
+            info.effective_root_spec.clone().unwrap_or_default(),
+            info.spec_id.clone().unwrap_or_default(),
+            escape(&info.title),
+        ];
+        text.push_str(&fields.join("\t"));
+        text.push('\n');
+    }
     if let Some(dir) = path.parent() {
         if crate::workspace::atomic::create_dir_all(dir).is_err() {
             return;
@@ -140,5 +210,39 @@ pub fn save_index<'a>(
     }
     if let Err(e) = crate::workspace::atomic::write_artifact(path, text.as_bytes()) {
         tracing::debug!(%e, "queue index not written");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_rows_round_trip_including_odd_titles() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache/task-queue.tsv");
+        let key = FileKey {
+            mtime_ns: 1_795_000_000_123_456_789,
+            len: 42,
+            ino: 7,
+        };
+        let info = ItemInfo {
+            kind: WorkItemKind::Task,
+            id: "t-1".into(),
+            title: "tabs\there, a backslash \\ and\na newline".into(),
+            order_micros: -5,
+            depends_on: vec!["t-0".into(), "t-00".into()],
+            root_spec_id: Some("s-1".into()),
+            root_idea_id: None,
+            effective_root_spec: Some("s-1".into()),
+            spec_id: Some("s-1".into()),
+        };
+        save_index(&path, std::iter::once(("t-1.md", &key, &info)));
+        let loaded = load_index(&path);
+        let (loaded_key, loaded_info) = &loaded["t-1.md"];
+        assert_eq!(*loaded_key, key);
+        assert_eq!(loaded_info.as_ref().unwrap().as_ref(), &info);
+        std::fs::write(&path, "not an index\n").unwrap();
+        assert!(load_index(&path).is_empty());
     }
 }
