@@ -373,3 +373,68 @@ fn demo_runs_the_whole_lifecycle_and_exits_zero() {
     }
     assert!(String::from_utf8_lossy(&out.stdout).contains("closure targets closed: s-greeting"));
 }
+
+#[test]
+fn a_failure_after_the_stage_goes_to_the_repair_stage_with_a_report() {
+    let ws = TestWs::new();
+    ws.use_fake_harness(concat!(
+        "builder run touch \"$RUN_DIR/stage_results\"; printf '### BUILDER_COMPLETE\\n' > \"$LAST_MESSAGE_FILE\"\n",
+        "troubleshooter run rm -f \"$RUN_DIR/stage_results\"; printf '### TROUBLESHOOT_COMPLETE\\n' > \"$LAST_MESSAGE_FILE\"\n",
+    ));
+    ws.add_task("t1", "");
+    ws.run_until_idle();
+    let scheduled: Vec<serde_json::Value> = ws
+        .events()
+        .into_iter()
+        .filter(|e| e["event_type"] == "runtime_post_stage_recovery_scheduled")
+        .collect();
+    assert_eq!(scheduled.len(), 1, "{scheduled:?}");
+    assert_eq!(
+        scheduled[0]["data"]["error_code"],
+        "execution_post_stage_apply_failed"
+    );
+    assert_eq!(scheduled[0]["data"]["repair_stage"], "troubleshooter");
+    let report = scheduled[0]["data"]["report_path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert!(text.starts_with("# Runtime Error Report"), "{text}");
+    assert!(
+        text.contains("Error-Code: execution_post_stage_apply_failed"),
+        "{text}"
+    );
+    let prompts: String = std::fs::read_dir(std::path::Path::new(&report).parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("runner_prompt.")
+        })
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert!(
+        prompts.contains("Runtime Error Code: execution_post_stage_apply_failed"),
+        "the troubleshooter is told about the runtime error"
+    );
+    assert_eq!(
+        ws.stages_started(),
+        ["builder", "troubleshooter", "checker", "updater"]
+    );
+    assert_eq!(ws.folder_of("t1"), ["tasks/done"]);
+}
+
+#[test]
+fn repeated_failures_after_the_stage_are_bounded_and_block_the_item() {
+    let ws = TestWs::new();
+    ws.use_fake_harness(
+        "builder run touch \"$RUN_DIR/stage_results\"; printf '### BUILDER_COMPLETE\\n' > \"$LAST_MESSAGE_FILE\"\n",
+    );
+    ws.add_task("t1", "");
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("t1"), ["tasks/blocked"]);
+    let doc = ws.read("millrace-agents/tasks/blocked/t1.md");
+    assert!(doc.contains("runtime repair budget spent"), "{doc}");
+    assert!(ws.stages_started().len() <= 4, "{:?}", ws.stages_started());
+}
