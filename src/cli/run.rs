@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::{open_for_write, Ctx};
-use crate::engine::daemon::{self, DaemonExit, DaemonOptions, Progress};
+use crate::engine::daemon::{self, DaemonOptions, Progress};
 use crate::engine::{Engine, EngineOptions, TickOutcome};
 use crate::error::{ExitCode, Result};
 use crate::state::snapshot::WatcherMode;
@@ -153,11 +153,7 @@ pub fn daemon(ctx: &Ctx, args: DaemonArgs) -> Result<ExitCode> {
         exit_when_idle: args.until_idle,
     };
     let exit = daemon::run(&ws, options, daemon_options, &mut print_progress)?;
-    let reason = match &exit {
-        DaemonExit::Stopped(r) => r.clone(),
-        DaemonExit::MaxTicks => "max ticks reached".into(),
-        DaemonExit::Idle => "no work left".into(),
-    };
+    let reason = exit.describe();
     ctx.emit(&json!({"exit": reason}), || {
         format!("daemon exited: {reason}\n")
     });

@@ -36,6 +36,18 @@ pub enum Progress {
     Warning(String),
 }
 
+impl DaemonExit {
+    /// Why the daemon ended, for people and for the lock-release event.
+    pub fn describe(&self) -> String {
+        match self {
+            DaemonExit::Stopped(reason) => reason.clone(),
+            DaemonExit::MaxTicks => "max ticks reached".into(),
+            DaemonExit::Idle => "no work left".into(),
+            DaemonExit::Paused => "paused; nothing runs until `millrace resume`".into(),
+        }
+    }
+}
+
 /// Daemon settings from the command line.
 #[derive(Debug, Clone, Default)]
 pub struct DaemonOptions {
@@ -51,6 +63,8 @@ pub enum DaemonExit {
     Stopped(String),
     MaxTicks,
     Idle,
+    /// `--until-idle` found the workspace paused.
+    Paused,
 }
 
 fn item_label(engine: &Engine) -> String {
@@ -274,8 +288,12 @@ pub fn run(
                 }
             }
             TickOutcome::Idle | TickOutcome::Paused => {
-                if daemon.exit_when_idle && matches!(outcome, TickOutcome::Idle) {
-                    break DaemonExit::Idle;
+                if daemon.exit_when_idle {
+                    // Paused, nothing will run until a `resume`: waiting would never end.
+                    break match outcome {
+                        TickOutcome::Paused => DaemonExit::Paused,
+                        _ => DaemonExit::Idle,
+                    };
                 }
                 progress(Progress::Idle);
                 let settle = Duration::from_millis(engine.config.watchers.settle_ms);
@@ -293,11 +311,7 @@ pub fn run(
             }
         }
     };
-    let reason = match &exit {
-        DaemonExit::Stopped(r) => r.clone(),
-        DaemonExit::MaxTicks => "max ticks reached".into(),
-        DaemonExit::Idle => "no work left".into(),
-    };
+    let reason = exit.describe();
     engine.shutdown(&reason)?;
     Ok(exit)
 }

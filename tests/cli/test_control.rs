@@ -413,3 +413,14 @@ fn an_unreadable_snapshot_is_set_aside_and_the_daemon_starts_afresh() {
     assert!(has_event(&ws, "state_file_reset"));
     assert_eq!(snapshot(&ws)["process_running"], false);
 }
+
+#[test]
+fn until_idle_on_a_paused_workspace_exits_and_says_why() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    ws.ok(&["pause"]);
+    ws.add_task("t1", "");
+    let out = ws.json(&["run", "daemon", "--until-idle"]);
+    assert!(out["exit"].as_str().unwrap().contains("paused"), "{out}");
+    assert_eq!(ws.folder_of("t1"), ["tasks/queue"]);
+}
