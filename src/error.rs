@@ -97,6 +97,21 @@ impl Error {
                 "ids are unique per kind across all folders: give the document a new id \
                  (`millrace queue show ID` shows the existing one)",
             ),
+            Error::Document(_) | Error::Queue(crate::queue::QueueError::Document(_)) => Some(
+                "fix the document at the line named (the format: \"Work documents\" in \
+                 docs/workspace.md, with an example of each kind)",
+            ),
+            Error::Queue(_) => Some("run `millrace queue ls` to see where each item is"),
+            Error::Workspace(WorkspaceError::NotADirectory(_)) => {
+                Some("point --workspace at your project directory")
+            }
+            Error::Io(e) | Error::State(StateError::Io(e)) if e.is_fatal() => Some(
+                "the disk may not have kept the data: check it (space, errors in dmesg), then \
+                 start millrace again; it resumes where it stopped",
+            ),
+            Error::Io(_) | Error::State(StateError::Io(_)) => {
+                Some("check that the path exists and that you may read and write it")
+            }
             _ => None,
         }
     }
