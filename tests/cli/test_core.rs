@@ -108,6 +108,7 @@ fn duplicate_ids_are_refused_with_a_message() {
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("hint: ids are unique"), "{err}");
 }
 
 #[test]
@@ -150,6 +151,10 @@ fn malformed_documents_are_refused_with_file_line_and_rule_and_write_nothing() {
         assert!(
             err.contains(&format!("{name}:")),
             "no line for {name}: {err}"
+        );
+        assert!(
+            err.contains("hint: fix the document"),
+            "no next step for {name}: {err}"
         );
     }
     let wrong_ext = ws.write("task.txt", &good);
