@@ -607,7 +607,52 @@ impl Suite {
                 "includes one scripted builder stage",
             );
             self.cleanup(&ws);
+            if n == 10_000 {
+                self.claim_in_daemon(n);
+            }
         }
+    }
+
+    /// Claim inside a running daemon (warm parse cache): n waiting tasks blocked on a missing
+    /// dependency, then a ready task renamed into `tasks/queue/`; rename to
+    /// `work_item_claimed`, which includes the wake-up and the whole tick before the claim.
+    fn claim_in_daemon(&mut self, n: usize) {
+        let ws = new_ws(&self.root, &format!("claim-daemon-{n}"), Runner::Scripted);
+        gen_tasks(&ws, "queue", "t-", n, Some("gate"));
+        let daemon = Daemon::start(&ws);
+        daemon.settle();
+        let mut tail = Tail::new(&ws);
+        let (tmp, queue) = (rt(&ws).join("ideas/tmp"), rt(&ws).join("tasks/queue"));
+        let early: Timestamp = "2020-01-01T00:00:00Z".parse().unwrap();
+        let mut lat = Vec::new();
+        for rep in 0..self.reps.max(5) {
+            let id = format!("hot-{rep:03}");
+            let at = rename_in(
+                &tmp,
+                &queue,
+                &format!("{id}.md"),
+                &task_text(&id, early, None),
+            );
+            match tail.wait_for(Duration::from_secs(30), |e| {
+                e.kind == "work_item_claimed" && e.data["id"] == id.as_str()
+            }) {
+                Some(ev) => lat.push(since_ms(ev.at, at)),
+                None => lat.push(30_000.0),
+            }
+            tail.wait_for(Duration::from_secs(30), |e| {
+                e.kind == "work_item_completed" && e.data["id"] == id.as_str()
+            });
+        }
+        daemon.stop();
+        self.table.add(
+            "claim",
+            format!("daemon @{n}: task renamed in -> claimed"),
+            "ms",
+            lat,
+            Some(20.0),
+            "warm daemon; includes the file event and the tick before the claim",
+        );
+        self.cleanup(&ws);
     }
 
     fn claims(&self, ws: &Path, n: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {

@@ -196,6 +196,7 @@ pub fn run(
             break DaemonExit::MaxTicks;
         }
         ticks += 1;
+        engine.queue.set_change_hint(waker.take_touched());
         let outcome = match engine.prepare(&|p| waker.is_complete(p)) {
             Ok(outcome) => {
                 failures = 0;
@@ -304,9 +305,15 @@ pub fn run(
                 } else {
                     scheduled_check
                 };
-                if let Some(reason) = wait_for_signal(&waker, timeout) {
-                    engine.process_stop(&reason)?;
-                    break DaemonExit::Stopped(reason);
+                match waker.wait(timeout) {
+                    Some(Wake::Signal(name)) => {
+                        let reason = format!("{name} received");
+                        engine.process_stop(&reason)?;
+                        break DaemonExit::Stopped(reason);
+                    }
+                    // The scheduled rescan: check every file, whatever the events said.
+                    None if timeout == scheduled_check => waker.forget_touched(),
+                    _ => {}
                 }
             }
         }

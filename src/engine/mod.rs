@@ -295,6 +295,7 @@ impl Engine {
 
     /// Leave the workspace: mark the process stopped; the lock is released on drop.
     pub fn shutdown(mut self, reason: &str) -> Result<()> {
+        self.queue.flush_index();
         self.snapshot.process_running = false;
         self.snapshot.stop_requested = false;
         self.save_snapshot()?;

@@ -60,6 +60,7 @@ impl Engine {
         }
         if self.snapshot.active_stage.is_none() {
             self.refresh_depths()?;
+            self.queue.flush_index();
             return Ok(TickOutcome::Idle);
         }
         let request = self.build_request()?;

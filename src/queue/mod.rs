@@ -83,6 +83,11 @@ pub struct QueueStore {
     cache: RefCell<HashMap<PathBuf, HashMap<String, CacheEntry>>>,
     /// Whether this store may write the per-folder index (never for read-only commands).
     write_index: bool,
+    /// Files known to have changed since the cache was last checked, when file events can be
+    /// trusted; `None` checks every file's stamp.
+    hint: RefCell<Option<HashSet<PathBuf>>>,
+    /// Folders whose index on disk is older than the cache (written by [`QueueStore::flush_index`]).
+    dirty: RefCell<HashSet<(WorkItemKind, Folder)>>,
     settle: std::time::Duration,
 }
 
@@ -121,6 +126,8 @@ impl QueueStore {
             events: EventLog::new(ws.events_path()),
             cache: RefCell::new(HashMap::new()),
             write_index: false,
+            dirty: RefCell::new(HashSet::new()),
+            hint: RefCell::new(None),
             settle: std::time::Duration::from_millis(200),
         }
     }
@@ -244,12 +251,23 @@ impl QueueStore {
         cache.retain(|name, _| listed.contains(name));
         let mut changed = cache.len() != before;
         drop(listed);
+        let hint = self.hint.borrow();
         let mut out = Vec::with_capacity(files.len());
         for path in files {
+            let name = scan::file_name(&path);
+            if let (Some(hint), Some((_, parsed))) = (hint.as_ref(), cache.get(&name)) {
+                if !hint.contains(&path) {
+                    out.push(Entry {
+                        stem: scan::stem(&path),
+                        parsed: parsed.clone(),
+                        path,
+                    });
+                    continue;
+                }
+            }
             let Some(key) = FileKey::of(&path) else {
                 continue;
             };
-            let name = scan::file_name(&path);
             let parsed = match cache.get(&name) {
                 Some((cached_key, parsed)) if *cached_key == key => parsed.clone(),
                 _ => {
@@ -268,6 +286,30 @@ impl QueueStore {
             });
         }
         if changed && self.write_index {
+            self.dirty.borrow_mut().insert((kind, folder));
+        }
+        out
+    }
+
+    /// Tell the store which files changed since its last look (from file events), so an
+    /// unchanged cached file is not stat-ed again; `None` (the default) checks every file.
+    /// New and vanished names are always found from the folder listing.
+    pub fn set_change_hint(&self, hint: Option<HashSet<PathBuf>>) {
+        *self.hint.borrow_mut() = hint;
+    }
+
+    /// Write the index of every folder whose cache changed. Called when the engine is idle
+    /// and at shutdown, not per change: rewriting a 10 000-row index on every claim would cost
+    /// more than the parses it saves.
+    pub fn flush_index(&self) {
+        let dirty: Vec<(WorkItemKind, Folder)> = self.dirty.borrow_mut().drain().collect();
+        let caches = self.cache.borrow();
+        for (kind, folder) in dirty {
+            let dir = self.ws.folder(kind, folder);
+            let Some(cache) = caches.get(&dir) else {
+                continue;
+            };
+            let index = info::index_path(&self.ws.state_dir(), kind, folder.dir_name(kind));
             let rows = cache.iter().filter_map(|(name, (key, parsed))| {
                 parsed
                     .as_ref()
@@ -276,7 +318,6 @@ impl QueueStore {
             });
             info::save_index(&index, rows);
         }
-        out
     }
 
     /// Read and parse one document in full (`None` if it vanished).
@@ -646,6 +687,7 @@ mod tests {
         std::fs::write(queue_dir.join("t2.md"), task("t2", "2026-01-01T00:00:00Z")).unwrap();
         let first = QueueStore::new(&ws).with_index();
         assert_eq!(first.entries(WorkItemKind::Task, Folder::Queue).len(), 2);
+        first.flush_index();
         let index = info::index_path(&ws.state_dir(), WorkItemKind::Task, "queue");
         assert!(index.is_file());
         assert_eq!(info::load_index(&index).len(), 2);

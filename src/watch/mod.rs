@@ -29,6 +29,17 @@ pub enum Wake {
     StageDone,
 }
 
+/// What file events said changed since the last look.
+struct Touched {
+    paths: HashSet<PathBuf>,
+    /// Events may have been missed (overflow, watcher error, a scheduled check): the next
+    /// look must check every file.
+    lost: bool,
+}
+
+/// The most paths remembered between two looks before falling back to a full check.
+const TOUCHED_LIMIT: usize = 50_000;
+
 /// The daemon's single wait point.
 pub struct Waker {
     tx: Sender<Wake>,
@@ -37,6 +48,8 @@ pub struct Waker {
     mode: WatcherMode,
     poll_interval: Duration,
     complete: Arc<Mutex<HashSet<PathBuf>>>,
+    /// Paths file events named since the last [`Waker::take_touched`].
+    touched: Arc<Mutex<Touched>>,
     /// Why the watcher fell back to polling, to show the operator.
     pub fallback_reason: Option<String>,
 }
@@ -117,6 +130,10 @@ impl Waker {
             mode: WatcherMode::Off,
             poll_interval,
             complete: Arc::new(Mutex::new(HashSet::new())),
+            touched: Arc::new(Mutex::new(Touched {
+                paths: HashSet::new(),
+                lost: true,
+            })),
             fallback_reason: None,
         };
         if !config.watchers.enabled {
@@ -146,9 +163,18 @@ impl Waker {
         let config_path = ws.config_path();
         let rt = ws.rt().to_path_buf();
         let complete = self.complete.clone();
+        let touched = self.touched.clone();
         let mut watcher =
             notify::recommended_watcher(move |res: notify::Result<Event>| match res {
                 Ok(event) => {
+                    {
+                        let mut t = touched.lock().unwrap_or_else(|e| e.into_inner());
+                        if event.need_rescan() || t.paths.len() > TOUCHED_LIMIT {
+                            t.lost = true;
+                        } else {
+                            t.paths.extend(event.paths.iter().cloned());
+                        }
+                    }
                     if arrived_complete(&event) {
                         let mut set = complete.lock().unwrap_or_else(|e| e.into_inner());
                         if set.len() > 10_000 {
@@ -161,6 +187,7 @@ impl Waker {
                     }
                 }
                 Err(_) => {
+                    touched.lock().unwrap_or_else(|e| e.into_inner()).lost = true;
                     let _ = tx.send(Wake::Files);
                 }
             })?;
@@ -178,6 +205,20 @@ impl Waker {
             .lock()
             .map(|set| set.contains(path))
             .unwrap_or(false)
+    }
+
+    /// The files that changed since the last call, when file events can be trusted to say
+    /// so; `None` means every file must be checked (polling, lost events, or the first look).
+    pub fn take_touched(&self) -> Option<HashSet<PathBuf>> {
+        let mut t = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+        let paths = std::mem::take(&mut t.paths);
+        let lost = std::mem::replace(&mut t.lost, false);
+        (self.mode == WatcherMode::Watch && !lost).then_some(paths)
+    }
+
+    /// Make the next [`Waker::take_touched`] ask for a full check (the scheduled rescan).
+    pub fn forget_touched(&self) {
+        self.touched.lock().unwrap_or_else(|e| e.into_inner()).lost = true;
     }
 
     /// The mode to record in the snapshot.

@@ -424,3 +424,28 @@ fn until_idle_on_a_paused_workspace_exits_and_says_why() {
     assert!(out["exit"].as_str().unwrap().contains("paused"), "{out}");
     assert_eq!(ws.folder_of("t1"), ["tasks/queue"]);
 }
+
+#[test]
+fn a_queued_document_edited_in_place_is_seen_by_a_running_daemon() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    let waiting = crate::common::task_doc("t-wait", "")
+        .replace("Risk:\n- Low.\n", "Risk:\n- Low.\n\nDepends-On:\n- gate\n");
+    ws.write("millrace-agents/tasks/queue/t-wait.md", &waiting);
+    let daemon = ws.spawn_daemon(&[]);
+    ws.add_task("t-other", "");
+    wait_for("the other task to finish", LIMIT, || {
+        ws.folder_of("t-other") == ["tasks/done"]
+    });
+    assert_eq!(ws.folder_of("t-wait"), ["tasks/queue"]);
+    std::fs::write(
+        ws.rt().join("tasks/queue/t-wait.md"),
+        crate::common::task_doc("t-wait", ""),
+    )
+    .unwrap();
+    wait_for("the edited task to run", LIMIT, || {
+        ws.folder_of("t-wait") == ["tasks/done"]
+    });
+    ws.ok(&["stop"]);
+    daemon.wait_exit(LIMIT);
+}
