@@ -238,27 +238,28 @@ impl QueueStore {
     /// Parse a folder's documents (cached by file stamp, and across processes by the
     /// folder's index).
     pub(crate) fn entries(&self, kind: WorkItemKind, folder: Folder) -> Vec<Entry> {
+        let (names, _) = scan::md_listing(&self.ws.folder(kind, folder));
+        self.entries_of(kind, folder, names)
+    }
+
+    /// The documents named `names` in a folder (one listing), cached by file stamp.
+    fn entries_of(&self, kind: WorkItemKind, folder: Folder, names: Vec<String>) -> Vec<Entry> {
         let dir = self.ws.folder(kind, folder);
         let index = info::index_path(&self.ws.state_dir(), kind, folder.dir_name(kind));
-        let files = scan::md_files(&dir);
         let mut caches = self.cache.borrow_mut();
         let cache = caches
             .entry(dir.clone())
             .or_insert_with(|| info::load_index(&index));
-        // Forget files of this folder that are gone (without a stat per cached file).
-        let listed: HashSet<String> = files.iter().map(|p| scan::file_name(p)).collect();
-        let before = cache.len();
-        cache.retain(|name, _| listed.contains(name));
-        let mut changed = cache.len() != before;
-        drop(listed);
+        let mut changed = false;
         let hint = self.hint.borrow();
-        let mut out = Vec::with_capacity(files.len());
-        for path in files {
-            let name = scan::file_name(&path);
-            if let (Some(hint), Some((_, parsed))) = (hint.as_ref(), cache.get(&name)) {
+        let mut out = Vec::with_capacity(names.len());
+        for name in &names {
+            let path = dir.join(name);
+            let stem = name.strip_suffix(".md").unwrap_or(name).to_string();
+            if let (Some(hint), Some((_, parsed))) = (hint.as_ref(), cache.get(name)) {
                 if !hint.contains(&path) {
                     out.push(Entry {
-                        stem: scan::stem(&path),
+                        stem,
                         parsed: parsed.clone(),
                         path,
                     });
@@ -268,22 +269,25 @@ impl QueueStore {
             let Some(key) = FileKey::of(&path) else {
                 continue;
             };
-            let parsed = match cache.get(&name) {
+            let parsed = match cache.get(name) {
                 Some((cached_key, parsed)) if *cached_key == key => parsed.clone(),
                 _ => {
                     let Some(parsed) = parse_file(kind, &path) else {
                         continue;
                     };
-                    cache.insert(name, (key, parsed.clone()));
+                    cache.insert(name.clone(), (key, parsed.clone()));
                     changed = true;
                     parsed
                 }
             };
-            out.push(Entry {
-                stem: scan::stem(&path),
-                path,
-                parsed,
-            });
+            out.push(Entry { stem, path, parsed });
+        }
+        // Forget files that are gone; every listed file is cached now, so only a larger
+        // cache can hold stale names (no set is built in the common case).
+        if cache.len() > names.len() {
+            let listed: HashSet<&str> = names.iter().map(String::as_str).collect();
+            cache.retain(|name, _| listed.contains(name.as_str()));
+            changed = true;
         }
         if changed && self.write_index {
             self.dirty.borrow_mut().insert((kind, folder));
@@ -374,11 +378,12 @@ impl QueueStore {
     /// Valid, correctly named candidates of a waiting folder; bad files are quarantined.
     fn candidates(&self, kind: WorkItemKind) -> Result<Vec<Arc<ItemInfo>>, QueueError> {
         let mut out = Vec::new();
-        for link in scan::md_symlinks(&self.ws.folder(kind, Folder::Queue)) {
+        let (names, links) = scan::md_listing(&self.ws.folder(kind, Folder::Queue));
+        for link in links {
             let msg = "symlinks are not followed in queue folders; move or copy the file in";
             self.quarantine(&link, msg, None)?;
         }
-        for entry in self.entries(kind, Folder::Queue) {
+        for entry in self.entries_of(kind, Folder::Queue, names) {
             match &entry.parsed {
                 Err(_) if self.young(&entry.path) => {}
                 Err(err) => self.quarantine(&entry.path, &err.to_string(), err.line)?,

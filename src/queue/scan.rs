@@ -48,19 +48,28 @@ pub fn is_md_file(path: &Path) -> bool {
             .unwrap_or(false)
 }
 
-/// Symbolic links named `*.md` directly in `dir`: never followed, so never read as documents.
-pub fn md_symlinks(dir: &Path) -> Vec<PathBuf> {
+/// One pass over `dir`: the names of its regular `*.md` files, sorted, and its symbolic
+/// links named `*.md` (never followed, so never read as documents).
+pub fn md_listing(dir: &Path) -> (Vec<String>, Vec<PathBuf>) {
     let Ok(read) = std::fs::read_dir(dir) else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
-    let mut out: Vec<PathBuf> = read
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().map(|t| t.is_symlink()).unwrap_or(false))
-        .map(|e| e.path())
-        .filter(|p| file_name(p).ends_with(".md"))
-        .collect();
-    out.sort();
-    out
+    let mut names = Vec::new();
+    let mut links = Vec::new();
+    for entry in read.filter_map(|e| e.ok()) {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let name = entry.file_name();
+        if kind.is_file() && is_md_name(&name) {
+            names.push(name.to_string_lossy().into_owned());
+        } else if kind.is_symlink() && name.to_string_lossy().ends_with(".md") {
+            links.push(entry.path());
+        }
+    }
+    names.sort_unstable();
+    links.sort();
+    (names, links)
 }
 
 pub fn file_name(path: &Path) -> String {
