@@ -37,6 +37,7 @@ pub enum ConfigError {
     Missing { path: PathBuf },
 }
 
+/// The whole config file; every section is optional.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -47,6 +48,7 @@ pub struct Config {
     pub stages: BTreeMap<Stage, StageConfig>,
 }
 
+/// `runtime.run_style`, shown as the snapshot's runtime mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStyle {
@@ -66,6 +68,7 @@ pub enum StopMode {
     Interrupt,
 }
 
+/// `runtime.*`: how the daemon waits and stops.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeConfig {
@@ -86,6 +89,7 @@ impl Default for RuntimeConfig {
     }
 }
 
+/// Codex permission level, from least to most trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Permission {
@@ -95,6 +99,7 @@ pub enum Permission {
     Maximum,
 }
 
+/// `runners.*`: settings shared by every runner, then one table per runner.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunnersConfig {
@@ -127,6 +132,7 @@ impl Default for RunnersConfig {
     }
 }
 
+/// `runners.codex.*`: the Codex CLI command line (spec 08 §5).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CodexConfig {
@@ -189,6 +195,7 @@ pub struct ScriptedRunnerConfig {
     pub script: Option<String>,
 }
 
+/// `recovery.*`: the budgets that bound every retry cycle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RecoveryConfig {
@@ -218,6 +225,7 @@ impl Default for RecoveryConfig {
     }
 }
 
+/// `watchers.*`: file events, polling and the settle window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WatchersConfig {
@@ -246,6 +254,7 @@ impl Default for WatchersConfig {
     }
 }
 
+/// `stages.<stage>.*`: per-stage runner, model and timeouts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StageConfig {

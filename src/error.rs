@@ -72,6 +72,7 @@ impl Error {
         }
     }
 
+    /// The exit code this error maps to (the one mapping, for scripts to branch on).
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Workspace(WorkspaceError::Missing(_)) => ExitCode::NoWorkspace,
@@ -83,6 +84,7 @@ impl Error {
         }
     }
 
+    /// The next step to print after the error, when there is one.
     pub fn hint(&self) -> Option<&str> {
         match self {
             Error::Message { hint, .. } => hint.as_deref(),
@@ -117,4 +119,5 @@ impl Error {
     }
 }
 
+/// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -16,8 +16,10 @@ pub enum Plane {
 }
 
 impl Plane {
+    /// Both planes.
     pub const ALL: [Plane; 2] = [Plane::Execution, Plane::Planning];
 
+    /// The spelling in state files and loops.
     pub fn as_str(self) -> &'static str {
         match self {
             Plane::Execution => "execution",
@@ -61,6 +63,7 @@ impl Stage {
         Stage::Arbiter,
     ];
 
+    /// The spelling in loops, documents and prompts.
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Builder => "builder",
@@ -78,6 +81,7 @@ impl Stage {
         }
     }
 
+    /// The plane whose loop the stage belongs to.
     pub fn plane(self) -> Plane {
         match self {
             Stage::Builder
@@ -110,6 +114,7 @@ impl Stage {
         }
     }
 
+    /// Whether `result` may end this stage.
     pub fn is_legal(self, result: TerminalResult) -> bool {
         self.legal_results().contains(&result)
     }
@@ -119,6 +124,7 @@ impl Stage {
         format!("### {}_RUNNING", self.as_str().to_ascii_uppercase())
     }
 
+    /// The stages of one plane, in canonical order.
     pub fn stages_of(plane: Plane) -> impl Iterator<Item = Stage> {
         Stage::ALL.into_iter().filter(move |s| s.plane() == plane)
     }
@@ -147,6 +153,7 @@ pub enum TerminalResult {
 }
 
 impl TerminalResult {
+    /// Every terminal result, execution plane first.
     pub const ALL: [TerminalResult; 16] = [
         TerminalResult::BuilderComplete,
         TerminalResult::CheckerPass,
@@ -166,6 +173,7 @@ impl TerminalResult {
         TerminalResult::RemediationNeeded,
     ];
 
+    /// The spelling in markers, documents and state files.
     pub fn as_str(self) -> &'static str {
         use TerminalResult::*;
         match self {
@@ -217,6 +225,7 @@ pub enum ResultClass {
 }
 
 impl ResultClass {
+    /// The spelling in stage results.
     pub fn as_str(self) -> &'static str {
         match self {
             ResultClass::Success => "success",
@@ -238,12 +247,14 @@ pub enum WorkItemKind {
 }
 
 impl WorkItemKind {
+    /// Every kind, in folder order.
     pub const ALL: [WorkItemKind; 3] = [
         WorkItemKind::Task,
         WorkItemKind::Spec,
         WorkItemKind::Incident,
     ];
 
+    /// The spelling in state files and events.
     pub fn as_str(self) -> &'static str {
         match self {
             WorkItemKind::Task => "task",
@@ -252,6 +263,7 @@ impl WorkItemKind {
         }
     }
 
+    /// Tasks are execution work; specs and incidents are planning work.
     pub fn plane(self) -> Plane {
         match self {
             WorkItemKind::Task => Plane::Execution,

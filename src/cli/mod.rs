@@ -60,6 +60,7 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The subcommands; each group lives in its own file.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create the millrace-agents/ tree, default config and templates (idempotent).

@@ -13,6 +13,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Context for one invocation.
     pub fn new(workspace: PathBuf, json: bool) -> Ctx {
         Ctx { workspace, json }
     }

@@ -14,8 +14,11 @@ use crate::state::snapshot::Snapshot;
 use crate::workspace::atomic::{self, IoError};
 use crate::workspace::{Folder, Workspace};
 
+/// Requeue reason when `retry-active` is given none.
 pub const DEFAULT_RETRY_REASON: &str = "operator requested retry";
+/// Requeue reason when `planning retry-active` is given none.
 pub const DEFAULT_PLANNING_RETRY_REASON: &str = "operator requested planning retry";
+/// Requeue reason when `clear-stale-state` is given none.
 pub const DEFAULT_CLEAR_REASON: &str = "operator requested stale-state clear";
 
 /// A control action with its arguments.
@@ -79,6 +82,7 @@ impl Action {
         self.command().as_str()
     }
 
+    /// The mailbox command that carries this action.
     pub fn command(&self) -> Command {
         match self {
             Action::Pause => Command::Pause,

@@ -31,6 +31,7 @@ pub enum Command {
 }
 
 impl Command {
+    /// The name written in envelopes.
     pub fn as_str(self) -> &'static str {
         match self {
             Command::Stop => "stop",
@@ -113,6 +114,7 @@ impl Envelope {
         }))
     }
 
+    /// The envelope as written to the mailbox.
     pub fn to_yaml(&self) -> String {
         crate::yaml::to_string(self)
     }
@@ -133,6 +135,7 @@ pub enum Pending {
 }
 
 impl Pending {
+    /// The file in `incoming/`.
     pub fn path(&self) -> &Path {
         match self {
             Pending::Ready { path, .. } | Pending::Broken { path, .. } => path,

@@ -54,16 +54,19 @@ pub struct ClosureTarget {
 }
 
 impl ClosureTarget {
+    /// Where the target of `root` lives.
     pub fn path(ws: &Workspace, root: &str) -> PathBuf {
         ws.arbiter_dir()
             .join("targets")
             .join(format!("{root}.yaml"))
     }
 
+    /// Read and validate a target file.
     pub fn load(path: &Path) -> Result<ClosureTarget, StateError> {
         load_yaml(path)
     }
 
+    /// Save if changed (atomic; idle ticks write nothing).
     pub fn save(&self, ws: &Workspace) -> Result<bool, StateError> {
         save_yaml(&Self::path(ws, &self.root_spec_id), self)
     }

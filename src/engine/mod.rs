@@ -256,18 +256,22 @@ impl Engine {
         Ok(())
     }
 
+    /// The workspace this engine owns.
     pub fn workspace(&self) -> &Workspace {
         &self.ws
     }
 
+    /// The in-memory snapshot (saved at each step that changes it).
     pub fn snapshot(&self) -> &Snapshot {
         &self.snapshot
     }
 
+    /// The config in effect (reloads replace it).
     pub fn config(&self) -> &Config {
         &self.config
     }
 
+    /// The runners, shared with the stage worker thread.
     pub fn registry(&self) -> Arc<Registry> {
         self.registry.clone()
     }

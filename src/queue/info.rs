@@ -34,6 +34,7 @@ pub struct ItemInfo {
 }
 
 impl ItemInfo {
+    /// The summary of a parsed document.
     pub fn of(doc: &Document) -> ItemInfo {
         let (order_micros, _) = doc.order_key();
         ItemInfo {

@@ -120,6 +120,7 @@ pub(crate) struct Entry {
 }
 
 impl QueueStore {
+    /// A store that never writes its parse index (read-only commands use this).
     pub fn new(ws: &Workspace) -> QueueStore {
         QueueStore {
             ws: ws.clone(),
@@ -154,6 +155,7 @@ impl QueueStore {
             .unwrap_or(false)
     }
 
+    /// The workspace the store works in.
     pub fn workspace(&self) -> &Workspace {
         &self.ws
     }

@@ -19,6 +19,7 @@ pub enum RequestKind {
 }
 
 impl RequestKind {
+    /// The spelling in requests, prompts and results.
     pub fn as_str(self) -> &'static str {
         match self {
             RequestKind::ActiveWorkItem => "active_work_item",

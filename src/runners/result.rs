@@ -27,10 +27,12 @@ pub mod stamp {
         truncate(crate::time::now())
     }
 
+    /// Write a timestamp as RFC 3339 UTC.
     pub fn serialize<S: Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&crate::time::format(*ts))
     }
 
+    /// Read an RFC 3339 timestamp.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
         let text = String::deserialize(d)?;
         parse(&text).map_err(serde::de::Error::custom)
@@ -59,6 +61,7 @@ pub enum ExitKind {
 }
 
 impl ExitKind {
+    /// The spelling in run artifacts.
     pub fn as_str(self) -> &'static str {
         match self {
             ExitKind::Completed => "completed",
@@ -164,6 +167,7 @@ impl RawResult {
         }
     }
 
+    /// Check the fields that must agree (end not before start).
     pub fn validate(&self) -> Result<(), ResultError> {
         if self.ended_at < self.started_at {
             return Err(ResultError::EndBeforeStart);
@@ -188,6 +192,7 @@ pub enum FailureClass {
 }
 
 impl FailureClass {
+    /// The spelling in stage results and events.
     pub fn as_str(self) -> &'static str {
         match self {
             FailureClass::RunnerTransportFailure => "runner_transport_failure",

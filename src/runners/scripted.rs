@@ -84,6 +84,7 @@ pub struct ScriptedRunner {
 }
 
 impl ScriptedRunner {
+    /// A simulation for one workspace, answering from `config.script` when set.
     pub fn new(ws: &Workspace, config: &ScriptedRunnerConfig) -> ScriptedRunner {
         ScriptedRunner {
             ws: ws.clone(),

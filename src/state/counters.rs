@@ -14,6 +14,7 @@ use crate::model::WorkItemKind;
 /// Budget key of the runtime's own repair route (post-stage failures).
 pub const RUNTIME_REPAIR: &str = "runtime_repair";
 
+/// Attempts spent on one budget key by one work item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CounterEntry {
@@ -24,6 +25,7 @@ pub struct CounterEntry {
     pub last_updated_at: String,
 }
 
+/// The counters file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Counters {
@@ -43,10 +45,12 @@ impl Default for Counters {
 }
 
 impl Counters {
+    /// The file's YAML text.
     pub fn to_yaml(&self) -> String {
         crate::yaml::to_string(self)
     }
 
+    /// Read and check the counters file.
     pub fn load(path: &Path) -> Result<Counters, StateError> {
         let counters: Counters = load_yaml(path)?;
         if counters.schema_version != "1.0" || counters.kind != "recovery_counters" {
@@ -58,6 +62,7 @@ impl Counters {
         Ok(counters)
     }
 
+    /// Save if changed.
     pub fn save(&self, path: &Path) -> Result<bool, StateError> {
         save_yaml(path, self)
     }
@@ -98,6 +103,7 @@ impl Counters {
             .retain(|e| !(e.work_item_kind == kind && e.work_item_id == id));
     }
 
+    /// Forget every counter (clear-stale-state).
     pub fn clear(&mut self) {
         self.entries.clear();
     }

@@ -32,10 +32,12 @@ pub struct EventLog {
 }
 
 impl EventLog {
+    /// A log appending to `path`.
     pub fn new(path: PathBuf) -> EventLog {
         EventLog { path }
     }
 
+    /// The log file.
     pub fn path(&self) -> &Path {
         &self.path
     }

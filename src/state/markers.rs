@@ -7,6 +7,7 @@ use std::path::Path;
 use crate::model::{Plane, Stage, TerminalResult};
 use crate::workspace::atomic::{self, IoError};
 
+/// The marker of a plane with nothing running.
 pub const IDLE: &str = "### IDLE";
 /// What an unreadable, empty or multi-line marker file reads as during reconciliation.
 pub const INVALID: &str = "### INVALID_STATUS_MARKER";

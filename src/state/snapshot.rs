@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 use super::{load_yaml, save_yaml, StateError};
 use crate::model::{Plane, Stage, TerminalResult, WorkItemKind};
 
+/// The marker of a plane with nothing running, as the snapshot stores it.
 pub const IDLE_MARKER: &str = "### IDLE";
 
+/// How the daemon learns about new files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WatcherMode {
@@ -17,6 +19,7 @@ pub enum WatcherMode {
     Off,
 }
 
+/// The result of the last config reload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReloadOutcome {
@@ -128,6 +131,7 @@ impl Snapshot {
         }
     }
 
+    /// The file's YAML text.
     pub fn to_yaml(&self) -> String {
         crate::yaml::to_string(self)
     }
@@ -163,6 +167,7 @@ impl Snapshot {
         Ok(())
     }
 
+    /// Read and check the snapshot.
     pub fn load(path: &Path) -> Result<Snapshot, StateError> {
         let snapshot: Snapshot = load_yaml(path)?;
         snapshot.validate().map_err(|message| StateError::Invalid {

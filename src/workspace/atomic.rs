@@ -40,6 +40,7 @@ pub enum IoError {
 }
 
 impl IoError {
+    /// An I/O error on `path` while doing `action`.
     pub fn path(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         IoError::Path {
             action,

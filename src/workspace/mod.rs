@@ -28,6 +28,7 @@ pub enum Folder {
 }
 
 impl Folder {
+    /// Every folder, in the order items move through them.
     pub const ALL: [Folder; 4] = [Folder::Queue, Folder::Active, Folder::Done, Folder::Blocked];
 
     /// The folder's name on disk for `kind`.
@@ -232,57 +233,74 @@ impl Workspace {
         }
     }
 
+    /// `millrace.yaml`.
     pub fn config_path(&self) -> PathBuf {
         self.rt.join("millrace.yaml")
     }
+    /// `state/`.
     pub fn state_dir(&self) -> PathBuf {
         self.rt.join("state")
     }
+    /// `state/runtime_snapshot.yaml`.
     pub fn snapshot_path(&self) -> PathBuf {
         self.rt.join("state/runtime_snapshot.yaml")
     }
+    /// `state/recovery_counters.yaml`.
     pub fn counters_path(&self) -> PathBuf {
         self.rt.join("state/recovery_counters.yaml")
     }
+    /// `state/execution_status.md` or `state/planning_status.md`.
     pub fn status_path(&self, plane: Plane) -> PathBuf {
         match plane {
             Plane::Execution => self.rt.join("state/execution_status.md"),
             Plane::Planning => self.rt.join("state/planning_status.md"),
         }
     }
+    /// `state/compiled_plan.yaml`.
     pub fn compiled_plan_path(&self) -> PathBuf {
         self.rt.join("state/compiled_plan.yaml")
     }
+    /// `state/compile_diagnostics.yaml`.
     pub fn compile_diagnostics_path(&self) -> PathBuf {
         self.rt.join("state/compile_diagnostics.yaml")
     }
+    /// `state/runtime_daemon.lock.yaml`.
     pub fn lock_path(&self) -> PathBuf {
         self.rt.join("state/runtime_daemon.lock.yaml")
     }
+    /// `state/runtime_error_context.yaml`.
     pub fn error_context_path(&self) -> PathBuf {
         self.rt.join("state/runtime_error_context.yaml")
     }
+    /// `state/mailbox/<sub>` (`tmp`, `incoming`, `processed`, `failed`).
     pub fn mailbox_dir(&self, sub: &str) -> PathBuf {
         self.rt.join("state/mailbox").join(sub)
     }
+    /// `logs/runtime_events.jsonl`.
     pub fn events_path(&self) -> PathBuf {
         self.rt.join("logs/runtime_events.jsonl")
     }
+    /// `runs/`.
     pub fn runs_dir(&self) -> PathBuf {
         self.rt.join("runs")
     }
+    /// `runs/<run_id>/`.
     pub fn run_dir(&self, run_id: &str) -> PathBuf {
         self.rt.join("runs").join(run_id)
     }
+    /// `ideas/inbox/`.
     pub fn ideas_inbox(&self) -> PathBuf {
         self.rt.join("ideas/inbox")
     }
+    /// `ideas/tmp/`, where ideas are written before being renamed in.
     pub fn ideas_tmp(&self) -> PathBuf {
         self.rt.join("ideas/tmp")
     }
+    /// `quarantine/`.
     pub fn quarantine_dir(&self) -> PathBuf {
         self.rt.join("quarantine")
     }
+    /// `arbiter/`.
     pub fn arbiter_dir(&self) -> PathBuf {
         self.rt.join("arbiter")
     }
