@@ -3,7 +3,7 @@
 use clap::Args;
 use serde::Serialize;
 
-use super::{open_for_write, Ctx};
+use super::Ctx;
 use crate::error::{ExitCode, Result};
 
 #[derive(Debug, Args)]
@@ -19,9 +19,7 @@ struct InitReport {
 }
 
 pub fn run(ctx: &Ctx, _args: InitArgs) -> Result<ExitCode> {
-    let ws = open_for_write(ctx)?;
-    // open_for_write already bootstrapped; a second pass reports nothing new, so bootstrap
-    // once more only to learn what exists (it never overwrites).
+    let ws = crate::workspace::Workspace::at(&ctx.workspace)?;
     let report = ws.bootstrap()?;
     let out = InitReport {
         workspace: ws.root().display().to_string(),
@@ -32,10 +30,15 @@ pub fn run(ctx: &Ctx, _args: InitArgs) -> Result<ExitCode> {
     };
     ctx.emit(&out, || {
         format!(
-            "workspace: {}\nruntime root: {}\nconfig: {}\n",
+            "workspace: {}\nruntime root: {}\nconfig: {}\ncreated: {} folders, {} files, {} templates\n\
+             next: choose the harness in the config (`millrace doctor` checks it is installed),\n\
+             \x20     queue work with `millrace add-task FILE`, then run `millrace watch`\n",
             out.workspace,
             ws.rt().display(),
-            ws.config_path().display()
+            ws.config_path().display(),
+            out.created_dirs.len(),
+            out.created_files.len(),
+            out.deployed_assets.len()
         )
     });
     Ok(ExitCode::Ok)

@@ -156,13 +156,19 @@ impl Workspace {
 
     /// Open a workspace, bootstrapping it first (mutating commands).
     pub fn open_or_init(path: &Path) -> Result<Workspace, WorkspaceError> {
-        let root = Self::resolve(path)?;
-        let ws = Workspace {
-            rt: root.join(RUNTIME_DIR),
-            root,
-        };
+        let ws = Self::at(path)?;
         ws.bootstrap()?;
         Ok(ws)
+    }
+
+    /// The workspace at `path`, resolved but not touched (`init` bootstraps it itself, to
+    /// report what it created).
+    pub fn at(path: &Path) -> Result<Workspace, WorkspaceError> {
+        let root = Self::resolve(path)?;
+        Ok(Workspace {
+            rt: root.join(RUNTIME_DIR),
+            root,
+        })
     }
 
     /// Create missing directories, default files and assets. Never overwrites anything.

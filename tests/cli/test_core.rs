@@ -4,7 +4,16 @@ use crate::common::{fixture, TestWs};
 
 #[test]
 fn init_creates_the_tree_and_is_idempotent() {
-    let ws = TestWs::new();
+    let ws = TestWs::bare();
+    let first = ws.json(&["init"]);
+    assert!(
+        first["created_dirs"].as_array().unwrap().len() > 30,
+        "{first}"
+    );
+    assert!(
+        first["deployed_assets"].as_array().unwrap().len() > 20,
+        "{first}"
+    );
     for dir in [
         "millrace-agents/state/mailbox/tmp",
         "millrace-agents/state/mailbox/incoming",
