@@ -7,7 +7,7 @@
 //! is archived to `processed/` or `failed/`, never deleted.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -208,12 +208,7 @@ pub fn pending(ws: &Workspace, settle: Duration) -> Vec<Pending> {
         if !meta.is_file() || name.starts_with('.') {
             continue;
         }
-        let young = meta
-            .modified()
-            .ok()
-            .and_then(|m| SystemTime::now().duration_since(m).ok())
-            .map(|age| age < settle)
-            .unwrap_or(false);
+        let young = crate::workspace::modified_within(&path, settle);
         if !is_envelope_name(&name) {
             if !young {
                 broken.push(Pending::Broken {

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -30,15 +30,6 @@ pub struct IntakeReport {
 #[derive(Debug, Default)]
 pub struct Intake {
     seen: HashMap<PathBuf, FileKey>,
-}
-
-fn young(path: &Path, settle: Duration) -> bool {
-    std::fs::symlink_metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|m| SystemTime::now().duration_since(m).ok())
-        .map(|age| age < settle)
-        .unwrap_or(false)
 }
 
 impl Intake {
@@ -87,7 +78,7 @@ impl Intake {
             if self.seen.get(&path) == Some(&key) {
                 continue;
             }
-            if young(&path, settle) && !complete(&path) {
+            if crate::workspace::modified_within(&path, settle) && !complete(&path) {
                 report.waiting = true;
                 continue;
             }

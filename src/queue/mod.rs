@@ -147,12 +147,7 @@ impl QueueStore {
     }
 
     fn young(&self, path: &Path) -> bool {
-        std::fs::symlink_metadata(path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|m| std::time::SystemTime::now().duration_since(m).ok())
-            .map(|age| age < self.settle)
-            .unwrap_or(false)
+        crate::workspace::modified_within(path, self.settle)
     }
 
     /// The workspace the store works in.

@@ -327,6 +327,16 @@ impl Workspace {
     }
 }
 
+/// Whether a file was modified less than `window` ago: a hand-written file that may still be
+/// being written (decision 16's settle window). A missing file is not young.
+pub fn modified_within(path: &Path, window: std::time::Duration) -> bool {
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|m| std::time::SystemTime::now().duration_since(m).ok())
+        .is_some_and(|age| age < window)
+}
+
 /// Remove temp files (`.<name>.tmp-<random>`) older than `older_than` that a crash left
 /// between writing and renaming. Younger ones may belong to a command writing right now.
 /// Returns how many were removed.
