@@ -89,14 +89,27 @@ impl Default for RuntimeConfig {
     }
 }
 
-/// Codex permission level, from least to most trusted.
+/// How much a harness may do, from least to most trusted. Each harness maps a level onto its
+/// own flags (docs/runners.md). The default is the harness's own sandboxed level that can edit
+/// the project and run its checks; leaving the sandbox is an explicit choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Permission {
+    #[default]
     Basic,
     Elevated,
-    #[default]
     Maximum,
+}
+
+impl Permission {
+    /// The spelling in `millrace.yaml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Basic => "basic",
+            Permission::Elevated => "elevated",
+            Permission::Maximum => "maximum",
+        }
+    }
 }
 
 /// `runners.*`: settings shared by every runner, then one table per runner.
@@ -153,7 +166,7 @@ impl Default for CodexConfig {
             command: "codex".into(),
             args: vec!["exec".into()],
             profile: None,
-            permission_default: Permission::Maximum,
+            permission_default: Permission::Basic,
             permission_by_stage: BTreeMap::new(),
             permission_by_model: BTreeMap::new(),
             skip_git_repo_check: true,
@@ -185,6 +198,10 @@ pub struct CommandRunnerConfig {
     pub argv: Vec<String>,
     pub output: CommandOutput,
     pub env: BTreeMap<String, String>,
+    /// Permission level of the preset harnesses (`claude`, `gemini`, `aider`), and of the
+    /// `command` runner when it uses a preset.
+    pub permission_default: Permission,
+    pub permission_by_stage: BTreeMap<Stage, Permission>,
 }
 
 /// The built-in simulation used by `millrace demo` and by people trying millrace out.

@@ -145,13 +145,7 @@ fn shown(run_dir: &Path, path: &Path) -> String {
 
 fn sum_usage(a: Option<TokenUsage>, b: Option<TokenUsage>) -> Option<TokenUsage> {
     match (a, b) {
-        (Some(a), Some(b)) => Some(TokenUsage {
-            input_tokens: a.input_tokens + b.input_tokens,
-            cached_input_tokens: a.cached_input_tokens + b.cached_input_tokens,
-            output_tokens: a.output_tokens + b.output_tokens,
-            thinking_tokens: a.thinking_tokens + b.thinking_tokens,
-            total_tokens: a.total_tokens + b.total_tokens,
-        }),
+        (Some(a), Some(b)) => Some(a.add(b)),
         (a, b) => a.or(b),
     }
 }

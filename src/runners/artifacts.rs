@@ -282,5 +282,8 @@ pub fn raw_from_run(
         token_usage: None,
         started_at: run.started_at,
         ended_at: run.ended_at,
+        diagnosis: None,
+        refused: Vec::new(),
+        last_line: None,
     }
 }

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{CodexConfig, Permission};
 use crate::runners::artifacts::{self, RunFiles, RunnerCompletion};
+use crate::runners::harness;
 use crate::runners::process::Ending;
 use crate::runners::result::{RawResult, TokenUsage};
 use crate::runners::CODEX_RUNNER;
@@ -56,16 +57,7 @@ impl CodexRunner {
         if let Some(model) = req.model() {
             argv.extend(["--model".into(), model.to_string()]);
         }
-        match self.permission(req) {
-            Permission::Basic => argv.push("--full-auto".into()),
-            Permission::Elevated => argv.extend([
-                "-c".into(),
-                "approval_policy=\"never\"".into(),
-                "--sandbox".into(),
-                "danger-full-access".into(),
-            ]),
-            Permission::Maximum => argv.push("--dangerously-bypass-approvals-and-sandbox".into()),
-        }
+        argv.extend(harness::codex::permission_flags(self.permission(req)));
         for item in &self.config.extra_config {
             argv.extend(["-c".into(), item.clone()]);
         }
@@ -204,6 +196,7 @@ fn usage_of(event: &Map<String, Value>) -> Option<TokenUsage> {
             0,
         ),
         total_tokens: first(&["total_tokens"], input.saturating_add(output)),
+        cost_usd: None,
     })
 }
 
@@ -248,25 +241,17 @@ mod tests {
         ]
     }
 
-    fn argv(parts: &[&str], req: &StageRequest) -> Vec<String> {
-        let mut v: Vec<String> = parts.iter().map(|s| s.to_string()).collect();
-        v.extend(tail(req));
-        v
-    }
-
     #[test]
-    fn default_config_uses_maximum_permission() {
+    fn default_config_uses_the_sandboxed_basic_level() {
         let req = sample(Stage::Builder, Path::new(RUN_DIR));
         let got = runner(CodexConfig::default()).command_line(&req, "PROMPT");
-        let want = argv(
-            &[
-                "codex",
-                "exec",
-                "--skip-git-repo-check",
-                "--dangerously-bypass-approvals-and-sandbox",
-            ],
-            &req,
-        );
+        let mut want = vec![
+            "codex".to_string(),
+            "exec".into(),
+            "--skip-git-repo-check".into(),
+        ];
+        want.extend(harness::codex::permission_flags(Permission::Basic));
+        want.extend(tail(&req));
         assert_eq!(got, want);
     }
 
@@ -281,24 +266,20 @@ mod tests {
             ..CodexConfig::default()
         };
         let got = runner(config).command_line(&req, "PROMPT");
-        let want = argv(
-            &[
-                "codex",
-                "exec",
-                "--profile",
-                "fast",
-                "--skip-git-repo-check",
-                "--model",
-                "gpt-5",
-                "-c",
-                "approval_policy=\"never\"",
-                "--sandbox",
-                "danger-full-access",
-                "-c",
-                "model_reasoning_effort=\"high\"",
-            ],
-            &req,
-        );
+        let mut want: Vec<String> = [
+            "codex",
+            "exec",
+            "--profile",
+            "fast",
+            "--skip-git-repo-check",
+            "--model",
+            "gpt-5",
+        ]
+        .map(String::from)
+        .to_vec();
+        want.extend(harness::codex::permission_flags(Permission::Elevated));
+        want.extend(["-c".into(), "model_reasoning_effort=\"high\"".into()]);
+        want.extend(tail(&req));
         assert_eq!(got, want);
     }
 
@@ -317,12 +298,17 @@ mod tests {
         let r = runner(config.clone());
         assert_eq!(
             r.command_line(&req, "PROMPT"),
-            argv(&["/opt/codex", "--model", "gpt-5", "--full-auto"], &req)
+            [
+                vec!["/opt/codex".to_string(), "--model".into(), "gpt-5".into()],
+                harness::codex::permission_flags(Permission::Basic),
+                tail(&req)
+            ]
+            .concat()
         );
         // Without a model, the by-model table is not consulted.
         let mut other = sample(Stage::Builder, Path::new(RUN_DIR));
         other.model_name = Some("  ".into());
-        assert_eq!(r.permission(&other), Permission::Maximum);
+        assert_eq!(r.permission(&other), Permission::Basic);
         other.model_name = Some("gpt-5".into());
         assert_eq!(r.permission(&other), Permission::Elevated);
     }
@@ -338,6 +324,7 @@ mod tests {
                 output_tokens: 80,
                 thinking_tokens: 20,
                 total_tokens: 980,
+                cost_usd: None,
             })
         );
         let log = [
@@ -357,6 +344,7 @@ mod tests {
                 output_tokens: 3,
                 thinking_tokens: 0,
                 total_tokens: 10,
+                cost_usd: None,
             })
         );
         assert_eq!(token_usage_from_events("### BUILDER_COMPLETE\n"), None);

@@ -22,58 +22,36 @@
 //! `aider` → `aider --yes-always --no-auto-commits --message {prompt} [--model {model}]`,
 //! output `text`. A non-empty `argv` is used as written, with `output` from config.
 
-use std::fs;
-use std::path::PathBuf;
+use std::collections::BTreeMap;
 
-use serde_json::Value;
-
-use crate::config::{CommandOutput, CommandRunnerConfig};
-use crate::runners::artifacts::{self, CompletionFailure, RunFiles, RunnerCompletion};
-use crate::runners::codex::integer;
-use crate::runners::process::{self, Ending};
-use crate::runners::result::{ExitKind, RawResult, TokenUsage};
+use crate::config::{CommandOutput, CommandRunnerConfig, Permission};
+use crate::runners::artifacts::{self, RunFiles, RunnerCompletion};
+use crate::runners::harness::{self, Harness};
+use crate::runners::process::Ending;
+use crate::runners::result::RawResult;
 use crate::runners::{
     failed_dispatch, prompt, CancelToken, ProcessSettings, Runner, StageRequest, COMMAND_RUNNER,
 };
-use crate::workspace::atomic;
 
-/// The argv template and output format of a named preset.
-pub fn preset(name: &str) -> Option<(Vec<String>, CommandOutput)> {
-    let (argv, output): (&[&str], CommandOutput) = match name {
-        "claude" => (
-            &[
-                "claude",
-                "-p",
-                "{prompt}",
-                "--output-format",
-                "json",
-                "[--model {model}]",
-            ],
-            CommandOutput::ClaudeJson,
-        ),
-        "gemini" => (
-            &["gemini", "-p", "{prompt}", "[-m {model}]"],
-            CommandOutput::Text,
-        ),
-        "aider" => (
-            &[
-                "aider",
-                "--yes-always",
-                "--no-auto-commits",
-                "--message",
-                "{prompt}",
-                "[--model {model}]",
-            ],
-            CommandOutput::Text,
-        ),
-        _ => return None,
-    };
-    Some((argv.iter().map(|s| s.to_string()).collect(), output))
+/// The argv template of a named preset at a permission level.
+pub fn preset(name: &str, level: Permission) -> Option<Vec<String>> {
+    Some(match Harness::from_name(name)? {
+        Harness::Claude => harness::claude::argv(level),
+        Harness::Gemini => harness::gemini::argv(level),
+        Harness::Aider => harness::aider::argv(level),
+        Harness::Codex => return None,
+    })
 }
 
-/// Runs the configured command line for every stage.
+/// Runs a harness CLI from an argv template: the `command` runner (configured `argv`, or a
+/// `preset`) and the named preset runners `claude`, `gemini` and `aider`.
 pub struct CommandRunner {
+    name: String,
     config: CommandRunnerConfig,
+    /// The harness whose adapter reads the outputs; `None` for a plain text command.
+    harness: Option<Harness>,
+    /// The argv template comes from the harness, not from `config.argv`.
+    harness_argv: bool,
     settings: ProcessSettings,
 }
 
@@ -127,19 +105,55 @@ impl Values<'_> {
 }
 
 impl CommandRunner {
-    /// A runner for `runners.command` settings.
+    /// The `command` runner: `runners.command.argv`, else its `preset`.
     pub fn new(config: CommandRunnerConfig, settings: ProcessSettings) -> CommandRunner {
-        CommandRunner { config, settings }
+        let preset = config.preset.as_deref().and_then(Harness::from_name);
+        let harness_argv = config.argv.is_empty() && preset.is_some();
+        let harness = if harness_argv {
+            preset
+        } else {
+            (config.output == CommandOutput::ClaudeJson).then_some(Harness::Claude)
+        };
+        CommandRunner {
+            name: COMMAND_RUNNER.to_string(),
+            config,
+            harness,
+            harness_argv,
+            settings,
+        }
     }
 
-    /// The argv template and output format in effect.
-    pub fn template(&self) -> (Vec<String>, CommandOutput) {
-        if self.config.argv.is_empty() {
-            if let Some(found) = self.config.preset.as_deref().and_then(preset) {
-                return found;
-            }
+    /// The runner named after `harness` (`claude`, `gemini`, `aider`), with the permission
+    /// levels and env of `runners.command`.
+    pub fn for_harness(
+        harness: Harness,
+        config: CommandRunnerConfig,
+        settings: ProcessSettings,
+    ) -> CommandRunner {
+        CommandRunner {
+            name: harness.name().to_string(),
+            config,
+            harness: Some(harness),
+            harness_argv: true,
+            settings,
         }
-        (self.config.argv.clone(), self.config.output)
+    }
+
+    /// Permission level for a request: by stage, else the default.
+    pub fn permission(&self, req: &StageRequest) -> Permission {
+        self.config
+            .permission_by_stage
+            .get(&req.stage)
+            .copied()
+            .unwrap_or(self.config.permission_default)
+    }
+
+    /// The argv template in effect at `level`.
+    pub fn template(&self, level: Permission) -> Vec<String> {
+        match self.harness.filter(|_| self.harness_argv) {
+            Some(harness) => preset(harness.name(), level).unwrap_or_default(),
+            None => self.config.argv.clone(),
+        }
     }
 
     /// The argv for one request, or `None` when nothing is configured.
@@ -153,7 +167,7 @@ impl CommandRunner {
             workspace: self.settings.workspace_root.display().to_string(),
         };
         let mut argv = Vec::new();
-        for element in self.template().0 {
+        for element in self.template(self.permission(req)) {
             let group = element.strip_prefix('[').and_then(|e| e.strip_suffix(']'));
             match group {
                 Some(inner) => {
@@ -166,11 +180,22 @@ impl CommandRunner {
         }
         (!argv.is_empty()).then_some(argv)
     }
+
+    /// The harness's own env at the request's level, with `runners.command.env` on top.
+    fn env_overlay(&self, req: &StageRequest) -> BTreeMap<String, String> {
+        let mut env: BTreeMap<String, String> = self
+            .harness
+            .filter(|_| self.harness_argv)
+            .map(|h| h.env(self.permission(req)).into_iter().collect())
+            .unwrap_or_default();
+        env.extend(self.config.env.clone());
+        env
+    }
 }
 
 impl Runner for CommandRunner {
     fn name(&self) -> &str {
-        COMMAND_RUNNER
+        &self.name
     }
 
     fn run(&self, req: &StageRequest, cancel: &CancelToken) -> RawResult {
@@ -178,16 +203,16 @@ impl Runner for CommandRunner {
         let Some(argv) = self.command_line(req, &prompt) else {
             return failed_dispatch(
                 req,
-                COMMAND_RUNNER,
+                &self.name,
                 "the command runner has no command: set runners.command.argv or runners.command.preset",
             );
         };
         let launched = match self.settings.launch(
             req,
-            COMMAND_RUNNER,
+            &self.name,
             argv.clone(),
             &prompt,
-            &self.config.env,
+            &self.env_overlay(req),
             cancel,
         ) {
             Ok(launched) => launched,
@@ -202,30 +227,16 @@ impl Runner for CommandRunner {
         raw.stdout_path = Some(files.stdout.clone());
 
         if run.ending != Ending::NotFound {
-            match self.template().1 {
-                CommandOutput::Text => {
+            match self.harness {
+                Some(harness) => {
+                    let report = harness::read_files(harness, &files, raw.exit_code);
+                    harness::apply_report(report, &files, &mut raw, &mut classified);
+                }
+                None => {
                     if files.last_message.is_file() {
                         raw.stdout_path = Some(files.last_message.clone());
                     }
                 }
-                CommandOutput::ClaudeJson => match read_claude_json(&files) {
-                    Ok(answer) => {
-                        raw.stdout_path = Some(files.last_message.clone());
-                        raw.token_usage = answer.usage;
-                        if answer.is_error && raw.exit_kind == ExitKind::Completed {
-                            raw.exit_kind = ExitKind::ProviderError;
-                            classified.exit_kind = ExitKind::ProviderError;
-                            classified.failure = Some(CompletionFailure::ProviderFailure);
-                            classified
-                                .notes
-                                .push("harness reported an error result".into());
-                        }
-                    }
-                    Err(note) => {
-                        process::append_line(&files.stderr, &note);
-                        classified.notes.push(note);
-                    }
-                },
             }
         }
 
@@ -237,63 +248,13 @@ impl Runner for CommandRunner {
     }
 }
 
-/// What a Claude Code JSON result gave us.
-struct ClaudeAnswer {
-    usage: Option<TokenUsage>,
-    is_error: bool,
-}
-
-/// Parse the harness's JSON result, write its `result` text to the last-message file.
-fn read_claude_json(files: &RunFiles) -> Result<ClaudeAnswer, String> {
-    let text = fs::read(&files.stdout)
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-        .map_err(|e| format!("cannot read harness stdout: {e}"))?;
-    // One JSON object is expected; tolerate log lines before it by taking the last object line.
-    let object = serde_json::from_str::<Value>(text.trim())
-        .ok()
-        .filter(Value::is_object)
-        .or_else(|| {
-            text.lines().rev().find_map(|line| {
-                serde_json::from_str::<Value>(line.trim())
-                    .ok()
-                    .filter(Value::is_object)
-            })
-        })
-        .ok_or_else(|| "harness stdout holds no JSON result object".to_string())?;
-    let result = object
-        .get("result")
-        .and_then(Value::as_str)
-        .ok_or_else(|| "harness JSON result has no `result` text".to_string())?;
-    let last_message: PathBuf = files.last_message.clone();
-    atomic::write_artifact(&last_message, result.as_bytes())
-        .map_err(|e| format!("cannot write the last message: {e}"))?;
-    let usage = object.get("usage").and_then(Value::as_object).map(|u| {
-        let field = |k: &str| u.get(k).and_then(integer).unwrap_or(0);
-        let input = field("input_tokens");
-        let cached = field("cache_read_input_tokens");
-        let output = field("output_tokens");
-        TokenUsage {
-            input_tokens: input,
-            cached_input_tokens: cached,
-            output_tokens: output,
-            thinking_tokens: 0,
-            // Claude counts cache reads apart from `input_tokens`, so they add to the total.
-            total_tokens: input.saturating_add(cached).saturating_add(output),
-        }
-    });
-    Ok(ClaudeAnswer {
-        usage,
-        is_error: object.get("is_error").and_then(Value::as_bool) == Some(true),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::Stage;
     use crate::runners::process::EnvPolicy;
     use crate::runners::request::tests::sample;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     fn runner(config: CommandRunnerConfig) -> CommandRunner {
         let settings = ProcessSettings {
@@ -307,54 +268,46 @@ mod tests {
     }
 
     #[test]
-    fn presets_drop_the_model_group_without_a_model() {
+    fn the_model_group_is_dropped_without_a_model() {
         let r = runner(CommandRunnerConfig {
-            preset: Some("claude".into()),
+            argv: ["h", "-p", "{prompt}", "[--model {model}]"]
+                .map(String::from)
+                .to_vec(),
             ..CommandRunnerConfig::default()
         });
-        assert_eq!(r.template().1, CommandOutput::ClaudeJson);
         let mut req = sample(Stage::Builder, Path::new("/ws/millrace-agents/runs/r"));
         assert_eq!(
             r.command_line(&req, "P {model}").unwrap(),
-            ["claude", "-p", "P {model}", "--output-format", "json"]
+            ["h", "-p", "P {model}"]
         );
         req.model_name = Some("sonnet".into());
         assert_eq!(
             r.command_line(&req, "P").unwrap(),
-            [
-                "claude",
-                "-p",
-                "P",
-                "--output-format",
-                "json",
-                "--model",
-                "sonnet"
-            ]
+            ["h", "-p", "P", "--model", "sonnet"]
         );
-        let gemini = runner(CommandRunnerConfig {
-            preset: Some("gemini".into()),
+    }
+
+    #[test]
+    fn preset_runners_take_their_argv_from_the_harness_at_the_stage_level() {
+        let mut config = CommandRunnerConfig {
+            argv: vec!["ignored".into()],
             ..CommandRunnerConfig::default()
-        });
-        assert_eq!(
-            gemini.command_line(&req, "P").unwrap(),
-            ["gemini", "-p", "P", "-m", "sonnet"]
-        );
-        let aider = runner(CommandRunnerConfig {
-            preset: Some("aider".into()),
-            ..CommandRunnerConfig::default()
-        });
-        assert_eq!(
-            aider.command_line(&req, "P").unwrap(),
-            [
-                "aider",
-                "--yes-always",
-                "--no-auto-commits",
-                "--message",
-                "P",
-                "--model",
-                "sonnet"
-            ]
-        );
+        };
+        config
+            .permission_by_stage
+            .insert(Stage::Checker, Permission::Maximum);
+        for h in [Harness::Claude, Harness::Gemini, Harness::Aider] {
+            let r = CommandRunner::for_harness(h, config.clone(), runner(config.clone()).settings);
+            assert_eq!(r.name(), h.name());
+            let builder = sample(Stage::Builder, Path::new("/ws/millrace-agents/runs/r"));
+            assert_eq!(
+                r.template(r.permission(&builder)),
+                preset(h.name(), Permission::Basic).unwrap()
+            );
+            let checker = sample(Stage::Checker, Path::new("/ws/millrace-agents/runs/r"));
+            assert_eq!(r.permission(&checker), Permission::Maximum);
+            assert_eq!(r.command_line(&builder, "P").unwrap()[0], h.name());
+        }
     }
 
     #[test]

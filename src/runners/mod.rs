@@ -11,6 +11,7 @@
 pub mod artifacts;
 pub mod codex;
 pub mod command;
+pub mod harness;
 pub mod normalize;
 pub mod process;
 pub mod prompt;
@@ -155,42 +156,61 @@ impl ProcessSettings {
     }
 }
 
+/// Names of the runners the config uses: the default and every `stages.<stage>.runner`.
+pub fn configured_runner_names(config: &Config) -> Vec<&str> {
+    let mut names: Vec<&str> = vec![config.runners.default_runner.trim()];
+    names.extend(
+        config
+            .stages
+            .values()
+            .filter_map(|s| s.runner.as_deref().map(str::trim)),
+    );
+    names.retain(|n| !n.is_empty());
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// The executable a runner name starts, as configured (`None` for runners without one).
+pub fn runner_executable(config: &Config, runner: &str) -> Option<(String, &'static str)> {
+    match runner {
+        CODEX_RUNNER => Some((
+            config.runners.codex.command.clone(),
+            "runners.codex.command",
+        )),
+        COMMAND_RUNNER => {
+            let command = &config.runners.command;
+            let argv = if command.argv.is_empty() {
+                command
+                    .preset
+                    .as_deref()
+                    .and_then(|p| command::preset(p, command.permission_default))
+                    .unwrap_or_default()
+            } else {
+                command.argv.clone()
+            };
+            argv.first()
+                .map(|program| (program.clone(), "runners.command"))
+        }
+        other => harness::Harness::from_name(other)
+            .filter(|h| *h != harness::Harness::Codex)
+            .map(|h| (h.name().to_string(), "runners.default_runner")),
+    }
+}
+
 /// Harness executables the config will run that cannot be found (on `PATH`, or at the given
 /// path), with the config key that names each. Checked by `doctor` and at daemon start, so
 /// a missing harness is reported before the first stage fails on it.
 pub fn missing_executables(config: &Config) -> Vec<(String, &'static str)> {
-    let mut runners: Vec<&str> = vec![config.runners.default_runner.trim()];
-    runners.extend(config.stages.values().filter_map(|s| s.runner.as_deref()));
-    let mut missing = Vec::new();
-    if runners.contains(&CODEX_RUNNER) && !executable_exists(&config.runners.codex.command) {
-        missing.push((
-            config.runners.codex.command.clone(),
-            "runners.codex.command",
-        ));
-    }
-    if runners.contains(&COMMAND_RUNNER) {
-        let argv = if config.runners.command.argv.is_empty() {
-            config
-                .runners
-                .command
-                .preset
-                .as_deref()
-                .and_then(command::preset)
-                .map(|(argv, _)| argv)
-                .unwrap_or_default()
-        } else {
-            config.runners.command.argv.clone()
-        };
-        if let Some(program) = argv.first() {
-            if !executable_exists(program) {
-                missing.push((program.clone(), "runners.command"));
-            }
-        }
-    }
-    missing
+    configured_runner_names(config)
+        .into_iter()
+        .filter_map(|name| runner_executable(config, name))
+        .filter(|(program, _)| !executable_exists(program))
+        .collect()
 }
 
-fn executable_exists(program: &str) -> bool {
+/// Whether `program` names a runnable file (a path, or a name found on `PATH`).
+pub fn executable_exists(program: &str) -> bool {
     use std::os::unix::fs::PermissionsExt;
     let runnable = |p: &Path| {
         std::fs::metadata(p)
@@ -220,7 +240,8 @@ impl Registry {
         }
     }
 
-    /// `codex_cli` and `command` built from config; the harness runs in `workspace_root`.
+    /// `codex_cli`, `command` and the preset runners `claude`, `gemini`, `aider`, built from
+    /// config; the harness runs in `workspace_root`.
     pub fn from_config(
         config: &RunnersConfig,
         workspace_root: &Path,
@@ -231,6 +252,17 @@ impl Registry {
             config.codex.clone(),
             settings.clone(),
         )));
+        for harness in [
+            harness::Harness::Claude,
+            harness::Harness::Gemini,
+            harness::Harness::Aider,
+        ] {
+            registry.register(Box::new(command::CommandRunner::for_harness(
+                harness,
+                config.command.clone(),
+                settings.clone(),
+            )));
+        }
         registry.register(Box::new(command::CommandRunner::new(
             config.command.clone(),
             settings,

@@ -576,6 +576,9 @@ mod tests {
             token_usage: Some(TokenUsage::default()),
             started_at: start,
             ended_at: start + SignedDuration::from_millis(1500),
+            diagnosis: None,
+            refused: Vec::new(),
+            last_line: None,
         };
         (dir, req, raw)
     }

@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Plane, ResultClass, Stage, TerminalResult, WorkItemKind};
+use crate::runners::harness::Diagnosis;
 use crate::runners::request::RequestKind;
 
 /// Timestamps at on-disk precision, and serde for them in the crate's one format.
@@ -48,6 +49,27 @@ pub mod stamp {
     }
 }
 
+/// Optional timestamps in the same format as [`stamp`].
+pub mod opt_stamp {
+    use jiff::Timestamp;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Write an optional timestamp as RFC 3339 UTC (or null).
+    pub fn serialize<S: Serializer>(ts: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        match ts {
+            Some(ts) => super::stamp::serialize(ts, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Read an optional RFC 3339 timestamp.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| super::stamp::parse(&text).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
 /// How the harness ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -80,7 +102,7 @@ impl std::fmt::Display for ExitKind {
 }
 
 /// Tokens a stage spent, as far as the harness reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TokenUsage {
     pub input_tokens: u64,
@@ -88,6 +110,28 @@ pub struct TokenUsage {
     pub output_tokens: u64,
     pub thinking_tokens: u64,
     pub total_tokens: u64,
+    /// Cost in US dollars, when the harness reports one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+}
+
+impl TokenUsage {
+    /// The sum of two reports; a cost is kept when either side has one.
+    pub fn add(self, other: TokenUsage) -> TokenUsage {
+        TokenUsage {
+            input_tokens: self.input_tokens.saturating_add(other.input_tokens),
+            cached_input_tokens: self
+                .cached_input_tokens
+                .saturating_add(other.cached_input_tokens),
+            output_tokens: self.output_tokens.saturating_add(other.output_tokens),
+            thinking_tokens: self.thinking_tokens.saturating_add(other.thinking_tokens),
+            total_tokens: self.total_tokens.saturating_add(other.total_tokens),
+            cost_usd: match (self.cost_usd, other.cost_usd) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, b) => a.or(b),
+            },
+        }
+    }
 }
 
 /// A runner's account of one stage run, before normalization.
@@ -112,6 +156,15 @@ pub struct RawResult {
     pub started_at: Timestamp,
     #[serde(with = "stamp")]
     pub ended_at: Timestamp,
+    /// A failure the harness reported (or the supervisor saw), classified.
+    #[serde(default)]
+    pub diagnosis: Option<Diagnosis>,
+    /// Edits or commands the harness refused to carry out.
+    #[serde(default)]
+    pub refused: Vec<String>,
+    /// The harness's own last human-readable line.
+    #[serde(default)]
+    pub last_line: Option<String>,
 }
 
 /// A raw or normalized result whose fields contradict each other; messages are the reference's.
@@ -164,6 +217,9 @@ impl RawResult {
             token_usage: None,
             started_at: now,
             ended_at: now,
+            diagnosis: None,
+            refused: Vec::new(),
+            last_line: None,
         }
     }
 

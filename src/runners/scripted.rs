@@ -314,6 +314,9 @@ impl Runner for ScriptedRunner {
             token_usage: None,
             started_at: started,
             ended_at: stamp::now(),
+            diagnosis: None,
+            refused: Vec::new(),
+            last_line: None,
         }
     }
 }

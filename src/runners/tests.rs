@@ -438,7 +438,7 @@ fn unknown_runner_keeps_its_message() {
     let stderr = read(raw.stderr_path.as_deref().unwrap());
     assert_eq!(
         stderr,
-        "Unknown stage runner: painter. Available: codex_cli, command\n"
+        "Unknown stage runner: painter. Available: aider, claude, codex_cli, command, gemini\n"
     );
     let result = normalize(&req, &raw).unwrap();
     assert_eq!(

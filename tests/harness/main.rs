@@ -1,0 +1,10 @@
+//! The harness test bed: the real, pinned harness CLIs (installed by
+//! `scripts/install-harnesses`) driven against a fake model API on 127.0.0.1, directly and
+//! through the `millrace` binary.
+
+#[path = "../cli/common.rs"]
+#[allow(dead_code)]
+mod common;
+mod install;
+mod server;
+mod test_testbed;
