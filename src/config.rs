@@ -119,6 +119,9 @@ pub struct RunnersConfig {
     pub default_runner: String,
     /// Seconds without any output before a stage is killed; 0 turns the idle timeout off.
     pub idle_timeout_seconds: u64,
+    /// Seconds of nothing but a harness's retry/reconnect lines before the stage fails as
+    /// stalled (network class); 0 turns stall detection off.
+    pub stall_timeout_seconds: u64,
     /// Seconds between SIGTERM and SIGKILL of a harness process group.
     pub kill_grace_seconds: u64,
     /// Largest stdout/stderr capture kept per stage run, in bytes.
@@ -135,6 +138,7 @@ impl Default for RunnersConfig {
         RunnersConfig {
             default_runner: "codex_cli".into(),
             idle_timeout_seconds: 900,
+            stall_timeout_seconds: 300,
             kill_grace_seconds: 5,
             output_cap_bytes: 10 * 1024 * 1024,
             env_allow: vec!["*".into()],

@@ -229,7 +229,7 @@ impl Engine {
     pub(crate) fn process_stop(&mut self, reason: &str) -> Result<()> {
         self.snapshot.process_running = false;
         self.snapshot.stop_requested = false;
-        self.snapshot.paused = false;
+        self.snapshot.unpause();
         self.save_snapshot()?;
         self.events.emit(
             "runtime_tick_stopped",

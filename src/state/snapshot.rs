@@ -38,6 +38,13 @@ pub struct Snapshot {
     pub paused: bool,
     #[serde(default)]
     pub stop_requested: bool,
+    /// Why the runtime paused itself (a harness's environment failure) and what fixes it;
+    /// `None` for an operator's `pause`.
+    #[serde(default)]
+    pub pause_reason: Option<String>,
+    /// When a self-pause ends on its own (a provider's rate-limit reset time), RFC 3339.
+    #[serde(default)]
+    pub resume_at: Option<String>,
     pub active_mode_id: String,
     pub execution_loop_id: String,
     pub planning_loop_id: String,
@@ -99,6 +106,8 @@ impl Snapshot {
             process_running: false,
             paused: false,
             stop_requested: false,
+            pause_reason: None,
+            resume_at: None,
             active_mode_id: "standard_plain".into(),
             execution_loop_id: "execution.standard".into(),
             planning_loop_id: "planning.standard".into(),
@@ -192,6 +201,13 @@ impl Snapshot {
         }
         self.updated_at = crate::time::now_string();
         save_yaml(path, self)
+    }
+
+    /// Leave any pause, operator's or self-imposed.
+    pub fn unpause(&mut self) {
+        self.paused = false;
+        self.pause_reason = None;
+        self.resume_at = None;
     }
 
     /// Clear the active part (spec 03 §7.3); markers and flags are the caller's choice.
