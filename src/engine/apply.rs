@@ -15,6 +15,7 @@ use crate::queue::QueueError;
 use crate::runners::{self, FailureClass, RawResult, StageRequest, StageResult};
 use crate::state::counters::RUNTIME_REPAIR;
 use crate::state::markers;
+use crate::state::snapshot::PauseCause;
 use crate::workspace::{atomic, Folder};
 
 /// Lower-case, runs of other characters as `_` (spec 06 §6.3).
@@ -96,7 +97,7 @@ impl Engine {
         }
     }
 
-    fn lineage_of(&self, kind: WorkItemKind, id: &str) -> Lineage {
+    pub(crate) fn lineage_of(&self, kind: WorkItemKind, id: &str) -> Lineage {
         self.queue
             .find(id)
             .into_iter()
@@ -147,6 +148,8 @@ impl Engine {
         crate::failpoint::transition("stage_result.after_persist")?;
         let result_rel = self.ws.rel(&result_path);
         let (kind, id) = self.identity(req)?;
+        self.record_usage(&result, kind, &id)?;
+        crate::failpoint::transition("stage_result.after_usage")?;
         if let Some(diagnosis) = result
             .diagnosis
             .as_ref()
@@ -155,6 +158,7 @@ impl Engine {
             self.hold_for_environment(req, &result, diagnosis, result_rel, kind, &id)?;
             return Ok(result);
         }
+        self.snapshot.rate_limit_strikes = 0;
         let counters = &self.counters;
         let route = self
             .plan
@@ -279,11 +283,48 @@ impl Engine {
         kind: WorkItemKind,
         id: &str,
     ) -> Result<()> {
-        let reason = runners::harness::pause_reason(&result.runner_name, diagnosis);
+        if let Some(next) = self.next_fallback(req, &result.runner_name, diagnosis) {
+            self.snapshot.runner_override = Some(next.clone());
+            self.snapshot.current_failure_class = Some(diagnosis.kind.as_str().to_string());
+            self.snapshot.last_terminal_result = Some(result.terminal_result);
+            self.snapshot.last_stage_result_path = Some(result_rel.clone());
+            self.save_snapshot()?;
+            self.emit_stage_completed(req, result, &result_rel, kind, id)?;
+            self.events.emit(
+                "runner_fallback",
+                json!({"from": result.runner_name, "to": next, "stage": req.stage,
+                       "run_id": req.run_id, "work_item_kind": kind, "work_item_id": id,
+                       "failure_class": diagnosis.kind.as_str(),
+                       "failure_message": diagnosis.message,
+                       "action": "the same stage runs again on the fallback runner"}),
+            )?;
+            return Ok(());
+        }
+        let rate_limited = diagnosis.kind == runners::harness::FailureKind::RateLimited;
+        let resume_at = match diagnosis.reset_at {
+            Some(at) => Some(at),
+            None if rate_limited => {
+                let wait =
+                    jiff::SignedDuration::try_from(self.rate_limit_backoff()).unwrap_or_default();
+                crate::time::now().checked_add(wait).ok()
+            }
+            None => None,
+        };
+        let mut shown = diagnosis.clone();
+        shown.reset_at = resume_at;
+        let reason = runners::harness::pause_reason(&result.runner_name, &shown);
         let s = &mut self.snapshot;
         s.paused = true;
+        s.paused_for = Some(if rate_limited {
+            PauseCause::RateLimit
+        } else {
+            PauseCause::Harness
+        });
+        if rate_limited && diagnosis.reset_at.is_none() {
+            s.rate_limit_strikes = s.rate_limit_strikes.saturating_add(1);
+        }
         s.pause_reason = Some(reason.clone());
-        s.resume_at = diagnosis.reset_at.map(crate::time::format);
+        s.resume_at = resume_at.map(crate::time::format);
         s.current_failure_class = Some(diagnosis.kind.as_str().to_string());
         s.last_terminal_result = Some(result.terminal_result);
         s.last_stage_result_path = Some(result_rel.clone());
@@ -311,6 +352,7 @@ impl Engine {
     ) -> Result<()> {
         self.counters.reset_item(kind, id);
         self.counters.save(&self.ws.counters_path())?;
+        self.forget_item_usage(kind, id)?;
         self.snapshot.clear_active();
         self.snapshot.current_failure_class = class;
         if idle_markers {
@@ -320,6 +362,18 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Block the active item because a budget is spent, and free the runtime for the next.
+    pub(crate) fn block_for_budget(
+        &mut self,
+        kind: WorkItemKind,
+        id: &str,
+        why: &str,
+    ) -> Result<()> {
+        self.block_item(kind, id, why, None)?;
+        self.release_item(kind, id, Some("budget_exhausted".into()), true)?;
+        self.save_snapshot()
     }
 
     /// Move the active item to `blocked/`, recording why in its history and the event log.

@@ -110,6 +110,7 @@ impl Engine {
             )?;
         }
         if startup {
+            self.recover_usage()?;
             if let (Some(stage), Some(run)) = (
                 self.snapshot.active_stage,
                 self.snapshot.active_run_id.clone(),

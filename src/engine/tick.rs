@@ -51,22 +51,29 @@ impl Engine {
             return Ok(TickOutcome::Stopped);
         }
         self.resume_when_due()?;
+        self.enforce_workspace_budget()?;
         if self.snapshot.paused {
             return Ok(TickOutcome::Paused);
         }
         self.reconcile(false)?;
-        if self.snapshot.active_stage.is_none() {
-            self.claim()?;
+        loop {
+            if self.snapshot.active_stage.is_none() {
+                self.claim()?;
+            }
+            if self.snapshot.active_stage.is_none() {
+                self.activate_completion()?;
+            }
+            if self.snapshot.active_stage.is_none() {
+                self.refresh_depths()?;
+                self.queue.flush_index();
+                return Ok(TickOutcome::Idle);
+            }
+            if !self.enforce_item_budget()? {
+                break;
+            }
         }
-        if self.snapshot.active_stage.is_none() {
-            self.activate_completion()?;
-        }
-        if self.snapshot.active_stage.is_none() {
-            self.refresh_depths()?;
-            self.queue.flush_index();
-            return Ok(TickOutcome::Idle);
-        }
-        let request = self.build_request()?;
+        let mut request = self.build_request()?;
+        self.apply_runner_override(&mut request);
         self.mark_running(&request)?;
         Ok(TickOutcome::Stage(Box::new(Prepared {
             request,

@@ -184,15 +184,15 @@ impl ProcessSettings {
     }
 }
 
-/// Names of the runners the config uses: the default and every `stages.<stage>.runner`.
+/// Names of the runners the config uses: the default, every `stages.<stage>.runner` and every
+/// fallback runner.
 pub fn configured_runner_names(config: &Config) -> Vec<&str> {
     let mut names: Vec<&str> = vec![config.runners.default_runner.trim()];
-    names.extend(
-        config
-            .stages
-            .values()
-            .filter_map(|s| s.runner.as_deref().map(str::trim)),
-    );
+    names.extend(config.runners.fallback_runners.iter().map(|r| r.trim()));
+    for stage in config.stages.values() {
+        names.extend(stage.runner.as_deref().map(str::trim));
+        names.extend(stage.fallback_runners.iter().flatten().map(|r| r.trim()));
+    }
     names.retain(|n| !n.is_empty());
     names.sort_unstable();
     names.dedup();
@@ -299,8 +299,12 @@ impl Registry {
 
     /// The runner name a request resolves to: its own, else the default, else `codex_cli`.
     pub fn resolve_name<'a>(&'a self, req: &'a StageRequest) -> &'a str {
-        req.runner_name
-            .as_deref()
+        self.resolve(req.runner_name.as_deref())
+    }
+
+    /// The runner a stage named `named` (or none) runs on.
+    pub fn resolve<'a>(&'a self, named: Option<&'a str>) -> &'a str {
+        named
             .map(str::trim)
             .filter(|n| !n.is_empty())
             .or(Some(self.default_runner.as_str()).filter(|n| !n.is_empty()))
