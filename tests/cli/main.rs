@@ -11,3 +11,4 @@ mod test_engine;
 mod test_harness_failures;
 mod test_inspect;
 mod test_planning;
+mod test_usage;
