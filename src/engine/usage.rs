@@ -13,12 +13,13 @@ use crate::state::snapshot::PauseCause;
 use crate::state::usage::{self, item_key, Record};
 
 impl Engine {
+    /// The root spec a work item's spending counts against (a root spec is its own).
     fn lineage_root(&self, kind: WorkItemKind, id: &str) -> Option<String> {
-        if kind == WorkItemKind::Spec && self.snapshot.active_closure_target.as_deref() == Some(id)
-        {
-            return Some(id.to_string());
+        let root = self.lineage_of(kind, id).root_spec_id;
+        match kind {
+            WorkItemKind::Spec => root.or_else(|| Some(id.to_string())),
+            _ => root,
         }
-        self.lineage_of(kind, id).root_spec_id
     }
 
     /// Count every persisted stage result of `run_id` the ledger does not know yet — the one
@@ -200,7 +201,8 @@ impl Engine {
             .unwrap_or_else(|| self.config.runners.fallback_runners.clone());
         let mut chain = vec![primary.to_string()];
         chain.extend(fallbacks.into_iter().map(|r| r.trim().to_string()));
-        chain.dedup();
+        let mut seen = std::collections::HashSet::new();
+        chain.retain(|r| seen.insert(r.clone()));
         chain
     }
 
