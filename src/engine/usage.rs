@@ -106,7 +106,14 @@ impl Engine {
     /// Pause when a workspace budget is spent (until it frees up); end such a pause at once
     /// when it no longer is (the budget was raised by a reload, or the window moved on).
     pub(crate) fn enforce_workspace_budget(&mut self) -> Result<()> {
-        let over = usage::workspace_over(&self.ledger, &self.config.usage, crate::time::now());
+        let now = crate::time::now();
+        let waived = self
+            .snapshot
+            .budget_waived_until
+            .as_deref()
+            .and_then(|t| crate::runners::result::stamp::parse(t).ok())
+            .is_some_and(|until| now < until);
+        let over = usage::workspace_over(&self.ledger, &self.config.usage, now).filter(|_| !waived);
         let budget_paused =
             self.snapshot.paused && self.snapshot.paused_for == Some(PauseCause::Budget);
         match over {

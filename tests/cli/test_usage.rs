@@ -277,3 +277,26 @@ fn a_fallback_runner_takes_over_on_quota_but_never_on_a_work_item_failure() {
     );
     assert_eq!(count(&ws, "runner_fallback"), 1);
 }
+
+#[test]
+fn an_operator_resume_overrides_a_spent_budget_until_it_would_have_freed_up() {
+    let ws = TestWs::new();
+    setup(
+        &ws,
+        "stages:\n  builder:\n    - result: BUILDER_COMPLETE\n      tokens: 3000\n",
+        "usage:\n  window:\n    hours: 5\n    tokens: 2000\n",
+    );
+    ws.add_task("t1", "");
+    ws.add_task("t2", "");
+    at(&ws, T0, &["run", "once"]);
+    assert!(stdout(&at(&ws, T0, &["run", "once"])).starts_with("paused\n"));
+    at(&ws, T0, &["resume"]);
+    let ran = stdout(&at(&ws, T0, &["run", "once"]));
+    assert!(ran.starts_with("ran checker"), "{ran}");
+    let status = ws.json(&["status"]);
+    assert_eq!(status["snapshot"]["paused"], false);
+    assert_eq!(
+        status["snapshot"]["budget_waived_until"],
+        "2026-12-03T15:00:00Z"
+    );
+}
