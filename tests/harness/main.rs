@@ -11,4 +11,5 @@ mod fake_gemini;
 mod install;
 mod server;
 mod test_claude;
+mod test_gemini;
 mod test_testbed;
