@@ -225,16 +225,52 @@ pub fn main() -> i32 {
         }
     };
     init_logging(cli.verbose);
+    let json = cli.json;
     match dispatch(cli) {
         Ok(code) => code as i32,
-        Err(err) => {
-            eprintln!("error: {err}");
-            if let Some(hint) = err.hint() {
-                eprintln!("hint: {hint}");
-            }
-            err.exit_code() as i32
-        }
+        Err(err) => report_error(&err, json),
     }
+}
+
+/// The causes under an error, outermost first, without repeating what the error already
+/// says (transparent wrappers show their source's text).
+fn causes(err: &crate::error::Error) -> Vec<String> {
+    let mut seen = err.to_string();
+    let mut out = Vec::new();
+    let mut next = std::error::Error::source(err);
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !seen.contains(&text) {
+            out.push(text.clone());
+        }
+        seen = text;
+        next = cause.source();
+    }
+    out
+}
+
+/// Print an error on stderr (with its causes and hint) and, under `--json`, as a JSON object
+/// on stdout too, so a script reading stdout always gets JSON; returns the exit code.
+fn report_error(err: &crate::error::Error, json: bool) -> i32 {
+    let code = err.exit_code() as i32;
+    let causes = causes(err);
+    eprintln!("error: {err}");
+    for cause in &causes {
+        eprintln!("caused by: {cause}");
+    }
+    if let Some(hint) = err.hint() {
+        eprintln!("hint: {hint}");
+    }
+    if json {
+        let value = serde_json::json!({
+            "error": err.to_string(),
+            "causes": causes,
+            "hint": err.hint(),
+            "exit_code": code,
+        });
+        output::print_stdout(&format!("{value}\n"));
+    }
+    code
 }
 
 /// Open a workspace for a read-only command (never creates anything).

@@ -232,3 +232,17 @@ fn a_markdown_spec_without_lineage_becomes_its_own_root_keeping_its_bytes() {
         )
     );
 }
+
+#[test]
+fn with_json_an_error_is_also_a_json_object_on_stdout() {
+    let ws = TestWs::bare();
+    let out = ws.run(&["--json", "status"]);
+    assert_eq!(out.status.code(), Some(3));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert!(value["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("no millrace workspace at"));
+    assert_eq!(value["exit_code"], 3);
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: no millrace workspace"));
+}
