@@ -7,13 +7,13 @@
 use std::fs;
 use std::io;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::config::{CodexConfig, Permission};
 use crate::runners::artifacts::{self, RunFiles, RunnerCompletion};
 use crate::runners::harness;
 use crate::runners::process::Ending;
-use crate::runners::result::{RawResult, TokenUsage};
+use crate::runners::result::RawResult;
 use crate::runners::CODEX_RUNNER;
 use crate::runners::{prompt, CancelToken, Invocation, ProcessSettings, Runner, StageRequest};
 use crate::workspace::atomic;
@@ -95,7 +95,7 @@ impl Runner for CodexRunner {
         let crate::runners::Launched {
             files,
             run,
-            classified,
+            mut classified,
             mut raw,
         } = launched;
         if run.ending == Ending::NotFound {
@@ -103,10 +103,22 @@ impl Runner for CodexRunner {
         } else {
             if fs::rename(&files.stdout, &files.events).is_ok() {
                 raw.event_log_path = Some(files.events.clone());
-                raw.token_usage = fs::read(&files.events)
-                    .ok()
-                    .and_then(|bytes| token_usage_from_events(&String::from_utf8_lossy(&bytes)));
             }
+            let read = |path: &std::path::Path| {
+                fs::read(path)
+                    .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                    .ok()
+            };
+            let events = read(&files.events).unwrap_or_default();
+            let stderr = read(&files.stderr).unwrap_or_default();
+            let last_message = read(&files.last_message);
+            let report = harness::codex::read(&harness::Outputs {
+                exit_code: raw.exit_code,
+                stdout: &events,
+                stderr: &stderr,
+                last_message: last_message.as_deref(),
+            });
+            harness::apply_report(report, &files, &mut raw, &mut classified);
             raw.stdout_path = materialize_stdout(&files).unwrap_or_else(|err| {
                 tracing::warn!(%err, "cannot materialize the harness output");
                 None
@@ -133,71 +145,6 @@ fn materialize_stdout(files: &RunFiles) -> io::Result<Option<std::path::PathBuf>
     let bytes = fs::read(source)?;
     atomic::write_artifact(&files.stdout, &bytes).map_err(io::Error::other)?;
     Ok(Some(files.stdout.clone()))
-}
-
-/// Token usage from a Codex event log (§9): the `token_count` event with the largest total,
-/// the later one on ties; `None` when no line is recognised.
-pub fn token_usage_from_events(text: &str) -> Option<TokenUsage> {
-    let mut best: Option<TokenUsage> = None;
-    for line in text.lines() {
-        let line = line.trim();
-        if !line.starts_with('{') {
-            continue;
-        }
-        let Ok(Value::Object(event)) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        let Some(usage) = usage_of(&event) else {
-            continue;
-        };
-        if best.is_none_or(|b| usage.total_tokens >= b.total_tokens) {
-            best = Some(usage);
-        }
-    }
-    best
-}
-
-fn usage_of(event: &Map<String, Value>) -> Option<TokenUsage> {
-    let count = match event.get("type")?.as_str()? {
-        "token_count" => event,
-        "event_msg" => {
-            let payload = event.get("payload")?.as_object()?;
-            (payload.get("type")?.as_str()? == "token_count").then_some(payload)?
-        }
-        _ => return None,
-    };
-    let info = count.get("info")?.as_object()?;
-    let usage = match info.get("total_token_usage") {
-        Some(Value::Object(usage)) => usage,
-        _ => info.get("last_token_usage")?.as_object()?,
-    };
-    if !usage.contains_key("input_tokens") || !usage.contains_key("output_tokens") {
-        return None;
-    }
-    // The first key present decides; a value of the wrong type means the default.
-    let first = |keys: &[&str], default: u64| -> u64 {
-        keys.iter()
-            .find_map(|k| usage.get(*k))
-            .and_then(integer)
-            .unwrap_or(default)
-    };
-    let input = first(&["input_tokens"], 0);
-    let output = first(&["output_tokens"], 0);
-    Some(TokenUsage {
-        input_tokens: input,
-        cached_input_tokens: first(&["cached_input_tokens"], 0),
-        output_tokens: output,
-        thinking_tokens: first(
-            &[
-                "reasoning_output_tokens",
-                "thinking_tokens",
-                "reasoning_tokens",
-            ],
-            0,
-        ),
-        total_tokens: first(&["total_tokens"], input.saturating_add(output)),
-        cost_usd: None,
-    })
 }
 
 /// A non-negative integer, or an integral float; anything else is `None`.
@@ -312,42 +259,5 @@ mod tests {
         assert_eq!(r.permission(&other), Permission::Basic);
         other.model_name = Some("gpt-5".into());
         assert_eq!(r.permission(&other), Permission::Elevated);
-    }
-
-    #[test]
-    fn token_usage_spec_example_and_selection_rules() {
-        let example = r#"{"type":"event_msg","payload":{"type":"token_count","info":{"total_token_usage":{"input_tokens":900,"cached_input_tokens":300,"output_tokens":80,"reasoning_output_tokens":20,"total_tokens":980}}}}"#;
-        assert_eq!(
-            token_usage_from_events(example),
-            Some(TokenUsage {
-                input_tokens: 900,
-                cached_input_tokens: 300,
-                output_tokens: 80,
-                thinking_tokens: 20,
-                total_tokens: 980,
-                cost_usd: None,
-            })
-        );
-        let log = [
-            "not json",
-            r#"{"type":"token_count","info":{"last_token_usage":{"input_tokens":5,"output_tokens":5.0,"thinking_tokens":2}}}"#,
-            r#"{"type":"token_count","info":{"total_token_usage":{"input_tokens":7,"output_tokens":3,"total_tokens":"x"}}}"#,
-            r#"{"type":"token_count","info":{"total_token_usage":{"input_tokens":1}}}"#,
-            r####"{"type":"agent_message","message":"### BUILDER_COMPLETE"}"####,
-        ]
-        .join("\n");
-        // Both recognised lines total 10; the later one wins the tie.
-        assert_eq!(
-            token_usage_from_events(&log),
-            Some(TokenUsage {
-                input_tokens: 7,
-                cached_input_tokens: 0,
-                output_tokens: 3,
-                thinking_tokens: 0,
-                total_tokens: 10,
-                cost_usd: None,
-            })
-        );
-        assert_eq!(token_usage_from_events("### BUILDER_COMPLETE\n"), None);
     }
 }
