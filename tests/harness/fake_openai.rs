@@ -21,8 +21,6 @@ pub enum Turn {
     Shell(String),
     /// Answer with an API error: HTTP status, error code, message.
     Fail(u16, &'static str, &'static str),
-    /// Accept the request and never answer.
-    Stall,
 }
 
 /// The stage's marker as the last line of a short answer.
@@ -65,7 +63,6 @@ fn answer(req: &Request, script: &dyn Fn(&str, usize) -> Turn) -> Reply {
             status,
             body: json!({"error": {"message": message, "type": code, "code": code}}),
         },
-        Turn::Stall => Reply::Stall,
     }
 }
 
@@ -126,3 +123,96 @@ pub fn env(home: &std::path::Path, api: &FakeApi) -> Vec<(String, String)> {
 
 /// The dummy API key Codex is given.
 pub const KEY: &str = "sk-test-not-a-real-key";
+
+/// What the fake chat model answers to one `POST /v1/chat/completions` (Aider's API).
+#[derive(Debug, Clone)]
+pub enum Chat {
+    /// Answer with this text (Aider applies the edit blocks in it).
+    Say(String),
+    /// Answer with an API error: HTTP status, error code, message.
+    Fail(u16, &'static str, &'static str),
+}
+
+/// Tokens every chat answer reports.
+pub const CHAT_PROMPT: u64 = 1500;
+pub const CHAT_COMPLETION: u64 = 60;
+
+/// Start an OpenAI-compatible chat completions API; `script(stage, turn)` decides each answer,
+/// `turn` being the number of assistant messages already in the conversation.
+pub fn start_chat(script: impl Fn(&str, usize) -> Chat + Send + Sync + 'static) -> FakeApi {
+    FakeApi::start(move |req| chat_answer(req, &script))
+}
+
+fn chat_answer(req: &Request, script: &dyn Fn(&str, usize) -> Chat) -> Reply {
+    if req.method != "POST" || !req.path.ends_with("/chat/completions") {
+        return Reply::Json {
+            status: 200,
+            body: json!({"data": []}),
+        };
+    }
+    let body = req.json();
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let turn = messages.iter().filter(|m| m["role"] == "assistant").count();
+    let stage = messages
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .filter_map(|m| m["content"].as_str())
+        .find_map(|text| {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix("Stage: ").map(str::to_string))
+        })
+        .unwrap_or_default();
+    let usage = json!({"prompt_tokens": CHAT_PROMPT, "completion_tokens": CHAT_COMPLETION,
+                       "total_tokens": CHAT_PROMPT + CHAT_COMPLETION});
+    match script(&stage, turn) {
+        Chat::Fail(status, code, message) => Reply::Json {
+            status,
+            body: json!({"error": {"message": message, "type": code, "code": code}}),
+        },
+        Chat::Say(text) if body["stream"] == true => {
+            let chunk = |delta: Value, finish: Value, usage: Option<&Value>| {
+                let mut c = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk",
+                    "created": 1, "model": "gpt-fake",
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+                if let Some(usage) = usage {
+                    c["usage"] = usage.clone();
+                }
+                (None, c.to_string())
+            };
+            Reply::Sse {
+                status: 200,
+                events: vec![
+                    chunk(
+                        json!({"role": "assistant", "content": text}),
+                        Value::Null,
+                        None,
+                    ),
+                    chunk(json!({}), json!("stop"), Some(&usage)),
+                    (None, "[DONE]".to_string()),
+                ],
+            }
+        }
+        Chat::Say(text) => Reply::Json {
+            status: 200,
+            body: json!({"id": "chatcmpl-fake", "object": "chat.completion", "created": 1,
+                "model": "gpt-fake", "usage": usage,
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": text}}]}),
+        },
+    }
+}
+
+/// The environment pointing Aider at `api` from an isolated home under `home`: the model,
+/// a dummy key and the base URL through Aider's and litellm's own variables.
+pub fn chat_env(home: &std::path::Path, api: &FakeApi) -> Vec<(String, String)> {
+    let mut env = crate::cli::isolated(home);
+    env.extend(
+        [
+            ("OPENAI_API_BASE", format!("{}/v1", api.base_url)),
+            ("OPENAI_API_KEY", KEY.to_string()),
+            ("AIDER_MODEL", "openai/gpt-fake".to_string()),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
+    env
+}

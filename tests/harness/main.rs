@@ -11,6 +11,7 @@ mod fake_gemini;
 mod fake_openai;
 mod install;
 mod server;
+mod test_aider;
 mod test_claude;
 mod test_codex;
 mod test_gemini;

@@ -41,11 +41,6 @@ pub enum Reply {
         status: u16,
         events: Vec<(Option<String>, String)>,
     },
-    Raw {
-        status: u16,
-        content_type: String,
-        body: String,
-    },
     /// Read the request and never answer (until the server is dropped).
     Stall,
 }
@@ -123,11 +118,6 @@ fn respond(incoming: tiny_http::Request, reply: Reply, stalled: &Mutex<Vec<tiny_
             }
             (status, "text/event-stream".to_string(), text)
         }
-        Reply::Raw {
-            status,
-            content_type,
-            body,
-        } => (status, content_type, body),
         Reply::Stall => {
             stalled.lock().unwrap().push(incoming);
             return;
