@@ -137,7 +137,7 @@ impl Harness {
                 "check the {cli} version against docs/runners.md and the runner's argv in millrace.yaml"
             ),
             FailureKind::RateLimited => {
-                "wait for the provider's quota to reset, or switch runners.default_runner".to_string()
+                "wait for the provider's quota to reset, or add another harness to runners.fallback_runners".to_string()
             }
             _ => return None,
         })
