@@ -10,3 +10,4 @@ mod test_docs;
 mod test_engine;
 mod test_inspect;
 mod test_planning;
+mod test_trust;
