@@ -244,11 +244,21 @@ impl Engine {
         for entry in read.filter_map(|e| e.ok()) {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with("runner_process.") && name.ends_with(".yaml") {
-                if let Ok(true) = runners::kill_orphaned_group(&entry.path()) {
-                    self.events.emit(
+                let record = self.ws.rel(&entry.path());
+                match runners::kill_orphaned_group(&entry.path()) {
+                    Ok(runners::Takeover::Killed(processes)) => self.events.emit(
                         "orphaned_harness_killed",
-                        json!({"run_id": run_id, "record": self.ws.rel(&entry.path())}),
-                    )?;
+                        json!({"run_id": run_id, "record": record, "processes": processes}),
+                    )?,
+                    Ok(runners::Takeover::NothingLeft) => {}
+                    Ok(runners::Takeover::Refused(reason)) => {
+                        tracing::warn!(%record, %reason, "process record refused; nothing signalled");
+                        self.events.emit(
+                            "process_record_refused",
+                            json!({"run_id": run_id, "record": record, "reason": reason}),
+                        )?
+                    }
+                    Err(err) => tracing::warn!(%record, %err, "cannot read the process record"),
                 }
                 let _ = std::fs::remove_file(entry.path());
             }

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 pub use artifacts::{stage_result_path, RunFiles};
 pub use normalize::{normalize, NormalizeError};
-pub use process::{kill_orphaned_group, CancelToken};
+pub use process::{kill_orphaned_group, CancelToken, Takeover};
 pub use request::{RequestKind, StageRequest};
 pub use result::{ExitKind, FailureClass, RawResult, StageResult, TokenUsage};
 

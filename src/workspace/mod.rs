@@ -119,7 +119,8 @@ runs/*/runner_stdout.*.txt\n\
 runs/*/runner_stderr.*.txt\n\
 runs/*/runner_events.*.jsonl\n\
 runs/*/runner_prompt.*.md\n\
-runs/*/runner_invocation.*.yaml\n";
+runs/*/runner_invocation.*.yaml\n\
+runs/*/runner_process.*.yaml\n";
 
 /// What bootstrap created, for `init` to report.
 #[derive(Debug, Default, Clone)]

@@ -87,3 +87,121 @@ fn mailbox_commands_apply_in_parsed_issue_time_order() {
     assert_eq!(snapshot(&ws)["paused"], false);
     assert_eq!(ws.ls(incoming), Vec::<String>::new());
 }
+
+/// A `sleep 1000` in its own process group, as an unrelated process of the same user.
+fn bystander() -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new("sleep")
+        .arg("1000")
+        .process_group(0)
+        .spawn()
+        .expect("spawn a bystander")
+}
+
+/// Field 22 of `/proc/<pid>/stat`, as a forger would read it.
+fn start_time(pid: u32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat[stat.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .to_string()
+}
+
+fn kill_group(pid_file: &std::path::Path) {
+    if let Some(pid) = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+    {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .status();
+    }
+}
+
+#[test]
+fn a_forged_process_record_does_not_make_a_restarted_daemon_kill_a_bystander() {
+    let ws = TestWs::new();
+    let mut victim = bystander();
+    let pid = victim.id();
+    // The harness waits for its real record, then replaces it with one naming the bystander
+    // (its true start time, the group it leads, even the harness's own token).
+    let forge = format!(
+        "builder run echo $$ > \"$FAKE_HARNESS_STATE/harness.pid\"; \
+         until ls \"$RUN_DIR\"/runner_process.*.yaml >/dev/null 2>&1; do sleep 0.05; done; \
+         f=$(ls \"$RUN_DIR\"/runner_process.*.yaml); \
+         t=${{MILLRACE_HARNESS_TOKEN:+token: $MILLRACE_HARNESS_TOKEN}}; \
+         printf 'pid: {pid}\\nprocess_group: {pid}\\nstart_time_ticks: {}\\nargv0: sleep\\nstarted_at: 2026-01-01T00:00:00Z\\n%s\\n' \"$t\" > \"$f.new\"; \
+         mv \"$f.new\" \"$f\"; touch \"$FAKE_HARNESS_STATE/forged\"; sleep 1000\n\
+         builder emit ### BUILDER_COMPLETE\n",
+        start_time(pid)
+    );
+    ws.use_fake_harness(&forge);
+    drop_task(&ws, "t1");
+    let daemon = ws.spawn_daemon(&[]);
+    let state = ws.path().join("fake-state");
+    wait_for("the harness to forge its record", LIMIT, || {
+        state.join("forged").exists()
+    });
+    daemon.kill9();
+    let restarted = ws.spawn_daemon(&[]);
+    wait_for("the record to be refused", LIMIT, || {
+        count_events(&ws, "process_record_refused") == 1
+    });
+    assert_eq!(count_events(&ws, "orphaned_harness_killed"), 0);
+    assert!(
+        victim.try_wait().unwrap().is_none(),
+        "the bystander was killed"
+    );
+    ws.ok(&["stop"]);
+    restarted.wait_exit(LIMIT);
+    kill_group(&state.join("harness.pid"));
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let ignore = ws.read("millrace-agents/.gitignore");
+    assert!(ignore.contains("runs/*/runner_process.*.yaml"), "{ignore}");
+}
+
+#[test]
+fn children_of_a_dead_and_reaped_harness_leader_are_killed_at_takeover() {
+    // Orphans are re-parented to this test process, so it can reap the dead leader itself, as
+    // init would.
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
+    let ws = TestWs::new();
+    ws.use_fake_harness("builder grandchild\nbuilder emit ### BUILDER_COMPLETE\n");
+    drop_task(&ws, "t1");
+    let daemon = ws.spawn_daemon(&[]);
+    let state = ws.path().join("fake-state");
+    let mut grandchild = 0;
+    wait_for("the harness to start its grandchild", LIMIT, || {
+        grandchild = std::fs::read_to_string(state.join("grandchild.pid"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        grandchild > 0
+    });
+    let leader: i32 = std::fs::read_to_string(state.join("harness.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    daemon.kill9();
+    let leader = rustix::process::Pid::from_raw(leader).unwrap();
+    rustix::process::kill_process(leader, rustix::process::Signal::KILL).unwrap();
+    rustix::process::waitpid(Some(leader), rustix::process::WaitOptions::empty()).unwrap();
+    assert!(
+        crate::common::alive(grandchild),
+        "the child should outlive its leader"
+    );
+
+    let restarted = ws.spawn_daemon(&[]);
+    wait_for("the leader's children to be killed", LIMIT, || {
+        !crate::common::alive(grandchild)
+    });
+    wait_for("t1 to finish", LIMIT, || {
+        ws.folder_of("t1") == ["tasks/done"]
+    });
+    assert_eq!(count_events(&ws, "orphaned_harness_killed"), 1);
+    ws.ok(&["stop"]);
+    restarted.wait_exit(LIMIT);
+}
