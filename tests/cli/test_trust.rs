@@ -18,12 +18,11 @@ fn snapshot(ws: &TestWs) -> serde_json::Value {
     ws.json(&["status"])["snapshot"].clone()
 }
 
-/// Drop a task straight into `tasks/queue/` (no CLI call that could bootstrap files).
+/// Drop a task straight into `tasks/queue/` (no CLI call that could bootstrap files), renamed
+/// in whole: the tests run with no settle window.
 fn drop_task(ws: &TestWs, id: &str) {
-    ws.write(
-        &format!("millrace-agents/tasks/queue/{id}.md"),
-        &task_doc(id, ""),
-    );
+    let staged = ws.write(&format!("staged/{id}.md"), &task_doc(id, ""));
+    std::fs::rename(staged, ws.rt().join(format!("tasks/queue/{id}.md"))).unwrap();
 }
 
 fn harness_calls(ws: &TestWs) -> String {
@@ -204,4 +203,39 @@ fn children_of_a_dead_and_reaped_harness_leader_are_killed_at_takeover() {
     assert_eq!(count_events(&ws, "orphaned_harness_killed"), 1);
     ws.ok(&["stop"]);
     restarted.wait_exit(LIMIT);
+}
+
+#[test]
+fn unknown_runner_names_fail_validate_start_and_reload() {
+    let ws = TestWs::new();
+    let config = "millrace-agents/millrace.yaml";
+    ws.write(config, "runners:\n  default_runner: nonexistent\n");
+    let err = ws.fails(&["config", "validate"], 1);
+    assert!(err.contains("runners.default_runner"), "{err}");
+    let err = ws.fails(&["run", "once"], 1);
+    assert!(err.contains("`nonexistent`"), "{err}");
+
+    ws.use_scripted(None);
+    let daemon = ws.spawn_daemon(&[]);
+    let good = ws.read(config);
+    ws.write(
+        config,
+        &format!("{good}stages:\n  builder:\n    runner: nope\n"),
+    );
+    wait_for("the reload to be refused", LIMIT, || {
+        count_events(&ws, "runtime_config_reload_failed") == 1
+    });
+    let snap = snapshot(&ws);
+    assert!(
+        snap["last_reload_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("stages.builder.runner")),
+        "{snap}"
+    );
+    drop_task(&ws, "t1");
+    wait_for("t1 to finish on the running config", LIMIT, || {
+        ws.folder_of("t1") == ["tasks/done"]
+    });
+    ws.ok(&["stop"]);
+    daemon.wait_exit(LIMIT);
 }
