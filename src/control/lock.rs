@@ -78,10 +78,14 @@ fn hostname() -> String {
 /// Inspect without taking the lock (the probe releases at once).
 pub fn inspect(ws: &Workspace) -> Result<LockState, IoError> {
     let path = ws.lock_path();
-    let file = match File::open(&path) {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(atomic::NO_FOLLOW)
+        .open(&path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LockState::Absent),
-        Err(e) => return Err(IoError::path("open", &path, e)),
+        Err(e) => return Err(IoError::opening("open", &path, e)),
     };
     match file.try_lock() {
         Ok(()) => Ok(LockState::Free(read_info(&path))),
@@ -117,14 +121,16 @@ impl DaemonLock {
 /// Take the workspace lock, or fail at once naming the owner.
 pub fn acquire(ws: &Workspace, mode: &str) -> Result<DaemonLock, LockError> {
     let path = ws.lock_path();
+    atomic::refuse_links(&path, true)?;
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o644)
+        .custom_flags(atomic::NO_FOLLOW)
         .open(&path)
-        .map_err(|e| IoError::path("open", &path, e))?;
+        .map_err(|e| IoError::opening("open", &path, e))?;
     // A read-only command probing the lock holds it for microseconds; retry briefly so a
     // daemon starting at that instant does not fail for nothing.
     let mut attempt = 0;

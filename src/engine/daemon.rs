@@ -156,6 +156,15 @@ pub fn run(
             .emit("watcher_fallback_to_polling", json!({"reason": reason}))?;
         progress(Progress::Warning(reason.clone()));
     }
+    for link in engine.ws.links_in_layout() {
+        let path = engine.ws.rel(&link);
+        engine
+            .events
+            .emit("runtime_symlink_refused", json!({"path": path}))?;
+        progress(Progress::Warning(format!(
+            "{path} is a symbolic link where millrace keeps its own file or folder; nothing is              written through it until it is replaced by a real one"
+        )));
+    }
     for (program, key) in crate::runners::missing_executables(&engine.config) {
         let warning = format!(
             "harness `{program}` ({key}) is not installed or not on PATH: stages will fail until it is"

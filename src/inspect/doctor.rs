@@ -97,6 +97,15 @@ impl Checks<'_> {
                 );
             }
         }
+        for link in self.ws.links_in_layout() {
+            self.add(
+                Level::Error,
+                "symlink_in_runtime",
+                Some(&link),
+                "a symbolic link where millrace keeps its own file or folder: millrace refuses                  to write through it (it could lead outside the workspace)",
+                "replace the link with a real file or folder (`rm` the link, then `millrace init`)",
+            );
+        }
         let rt = self.ws.rt();
         for path in [
             rt.join("outline.md"),

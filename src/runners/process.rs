@@ -271,25 +271,36 @@ fn ending_note(ending: &Ending, argv0: &str) -> Option<String> {
 }
 
 pub(crate) fn append_line(path: &Path, line: &str) {
-    let written = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o644)
-        .open(path)
+    let written = refuse_links(path)
+        .and_then(|()| {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o644)
+                .custom_flags(atomic::NO_FOLLOW)
+                .open(path)
+        })
         .and_then(|mut f| writeln!(f, "{line}"));
     if let Err(err) = written {
         tracing::warn!(path = %path.display(), %err, "cannot append runner note");
     }
 }
 
-/// A capture file for the harness's output: truncated, mode 0644 whatever the umask.
+/// A capture file for the harness's output: truncated, mode 0644 whatever the umask, never
+/// through a link the agent planted in the run folder.
 fn create_capture(path: &Path) -> io::Result<File> {
+    refuse_links(path)?;
     OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o644)
+        .custom_flags(atomic::NO_FOLLOW)
         .open(path)
+}
+
+fn refuse_links(path: &Path) -> io::Result<()> {
+    atomic::refuse_links(path, true).map_err(|e| io::Error::other(e.to_string()))
 }
 
 fn supervise(spec: &ProcessSpec, cancel: &CancelToken) -> Ending {

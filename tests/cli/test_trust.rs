@@ -239,3 +239,82 @@ fn unknown_runner_names_fail_validate_start_and_reload() {
     ws.ok(&["stop"]);
     daemon.wait_exit(LIMIT);
 }
+
+/// `doctor --json`'s findings (it exits 6 when it finds an error).
+fn doctor_findings(ws: &TestWs) -> Vec<serde_json::Value> {
+    let out = ws.run(&["--json", "doctor"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("doctor JSON");
+    report["findings"].as_array().cloned().unwrap_or_default()
+}
+
+/// An outside folder with one file whose content must survive.
+fn outside_file(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(name);
+    std::fs::write(&file, "outside\n").unwrap();
+    (dir, file)
+}
+
+#[test]
+fn links_planted_where_millrace_keeps_its_files_are_refused_not_followed() {
+    use std::os::unix::fs::symlink;
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+
+    let (_lock_dir, target) = outside_file("victim.txt");
+    let lock = ws.rt().join("state/runtime_daemon.lock.yaml");
+    let _ = std::fs::remove_file(&lock);
+    symlink(&target, &lock).unwrap();
+    let err = ws.fails(&["run", "once"], 1);
+    assert!(err.contains("symbolic link"), "{err}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "outside\n");
+    let findings = doctor_findings(&ws);
+    assert!(
+        findings.iter().any(|f| f["code"] == "symlink_in_runtime"
+            && f["path"] == "millrace-agents/state/runtime_daemon.lock.yaml"),
+        "{findings:?}"
+    );
+    std::fs::remove_file(&lock).unwrap();
+
+    let (_log_dir, target) = outside_file("log.txt");
+    let log = ws.rt().join("logs/runtime_events.jsonl");
+    let _ = std::fs::remove_file(&log);
+    symlink(&target, &log).unwrap();
+    ws.fails(&["run", "once"], 1);
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "outside\n");
+    std::fs::remove_file(&log).unwrap();
+
+    // A queue folder that leads outside: nothing is moved out of (or into) it.
+    let outside_queue = tempfile::tempdir().unwrap();
+    std::fs::write(outside_queue.path().join("t1.md"), task_doc("t1", "")).unwrap();
+    let queue = ws.rt().join("tasks/queue");
+    std::fs::remove_dir(&queue).unwrap();
+    symlink(outside_queue.path(), &queue).unwrap();
+    let err = ws.fails(&["run", "once"], 1);
+    assert!(err.contains("symbolic link"), "{err}");
+    assert!(outside_queue.path().join("t1.md").exists());
+    assert!(ws.ls("millrace-agents/tasks/active").is_empty());
+}
+
+#[test]
+fn a_stage_results_link_planted_mid_run_gets_no_write() {
+    let ws = TestWs::new();
+    let outside = tempfile::tempdir().unwrap();
+    ws.use_fake_harness(&format!(
+        "builder run mkdir -p \"$RUN_DIR\"; rm -rf \"$RUN_DIR/stage_results\"; ln -s {} \"$RUN_DIR/stage_results\"; echo '### BUILDER_COMPLETE'\n",
+        outside.path().display()
+    ));
+    drop_task(&ws, "t1");
+    ws.run(&["run", "daemon", "--until-idle", "--max-ticks", "40"]);
+    assert_eq!(
+        std::fs::read_dir(outside.path()).unwrap().count(),
+        0,
+        "a stage result was written outside the workspace"
+    );
+    assert_eq!(ws.folder_of("t1").len(), 1, "t1 was lost or duplicated");
+    let findings = doctor_findings(&ws);
+    assert!(
+        findings.iter().any(|f| f["code"] == "symlink_in_runtime"),
+        "{findings:?}"
+    );
+}
