@@ -107,6 +107,32 @@ impl DaemonLock {
             .filter(|p| p.released_at.is_none() && p.owner_pid != self.info.owner_pid)
     }
 
+    /// Whether the file at `path` is still the inode this lock holds. It is not after the
+    /// file (or `state/`) was deleted or replaced, say by `git clean -X` or an agent: a second
+    /// daemon could then lock a new file at the same path.
+    pub fn is_at(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self.file.metadata(), std::fs::symlink_metadata(path)) {
+            (Ok(held), Ok(there)) => held.dev() == there.dev() && held.ino() == there.ino(),
+            _ => false,
+        }
+    }
+
+    /// Lock the file now at the lock path (creating it) with this owner's metadata, after
+    /// [`DaemonLock::is_at`] found the old one gone; fails as [`acquire`] does when another
+    /// live process has locked the new file.
+    pub fn reestablish(&mut self, ws: &Workspace) -> Result<(), LockError> {
+        let fresh = acquire(ws, &self.info.mode)?;
+        self.file = fresh.file;
+        let path = ws.lock_path();
+        atomic::rewrite_in_place(
+            &mut self.file,
+            &path,
+            crate::yaml::to_string(&self.info).as_bytes(),
+        )?;
+        Ok(())
+    }
+
     /// Mark a clean shutdown in the lock file, then let go of the kernel lock.
     pub fn release(mut self, path: &Path) -> Result<(), IoError> {
         self.info.released_at = Some(crate::time::now_string());

@@ -116,7 +116,10 @@ fn contain(
     failures: &mut u32,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Duration> {
-    if err.exit_code() == crate::error::ExitCode::Fatal {
+    if matches!(
+        err.exit_code(),
+        crate::error::ExitCode::Fatal | crate::error::ExitCode::Locked
+    ) {
         return Err(err);
     }
     *failures += 1;
@@ -147,7 +150,7 @@ pub fn run(
         .clone()
         .unwrap_or_else(|| ws.config_path());
     let config = Config::load(&config_path, options.config_path.is_some())?;
-    let waker = Waker::new(ws, &config, daemon.force_poll);
+    let mut waker = Waker::new(ws, &config, daemon.force_poll);
     watch::forward_signals(waker.sender());
     let mut engine = Engine::start(ws, options, waker.mode())?;
     if let Some(reason) = &waker.fallback_reason {
@@ -204,6 +207,18 @@ pub fn run(
         if daemon.max_ticks.is_some_and(|max| ticks >= max) {
             break DaemonExit::MaxTicks;
         }
+        match engine.keep_ownership() {
+            Ok(true) => waker.rewatch(ws),
+            Ok(false) => {}
+            Err(err) => {
+                let pause = contain(&mut engine, err, &mut failures, progress)?;
+                if let Some(reason) = wait_for_signal(&waker, pause) {
+                    engine.process_stop(&reason)?;
+                    break DaemonExit::Stopped(reason);
+                }
+                continue;
+            }
+        }
         ticks += 1;
         engine.queue.set_change_hint(waker.take_touched());
         let outcome = match engine.prepare(&|p| waker.is_complete(p)) {
@@ -246,11 +261,25 @@ pub fn run(
                         crate::error::Error::msg(format!("cannot start stage worker: {e}"))
                     })?;
                 let mut stop_after: Option<String> = None;
+                let mut lost: Option<crate::error::Error> = None;
                 let raw = loop {
                     if let Ok(raw) = rx.try_recv() {
                         break raw;
                     }
-                    match waker.wait(scheduled_check) {
+                    let wake = waker.wait(scheduled_check);
+                    if lost.is_none() {
+                        match engine.keep_ownership() {
+                            Ok(true) => waker.rewatch(ws),
+                            Ok(false) => {}
+                            // Another daemon owns the workspace now: end this stage's harness.
+                            Err(err) if err.exit_code() == crate::error::ExitCode::Locked => {
+                                cancel.cancel();
+                                lost = Some(err);
+                            }
+                            Err(err) => tracing::warn!(%err, "cannot check the workspace lock"),
+                        }
+                    }
+                    match wake {
                         Some(Wake::Signal(name)) => {
                             if stop_after.is_some()
                                 || engine.config.runtime.stop_mode == StopMode::Interrupt
@@ -268,6 +297,9 @@ pub fn run(
                         _ => {}
                     }
                 };
+                if let Some(err) = lost {
+                    return Err(err);
+                }
                 if cancel.is_cancelled() {
                     engine.events.emit(
                         "stage_interrupted",
@@ -279,7 +311,13 @@ pub fn run(
                     engine.process_stop(&reason)?;
                     break DaemonExit::Stopped(reason);
                 }
-                if let Err(err) = engine.finish_stage(&prepared, raw) {
+                let finished = engine.keep_ownership().and_then(|recreated| {
+                    if recreated {
+                        waker.rewatch(ws);
+                    }
+                    engine.finish_stage(&prepared, raw)
+                });
+                if let Err(err) = finished {
                     let pause = contain(&mut engine, err, &mut failures, progress)?;
                     if let Some(reason) = wait_for_signal(&waker, pause) {
                         engine.process_stop(&reason)?;

@@ -318,3 +318,50 @@ fn a_stage_results_link_planted_mid_run_gets_no_write() {
         "{findings:?}"
     );
 }
+
+#[test]
+fn a_deleted_state_folder_is_recreated_and_the_lock_taken_again() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    let daemon = ws.spawn_daemon(&[]);
+    std::fs::remove_dir_all(ws.rt().join("state")).unwrap();
+    // `logs/` survives: the event log says what happened.
+    drop_task(&ws, "t1");
+    wait_for("t1 to finish after state/ is recreated", LIMIT, || {
+        ws.folder_of("t1") == ["tasks/done"]
+    });
+    assert_eq!(count_events(&ws, "runtime_lock_reestablished"), 1);
+    assert!(ws.exists("millrace-agents/state/runtime_snapshot.yaml"));
+    let err = ws.fails(&["run", "daemon"], 4);
+    assert!(err.contains(&format!("pid {}", daemon.pid())), "{err}");
+    ws.ok(&["stop"]);
+    assert!(daemon.wait_exit(LIMIT).status.success());
+}
+
+#[test]
+fn a_daemon_whose_lock_file_was_taken_by_another_stops_without_writing() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    let first = ws.spawn_daemon(&[]);
+    std::fs::remove_file(ws.rt().join("state/runtime_daemon.lock.yaml")).unwrap();
+    let second = ws.spawn_daemon(&[]);
+    drop_task(&ws, "t1");
+    let out = first.wait_exit(LIMIT);
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("pid {}", second.pid())),
+        "{stderr}"
+    );
+    wait_for("the new owner to finish t1", LIMIT, || {
+        ws.folder_of("t1") == ["tasks/done"]
+    });
+    let builders = ws
+        .events()
+        .iter()
+        .filter(|e| e["event_type"] == "stage_started" && e["data"]["stage"] == "builder")
+        .count();
+    assert_eq!(builders, 1, "the stage ran twice");
+    ws.ok(&["stop"]);
+    second.wait_exit(LIMIT);
+}
