@@ -25,6 +25,10 @@ pub struct LockInfo {
     /// Set by an owner that shut down cleanly; absent when it died holding the lock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub released_at: Option<String>,
+    /// The I/O fault (a full disk, say) the owner is waiting out. Kept here because this
+    /// file is rewritten in place: it needs no new space when every other write fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
 }
 
 /// What a look at the lock file finds.
@@ -133,6 +137,19 @@ impl DaemonLock {
         Ok(())
     }
 
+    /// Record (or clear, with `None`) the fault the owner is waiting out, for `status`.
+    pub fn set_fault(&mut self, path: &Path, fault: Option<String>) -> Result<(), IoError> {
+        if self.info.fault == fault {
+            return Ok(());
+        }
+        self.info.fault = fault;
+        atomic::rewrite_in_place(
+            &mut self.file,
+            path,
+            crate::yaml::to_string(&self.info).as_bytes(),
+        )
+    }
+
     /// Mark a clean shutdown in the lock file, then let go of the kernel lock.
     pub fn release(mut self, path: &Path) -> Result<(), IoError> {
         self.info.released_at = Some(crate::time::now_string());
@@ -199,6 +216,7 @@ pub fn acquire(ws: &Workspace, mode: &str) -> Result<DaemonLock, LockError> {
         version: env!("CARGO_PKG_VERSION").to_string(),
         mode: mode.to_string(),
         released_at: None,
+        fault: None,
     };
     atomic::rewrite_in_place(&mut file, &path, crate::yaml::to_string(&info).as_bytes())?;
     Ok(DaemonLock {

@@ -337,7 +337,8 @@ pub fn archive(
         dest = dir.join(format!("{name}.{n}"));
         n += 1;
     }
-    atomic::move_file(path, &dest)?;
+    // The reason first, so a failed file never sits in `failed/` without it.
+    let mut reason_path = None;
     if let Some(error) = error {
         #[derive(Serialize)]
         struct Reason<'a> {
@@ -345,21 +346,24 @@ pub fn archive(
             error: &'a str,
             archived_at: String,
         }
+        let file = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let path = dir.join(format!("{file}.error.yaml"));
         let reason = Reason {
-            file: dest
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            file,
             error,
             archived_at: crate::time::now_string(),
         };
-        let reason_path = dir.join(format!(
-            "{}.error.yaml",
-            dest.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        ));
-        atomic::write_atomic(&reason_path, crate::yaml::to_string(&reason).as_bytes())?;
+        atomic::write_atomic(&path, crate::yaml::to_string(&reason).as_bytes())?;
+        reason_path = Some(path);
+    }
+    if let Err(err) = atomic::move_file(path, &dest) {
+        if let Some(reason_path) = reason_path {
+            let _ = std::fs::remove_file(reason_path);
+        }
+        return Err(err);
     }
     Ok(dest)
 }

@@ -123,6 +123,12 @@ fn contain(
         return Err(err);
     }
     *failures += 1;
+    if err.is_environmental() {
+        let path = engine.ws.lock_path();
+        if let Err(e) = engine.lock.set_fault(&path, Some(err.to_string())) {
+            tracing::warn!(%e, "cannot record the fault in the lock file");
+        }
+    }
     let pause = Duration::from_millis(100 * 2u64.saturating_pow((*failures).min(9)))
         .min(Duration::from_secs(60));
     let message = err.to_string();
@@ -136,6 +142,21 @@ fn contain(
         json!({"error": message, "consecutive": *failures}),
     );
     Ok(pause)
+}
+
+/// A step succeeded after failures: the fault has cleared.
+fn recovered(engine: &mut Engine, failures: &mut u32) {
+    let failed = std::mem::take(failures);
+    if failed > 0 {
+        let path = engine.ws.lock_path();
+        if let Err(e) = engine.lock.set_fault(&path, None) {
+            tracing::warn!(%e, "cannot clear the fault in the lock file");
+        }
+        let _ = engine.events.emit(
+            "runtime_fault_cleared",
+            json!({"consecutive_failures": failed}),
+        );
+    }
 }
 
 /// Run the daemon until stopped.
@@ -223,7 +244,7 @@ pub fn run(
         engine.queue.set_change_hint(waker.take_touched());
         let outcome = match engine.prepare(&|p| waker.is_complete(p)) {
             Ok(outcome) => {
-                failures = 0;
+                recovered(&mut engine, &mut failures);
                 outcome
             }
             Err(err) => {
@@ -325,6 +346,7 @@ pub fn run(
                     }
                     continue;
                 }
+                recovered(&mut engine, &mut failures);
                 progress(Progress::StageFinished {
                     stage: req.stage,
                     result: engine.snapshot().last_terminal_result,

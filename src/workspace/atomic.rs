@@ -90,7 +90,16 @@ impl IoError {
             Errno::NFILE,
             Errno::MFILE,
         ];
-        source
+        // Errors from a temp file carry the path in a wrapper without the OS code, but keep
+        // the kind.
+        let kind = matches!(
+            source.kind(),
+            io::ErrorKind::StorageFull
+                | io::ErrorKind::QuotaExceeded
+                | io::ErrorKind::ReadOnlyFilesystem
+                | io::ErrorKind::OutOfMemory
+        );
+        kind || source
             .raw_os_error()
             .is_some_and(|code| environmental.contains(&Errno::from_raw_os_error(code)))
     }

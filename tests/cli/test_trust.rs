@@ -365,3 +365,69 @@ fn a_daemon_whose_lock_file_was_taken_by_another_stops_without_writing() {
     ws.ok(&["stop"]);
     second.wait_exit(LIMIT);
 }
+
+/// A small tmpfs mounted over a test workspace's folder, unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    /// `None` (with a message) where this machine cannot mount one (not root, no tmpfs).
+    fn mount(at: &std::path::Path) -> Option<SmallDisk> {
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+            .arg(at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount a tmpfs here (needs root) to fill a disk");
+        }
+        mounted.then(|| SmallDisk(at.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_keeps_the_item_active_says_so_in_status_and_resumes_when_space_returns() {
+    let ws = TestWs::bare();
+    let Some(_disk) = SmallDisk::mount(ws.path()) else {
+        return;
+    };
+    ws.ok(&["init"]);
+    let filler = ws.path().join("filler");
+    ws.use_fake_harness(&format!(
+        "builder run dd if=/dev/zero of={} bs=64k 2>/dev/null; echo '### BUILDER_COMPLETE'\n\
+         builder emit ### BUILDER_COMPLETE\n",
+        filler.display()
+    ));
+    let daemon = ws.spawn_daemon(&[]);
+    drop_task(&ws, "t1");
+    wait_for("status to report the fault", LIMIT, || {
+        ws.json(&["status"])["daemon"]["fault"]
+            .as_str()
+            .is_some_and(|f| f.contains("No space left"))
+    });
+    let text = ws.ok(&["status"]);
+    assert!(text.contains("waiting out an I/O fault"), "{text}");
+    assert_eq!(ws.folder_of("t1"), ["tasks/active"]);
+
+    std::fs::remove_file(&filler).unwrap();
+    wait_for("t1 to finish once space is back", LIMIT, || {
+        ws.folder_of("t1") == ["tasks/done"]
+    });
+    assert!(ws.json(&["status"])["daemon"]["fault"].is_null());
+    assert!(count_events(&ws, "runtime_fault_cleared") >= 1);
+    assert_eq!(count_events(&ws, "work_item_blocked"), 0);
+    assert!(!ws
+        .read("millrace-agents/state/recovery_counters.yaml")
+        .contains("runtime_repair"));
+    ws.ok(&["stop"]);
+    daemon.wait_exit(LIMIT);
+}
