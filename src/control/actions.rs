@@ -197,7 +197,7 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
         }
         Action::Resume => {
             let applied = t.snapshot.paused;
-            t.snapshot.paused = false;
+            t.snapshot.unpause();
             t.snapshot.save(&t.ws.snapshot_path())?;
             Ok(outcome(action, applied, "runtime resumed"))
         }
@@ -210,7 +210,7 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
             let applied =
                 t.snapshot.process_running || t.snapshot.paused || t.snapshot.stop_requested;
             t.snapshot.process_running = false;
-            t.snapshot.paused = false;
+            t.snapshot.unpause();
             t.snapshot.stop_requested = false;
             t.snapshot.save(&t.ws.snapshot_path())?;
             let detail = if applied {

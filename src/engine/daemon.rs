@@ -11,6 +11,7 @@ use crate::config::{Config, StopMode};
 use crate::control::mailbox::{self, Command, Pending};
 use crate::error::Result;
 use crate::model::{Stage, TerminalResult};
+use crate::runners::harness::FailureKind;
 use crate::runners::CancelToken;
 use crate::watch::{self, Wake, Waker};
 use crate::workspace::Workspace;
@@ -31,6 +32,12 @@ pub enum Progress {
         stage: Stage,
         result: Option<TerminalResult>,
         next: Option<Stage>,
+        /// `class: harness's words` for a failed stage.
+        failure: Option<String>,
+        /// Edits or commands the harness refused.
+        refused: Vec<String>,
+        /// Why the runtime paused itself after this stage.
+        paused: Option<String>,
     },
     Idle,
     Warning(String),
@@ -186,16 +193,26 @@ pub fn run(
             .events
             .emit("runtime_symlink_refused", json!({"path": path}))?;
         progress(Progress::Warning(format!(
-            "{path} is a symbolic link where millrace keeps its own file or folder; nothing is              written through it until it is replaced by a real one"
+            "{path} is a symbolic link where millrace keeps its own file or folder; \
+             nothing is written through it until it is replaced by a real one"
         )));
     }
-    for (program, key) in crate::runners::missing_executables(&engine.config) {
+    for problem in crate::runners::preflight::check(&engine.config) {
         let warning = format!(
-            "harness `{program}` ({key}) is not installed or not on PATH: stages will fail until it is"
+            "runner {}: {} — {}; the first stage that needs it will pause the runtime",
+            problem.runner, problem.message, problem.fix
         );
+        let event = if problem.failure_class == FailureKind::NotInstalled {
+            "runner_executable_missing"
+        } else {
+            "runner_preflight_failed"
+        };
         engine.events.emit(
-            "runner_executable_missing",
-            json!({"program": program, "config_key": key}),
+            event,
+            json!({"runner": problem.runner, "program": problem.program,
+                   "config_key": problem.config_key,
+                   "failure_class": problem.failure_class.as_str(),
+                   "message": problem.message, "fix": problem.fix}),
         )?;
         progress(Progress::Warning(warning));
     }
@@ -338,19 +355,29 @@ pub fn run(
                     }
                     engine.finish_stage(&prepared, raw)
                 });
-                if let Err(err) = finished {
-                    let pause = contain(&mut engine, err, &mut failures, progress)?;
-                    if let Some(reason) = wait_for_signal(&waker, pause) {
-                        engine.process_stop(&reason)?;
-                        break DaemonExit::Stopped(reason);
+                let finished = match finished {
+                    Ok(finished) => finished,
+                    Err(err) => {
+                        let pause = contain(&mut engine, err, &mut failures, progress)?;
+                        if let Some(reason) = wait_for_signal(&waker, pause) {
+                            engine.process_stop(&reason)?;
+                            break DaemonExit::Stopped(reason);
+                        }
+                        continue;
                     }
-                    continue;
-                }
+                };
                 recovered(&mut engine, &mut failures);
+                let snapshot = engine.snapshot();
                 progress(Progress::StageFinished {
                     stage: req.stage,
-                    result: engine.snapshot().last_terminal_result,
-                    next: engine.snapshot().active_stage,
+                    result: snapshot.last_terminal_result,
+                    next: snapshot.active_stage.filter(|_| !snapshot.paused),
+                    failure: finished
+                        .as_ref()
+                        .and_then(|r| r.diagnosis.as_ref())
+                        .map(|d| format!("{}: {}", d.kind, d.message)),
+                    refused: finished.map(|r| r.refused).unwrap_or_default(),
+                    paused: snapshot.pause_reason.clone(),
                 });
                 if let Some(reason) = stop_after {
                     engine.process_stop(&reason)?;
@@ -374,6 +401,9 @@ pub fn run(
                 } else {
                     scheduled_check
                 };
+                let timeout = engine
+                    .resume_due_in()
+                    .map_or(timeout, |due| timeout.min(due));
                 match waker.wait(timeout) {
                     Some(Wake::Signal(name)) => {
                         let reason = format!("{name} received");
