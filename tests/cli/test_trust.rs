@@ -431,3 +431,20 @@ fn a_full_disk_keeps_the_item_active_says_so_in_status_and_resumes_when_space_re
     ws.ok(&["stop"]);
     daemon.wait_exit(LIMIT);
 }
+
+#[test]
+fn init_states_the_permission_level_in_force() {
+    let ws = TestWs::bare();
+    let out = ws.ok(&["init"]);
+    assert!(
+        out.contains("codex_cli runs at permission level basic"),
+        "{out}"
+    );
+    ws.write(
+        "millrace-agents/millrace.yaml",
+        "runners:\n  codex:\n    permission_default: maximum\n",
+    );
+    let report = ws.json(&["init"]);
+    assert_eq!(report["default_runner"], "codex_cli");
+    assert_eq!(report["permission"], "maximum");
+}
