@@ -309,8 +309,14 @@ pub fn run(
                         match engine.keep_ownership() {
                             Ok(true) => waker.rewatch(ws),
                             Ok(false) => {}
-                            // Another daemon owns the workspace now: end this stage's harness.
-                            Err(err) if err.exit_code() == crate::error::ExitCode::Locked => {
+                            // Another daemon owns the workspace now, or it is gone: end this
+                            // stage's harness.
+                            Err(err)
+                                if matches!(
+                                    err.exit_code(),
+                                    crate::error::ExitCode::Locked | crate::error::ExitCode::Fatal
+                                ) =>
+                            {
                                 cancel.cancel();
                                 lost = Some(err);
                             }

@@ -289,6 +289,19 @@ impl Engine {
         if self.lock.is_at(&lock_path) {
             return Ok(false);
         }
+        if !self.ws.rt().is_dir() {
+            // Moved or deleted as a whole: recreating it at the old path would scatter the
+            // work between two places.
+            return Err(Error::with(
+                format!(
+                    "the workspace folder {} is gone (moved or deleted); this daemon stops \
+                     without writing anything more",
+                    self.ws.rt().display()
+                ),
+                Some("start millrace again where the workspace is now".into()),
+                ExitCode::Fatal,
+            ));
+        }
         let state_recreated = !self.ws.state_dir().is_dir();
         crate::workspace::atomic::create_dir_all(&self.ws.state_dir())?;
         match self.lock.reestablish(&self.ws) {

@@ -448,3 +448,28 @@ fn init_states_the_permission_level_in_force() {
     assert_eq!(report["default_runner"], "codex_cli");
     assert_eq!(report["permission"], "maximum");
 }
+
+#[test]
+fn a_workspace_moved_away_mid_stage_is_not_recreated_at_the_old_path() {
+    let ws = TestWs::new();
+    ws.use_fake_harness(
+        "builder run touch \"$FAKE_HARNESS_STATE/started\"; sleep 1; echo '### BUILDER_COMPLETE'\n",
+    );
+    drop_task(&ws, "t1");
+    let daemon = ws.spawn_daemon(&[]);
+    let started = ws.path().join("fake-state/started");
+    wait_for("the builder to start", LIMIT, || started.exists());
+    let moved = ws.path().with_extension("moved");
+    std::fs::rename(ws.path(), &moved).unwrap();
+    let out = daemon.wait_exit(LIMIT);
+    let recreated = ws.path().exists();
+    std::fs::rename(&moved, ws.path()).unwrap();
+    assert_eq!(out.status.code(), Some(70));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is gone"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!recreated, "the daemon recreated the old workspace path");
+    assert_eq!(ws.folder_of("t1"), ["tasks/active"]);
+}
