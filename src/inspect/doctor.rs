@@ -98,6 +98,24 @@ impl Checks<'_> {
                 );
             }
         }
+        let config = self.ws.config_path();
+        if let Ok(meta) = std::fs::metadata(&config) {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode();
+            if mode & 0o022 != 0 {
+                self.add(
+                    Level::Warning,
+                    "config_writable_by_others",
+                    Some(&config),
+                    format!(
+                        "the config decides which command runs and with which permission \
+                         level, and other users may write it (mode {:o})",
+                        mode & 0o777
+                    ),
+                    format!("chmod go-w {}", config.display()),
+                );
+            }
+        }
         for link in self.ws.links_in_layout() {
             self.add(
                 Level::Error,

@@ -473,3 +473,21 @@ fn a_workspace_moved_away_mid_stage_is_not_recreated_at_the_old_path() {
     assert!(!recreated, "the daemon recreated the old workspace path");
     assert_eq!(ws.folder_of("t1"), ["tasks/active"]);
 }
+
+#[test]
+fn doctor_warns_about_a_config_others_may_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = TestWs::new();
+    let config = ws.rt().join("millrace.yaml");
+    assert!(!doctor_findings(&ws)
+        .iter()
+        .any(|f| f["code"] == "config_writable_by_others"));
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let findings = doctor_findings(&ws);
+    let finding = findings
+        .iter()
+        .find(|f| f["code"] == "config_writable_by_others")
+        .unwrap_or_else(|| panic!("{findings:?}"));
+    assert_eq!(finding["level"], "warning");
+    assert!(finding["fix"].as_str().unwrap().contains("chmod go-w"));
+}
