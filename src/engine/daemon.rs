@@ -177,6 +177,9 @@ pub fn run(
         .config_path
         .clone()
         .unwrap_or_else(|| ws.config_path());
+    // Stamped before the config is read, so a change made while the daemon starts up is
+    // still noticed (and reloaded) afterwards.
+    let mut config_seen = config_stamp(&config_path);
     let config = Config::load(&config_path, options.config_path.is_some())?;
     let mut waker = Waker::new(ws, &config, daemon.force_poll);
     watch::forward_signals(waker.sender());
@@ -222,7 +225,6 @@ pub fn run(
     });
     let mut ticks = 0u64;
     let mut failures = 0u32;
-    let mut config_seen = config_stamp(&config_path);
     let exit = loop {
         let scheduled_check = Duration::from_secs_f64(engine.config.runtime.idle_sleep_seconds);
         let debounce = Duration::from_millis(engine.config.watchers.debounce_ms);

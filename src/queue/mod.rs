@@ -395,7 +395,7 @@ impl QueueStore {
                         WorkItemKind::Incident => "incident_id",
                     };
                     let msg = format!(
-                        "filename stem does not match {field}: expected {}, found {}",
+                        "filename stem does not match {field}: expected {:?}, found {:?}",
                         doc.id, entry.stem
                     );
                     self.quarantine(&entry.path, &msg, None)?;

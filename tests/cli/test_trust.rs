@@ -491,3 +491,45 @@ fn doctor_warns_about_a_config_others_may_write() {
     assert_eq!(finding["level"], "warning");
     assert!(finding["fix"].as_str().unwrap().contains("chmod go-w"));
 }
+
+#[test]
+fn dependencies_that_can_never_be_met_are_reported_or_quarantined() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    let queue = "millrace-agents/tasks/queue";
+    for (id, dep) in [
+        ("t-self", "t-self"),
+        ("t-path", "../../etc/passwd"),
+        ("t-a", "t-b"),
+        ("t-b", "t-a"),
+    ] {
+        let doc = task_doc(id, "").replace(
+            "Target-Paths:",
+            &format!("Depends-On:\n- {dep}\n\nTarget-Paths:"),
+        );
+        ws.write(&format!("{queue}/{id}.md"), &doc);
+    }
+    ws.write(&format!("{queue}/t-nl\n.md"), &task_doc("t-nl", ""));
+
+    let findings = doctor_findings(&ws);
+    let cycles: Vec<_> = findings
+        .iter()
+        .filter(|f| f["code"] == "dependency_cycle")
+        .map(|f| f["path"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        cycles,
+        [format!("{queue}/t-a.md"), format!("{queue}/t-b.md")],
+        "{findings:?}"
+    );
+
+    ws.run_until_idle();
+    let quarantine = ws.ls("millrace-agents/quarantine");
+    for name in ["t-self.md", "t-path.md"] {
+        assert!(quarantine.contains(&name.to_string()), "{quarantine:?}");
+        let reason = ws.read(&format!("millrace-agents/quarantine/{name}.error.yaml"));
+        assert!(reason.contains("can never be met"), "{reason}");
+    }
+    let reason = ws.read("millrace-agents/quarantine/t-nl\n.md.error.yaml");
+    assert!(reason.contains(r#"found \"t-nl\\n\""#), "{reason}");
+}
