@@ -380,9 +380,8 @@ impl QueueStore {
     fn candidates(&self, kind: WorkItemKind) -> Result<Vec<Arc<ItemInfo>>, QueueError> {
         let mut out = Vec::new();
         let (names, links) = scan::md_listing(&self.ws.folder(kind, Folder::Queue));
-        for link in links {
-            let msg = "symlinks are not followed in queue folders; move or copy the file in";
-            self.quarantine(&link, msg, None)?;
+        for (path, msg) in links {
+            self.quarantine(&path, msg, None)?;
         }
         for entry in self.entries_of(kind, Folder::Queue, names) {
             match &entry.parsed {

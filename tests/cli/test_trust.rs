@@ -533,3 +533,32 @@ fn dependencies_that_can_never_be_met_are_reported_or_quarantined() {
     let reason = ws.read("millrace-agents/quarantine/t-nl\n.md.error.yaml");
     assert!(reason.contains(r#"found \"t-nl\\n\""#), "{reason}");
 }
+
+#[test]
+fn files_whose_names_are_not_utf8_are_quarantined_with_the_reason() {
+    use std::os::unix::ffi::OsStrExt;
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    let name = std::ffi::OsStr::from_bytes(b"t-\xff.md");
+    std::fs::write(ws.rt().join("tasks/queue").join(name), task_doc("t-x", "")).unwrap();
+    std::fs::write(
+        ws.rt().join("ideas/inbox").join(name),
+        "# An idea\n\nDo it.\n",
+    )
+    .unwrap();
+    ws.run_until_idle();
+    assert!(ws.ls("millrace-agents/tasks/queue").is_empty());
+    assert!(ws.ls("millrace-agents/ideas/inbox").is_empty());
+    let reasons: Vec<String> = ws
+        .ls("millrace-agents/quarantine")
+        .into_iter()
+        .filter(|n| n.ends_with(".error.yaml"))
+        .map(|n| ws.read(&format!("millrace-agents/quarantine/{n}")))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons.iter().all(|r| r.contains("not valid UTF-8")),
+        "{reasons:?}"
+    );
+    assert_eq!(ws.json(&["status"])["snapshot"]["queue_depth_execution"], 0);
+}
