@@ -562,3 +562,15 @@ fn files_whose_names_are_not_utf8_are_quarantined_with_the_reason() {
     );
     assert_eq!(ws.json(&["status"])["snapshot"]["queue_depth_execution"], 0);
 }
+
+#[test]
+fn the_scripted_runner_keeps_only_counts_that_change_an_answer() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    for id in ["t1", "t2", "t3"] {
+        drop_task(&ws, id);
+    }
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("t3"), ["tasks/done"]);
+    assert!(!ws.exists("millrace-agents/state/scripted_runner.yaml"));
+}
