@@ -225,6 +225,7 @@ pub fn run(
     });
     let mut ticks = 0u64;
     let mut failures = 0u32;
+    let mut announced_pause: Option<String> = None;
     let exit = loop {
         let scheduled_check = Duration::from_secs_f64(engine.config.runtime.idle_sleep_seconds);
         let debounce = Duration::from_millis(engine.config.watchers.debounce_ms);
@@ -376,6 +377,7 @@ pub fn run(
                 };
                 recovered(&mut engine, &mut failures);
                 let snapshot = engine.snapshot();
+                announced_pause = snapshot.pause_reason.clone();
                 progress(Progress::StageFinished {
                     stage: req.stage,
                     result: snapshot.last_terminal_result,
@@ -393,6 +395,13 @@ pub fn run(
                 }
             }
             TickOutcome::Idle | TickOutcome::Paused => {
+                let reason = engine.snapshot().pause_reason.clone();
+                if matches!(outcome, TickOutcome::Paused) && reason != announced_pause {
+                    if let Some(reason) = &reason {
+                        progress(Progress::Warning(format!("paused: {reason}")));
+                    }
+                }
+                announced_pause = reason;
                 if daemon.exit_when_idle {
                     // Paused, nothing will run until a `resume`: waiting would never end.
                     break match outcome {
