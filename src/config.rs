@@ -486,6 +486,38 @@ impl Config {
                 ));
             }
         }
+        let known = crate::runners::RUNNER_NAMES;
+        let unknown_runner = |key: &str, name: &str| {
+            invalid(
+                key,
+                &format!(
+                    "must name a runner, one of {} (found `{name}`)",
+                    known.join(", ")
+                ),
+            )
+        };
+        let default_runner = self.runners.default_runner.trim();
+        if !default_runner.is_empty() && !known.contains(&default_runner) {
+            return Err(unknown_runner("runners.default_runner", default_runner));
+        }
+        for runner in &self.runners.fallback_runners {
+            if !known.contains(&runner.trim()) {
+                return Err(unknown_runner("runners.fallback_runners", runner));
+            }
+        }
+        for (stage, cfg) in &self.stages {
+            if let Some(runner) = cfg.runner.as_deref().map(str::trim) {
+                if !runner.is_empty() && !known.contains(&runner) {
+                    return Err(unknown_runner(&format!("stages.{stage}.runner"), runner));
+                }
+            }
+            for runner in cfg.fallback_runners.iter().flatten() {
+                if !known.contains(&runner.trim()) {
+                    let key = format!("stages.{stage}.fallback_runners");
+                    return Err(unknown_runner(&key, runner));
+                }
+            }
+        }
         if let Some(preset) = &self.runners.command.preset {
             if !["claude", "gemini", "aider"].contains(&preset.as_str()) {
                 return Err(invalid(
@@ -613,6 +645,36 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("painter"), "{err}");
+    }
+
+    #[test]
+    fn unknown_runner_names_are_rejected_with_key_path() {
+        let err = Config::parse(
+            Path::new("millrace.yaml"),
+            "runners:\n  default_runner: nonexistent\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("runners.default_runner"), "{err}");
+        assert!(err.contains("`nonexistent`"), "{err}");
+        let err = Config::parse(
+            Path::new("millrace.yaml"),
+            "stages:\n  builder:\n    runner: nope\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("stages.builder.runner"), "{err}");
+        let err = Config::parse(
+            Path::new("millrace.yaml"),
+            "runners:\n  fallback_runners: [claude, typo]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("runners.fallback_runners"), "{err}");
+        for name in crate::runners::RUNNER_NAMES {
+            let text = format!("runners:\n  default_runner: {name}\n");
+            assert!(Config::parse(Path::new("millrace.yaml"), &text).is_ok());
+        }
     }
 
     #[test]

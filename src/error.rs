@@ -84,6 +84,17 @@ impl Error {
         }
     }
 
+    /// Whether the machine is at fault (a full disk, a failing device), not the work: see
+    /// [`IoError::is_environmental`].
+    pub fn is_environmental(&self) -> bool {
+        match self {
+            Error::Io(e) | Error::State(StateError::Io(e)) | Error::Queue(QueueError::Io(e)) => {
+                e.is_environmental()
+            }
+            _ => false,
+        }
+    }
+
     /// The next step to print after the error, when there is one.
     pub fn hint(&self) -> Option<&str> {
         match self {

@@ -25,6 +25,10 @@ pub struct LockInfo {
     /// Set by an owner that shut down cleanly; absent when it died holding the lock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub released_at: Option<String>,
+    /// The I/O fault (a full disk, say) the owner is waiting out. Kept here because this
+    /// file is rewritten in place: it needs no new space when every other write fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
 }
 
 /// What a look at the lock file finds.
@@ -78,10 +82,14 @@ fn hostname() -> String {
 /// Inspect without taking the lock (the probe releases at once).
 pub fn inspect(ws: &Workspace) -> Result<LockState, IoError> {
     let path = ws.lock_path();
-    let file = match File::open(&path) {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(atomic::NO_FOLLOW)
+        .open(&path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LockState::Absent),
-        Err(e) => return Err(IoError::path("open", &path, e)),
+        Err(e) => return Err(IoError::opening("open", &path, e)),
     };
     match file.try_lock() {
         Ok(()) => Ok(LockState::Free(read_info(&path))),
@@ -103,6 +111,45 @@ impl DaemonLock {
             .filter(|p| p.released_at.is_none() && p.owner_pid != self.info.owner_pid)
     }
 
+    /// Whether the file at `path` is still the inode this lock holds. It is not after the
+    /// file (or `state/`) was deleted or replaced, say by `git clean -X` or an agent: a second
+    /// daemon could then lock a new file at the same path.
+    pub fn is_at(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self.file.metadata(), std::fs::symlink_metadata(path)) {
+            (Ok(held), Ok(there)) => held.dev() == there.dev() && held.ino() == there.ino(),
+            _ => false,
+        }
+    }
+
+    /// Lock the file now at the lock path (creating it) with this owner's metadata, after
+    /// [`DaemonLock::is_at`] found the old one gone; fails as [`acquire`] does when another
+    /// live process has locked the new file.
+    pub fn reestablish(&mut self, ws: &Workspace) -> Result<(), LockError> {
+        let fresh = acquire(ws, &self.info.mode)?;
+        self.file = fresh.file;
+        let path = ws.lock_path();
+        atomic::rewrite_in_place(
+            &mut self.file,
+            &path,
+            crate::yaml::to_string(&self.info).as_bytes(),
+        )?;
+        Ok(())
+    }
+
+    /// Record (or clear, with `None`) the fault the owner is waiting out, for `status`.
+    pub fn set_fault(&mut self, path: &Path, fault: Option<String>) -> Result<(), IoError> {
+        if self.info.fault == fault {
+            return Ok(());
+        }
+        self.info.fault = fault;
+        atomic::rewrite_in_place(
+            &mut self.file,
+            path,
+            crate::yaml::to_string(&self.info).as_bytes(),
+        )
+    }
+
     /// Mark a clean shutdown in the lock file, then let go of the kernel lock.
     pub fn release(mut self, path: &Path) -> Result<(), IoError> {
         self.info.released_at = Some(crate::time::now_string());
@@ -117,14 +164,16 @@ impl DaemonLock {
 /// Take the workspace lock, or fail at once naming the owner.
 pub fn acquire(ws: &Workspace, mode: &str) -> Result<DaemonLock, LockError> {
     let path = ws.lock_path();
+    atomic::refuse_links(&path, true)?;
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o644)
+        .custom_flags(atomic::NO_FOLLOW)
         .open(&path)
-        .map_err(|e| IoError::path("open", &path, e))?;
+        .map_err(|e| IoError::opening("open", &path, e))?;
     // A read-only command probing the lock holds it for microseconds; retry briefly so a
     // daemon starting at that instant does not fail for nothing.
     let mut attempt = 0;
@@ -167,6 +216,7 @@ pub fn acquire(ws: &Workspace, mode: &str) -> Result<DaemonLock, LockError> {
         version: env!("CARGO_PKG_VERSION").to_string(),
         mode: mode.to_string(),
         released_at: None,
+        fault: None,
     };
     atomic::rewrite_in_place(&mut file, &path, crate::yaml::to_string(&info).as_bytes())?;
     Ok(DaemonLock {

@@ -126,7 +126,9 @@ pub enum Pending {
     Ready {
         path: PathBuf,
         envelope: Box<Envelope>,
-        order: (String, String),
+        /// The parsed `issued_at`, then the file name: text comparison would put `…00Z`
+        /// after `…00.5Z`.
+        order: (jiff::Timestamp, String),
     },
     Broken {
         path: PathBuf,
@@ -234,8 +236,8 @@ pub fn pending(ws: &Workspace, settle: Duration) -> Vec<Pending> {
             })
             .and_then(|env| validate(env, &name, &meta));
         match parsed {
-            Ok(envelope) => {
-                let order = (envelope.issued_at.clone().unwrap_or_default(), name.clone());
+            Ok((envelope, issued_at)) => {
+                let order = (issued_at, name.clone());
                 ready.push(Pending::Ready {
                     path,
                     envelope: Box::new(envelope),
@@ -254,8 +256,12 @@ pub fn pending(ws: &Workspace, settle: Duration) -> Vec<Pending> {
     broken
 }
 
-/// Fill defaults (decision 16) and check the fixed fields.
-fn validate(mut env: Envelope, name: &str, meta: &std::fs::Metadata) -> Result<Envelope, String> {
+/// Fill defaults (decision 16) and check the fixed fields; also returns the parsed issue time.
+fn validate(
+    mut env: Envelope,
+    name: &str,
+    meta: &std::fs::Metadata,
+) -> Result<(Envelope, jiff::Timestamp), String> {
     if env.schema_version != "1.0" {
         return Err(format!("{name}: schema_version must be \"1.0\""));
     }
@@ -266,26 +272,21 @@ fn validate(mut env: Envelope, name: &str, meta: &std::fs::Metadata) -> Result<E
         let stem = name.rsplit_once('.').map(|(s, _)| s).unwrap_or(name);
         env.command_id = Some(stem.to_string());
     }
-    match &env.issued_at {
-        Some(at) => {
-            let normalized = at
-                .parse::<jiff::Timestamp>()
-                .or_else(|_| {
-                    at.parse::<jiff::civil::DateTime>()
-                        .and_then(|dt| jiff::tz::TimeZone::UTC.to_timestamp(dt))
-                })
-                .map_err(|e| format!("{name}: issued_at is not a valid timestamp: {e}"))?;
-            env.issued_at = Some(crate::time::format(normalized));
-        }
-        None => {
-            let mtime = meta
-                .modified()
-                .ok()
-                .and_then(|m| jiff::Timestamp::try_from(m).ok())
-                .unwrap_or_else(crate::time::now);
-            env.issued_at = Some(crate::time::format(mtime));
-        }
-    }
+    let issued_at = match &env.issued_at {
+        Some(at) => at
+            .parse::<jiff::Timestamp>()
+            .or_else(|_| {
+                at.parse::<jiff::civil::DateTime>()
+                    .and_then(|dt| jiff::tz::TimeZone::UTC.to_timestamp(dt))
+            })
+            .map_err(|e| format!("{name}: issued_at is not a valid timestamp: {e}"))?,
+        None => meta
+            .modified()
+            .ok()
+            .and_then(|m| jiff::Timestamp::try_from(m).ok())
+            .unwrap_or_else(crate::time::now),
+    };
+    env.issued_at = Some(crate::time::format(issued_at));
     if env.issuer.is_none() {
         env.issuer = Some("unknown".into());
     }
@@ -294,7 +295,7 @@ fn validate(mut env: Envelope, name: &str, meta: &std::fs::Metadata) -> Result<E
             return Err(format!("{name}: payload must be a mapping"));
         }
     }
-    Ok(env)
+    Ok((env, issued_at))
 }
 
 /// Record what a processed command did, beside its archive (`<name>.result.yaml`).
@@ -336,7 +337,8 @@ pub fn archive(
         dest = dir.join(format!("{name}.{n}"));
         n += 1;
     }
-    atomic::move_file(path, &dest)?;
+    // The reason first, so a failed file never sits in `failed/` without it.
+    let mut reason_path = None;
     if let Some(error) = error {
         #[derive(Serialize)]
         struct Reason<'a> {
@@ -344,21 +346,24 @@ pub fn archive(
             error: &'a str,
             archived_at: String,
         }
+        let file = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let path = dir.join(format!("{file}.error.yaml"));
         let reason = Reason {
-            file: dest
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            file,
             error,
             archived_at: crate::time::now_string(),
         };
-        let reason_path = dir.join(format!(
-            "{}.error.yaml",
-            dest.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        ));
-        atomic::write_atomic(&reason_path, crate::yaml::to_string(&reason).as_bytes())?;
+        atomic::write_atomic(&path, crate::yaml::to_string(&reason).as_bytes())?;
+        reason_path = Some(path);
+    }
+    if let Err(err) = atomic::move_file(path, &dest) {
+        if let Some(reason_path) = reason_path {
+            let _ = std::fs::remove_file(reason_path);
+        }
+        return Err(err);
     }
     Ok(dest)
 }

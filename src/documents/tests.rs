@@ -1011,11 +1011,18 @@ fn task_strategy() -> impl Strategy<Value = Document> {
             line_text(),
             prop::option::of(time()),
         ),
-        (items(0), items(0), items(0), items(1)),
+        // Depends-On names other tasks' ids (anything else is refused).
+        (
+            prop::collection::vec(identifier(), 0..4),
+            items(0),
+            items(0),
+            items(1),
+        ),
         (items(1), items(1), items(1), items(1)),
     )
         .prop_map(
             |(head, ids, (status_hint, created_at, created_by, updated_at), lists_a, lists_b)| {
+                let depends_on = lists_a.0.into_iter().filter(|d| *d != head.0).collect();
                 Document::Task(TaskDoc {
                     task_id: head.0,
                     title: head.1,
@@ -1029,7 +1036,7 @@ fn task_strategy() -> impl Strategy<Value = Document> {
                     created_at,
                     created_by,
                     updated_at,
-                    depends_on: lists_a.0,
+                    depends_on,
                     blocks: lists_a.1,
                     tags: lists_a.2,
                     target_paths: lists_a.3,

@@ -345,9 +345,39 @@ impl Reader {
         }
     }
 
+    /// `Depends-On` names task ids: an entry that cannot be one (a path, say) or the task
+    /// itself can never be met, so the task would wait forever.
+    fn dependencies(&mut self, own_id: &str) -> Vec<String> {
+        let line = self.entries.get("depends_on").and_then(|entry| entry.line);
+        let ids = self.list("depends_on", false);
+        for id in &ids {
+            if !is_identifier(id) || id_length_problem(id).is_some() {
+                self.fail(
+                    "depends_on",
+                    line,
+                    format!(
+                        "names `{id}`, which is not a task id ({ID_PATTERN}) and can never be met"
+                    ),
+                );
+                break;
+            }
+            if id == own_id {
+                self.fail(
+                    "depends_on",
+                    line,
+                    "names the task itself, which can never be met",
+                );
+                break;
+            }
+        }
+        ids
+    }
+
     fn task(&mut self) -> TaskDoc {
+        let task_id = self.required_identifier("task_id");
+        let depends_on = self.dependencies(&task_id);
         TaskDoc {
-            task_id: self.required_identifier("task_id"),
+            task_id,
             title: self.required_text("title"),
             summary: self.text_or_default("summary"),
             root_idea_id: self.identifier("root_idea_id", false),
@@ -367,7 +397,7 @@ impl Reader {
             created_at: self.required_datetime("created_at"),
             created_by: self.required_text("created_by"),
             updated_at: self.datetime("updated_at", false),
-            depends_on: self.list("depends_on", false),
+            depends_on,
             blocks: self.list("blocks", false),
             tags: self.list("tags", false),
             target_paths: self.list("target_paths", true),

@@ -71,7 +71,7 @@ impl Engine {
                 Err(e) => Some((e.to_string(), e.line)),
                 Ok(doc) if doc.id != entry.stem => Some((
                     format!(
-                        "filename stem does not match task_id: expected {}, found {}",
+                        "filename stem does not match task_id: expected {:?}, found {:?}",
                         doc.id, entry.stem
                     ),
                     None,

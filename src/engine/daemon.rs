@@ -123,10 +123,19 @@ fn contain(
     failures: &mut u32,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Duration> {
-    if err.exit_code() == crate::error::ExitCode::Fatal {
+    if matches!(
+        err.exit_code(),
+        crate::error::ExitCode::Fatal | crate::error::ExitCode::Locked
+    ) {
         return Err(err);
     }
     *failures += 1;
+    if err.is_environmental() {
+        let path = engine.ws.lock_path();
+        if let Err(e) = engine.lock.set_fault(&path, Some(err.to_string())) {
+            tracing::warn!(%e, "cannot record the fault in the lock file");
+        }
+    }
     let pause = Duration::from_millis(100 * 2u64.saturating_pow((*failures).min(9)))
         .min(Duration::from_secs(60));
     let message = err.to_string();
@@ -142,6 +151,21 @@ fn contain(
     Ok(pause)
 }
 
+/// A step succeeded after failures: the fault has cleared.
+fn recovered(engine: &mut Engine, failures: &mut u32) {
+    let failed = std::mem::take(failures);
+    if failed > 0 {
+        let path = engine.ws.lock_path();
+        if let Err(e) = engine.lock.set_fault(&path, None) {
+            tracing::warn!(%e, "cannot clear the fault in the lock file");
+        }
+        let _ = engine.events.emit(
+            "runtime_fault_cleared",
+            json!({"consecutive_failures": failed}),
+        );
+    }
+}
+
 /// Run the daemon until stopped.
 pub fn run(
     ws: &Workspace,
@@ -153,8 +177,11 @@ pub fn run(
         .config_path
         .clone()
         .unwrap_or_else(|| ws.config_path());
+    // Stamped before the config is read, so a change made while the daemon starts up is
+    // still noticed (and reloaded) afterwards.
+    let mut config_seen = config_stamp(&config_path);
     let config = Config::load(&config_path, options.config_path.is_some())?;
-    let waker = Waker::new(ws, &config, daemon.force_poll);
+    let mut waker = Waker::new(ws, &config, daemon.force_poll);
     watch::forward_signals(waker.sender());
     let mut engine = Engine::start(ws, options, waker.mode())?;
     if let Some(reason) = &waker.fallback_reason {
@@ -162,6 +189,16 @@ pub fn run(
             .events
             .emit("watcher_fallback_to_polling", json!({"reason": reason}))?;
         progress(Progress::Warning(reason.clone()));
+    }
+    for link in engine.ws.links_in_layout() {
+        let path = engine.ws.rel(&link);
+        engine
+            .events
+            .emit("runtime_symlink_refused", json!({"path": path}))?;
+        progress(Progress::Warning(format!(
+            "{path} is a symbolic link where millrace keeps its own file or folder; \
+             nothing is written through it until it is replaced by a real one"
+        )));
     }
     for problem in crate::runners::preflight::check(&engine.config) {
         let warning = format!(
@@ -189,7 +226,6 @@ pub fn run(
     let mut ticks = 0u64;
     let mut failures = 0u32;
     let mut announced_pause: Option<String> = None;
-    let mut config_seen = config_stamp(&config_path);
     let exit = loop {
         let scheduled_check = Duration::from_secs_f64(engine.config.runtime.idle_sleep_seconds);
         let debounce = Duration::from_millis(engine.config.watchers.debounce_ms);
@@ -212,11 +248,23 @@ pub fn run(
         if daemon.max_ticks.is_some_and(|max| ticks >= max) {
             break DaemonExit::MaxTicks;
         }
+        match engine.keep_ownership() {
+            Ok(true) => waker.rewatch(ws),
+            Ok(false) => {}
+            Err(err) => {
+                let pause = contain(&mut engine, err, &mut failures, progress)?;
+                if let Some(reason) = wait_for_signal(&waker, pause) {
+                    engine.process_stop(&reason)?;
+                    break DaemonExit::Stopped(reason);
+                }
+                continue;
+            }
+        }
         ticks += 1;
         engine.queue.set_change_hint(waker.take_touched());
         let outcome = match engine.prepare(&|p| waker.is_complete(p)) {
             Ok(outcome) => {
-                failures = 0;
+                recovered(&mut engine, &mut failures);
                 outcome
             }
             Err(err) => {
@@ -254,11 +302,31 @@ pub fn run(
                         crate::error::Error::msg(format!("cannot start stage worker: {e}"))
                     })?;
                 let mut stop_after: Option<String> = None;
+                let mut lost: Option<crate::error::Error> = None;
                 let raw = loop {
                     if let Ok(raw) = rx.try_recv() {
                         break raw;
                     }
-                    match waker.wait(scheduled_check) {
+                    let wake = waker.wait(scheduled_check);
+                    if lost.is_none() {
+                        match engine.keep_ownership() {
+                            Ok(true) => waker.rewatch(ws),
+                            Ok(false) => {}
+                            // Another daemon owns the workspace now, or it is gone: end this
+                            // stage's harness.
+                            Err(err)
+                                if matches!(
+                                    err.exit_code(),
+                                    crate::error::ExitCode::Locked | crate::error::ExitCode::Fatal
+                                ) =>
+                            {
+                                cancel.cancel();
+                                lost = Some(err);
+                            }
+                            Err(err) => tracing::warn!(%err, "cannot check the workspace lock"),
+                        }
+                    }
+                    match wake {
                         Some(Wake::Signal(name)) => {
                             if stop_after.is_some()
                                 || engine.config.runtime.stop_mode == StopMode::Interrupt
@@ -276,6 +344,9 @@ pub fn run(
                         _ => {}
                     }
                 };
+                if let Some(err) = lost {
+                    return Err(err);
+                }
                 if cancel.is_cancelled() {
                     engine.events.emit(
                         "stage_interrupted",
@@ -287,7 +358,13 @@ pub fn run(
                     engine.process_stop(&reason)?;
                     break DaemonExit::Stopped(reason);
                 }
-                let finished = match engine.finish_stage(&prepared, raw) {
+                let finished = engine.keep_ownership().and_then(|recreated| {
+                    if recreated {
+                        waker.rewatch(ws);
+                    }
+                    engine.finish_stage(&prepared, raw)
+                });
+                let finished = match finished {
                     Ok(finished) => finished,
                     Err(err) => {
                         let pause = contain(&mut engine, err, &mut failures, progress)?;
@@ -298,6 +375,7 @@ pub fn run(
                         continue;
                     }
                 };
+                recovered(&mut engine, &mut failures);
                 let snapshot = engine.snapshot();
                 announced_pause = snapshot.pause_reason.clone();
                 progress(Progress::StageFinished {

@@ -69,6 +69,10 @@ impl Intake {
                 )?;
                 continue;
             }
+            if meta.is_file() && path.file_name().and_then(|n| n.to_str()).is_none() {
+                queue.quarantine(&path, "the file name is not valid UTF-8; rename it", None)?;
+                continue;
+            }
             if !meta.is_file() {
                 continue;
             }

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::Engine;
 use crate::compiler;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::control::actions::{self, Action, Mode, Outcome, Target};
 use crate::control::mailbox::{self, Disposition, Pending};
 use crate::error::{Error, Result};
@@ -102,8 +102,18 @@ impl Engine {
                 artifact_path: None,
             })
         };
-        let config = match Config::load(&path, self.options.config_path.is_some()) {
+        // A running daemon's config never falls back to the defaults: a file that is missing
+        // for a moment (deleted, being replaced) would otherwise apply the default runner and
+        // permission level to the next stages.
+        let config = match Config::load(&path, true) {
             Ok(c) => c,
+            Err(ConfigError::Missing { .. }) => {
+                let error = format!(
+                    "{} is missing; the running config stays in force until it is back",
+                    path.display()
+                );
+                return failed(self, error);
+            }
             Err(e) => return failed(self, e.to_string()),
         };
         let registry = match super::build_registry(&self.ws, &config) {

@@ -257,16 +257,85 @@ impl Engine {
         for entry in read.filter_map(|e| e.ok()) {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with("runner_process.") && name.ends_with(".yaml") {
-                if let Ok(true) = runners::kill_orphaned_group(&entry.path()) {
-                    self.events.emit(
+                let record = self.ws.rel(&entry.path());
+                match runners::kill_orphaned_group(&entry.path()) {
+                    Ok(runners::Takeover::Killed(processes)) => self.events.emit(
                         "orphaned_harness_killed",
-                        json!({"run_id": run_id, "record": self.ws.rel(&entry.path())}),
-                    )?;
+                        json!({"run_id": run_id, "record": record, "processes": processes}),
+                    )?,
+                    Ok(runners::Takeover::NothingLeft) => {}
+                    Ok(runners::Takeover::Refused(reason)) => {
+                        tracing::warn!(%record, %reason, "process record refused; nothing signalled");
+                        self.events.emit(
+                            "process_record_refused",
+                            json!({"run_id": run_id, "record": record, "reason": reason}),
+                        )?
+                    }
+                    Err(err) => tracing::warn!(%record, %err, "cannot read the process record"),
                 }
                 let _ = std::fs::remove_file(entry.path());
             }
         }
         Ok(())
+    }
+
+    /// Check that this engine still owns the workspace: the file at the lock path must be the
+    /// one it locked. When the file or `state/` was deleted, the missing folders and files
+    /// are recreated and the lock is taken again; `Ok(true)` says so (file watches on the
+    /// recreated folders must be renewed). When another daemon locked a new file in the
+    /// meantime, the error (exit 4) tells the caller to stop without writing anything more.
+    pub fn keep_ownership(&mut self) -> Result<bool> {
+        let lock_path = self.ws.lock_path();
+        if self.lock.is_at(&lock_path) {
+            return Ok(false);
+        }
+        if !self.ws.rt().is_dir() {
+            // Moved or deleted as a whole: recreating it at the old path would scatter the
+            // work between two places.
+            return Err(Error::with(
+                format!(
+                    "the workspace folder {} is gone (moved or deleted); this daemon stops \
+                     without writing anything more",
+                    self.ws.rt().display()
+                ),
+                Some("start millrace again where the workspace is now".into()),
+                ExitCode::Fatal,
+            ));
+        }
+        let state_recreated = !self.ws.state_dir().is_dir();
+        crate::workspace::atomic::create_dir_all(&self.ws.state_dir())?;
+        match self.lock.reestablish(&self.ws) {
+            Ok(()) => {}
+            Err(LockError::Held { pid, host, since }) => {
+                return Err(Error::with(
+                    format!(
+                        "the lock file was deleted and pid {pid} on {host} has owned the                          workspace since {since}; this daemon stops without writing anything more"
+                    ),
+                    Some("keep the lock file: it is how daemons tell each other apart; check `millrace status`".into()),
+                    ExitCode::Locked,
+                ))
+            }
+            Err(LockError::Io(e)) => return Err(e.into()),
+        }
+        self.ws.bootstrap()?;
+        self.save_snapshot()?;
+        self.counters.save(&self.ws.counters_path())?;
+        for plane in [
+            crate::model::Plane::Execution,
+            crate::model::Plane::Planning,
+        ] {
+            let marker = self.snapshot.marker_mut(plane).clone();
+            crate::state::markers::write(&self.ws.status_path(plane), plane, &marker)?;
+        }
+        tracing::warn!(
+            state_recreated,
+            "the lock file was gone; ownership re-established"
+        );
+        self.events.emit(
+            "runtime_lock_reestablished",
+            json!({"session_id": self.lock.info.owner_session_id, "state_recreated": state_recreated}),
+        )?;
+        Ok(true)
     }
 
     /// The workspace this engine owns.

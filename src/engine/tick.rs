@@ -89,13 +89,22 @@ impl Engine {
         raw: RawResult,
     ) -> Result<Option<StageResult>> {
         stop_on_failed_fsync()?;
-        match self.apply_result(&prepared.request, raw) {
+        let before = (self.snapshot.clone(), self.counters.clone());
+        let applied = match self.apply_result(&prepared.request, raw) {
             Ok(result) => Ok(Some(result)),
             Err(err) if err.exit_code() == crate::error::ExitCode::Fatal => Err(err),
+            Err(err) if err.is_environmental() => Err(err),
             Err(err) => self
                 .post_stage_recovery(&prepared.request, &err.to_string())
                 .map(|()| None),
+        };
+        if applied.as_ref().is_err_and(Error::is_environmental) {
+            // A full disk is not the item's fault: forget the half-applied result, keep the
+            // item active at this stage and let the daemon retry (the stage runs again) once
+            // the fault clears, without spending the item's repair budget.
+            (self.snapshot, self.counters) = before;
         }
+        applied
     }
 
     /// End a self-pause whose reset time has passed (a provider's rate-limit window).

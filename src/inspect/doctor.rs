@@ -98,6 +98,33 @@ impl Checks<'_> {
                 );
             }
         }
+        let config = self.ws.config_path();
+        if let Ok(meta) = std::fs::metadata(&config) {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode();
+            if mode & 0o022 != 0 {
+                self.add(
+                    Level::Warning,
+                    "config_writable_by_others",
+                    Some(&config),
+                    format!(
+                        "the config decides which command runs and with which permission \
+                         level, and other users may write it (mode {:o})",
+                        mode & 0o777
+                    ),
+                    format!("chmod go-w {}", config.display()),
+                );
+            }
+        }
+        for link in self.ws.links_in_layout() {
+            self.add(
+                Level::Error,
+                "symlink_in_runtime",
+                Some(&link),
+                "a symbolic link where millrace keeps its own file or folder: millrace refuses                  to write through it (it could lead outside the workspace)",
+                "replace the link with a real file or folder (`rm` the link, then `millrace init`)",
+            );
+        }
         let rt = self.ws.rt();
         for path in [
             rt.join("outline.md"),
@@ -458,6 +485,68 @@ impl Checks<'_> {
                     }
                 }
             }
+        }
+        self.dependency_cycles();
+    }
+
+    /// Queued tasks that wait on each other in a cycle (or on such a task): none of them can
+    /// ever be claimed. Found by peeling off every task whose queued dependencies can all
+    /// finish (Kahn's algorithm); what remains is stuck.
+    fn dependency_cycles(&mut self) {
+        let queued: BTreeMap<String, (PathBuf, Vec<String>)> = self
+            .store
+            .entries(WorkItemKind::Task, Folder::Queue)
+            .into_iter()
+            .filter_map(|entry| {
+                let doc = entry.parsed.as_ref().ok()?;
+                Some((
+                    entry.stem.clone(),
+                    (entry.path.clone(), doc.depends_on.clone()),
+                ))
+            })
+            .collect();
+        let mut waiting: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut dependents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (id, (_, deps)) in &queued {
+            let deps: Vec<&str> = deps
+                .iter()
+                .map(String::as_str)
+                .filter(|d| queued.contains_key(*d))
+                .collect();
+            waiting.insert(id, deps.len());
+            for dep in deps {
+                dependents.entry(dep).or_default().push(id);
+            }
+        }
+        let mut free: Vec<&str> = waiting
+            .iter()
+            .filter(|(_, n)| **n == 0)
+            .map(|(id, _)| *id)
+            .collect();
+        while let Some(id) = free.pop() {
+            waiting.remove(id);
+            for next in dependents.get(id).cloned().unwrap_or_default() {
+                if let Some(n) = waiting.get_mut(next) {
+                    *n -= 1;
+                    if *n == 0 {
+                        free.push(next);
+                    }
+                }
+            }
+        }
+        let stuck: Vec<String> = waiting.keys().map(|id| id.to_string()).collect();
+        for id in &stuck {
+            let path = queued[id].0.clone();
+            self.add(
+                Level::Error,
+                "dependency_cycle",
+                Some(&path),
+                format!(
+                    "task {id} waits on a cycle of Depends-On among queued tasks ({}), so none of them can ever be claimed",
+                    stuck.join(", ")
+                ),
+                format!("break the cycle: remove an entry from Depends-On in {}", self.rel(&path)),
+            );
         }
     }
 

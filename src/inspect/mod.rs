@@ -22,6 +22,8 @@ pub struct DaemonView {
     pub owner_hostname: Option<String>,
     pub since: Option<String>,
     pub mode: Option<String>,
+    /// The I/O fault a running daemon is waiting out (a full disk, say), if any.
+    pub fault: Option<String>,
 }
 
 impl DaemonView {
@@ -31,9 +33,13 @@ impl DaemonView {
             return "not running".into();
         }
         match (self.owner_pid, &self.owner_hostname, &self.since) {
-            (Some(pid), Some(host), Some(since)) => {
-                format!("running (pid {pid} on {host} since {since})")
-            }
+            (Some(pid), Some(host), Some(since)) => match &self.fault {
+                Some(fault) => format!(
+                    "running (pid {pid} on {host} since {since}); waiting out an I/O fault, \
+                     the active item stays active: {fault}"
+                ),
+                None => format!("running (pid {pid} on {host} since {since})"),
+            },
             _ => "running".into(),
         }
     }
@@ -52,6 +58,10 @@ pub fn daemon(ws: &Workspace) -> DaemonView {
         owner_pid: info.as_ref().map(|i| i.owner_pid),
         owner_hostname: info.as_ref().map(|i| i.owner_hostname.clone()),
         since: info.as_ref().map(|i| i.acquired_at.clone()),
+        fault: info
+            .as_ref()
+            .and_then(|i| i.fault.clone())
+            .filter(|_| running),
         mode: info.map(|i| i.mode),
     }
 }

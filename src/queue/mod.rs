@@ -346,11 +346,6 @@ impl QueueStore {
             dest = qdir.join(format!("{name}.{n}"));
             n += 1;
         }
-        match atomic::move_file(path, &dest) {
-            Ok(()) => {}
-            Err(IoError::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e),
-        }
         let reason = QuarantineReason {
             source: self.ws.rel(path),
             quarantined_as: self.ws.rel(&dest),
@@ -358,8 +353,17 @@ impl QueueStore {
             error: error.to_string(),
             quarantined_at: crate::time::now_string(),
         };
+        // The reason first: a file never sits in quarantine without it, even when the disk
+        // fills up between the two steps.
         let reason_path = qdir.join(format!("{}.error.yaml", scan::file_name(&dest)));
         atomic::write_atomic(&reason_path, crate::yaml::to_string(&reason).as_bytes())?;
+        if let Err(err) = atomic::move_file(path, &dest) {
+            let _ = std::fs::remove_file(&reason_path);
+            return match err {
+                IoError::NotFound { .. } => Ok(()),
+                e => Err(e),
+            };
+        }
         if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
             if let Some(cache) = self.cache.borrow_mut().get_mut(dir) {
                 cache.remove(name.to_string_lossy().as_ref());
@@ -376,9 +380,8 @@ impl QueueStore {
     fn candidates(&self, kind: WorkItemKind) -> Result<Vec<Arc<ItemInfo>>, QueueError> {
         let mut out = Vec::new();
         let (names, links) = scan::md_listing(&self.ws.folder(kind, Folder::Queue));
-        for link in links {
-            let msg = "symlinks are not followed in queue folders; move or copy the file in";
-            self.quarantine(&link, msg, None)?;
+        for (path, msg) in links {
+            self.quarantine(&path, msg, None)?;
         }
         for entry in self.entries_of(kind, Folder::Queue, names) {
             match &entry.parsed {
@@ -391,7 +394,7 @@ impl QueueStore {
                         WorkItemKind::Incident => "incident_id",
                     };
                     let msg = format!(
-                        "filename stem does not match {field}: expected {}, found {}",
+                        "filename stem does not match {field}: expected {:?}, found {:?}",
                         doc.id, entry.stem
                     );
                     self.quarantine(&entry.path, &msg, None)?;

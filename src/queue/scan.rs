@@ -48,9 +48,10 @@ pub fn is_md_file(path: &Path) -> bool {
             .unwrap_or(false)
 }
 
-/// One pass over `dir`: the names of its regular `*.md` files, sorted, and its symbolic
-/// links named `*.md` (never followed, so never read as documents).
-pub fn md_listing(dir: &Path) -> (Vec<String>, Vec<PathBuf>) {
+/// One pass over `dir`: the names of its regular `*.md` files, sorted, and the `*.md`
+/// entries that cannot be taken, each with the reason: symbolic links (never followed, so
+/// never read as documents) and names that are not UTF-8 (no id can match them).
+pub fn md_listing(dir: &Path) -> (Vec<String>, Vec<(PathBuf, &'static str)>) {
     let Ok(read) = std::fs::read_dir(dir) else {
         return (Vec::new(), Vec::new());
     };
@@ -62,9 +63,18 @@ pub fn md_listing(dir: &Path) -> (Vec<String>, Vec<PathBuf>) {
         };
         let name = entry.file_name();
         if kind.is_file() && is_md_name(&name) {
-            names.push(name.to_string_lossy().into_owned());
+            match name.to_str() {
+                Some(name) => names.push(name.to_string()),
+                None => links.push((
+                    entry.path(),
+                    "the file name is not valid UTF-8; rename it to <id>.md",
+                )),
+            }
         } else if kind.is_symlink() && name.to_string_lossy().ends_with(".md") {
-            links.push(entry.path());
+            links.push((
+                entry.path(),
+                "symlinks are not followed in queue folders; move or copy the file in",
+            ));
         }
     }
     names.sort_unstable();

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 pub use artifacts::{stage_result_path, RunFiles};
 pub use normalize::{normalize, NormalizeError};
-pub use process::{kill_orphaned_group, CancelToken};
+pub use process::{kill_orphaned_group, CancelToken, Takeover};
 pub use request::{RequestKind, StageRequest};
 pub use result::{ExitKind, FailureClass, RawResult, StageResult, TokenUsage};
 
@@ -37,6 +37,16 @@ use crate::workspace::atomic;
 pub const CODEX_RUNNER: &str = "codex_cli";
 /// Name of the argv-template runner.
 pub const COMMAND_RUNNER: &str = "command";
+/// Every runner name a daemon registers (the engine adds `scripted`); the config may name
+/// no other, so a typo fails `config validate`, start and reload instead of every stage.
+pub const RUNNER_NAMES: &[&str] = &[
+    CODEX_RUNNER,
+    COMMAND_RUNNER,
+    "claude",
+    "gemini",
+    "aider",
+    "scripted",
+];
 
 /// Something that can carry out a stage request.
 ///

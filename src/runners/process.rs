@@ -211,8 +211,17 @@ pub struct ProcessRun {
     pub ended_at: Timestamp,
 }
 
+/// The environment variable carrying a harness run's token. Every process the harness starts
+/// inherits it, and the kernel keeps each process's initial environment
+/// (`/proc/<pid>/environ`), so a later daemon can tell the harness's processes from any other
+/// process a forged record may name.
+pub const HARNESS_TOKEN_VAR: &str = "MILLRACE_HARNESS_TOKEN";
+
 /// What `runner_process.<rid>.yaml` holds while a harness runs: enough for a later daemon to
-/// recognise the very same process (pid plus kernel start time) and kill its group.
+/// find the processes of that run and kill them.
+///
+/// The record lives in the workspace, so the agent can rewrite it: nothing in it is trusted
+/// until the kernel confirms it (see [`kill_orphaned_group`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessRecord {
@@ -223,6 +232,19 @@ pub struct ProcessRecord {
     pub argv0: String,
     #[serde(with = "stamp")]
     pub started_at: Timestamp,
+    /// The value of [`HARNESS_TOKEN_VAR`] in the harness's environment.
+    pub token: String,
+}
+
+/// What a takeover did with a process record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Takeover {
+    /// The recorded harness's processes were found and killed (this many signalled).
+    Killed(usize),
+    /// No process of that harness run is left.
+    NothingLeft,
+    /// The record names processes that are not that harness run's: nothing was signalled.
+    Refused(String),
 }
 
 enum Event {
@@ -265,25 +287,36 @@ fn ending_note(ending: &Ending, argv0: &str) -> Option<String> {
 }
 
 pub(crate) fn append_line(path: &Path, line: &str) {
-    let written = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o644)
-        .open(path)
+    let written = refuse_links(path)
+        .and_then(|()| {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o644)
+                .custom_flags(atomic::NO_FOLLOW)
+                .open(path)
+        })
         .and_then(|mut f| writeln!(f, "{line}"));
     if let Err(err) = written {
         tracing::warn!(path = %path.display(), %err, "cannot append runner note");
     }
 }
 
-/// A capture file for the harness's output: truncated, mode 0644 whatever the umask.
+/// A capture file for the harness's output: truncated, mode 0644 whatever the umask, never
+/// through a link the agent planted in the run folder.
 fn create_capture(path: &Path) -> io::Result<File> {
+    refuse_links(path)?;
     OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o644)
+        .custom_flags(atomic::NO_FOLLOW)
         .open(path)
+}
+
+fn refuse_links(path: &Path) -> io::Result<()> {
+    atomic::refuse_links(path, true).map_err(|e| io::Error::other(e.to_string()))
 }
 
 fn supervise(spec: &ProcessSpec, cancel: &CancelToken) -> Ending {
@@ -305,12 +338,14 @@ fn supervise(spec: &ProcessSpec, cancel: &CancelToken) -> Ending {
             spec.cwd.display()
         ));
     }
+    let token = crate::time::hex32();
     let mut command = Command::new(argv0);
     command
         .args(&spec.argv[1..])
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .env(HARNESS_TOKEN_VAR, &token)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -321,7 +356,7 @@ fn supervise(spec: &ProcessSpec, cancel: &CancelToken) -> Ending {
         Err(e) => return Ending::SpawnFailed(e.to_string()),
     };
     let pid = child.id();
-    write_record(spec, pid, argv0);
+    write_record(spec, pid, argv0, &token);
 
     let start = Instant::now();
     let clocks = Arc::new(Clocks::default());
@@ -613,7 +648,7 @@ fn signal_group(group: Option<Pid>, signal: Signal) {
     }
 }
 
-fn write_record(spec: &ProcessSpec, pid: u32, argv0: &str) {
+fn write_record(spec: &ProcessSpec, pid: u32, argv0: &str, token: &str) {
     let Some(start_time_ticks) = start_time_ticks(pid) else {
         tracing::warn!(
             pid,
@@ -627,6 +662,7 @@ fn write_record(spec: &ProcessSpec, pid: u32, argv0: &str) {
         start_time_ticks,
         argv0: argv0.to_string(),
         started_at: stamp::now(),
+        token: token.to_string(),
     };
     if let Err(err) = atomic::write_artifact(
         &spec.record_path,
@@ -636,45 +672,121 @@ fn write_record(spec: &ProcessSpec, pid: u32, argv0: &str) {
     }
 }
 
-/// Field 22 (`starttime`) of `/proc/<pid>/stat`, or `None` when there is no such process.
-pub fn start_time_ticks(pid: u32) -> Option<u64> {
+/// The fields of `/proc/<pid>/stat` after the command name (field 3 onwards), or `None` when
+/// there is no such process.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is parenthesised and may contain spaces or `)`.
     let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    Some(after_name.split_whitespace().map(str::to_string).collect())
 }
 
-/// A dead process nobody reaped yet (state `Z`): nothing left to kill.
-fn is_zombie(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let after_name = stat[stat.rfind(')')? + 1..].trim_start().to_string();
-            after_name.chars().next()
-        })
-        == Some('Z')
+/// Field 22 (`starttime`) of `/proc/<pid>/stat`, or `None` when there is no such process.
+pub fn start_time_ticks(pid: u32) -> Option<u64> {
+    stat_fields(pid)?.get(19)?.parse().ok()
 }
 
-/// Kill the process group named by a `runner_process.<rid>.yaml` record left by a daemon that
-/// died mid-stage, but only if the recorded leader still exists with the recorded start time
-/// (so a recycled pid is never hit). Returns whether a group was signalled; the caller removes
-/// the record.
-pub fn kill_orphaned_group(record_path: &Path) -> io::Result<bool> {
-    let text = fs::read_to_string(record_path)?;
-    let record: ProcessRecord = crate::yaml::from_str(record_path, &text)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-    if start_time_ticks(record.pid) != Some(record.start_time_ticks) {
-        return Ok(false);
-    }
-    // An unreaped leader may still have live children in its group: signal the group anyway,
-    // but only report a kill when the leader itself was alive.
-    let leader_alive = !is_zombie(record.pid);
-    let Some(group) = Pid::from_raw(record.process_group as i32) else {
-        return Ok(false);
+/// Field 5 (`pgrp`) of `/proc/<pid>/stat`.
+fn process_group_of(pid: u32) -> Option<u32> {
+    stat_fields(pid)?.get(2)?.parse().ok()
+}
+
+/// Whether the process was started with `marker` (`NAME=value`) in its environment.
+fn carries(pid: u32, marker: &[u8]) -> bool {
+    fs::read(format!("/proc/{pid}/environ"))
+        .map(|env| env.split(|b| *b == 0).any(|entry| entry == marker))
+        .unwrap_or(false)
+}
+
+/// Every live process whose group is `group`.
+fn members_of(group: u32) -> Vec<u32> {
+    let Ok(read) = fs::read_dir("/proc") else {
+        return Vec::new();
     };
-    match rustix::process::kill_process_group(group, Signal::KILL) {
-        Ok(()) => Ok(leader_alive),
-        Err(rustix::io::Errno::SRCH) => Ok(false),
-        Err(errno) => Err(errno.into()),
+    read.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| process_group_of(*pid) == Some(group))
+        .collect()
+}
+
+/// Why a process group may not be signalled whatever a record says: group 0 is the caller's
+/// own group and 1 (as `kill(-1)`) is every process; the runtime's own group and pid are never
+/// a harness's. Harness groups are led by the harness, so the group id is the leader's pid.
+fn forbidden_group(record: &ProcessRecord) -> Option<String> {
+    let group = record.process_group;
+    let own_group = rustix::process::getpgrp().as_raw_nonzero().get() as u32;
+    if group <= 1 {
+        Some(format!("process group {group} is never a harness's"))
+    } else if group == std::process::id() || group == own_group {
+        Some(format!("process group {group} is the runtime's own"))
+    } else if group != record.pid {
+        Some(format!(
+            "process group {group} is not led by the recorded pid {} (a harness leads its group)",
+            record.pid
+        ))
+    } else if record.token.len() < 16 {
+        Some("the record's token is missing or too short".into())
+    } else {
+        None
     }
+}
+
+/// Kill what is left of a harness run recorded in a `runner_process.<rid>.yaml` by a daemon
+/// that died mid-stage. The record is not trusted (the agent can write it): only processes
+/// whose kernel-held environment carries the run's token are the harness's.
+///
+/// - If the leader is alive with the recorded start time and the token, its whole group is
+///   killed (children that cleared their environment included).
+/// - If the leader has died (and been reaped), the group's members that carry the token are
+///   killed one by one.
+/// - Anything else (a group of 0, 1 or our own, a leader that is not the group, no process
+///   with the token) is refused and nothing is signalled. The caller removes the record.
+pub fn kill_orphaned_group(record_path: &Path) -> io::Result<Takeover> {
+    let text = fs::read_to_string(record_path)?;
+    let record: ProcessRecord = match crate::yaml::from_str(record_path, &text) {
+        Ok(record) => record,
+        Err(err) => return Ok(Takeover::Refused(format!("unreadable record: {err}"))),
+    };
+    if let Some(reason) = forbidden_group(&record) {
+        return Ok(Takeover::Refused(reason));
+    }
+    let marker = format!("{HARNESS_TOKEN_VAR}={}", record.token).into_bytes();
+    let group = record.process_group;
+    let leader = record.pid;
+    let leader_is_harness = start_time_ticks(leader) == Some(record.start_time_ticks)
+        && process_group_of(leader) == Some(group)
+        && carries(leader, &marker);
+    if leader_is_harness {
+        let Some(pgid) = Pid::from_raw(group as i32) else {
+            return Ok(Takeover::NothingLeft);
+        };
+        return match rustix::process::kill_process_group(pgid, Signal::KILL) {
+            Ok(()) => Ok(Takeover::Killed(members_of(group).len().max(1))),
+            Err(rustix::io::Errno::SRCH) => Ok(Takeover::NothingLeft),
+            Err(errno) => Err(errno.into()),
+        };
+    }
+    let members = members_of(group);
+    let carriers: Vec<u32> = members
+        .iter()
+        .copied()
+        .filter(|pid| carries(*pid, &marker))
+        .collect();
+    if carriers.is_empty() {
+        return Ok(if members.is_empty() {
+            Takeover::NothingLeft
+        } else {
+            Takeover::Refused(format!(
+                "no process in group {group} carries that harness run's token"
+            ))
+        });
+    }
+    let mut killed = 0;
+    for pid in carriers {
+        if let Some(target) = Pid::from_raw(pid as i32) {
+            if rustix::process::kill_process(target, Signal::KILL).is_ok() {
+                killed += 1;
+            }
+        }
+    }
+    Ok(Takeover::Killed(killed))
 }

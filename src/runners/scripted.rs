@@ -156,23 +156,24 @@ impl ScriptedRunner {
             .clone()
             .or_else(|| req.closure_target_root_spec_id.clone())
             .unwrap_or_default();
-        let n = progress
-            .consumed
-            .entry(format!("{}:{item}", req.stage))
-            .or_default();
+        let key = format!("{}:{item}", req.stage);
+        let n = progress.consumed.get(&key).copied().unwrap_or(0);
         let answers = script
             .items
             .get(&item)
             .and_then(|stages| stages.get(&req.stage))
             .or_else(|| script.stages.get(&req.stage));
-        let answer = match answers {
-            Some(list) if !list.is_empty() => list[(*n).min(list.len() - 1)].clone(),
-            _ => Answer::Result(req.stage.legal_results()[0]),
+        let Some(list) = answers.filter(|list| !list.is_empty()) else {
+            return Ok(Answer::Result(req.stage.legal_results()[0]));
         };
-        *n += 1;
-        atomic::write_artifact(&state_path, crate::yaml::to_string(&progress).as_bytes())
-            .map_err(|e| e.to_string())?;
-        Ok(answer)
+        // Only a count that changes the next answer is kept: once a stage is on its last
+        // answer (or has one), nothing is written, so the file stays small and still.
+        if n + 1 < list.len() {
+            progress.consumed.insert(key, n + 1);
+            atomic::write_artifact(&state_path, crate::yaml::to_string(&progress).as_bytes())
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(list[n.min(list.len() - 1)].clone())
     }
 
     /// What a real manager would write: tasks for the active spec or incident.

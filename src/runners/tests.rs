@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::{CommandOutput, Config, RunnersConfig, StageConfig};
 use crate::model::{Stage, TerminalResult};
-use crate::runners::process::{kill_orphaned_group, start_time_ticks, ProcessRecord};
+use crate::runners::process::{
+    kill_orphaned_group, start_time_ticks, ProcessRecord, Takeover, HARNESS_TOKEN_VAR,
+};
 use crate::runners::request::tests::sample;
 use crate::runners::{
     normalize, validate_stage_runners, CancelToken, ExitKind, FailureClass, RawResult, Registry,
@@ -274,6 +276,11 @@ fn cancel_interrupts_and_kills_the_group() {
         assert_eq!(record.pid, fx.state_pid("harness.pid"));
         assert_eq!(record.process_group, record.pid);
         assert_eq!(Some(record.start_time_ticks), start_time_ticks(record.pid));
+        let environ = fs::read(format!("/proc/{}/environ", record.pid)).unwrap();
+        let marker = format!("{HARNESS_TOKEN_VAR}={}", record.token);
+        assert!(environ
+            .split(|b| *b == 0)
+            .any(|entry| entry == marker.as_bytes()));
         cancel.cancel();
         run.join().unwrap()
     });
@@ -489,34 +496,67 @@ fn configured_stage_runners_are_checked() {
 }
 
 #[test]
-fn orphaned_group_is_killed_only_when_the_start_time_matches() {
+fn orphaned_group_is_killed_only_when_the_kernel_confirms_the_record() {
     use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new("sleep")
-        .arg("1000")
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let record = ProcessRecord {
+    let token = "0123456789abcdef0123456789abcdef";
+    let spawn = |with_token: bool| {
+        let mut command = Command::new("sleep");
+        command.arg("1000").process_group(0);
+        if with_token {
+            command.env(HARNESS_TOKEN_VAR, token);
+        }
+        command.spawn().unwrap()
+    };
+    let record_of = |pid: u32| ProcessRecord {
         pid,
         process_group: pid,
         start_time_ticks: start_time_ticks(pid).unwrap(),
         argv0: "sleep".into(),
         started_at: crate::time::now(),
+        token: token.into(),
     };
     let path = dir.path().join("runner_process.request-x.yaml");
-    let stale = ProcessRecord {
-        start_time_ticks: record.start_time_ticks + 1,
-        ..record.clone()
+    let check = |record: &ProcessRecord| {
+        fs::write(&path, crate::yaml::to_string(record)).unwrap();
+        kill_orphaned_group(&path).unwrap()
     };
-    fs::write(&path, crate::yaml::to_string(&stale)).unwrap();
-    assert!(!kill_orphaned_group(&path).unwrap());
-    assert!(alive(pid));
-    fs::write(&path, crate::yaml::to_string(&record)).unwrap();
-    assert!(kill_orphaned_group(&path).unwrap());
-    let status = child.wait().unwrap();
-    assert!(!status.success());
+
+    let mut bystander = spawn(false);
+    let forged = record_of(bystander.id());
+    assert!(matches!(check(&forged), Takeover::Refused(_)));
+    assert!(alive(bystander.id()));
+    let own = std::process::id();
+    for group in [0, 1, own] {
+        let record = ProcessRecord {
+            pid: group,
+            process_group: group,
+            ..forged.clone()
+        };
+        assert!(matches!(check(&record), Takeover::Refused(_)), "{group}");
+    }
+    let other_leader = ProcessRecord {
+        pid: own,
+        ..forged.clone()
+    };
+    assert!(matches!(check(&other_leader), Takeover::Refused(_)));
+    assert!(alive(bystander.id()));
+    bystander.kill().unwrap();
+    bystander.wait().unwrap();
+
+    let mut harness = spawn(true);
+    assert_eq!(check(&record_of(harness.id())), Takeover::Killed(1));
+    assert!(!harness.wait().unwrap().success());
+}
+
+#[test]
+fn the_daemon_registers_exactly_the_runner_names_config_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = crate::workspace::Workspace::open_or_init(dir.path()).unwrap();
+    let registry = crate::engine::build_registry(&ws, &Config::default()).unwrap();
+    let mut expected = crate::runners::RUNNER_NAMES.to_vec();
+    expected.sort_unstable();
+    assert_eq!(registry.names(), expected);
 }
 
 /// Run `script` under `sh -c` with a stall limit of one second on lines starting

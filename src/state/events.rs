@@ -69,15 +69,18 @@ impl EventLog {
     /// Cut off a last line that lacks its `\n` (an append torn by a crash), keeping its text
     /// in an `event_log_repaired` event.
     fn repair_torn_tail(&self) -> Result<(), IoError> {
+        use std::os::unix::fs::OpenOptionsExt;
         let io = |action, e| IoError::path(action, &self.path, e);
+        atomic::refuse_links(&self.path, true)?;
         let mut file = match std::fs::OpenOptions::new()
             .read(true)
             .write(true)
+            .custom_flags(atomic::NO_FOLLOW)
             .open(&self.path)
         {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io("open", e)),
+            Err(e) => return Err(IoError::opening("open", &self.path, e)),
         };
         let len = file.metadata().map_err(|e| io("stat", e))?.len();
         let mut last = [0u8; 1];

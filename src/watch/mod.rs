@@ -199,6 +199,19 @@ impl Waker {
         Ok(watcher)
     }
 
+    /// Watch the folders again after they were deleted and recreated (a deleted folder's
+    /// watch is gone for good); the next look checks every file.
+    pub fn rewatch(&mut self, ws: &Workspace) {
+        if let Some(watcher) = self.watcher.as_mut() {
+            for dir in watched_dirs(ws) {
+                if let Err(err) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                    tracing::warn!(dir = %dir.display(), %err, "cannot watch again");
+                }
+            }
+        }
+        self.forget_touched();
+    }
+
     /// Whether the watcher saw `path` arrive whole (so it need not wait out the settle window).
     pub fn is_complete(&self, path: &Path) -> bool {
         self.complete

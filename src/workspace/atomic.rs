@@ -16,6 +16,10 @@ use crate::failpoint;
 /// Mode of state files: readable by the operator's tools, writable by the owner.
 const FILE_MODE: u32 = 0o644;
 
+/// `O_NOFOLLOW`: opening a machine-owned file fails (`ELOOP`) when the agent replaced it by a
+/// link, closing the gap between [`refuse_links`] and the open.
+pub const NO_FOLLOW: i32 = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
+
 /// An I/O failure that names the file and the action.
 #[derive(Debug, thiserror::Error)]
 pub enum IoError {
@@ -37,6 +41,10 @@ pub enum IoError {
     AlreadyExists { path: PathBuf },
     #[error("{} does not exist", path.display())]
     NotFound { path: PathBuf },
+    /// A symbolic link where the runtime keeps its own file or folder: writing through it
+    /// could reach outside the workspace, so nothing is written.
+    #[error("{} is a symbolic link where millrace keeps its own file or folder; refusing to follow it (replace the link with a real file or folder, then run `millrace doctor`)", path.display())]
+    Symlink { path: PathBuf },
 }
 
 impl IoError {
@@ -49,10 +57,84 @@ impl IoError {
         }
     }
 
+    /// A failed open of `path`: `ELOOP` from [`NO_FOLLOW`] means a link replaced the file.
+    pub fn opening(action: &'static str, path: &Path, source: io::Error) -> Self {
+        if source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+            IoError::Symlink {
+                path: path.to_path_buf(),
+            }
+        } else {
+            IoError::path(action, path, source)
+        }
+    }
+
     /// True for the errors the daemon must not survive.
     pub fn is_fatal(&self) -> bool {
         matches!(self, IoError::Fsync { .. })
     }
+
+    /// True for faults of the machine rather than of a file's content or place (a full disk,
+    /// a quota, a read-only or failing device): no work item is to blame, so the daemon waits
+    /// for the fault to clear instead of spending the item's repair budget.
+    pub fn is_environmental(&self) -> bool {
+        let IoError::Path { source, .. } = self else {
+            return false;
+        };
+        use rustix::io::Errno;
+        let environmental = [
+            Errno::NOSPC,
+            Errno::DQUOT,
+            Errno::IO,
+            Errno::ROFS,
+            Errno::NOMEM,
+            Errno::NFILE,
+            Errno::MFILE,
+        ];
+        // Errors from a temp file carry the path in a wrapper without the OS code, but keep
+        // the kind.
+        let kind = matches!(
+            source.kind(),
+            io::ErrorKind::StorageFull
+                | io::ErrorKind::QuotaExceeded
+                | io::ErrorKind::ReadOnlyFilesystem
+                | io::ErrorKind::OutOfMemory
+        );
+        kind || source
+            .raw_os_error()
+            .is_some_and(|code| environmental.contains(&Errno::from_raw_os_error(code)))
+    }
+}
+
+/// Refuse `path` when a component from the runtime folder (`millrace-agents`) down to it is a
+/// symbolic link (`include_last`: the path itself too). Anything the agent can write may be a
+/// link; following one would let millrace's writes land outside the workspace. Paths outside
+/// a runtime folder are not checked.
+pub fn refuse_links(path: &Path, include_last: bool) -> Result<(), IoError> {
+    let parts: Vec<_> = path.components().collect();
+    let Some(start) = parts
+        .iter()
+        .rposition(|c| c.as_os_str() == super::RUNTIME_DIR)
+    else {
+        return Ok(());
+    };
+    let end = if include_last {
+        parts.len()
+    } else {
+        parts.len() - 1
+    };
+    let mut prefix: PathBuf = parts[..start].iter().collect();
+    for part in &parts[start..end.max(start)] {
+        prefix.push(part);
+        match fs::symlink_metadata(&prefix) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(IoError::Symlink { path: prefix })
+            }
+            Ok(_) => {}
+            // Nothing below a missing folder can be a link yet.
+            Err(_) => break,
+        }
+    }
+    Ok(())
 }
 
 fn parent_of(path: &Path) -> &Path {
@@ -123,6 +205,7 @@ fn temp_beside(
     contents: &[u8],
     durable: bool,
 ) -> Result<tempfile::NamedTempFile, IoError> {
+    refuse_links(path, true)?;
     let dir = parent_of(path);
     let name = path
         .file_name()
@@ -181,6 +264,9 @@ pub fn create_atomic(path: &Path, contents: &[u8]) -> Result<(), IoError> {
 /// This is the single primitive behind every queue transition, so a work item is always in
 /// exactly one folder.
 pub fn move_file(from: &Path, to: &Path) -> Result<(), IoError> {
+    // A link being moved is moved as itself; the folders on both sides must be real.
+    refuse_links(from, false)?;
+    refuse_links(to, true)?;
     failpoint::hit_io("rename", to)?;
     match rustix::fs::renameat_with(
         rustix::fs::CWD,
@@ -225,13 +311,15 @@ pub fn move_file(from: &Path, to: &Path) -> Result<(), IoError> {
 
 /// Append one line (a `\n` is added) and fsync: the event log and the requeue/quarantine logs.
 pub fn append_line(path: &Path, line: &str) -> Result<(), IoError> {
+    refuse_links(path, true)?;
     let existed = path.exists();
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(FILE_MODE)
+        .custom_flags(NO_FOLLOW)
         .open(path)
-        .map_err(|e| IoError::path("open for append", path, e))?;
+        .map_err(|e| IoError::opening("open for append", path, e))?;
     failpoint::hit_io("write", path)?;
     let mut buf = String::with_capacity(line.len() + 1);
     buf.push_str(line);
@@ -264,6 +352,7 @@ pub fn rewrite_in_place(file: &mut File, path: &Path, contents: &[u8]) -> Result
 /// New folders get mode 0755 (never group- or world-writable, whatever the umask).
 pub fn create_dir_all(path: &Path) -> Result<(), IoError> {
     use std::os::unix::fs::DirBuilderExt;
+    refuse_links(path, true)?;
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)

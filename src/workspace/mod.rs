@@ -119,7 +119,21 @@ runs/*/runner_stdout.*.txt\n\
 runs/*/runner_stderr.*.txt\n\
 runs/*/runner_events.*.jsonl\n\
 runs/*/runner_prompt.*.md\n\
-runs/*/runner_invocation.*.yaml\n";
+runs/*/runner_invocation.*.yaml\n\
+runs/*/runner_process.*.yaml\n";
+
+/// The machine-owned files (besides the [`DIRECTORIES`]) where a symbolic link would let
+/// millrace's writes leave the workspace, relative to the runtime root.
+const OWN_FILES: &[&str] = &[
+    "state/runtime_daemon.lock.yaml",
+    "state/runtime_snapshot.yaml",
+    "state/recovery_counters.yaml",
+    "state/execution_status.md",
+    "state/planning_status.md",
+    "state/compiled_plan.yaml",
+    "state/cache",
+    "logs/runtime_events.jsonl",
+];
 
 /// What bootstrap created, for `init` to report.
 #[derive(Debug, Default, Clone)]
@@ -169,6 +183,32 @@ impl Workspace {
             rt: root.join(RUNTIME_DIR),
             root,
         })
+    }
+
+    /// Symbolic links where the runtime keeps its own folders and files (the agent can plant
+    /// them). Every write refuses to follow one; `doctor` and the daemon name them.
+    pub fn links_in_layout(&self) -> Vec<PathBuf> {
+        let is_link =
+            |p: &PathBuf| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+        let mut links: Vec<PathBuf> = DIRECTORIES
+            .iter()
+            .chain(OWN_FILES)
+            .map(|rel| self.rt.join(rel))
+            .filter(is_link)
+            .collect();
+        if let Ok(runs) = std::fs::read_dir(self.runs_dir()) {
+            for run in runs.filter_map(|e| e.ok()) {
+                let run = run.path();
+                links.extend(
+                    [run.clone(), run.join("stage_results")]
+                        .into_iter()
+                        .filter(is_link),
+                );
+            }
+        }
+        links.sort();
+        links.dedup();
+        links
     }
 
     /// Create missing directories, default files and assets. Never overwrites anything.

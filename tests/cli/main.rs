@@ -11,4 +11,5 @@ mod test_engine;
 mod test_harness_failures;
 mod test_inspect;
 mod test_planning;
+mod test_trust;
 mod test_usage;
