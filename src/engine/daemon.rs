@@ -81,7 +81,7 @@ fn item_label(engine: &Engine) -> String {
 }
 
 fn stop_pending(ws: &Workspace) -> bool {
-    mailbox::pending(ws, Duration::ZERO)
+    mailbox::pending(ws, &crate::workspace::Settle::default())
         .iter()
         .any(|p| matches!(p, Pending::Ready { envelope, .. } if envelope.command == Command::Stop))
 }
@@ -297,11 +297,24 @@ pub fn run(
                     };
                 }
                 progress(Progress::Idle);
-                let settle = Duration::from_millis(engine.config.watchers.settle_ms);
+                // Spec 10 §3.2: under `--max-ticks` there is no sleep between ticks.
+                if daemon.max_ticks.is_some() {
+                    if let Some(Wake::Signal(name)) = waker.try_take() {
+                        let reason = format!("{name} received");
+                        engine.process_stop(&reason)?;
+                        break DaemonExit::Stopped(reason);
+                    }
+                    continue;
+                }
+                // A file left alone because it was still within its settle window is looked
+                // at again as soon as the window ends, not at the next scheduled rescan.
+                let settled = engine
+                    .next_settled()
+                    .map(|at| at.saturating_duration_since(std::time::Instant::now()));
                 let timeout = if config_settling {
                     debounce
-                } else if engine.take_in(&|p| waker.is_complete(p))? {
-                    settle
+                } else if let Some(left) = settled.filter(|left| *left < scheduled_check) {
+                    left
                 } else {
                     scheduled_check
                 };

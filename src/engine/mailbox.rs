@@ -1,7 +1,5 @@
 //! Draining the mailbox at a tick boundary, and config reload.
 
-use std::time::Duration;
-
 use serde_json::json;
 
 use super::Engine;
@@ -15,8 +13,7 @@ use crate::state::snapshot::ReloadOutcome;
 impl Engine {
     /// Apply every pending mailbox command in `issued_at` order; archive each.
     pub(crate) fn drain_mailbox(&mut self) -> Result<()> {
-        let settle = Duration::from_millis(self.config.watchers.settle_ms);
-        for pending in mailbox::pending(&self.ws, settle) {
+        for pending in mailbox::pending(&self.ws, self.queue.settle()) {
             match pending {
                 Pending::Broken { path, error } => {
                     mailbox::archive(&self.ws, &path, Disposition::Failed, Some(&error))?;

@@ -9,4 +9,5 @@ mod test_core;
 mod test_docs;
 mod test_engine;
 mod test_inspect;
+mod test_operator;
 mod test_planning;
