@@ -67,3 +67,78 @@ fn run_once_takes_in_an_idea_added_just_before() {
     assert_eq!(out["outcome"], "stage", "{out}");
     assert!(has_event(&ws, "idea_normalized_to_spec"));
 }
+
+// 4 ---------------------------------------------------------------------------------------
+
+#[test]
+fn an_unknown_mode_is_an_error_wherever_it_is_named() {
+    let ws = TestWs::new();
+    scripted_with_settle(&ws);
+    for args in [
+        &["run", "once", "--mode", "no_such_mode"][..],
+        &["run", "daemon", "--mode", "no_such_mode", "--max-ticks", "1"][..],
+    ] {
+        let err = ws.fails(args, 1);
+        assert!(err.contains("Unknown built-in mode id: no_such_mode"), "{err}");
+        assert!(err.contains("millrace modes list"), "{err}");
+    }
+    ws.write(
+        "millrace-agents/millrace.yaml",
+        "runtime:\n  default_mode: no_such_mode\nrunners:\n  default_runner: scripted\n",
+    );
+    let err = ws.fails(&["run", "once"], 1);
+    assert!(err.contains("runtime.default_mode"), "{err}");
+    assert!(!has_event(&ws, "runtime_started"));
+}
+
+// 5 ---------------------------------------------------------------------------------------
+
+/// Every file under the workspace with its bytes and modification time.
+fn tree(ws: &TestWs) -> Vec<(String, Vec<u8>, std::time::SystemTime)> {
+    let mut out: Vec<_> = walk(ws.path())
+        .into_iter()
+        .map(|p| {
+            let meta = std::fs::metadata(&p).unwrap();
+            let bytes = if meta.is_file() {
+                std::fs::read(&p).unwrap()
+            } else {
+                Vec::new()
+            };
+            (p.display().to_string(), bytes, meta.modified().unwrap())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        out.push(path.clone());
+        if entry.file_type().unwrap().is_dir() {
+            out.extend(walk(&path));
+        }
+    }
+    out
+}
+
+#[test]
+fn read_only_commands_create_and_modify_nothing() {
+    let ws = TestWs::new();
+    let before = tree(&ws);
+    for args in [
+        &["config", "validate"][..],
+        &["config", "show"][..],
+        &["compile", "validate"][..],
+        &["compile", "show"][..],
+        &["compile", "graph"][..],
+        &["status"][..],
+        &["queue", "ls"][..],
+        &["doctor"][..],
+    ] {
+        let _ = ws.run(args);
+    }
+    ws.fails(&["compile", "validate", "--mode", "bad"], 1);
+    assert!(before == tree(&ws), "a read-only command wrote a file");
+}
