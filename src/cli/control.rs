@@ -146,10 +146,12 @@ fn route(ctx: &Ctx, action: Action, print: bool, wait: f64) -> Result<ExitCode> 
         mailbox_path: None,
     };
     ctx.emit(&report, || {
-        format!(
-            "{}: {} (applied directly: no daemon owns the workspace)\n",
-            report.action, report.detail
-        )
+        let how = if report.applied {
+            "applied directly: no daemon owns the workspace"
+        } else {
+            "not applied"
+        };
+        format!("{}: {} ({how})\n", report.action, report.detail)
     });
     Ok(if report.applied {
         ExitCode::Ok

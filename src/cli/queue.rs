@@ -277,12 +277,26 @@ fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
             if !summary.depends_on.is_empty() {
                 s.push_str(&format!("depends_on: {}\n", summary.depends_on.join(", ")));
             }
-            if let Some(err) = &summary.error {
-                s.push_str(&format!("error: {err}\n"));
-            }
             s.push('\n');
         }
         s
     });
+    // Decision 8: a document that does not parse is an error, on stderr with a non-zero exit.
+    let mut broken = false;
+    for (summary, _) in &found {
+        if let Some(err) = &summary.error {
+            // The parser names the file only; name it by its workspace path.
+            let name = format!("{}.md", summary.id);
+            match err.strip_prefix(&name) {
+                Some(rest) => eprintln!("error: {}{rest}", summary.path),
+                None => eprintln!("error: {}: {err}", summary.path),
+            }
+            broken = true;
+        }
+    }
+    if broken {
+        eprintln!("hint: fix the document; a daemon quarantines a queued file that does not parse");
+        return Ok(ExitCode::Failed);
+    }
     Ok(ExitCode::Ok)
 }

@@ -184,22 +184,36 @@ fn outcome(action: &Action, applied: bool, detail: impl Into<String>) -> Outcome
     }
 }
 
+/// What a pause means right now: it only stops new claims, so a running stage finishes.
+fn pause_detail(snapshot: &Snapshot, daemon: bool) -> String {
+    match (daemon, snapshot.active_stage) {
+        (true, Some(stage)) => {
+            format!("runtime paused; no new work is claimed (the running {stage} stage finishes)")
+        }
+        _ => "runtime paused; no new work is claimed".into(),
+    }
+}
+
 /// Apply an action to the workspace. `ReloadConfig` is only meaningful to a daemon, which
 /// handles it itself; applied directly it reports that nothing was done.
 pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
     let daemon = mode == Mode::Daemon;
     match action {
         Action::Pause => {
-            let applied = !t.snapshot.paused;
+            if t.snapshot.paused {
+                return Ok(outcome(action, false, "already paused; nothing to do"));
+            }
             t.snapshot.paused = true;
             t.snapshot.save(&t.ws.snapshot_path())?;
-            Ok(outcome(action, applied, "runtime paused"))
+            Ok(outcome(action, true, pause_detail(t.snapshot, daemon)))
         }
         Action::Resume => {
-            let applied = t.snapshot.paused;
+            if !t.snapshot.paused {
+                return Ok(outcome(action, false, "not paused; nothing to do"));
+            }
             t.snapshot.paused = false;
             t.snapshot.save(&t.ws.snapshot_path())?;
-            Ok(outcome(action, applied, "runtime resumed"))
+            Ok(outcome(action, true, "runtime resumed"))
         }
         Action::Stop => {
             if daemon {
@@ -286,11 +300,12 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
             t.counters.save(&t.ws.counters_path())?;
             let depths = t.queue.depths();
             crate::state::reset_idle(t.ws, t.snapshot, depths, daemon, true)?;
-            Ok(outcome(
-                action,
-                applied,
-                format!("cleared stale runtime state; requeued={requeued}"),
-            ))
+            let detail = if applied {
+                format!("cleared stale runtime state; requeued={requeued}")
+            } else {
+                "no stale state (nothing active, no counters, not paused); nothing to do".into()
+            };
+            Ok(outcome(action, applied, detail))
         }
         Action::ReloadConfig => Ok(outcome(
             action,

@@ -263,10 +263,13 @@ impl Checks<'_> {
         if daemon.running {
             return;
         }
-        if let (true, Some(pid), false) = (
+        // A lock whose owner recorded `released_at` was let go cleanly (a stop, a signal, the
+        // end of `run once`): only a crashed owner leaves a stale lock.
+        if let (true, Some(pid), false, None) = (
             daemon.lock_file_present,
             daemon.owner_pid,
             active.is_empty(),
+            &daemon.released_at,
         ) {
             self.add(
                 Level::Warning,

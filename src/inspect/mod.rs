@@ -21,6 +21,8 @@ pub struct DaemonView {
     pub owner_hostname: Option<String>,
     pub since: Option<String>,
     pub mode: Option<String>,
+    /// When the last owner let go cleanly; absent after a crash.
+    pub released_at: Option<String>,
 }
 
 impl DaemonView {
@@ -51,6 +53,7 @@ pub fn daemon(ws: &Workspace) -> DaemonView {
         owner_pid: info.as_ref().map(|i| i.owner_pid),
         owner_hostname: info.as_ref().map(|i| i.owner_hostname.clone()),
         since: info.as_ref().map(|i| i.acquired_at.clone()),
+        released_at: info.as_ref().and_then(|i| i.released_at.clone()),
         mode: info.map(|i| i.mode),
     }
 }

@@ -48,7 +48,10 @@ fn compile_validate_on_a_fresh_workspace_compiles_and_writes_nothing() {
 fn broken_loop_edit_fails_with_code_and_file_and_keeps_the_plan() {
     let dir = init();
     // The runtime writes the plan it runs at startup (an idle `run once`).
-    millrace(dir.path()).args(["run", "once"]).assert().success();
+    millrace(dir.path())
+        .args(["run", "once"])
+        .assert()
+        .success();
     let plan_path = rt(&dir).join("state/compiled_plan.yaml");
     let before = std::fs::read(&plan_path).unwrap();
 

@@ -46,7 +46,10 @@ fn young_broken_files_are_rejected_right_after_their_settle_window() {
         .replace("Source-Type: manual\n", "")
         .replace("Constraints:\n- None.\n\n", "");
     let written = Instant::now();
-    ws.write("millrace-agents/state/mailbox/incoming/junk.yaml", "{{ not yaml");
+    ws.write(
+        "millrace-agents/state/mailbox/incoming/junk.yaml",
+        "{{ not yaml",
+    );
     ws.write("millrace-agents/specs/queue/s-young.md", &spec);
     wait_for("both files to be rejected", settle_plus_one, || {
         ws.exists("millrace-agents/state/mailbox/failed/junk.yaml.error.yaml")
@@ -61,7 +64,10 @@ fn young_broken_files_are_rejected_right_after_their_settle_window() {
 fn run_once_takes_in_an_idea_added_just_before() {
     let ws = TestWs::new();
     scripted_with_settle(&ws);
-    let idea = ws.write("inputs/fetch.md", "# Resilient fetch\n\nRetry with backoff.\n");
+    let idea = ws.write(
+        "inputs/fetch.md",
+        "# Resilient fetch\n\nRetry with backoff.\n",
+    );
     ws.ok(&["add-idea", idea.to_str().unwrap()]);
     let out = ws.json(&["run", "once"]);
     assert_eq!(out["outcome"], "stage", "{out}");
@@ -76,10 +82,20 @@ fn an_unknown_mode_is_an_error_wherever_it_is_named() {
     scripted_with_settle(&ws);
     for args in [
         &["run", "once", "--mode", "no_such_mode"][..],
-        &["run", "daemon", "--mode", "no_such_mode", "--max-ticks", "1"][..],
+        &[
+            "run",
+            "daemon",
+            "--mode",
+            "no_such_mode",
+            "--max-ticks",
+            "1",
+        ][..],
     ] {
         let err = ws.fails(args, 1);
-        assert!(err.contains("Unknown built-in mode id: no_such_mode"), "{err}");
+        assert!(
+            err.contains("Unknown built-in mode id: no_such_mode"),
+            "{err}"
+        );
         assert!(err.contains("millrace modes list"), "{err}");
     }
     ws.write(
@@ -141,4 +157,78 @@ fn read_only_commands_create_and_modify_nothing() {
     }
     ws.fails(&["compile", "validate", "--mode", "bad"], 1);
     assert!(before == tree(&ws), "a read-only command wrote a file");
+}
+
+// 6 ---------------------------------------------------------------------------------------
+
+#[test]
+fn queue_show_of_a_malformed_task_fails_on_stderr() {
+    let ws = TestWs::new();
+    ws.write(
+        "millrace-agents/tasks/queue/t-bad.md",
+        &crate::common::task_doc("t-bad", "")
+            .replace("Created-At: 2026-03-01T10:00:00Z", "Created-At: yesterday"),
+    );
+    let out = ws.run(&["queue", "show", "t-bad"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("id: t-bad") && !stdout.contains("error"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("error: millrace-agents/tasks/queue/t-bad.md"),
+        "{stderr}"
+    );
+}
+
+// 7 ---------------------------------------------------------------------------------------
+
+#[test]
+fn control_commands_with_nothing_to_do_say_so() {
+    let ws = TestWs::new();
+    let out = ws.run(&["resume"]);
+    assert_eq!(out.status.code(), Some(5));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("not paused; nothing to do"), "{text}");
+    assert!(
+        !text.contains("resumed") && !text.contains("applied directly"),
+        "{text}"
+    );
+    let out = ws.run(&["clear-stale-state"]);
+    assert_eq!(out.status.code(), Some(5));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("nothing to do") && !text.contains("cleared"),
+        "{text}"
+    );
+    ws.ok(&["pause"]);
+    let out = ws.run(&["pause"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already paused; nothing to do"));
+}
+
+// 8 ---------------------------------------------------------------------------------------
+
+#[test]
+fn doctor_does_not_call_a_cleanly_released_lock_stale() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    ws.add_task("t-one", "");
+    ws.ok(&["run", "once"]);
+    assert_eq!(ws.folder_of("t-one"), ["tasks/active"]);
+    let out = ws.run(&["--json", "doctor"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let codes: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"active_without_owner"), "{codes:?}");
+    assert!(
+        !codes.contains(&"runtime_ownership_lock_stale"),
+        "{codes:?}"
+    );
 }
