@@ -232,3 +232,52 @@ fn doctor_does_not_call_a_cleanly_released_lock_stale() {
         "{codes:?}"
     );
 }
+
+// 9 ---------------------------------------------------------------------------------------
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_fresh_git_clone_of_a_committed_workspace_just_works() {
+    let origin = TestWs::new();
+    origin.use_scripted(None);
+    origin.add_task("t-cloned", "");
+    git(origin.path(), &["init", "-q"]);
+    git(origin.path(), &["add", "-A"]);
+    git(origin.path(), &["commit", "-qm", "workspace"]);
+    let clone = TestWs::bare();
+    git(
+        clone.path(),
+        &["clone", "-q", origin.path().to_str().unwrap(), "."],
+    );
+    // git keeps no empty folders: the clone lacks them.
+    assert!(!clone.exists("millrace-agents/tasks/active"));
+    assert!(!clone.exists("millrace-agents/state/mailbox/incoming"));
+    let status = clone.json(&["status"]);
+    assert_eq!(status["snapshot"]["process_running"], false, "{status}");
+    let doctor = clone.run(&["doctor"]);
+    assert_eq!(
+        doctor.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&doctor.stdout)
+    );
+    assert!(
+        !clone.exists("millrace-agents/tasks/active"),
+        "doctor wrote"
+    );
+    clone.run_until_idle();
+    assert_eq!(clone.folder_of("t-cloned"), ["tasks/done"]);
+}
