@@ -281,3 +281,46 @@ fn a_fresh_git_clone_of_a_committed_workspace_just_works() {
     clone.run_until_idle();
     assert_eq!(clone.folder_of("t-cloned"), ["tasks/done"]);
 }
+
+// 10 --------------------------------------------------------------------------------------
+
+#[test]
+fn committed_run_records_keep_the_prompt_out() {
+    use sha2::Digest;
+    let ws = TestWs::new();
+    ws.use_fake_harness("");
+    ws.add_task("t-secret", "");
+    ws.ok(&["run", "once"]);
+    let runs = ws.ls("millrace-agents/runs");
+    let run_dir = format!("millrace-agents/runs/{}", runs[0]);
+    let files = ws.ls(&run_dir);
+    let find = |prefix: &str| {
+        let name = files.iter().find(|f| f.starts_with(prefix)).unwrap();
+        format!("{run_dir}/{name}")
+    };
+    let prompt = ws.read(&find("runner_prompt."));
+    let completion = ws.read(&find("runner_completion."));
+    assert!(!prompt.is_empty());
+    for line in prompt.lines().filter(|l| l.len() > 20) {
+        assert!(!completion.contains(line), "prompt line in completion: {line}");
+    }
+    let record: serde_json::Value = serde_saphyr::from_str(&completion).unwrap();
+    assert!(
+        record["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "<prompt>"),
+        "{completion}"
+    );
+    let digest = format!("{:x}", sha2::Sha256::digest(prompt.as_bytes()));
+    assert_eq!(record["prompt_sha256"], digest.as_str());
+    assert_eq!(record["prompt_bytes"], prompt.len());
+    // Every file that holds the prompt is ignored by the generated .gitignore.
+    git(ws.path(), &["init", "-q"]);
+    for prefix in ["runner_prompt.", "runner_invocation.", "runner_stdout.", "runner_events."] {
+        if let Some(name) = files.iter().find(|f| f.starts_with(prefix)) {
+            git(ws.path(), &["check-ignore", "-q", &format!("{run_dir}/{name}")]);
+        }
+    }
+}
