@@ -187,19 +187,20 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Compile(cmd) => compile::run(&ctx, cmd),
         Command::Modes(cmd) => modes::run(&ctx, cmd),
         Command::Doctor => doctor::run(&ctx),
+        // Both are rendered in memory first: writing straight to stdout panics on a closed
+        // pipe (`millrace completions fish | head`), and print_stdout ignores one.
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "millrace",
-                &mut std::io::stdout(),
-            );
+            let mut text = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "millrace", &mut text);
+            output::print_stdout(&String::from_utf8_lossy(&text));
             Ok(ExitCode::Ok)
         }
         Command::Man => {
+            let mut text = Vec::new();
             clap_mangen::Man::new(Cli::command())
-                .render(&mut std::io::stdout())
-                .map_err(|e| Error::msg(format!("cannot write man page: {e}")))?;
+                .render(&mut text)
+                .map_err(|e| Error::msg(format!("cannot render the man page: {e}")))?;
+            output::print_stdout(&String::from_utf8_lossy(&text));
             Ok(ExitCode::Ok)
         }
     }

@@ -302,7 +302,10 @@ fn committed_run_records_keep_the_prompt_out() {
     let completion = ws.read(&find("runner_completion."));
     assert!(!prompt.is_empty());
     for line in prompt.lines().filter(|l| l.len() > 20) {
-        assert!(!completion.contains(line), "prompt line in completion: {line}");
+        assert!(
+            !completion.contains(line),
+            "prompt line in completion: {line}"
+        );
     }
     let record: serde_json::Value = serde_saphyr::from_str(&completion).unwrap();
     assert!(
@@ -318,9 +321,45 @@ fn committed_run_records_keep_the_prompt_out() {
     assert_eq!(record["prompt_bytes"], prompt.len());
     // Every file that holds the prompt is ignored by the generated .gitignore.
     git(ws.path(), &["init", "-q"]);
-    for prefix in ["runner_prompt.", "runner_invocation.", "runner_stdout.", "runner_events."] {
+    for prefix in [
+        "runner_prompt.",
+        "runner_invocation.",
+        "runner_stdout.",
+        "runner_events.",
+    ] {
         if let Some(name) = files.iter().find(|f| f.starts_with(prefix)) {
-            git(ws.path(), &["check-ignore", "-q", &format!("{run_dir}/{name}")]);
+            git(
+                ws.path(),
+                &["check-ignore", "-q", &format!("{run_dir}/{name}")],
+            );
         }
+    }
+}
+
+// 15 --------------------------------------------------------------------------------------
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let ws = TestWs::new();
+    for args in [
+        &["completions", "fish"][..],
+        &["man"][..],
+        &["status"][..],
+        &["queue", "ls"][..],
+        &["status", "watch", "--interval-seconds", "0.01"][..],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let child = ws
+            .cmd()
+            .args(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = crate::common::Daemon::from_child(child).wait_exit(LIMIT);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
