@@ -39,6 +39,11 @@ pub enum ControlCommand {
         after_help = "Example:\n  millrace control clear-stale-state --reason \"after a crash\""
     )]
     ClearStaleState(ReasonArgs),
+    /// Move a blocked item back to its queue, with fresh budgets.
+    #[command(
+        after_help = "Example:\n  millrace control requeue t-fetch-retry-01 --reason \"flaky test fixed\""
+    )]
+    Requeue(RequeueArgs),
     /// Ask the daemon to re-read millrace.yaml and recompile at the next tick boundary.
     #[command(after_help = "Example:\n  millrace control reload-config")]
     ReloadConfig(SimpleArgs),
@@ -76,6 +81,14 @@ pub struct ReasonArgs {
     pub wait: f64,
 }
 
+#[derive(Debug, Args)]
+pub struct RequeueArgs {
+    /// The blocked task, spec or incident.
+    pub id: String,
+    #[command(flatten)]
+    pub rest: ReasonArgs,
+}
+
 #[derive(Serialize)]
 struct Report {
     action: String,
@@ -104,6 +117,14 @@ pub fn run(ctx: &Ctx, cmd: ControlCommand) -> Result<ExitCode> {
             },
             a.print,
             a.wait,
+        ),
+        ControlCommand::Requeue(a) => (
+            Action::Requeue {
+                id: a.id,
+                reason: reason(a.rest.reason, actions::DEFAULT_REQUEUE_REASON),
+            },
+            a.rest.print,
+            a.rest.wait,
         ),
         ControlCommand::ClearStaleState(a) => (
             Action::ClearStaleState {

@@ -106,6 +106,9 @@ pub enum Command {
     Stop(control::SimpleArgs),
     /// Requeue the active work item (same as `control retry-active`).
     RetryActive(control::ReasonArgs),
+    /// Move a blocked item back to its queue with fresh budgets (same as `control requeue`).
+    #[command(after_help = "Example:\n  millrace requeue t-fetch-retry-01 --reason \"fixed\"")]
+    Requeue(control::RequeueArgs),
     /// Requeue every active item and reset runtime state (same as `control clear-stale-state`).
     ClearStaleState(control::ReasonArgs),
     /// Re-read millrace.yaml and recompile (same as `control reload-config`).
@@ -176,6 +179,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::RetryActive(args) => {
             control::run(&ctx, control::ControlCommand::RetryActive(args))
         }
+        Command::Requeue(args) => control::run(&ctx, control::ControlCommand::Requeue(args)),
         Command::ClearStaleState(args) => {
             control::run(&ctx, control::ControlCommand::ClearStaleState(args))
         }

@@ -18,6 +18,8 @@ use crate::workspace::{Folder, Workspace};
 pub const DEFAULT_RETRY_REASON: &str = "operator requested retry";
 /// Requeue reason when `planning retry-active` is given none.
 pub const DEFAULT_PLANNING_RETRY_REASON: &str = "operator requested planning retry";
+/// Requeue reason when `requeue` is given none.
+pub const DEFAULT_REQUEUE_REASON: &str = "operator requeued a blocked item";
 /// Requeue reason when `clear-stale-state` is given none.
 pub const DEFAULT_CLEAR_REASON: &str = "operator requested stale-state clear";
 
@@ -32,6 +34,11 @@ pub enum Action {
         scope: Option<Plane>,
     },
     ClearStaleState {
+        reason: String,
+    },
+    /// Move a blocked item (any kind) back to its queue with fresh budgets.
+    Requeue {
+        id: String,
         reason: String,
     },
     ReloadConfig,
@@ -90,6 +97,7 @@ impl Action {
             Action::Stop => Command::Stop,
             Action::RetryActive { .. } => Command::RetryActive,
             Action::ClearStaleState { .. } => Command::ClearStaleState,
+            Action::Requeue { .. } => Command::Requeue,
             Action::ReloadConfig => Command::ReloadConfig,
             Action::AddTask(_) => Command::AddTask,
             Action::AddSpec(_) => Command::AddSpec,
@@ -125,6 +133,13 @@ impl Action {
             Command::ClearStaleState => Action::ClearStaleState {
                 reason: non_blank(env.payload_str("reason")?, DEFAULT_CLEAR_REASON),
             },
+            Command::Requeue => Action::Requeue {
+                id: env
+                    .payload_str("id")?
+                    .filter(|id| !id.trim().is_empty())
+                    .ok_or("requeue needs payload.id (the blocked item's id)")?,
+                reason: non_blank(env.payload_str("reason")?, DEFAULT_REQUEUE_REASON),
+            },
             Command::AddTask => Action::AddTask(Box::new(document_from(
                 env.payload.as_ref(),
                 WorkItemKind::Task,
@@ -154,6 +169,7 @@ impl Action {
                 None => json!({"reason": reason}),
             },
             Action::ClearStaleState { reason } => json!({"reason": reason}),
+            Action::Requeue { id, reason } => json!({"id": id, "reason": reason}),
             Action::AddIdea { name, markdown } => {
                 json!({"source_name": name, "markdown": markdown})
             }
@@ -182,6 +198,55 @@ fn outcome(action: &Action, applied: bool, detail: impl Into<String>) -> Outcome
         detail: detail.into(),
         artifact_path: None,
     }
+}
+
+/// `requeue ID`: a blocked item goes back to its queue with its budget counters reset (they
+/// are what blocked it); anything else is reported as not applied, with the way forward.
+fn requeue_blocked(action: &Action, t: &mut Target, id: &str, reason: &str) -> Result<Outcome> {
+    let found = WorkItemKind::ALL
+        .into_iter()
+        .find_map(|kind| t.queue.locate(kind, id).map(|(folder, _)| (kind, folder)));
+    let (kind, folder) = match found {
+        Some((kind, Folder::Blocked)) => (kind, Folder::Blocked),
+        Some((kind, folder)) => {
+            let detail = match folder {
+                Folder::Active => format!(
+                    "{kind} {id} is active, not blocked; `millrace retry-active` requeues it"
+                ),
+                Folder::Queue => format!("{kind} {id} is already queued; nothing to do"),
+                _ => format!("{kind} {id} is done; nothing to requeue"),
+            };
+            return Ok(outcome(action, false, detail));
+        }
+        None => {
+            return Ok(outcome(
+                action,
+                false,
+                format!("no work item with id {id} (`millrace queue ls` lists them)"),
+            ))
+        }
+    };
+    let dest = match t.queue.requeue_from(kind, id, folder, reason) {
+        Ok(dest) => dest,
+        Err(e) => return Ok(outcome(action, false, e.to_string())),
+    };
+    t.counters.reset_item(kind, id);
+    t.counters.save(&t.ws.counters_path())?;
+    t.events.emit(
+        "work_item_requeued",
+        json!({"kind": kind, "id": id, "reason": reason, "from": "blocked"}),
+    )?;
+    let (exec, plan) = t.queue.depths();
+    t.snapshot.queue_depth_execution = exec;
+    t.snapshot.queue_depth_planning = plan;
+    t.snapshot.save(&t.ws.snapshot_path())?;
+    let mut out = outcome(
+        action,
+        true,
+        format!("blocked {kind} {id} requeued with fresh budgets"),
+    );
+    out.artifact_path = Some(t.ws.rel(&dest));
+    Ok(out)
 }
 
 /// What a pause means right now: it only stops new claims, so a running stage finishes.
@@ -307,6 +372,7 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
             };
             Ok(outcome(action, applied, detail))
         }
+        Action::Requeue { id, reason } => requeue_blocked(action, t, id, reason),
         Action::ReloadConfig => Ok(outcome(
             action,
             false,

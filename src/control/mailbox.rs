@@ -27,6 +27,7 @@ pub enum Command {
     AddIdea,
     RetryActive,
     ClearStaleState,
+    Requeue,
 }
 
 impl Command {
@@ -42,6 +43,7 @@ impl Command {
             Command::AddIdea => "add_idea",
             Command::RetryActive => "retry_active",
             Command::ClearStaleState => "clear_stale_state",
+            Command::Requeue => "requeue",
         }
     }
 }
@@ -228,7 +230,7 @@ pub fn pending(ws: &Workspace, settle: &Settle) -> Vec<Pending> {
                     format!(
                         "{e} (an envelope is a YAML mapping with `command:` one of stop, pause, \
                          resume, reload_config, add_task, add_spec, add_idea, retry_active, \
-                         clear_stale_state; `millrace control pause --print` shows one)"
+                         clear_stale_state, requeue; `millrace control pause --print` shows one)"
                     )
                 })
             })

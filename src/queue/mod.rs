@@ -578,11 +578,23 @@ impl QueueStore {
         id: &str,
         reason: &str,
     ) -> Result<PathBuf, QueueError> {
+        self.requeue_from(kind, id, Folder::Active, reason)
+    }
+
+    /// `from` (`active/` or `blocked/`) → the queue folder, with the reason appended to the
+    /// item's requeue log.
+    pub fn requeue_from(
+        &self,
+        kind: WorkItemKind,
+        id: &str,
+        from: Folder,
+        reason: &str,
+    ) -> Result<PathBuf, QueueError> {
         let reason = reason.trim();
         if reason.is_empty() {
             return Err(QueueError::EmptyReason);
         }
-        let dest = self.transition(kind, id, Folder::Active, Folder::Queue)?;
+        let dest = self.transition(kind, id, from, Folder::Queue)?;
         crate::failpoint::transition("requeue.after_move")?;
         let log = self
             .ws

@@ -363,3 +363,74 @@ fn output_into_a_closed_pipe_ends_quietly() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+// 14 --------------------------------------------------------------------------------------
+
+#[test]
+fn requeue_moves_a_blocked_item_back_directly_and_through_a_running_daemon() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    ws.write(
+        "millrace-agents/tasks/blocked/t-b.md",
+        &crate::common::task_doc("t-b", ""),
+    );
+    let out = ws.run(&["requeue", "t-nope"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no work item with id t-nope"));
+    let text = ws.ok(&["requeue", "t-b", "--reason", "fixture fixed"]);
+    assert!(text.contains("blocked task t-b requeued"), "{text}");
+    assert_eq!(ws.folder_of("t-b"), ["tasks/queue"]);
+    assert!(ws
+        .read("millrace-agents/tasks/queue/t-b.requeue.jsonl")
+        .contains("fixture fixed"));
+    let out = ws.run(&["requeue", "t-b"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already queued"));
+
+    // The same as a mailbox command a running daemon applies.
+    ws.write(
+        "millrace-agents/tasks/blocked/t-c.md",
+        &crate::common::task_doc("t-c", ""),
+    );
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("t-b"), ["tasks/done"]);
+    let daemon = ws.spawn_daemon(&[]);
+    let text = ws.ok(&["control", "requeue", "t-c"]);
+    assert!(text.contains("applied by the running daemon"), "{text}");
+    wait_for("t-c to be done", LIMIT, || {
+        ws.folder_of("t-c") == ["tasks/done"]
+    });
+    ws.ok(&["stop"]);
+    daemon.wait_exit(LIMIT);
+    let envelope = ws.ok(&["control", "requeue", "t-c", "--print"]);
+    assert!(
+        envelope.contains("command: requeue") && envelope.contains("id: t-c"),
+        "{envelope}"
+    );
+}
+
+#[test]
+fn add_task_reads_the_document_from_stdin() {
+    let ws = TestWs::new();
+    let mut child = ws
+        .cmd()
+        .args(["add-task", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(crate::common::task_doc("t-stdin", "").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(ws.folder_of("t-stdin"), ["tasks/queue"]);
+    assert_eq!(
+        ws.read("millrace-agents/tasks/queue/t-stdin.md"),
+        crate::common::task_doc("t-stdin", "")
+    );
+}
