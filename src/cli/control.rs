@@ -277,12 +277,21 @@ fn via_mailbox(ctx: &Ctx, ws: &Workspace, action: &Action, wait: f64) -> Result<
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let detail = match Snapshot::load(&ws.snapshot_path())
+        .ok()
+        .and_then(|s| s.active_stage)
+    {
+        Some(stage) => format!(
+            "queued: the daemon applies it when the running {stage} stage ends \
+             (`millrace status` lists pending commands)"
+        ),
+        None => "queued: the daemon applies it at its next look".into(),
+    };
     let report = Report {
         action: action.name().to_string(),
         mode: "mailbox",
         applied: false,
-        detail: "queued for the daemon; it applies mailbox commands at the next tick boundary"
-            .into(),
+        detail,
         mailbox_path: Some(rel),
     };
     ctx.emit(&report, || {

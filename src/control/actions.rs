@@ -249,13 +249,34 @@ fn requeue_blocked(action: &Action, t: &mut Target, id: &str, reason: &str) -> R
     Ok(out)
 }
 
+/// When a daemon's stop takes effect: a running stage finishes first (`stop_mode: finish`).
+fn stop_detail(snapshot: &Snapshot) -> String {
+    let Some(stage) = snapshot.active_stage else {
+        return "stop requested; the daemon stops at once".into();
+    };
+    let elapsed = snapshot
+        .active_since
+        .as_deref()
+        .and_then(|since| since.parse::<jiff::Timestamp>().ok())
+        .and_then(|since| {
+            let secs = crate::time::now().as_second() - since.as_second();
+            u64::try_from(secs).ok()
+        })
+        .map(|secs| format!(", running for {}m {:02}s", secs / 60, secs % 60))
+        .unwrap_or_default();
+    format!(
+        "stop requested; the daemon stops when the running {stage} stage ends{elapsed} \
+         (runtime.stop_mode: interrupt, or a second stop signal, ends the stage at once)"
+    )
+}
+
 /// What a pause means right now: it only stops new claims, so a running stage finishes.
 fn pause_detail(snapshot: &Snapshot, daemon: bool) -> String {
     match (daemon, snapshot.active_stage) {
         (true, Some(stage)) => {
             format!("runtime paused; no new work is claimed (the running {stage} stage finishes)")
         }
-        _ => "runtime paused; no new work is claimed".into(),
+        _ => "runtime paused; no new stage starts".into(),
     }
 }
 
@@ -284,7 +305,7 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
             if daemon {
                 t.snapshot.stop_requested = true;
                 t.snapshot.save(&t.ws.snapshot_path())?;
-                return Ok(outcome(action, true, "stop requested"));
+                return Ok(outcome(action, true, stop_detail(t.snapshot)));
             }
             let applied =
                 t.snapshot.process_running || t.snapshot.paused || t.snapshot.stop_requested;

@@ -8,7 +8,6 @@ use serde_json::json;
 
 use super::{Engine, EngineOptions, TickOutcome};
 use crate::config::{Config, StopMode};
-use crate::control::mailbox::{self, Command, Pending};
 use crate::error::Result;
 use crate::model::{Stage, TerminalResult};
 use crate::runners::CancelToken;
@@ -78,12 +77,6 @@ fn item_label(engine: &Engine) -> String {
         (_, _, Some(root)) => format!("closure target {root}"),
         _ => "none".into(),
     }
-}
-
-fn stop_pending(ws: &Workspace) -> bool {
-    mailbox::pending(ws, &crate::workspace::Settle::default())
-        .iter()
-        .any(|p| matches!(p, Pending::Ready { envelope, .. } if envelope.command == Command::Stop))
 }
 
 /// The config file's modification time and size, to notice edits however they arrive
@@ -241,7 +234,12 @@ pub fn run(
                     if let Ok(raw) = rx.try_recv() {
                         break raw;
                     }
-                    match waker.wait(scheduled_check) {
+                    let timeout = engine
+                        .next_settled()
+                        .map(|at| at.saturating_duration_since(std::time::Instant::now()))
+                        .filter(|left| *left < scheduled_check)
+                        .unwrap_or(scheduled_check);
+                    match waker.wait(timeout) {
                         Some(Wake::Signal(name)) => {
                             if stop_after.is_some()
                                 || engine.config.runtime.stop_mode == StopMode::Interrupt
@@ -250,13 +248,22 @@ pub fn run(
                             }
                             stop_after = Some(format!("{name} received"));
                         }
-                        Some(Wake::Files)
-                            if engine.config.runtime.stop_mode == StopMode::Interrupt
-                                && stop_pending(ws) =>
-                        {
-                            cancel.cancel();
+                        Some(Wake::StageDone) => {}
+                        _ => {
+                            if let Err(err) = engine.drain_mailbox_during_stage() {
+                                if err.exit_code() == crate::error::ExitCode::Fatal {
+                                    return Err(err);
+                                }
+                                progress(Progress::Warning(format!(
+                                    "mailbox not applied while the stage runs: {err}"
+                                )));
+                            }
+                            if engine.snapshot().stop_requested
+                                && engine.config.runtime.stop_mode == StopMode::Interrupt
+                            {
+                                cancel.cancel();
+                            }
                         }
-                        _ => {}
                     }
                 };
                 if cancel.is_cancelled() {

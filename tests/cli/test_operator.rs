@@ -434,3 +434,58 @@ fn add_task_reads_the_document_from_stdin() {
         crate::common::task_doc("t-stdin", "")
     );
 }
+
+// 12 --------------------------------------------------------------------------------------
+
+#[test]
+fn pause_applies_at_once_stop_says_when_and_status_lists_pending_commands() {
+    let ws = TestWs::new();
+    // The builder runs until the test creates `go`.
+    ws.use_fake_harness(
+        "builder run until [ -f \"$WORKSPACE/go\" ]; do sleep 0.02; done; printf '### BUILDER_COMPLETE\\n' | tee \"$LAST_MESSAGE_FILE\"\n",
+    );
+    ws.add_task("t-long", "");
+    ws.add_task("t-next", "");
+    let daemon = ws.spawn_daemon(&[]);
+    wait_for("the builder to start", LIMIT, || {
+        ws.stages_started() == ["builder"]
+    });
+    let started = Instant::now();
+    let text = ws.ok(&["pause"]);
+    assert!(started.elapsed() < Duration::from_secs(5), "pause waited");
+    assert!(
+        text.contains("applied by the running daemon")
+            && text.contains("the running builder stage finishes"),
+        "{text}"
+    );
+    assert_eq!(ws.json(&["status"])["snapshot"]["paused"], true);
+
+    let text = ws.ok(&["stop"]);
+    assert!(
+        text.contains("stops when the running builder stage ends, running for"),
+        "{text}"
+    );
+
+    // A command that must wait for the stage boundary is listed as pending, and says so.
+    let text = ws.ok(&["reload-config", "--wait", "0.2"]);
+    assert!(
+        text.contains("when the running builder stage ends"),
+        "{text}"
+    );
+    let status = ws.ok(&["status"]);
+    assert!(status.contains("pending_mailbox_commands: 1"), "{status}");
+    assert!(
+        status.contains("pending_command: reload_config (issued "),
+        "{status}"
+    );
+    ws.write("go", "");
+    let out = daemon.wait_exit(LIMIT);
+    assert!(out.status.success());
+    // Paused, so the builder's item went no further, and t-next was never claimed.
+    assert_eq!(ws.stages_started(), ["builder"]);
+    assert_eq!(ws.folder_of("t-next"), ["tasks/queue"]);
+    assert_eq!(
+        ws.json(&["status"])["pending_commands"],
+        serde_json::json!([])
+    );
+}
