@@ -489,3 +489,45 @@ fn pause_applies_at_once_stop_says_when_and_status_lists_pending_commands() {
         serde_json::json!([])
     );
 }
+
+// 13 --------------------------------------------------------------------------------------
+
+#[test]
+fn runs_tail_without_an_id_follows_the_newest_stage_even_after_an_interrupt() {
+    let ws = TestWs::new();
+    ws.fails(&["runs", "tail"], 1);
+    ws.use_fake_harness("builder hang\nbuilder emit ### BUILDER_COMPLETE\n");
+    let config = ws.read("millrace-agents/millrace.yaml").replace(
+        "watchers:\n",
+        "runtime:\n  stop_mode: interrupt\nwatchers:\n",
+    );
+    ws.write("millrace-agents/millrace.yaml", &config);
+    ws.add_task("t-tail", "");
+    let daemon = ws.spawn_daemon(&[]);
+    wait_for("the builder to start", LIMIT, || {
+        ws.stages_started() == ["builder"]
+    });
+    let text = ws.ok(&["runs", "tail"]);
+    assert!(text.contains("stage: builder\nfinished: false"), "{text}");
+    ws.ok(&["stop", "--wait", "0"]);
+    daemon.wait_exit(LIMIT);
+    assert!(has_event(&ws, "stage_interrupted"));
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("t-tail"), ["tasks/done"]);
+    let text = ws.ok(&["runs", "tail"]);
+    assert!(text.contains("stage: updater\nfinished: true"), "{text}");
+}
+
+#[test]
+fn runs_tail_shows_the_event_stream_when_a_codex_stage_left_no_text() {
+    let ws = TestWs::new();
+    ws.use_fake_harness(
+        "builder run printf '{\"type\":\"note\",\"text\":\"still working\"}\\n'; : > \"$LAST_MESSAGE_FILE\"\n",
+    );
+    ws.add_task("t-quiet", "");
+    ws.run(&["run", "once"]);
+    let text = ws.ok(&["runs", "tail"]);
+    assert!(text.contains("--- stdout: millrace-agents/runs/"), "{text}");
+    assert!(text.contains("runner_events."), "{text}");
+    assert!(text.contains("still working"), "{text}");
+}
