@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::json;
 
-use super::{run::print_progress, Ctx};
+use super::{progress::print_progress, Ctx};
 use crate::engine::closure;
 use crate::engine::daemon::{self, DaemonOptions};
 use crate::engine::EngineOptions;

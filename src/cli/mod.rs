@@ -12,6 +12,7 @@ mod doctor;
 mod init;
 mod modes;
 mod output;
+mod progress;
 mod queue;
 mod run;
 mod runs;

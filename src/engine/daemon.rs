@@ -9,7 +9,6 @@ use serde_json::json;
 use super::{Engine, EngineOptions, TickOutcome};
 use crate::config::{Config, StopMode};
 use crate::error::Result;
-use crate::model::{Stage, TerminalResult};
 use crate::runners::CancelToken;
 use crate::watch::{self, Wake, Waker};
 use crate::workspace::Workspace;
@@ -21,16 +20,9 @@ pub enum Progress {
         plan_id: String,
         watcher: String,
     },
-    StageStarted {
-        stage: Stage,
-        item: String,
-        run_id: String,
-    },
-    StageFinished {
-        stage: Stage,
-        result: Option<TerminalResult>,
-        next: Option<Stage>,
-    },
+    /// An event the runtime recorded (stage started or finished, a command applied, a file
+    /// rejected, ...), in log order.
+    Event(Box<crate::state::events::Event>),
     Idle,
     Warning(String),
 }
@@ -66,16 +58,41 @@ pub enum DaemonExit {
     Paused,
 }
 
-fn item_label(engine: &Engine) -> String {
-    let s = engine.snapshot();
-    match (
-        &s.active_work_item_kind,
-        &s.active_work_item_id,
-        &s.active_closure_target,
-    ) {
-        (Some(k), Some(i), _) => format!("{k} {i}"),
-        (_, _, Some(root)) => format!("closure target {root}"),
-        _ => "none".into(),
+/// Follows the event log from where it stood at startup, so the operator sees what the
+/// daemon did in the order the log records it (one source for both).
+struct EventTail {
+    path: std::path::PathBuf,
+    offset: u64,
+}
+
+impl EventTail {
+    fn at_end(path: &std::path::Path) -> EventTail {
+        EventTail {
+            path: path.to_path_buf(),
+            offset: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+        }
+    }
+
+    /// Report every complete line appended since the last call.
+    fn forward(&mut self, progress: &mut dyn FnMut(Progress)) {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut file) = std::fs::File::open(&self.path) else {
+            return;
+        };
+        let mut bytes = Vec::new();
+        if file.seek(SeekFrom::Start(self.offset)).is_err() || file.read_to_end(&mut bytes).is_err()
+        {
+            return;
+        }
+        let Some(end) = bytes.iter().rposition(|b| *b == b'\n') else {
+            return;
+        };
+        self.offset += end as u64 + 1;
+        for line in bytes[..end].split(|b| *b == b'\n') {
+            if let Ok(event) = serde_json::from_slice(line) {
+                progress(Progress::Event(Box::new(event)));
+            }
+        }
     }
 }
 
@@ -159,6 +176,7 @@ pub fn run(
         )?;
         progress(Progress::Warning(warning));
     }
+    let mut tail = EventTail::at_end(engine.events.path());
     progress(Progress::Started {
         plan_id: engine.plan.compiled_plan_id.clone(),
         watcher: format!("{:?}", waker.mode()).to_lowercase(),
@@ -167,6 +185,7 @@ pub fn run(
     let mut failures = 0u32;
     let mut config_seen = config_stamp(&config_path);
     let exit = loop {
+        tail.forward(progress);
         let scheduled_check = Duration::from_secs_f64(engine.config.runtime.idle_sleep_seconds);
         let debounce = Duration::from_millis(engine.config.watchers.debounce_ms);
         let mut config_settling = false;
@@ -208,11 +227,7 @@ pub fn run(
             TickOutcome::Stopped => break DaemonExit::Stopped("stop requested".into()),
             TickOutcome::Stage(prepared) => {
                 let req = prepared.request.clone();
-                progress(Progress::StageStarted {
-                    stage: req.stage,
-                    item: item_label(&engine),
-                    run_id: req.run_id.clone(),
-                });
+                tail.forward(progress);
                 let cancel = CancelToken::new();
                 let (tx, rx) = channel();
                 let registry = engine.registry();
@@ -258,6 +273,7 @@ pub fn run(
                                     "mailbox not applied while the stage runs: {err}"
                                 )));
                             }
+                            tail.forward(progress);
                             if engine.snapshot().stop_requested
                                 && engine.config.runtime.stop_mode == StopMode::Interrupt
                             {
@@ -285,11 +301,6 @@ pub fn run(
                     }
                     continue;
                 }
-                progress(Progress::StageFinished {
-                    stage: req.stage,
-                    result: engine.snapshot().last_terminal_result,
-                    next: engine.snapshot().active_stage,
-                });
                 if let Some(reason) = stop_after {
                     engine.process_stop(&reason)?;
                     break DaemonExit::Stopped(reason);
@@ -338,6 +349,7 @@ pub fn run(
             }
         }
     };
+    tail.forward(progress);
     let reason = exit.describe();
     engine.shutdown(&reason)?;
     Ok(exit)

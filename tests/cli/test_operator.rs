@@ -531,3 +531,56 @@ fn runs_tail_shows_the_event_stream_when_a_codex_stage_left_no_text() {
     assert!(text.contains("runner_events."), "{text}");
     assert!(text.contains("still working"), "{text}");
 }
+
+// 11 --------------------------------------------------------------------------------------
+
+#[test]
+fn watch_lines_carry_time_duration_failures_controls_and_rejections() {
+    let ws = TestWs::new();
+    ws.use_fake_harness(
+        "builder exit 3\ntroubleshooter emit ### BLOCKED\nconsultant emit ### BLOCKED\n",
+    );
+    let daemon = ws.spawn_daemon(&[]);
+    ws.write(
+        "millrace-agents/state/mailbox/incoming/junk.yaml",
+        "{{ not yaml",
+    );
+    wait_for("the junk to be rejected", LIMIT, || {
+        ws.exists("millrace-agents/state/mailbox/failed/junk.yaml")
+    });
+    ws.ok(&["pause"]);
+    ws.ok(&["resume"]);
+    ws.add_task("t-w", "");
+    wait_for("t-w to be blocked", LIMIT, || {
+        ws.folder_of("t-w") == ["tasks/blocked"]
+    });
+    ws.ok(&["stop"]);
+    let out = daemon.wait_exit(LIMIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let timed = |needle: &str| {
+        stderr.lines().any(|l| {
+            l.contains(needle)
+                && l.as_bytes()
+                    .get(..10)
+                    .is_some_and(|p| p[2] == b':' && p[5] == b':' && &p[8..10] == b"  ")
+        })
+    };
+    for needle in [
+        "rejected mailbox file millrace-agents/state/mailbox/incoming/junk.yaml",
+        "pause: runtime paused",
+        "resume: runtime resumed",
+        "builder        task t-w  [run-",
+        "BLOCKED: task t-w: ",
+        "stop: stop requested",
+    ] {
+        assert!(timed(needle), "no timed line with {needle:?} in:\n{stderr}");
+    }
+    let failed = stderr
+        .lines()
+        .find(|l| l.contains("builder        -> "))
+        .unwrap_or_else(|| panic!("no builder result in:\n{stderr}"));
+    assert!(
+        failed.contains("s  ["),
+        "duration and failure class: {failed}"
+    );
+}
