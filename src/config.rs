@@ -46,6 +46,100 @@ pub struct Config {
     pub recovery: RecoveryConfig,
     pub watchers: WatchersConfig,
     pub stages: BTreeMap<Stage, StageConfig>,
+    pub usage: UsageConfig,
+}
+
+/// A spending limit: tokens and/or US dollars; an unset figure is no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limit {
+    pub tokens: Option<u64>,
+    pub cost_usd: Option<f64>,
+}
+
+impl Limit {
+    /// Whether any figure is set.
+    pub fn is_set(&self) -> bool {
+        self.tokens.is_some() || self.cost_usd.is_some()
+    }
+}
+
+/// `usage.window`: a limit over a rolling window of hours.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WindowLimit {
+    pub hours: f64,
+    pub tokens: Option<u64>,
+    pub cost_usd: Option<f64>,
+}
+
+impl Default for WindowLimit {
+    fn default() -> Self {
+        WindowLimit {
+            hours: 5.0,
+            tokens: None,
+            cost_usd: None,
+        }
+    }
+}
+
+/// `usage.daily`: a limit per calendar day in a time zone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DailyLimit {
+    pub tokens: Option<u64>,
+    pub cost_usd: Option<f64>,
+    /// IANA name (`Europe/Berlin`) or `UTC`: where a day starts.
+    pub time_zone: String,
+}
+
+impl Default for DailyLimit {
+    fn default() -> Self {
+        DailyLimit {
+            tokens: None,
+            cost_usd: None,
+            time_zone: "UTC".into(),
+        }
+    }
+}
+
+/// `usage.*`: budgets (all off by default) and the back-off after rate limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UsageConfig {
+    /// One stage run; checked when the stage ends (a running stage is never killed for it).
+    pub per_stage: Limit,
+    /// One work item over all its stages.
+    pub per_item: Limit,
+    /// Everything done for one root spec.
+    pub per_lineage: Limit,
+    pub window: WindowLimit,
+    pub daily: DailyLimit,
+    /// First wait after a rate limit without a reset time; doubles per repeat.
+    pub rate_limit_backoff_seconds: u64,
+    /// Longest wait between rate-limited retries.
+    pub rate_limit_backoff_max_seconds: u64,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        UsageConfig {
+            per_stage: Limit::default(),
+            per_item: Limit::default(),
+            per_lineage: Limit::default(),
+            window: WindowLimit::default(),
+            daily: DailyLimit::default(),
+            rate_limit_backoff_seconds: 60,
+            rate_limit_backoff_max_seconds: 1800,
+        }
+    }
+}
+
+impl UsageConfig {
+    /// The daily limit's time zone (validated when the config loads).
+    pub fn time_zone(&self) -> jiff::tz::TimeZone {
+        jiff::tz::TimeZone::get(&self.daily.time_zone).unwrap_or(jiff::tz::TimeZone::UTC)
+    }
 }
 
 /// `runtime.run_style`, shown as the snapshot's runtime mode.
@@ -119,12 +213,18 @@ pub struct RunnersConfig {
     pub default_runner: String,
     /// Seconds without any output before a stage is killed; 0 turns the idle timeout off.
     pub idle_timeout_seconds: u64,
+    /// Seconds of nothing but a harness's retry/reconnect lines before the stage fails as
+    /// stalled (network class); 0 turns stall detection off.
+    pub stall_timeout_seconds: u64,
     /// Seconds between SIGTERM and SIGKILL of a harness process group.
     pub kill_grace_seconds: u64,
     /// Largest stdout/stderr capture kept per stage run, in bytes.
     pub output_cap_bytes: u64,
     /// Names (globs) of environment variables the harness inherits; all others are dropped.
     pub env_allow: Vec<String>,
+    /// Runners to try, in order, when the stage's runner fails for its environment (quota,
+    /// auth, not installed); never for a work item's own failure.
+    pub fallback_runners: Vec<String>,
     pub codex: CodexConfig,
     pub command: CommandRunnerConfig,
     pub scripted: ScriptedRunnerConfig,
@@ -135,9 +235,11 @@ impl Default for RunnersConfig {
         RunnersConfig {
             default_runner: "codex_cli".into(),
             idle_timeout_seconds: 900,
+            stall_timeout_seconds: 300,
             kill_grace_seconds: 5,
             output_cap_bytes: 10 * 1024 * 1024,
             env_allow: vec!["*".into()],
+            fallback_runners: Vec::new(),
             codex: CodexConfig::default(),
             command: CommandRunnerConfig::default(),
             scripted: ScriptedRunnerConfig::default(),
@@ -276,6 +378,8 @@ impl Default for WatchersConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct StageConfig {
     pub runner: Option<String>,
+    /// Overrides `runners.fallback_runners` for this stage.
+    pub fallback_runners: Option<Vec<String>>,
     pub model: Option<String>,
     pub timeout_seconds: u64,
     /// Overrides `runners.idle_timeout_seconds` for this stage.
@@ -286,6 +390,7 @@ impl Default for StageConfig {
     fn default() -> Self {
         StageConfig {
             runner: None,
+            fallback_runners: None,
             model: None,
             timeout_seconds: 3600,
             idle_timeout_seconds: None,
@@ -387,6 +492,39 @@ impl Config {
                     "runners.command.preset",
                     &format!("must be one of claude, gemini, aider (found `{preset}`)"),
                 ));
+            }
+        }
+        let u = &self.usage;
+        if !(u.window.hours > 0.0 && u.window.hours.is_finite()) {
+            return Err(invalid("usage.window.hours", "must be > 0"));
+        }
+        if jiff::tz::TimeZone::get(&u.daily.time_zone).is_err() {
+            return Err(invalid(
+                "usage.daily.time_zone",
+                &format!(
+                    "`{}` is not a known time zone (use an IANA name such as Europe/Berlin, or UTC)",
+                    u.daily.time_zone
+                ),
+            ));
+        }
+        if u.rate_limit_backoff_seconds == 0
+            || u.rate_limit_backoff_max_seconds < u.rate_limit_backoff_seconds
+        {
+            return Err(invalid(
+                "usage.rate_limit_backoff_seconds",
+                "must be > 0 and at most usage.rate_limit_backoff_max_seconds",
+            ));
+        }
+        let costs = [
+            ("usage.per_stage.cost_usd", u.per_stage.cost_usd),
+            ("usage.per_item.cost_usd", u.per_item.cost_usd),
+            ("usage.per_lineage.cost_usd", u.per_lineage.cost_usd),
+            ("usage.window.cost_usd", u.window.cost_usd),
+            ("usage.daily.cost_usd", u.daily.cost_usd),
+        ];
+        for (key, cost) in costs {
+            if cost.is_some_and(|c| !(c >= 0.0 && c.is_finite())) {
+                return Err(invalid(key, "must be a non-negative number"));
             }
         }
         for pattern in &self.runners.env_allow {

@@ -65,6 +65,20 @@ fn failure(data: &serde_json::Map<String, Value>) -> String {
     }
 }
 
+/// `  refused: a | b` when the harness refused edits or commands.
+fn refused(data: &serde_json::Map<String, Value>) -> String {
+    let refused: Vec<String> = data
+        .get("refused")
+        .and_then(Value::as_array)
+        .map(|items| items.iter().filter_map(Value::as_str).map(one_line).collect())
+        .unwrap_or_default();
+    if refused.is_empty() {
+        String::new()
+    } else {
+        format!("  refused: {}", refused.join(" | "))
+    }
+}
+
 fn item(data: &serde_json::Map<String, Value>, kind: &str, id: &str) -> String {
     match (text(data, kind), text(data, id)) {
         (Some(kind), Some(id)) => format!("{kind} {id}"),
@@ -88,10 +102,11 @@ pub fn event_line(event: &Event) -> Option<String> {
             text(d, "run_id").unwrap_or("?")
         ),
         "stage_completed" => format!(
-            "{stage:<14} -> {} in {}{}",
+            "{stage:<14} -> {} in {}{}{}",
             text(d, "terminal_result").unwrap_or("no result"),
             duration(d.get("duration_seconds").and_then(Value::as_f64)?),
-            failure(d)
+            failure(d),
+            refused(d)
         ),
         "stage_interrupted" => format!(
             "{stage:<14} interrupted; {}",
@@ -135,7 +150,16 @@ pub fn event_line(event: &Event) -> Option<String> {
             "paused: {}",
             text(d, "reason").unwrap_or("nothing new starts until `millrace resume`")
         ),
-        "runtime_resumed" => "resumed".into(),
+        "runtime_resumed" => match text(d, "reason") {
+            Some(reason) => format!("resumed: {reason}"),
+            None => "resumed".into(),
+        },
+        "runner_fallback" => format!(
+            "{stage:<14} runner {} failed{}; running it on {}",
+            text(d, "from").unwrap_or("?"),
+            failure(d),
+            text(d, "to").unwrap_or("?")
+        ),
         "runtime_config_reloaded" => format!(
             "config reloaded: plan {}",
             text(d, "compiled_plan_id").unwrap_or("?")

@@ -93,6 +93,12 @@ fn once(ctx: &Ctx, args: OnceArgs) -> Result<ExitCode> {
         TickOutcome::Stage(p) => Some(p.request.stage),
         _ => None,
     };
+    let finished = match &outcome {
+        TickOutcome::Stage(p) => p.finished.as_ref(),
+        _ => None,
+    };
+    let failure = finished.and_then(|r| r.diagnosis.as_ref());
+    let refused = finished.map(|r| r.refused.clone()).unwrap_or_default();
     let report = json!({
         "outcome": kind,
         "stage": stage,
@@ -100,14 +106,31 @@ fn once(ctx: &Ctx, args: OnceArgs) -> Result<ExitCode> {
         "next_stage": snap.active_stage,
         "stage_result_path": stage.and(snap.last_stage_result_path.clone()),
         "run_id": match &outcome { TickOutcome::Stage(p) => Some(p.request.run_id.clone()), _ => None },
+        "failure_class": failure.map(|d| d.kind.as_str()),
+        "failure_message": failure.map(|d| d.message.as_str()),
+        "refused": refused,
+        "paused": snap.paused,
+        "pause_reason": snap.pause_reason,
     });
-    ctx.emit(&report, || match stage {
-        Some(stage) => format!(
-            "ran {stage}: {} (next: {})\n",
-            super::output::or_none(snap.last_terminal_result),
-            super::output::or_none(snap.active_stage)
-        ),
-        None => format!("{kind}\n"),
+    ctx.emit(&report, || {
+        let mut out = match stage {
+            Some(stage) => format!(
+                "ran {stage}: {}{} (next: {})\n",
+                super::output::or_none(snap.last_terminal_result),
+                failure
+                    .map(|d| format!(" [{}: {}]", d.kind, d.message))
+                    .unwrap_or_default(),
+                super::output::or_none(snap.active_stage.filter(|_| !snap.paused))
+            ),
+            None => format!("{kind}\n"),
+        };
+        for r in &refused {
+            out.push_str(&format!("warning: the harness refused: {r}\n"));
+        }
+        if let Some(reason) = &snap.pause_reason {
+            out.push_str(&format!("paused: {reason}\n"));
+        }
+        out
     });
     Ok(code)
 }

@@ -71,12 +71,13 @@ fn not_found(run_id: &str) -> Error {
 fn tokens(usage: &Option<TokenUsage>) -> String {
     match usage {
         Some(u) => format!(
-            "{} total ({} input, {} cached, {} output, {} thinking)",
+            "{} total ({} input, {} cached, {} output, {} thinking){}",
             u.total_tokens,
             u.input_tokens,
             u.cached_input_tokens,
             u.output_tokens,
-            u.thinking_tokens
+            u.thinking_tokens,
+            u.cost_usd.map(|c| format!(", ${c:.4}")).unwrap_or_default()
         ),
         None => "none".into(),
     }
@@ -120,6 +121,9 @@ fn summary_lines(s: &RunSummary) -> String {
         "failure_class: {}\n",
         or_none(s.failure_class.as_deref())
     ));
+    if let Some(message) = &s.failure_message {
+        out.push_str(&format!("failure_message: {message}\n"));
+    }
     out.push_str(&format!(
         "started_at: {}\n",
         or_none(s.started_at.as_deref())
@@ -170,6 +174,15 @@ fn render_detail(d: &RunDetail) -> String {
         line("terminal_result", r.terminal_result.to_string());
         line("result_class", r.result_class.to_string());
         line("failure_class", or_none(r.failure_class.as_deref()));
+        if let Some(message) = &r.failure_message {
+            line("failure_message", message.clone());
+        }
+        for refused in &r.refused {
+            line("warning", format!("the harness refused: {refused}"));
+        }
+        if let Some(last) = &r.last_line {
+            line("harness_last_line", last.clone());
+        }
         line("started_at", r.started_at.clone());
         line("completed_at", r.completed_at.clone());
         line("duration_seconds", py_float(r.duration_seconds));

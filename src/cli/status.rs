@@ -77,6 +77,8 @@ pub struct StatusReport {
     pub attention: Vec<String>,
     /// Mailbox commands waiting for the daemon (or for a daemon to start), in apply order.
     pub pending_commands: Vec<PendingCommand>,
+    /// The most recent stage's failure, if it failed: class, the harness's words, refusals.
+    pub last_failure: Option<LastFailure>,
 }
 
 /// A mailbox command not applied yet.
@@ -107,6 +109,40 @@ fn pending_commands(ws: &Workspace) -> Vec<PendingCommand> {
             },
         })
         .collect()
+}
+
+/// The failure recorded in the last stage result.
+#[derive(Debug, Serialize)]
+pub struct LastFailure {
+    pub stage: crate::model::Stage,
+    pub failure_class: String,
+    pub failure_message: String,
+    pub refused: Vec<String>,
+    pub stage_result_path: String,
+}
+
+impl LastFailure {
+    /// From the snapshot's last stage result, when that stage failed or refused something.
+    fn load(ws: &Workspace, snapshot: &Snapshot) -> Option<LastFailure> {
+        let rel = snapshot.last_stage_result_path.as_deref()?;
+        let path = ws.root().join(rel);
+        let text = std::fs::read_to_string(&path).ok()?;
+        let result: crate::runners::StageResult = crate::yaml::from_str(&path, &text).ok()?;
+        if result.diagnosis.is_none() && result.refused.is_empty() {
+            return None;
+        }
+        let (class, message) = result
+            .diagnosis
+            .map(|d| (d.kind.as_str().to_string(), d.message))
+            .unwrap_or_default();
+        Some(LastFailure {
+            stage: result.stage,
+            failure_class: class,
+            failure_message: message,
+            refused: result.refused,
+            stage_result_path: rel.to_string(),
+        })
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -141,6 +177,9 @@ pub fn collect(ws: &Workspace) -> Result<StatusReport> {
             .iter()
             .map(|p| format!("closure target unreadable: {p} (run `millrace doctor`)")),
     );
+    if let Some(reason) = snapshot.pause_reason.as_ref().filter(|_| snapshot.paused) {
+        attention.push(format!("paused: {reason}"));
+    }
     if let Some(err) = &snapshot.last_reload_error {
         attention.push(format!(
             "the last config reload failed and the previous plan is in use: {err} (fix millrace-agents/millrace.yaml, then `millrace config validate`)"
@@ -169,8 +208,32 @@ pub fn collect(ws: &Workspace) -> Result<StatusReport> {
         closure_target_problems,
         attention,
         pending_commands: pending_commands(ws),
+        last_failure: LastFailure::load(ws, &snapshot),
         snapshot,
     })
+}
+
+/// `true`/`false`, with the reason when the runtime paused itself.
+fn paused_text(s: &Snapshot) -> String {
+    match (&s.pause_reason, &s.resume_at) {
+        (Some(reason), _) if s.paused => format!("true — {reason}"),
+        _ => s.paused.to_string(),
+    }
+}
+
+/// `class: message (stage)` and the refusals of the last stage.
+fn failure_lines(f: &LastFailure) -> String {
+    let mut out = String::new();
+    if !f.failure_class.is_empty() {
+        out.push_str(&format!(
+            "last_failure: {} at {}: {}\n",
+            f.failure_class, f.stage, f.failure_message
+        ));
+    }
+    for r in &f.refused {
+        out.push_str(&format!("warning: {} refused: {r}\n", f.stage));
+    }
+    out
 }
 
 /// Human rendering: `key: value` lines, `none` for absent values.
@@ -186,7 +249,7 @@ pub fn render(report: &StatusReport) -> String {
         format!("{:?}", s.runtime_mode).to_lowercase(),
     );
     line("process_running", s.process_running.to_string());
-    line("paused", s.paused.to_string());
+    line("paused", paused_text(s));
     line("stop_requested", s.stop_requested.to_string());
     line("active_mode_id", s.active_mode_id.clone());
     line("compiled_plan_id", s.compiled_plan_id.clone());
@@ -256,6 +319,9 @@ pub fn render(report: &StatusReport) -> String {
     );
     for t in &report.closure_targets {
         out.push_str(&render_target(t));
+    }
+    if let Some(f) = &report.last_failure {
+        out.push_str(&failure_lines(f));
     }
     for a in &report.attention {
         out.push_str(&format!("attention: {a}\n"));
@@ -329,7 +395,7 @@ fn render_compact(report: &StatusReport) -> String {
         },
         _ => "none".into(),
     };
-    out.push_str(&format!("active: {active}\npaused: {}\n", s.paused));
+    out.push_str(&format!("active: {active}\npaused: {}\n", paused_text(s)));
     out.push_str(&format!(
         "execution: {} queued, {} active, {} done, {} blocked\n",
         q.execution_queued, q.execution_active, q.execution_done, q.execution_blocked
@@ -342,6 +408,9 @@ fn render_compact(report: &StatusReport) -> String {
         "last_terminal_result: {}\n",
         or_none(s.last_terminal_result)
     ));
+    if let Some(f) = &report.last_failure {
+        out.push_str(&failure_lines(f));
+    }
     for t in &report.closure_targets {
         out.push_str(&format!(
             "closure: {} waits on {}\n",

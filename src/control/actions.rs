@@ -297,7 +297,7 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
             if !t.snapshot.paused {
                 return Ok(outcome(action, false, "not paused; nothing to do"));
             }
-            t.snapshot.paused = false;
+            t.snapshot.unpause();
             t.snapshot.save(&t.ws.snapshot_path())?;
             Ok(outcome(action, true, "runtime resumed"))
         }
@@ -310,7 +310,7 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
             let applied =
                 t.snapshot.process_running || t.snapshot.paused || t.snapshot.stop_requested;
             t.snapshot.process_running = false;
-            t.snapshot.paused = false;
+            t.snapshot.unpause();
             t.snapshot.stop_requested = false;
             t.snapshot.save(&t.ws.snapshot_path())?;
             let detail = if applied {

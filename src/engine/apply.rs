@@ -15,6 +15,7 @@ use crate::queue::QueueError;
 use crate::runners::{self, FailureClass, RawResult, StageRequest, StageResult};
 use crate::state::counters::RUNTIME_REPAIR;
 use crate::state::markers;
+use crate::state::snapshot::PauseCause;
 use crate::workspace::{atomic, Folder};
 
 /// Lower-case, runs of other characters as `_` (spec 06 §6.3).
@@ -96,7 +97,7 @@ impl Engine {
         }
     }
 
-    fn lineage_of(&self, kind: WorkItemKind, id: &str) -> Lineage {
+    pub(crate) fn lineage_of(&self, kind: WorkItemKind, id: &str) -> Lineage {
         self.queue
             .find(id)
             .into_iter()
@@ -110,7 +111,11 @@ impl Engine {
     }
 
     /// Normalize, persist, route and apply one stage's raw result.
-    pub(crate) fn apply_result(&mut self, req: &StageRequest, raw: RawResult) -> Result<()> {
+    pub(crate) fn apply_result(
+        &mut self,
+        req: &StageRequest,
+        raw: RawResult,
+    ) -> Result<StageResult> {
         if self.snapshot.active_stage != Some(req.stage)
             || self.snapshot.active_run_id.as_deref() != Some(req.run_id.as_str())
         {
@@ -143,6 +148,17 @@ impl Engine {
         crate::failpoint::transition("stage_result.after_persist")?;
         let result_rel = self.ws.rel(&result_path);
         let (kind, id) = self.identity(req)?;
+        self.record_usage(&result, kind, &id)?;
+        crate::failpoint::transition("stage_result.after_usage")?;
+        if let Some(diagnosis) = result
+            .diagnosis
+            .as_ref()
+            .filter(|d| d.kind.is_environment())
+        {
+            self.hold_for_environment(req, &result, diagnosis, result_rel, kind, &id)?;
+            return Ok(result);
+        }
+        self.snapshot.rate_limit_strikes = 0;
         let counters = &self.counters;
         let route = self
             .plan
@@ -214,22 +230,114 @@ impl Engine {
             .metadata
             .failure_class
             .map(|c| c.as_str().to_string());
-        self.events.emit(
-            "stage_completed",
-            json!({"request_id": req.request_id, "stage": req.stage, "plane": req.plane,
-                   "run_id": req.run_id, "work_item_kind": kind, "work_item_id": id,
-                   "terminal_result": result.terminal_result, "failure_class": failure,
-                   "request_kind": req.request_kind.as_str(),
-                   "stage_result_path": result_rel,
-                   "duration_seconds": result.duration_seconds,
-                   "token_usage": result.token_usage}),
-        )?;
+        self.emit_stage_completed(req, &result, &result_rel, kind, &id)?;
         self.events.emit(
             "router_decision",
             json!({"action": action, "plane": req.plane, "run_id": req.run_id,
                    "work_item_kind": kind, "work_item_id": id, "stage": req.stage,
                    "terminal_result": result.terminal_result, "failure_class": failure,
                    "next_stage": next_stage, "reason": reason}),
+        )?;
+        Ok(result)
+    }
+
+    /// `stage_completed`: what the stage answered, and for a failure its class and the
+    /// harness's own words (what `watch` prints).
+    fn emit_stage_completed(
+        &self,
+        req: &StageRequest,
+        result: &StageResult,
+        result_rel: &str,
+        kind: WorkItemKind,
+        id: &str,
+    ) -> Result<()> {
+        let failure = result.diagnosis.as_ref();
+        self.events.emit(
+            "stage_completed",
+            json!({"request_id": req.request_id, "stage": req.stage, "plane": req.plane,
+                   "run_id": req.run_id, "work_item_kind": kind, "work_item_id": id,
+                   "terminal_result": result.terminal_result,
+                   "failure_class": failure.map(|d| d.kind.as_str()),
+                   "failure_message": failure.map(|d| d.message.as_str()),
+                   "normalization_failure": result.metadata.failure_class,
+                   "refused": result.refused,
+                   "last_line": result.last_line,
+                   "request_kind": req.request_kind.as_str(),
+                   "stage_result_path": result_rel,
+                   "duration_seconds": result.duration_seconds,
+                   "token_usage": result.token_usage}),
+        )?;
+        Ok(())
+    }
+
+    /// An environment failure (harness missing, not logged in, refused our command line, out
+    /// of quota) is not the item's fault: spend none of its budgets, keep it active at this
+    /// stage, and pause the runtime with the reason and the fix. `resume` (or the provider's
+    /// reset time) re-runs the same stage.
+    fn hold_for_environment(
+        &mut self,
+        req: &StageRequest,
+        result: &StageResult,
+        diagnosis: &runners::harness::Diagnosis,
+        result_rel: String,
+        kind: WorkItemKind,
+        id: &str,
+    ) -> Result<()> {
+        if let Some(next) = self.next_fallback(req, &result.runner_name, diagnosis) {
+            self.snapshot.runner_override = Some(next.clone());
+            self.snapshot.current_failure_class = Some(diagnosis.kind.as_str().to_string());
+            self.snapshot.last_terminal_result = Some(result.terminal_result);
+            self.snapshot.last_stage_result_path = Some(result_rel.clone());
+            self.save_snapshot()?;
+            self.emit_stage_completed(req, result, &result_rel, kind, id)?;
+            self.events.emit(
+                "runner_fallback",
+                json!({"from": result.runner_name, "to": next, "stage": req.stage,
+                       "run_id": req.run_id, "work_item_kind": kind, "work_item_id": id,
+                       "failure_class": diagnosis.kind.as_str(),
+                       "failure_message": diagnosis.message,
+                       "action": "the same stage runs again on the fallback runner"}),
+            )?;
+            return Ok(());
+        }
+        let rate_limited = diagnosis.kind == runners::harness::FailureKind::RateLimited;
+        let resume_at = match diagnosis.reset_at {
+            Some(at) => Some(at),
+            None if rate_limited => {
+                let wait =
+                    jiff::SignedDuration::try_from(self.rate_limit_backoff()).unwrap_or_default();
+                crate::time::now().checked_add(wait).ok()
+            }
+            None => None,
+        };
+        let mut shown = diagnosis.clone();
+        shown.reset_at = resume_at;
+        let reason = runners::harness::pause_reason(&result.runner_name, &shown);
+        let s = &mut self.snapshot;
+        s.paused = true;
+        s.paused_for = Some(if rate_limited {
+            PauseCause::RateLimit
+        } else {
+            PauseCause::Harness
+        });
+        if rate_limited && diagnosis.reset_at.is_none() {
+            s.rate_limit_strikes = s.rate_limit_strikes.saturating_add(1);
+        }
+        s.pause_reason = Some(reason.clone());
+        s.resume_at = resume_at.map(crate::time::format);
+        s.current_failure_class = Some(diagnosis.kind.as_str().to_string());
+        s.last_terminal_result = Some(result.terminal_result);
+        s.last_stage_result_path = Some(result_rel.clone());
+        self.save_snapshot()?;
+        self.emit_stage_completed(req, result, &result_rel, kind, id)?;
+        self.events.emit(
+            "runtime_paused",
+            json!({"reason": reason, "failure_class": diagnosis.kind.as_str(),
+                   "failure_message": diagnosis.message, "runner": result.runner_name,
+                   "stage": req.stage, "run_id": req.run_id,
+                   "work_item_kind": kind, "work_item_id": id,
+                   "resume_at": self.snapshot.resume_at,
+                   "action": "the item stays active; `millrace resume` re-runs this stage"}),
         )?;
         Ok(())
     }
@@ -244,6 +352,7 @@ impl Engine {
     ) -> Result<()> {
         self.counters.reset_item(kind, id);
         self.counters.save(&self.ws.counters_path())?;
+        self.forget_item_usage(kind, id)?;
         self.snapshot.clear_active();
         self.snapshot.current_failure_class = class;
         if idle_markers {
@@ -255,10 +364,37 @@ impl Engine {
         Ok(())
     }
 
+    /// Block the active item because a budget is spent, and free the runtime for the next.
+    pub(crate) fn block_for_budget(
+        &mut self,
+        kind: WorkItemKind,
+        id: &str,
+        why: &str,
+    ) -> Result<()> {
+        self.block_item(kind, id, why, None)?;
+        self.release_item(kind, id, Some("budget_exhausted".into()), true)?;
+        self.save_snapshot()
+    }
+
     /// Move the active item to `blocked/`, recording why in its history and the event log.
-    fn block_item(&mut self, kind: WorkItemKind, id: &str, why: &str) -> Result<()> {
+    fn block_item(
+        &mut self,
+        kind: WorkItemKind,
+        id: &str,
+        why: &str,
+        result: Option<&StageResult>,
+    ) -> Result<()> {
+        let failure = result.and_then(|r| r.diagnosis.as_ref());
+        let refused = result.map(|r| r.refused.as_slice()).unwrap_or_default();
+        let mut history = format!("blocked by the runtime: {why}");
+        if let Some(d) = failure {
+            history.push_str(&format!("; {}: {}", d.kind, d.message));
+        }
+        if !refused.is_empty() {
+            history.push_str(&format!("; the harness refused: {}", refused.join(" | ")));
+        }
         match self.queue.block(kind, id) {
-            Ok(path) => append_history(&path, &format!("blocked by the runtime: {why}"))?,
+            Ok(path) => append_history(&path, &history)?,
             Err(e) => {
                 self.events.emit(
                     "runtime_blocked_mark_failed",
@@ -268,7 +404,10 @@ impl Engine {
         }
         self.events.emit(
             "work_item_blocked",
-            json!({"kind": kind, "id": id, "reason": why}),
+            json!({"kind": kind, "id": id, "reason": why,
+                   "failure_class": failure.map(|d| d.kind.as_str()),
+                   "failure_message": failure.map(|d| d.message.as_str()),
+                   "refused": refused}),
         )?;
         Ok(())
     }
@@ -316,13 +455,14 @@ impl Engine {
                     kind,
                     id,
                     &format!("handed off to planning as incident {}", incident.id()),
+                    Some(result),
                 )?;
                 self.release_item(kind, id, class, false)?;
                 Ok("handoff")
             }
             Consequence::Block | Consequence::Remediation | Consequence::CloseTarget => {
                 let why = format!("{reason} (last result {})", result.terminal_result);
-                self.block_item(kind, id, &why)?;
+                self.block_item(kind, id, &why, Some(result))?;
                 self.release_item(kind, id, class, false)?;
                 Ok("blocked")
             }
@@ -444,7 +584,7 @@ impl Engine {
                 "runtime repair budget spent ({used}/{}) after: {message}",
                 self.config.recovery.max_runtime_repairs
             );
-            self.block_item(kind, &id, &why)?;
+            self.block_item(kind, &id, &why, None)?;
             self.release_item(kind, &id, Some(code), false)?;
             return self.save_snapshot();
         }

@@ -9,6 +9,7 @@ use serde_json::json;
 use super::{Engine, EngineOptions, TickOutcome};
 use crate::config::{Config, StopMode};
 use crate::error::Result;
+use crate::runners::harness::FailureKind;
 use crate::runners::CancelToken;
 use crate::watch::{self, Wake, Waker};
 use crate::workspace::Workspace;
@@ -166,13 +167,22 @@ pub fn run(
             .emit("watcher_fallback_to_polling", json!({"reason": reason}))?;
         progress(Progress::Warning(reason.clone()));
     }
-    for (program, key) in crate::runners::missing_executables(&engine.config) {
+    for problem in crate::runners::preflight::check(&engine.config) {
         let warning = format!(
-            "harness `{program}` ({key}) is not installed or not on PATH: stages will fail until it is"
+            "runner {}: {} — {}; the first stage that needs it will pause the runtime",
+            problem.runner, problem.message, problem.fix
         );
+        let event = if problem.failure_class == FailureKind::NotInstalled {
+            "runner_executable_missing"
+        } else {
+            "runner_preflight_failed"
+        };
         engine.events.emit(
-            "runner_executable_missing",
-            json!({"program": program, "config_key": key}),
+            event,
+            json!({"runner": problem.runner, "program": problem.program,
+                   "config_key": problem.config_key,
+                   "failure_class": problem.failure_class.as_str(),
+                   "message": problem.message, "fix": problem.fix}),
         )?;
         progress(Progress::Warning(warning));
     }
@@ -293,14 +303,17 @@ pub fn run(
                     engine.process_stop(&reason)?;
                     break DaemonExit::Stopped(reason);
                 }
-                if let Err(err) = engine.finish_stage(&prepared, raw) {
-                    let pause = contain(&mut engine, err, &mut failures, progress)?;
-                    if let Some(reason) = wait_for_signal(&waker, pause) {
-                        engine.process_stop(&reason)?;
-                        break DaemonExit::Stopped(reason);
+                match engine.finish_stage(&prepared, raw) {
+                    Ok(_) => {}
+                    Err(err) => {
+                        let pause = contain(&mut engine, err, &mut failures, progress)?;
+                        if let Some(reason) = wait_for_signal(&waker, pause) {
+                            engine.process_stop(&reason)?;
+                            break DaemonExit::Stopped(reason);
+                        }
+                        continue;
                     }
-                    continue;
-                }
+                };
                 if let Some(reason) = stop_after {
                     engine.process_stop(&reason)?;
                     break DaemonExit::Stopped(reason);
@@ -336,6 +349,9 @@ pub fn run(
                 } else {
                     scheduled_check
                 };
+                let timeout = engine
+                    .resume_due_in()
+                    .map_or(timeout, |due| timeout.min(due));
                 match waker.wait(timeout) {
                     Some(Wake::Signal(name)) => {
                         let reason = format!("{name} received");

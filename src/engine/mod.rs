@@ -15,6 +15,7 @@ mod mailbox;
 mod reconcile;
 mod request;
 mod tick;
+mod usage;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use crate::runners::{self, Registry};
 use crate::state::counters::Counters;
 use crate::state::events::EventLog;
 use crate::state::snapshot::{Snapshot, WatcherMode};
+use crate::state::usage::Ledger;
 use crate::workspace::Workspace;
 
 pub use tick::{Prepared, TickOutcome};
@@ -57,6 +59,8 @@ pub struct Engine {
     plan: FrozenRunPlan,
     snapshot: Snapshot,
     counters: Counters,
+    /// What the harnesses have spent (`state/usage_ledger.yaml`).
+    ledger: Ledger,
     queue: QueueStore,
     events: EventLog,
     registry: Arc<Registry>,
@@ -197,6 +201,14 @@ impl Engine {
                 Counters::default()
             }
         };
+        let ledger = match Ledger::load(&ws.usage_ledger_path()) {
+            Ok(ledger) => ledger,
+            Err(crate::state::StateError::Io(e)) => return Err(e.into()),
+            Err(e) => {
+                set_aside(&queue, &events, &ws.usage_ledger_path(), &e.to_string())?;
+                Ledger::default()
+            }
+        };
         let mut engine = Engine {
             ws: ws.clone(),
             options,
@@ -204,6 +216,7 @@ impl Engine {
             plan,
             snapshot,
             counters,
+            ledger,
             queue,
             events,
             registry: Arc::new(registry),

@@ -110,6 +110,7 @@ impl Engine {
             )?;
         }
         if startup {
+            self.recover_usage()?;
             if let (Some(stage), Some(run)) = (
                 self.snapshot.active_stage,
                 self.snapshot.active_run_id.clone(),
@@ -229,7 +230,7 @@ impl Engine {
     pub(crate) fn process_stop(&mut self, reason: &str) -> Result<()> {
         self.snapshot.process_running = false;
         self.snapshot.stop_requested = false;
-        self.snapshot.paused = false;
+        self.snapshot.unpause();
         self.save_snapshot()?;
         self.events.emit(
             "runtime_tick_stopped",

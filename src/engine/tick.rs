@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::Engine;
 use crate::error::{Error, ExitCode, Result};
-use crate::runners::{RawResult, StageRequest};
+use crate::runners::{RawResult, StageRequest, StageResult};
 
 /// What a tick did when it ran no stage, or the stage it prepared.
 #[derive(Debug)]
@@ -22,6 +22,8 @@ pub enum TickOutcome {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub request: StageRequest,
+    /// The normalized result, once the stage ran and its result was applied.
+    pub finished: Option<StageResult>,
 }
 
 /// Stop after a failed fsync anywhere in the process, even one a runner turned into a stage
@@ -49,33 +51,51 @@ impl Engine {
             self.process_stop("stop requested")?;
             return Ok(TickOutcome::Stopped);
         }
+        self.resume_when_due()?;
+        self.enforce_workspace_budget()?;
         if self.snapshot.paused {
             return Ok(TickOutcome::Paused);
         }
         self.reconcile(false)?;
-        if self.snapshot.active_stage.is_none() {
-            self.claim()?;
+        loop {
+            if self.snapshot.active_stage.is_none() {
+                self.claim()?;
+            }
+            if self.snapshot.active_stage.is_none() {
+                self.activate_completion()?;
+            }
+            if self.snapshot.active_stage.is_none() {
+                self.refresh_depths()?;
+                self.queue.flush_index();
+                return Ok(TickOutcome::Idle);
+            }
+            if !self.enforce_item_budget()? {
+                break;
+            }
         }
-        if self.snapshot.active_stage.is_none() {
-            self.activate_completion()?;
-        }
-        if self.snapshot.active_stage.is_none() {
-            self.refresh_depths()?;
-            self.queue.flush_index();
-            return Ok(TickOutcome::Idle);
-        }
-        let request = self.build_request()?;
+        let mut request = self.build_request()?;
+        self.apply_runner_override(&mut request);
         self.mark_running(&request)?;
-        Ok(TickOutcome::Stage(Box::new(Prepared { request })))
+        Ok(TickOutcome::Stage(Box::new(Prepared {
+            request,
+            finished: None,
+        })))
     }
 
-    /// Steps 15–19: normalize the runner's result, route it, apply the decision.
-    pub fn finish_stage(&mut self, prepared: &Prepared, raw: RawResult) -> Result<()> {
+    /// Steps 15–19: normalize the runner's result, route it, apply the decision. Returns the
+    /// result when it was applied (`None`: applying failed and a repair was scheduled).
+    pub fn finish_stage(
+        &mut self,
+        prepared: &Prepared,
+        raw: RawResult,
+    ) -> Result<Option<StageResult>> {
         stop_on_failed_fsync()?;
         match self.apply_result(&prepared.request, raw) {
-            Ok(()) => Ok(()),
+            Ok(result) => Ok(Some(result)),
             Err(err) if err.exit_code() == crate::error::ExitCode::Fatal => Err(err),
-            Err(err) => self.post_stage_recovery(&prepared.request, &err.to_string()),
+            Err(err) => self
+                .post_stage_recovery(&prepared.request, &err.to_string())
+                .map(|()| None),
         }
     }
 
@@ -83,6 +103,35 @@ impl Engine {
     /// have settled, so the daemon can look again then.
     pub fn next_settled(&self) -> Option<std::time::Instant> {
         self.queue.settle().take_next()
+    }
+
+    /// End a self-pause whose reset time has passed (a provider's rate-limit window).
+    fn resume_when_due(&mut self) -> Result<()> {
+        let Some(due) = self.resume_due_in() else {
+            return Ok(());
+        };
+        if !due.is_zero() {
+            return Ok(());
+        }
+        let reason = self.snapshot.pause_reason.take();
+        self.snapshot.unpause();
+        self.save_snapshot()?;
+        self.events.emit(
+            "runtime_resumed",
+            json!({"reason": "the provider's reset time passed", "paused_for": reason}),
+        )?;
+        Ok(())
+    }
+
+    /// How long until a self-pause ends by itself; `None` when nothing will end it.
+    pub fn resume_due_in(&self) -> Option<std::time::Duration> {
+        if !self.snapshot.paused {
+            return None;
+        }
+        let at = self.snapshot.resume_at.as_deref()?;
+        let at = crate::runners::result::stamp::parse(at).ok()?;
+        let left = at.duration_since(crate::time::now());
+        Some(std::time::Duration::try_from(left).unwrap_or_default())
     }
 
     /// Take in new ideas; `complete` tells which files arrived whole.
@@ -120,11 +169,11 @@ impl Engine {
         if let Some(settled) = self.next_settled() {
             std::thread::sleep(settled.saturating_duration_since(std::time::Instant::now()));
         }
-        let outcome = self.prepare(&|_| false)?;
-        if let TickOutcome::Stage(prepared) = &outcome {
+        let mut outcome = self.prepare(&|_| false)?;
+        if let TickOutcome::Stage(prepared) = &mut outcome {
             let cancel = crate::runners::CancelToken::new();
             let raw = self.registry.dispatch(&prepared.request, &cancel);
-            self.finish_stage(prepared, raw)?;
+            prepared.finished = self.finish_stage(prepared, raw)?;
         }
         Ok(outcome)
     }

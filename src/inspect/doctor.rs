@@ -18,6 +18,7 @@ use super::{daemon, DaemonView};
 use crate::config::Config;
 use crate::model::{Plane, WorkItemKind};
 use crate::queue::QueueStore;
+use crate::runners::harness::FailureKind;
 use crate::state::counters::Counters;
 use crate::state::events::EventLog;
 use crate::state::markers;
@@ -202,16 +203,30 @@ impl Checks<'_> {
                 return;
             }
         };
-        for (program, key) in crate::runners::missing_executables(&config) {
+        for problem in crate::runners::preflight::check(&config) {
+            let (code, fix) = if problem.failure_class == FailureKind::NotInstalled {
+                (
+                    "runner_executable_missing",
+                    format!(
+                        "install it, or point {} at it in {}; to try millrace without a harness set runners.default_runner: scripted",
+                        problem.config_key,
+                        self.rel(&path)
+                    ),
+                )
+            } else {
+                ("runner_preflight_failed", problem.fix.clone())
+            };
             self.add(
                 Level::Warning,
-                "runner_executable_missing",
+                code,
                 Some(&path),
-                format!("the harness `{program}` ({key}) is not installed or not on PATH"),
                 format!(
-                    "install it, or point {key} at it in {}; to try millrace without a harness set runners.default_runner: scripted",
-                    self.rel(&path)
+                    "runner {} ({}): {}",
+                    problem.runner,
+                    problem.failure_class.as_str(),
+                    problem.message
                 ),
+                fix,
             );
         }
         let outcome = crate::compiler::compile_in_memory(self.ws, &config, None);

@@ -66,7 +66,10 @@ pub struct RunSummary {
     pub closure_target_root_spec_id: Option<String>,
     pub last_terminal_result: Option<TerminalResult>,
     pub last_result_class: Option<ResultClass>,
+    /// The last stage's failure class: the actionable kind when known.
     pub failure_class: Option<String>,
+    /// The last stage's failure in the harness's own words.
+    pub failure_message: Option<String>,
     pub started_at: Option<String>,
     pub completed_at: Option<String>,
     pub duration_seconds: Option<f64>,
@@ -90,6 +93,11 @@ pub struct StageEntry {
     pub terminal_result: TerminalResult,
     pub result_class: ResultClass,
     pub failure_class: Option<String>,
+    pub failure_message: Option<String>,
+    /// Edits or commands the harness refused (a warning even on success).
+    pub refused: Vec<String>,
+    /// The harness's own last line.
+    pub last_line: Option<String>,
     pub started_at: String,
     pub completed_at: String,
     pub duration_seconds: f64,
@@ -143,9 +151,18 @@ fn shown(run_dir: &Path, path: &Path) -> String {
         .into_owned()
 }
 
+/// A result's failure as class and message: the diagnosis when the result has one (results
+/// written before diagnoses existed fall back to the normalization class).
+fn failure_of(r: &StageResult) -> (Option<String>, Option<String>) {
+    match &r.diagnosis {
+        Some(d) => (Some(d.kind.as_str().to_string()), Some(d.message.clone())),
+        None => (r.failure_class().map(|f| f.to_string()), None),
+    }
+}
+
 fn sum_usage(a: Option<TokenUsage>, b: Option<TokenUsage>) -> Option<TokenUsage> {
     match (a, b) {
-        (Some(a), Some(b)) => Some(a.add(b)),
+        (Some(a), Some(b)) => Some(a + b),
         (a, b) => a.or(b),
     }
 }
@@ -230,7 +247,8 @@ fn summarize(
             .and_then(|r| r.metadata.closure_target_root_spec_id.clone()),
         last_terminal_result: last.map(|r| r.terminal_result),
         last_result_class: last.map(|r| r.result_class),
-        failure_class: last.and_then(|r| r.failure_class().map(|f| f.to_string())),
+        failure_class: last.and_then(|r| failure_of(r).0),
+        failure_message: last.and_then(|r| failure_of(r).1),
         started_at: first.map(|r| crate::time::format(r.started_at)),
         completed_at: last.map(|r| crate::time::format(r.completed_at)),
         duration_seconds: first.zip(last).map(|(f, l)| {
@@ -357,7 +375,10 @@ pub fn show(ws: &Workspace, run_id: &str) -> Option<RunDetail> {
             closure_target_root_idea_id: r.metadata.closure_target_root_idea_id.clone(),
             terminal_result: r.terminal_result,
             result_class: r.result_class,
-            failure_class: r.failure_class().map(|f| f.to_string()),
+            failure_class: failure_of(r).0,
+            failure_message: failure_of(r).1,
+            refused: r.refused.clone(),
+            last_line: r.last_line.clone(),
             started_at: crate::time::format(r.started_at),
             completed_at: crate::time::format(r.completed_at),
             duration_seconds: r.duration_seconds,

@@ -69,6 +69,8 @@ pub enum CompletionFailure {
     RunnerBinaryNotFound,
     RunnerTimeout,
     RunnerIdleTimeout,
+    /// Only retry/reconnect output until the stall limit.
+    RunnerStalled,
     RunnerTransportFailure,
     RunnerNonZeroExit,
     RunnerInterrupted,
@@ -107,6 +109,12 @@ pub fn classify(ending: &Ending) -> Classified {
             124,
             Some(CompletionFailure::RunnerIdleTimeout),
             Some("runner process exceeded idle timeout".to_string()),
+        ),
+        Ending::Stalled(..) => (
+            ExitKind::ProviderError,
+            124,
+            Some(CompletionFailure::RunnerStalled),
+            Some("runner only retried or reconnected until the stall limit".to_string()),
         ),
         Ending::SpawnFailed(err) => (
             ExitKind::RunnerError,

@@ -15,7 +15,7 @@ use crate::runners::harness;
 use crate::runners::process::Ending;
 use crate::runners::result::{RawResult, TokenUsage};
 use crate::runners::CODEX_RUNNER;
-use crate::runners::{prompt, CancelToken, ProcessSettings, Runner, StageRequest};
+use crate::runners::{prompt, CancelToken, Invocation, ProcessSettings, Runner, StageRequest};
 use crate::workspace::atomic;
 
 /// The Codex CLI adapter.
@@ -81,14 +81,14 @@ impl Runner for CodexRunner {
     fn run(&self, req: &StageRequest, cancel: &CancelToken) -> RawResult {
         let prompt = prompt::render(req);
         let argv = self.command_line(req, &prompt);
-        let launched = match self.settings.launch(
-            req,
-            CODEX_RUNNER,
-            argv.clone(),
-            &prompt,
-            &self.config.env,
-            cancel,
-        ) {
+        let invocation = Invocation {
+            runner: CODEX_RUNNER,
+            harness: Some(harness::Harness::Codex),
+            argv: argv.clone(),
+            prompt: &prompt,
+            env_overlay: &self.config.env,
+        };
+        let launched = match self.settings.launch(req, invocation, cancel) {
             Ok(launched) => launched,
             Err(raw) => return *raw,
         };
@@ -224,6 +224,7 @@ mod tests {
             workspace_root: PathBuf::from("/srv/ws"),
             env_policy: EnvPolicy::new(&["*".into()]).unwrap(),
             default_idle_timeout_seconds: 0,
+            stall_timeout_seconds: 0,
             kill_grace_seconds: 1,
             output_cap_bytes: 1024,
         };

@@ -30,7 +30,8 @@ use crate::runners::harness::{self, Harness};
 use crate::runners::process::Ending;
 use crate::runners::result::RawResult;
 use crate::runners::{
-    failed_dispatch, prompt, CancelToken, ProcessSettings, Runner, StageRequest, COMMAND_RUNNER,
+    failed_dispatch, prompt, CancelToken, Invocation, ProcessSettings, Runner, StageRequest,
+    COMMAND_RUNNER,
 };
 
 /// The argv template of a named preset at a permission level.
@@ -207,14 +208,15 @@ impl Runner for CommandRunner {
                 "the command runner has no command: set runners.command.argv or runners.command.preset",
             );
         };
-        let launched = match self.settings.launch(
-            req,
-            &self.name,
-            argv.clone(),
-            &prompt,
-            &self.env_overlay(req),
-            cancel,
-        ) {
+        let env_overlay = self.env_overlay(req);
+        let invocation = Invocation {
+            runner: &self.name,
+            harness: self.harness,
+            argv: argv.clone(),
+            prompt: &prompt,
+            env_overlay: &env_overlay,
+        };
+        let launched = match self.settings.launch(req, invocation, cancel) {
             Ok(launched) => launched,
             Err(raw) => return *raw,
         };
@@ -236,6 +238,9 @@ impl Runner for CommandRunner {
                     if files.last_message.is_file() {
                         raw.stdout_path = Some(files.last_message.clone());
                     }
+                    raw.last_line = [&files.stderr, &files.stdout]
+                        .into_iter()
+                        .find_map(|path| harness::last_line(&std::fs::read_to_string(path).ok()?));
                 }
             }
         }
@@ -261,6 +266,7 @@ mod tests {
             workspace_root: PathBuf::from("/ws"),
             env_policy: EnvPolicy::new(&[]).unwrap(),
             default_idle_timeout_seconds: 0,
+            stall_timeout_seconds: 0,
             kill_grace_seconds: 1,
             output_cap_bytes: 1024,
         };

@@ -13,6 +13,7 @@ pub mod codex;
 pub mod command;
 pub mod harness;
 pub mod normalize;
+pub mod preflight;
 pub mod process;
 pub mod prompt;
 pub mod request;
@@ -66,6 +67,8 @@ pub struct ProcessSettings {
     pub env_policy: process::EnvPolicy,
     /// Used when a request leaves `idle_timeout_seconds` unset; 0 = off.
     pub default_idle_timeout_seconds: u64,
+    /// 0 = no stall detection.
+    pub stall_timeout_seconds: u64,
     pub kill_grace_seconds: u64,
     pub output_cap_bytes: u64,
 }
@@ -81,19 +84,28 @@ impl ProcessSettings {
                 .unwrap_or_else(|_| workspace_root.to_path_buf()),
             env_policy: process::EnvPolicy::new(&config.env_allow)?,
             default_idle_timeout_seconds: config.idle_timeout_seconds,
+            stall_timeout_seconds: config.stall_timeout_seconds,
             kill_grace_seconds: config.kill_grace_seconds,
             output_cap_bytes: config.output_cap_bytes,
         })
     }
 
-    /// Supervisor limits for one request.
-    pub fn limits(&self, req: &StageRequest) -> process::Limits {
+    /// Supervisor limits for one request; stall detection needs the harness's noise patterns.
+    pub fn limits(&self, req: &StageRequest, harness: Option<harness::Harness>) -> process::Limits {
         let idle = req.effective_idle_timeout_seconds(self.default_idle_timeout_seconds);
+        let stall = harness
+            .filter(|_| self.stall_timeout_seconds > 0)
+            .and_then(|h| h.noise_set())
+            .map(|noise| process::Stall {
+                after: std::time::Duration::from_secs(self.stall_timeout_seconds),
+                noise,
+            });
         process::Limits {
             timeout: std::time::Duration::from_secs(req.effective_timeout_seconds()),
             idle_timeout: (idle > 0).then(|| std::time::Duration::from_secs(idle)),
             kill_grace: std::time::Duration::from_secs(self.kill_grace_seconds),
             output_cap: self.output_cap_bytes,
+            stall,
         }
     }
 }
@@ -106,18 +118,33 @@ pub(crate) struct Launched {
     pub raw: RawResult,
 }
 
+/// What a process runner asks [`ProcessSettings::launch`] to run.
+pub(crate) struct Invocation<'a> {
+    /// The runner's name, as artifacts record it.
+    pub runner: &'a str,
+    /// The harness behind it, for stall detection and failure classes.
+    pub harness: Option<harness::Harness>,
+    pub argv: Vec<String>,
+    pub prompt: &'a str,
+    pub env_overlay: &'a BTreeMap<String, String>,
+}
+
 impl ProcessSettings {
-    /// Write the prompt and invocation artifacts, then run `argv` under the supervisor.
+    /// Write the prompt and invocation artifacts, then run the argv under the supervisor.
     /// `Err` is the ready failure result when the run could not even be prepared.
     pub(crate) fn launch(
         &self,
         req: &StageRequest,
-        runner: &str,
-        argv: Vec<String>,
-        prompt: &str,
-        env_overlay: &BTreeMap<String, String>,
+        invocation: Invocation,
         cancel: &CancelToken,
     ) -> Result<Launched, Box<RawResult>> {
+        let Invocation {
+            runner,
+            harness,
+            argv,
+            prompt,
+            env_overlay,
+        } = invocation;
         let files = RunFiles::for_request(req);
         let now = result::stamp::now();
         let prepared = atomic::create_dir_all(&req.run_dir)
@@ -141,11 +168,12 @@ impl ProcessSettings {
             stdout_path: files.stdout.clone(),
             stderr_path: files.stderr.clone(),
             record_path: files.process_record.clone(),
-            limits: self.limits(req),
+            limits: self.limits(req, harness),
         };
         let run = process::run(&spec, cancel);
         let classified = artifacts::classify(&run.ending);
         let mut raw = artifacts::raw_from_run(req, runner, &run, &classified);
+        raw.diagnosis = harness::supervisor_diagnosis(&run.ending, &spec.argv[0], harness);
         raw.stderr_path = Some(files.stderr.clone());
         Ok(Launched {
             files,
@@ -156,15 +184,15 @@ impl ProcessSettings {
     }
 }
 
-/// Names of the runners the config uses: the default and every `stages.<stage>.runner`.
+/// Names of the runners the config uses: the default, every `stages.<stage>.runner` and every
+/// fallback runner.
 pub fn configured_runner_names(config: &Config) -> Vec<&str> {
     let mut names: Vec<&str> = vec![config.runners.default_runner.trim()];
-    names.extend(
-        config
-            .stages
-            .values()
-            .filter_map(|s| s.runner.as_deref().map(str::trim)),
-    );
+    names.extend(config.runners.fallback_runners.iter().map(|r| r.trim()));
+    for stage in config.stages.values() {
+        names.extend(stage.runner.as_deref().map(str::trim));
+        names.extend(stage.fallback_runners.iter().flatten().map(|r| r.trim()));
+    }
     names.retain(|n| !n.is_empty());
     names.sort_unstable();
     names.dedup();
@@ -196,17 +224,6 @@ pub fn runner_executable(config: &Config, runner: &str) -> Option<(String, &'sta
             .filter(|h| *h != harness::Harness::Codex)
             .map(|h| (h.name().to_string(), "runners.default_runner")),
     }
-}
-
-/// Harness executables the config will run that cannot be found (on `PATH`, or at the given
-/// path), with the config key that names each. Checked by `doctor` and at daemon start, so
-/// a missing harness is reported before the first stage fails on it.
-pub fn missing_executables(config: &Config) -> Vec<(String, &'static str)> {
-    configured_runner_names(config)
-        .into_iter()
-        .filter_map(|name| runner_executable(config, name))
-        .filter(|(program, _)| !executable_exists(program))
-        .collect()
 }
 
 /// Whether `program` names a runnable file (a path, or a name found on `PATH`).
@@ -282,8 +299,12 @@ impl Registry {
 
     /// The runner name a request resolves to: its own, else the default, else `codex_cli`.
     pub fn resolve_name<'a>(&'a self, req: &'a StageRequest) -> &'a str {
-        req.runner_name
-            .as_deref()
+        self.resolve(req.runner_name.as_deref())
+    }
+
+    /// The runner a stage named `named` (or none) runs on.
+    pub fn resolve<'a>(&'a self, named: Option<&'a str>) -> &'a str {
+        named
             .map(str::trim)
             .filter(|n| !n.is_empty())
             .or(Some(self.default_runner.as_str()).filter(|n| !n.is_empty()))

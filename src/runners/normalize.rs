@@ -15,6 +15,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::model::{ResultClass, Stage, TerminalResult, WorkItemKind};
+use crate::runners::harness::{Diagnosis, FailureKind};
 use crate::runners::request::{RequestKind, StageRequest};
 use crate::runners::result::{
     stamp, ExitKind, FailureClass, NormalizationSource, RawResult, ResultError, StageResult,
@@ -305,6 +306,33 @@ fn report_artifact(req: &StageRequest, raw: &RawResult) -> Option<PathBuf> {
     (modified >= started).then_some(resolved)
 }
 
+/// The failure as a person acts on it: what the harness or supervisor reported, else the
+/// normalization failure with the harness's last words (or the note) as the message.
+fn diagnose(class: FailureClass, raw: &RawResult, notes: &[String]) -> Diagnosis {
+    if let Some(known) = &raw.diagnosis {
+        return known.clone();
+    }
+    let kind = match class {
+        FailureClass::MissingTerminalResult => FailureKind::NoMarker,
+        FailureClass::IllegalTerminalResult | FailureClass::ConflictingTerminalResults => {
+            FailureKind::IllegalMarker
+        }
+        FailureClass::RunnerTimeout => FailureKind::Timeout,
+        FailureClass::RunnerTransportFailure
+        | FailureClass::ProviderFailure
+        | FailureClass::MissingRequiredArtifact
+        | FailureClass::InvalidStageOutput => FailureKind::HarnessError,
+    };
+    let note = notes.join("; ");
+    let message = match (&raw.last_line, raw.exit_code) {
+        (Some(line), Some(code)) if code != 0 => format!("exit {code}: {line}"),
+        (Some(line), _) if kind == FailureKind::HarnessError => line.clone(),
+        (_, Some(code)) if code != 0 => format!("exit {code}: {note}"),
+        _ => note,
+    };
+    Diagnosis::new(kind, message)
+}
+
 /// Turn a runner's raw result into the envelope the router consumes (§8).
 ///
 /// Failures of the harness become `BLOCKED` / `recoverable_failure` envelopes carrying the
@@ -396,6 +424,13 @@ pub fn normalize(req: &StageRequest, raw: &RawResult) -> Result<StageResult, Nor
         ),
     };
     let failed = failure_class.is_some();
+    let diagnosis = failure_class.map(|class| diagnose(class, raw, &extraction.notes));
+    let mut notes = extraction.notes;
+    notes.extend(
+        raw.refused
+            .iter()
+            .map(|r| format!("warning: the harness refused: {r}")),
+    );
     let exit_code = match raw.exit_code {
         None | Some(0) if failed => 1,
         code => code.unwrap_or(0),
@@ -427,7 +462,7 @@ pub fn normalize(req: &StageRequest, raw: &RawResult) -> Result<StageResult, Nor
         runner_name: raw.runner_name.clone(),
         model_name: raw.model_name.clone(),
         token_usage: raw.token_usage,
-        notes: extraction.notes,
+        notes,
         metadata: StageResultMetadata {
             request_id: req.request_id.clone(),
             request_kind: req.request_kind,
@@ -443,6 +478,9 @@ pub fn normalize(req: &StageRequest, raw: &RawResult) -> Result<StageResult, Nor
         },
         started_at,
         completed_at,
+        diagnosis,
+        refused: raw.refused.clone(),
+        last_line: raw.last_line.clone(),
     };
     result.validate()?;
     Ok(result)

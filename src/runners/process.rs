@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use jiff::Timestamp;
+use regex::RegexSet;
 use rustix::process::{Pid, Signal};
 use serde::{Deserialize, Serialize};
 
@@ -145,8 +146,16 @@ impl EnvPolicy {
     }
 }
 
+/// Stall detection: output lines matching `noise` (a harness's retry/reconnect chatter) keep
+/// the idle timer alive but are not progress; only noise for `after` ends the run.
+#[derive(Debug, Clone)]
+pub struct Stall {
+    pub after: Duration,
+    pub noise: Arc<RegexSet>,
+}
+
 /// Limits a supervisor enforces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Wall-clock limit (at least one second is enforced).
     pub timeout: Duration,
@@ -156,6 +165,8 @@ pub struct Limits {
     pub kill_grace: Duration,
     /// Bytes kept per stream; the rest is drained and counted.
     pub output_cap: u64,
+    /// `None` = every byte of output counts as progress.
+    pub stall: Option<Stall>,
 }
 
 /// One process to supervise.
@@ -186,6 +197,8 @@ pub enum Ending {
     TimedOut(u64),
     /// Killed after this many seconds without output.
     IdleTimedOut(u64),
+    /// Killed after this many seconds of only retry/reconnect output; the last such line.
+    Stalled(u64, String),
     /// Killed because the cancel token was set.
     Interrupted,
 }
@@ -243,6 +256,9 @@ fn ending_note(ending: &Ending, argv0: &str) -> Option<String> {
         Ending::SpawnFailed(err) => Some(format!("runner process error: {err}")),
         Ending::TimedOut(n) => Some(format!("runner timed out after {n} seconds")),
         Ending::IdleTimedOut(n) => Some(format!("runner produced no output for {n} seconds")),
+        Ending::Stalled(n, _) => Some(format!(
+            "runner only retried or reconnected for {n} seconds (stalled)"
+        )),
         Ending::Interrupted => Some("runner interrupted: the runtime asked it to stop".into()),
         Ending::Exited(_) | Ending::Signaled(_) => None,
     }
@@ -308,14 +324,14 @@ fn supervise(spec: &ProcessSpec, cancel: &CancelToken) -> Ending {
     write_record(spec, pid, argv0);
 
     let start = Instant::now();
-    let activity = Arc::new(AtomicU64::new(0));
+    let clocks = Arc::new(Clocks::default());
     let (tx, rx) = mpsc::channel();
     let mut readers = Vec::new();
     if let Some(out) = child.stdout.take() {
-        readers.push(pump(out, stdout_file, spec, start, &activity, &tx));
+        readers.push(pump(out, stdout_file, spec, start, &clocks, &tx));
     }
     if let Some(err) = child.stderr.take() {
-        readers.push(pump(err, stderr_file, spec, start, &activity, &tx));
+        readers.push(pump(err, stderr_file, spec, start, &clocks, &tx));
     }
     let waiter_tx = tx.clone();
     thread::spawn(move || {
@@ -334,7 +350,7 @@ fn supervise(spec: &ProcessSpec, cancel: &CancelToken) -> Ending {
         exited: false,
         readers_done: 0,
     };
-    let limits = spec.limits;
+    let limits = &spec.limits;
     let timeout = limits.timeout.max(Duration::from_secs(1));
     let kill_reason = loop {
         if events.exited {
@@ -350,12 +366,25 @@ fn supervise(spec: &ProcessSpec, cancel: &CancelToken) -> Ending {
         }
         let mut deadline = wall_deadline;
         if let Some(idle) = limits.idle_timeout {
-            let last = start + Duration::from_millis(activity.load(Ordering::Relaxed));
+            let last = start + Duration::from_millis(clocks.output.load(Ordering::Relaxed));
             let idle_deadline = last + idle;
             if now >= idle_deadline {
                 break Some(Ending::IdleTimedOut(idle.as_secs()));
             }
             deadline = deadline.min(idle_deadline);
+        }
+        if let Some(stall) = &limits.stall {
+            let last = start + Duration::from_millis(clocks.progress.load(Ordering::Relaxed));
+            let stall_deadline = last + stall.after;
+            if now < stall_deadline {
+                deadline = deadline.min(stall_deadline);
+            } else if clocks.noisy.load(Ordering::Relaxed) {
+                let noise = clocks.last_noise();
+                break Some(Ending::Stalled(stall.after.as_secs(), noise));
+            } else {
+                // Silence is the idle timeout's business; look again once noise could matter.
+                deadline = deadline.min(now + stall.after);
+            }
         }
         events.next(Some(deadline));
     };
@@ -439,16 +468,78 @@ impl Events {
     }
 }
 
+/// When output last arrived and when it last showed progress (milliseconds since spawn),
+/// whether noise came after the last progress, and the most recent noise line; shared by the
+/// stream readers and the supervisor.
+#[derive(Default)]
+struct Clocks {
+    output: AtomicU64,
+    progress: AtomicU64,
+    noisy: AtomicBool,
+    noise: Mutex<String>,
+}
+
+impl Clocks {
+    fn last_noise(&self) -> String {
+        self.noise.lock().map(|n| n.clone()).unwrap_or_default()
+    }
+}
+
+/// A partial line longer than this counts as progress without waiting for its end.
+const LONG_LINE: usize = 4096;
+
+/// Splits a stream into lines and tells progress from noise.
+struct LineJudge {
+    noise: Option<Arc<RegexSet>>,
+    partial: Vec<u8>,
+}
+
+impl LineJudge {
+    /// Feed a chunk; true when it completed a line that is not noise (or the stall check is
+    /// off). Noise lines are handed to `on_noise`.
+    fn feed(&mut self, chunk: &[u8], on_noise: &mut dyn FnMut(&str)) -> bool {
+        let Some(noise) = &self.noise else {
+            return true;
+        };
+        let mut progress = false;
+        for &byte in chunk {
+            if byte != b'\n' {
+                self.partial.push(byte);
+                continue;
+            }
+            let line = String::from_utf8_lossy(&self.partial);
+            let line = line.trim();
+            if !line.is_empty() {
+                if noise.is_match(line) {
+                    on_noise(line);
+                } else {
+                    progress = true;
+                }
+            }
+            self.partial.clear();
+        }
+        if self.partial.len() > LONG_LINE {
+            self.partial.clear();
+            progress = true;
+        }
+        progress
+    }
+}
+
 fn pump(
     mut source: impl Read + Send + 'static,
     mut sink: File,
     spec: &ProcessSpec,
     start: Instant,
-    activity: &Arc<AtomicU64>,
+    clocks: &Arc<Clocks>,
     tx: &Sender<Event>,
 ) -> JoinHandle<()> {
     let cap = spec.limits.output_cap;
-    let activity = Arc::clone(activity);
+    let clocks = Arc::clone(clocks);
+    let mut judge = LineJudge {
+        noise: spec.limits.stall.as_ref().map(|s| Arc::clone(&s.noise)),
+        partial: Vec::new(),
+    };
     let tx = tx.clone();
     thread::spawn(move || {
         let mut buf = [0u8; 16 * 1024];
@@ -463,7 +554,17 @@ fn pump(
                 Err(_) => break,
             };
             let elapsed = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
-            activity.store(elapsed, Ordering::Relaxed);
+            clocks.output.store(elapsed, Ordering::Relaxed);
+            let mut remember = |line: &str| {
+                clocks.noisy.store(true, Ordering::Relaxed);
+                if let Ok(mut last) = clocks.noise.lock() {
+                    *last = crate::runners::harness::one_line(line);
+                }
+            };
+            if judge.feed(&buf[..n], &mut remember) {
+                clocks.noisy.store(false, Ordering::Relaxed);
+                clocks.progress.store(elapsed, Ordering::Relaxed);
+            }
             let room = usize::try_from(cap.saturating_sub(kept)).unwrap_or(usize::MAX);
             let take = n.min(room);
             if take > 0 && sink_ok {

@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Plane, ResultClass, Stage, TerminalResult, WorkItemKind};
-use crate::runners::harness::Diagnosis;
+use crate::runners::harness::{Diagnosis, FailureKind};
 use crate::runners::request::RequestKind;
 
 /// Timestamps at on-disk precision, and serde for them in the crate's one format.
@@ -115,9 +115,11 @@ pub struct TokenUsage {
     pub cost_usd: Option<f64>,
 }
 
-impl TokenUsage {
-    /// The sum of two reports; a cost is kept when either side has one.
-    pub fn add(self, other: TokenUsage) -> TokenUsage {
+/// The sum of two reports; a cost is kept when either side has one.
+impl std::ops::Add for TokenUsage {
+    type Output = TokenUsage;
+
+    fn add(self, other: TokenUsage) -> TokenUsage {
         TokenUsage {
             input_tokens: self.input_tokens.saturating_add(other.input_tokens),
             cached_input_tokens: self
@@ -332,6 +334,15 @@ pub struct StageResult {
     pub started_at: Timestamp,
     #[serde(with = "stamp")]
     pub completed_at: Timestamp,
+    /// Why the stage failed, in a class a person can act on, with the harness's own words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<Diagnosis>,
+    /// Edits or commands the harness refused: a warning even on a successful stage.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
+    /// The harness's own last human-readable line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_line: Option<String>,
 }
 
 impl StageResult {
@@ -380,6 +391,7 @@ impl StageResult {
     /// Turn a claimed success into a recoverable `BLOCKED`, because the runtime found the
     /// stage's output unusable; `note` says why.
     pub fn demote_to_blocked(&mut self, class: FailureClass, note: String) {
+        self.diagnosis = Some(Diagnosis::new(FailureKind::HarnessError, note.clone()));
         self.terminal_result = TerminalResult::Blocked;
         self.result_class = ResultClass::RecoverableFailure;
         self.summary_status_marker = TerminalResult::Blocked.marker();

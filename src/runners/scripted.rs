@@ -15,7 +15,13 @@
 //! items:                                  # per work item (or closure target) overrides
 //!   t-flaky:
 //!     builder: [BLOCKED]
+//!   t-quota:                              # a simulated environment failure, then success
+//!     builder: [{fail: rate_limited, reset_in_seconds: 60}, BUILDER_COMPLETE]
 //! ```
+//!
+//! Every stage reports simulated token usage (derived from the prompt and answer sizes, or
+//! `tokens: N` on a detailed answer), so budgets and `millrace usage` can be tried without a
+//! provider; the ledger marks such figures as simulated.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,8 +29,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::artifacts::RunFiles;
+use super::harness::{Diagnosis, FailureKind};
 use super::request::StageRequest;
-use super::result::{stamp, ExitKind, RawResult};
+use super::result::{stamp, ExitKind, RawResult, TokenUsage};
 use super::{CancelToken, Runner};
 use crate::config::ScriptedRunnerConfig;
 use crate::documents::{self, DocTime, Document, StatusHint, TaskDoc};
@@ -48,14 +55,50 @@ pub enum Answer {
         /// Extra text for the final message (notes for incidents).
         #[serde(default)]
         note: Option<String>,
+        /// Simulated tokens the stage spends (default: derived from the text sizes).
+        #[serde(default)]
+        tokens: Option<u64>,
+    },
+    /// A simulated harness failure of the given class (no marker, no output).
+    Failure {
+        fail: FailureKind,
+        #[serde(default)]
+        message: Option<String>,
+        /// The provider's reset time, this many seconds from now.
+        #[serde(default)]
+        reset_in_seconds: Option<u64>,
     },
 }
 
+/// What one simulated stage produced.
+struct Simulated {
+    text: String,
+    tokens: Option<u64>,
+}
+
 impl Answer {
-    fn result(&self) -> TerminalResult {
+    fn result(&self) -> Option<TerminalResult> {
         match self {
-            Answer::Result(r) | Answer::Detailed { result: r, .. } => *r,
+            Answer::Result(r) | Answer::Detailed { result: r, .. } => Some(*r),
+            Answer::Failure { .. } => None,
         }
+    }
+}
+
+/// Simulated usage: about four characters per token in and out, half the input cached, and
+/// a price in the range of current frontier models.
+fn simulated_usage(prompt: &str, text: &str, tokens: Option<u64>) -> TokenUsage {
+    let (input, output) = match tokens {
+        Some(total) => (total - total / 5, total / 5),
+        None => ((prompt.len() / 4) as u64, (text.len() / 4) as u64 + 200),
+    };
+    TokenUsage {
+        input_tokens: input,
+        cached_input_tokens: input / 2,
+        output_tokens: output,
+        thinking_tokens: 0,
+        total_tokens: input + output,
+        cost_usd: Some((input as f64 * 1.25 + output as f64 * 10.0) / 1_000_000.0),
     }
 }
 
@@ -236,22 +279,59 @@ impl ScriptedRunner {
         Ok(())
     }
 
-    fn simulate(&self, req: &StageRequest, files: &RunFiles) -> Result<String, String> {
-        let answer = self.answer(req)?;
-        let result = answer.result();
+    fn simulate(&self, req: &StageRequest, files: &RunFiles) -> Result<Simulated, Diagnosis> {
+        let answer = self
+            .answer(req)
+            .map_err(|e| Diagnosis::new(FailureKind::HarnessError, e))?;
+        let Some(result) = answer.result() else {
+            let Answer::Failure {
+                fail,
+                message,
+                reset_in_seconds,
+            } = answer
+            else {
+                unreachable!("only a failure answer has no result");
+            };
+            let mut diagnosis = Diagnosis::new(
+                fail,
+                message.unwrap_or_else(|| format!("simulated {} failure", fail.as_str())),
+            );
+            diagnosis.reset_at = reset_in_seconds.and_then(|s| {
+                crate::time::now()
+                    .checked_add(jiff::SignedDuration::from_secs(s as i64))
+                    .ok()
+            });
+            return Err(diagnosis);
+        };
+        let tokens = match &answer {
+            Answer::Detailed { tokens, .. } => *tokens,
+            _ => None,
+        };
+        self.write_answer(req, files, &answer, result)
+            .map(|text| Simulated { text, tokens })
+            .map_err(|e| Diagnosis::new(FailureKind::HarnessError, e))
+    }
+
+    fn write_answer(
+        &self,
+        req: &StageRequest,
+        files: &RunFiles,
+        answer: &Answer,
+        result: TerminalResult,
+    ) -> Result<String, String> {
         let mut lines = vec![format!(
             "Simulated {} stage (scripted runner; no model ran).",
             req.stage
         )];
         if let Answer::Detailed {
             note: Some(note), ..
-        } = &answer
+        } = answer
         {
             lines.push(note.clone());
         }
         match (req.stage, result) {
             (Stage::Manager, TerminalResult::ManagerComplete) => {
-                let count = match &answer {
+                let count = match answer {
                     Answer::Detailed { tasks: Some(n), .. } => *n,
                     _ => 2,
                 };
@@ -296,8 +376,21 @@ impl Runner for ScriptedRunner {
         let outcome = self.simulate(req, &files);
         let (exit_kind, exit_code, stderr) = match &outcome {
             Ok(_) => (ExitKind::Completed, 0, String::new()),
-            Err(e) => (ExitKind::RunnerError, 1, format!("scripted runner: {e}\n")),
+            Err(d) if d.kind == FailureKind::HarnessError => (
+                ExitKind::RunnerError,
+                1,
+                format!("scripted runner: {}\n", d.message),
+            ),
+            Err(d) => (
+                ExitKind::ProviderError,
+                1,
+                format!("scripted runner: {}\n", d.message),
+            ),
         };
+        let usage = outcome
+            .as_ref()
+            .ok()
+            .map(|s| simulated_usage(&prompt, &s.text, s.tokens));
         let _ = atomic::write_artifact(&files.stderr, stderr.as_bytes());
         RawResult {
             request_id: req.request_id.clone(),
@@ -311,12 +404,14 @@ impl Runner for ScriptedRunner {
             stderr_path: Some(files.stderr.clone()),
             terminal_result_path: None,
             event_log_path: None,
-            token_usage: None,
+            token_usage: usage,
             started_at: started,
             ended_at: stamp::now(),
-            diagnosis: None,
+            last_line: outcome.as_ref().err().map(|d| d.message.clone()),
+            diagnosis: outcome
+                .err()
+                .filter(|d| d.kind != FailureKind::HarnessError),
             refused: Vec::new(),
-            last_line: None,
         }
     }
 }

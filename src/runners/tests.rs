@@ -518,3 +518,61 @@ fn orphaned_group_is_killed_only_when_the_start_time_matches() {
     let status = child.wait().unwrap();
     assert!(!status.success());
 }
+
+/// Run `script` under `sh -c` with a stall limit of one second on lines starting
+/// `Reconnecting`.
+fn run_with_stall(script: &str, idle_seconds: u64) -> crate::runners::process::Ending {
+    use crate::runners::process::{self, EnvPolicy, Limits, ProcessSpec, Stall};
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ProcessSpec {
+        argv: vec!["sh".into(), "-c".into(), script.into()],
+        cwd: dir.path().to_path_buf(),
+        env: EnvPolicy::new(&["PATH".into()])
+            .unwrap()
+            .environment(&BTreeMap::new()),
+        stdout_path: dir.path().join("out"),
+        stderr_path: dir.path().join("err"),
+        record_path: dir.path().join("record.yaml"),
+        limits: Limits {
+            timeout: Duration::from_secs(30),
+            idle_timeout: Some(Duration::from_secs(idle_seconds)),
+            kill_grace: Duration::from_secs(1),
+            output_cap: 1 << 20,
+            stall: Some(Stall {
+                after: Duration::from_secs(1),
+                noise: std::sync::Arc::new(regex::RegexSet::new(["^Reconnecting"]).unwrap()),
+            }),
+        },
+    };
+    process::run(&spec, &CancelToken::new()).ending
+}
+
+#[test]
+fn a_harness_that_only_reconnects_is_stalled_long_before_the_idle_limit() {
+    let ending = run_with_stall(
+        "while :; do echo 'Reconnecting... 2/5 (stream disconnected)' >&2; sleep 0.05; done",
+        30,
+    );
+    assert_eq!(
+        ending,
+        crate::runners::process::Ending::Stalled(
+            1,
+            "Reconnecting... 2/5 (stream disconnected)".into()
+        )
+    );
+}
+
+#[test]
+fn progress_between_reconnects_is_not_a_stall() {
+    let ending = run_with_stall(
+        "i=0; while [ $i -lt 30 ]; do echo Reconnecting...; echo \"step $i\"; i=$((i+1)); sleep 0.05; done",
+        30,
+    );
+    assert_eq!(ending, crate::runners::process::Ending::Exited(0));
+}
+
+#[test]
+fn silence_is_left_to_the_idle_limit_not_the_stall_limit() {
+    let ending = run_with_stall("echo started; sleep 20", 2);
+    assert_eq!(ending, crate::runners::process::Ending::IdleTimedOut(2));
+}

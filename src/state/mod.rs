@@ -7,6 +7,7 @@ pub mod counters;
 pub mod events;
 pub mod markers;
 pub mod snapshot;
+pub mod usage;
 
 use std::path::Path;
 
@@ -54,7 +55,7 @@ pub fn reset_idle(
     snapshot.clear_active();
     snapshot.process_running = process_running;
     if clear_flags {
-        snapshot.paused = false;
+        snapshot.unpause();
         snapshot.stop_requested = false;
     }
     snapshot.execution_status_marker = markers::IDLE.into();

@@ -19,6 +19,18 @@ pub enum WatcherMode {
     Off,
 }
 
+/// Why the runtime paused itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseCause {
+    /// The harness is missing, not logged in or refused millrace's command line.
+    Harness,
+    /// The provider's rate limit or quota; `resume_at` says when to try again.
+    RateLimit,
+    /// A workspace budget (window or daily) is spent; `resume_at` is when it frees up.
+    Budget,
+}
+
 /// The result of the last config reload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -38,6 +50,22 @@ pub struct Snapshot {
     pub paused: bool,
     #[serde(default)]
     pub stop_requested: bool,
+    /// Why the runtime paused itself (a harness's environment failure) and what fixes it;
+    /// `None` for an operator's `pause`.
+    #[serde(default)]
+    pub pause_reason: Option<String>,
+    /// When a self-pause ends on its own (a provider's reset time, a budget window), RFC 3339.
+    #[serde(default)]
+    pub resume_at: Option<String>,
+    /// What the runtime paused itself for; `None` for an operator's `pause`.
+    #[serde(default)]
+    pub paused_for: Option<PauseCause>,
+    /// Rate-limited attempts in a row without a reset time: the back-off doubles with each.
+    #[serde(default)]
+    pub rate_limit_strikes: u32,
+    /// The fallback runner the active item switched to after its runner's environment failed.
+    #[serde(default)]
+    pub runner_override: Option<String>,
     pub active_mode_id: String,
     pub execution_loop_id: String,
     pub planning_loop_id: String,
@@ -99,6 +127,11 @@ impl Snapshot {
             process_running: false,
             paused: false,
             stop_requested: false,
+            pause_reason: None,
+            resume_at: None,
+            paused_for: None,
+            rate_limit_strikes: 0,
+            runner_override: None,
             active_mode_id: "standard_plain".into(),
             execution_loop_id: "execution.standard".into(),
             planning_loop_id: "planning.standard".into(),
@@ -194,8 +227,17 @@ impl Snapshot {
         save_yaml(path, self)
     }
 
+    /// Leave any pause, operator's or self-imposed.
+    pub fn unpause(&mut self) {
+        self.paused = false;
+        self.pause_reason = None;
+        self.resume_at = None;
+        self.paused_for = None;
+    }
+
     /// Clear the active part (spec 03 §7.3); markers and flags are the caller's choice.
     pub fn clear_active(&mut self) {
+        self.runner_override = None;
         self.active_plane = None;
         self.active_stage = None;
         self.active_run_id = None;

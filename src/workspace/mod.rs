@@ -252,6 +252,10 @@ impl Workspace {
     pub fn snapshot_path(&self) -> PathBuf {
         self.rt.join("state/runtime_snapshot.yaml")
     }
+    /// `state/usage_ledger.yaml`.
+    pub fn usage_ledger_path(&self) -> PathBuf {
+        self.rt.join("state/usage_ledger.yaml")
+    }
     /// `state/recovery_counters.yaml`.
     pub fn counters_path(&self) -> PathBuf {
         self.rt.join("state/recovery_counters.yaml")

@@ -8,6 +8,7 @@ mod test_control;
 mod test_core;
 mod test_docs;
 mod test_engine;
+mod test_harness_failures;
 mod test_inspect;
 mod test_operator;
 mod test_planning;

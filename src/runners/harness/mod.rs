@@ -10,11 +10,15 @@ pub mod claude;
 pub mod codex;
 pub mod gemini;
 
+use std::sync::{Arc, OnceLock};
+
 use jiff::Timestamp;
+use regex::RegexSet;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Permission;
 use crate::runners::artifacts::{Classified, CompletionFailure, RunFiles};
+use crate::runners::process::Ending;
 use crate::runners::result::{ExitKind, RawResult, TokenUsage};
 use crate::workspace::atomic;
 
@@ -44,6 +48,15 @@ impl Harness {
             Harness::Claude => "claude",
             Harness::Gemini => "gemini",
             Harness::Aider => "aider",
+        }
+    }
+
+    /// The harness a runner drives (`codex_cli` is Codex; `command` with a custom argv is none).
+    pub fn for_runner(runner: &str) -> Option<Harness> {
+        if runner == crate::runners::CODEX_RUNNER {
+            Some(Harness::Codex)
+        } else {
+            Harness::from_name(runner)
         }
     }
 
@@ -80,6 +93,21 @@ impl Harness {
             Harness::Gemini => gemini::noise(),
             Harness::Aider => aider::noise(),
         }
+    }
+
+    /// [`Harness::noise`] compiled; `None` when the harness has no noise patterns. Compiled
+    /// once per harness: the patterns are fixed.
+    pub fn noise_set(self) -> Option<std::sync::Arc<regex::RegexSet>> {
+        static SETS: OnceLock<[Option<Arc<RegexSet>>; 4]> = OnceLock::new();
+        let sets = SETS.get_or_init(|| {
+            Harness::ALL.map(|h| {
+                let patterns = h.noise();
+                (!patterns.is_empty()).then(|| {
+                    Arc::new(RegexSet::new(patterns).expect("noise patterns are valid regexes"))
+                })
+            })
+        });
+        sets[Harness::ALL.iter().position(|h| *h == self)?].clone()
     }
 
     /// Cheap checks that need no model call; each argv succeeding means the CLI is usable.
@@ -207,6 +235,68 @@ impl Diagnosis {
     }
 }
 
+/// What the supervisor itself saw go wrong, before any harness output is read.
+pub(crate) fn supervisor_diagnosis(
+    ending: &Ending,
+    program: &str,
+    harness: Option<Harness>,
+) -> Option<Diagnosis> {
+    let cli: &str = match harness {
+        Some(h) => h.name(),
+        None => program,
+    };
+    Some(match ending {
+        Ending::NotFound => Diagnosis::new(
+            FailureKind::NotInstalled,
+            format!("{cli} is not installed: `{program}` was not found on PATH"),
+        ),
+        Ending::TimedOut(n) => Diagnosis::new(
+            FailureKind::Timeout,
+            format!("{cli} had not finished after {n} s (the stage's timeout)"),
+        ),
+        Ending::IdleTimedOut(n) => Diagnosis::new(
+            FailureKind::IdleTimeout,
+            format!("{cli} printed nothing for {n} s (runners.idle_timeout_seconds)"),
+        ),
+        Ending::Stalled(n, noise) => Diagnosis::new(
+            FailureKind::Network,
+            format!("{cli} only retried or reconnected for {n} s; last: {noise}"),
+        ),
+        _ => return None,
+    })
+}
+
+/// Why the runtime paused itself after an environment failure of `runner`, and what fixes
+/// it: the line `status`, `watch` and the `runtime_paused` event show.
+pub fn pause_reason(runner: &str, diagnosis: &Diagnosis) -> String {
+    let harness = Harness::for_runner(runner);
+    let cli: &str = match harness {
+        Some(h) => h.name(),
+        None => runner,
+    };
+    let what = match diagnosis.kind {
+        FailureKind::NotInstalled => format!("{cli} is not installed"),
+        FailureKind::Auth => format!("{cli} is not logged in or its credentials were rejected"),
+        FailureKind::BadInvocation => format!("{cli} rejected millrace's command line"),
+        FailureKind::RateLimited => format!("{cli} hit a rate limit or quota"),
+        _ => format!("{cli} failed"),
+    };
+    let fix = harness
+        .and_then(|h| h.fix(diagnosis.kind))
+        .unwrap_or_else(|| format!("fix runner `{runner}` in millrace.yaml"));
+    let then = match diagnosis.reset_at {
+        Some(at) => format!(
+            "millrace resumes by itself at {}, or run `millrace resume`",
+            crate::time::format(at)
+        ),
+        None => "then `millrace resume`".to_string(),
+    };
+    format!(
+        "{what} ({}: {}) — {fix}, {then}",
+        diagnosis.kind, diagnosis.message
+    )
+}
+
 /// What a finished harness process left: exit code and the captured texts.
 #[derive(Debug, Clone, Copy)]
 pub struct Outputs<'a> {
@@ -285,7 +375,16 @@ pub(crate) fn apply_report(
     for refused in &report.refused {
         classified.notes.push(format!("harness refused: {refused}"));
     }
-    raw.diagnosis = report.failure;
+    // What the harness said about its environment beats the supervisor's view of the
+    // symptom (a stall that the harness explains as a 429); otherwise the supervisor's
+    // own finding (not installed, timeouts) stands.
+    raw.diagnosis = match (raw.diagnosis.take(), report.failure) {
+        (_, Some(said)) if said.kind.is_environment() || said.kind == FailureKind::Network => {
+            Some(said)
+        }
+        (Some(seen), _) => Some(seen),
+        (None, said) => said,
+    };
     raw.refused = report.refused;
     raw.last_line = report.last_line;
 }

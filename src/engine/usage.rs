@@ -1,0 +1,231 @@
+//! Usage governance in the engine: the ledger is fed after every stage, budgets are checked
+//! between stages, rate limits back off, and a stage whose runner failed for its environment
+//! moves to the next fallback runner.
+
+use serde_json::json;
+
+use super::Engine;
+use crate::error::Result;
+use crate::model::{Stage, WorkItemKind};
+use crate::runners::harness::{Diagnosis, FailureKind};
+use crate::runners::{StageRequest, StageResult};
+use crate::state::snapshot::PauseCause;
+use crate::state::usage::{self, item_key, Record};
+
+impl Engine {
+    fn lineage_root(&self, kind: WorkItemKind, id: &str) -> Option<String> {
+        if kind == WorkItemKind::Spec && self.snapshot.active_closure_target.as_deref() == Some(id)
+        {
+            return Some(id.to_string());
+        }
+        self.lineage_of(kind, id).root_spec_id
+    }
+
+    /// Count a persisted stage result in the ledger (a no-op when it already is).
+    pub(crate) fn record_usage(
+        &mut self,
+        result: &StageResult,
+        kind: WorkItemKind,
+        id: &str,
+    ) -> Result<()> {
+        let lineage = self.lineage_root(kind, id);
+        let record = Record {
+            request_id: &result.metadata.request_id,
+            at: result.completed_at,
+            item: item_key(kind, id),
+            lineage: lineage.as_deref(),
+            usage: result.token_usage.as_ref(),
+            wall_seconds: result.duration_seconds,
+            simulated: result.runner_name == crate::runners::scripted::SCRIPTED_RUNNER,
+        };
+        if self.ledger.record(&record, self.config.usage.window.hours) {
+            self.ledger.save(&self.ws.usage_ledger_path())?;
+        }
+        Ok(())
+    }
+
+    /// After a crash between a stage result's write and the ledger's, count the active run's
+    /// results the ledger does not know yet.
+    pub(crate) fn recover_usage(&mut self) -> Result<()> {
+        let (Some(run_id), Some(kind), Some(id)) = (
+            self.snapshot.active_run_id.clone(),
+            self.snapshot.active_work_item_kind,
+            self.snapshot.active_work_item_id.clone(),
+        ) else {
+            return Ok(());
+        };
+        let dir = self.ws.run_dir(&run_id).join("stage_results");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        let key = item_key(kind, &id);
+        for entry in entries.filter_map(|e| e.ok()) {
+            let path = entry.path();
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let Ok(result) = crate::yaml::from_str::<StageResult>(&path, &text) else {
+                continue;
+            };
+            if !self.ledger.counted(&key, &result.metadata.request_id) {
+                self.record_usage(&result, kind, &id)?;
+                self.events.emit(
+                    "usage_recovered",
+                    json!({"request_id": result.metadata.request_id, "run_id": run_id,
+                           "work_item_kind": kind, "work_item_id": id}),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The item left `active/`: drop its per-item entry.
+    pub(crate) fn forget_item_usage(&mut self, kind: WorkItemKind, id: &str) -> Result<()> {
+        if self.ledger.forget_item(&item_key(kind, id)) {
+            self.ledger.save(&self.ws.usage_ledger_path())?;
+        }
+        Ok(())
+    }
+
+    /// Pause when a workspace budget is spent (until it frees up); end such a pause at once
+    /// when it no longer is (the budget was raised by a reload, or the window moved on).
+    pub(crate) fn enforce_workspace_budget(&mut self) -> Result<()> {
+        let over = usage::workspace_over(&self.ledger, &self.config.usage, crate::time::now());
+        let budget_paused =
+            self.snapshot.paused && self.snapshot.paused_for == Some(PauseCause::Budget);
+        match over {
+            Some(over) if !self.snapshot.paused => {
+                let frees = crate::time::format(over.frees_at);
+                let reason = format!(
+                    "{} — millrace resumes by itself at {frees}, or raise usage.{} in millrace.yaml",
+                    over.reason, over.budget
+                );
+                let s = &mut self.snapshot;
+                s.paused = true;
+                s.paused_for = Some(PauseCause::Budget);
+                s.pause_reason = Some(reason.clone());
+                s.resume_at = Some(frees.clone());
+                self.save_snapshot()?;
+                self.events.emit(
+                    "usage_budget_exhausted",
+                    json!({"scope": over.budget, "reason": over.reason, "frees_at": frees}),
+                )?;
+                self.events.emit(
+                    "runtime_paused",
+                    json!({"reason": reason, "failure_class": "budget_exhausted",
+                           "resume_at": frees}),
+                )?;
+            }
+            None if budget_paused => {
+                let reason = self.snapshot.pause_reason.take();
+                self.snapshot.unpause();
+                self.save_snapshot()?;
+                self.events.emit(
+                    "runtime_resumed",
+                    json!({"reason": "the workspace budget has room again", "paused_for": reason}),
+                )?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Block the active item when it, its lineage or its last stage is over budget; true when
+    /// it did (the caller claims the next item).
+    pub(crate) fn enforce_item_budget(&mut self) -> Result<bool> {
+        if self.snapshot.active_closure_target.is_some() {
+            return Ok(false);
+        }
+        let (Some(kind), Some(id)) = (
+            self.snapshot.active_work_item_kind,
+            self.snapshot.active_work_item_id.clone(),
+        ) else {
+            return Ok(false);
+        };
+        let budgets = &self.config.usage;
+        let spent = self.ledger.item(&item_key(kind, &id));
+        let lineage = self.lineage_root(kind, &id);
+        let over = spent
+            .exceeds(&budgets.per_item)
+            .map(|by| ("per_item", format!("{kind} {id} used {by}")))
+            .or_else(|| {
+                let root = lineage.as_deref()?;
+                let by = self.ledger.lineage(root).exceeds(&budgets.per_lineage)?;
+                Some(("per_lineage", format!("lineage {root} used {by}")))
+            })
+            .or_else(|| {
+                let last = self.ledger.last_stage(&item_key(kind, &id))?;
+                let by = last.exceeds(&budgets.per_stage)?;
+                Some(("per_stage", format!("its last stage used {by}")))
+            });
+        let Some((scope, figures)) = over else {
+            return Ok(false);
+        };
+        let why = format!("budget_exhausted: {figures} (usage.{scope})");
+        self.events.emit(
+            "usage_budget_exhausted",
+            json!({"scope": scope, "work_item_kind": kind, "work_item_id": id,
+                   "reason": figures}),
+        )?;
+        self.block_for_budget(kind, &id, &why)?;
+        Ok(true)
+    }
+
+    /// The runners a stage may use, in order: its runner, then its fallbacks.
+    fn runner_chain(&self, stage: Stage) -> Vec<String> {
+        let named = self
+            .plan
+            .stage_plan(stage)
+            .and_then(|p| p.runner_name.as_deref());
+        let primary = self.registry.resolve(named);
+        let fallbacks = self
+            .config
+            .stage(stage)
+            .fallback_runners
+            .unwrap_or_else(|| self.config.runners.fallback_runners.clone());
+        let mut chain = vec![primary.to_string()];
+        chain.extend(fallbacks.into_iter().map(|r| r.trim().to_string()));
+        chain.dedup();
+        chain
+    }
+
+    /// The runner a request should use: the item's fallback when it is in the stage's chain.
+    pub(crate) fn apply_runner_override(&self, req: &mut StageRequest) {
+        let Some(wanted) = &self.snapshot.runner_override else {
+            return;
+        };
+        if self.runner_chain(req.stage).contains(wanted) {
+            req.runner_name = Some(wanted.clone());
+        }
+    }
+
+    /// After an environment failure of `runner`: the next runner of the stage's chain, if the
+    /// failure is one a fallback can help with (quota, auth, not installed).
+    pub(crate) fn next_fallback(
+        &self,
+        req: &StageRequest,
+        runner: &str,
+        diagnosis: &Diagnosis,
+    ) -> Option<String> {
+        if !matches!(
+            diagnosis.kind,
+            FailureKind::RateLimited | FailureKind::Auth | FailureKind::NotInstalled
+        ) {
+            return None;
+        }
+        let chain = self.runner_chain(req.stage);
+        let at = chain.iter().position(|r| r == runner)?;
+        chain.get(at + 1).cloned()
+    }
+
+    /// How long to wait before retrying after a rate limit without a reset time.
+    pub(crate) fn rate_limit_backoff(&self) -> std::time::Duration {
+        let u = &self.config.usage;
+        let factor = 2u64.saturating_pow(self.snapshot.rate_limit_strikes.min(20));
+        std::time::Duration::from_secs(
+            u.rate_limit_backoff_seconds
+                .saturating_mul(factor)
+                .min(u.rate_limit_backoff_max_seconds),
+        )
+    }
+}
