@@ -70,7 +70,13 @@ fn refused(data: &serde_json::Map<String, Value>) -> String {
     let refused: Vec<String> = data
         .get("refused")
         .and_then(Value::as_array)
-        .map(|items| items.iter().filter_map(Value::as_str).map(one_line).collect())
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(one_line)
+                .collect()
+        })
         .unwrap_or_default();
     if refused.is_empty() {
         String::new()

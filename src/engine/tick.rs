@@ -162,9 +162,11 @@ impl Engine {
     /// One whole tick on the current thread (`run once`): returns what happened.
     pub fn tick_inline(&mut self) -> Result<TickOutcome> {
         // Decision 5: `run once` processes the inbox. Nothing tells it which files arrived
-        // whole, so an idea still within its settle window (an `add-idea` just before) is
-        // waited for, once and at most the window, instead of being left for a later run.
+        // whole, so a file still within its settle window (an `add-idea` just before, an
+        // idea an `add_idea` command stages) is waited for, once and at most the window,
+        // instead of being left for a later run.
         self.queue.settle().take_next();
+        self.drain_mailbox()?;
         self.take_in(&|_| false)?;
         if let Some(settled) = self.next_settled() {
             std::thread::sleep(settled.saturating_duration_since(std::time::Instant::now()));
