@@ -249,9 +249,20 @@ fn requeue_blocked(action: &Action, t: &mut Target, id: &str, reason: &str) -> R
     Ok(out)
 }
 
+/// The stage a daemon is running right now: the active stage whose plane's marker says it
+/// runs (an active item of a paused runtime has a stage but nothing running).
+fn running_stage(snapshot: &Snapshot) -> Option<crate::model::Stage> {
+    let stage = snapshot.active_stage?;
+    let marker = match stage.plane() {
+        Plane::Execution => &snapshot.execution_status_marker,
+        Plane::Planning => &snapshot.planning_status_marker,
+    };
+    (*marker == stage.running_marker()).then_some(stage)
+}
+
 /// When a daemon's stop takes effect: a running stage finishes first (`stop_mode: finish`).
 fn stop_detail(snapshot: &Snapshot) -> String {
-    let Some(stage) = snapshot.active_stage else {
+    let Some(stage) = running_stage(snapshot) else {
         return "stop requested; the daemon stops at once".into();
     };
     let elapsed = snapshot
@@ -270,13 +281,13 @@ fn stop_detail(snapshot: &Snapshot) -> String {
     )
 }
 
-/// What a pause means right now: it only stops new claims, so a running stage finishes.
+/// What a pause means right now: no new stage starts, so a running stage finishes.
 fn pause_detail(snapshot: &Snapshot, daemon: bool) -> String {
-    match (daemon, snapshot.active_stage) {
-        (true, Some(stage)) => {
-            format!("runtime paused; no new work is claimed (the running {stage} stage finishes)")
+    match running_stage(snapshot).filter(|_| daemon) {
+        Some(stage) => {
+            format!("runtime paused; no new stage starts (the running {stage} stage finishes)")
         }
-        _ => "runtime paused; no new stage starts".into(),
+        None => "runtime paused; no new stage starts".into(),
     }
 }
 

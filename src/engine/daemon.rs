@@ -80,6 +80,9 @@ impl EventTail {
         let Ok(mut file) = std::fs::File::open(&self.path) else {
             return;
         };
+        // A log cut shorter (rotated by hand) is followed from its new end.
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        self.offset = self.offset.min(len);
         let mut bytes = Vec::new();
         if file.seek(SeekFrom::Start(self.offset)).is_err() || file.read_to_end(&mut bytes).is_err()
         {
@@ -303,17 +306,14 @@ pub fn run(
                     engine.process_stop(&reason)?;
                     break DaemonExit::Stopped(reason);
                 }
-                match engine.finish_stage(&prepared, raw) {
-                    Ok(_) => {}
-                    Err(err) => {
-                        let pause = contain(&mut engine, err, &mut failures, progress)?;
-                        if let Some(reason) = wait_for_signal(&waker, pause) {
-                            engine.process_stop(&reason)?;
-                            break DaemonExit::Stopped(reason);
-                        }
-                        continue;
+                if let Err(err) = engine.finish_stage(&prepared, raw) {
+                    let pause = contain(&mut engine, err, &mut failures, progress)?;
+                    if let Some(reason) = wait_for_signal(&waker, pause) {
+                        engine.process_stop(&reason)?;
+                        break DaemonExit::Stopped(reason);
                     }
-                };
+                    continue;
+                }
                 if let Some(reason) = stop_after {
                     engine.process_stop(&reason)?;
                     break DaemonExit::Stopped(reason);
