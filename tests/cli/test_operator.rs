@@ -274,9 +274,11 @@ fn a_fresh_git_clone_of_a_committed_workspace_just_works() {
         "{}",
         String::from_utf8_lossy(&doctor.stdout)
     );
+    clone.ok(&["queue", "ls"]);
+    clone.ok(&["runs", "ls"]);
     assert!(
         !clone.exists("millrace-agents/tasks/active"),
-        "doctor wrote"
+        "a read-only command wrote"
     );
     clone.run_until_idle();
     assert_eq!(clone.folder_of("t-cloned"), ["tasks/done"]);
@@ -548,8 +550,13 @@ fn watch_lines_carry_time_duration_failures_controls_and_rejections() {
     wait_for("the junk to be rejected", LIMIT, || {
         ws.exists("millrace-agents/state/mailbox/failed/junk.yaml")
     });
+    ws.write("millrace-agents/tasks/queue/t-bad.md", "# not a task\n");
+    wait_for("the bad task to be quarantined", LIMIT, || {
+        ws.exists("millrace-agents/quarantine/t-bad.md")
+    });
     ws.ok(&["pause"]);
     ws.ok(&["resume"]);
+    ws.ok(&["reload-config"]);
     ws.add_task("t-w", "");
     wait_for("t-w to be blocked", LIMIT, || {
         ws.folder_of("t-w") == ["tasks/blocked"]
@@ -569,6 +576,8 @@ fn watch_lines_carry_time_duration_failures_controls_and_rejections() {
         "rejected mailbox file millrace-agents/state/mailbox/incoming/junk.yaml",
         "pause: runtime paused",
         "resume: runtime resumed",
+        "rejected millrace-agents/tasks/queue/t-bad.md -> millrace-agents/quarantine/t-bad.md: ",
+        "config reloaded: plan ",
         "builder        task t-w  [run-",
         "BLOCKED: task t-w: ",
         "stop: stop requested",
