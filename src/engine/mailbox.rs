@@ -142,6 +142,9 @@ impl Engine {
             _ => return failed(self, outcome.diagnostics.errors.join(", ")),
         };
         self.config = config;
+        self.queue.set_settle(std::time::Duration::from_millis(
+            self.config.watchers.settle_ms,
+        ));
         self.registry = std::sync::Arc::new(registry);
         self.plan = plan;
         let s = &mut self.snapshot;

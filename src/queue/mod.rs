@@ -142,8 +142,13 @@ impl QueueStore {
 
     /// How long a file that does not parse yet may still be being written by hand.
     pub fn with_settle(mut self, settle: std::time::Duration) -> QueueStore {
-        self.settle = Settle::new(settle);
+        self.set_settle(settle);
         self
+    }
+
+    /// Change the settle window (a config reload).
+    pub fn set_settle(&mut self, settle: std::time::Duration) {
+        self.settle = Settle::new(settle);
     }
 
     /// The settle window shared by every folder this process watches (queue, inbox,
