@@ -442,9 +442,10 @@ fn add_task_reads_the_document_from_stdin() {
 #[test]
 fn pause_applies_at_once_stop_says_when_and_status_lists_pending_commands() {
     let ws = TestWs::new();
-    // The builder runs until the test creates `go`.
+    // The builder runs until the test creates `go` (or the workspace is gone: a failed test
+    // leaves no harness behind).
     ws.use_fake_harness(
-        "builder run until [ -f \"$WORKSPACE/go\" ]; do sleep 0.02; done; printf '### BUILDER_COMPLETE\\n' | tee \"$LAST_MESSAGE_FILE\"\n",
+        "builder run until [ -f \"$WORKSPACE/go\" ] || [ ! -d \"$WORKSPACE\" ]; do sleep 0.02; done; printf '### BUILDER_COMPLETE\\n' | tee \"$LAST_MESSAGE_FILE\"\n",
     );
     ws.add_task("t-long", "");
     ws.add_task("t-next", "");
@@ -508,6 +509,10 @@ fn runs_tail_without_an_id_follows_the_newest_stage_even_after_an_interrupt() {
     let daemon = ws.spawn_daemon(&[]);
     wait_for("the builder to start", LIMIT, || {
         ws.stages_started() == ["builder"]
+    });
+    // The harness has taken its `hang` answer (so the re-run gets the next one).
+    wait_for("the harness to start", LIMIT, || {
+        ws.exists("fake-state/builder.count")
     });
     let text = ws.ok(&["runs", "tail"]);
     assert!(text.contains("stage: builder\nfinished: false"), "{text}");
