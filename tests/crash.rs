@@ -23,6 +23,7 @@ use millrace::model::WorkItemKind;
 use millrace::queue::QueueStore;
 use millrace::state::events::EventLog;
 use millrace::state::snapshot::Snapshot;
+use millrace::state::usage::Ledger;
 use millrace::workspace::{Folder, Workspace};
 
 const BIN: &str = env!("CARGO_BIN_EXE_millrace");
@@ -384,6 +385,22 @@ fn check_invariants(ws: &Ws, expect: &Expect) -> Result<usize, String> {
     let failed = walk(&root.mailbox_dir("failed"));
     if !failed.is_empty() && !expect.blocked_ok {
         return Err(format!("mailbox commands archived as failed: {failed:?}"));
+    }
+    // Every persisted stage result is in the usage ledger exactly once.
+    let results = walk(&root.rt().join("runs"))
+        .iter()
+        .filter(|p| {
+            p.parent()
+                .and_then(|d| d.file_name())
+                .is_some_and(|d| d == "stage_results")
+        })
+        .count();
+    let ledger = Ledger::load(&root.usage_ledger_path()).map_err(|e| e.to_string())?;
+    if ledger.workspace.stages != results as u64 {
+        return Err(format!(
+            "the usage ledger counts {} stages, the runs hold {results} stage results",
+            ledger.workspace.stages
+        ));
     }
     check_files(&root)
 }

@@ -17,6 +17,7 @@ mod queue;
 mod run;
 mod runs;
 mod status;
+mod usage;
 
 use std::path::PathBuf;
 
@@ -128,6 +129,9 @@ pub enum Command {
     Modes(modes::ModesCommand),
     /// Check the workspace for problems and say how to fix each.
     Doctor,
+    /// Show what the harnesses have spent (tokens, cost, time) against the budgets.
+    #[command(after_help = "Examples:\n  millrace usage\n  millrace --json usage")]
+    Usage,
     /// Print shell completions.
     #[command(
         after_help = "Example:\n  millrace completions bash > ~/.local/share/bash-completion/completions/millrace"
@@ -192,6 +196,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Compile(cmd) => compile::run(&ctx, cmd),
         Command::Modes(cmd) => modes::run(&ctx, cmd),
         Command::Doctor => doctor::run(&ctx),
+        Command::Usage => usage::run(&ctx),
         // Both are rendered in memory first: writing straight to stdout panics on a closed
         // pipe (`millrace completions fish | head`), and print_stdout ignores one.
         Command::Completions { shell } => {

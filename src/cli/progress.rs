@@ -65,8 +65,9 @@ fn failure(data: &serde_json::Map<String, Value>) -> String {
     }
 }
 
-/// `  refused: a | b` when the harness refused edits or commands.
-fn refused(data: &serde_json::Map<String, Value>) -> String {
+/// A second line, `warning: the harness refused: a | b`, when it refused edits or commands
+/// (worth a look even when the stage succeeded).
+fn refused(data: &serde_json::Map<String, Value>, at: &str) -> String {
     let refused: Vec<String> = data
         .get("refused")
         .and_then(Value::as_array)
@@ -81,7 +82,10 @@ fn refused(data: &serde_json::Map<String, Value>) -> String {
     if refused.is_empty() {
         String::new()
     } else {
-        format!("  refused: {}", refused.join(" | "))
+        format!(
+            "\n{at}  warning: the harness refused: {}",
+            refused.join(" | ")
+        )
     }
 }
 
@@ -112,7 +116,7 @@ pub fn event_line(event: &Event) -> Option<String> {
             text(d, "terminal_result").unwrap_or("no result"),
             duration(d.get("duration_seconds").and_then(Value::as_f64)?),
             failure(d),
-            refused(d)
+            refused(d, at)
         ),
         "stage_interrupted" => format!(
             "{stage:<14} interrupted; {}",

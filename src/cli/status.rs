@@ -79,6 +79,8 @@ pub struct StatusReport {
     pub pending_commands: Vec<PendingCommand>,
     /// The most recent stage's failure, if it failed: class, the harness's words, refusals.
     pub last_failure: Option<LastFailure>,
+    /// Today's and the current window's spend (absent when the config cannot be read).
+    pub usage: Option<crate::inspect::usage::Summary>,
 }
 
 /// A mailbox command not applied yet.
@@ -209,6 +211,9 @@ pub fn collect(ws: &Workspace) -> Result<StatusReport> {
         attention,
         pending_commands: pending_commands(ws),
         last_failure: LastFailure::load(ws, &snapshot),
+        usage: crate::config::Config::load(&ws.config_path(), false)
+            .ok()
+            .map(|config| crate::inspect::usage::summary(ws, &config)),
         snapshot,
     })
 }
@@ -219,6 +224,28 @@ fn paused_text(s: &Snapshot) -> String {
         (Some(reason), _) if s.paused => format!("true — {reason}"),
         _ => s.paused.to_string(),
     }
+}
+
+/// Today's and the window's spend, and a spent budget.
+fn usage_lines(report: &StatusReport) -> String {
+    use crate::inspect::usage::describe_total;
+    let Some(u) = &report.usage else {
+        return String::new();
+    };
+    let mut out = format!(
+        "usage_today: {} ({})\nusage_window: {} (last {} h)\n",
+        describe_total(&u.today),
+        u.time_zone,
+        describe_total(&u.window),
+        u.window_hours
+    );
+    if let Some(over) = &u.over {
+        out.push_str(&format!(
+            "usage_over_budget: {} (frees up at {})\n",
+            over.reason, over.frees_at
+        ));
+    }
+    out
 }
 
 /// `class: message (stage)` and the refusals of the last stage.
@@ -323,6 +350,7 @@ pub fn render(report: &StatusReport) -> String {
     if let Some(f) = &report.last_failure {
         out.push_str(&failure_lines(f));
     }
+    out.push_str(&usage_lines(report));
     for a in &report.attention {
         out.push_str(&format!("attention: {a}\n"));
     }
@@ -411,6 +439,7 @@ fn render_compact(report: &StatusReport) -> String {
     if let Some(f) = &report.last_failure {
         out.push_str(&failure_lines(f));
     }
+    out.push_str(&usage_lines(report));
     for t in &report.closure_targets {
         out.push_str(&format!(
             "closure: {} waits on {}\n",

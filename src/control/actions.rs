@@ -308,6 +308,10 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
             if !t.snapshot.paused {
                 return Ok(outcome(action, false, "not paused; nothing to do"));
             }
+            if t.snapshot.paused_for == Some(crate::state::snapshot::PauseCause::Budget) {
+                // The operator overrides the spent budget until it would have freed up.
+                t.snapshot.budget_waived_until = t.snapshot.resume_at.clone();
+            }
             t.snapshot.unpause();
             t.snapshot.save(&t.ws.snapshot_path())?;
             Ok(outcome(action, true, "runtime resumed"))

@@ -148,7 +148,7 @@ impl Engine {
         crate::failpoint::transition("stage_result.after_persist")?;
         let result_rel = self.ws.rel(&result_path);
         let (kind, id) = self.identity(req)?;
-        self.record_usage(&result, kind, &id)?;
+        self.count_run_usage(&req.run_id, kind, &id)?;
         crate::failpoint::transition("stage_result.after_usage")?;
         if let Some(diagnosis) = result
             .diagnosis

@@ -13,68 +13,84 @@ use crate::state::snapshot::PauseCause;
 use crate::state::usage::{self, item_key, Record};
 
 impl Engine {
+    /// The root spec a work item's spending counts against (a root spec is its own).
     fn lineage_root(&self, kind: WorkItemKind, id: &str) -> Option<String> {
-        if kind == WorkItemKind::Spec && self.snapshot.active_closure_target.as_deref() == Some(id)
-        {
-            return Some(id.to_string());
+        let root = self.lineage_of(kind, id).root_spec_id;
+        match kind {
+            WorkItemKind::Spec => root.or_else(|| Some(id.to_string())),
+            _ => root,
         }
-        self.lineage_of(kind, id).root_spec_id
     }
 
-    /// Count a persisted stage result in the ledger (a no-op when it already is).
-    pub(crate) fn record_usage(
+    /// Count every persisted stage result of `run_id` the ledger does not know yet — the one
+    /// just written, and any a crash or a failed ledger write kept from it before. One path
+    /// for both, so a stage is counted exactly once.
+    pub(crate) fn count_run_usage(
         &mut self,
-        result: &StageResult,
+        run_id: &str,
         kind: WorkItemKind,
         id: &str,
     ) -> Result<()> {
-        let lineage = self.lineage_root(kind, id);
-        let record = Record {
-            request_id: &result.metadata.request_id,
-            at: result.completed_at,
-            item: item_key(kind, id),
-            lineage: lineage.as_deref(),
-            usage: result.token_usage.as_ref(),
-            wall_seconds: result.duration_seconds,
-            simulated: result.runner_name == crate::runners::scripted::SCRIPTED_RUNNER,
-        };
-        if self.ledger.record(&record, self.config.usage.window.hours) {
-            self.ledger.save(&self.ws.usage_ledger_path())?;
-        }
-        Ok(())
-    }
-
-    /// After a crash between a stage result's write and the ledger's, count the active run's
-    /// results the ledger does not know yet.
-    pub(crate) fn recover_usage(&mut self) -> Result<()> {
-        let (Some(run_id), Some(kind), Some(id)) = (
-            self.snapshot.active_run_id.clone(),
-            self.snapshot.active_work_item_kind,
-            self.snapshot.active_work_item_id.clone(),
-        ) else {
-            return Ok(());
-        };
-        let dir = self.ws.run_dir(&run_id).join("stage_results");
+        let dir = self.ws.run_dir(run_id).join("stage_results");
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Ok(());
         };
-        let key = item_key(kind, &id);
-        for entry in entries.filter_map(|e| e.ok()) {
-            let path = entry.path();
-            let Ok(text) = std::fs::read_to_string(&path) else {
-                continue;
-            };
-            let Ok(result) = crate::yaml::from_str::<StageResult>(&path, &text) else {
-                continue;
-            };
-            if !self.ledger.counted(&key, &result.metadata.request_id) {
-                self.record_usage(&result, kind, &id)?;
-                self.events.emit(
-                    "usage_recovered",
-                    json!({"request_id": result.metadata.request_id, "run_id": run_id,
-                           "work_item_kind": kind, "work_item_id": id}),
-                )?;
-            }
+        let key = item_key(kind, id);
+        let lineage = self.lineage_root(kind, id);
+        let mut results: Vec<StageResult> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let path = e.path();
+                let text = std::fs::read_to_string(&path).ok()?;
+                crate::yaml::from_str::<StageResult>(&path, &text).ok()
+            })
+            .filter(|r| !self.ledger.counted(&key, &r.metadata.request_id))
+            .collect();
+        if results.is_empty() {
+            return Ok(());
+        }
+        results.sort_by_key(|r| r.completed_at);
+        for result in &results {
+            self.ledger.record(
+                &Record {
+                    request_id: &result.metadata.request_id,
+                    at: result.completed_at,
+                    item: key.clone(),
+                    lineage: lineage.as_deref(),
+                    usage: result.token_usage.as_ref(),
+                    wall_seconds: result.duration_seconds,
+                    simulated: result.runner_name == crate::runners::scripted::SCRIPTED_RUNNER,
+                },
+                self.config.usage.window.hours,
+            );
+        }
+        self.ledger.save(&self.ws.usage_ledger_path())?;
+        Ok(())
+    }
+
+    /// At startup: count what the active run persisted but a crash kept from the ledger.
+    pub(crate) fn recover_usage(&mut self) -> Result<()> {
+        let Some(run_id) = self.snapshot.active_run_id.clone() else {
+            return Ok(());
+        };
+        let identity = match (
+            self.snapshot.active_work_item_kind,
+            self.snapshot.active_work_item_id.clone(),
+            self.snapshot.active_closure_target.clone(),
+        ) {
+            (Some(kind), Some(id), _) => (kind, id),
+            (_, _, Some(root)) => (WorkItemKind::Spec, root),
+            _ => return Ok(()),
+        };
+        let before = self.ledger.workspace.stages;
+        self.count_run_usage(&run_id, identity.0, &identity.1)?;
+        let recovered = self.ledger.workspace.stages - before;
+        if recovered > 0 {
+            self.events.emit(
+                "usage_recovered",
+                json!({"run_id": run_id, "stages": recovered,
+                       "work_item_kind": identity.0, "work_item_id": identity.1}),
+            )?;
         }
         Ok(())
     }
@@ -90,7 +106,14 @@ impl Engine {
     /// Pause when a workspace budget is spent (until it frees up); end such a pause at once
     /// when it no longer is (the budget was raised by a reload, or the window moved on).
     pub(crate) fn enforce_workspace_budget(&mut self) -> Result<()> {
-        let over = usage::workspace_over(&self.ledger, &self.config.usage, crate::time::now());
+        let now = crate::time::now();
+        let waived = self
+            .snapshot
+            .budget_waived_until
+            .as_deref()
+            .and_then(|t| crate::runners::result::stamp::parse(t).ok())
+            .is_some_and(|until| now < until);
+        let over = usage::workspace_over(&self.ledger, &self.config.usage, now).filter(|_| !waived);
         let budget_paused =
             self.snapshot.paused && self.snapshot.paused_for == Some(PauseCause::Budget);
         match over {
@@ -185,7 +208,8 @@ impl Engine {
             .unwrap_or_else(|| self.config.runners.fallback_runners.clone());
         let mut chain = vec![primary.to_string()];
         chain.extend(fallbacks.into_iter().map(|r| r.trim().to_string()));
-        chain.dedup();
+        let mut seen = std::collections::HashSet::new();
+        chain.retain(|r| seen.insert(r.clone()));
         chain
     }
 

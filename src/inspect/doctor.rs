@@ -229,6 +229,20 @@ impl Checks<'_> {
                 fix,
             );
         }
+        let summary = crate::inspect::usage::summary(self.ws, &config);
+        if let Some(over) = summary.over {
+            self.add(
+                Level::Warning,
+                "usage_budget_exhausted",
+                Some(&path),
+                format!("{} (frees up at {})", over.reason, over.frees_at),
+                format!(
+                    "wait, or raise usage.{} in {} (`millrace usage` shows the figures)",
+                    over.budget,
+                    self.rel(&path)
+                ),
+            );
+        }
         let outcome = crate::compiler::compile_in_memory(self.ws, &config, None);
         for error in &outcome.diagnostics.errors {
             self.add(

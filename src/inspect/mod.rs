@@ -5,6 +5,7 @@ pub mod closure;
 pub mod doctor;
 pub mod lint;
 pub mod runs;
+pub mod usage;
 
 use serde::Serialize;
 

@@ -17,8 +17,8 @@
 //! single `--model=<m>` element.
 //!
 //! **Presets** (`runners.command.preset`, used when `argv` is empty):
-//! `claude` → `claude -p {prompt} --output-format json [--model {model}]`, output `claude_json`;
-//! `gemini` → `gemini -p {prompt} [-m {model}]`, output `text`;
+//! `claude` → [`harness::claude::argv`] at the stage's permission level (stream-json events);
+//! `gemini` → [`harness::gemini::argv`] at the stage's permission level (stream-json events);
 //! `aider` → `aider --yes-always --no-auto-commits --message {prompt} [--model {model}]`,
 //! output `text`. A non-empty `argv` is used as written, with `output` from config.
 

@@ -406,7 +406,7 @@ fn command_runner_claude_preset_reads_json_result_and_usage() {
     let calls = read(&fx.state.join("calls.log"));
     assert!(calls.contains(" -p "), "{calls}");
     assert!(
-        calls.contains("--output-format json --model opus"),
+        calls.contains("--output-format stream-json --verbose --model opus"),
         "{calls}"
     );
     assert!(normalize(&req, &raw).unwrap().success);

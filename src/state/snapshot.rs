@@ -60,6 +60,10 @@ pub struct Snapshot {
     /// What the runtime paused itself for; `None` for an operator's `pause`.
     #[serde(default)]
     pub paused_for: Option<PauseCause>,
+    /// An operator's `resume` of a budget pause: the spent budget is not enforced again until
+    /// this time (when it would have freed up anyway), RFC 3339.
+    #[serde(default)]
+    pub budget_waived_until: Option<String>,
     /// Rate-limited attempts in a row without a reset time: the back-off doubles with each.
     #[serde(default)]
     pub rate_limit_strikes: u32,
@@ -130,6 +134,7 @@ impl Snapshot {
             pause_reason: None,
             resume_at: None,
             paused_for: None,
+            budget_waived_until: None,
             rate_limit_strikes: 0,
             runner_override: None,
             active_mode_id: "standard_plain".into(),

@@ -12,3 +12,4 @@ mod test_harness_failures;
 mod test_inspect;
 mod test_operator;
 mod test_planning;
+mod test_usage;

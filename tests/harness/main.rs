@@ -2,9 +2,14 @@
 //! `scripts/install-harnesses`) driven against a fake model API on 127.0.0.1, directly and
 //! through the `millrace` binary.
 
+mod cli;
 #[path = "../cli/common.rs"]
 #[allow(dead_code)]
 mod common;
+mod fake_anthropic;
+mod fake_gemini;
 mod install;
 mod server;
+mod test_claude;
+mod test_gemini;
 mod test_testbed;

@@ -1,7 +1,6 @@
 //! A fake model API on 127.0.0.1: the far end the real harness CLIs talk to. Each test gives
 //! a handler that answers one request; every request is recorded for assertions.
 
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 

@@ -410,6 +410,19 @@ pub fn last_line(text: &str) -> Option<String> {
         .map(one_line)
 }
 
+/// The JSON objects among `text`'s lines, in order: the event streams of `--output-format
+/// stream-json` style harnesses (lines that are not an object are skipped).
+pub fn json_objects(
+    text: &str,
+) -> impl DoubleEndedIterator<Item = serde_json::Map<String, serde_json::Value>> + '_ {
+    text.lines().filter_map(
+        |line| match serde_json::from_str::<serde_json::Value>(line.trim()) {
+            Ok(serde_json::Value::Object(map)) => Some(map),
+            _ => None,
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,302 @@
+//! Usage governance through the real binary: the ledger, budgets that block or pause, rate
+//! limits that wait without spending repair budgets, and fallback runners. The scripted
+//! runner reports simulated usage and simulated harness failures; `MILLRACE_NOW` is the clock.
+
+use crate::common::{fixture, TestWs};
+
+const T0: &str = "2026-12-03T10:00:00Z";
+
+fn at(ws: &TestWs, now: &str, args: &[&str]) -> std::process::Output {
+    ws.cmd()
+        .env("MILLRACE_NOW", now)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Scripted runner with `script` and extra config under the top level.
+fn setup(ws: &TestWs, script: &str, extra: &str) {
+    ws.write("script.yaml", script);
+    ws.write(
+        "millrace-agents/millrace.yaml",
+        &format!(
+            "runners:\n  default_runner: scripted\n  scripted:\n    script: script.yaml\nwatchers:\n  settle_ms: 0\n{extra}"
+        ),
+    );
+}
+
+fn started(ws: &TestWs) -> Vec<(String, String)> {
+    ws.events()
+        .iter()
+        .filter(|e| e["event_type"] == "stage_started")
+        .map(|e| {
+            (
+                e["data"]["stage"].as_str().unwrap().to_string(),
+                e["data"]["runner"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn stages(ws: &TestWs) -> Vec<String> {
+    started(ws).into_iter().map(|(s, _)| s).collect()
+}
+
+fn count(ws: &TestWs, kind: &str) -> usize {
+    ws.events()
+        .iter()
+        .filter(|e| e["event_type"] == kind)
+        .count()
+}
+
+#[test]
+fn every_stage_is_counted_once_and_shown_by_usage_status_and_runs() {
+    let ws = TestWs::new();
+    setup(&ws, "stages: {}\n", "");
+    ws.add_task("t1", "");
+    ws.run_until_idle();
+    let usage = ws.json(&["usage"]);
+    assert_eq!(usage["workspace"]["stages"], 3, "{usage:#}");
+    assert!(usage["workspace"]["total_tokens"].as_u64().unwrap() > 0);
+    assert!(usage["workspace"]["cost_usd"].as_f64().unwrap() > 0.0);
+    assert_eq!(usage["workspace"]["simulated"], true);
+    let human = ws.ok(&["usage"]);
+    assert!(human.contains("3 stages (simulated)"), "{human}");
+    let status = ws.json(&["status"]);
+    assert_eq!(status["usage"]["today"]["stages"], 3, "{status:#}");
+    let run = ws.json(&["runs", "ls"])["runs"][0].clone();
+    assert!(run["token_usage"]["total_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(
+        run["token_usage"]["total_tokens"],
+        usage["workspace"]["total_tokens"]
+    );
+}
+
+#[test]
+fn an_item_over_its_budget_is_blocked_with_the_figures_and_the_next_one_runs() {
+    let ws = TestWs::new();
+    setup(
+        &ws,
+        "stages:\n  builder:\n    - result: BUILDER_COMPLETE\n      tokens: 5000\n",
+        "usage:\n  per_item:\n    tokens: 4000\n",
+    );
+    ws.add_task("t1", "");
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("t1"), ["tasks/blocked"]);
+    let doc = ws.read("millrace-agents/tasks/blocked/t1.md");
+    assert!(
+        doc.contains("budget_exhausted: task t1 used 5000 tokens of 4000 (usage.per_item)"),
+        "{doc}"
+    );
+    assert_eq!(stages(&ws), ["builder"]);
+    let exhausted = ws
+        .events()
+        .into_iter()
+        .find(|e| e["event_type"] == "usage_budget_exhausted")
+        .unwrap();
+    assert_eq!(exhausted["data"]["scope"], "per_item");
+    // The budget is per item: a cheap task is not held back by it.
+    setup(
+        &ws,
+        "stages: {}\n",
+        "usage:\n  per_item:\n    tokens: 400000\n",
+    );
+    ws.add_task("t2", "");
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("t2"), ["tasks/done"]);
+}
+
+#[test]
+fn a_spent_window_pauses_the_workspace_until_it_frees_up_then_resumes_by_itself() {
+    let ws = TestWs::new();
+    setup(
+        &ws,
+        "stages:\n  builder:\n    - result: BUILDER_COMPLETE\n      tokens: 3000\n",
+        "usage:\n  window:\n    hours: 5\n    tokens: 2000\n",
+    );
+    ws.add_task("t1", "");
+    let first = at(&ws, T0, &["run", "once"]);
+    assert!(
+        stdout(&first).starts_with("ran builder"),
+        "{}",
+        stdout(&first)
+    );
+
+    let held = at(&ws, T0, &["run", "once"]);
+    let text = stdout(&held);
+    assert!(text.starts_with("paused\n"), "{text}");
+    assert!(
+        text.contains("the 5-hour window budget is spent: 3000 tokens of 2000"),
+        "{text}"
+    );
+    let status = ws.json(&["status"]);
+    assert_eq!(status["snapshot"]["paused_for"], "budget");
+    assert_eq!(status["snapshot"]["resume_at"], "2026-12-03T15:00:00Z");
+    assert_eq!(ws.folder_of("t1"), ["tasks/active"]);
+
+    // Still inside the window: nothing runs.
+    at(&ws, "2026-12-03T14:59:00Z", &["run", "once"]);
+    assert_eq!(stages(&ws), ["builder"]);
+    // The window has moved past the expensive stage: the checker runs without a `resume`.
+    let later = at(&ws, "2026-12-03T15:00:01Z", &["run", "once"]);
+    assert!(
+        stdout(&later).starts_with("ran checker"),
+        "{}",
+        stdout(&later)
+    );
+    assert_eq!(stages(&ws), ["builder", "checker"]);
+    assert_eq!(count(&ws, "runtime_resumed"), 1);
+}
+
+#[test]
+fn raising_a_spent_budget_resumes_at_once() {
+    let ws = TestWs::new();
+    setup(
+        &ws,
+        "stages:\n  builder:\n    - result: BUILDER_COMPLETE\n      tokens: 3000\n",
+        "usage:\n  daily:\n    tokens: 2000\n",
+    );
+    ws.add_task("t1", "");
+    at(&ws, T0, &["run", "once"]);
+    let held = stdout(&at(&ws, T0, &["run", "once"]));
+    assert!(held.contains("today's budget (UTC) is spent"), "{held}");
+    let doctor = ws.run(&["--json", "doctor"]);
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    assert!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "usage_budget_exhausted"),
+        "{report:#}"
+    );
+    setup(
+        &ws,
+        "stages:\n  builder:\n    - result: BUILDER_COMPLETE\n      tokens: 3000\n",
+        "usage:\n  daily:\n    tokens: 20000\n",
+    );
+    let resumed = stdout(&at(&ws, T0, &["run", "once"]));
+    assert!(resumed.starts_with("ran checker"), "{resumed}");
+}
+
+#[test]
+fn a_rate_limit_with_a_reset_time_waits_and_reruns_the_same_stage_without_repairs() {
+    let ws = TestWs::new();
+    setup(
+        &ws,
+        "stages:\n  builder:\n    - fail: rate_limited\n      message: '429 Too Many Requests: usage limit reached'\n      reset_in_seconds: 600\n    - BUILDER_COMPLETE\n",
+        "",
+    );
+    ws.add_task("t1", "");
+    let out = at(&ws, T0, &["run", "once"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("[harness_rate_limited: 429 Too Many Requests: usage limit reached]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("millrace resumes by itself at 2026-12-03T10:10:00Z"),
+        "{text}"
+    );
+    let status = ws.json(&["status"]);
+    assert_eq!(status["snapshot"]["paused_for"], "rate_limit");
+    assert_eq!(status["snapshot"]["active_stage"], "builder");
+
+    at(&ws, "2026-12-03T10:05:00Z", &["run", "once"]);
+    assert_eq!(stages(&ws), ["builder"]);
+    let resumed = stdout(&at(&ws, "2026-12-03T10:10:01Z", &["run", "once"]));
+    assert!(
+        resumed.starts_with("ran builder: BUILDER_COMPLETE"),
+        "{resumed}"
+    );
+    assert_eq!(stages(&ws), ["builder", "builder"]);
+    let counters = ws.read("millrace-agents/state/recovery_counters.yaml");
+    assert!(!counters.contains("t1"), "{counters}");
+}
+
+#[test]
+fn a_rate_limit_without_a_reset_time_backs_off_exponentially() {
+    let ws = TestWs::new();
+    setup(
+        &ws,
+        "stages:\n  builder:\n    - fail: rate_limited\n    - fail: rate_limited\n    - BUILDER_COMPLETE\n",
+        "usage:\n  rate_limit_backoff_seconds: 60\n",
+    );
+    ws.add_task("t1", "");
+    at(&ws, T0, &["run", "once"]);
+    assert_eq!(
+        ws.json(&["status"])["snapshot"]["resume_at"],
+        "2026-12-03T10:01:00Z"
+    );
+    at(&ws, "2026-12-03T10:01:00Z", &["run", "once"]);
+    assert_eq!(
+        ws.json(&["status"])["snapshot"]["resume_at"],
+        "2026-12-03T10:03:00Z"
+    );
+    let done = stdout(&at(&ws, "2026-12-03T10:03:00Z", &["run", "once"]));
+    assert!(done.starts_with("ran builder: BUILDER_COMPLETE"), "{done}");
+}
+
+#[test]
+fn a_fallback_runner_takes_over_on_quota_but_never_on_a_work_item_failure() {
+    let ws = TestWs::new();
+    let plan = ws.write(
+        "plan.txt",
+        "checker emit ### FIX_NEEDED\nchecker emit ### CHECKER_PASS\n",
+    );
+    ws.write(
+        "script.yaml",
+        "stages:\n  builder:\n    - fail: rate_limited\n      message: quota exhausted\n",
+    );
+    ws.write(
+        "millrace-agents/millrace.yaml",
+        &format!(
+            "runners:\n  default_runner: scripted\n  fallback_runners: [command]\n  scripted:\n    script: script.yaml\n  command:\n    argv: [\"{}\", \"{{prompt}}\"]\n    env:\n      FAKE_HARNESS_PLAN: {}\nwatchers:\n  settle_ms: 0\n",
+            fixture("fake-harness").display(),
+            plan.display()
+        ),
+    );
+    ws.add_task("t1", "");
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("t1"), ["tasks/done"]);
+    let runs = started(&ws);
+    assert_eq!(runs[0], ("builder".into(), "scripted".into()));
+    assert_eq!(runs[1], ("builder".into(), "command".into()));
+    assert!(
+        runs[2..].iter().all(|(_, runner)| runner == "command"),
+        "{runs:?}"
+    );
+    assert!(
+        runs.iter().any(|(stage, _)| stage == "fixer"),
+        "the checker's FIX_NEEDED went to the fixer: {runs:?}"
+    );
+    assert_eq!(count(&ws, "runner_fallback"), 1);
+}
+
+#[test]
+fn an_operator_resume_overrides_a_spent_budget_until_it_would_have_freed_up() {
+    let ws = TestWs::new();
+    setup(
+        &ws,
+        "stages:\n  builder:\n    - result: BUILDER_COMPLETE\n      tokens: 3000\n",
+        "usage:\n  window:\n    hours: 5\n    tokens: 2000\n",
+    );
+    ws.add_task("t1", "");
+    ws.add_task("t2", "");
+    at(&ws, T0, &["run", "once"]);
+    assert!(stdout(&at(&ws, T0, &["run", "once"])).starts_with("paused\n"));
+    at(&ws, T0, &["resume"]);
+    let ran = stdout(&at(&ws, T0, &["run", "once"]));
+    assert!(ran.starts_with("ran checker"), "{ran}");
+    let status = ws.json(&["status"]);
+    assert_eq!(status["snapshot"]["paused"], false);
+    assert_eq!(
+        status["snapshot"]["budget_waived_until"],
+        "2026-12-03T15:00:00Z"
+    );
+}

@@ -1,0 +1,240 @@
+//! Claude Code 2.1.197, driven with the argv millrace's adapter gives at each permission
+//! level against the fake Messages API, its outputs read by the adapter.
+
+use millrace::config::Permission;
+use millrace::runners::harness::{FailureKind, Harness};
+
+use crate::cli::{self, Run};
+use crate::fake_anthropic::{self, done, Turn, CACHE_READ, CACHE_WRITE, INPUT, OUTPUT};
+use crate::server::FakeApi;
+
+const LEVELS: [Permission; 3] = [Permission::Basic, Permission::Elevated, Permission::Maximum];
+
+/// A project folder and an isolated home for one run.
+struct Bed {
+    project: tempfile::TempDir,
+    home: tempfile::TempDir,
+}
+
+impl Bed {
+    fn new() -> Bed {
+        Bed {
+            project: tempfile::tempdir().unwrap(),
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn run(&self, api: &FakeApi, level: Permission, extra: &[&str]) -> Run {
+        let mut args = cli::argv(Harness::Claude, level, "Stage: builder\nDo the task.", None);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let env = fake_anthropic::env(self.home.path(), api);
+        cli::run(Harness::Claude, level, &args, &env, self.project.path())
+    }
+}
+
+fn failure(run: &Run) -> (FailureKind, String) {
+    let failure = run
+        .report
+        .failure
+        .clone()
+        .unwrap_or_else(|| panic!("no failure: {run}"));
+    (failure.kind, failure.message)
+}
+
+#[test]
+fn at_every_level_an_edit_lands_and_the_marker_usage_and_cost_are_read() {
+    for level in LEVELS {
+        let bed = Bed::new();
+        let file = bed.project.path().join("hello.txt");
+        let api = fake_anthropic::start({
+            let file = file.clone();
+            move |_, turn| match turn {
+                0 => Turn::Write {
+                    path: file.clone(),
+                    content: "written by claude\n".into(),
+                },
+                _ => done("BUILDER_COMPLETE"),
+            }
+        });
+        let run = bed.run(&api, level, &[]);
+        assert_eq!(run.code, Some(0), "{level:?}: {run}");
+        assert_eq!(
+            std::fs::read_to_string(&file).ok().as_deref(),
+            Some("written by claude\n"),
+            "{level:?}: {run}"
+        );
+        let report = &run.report;
+        assert!(
+            report.failure.is_none() && report.refused.is_empty(),
+            "{run}"
+        );
+        assert!(report
+            .final_message
+            .as_deref()
+            .is_some_and(|m| m.ends_with("### BUILDER_COMPLETE\n")));
+        let usage = report.usage.unwrap();
+        assert_eq!(usage.input_tokens, 2 * (INPUT + CACHE_WRITE + CACHE_READ));
+        assert_eq!(usage.cached_input_tokens, 2 * CACHE_READ);
+        assert_eq!(usage.output_tokens, 2 * OUTPUT);
+        assert!(usage.cost_usd.is_some_and(|c| c > 0.0), "{usage:?}");
+        let asked = api.requests();
+        assert!(asked
+            .iter()
+            .any(|r| r.header("x-api-key") == Some(fake_anthropic::KEY)));
+    }
+}
+
+#[test]
+fn shell_commands_run_only_at_the_level_that_allows_them() {
+    for level in LEVELS {
+        let bed = Bed::new();
+        let api = fake_anthropic::start(|_, turn| match turn {
+            0 => Turn::Bash("python3 -c \"open('checked.txt', 'w').write('ok')\"".into()),
+            _ => done("BUILDER_COMPLETE"),
+        });
+        let run = bed.run(&api, level, &[]);
+        let ran = bed.project.path().join("checked.txt").exists();
+        let sandbox_missing = run.stderr.contains("Sandbox disabled");
+        match level {
+            // Without bubblewrap Claude cannot sandbox the command, so basic refuses it.
+            Permission::Basic if sandbox_missing => {
+                assert!(!ran, "{run}");
+                assert_eq!(run.report.refused.len(), 1, "{run}");
+                assert!(run.report.refused[0].starts_with("Bash python3"), "{run}");
+            }
+            _ => assert!(ran && run.report.refused.is_empty(), "{level:?}: {run}"),
+        }
+    }
+}
+
+#[test]
+fn an_edit_outside_the_project_is_refused_and_reported() {
+    let bed = Bed::new();
+    let outside = bed.home.path().join("outside.txt");
+    let api = fake_anthropic::start({
+        let outside = outside.clone();
+        move |_, turn| match turn {
+            0 => Turn::Write {
+                path: outside.clone(),
+                content: "should not land\n".into(),
+            },
+            _ => done("BUILDER_COMPLETE"),
+        }
+    });
+    let run = bed.run(&api, Permission::Basic, &[]);
+    assert_eq!(run.code, Some(0), "{run}");
+    assert!(!outside.exists());
+    assert_eq!(
+        run.report.refused,
+        [format!("Write {}", outside.display())],
+        "{run}"
+    );
+}
+
+#[test]
+fn a_rejected_key_is_an_auth_failure() {
+    let bed = Bed::new();
+    let api =
+        fake_anthropic::start(|_, _| Turn::Fail(401, "authentication_error", "invalid x-api-key"));
+    let run = bed.run(&api, Permission::Basic, &[]);
+    assert_ne!(run.code, Some(0), "{run}");
+    assert_eq!(
+        failure(&run),
+        (
+            FailureKind::Auth,
+            "Invalid API key · Fix external API key".into()
+        )
+    );
+}
+
+#[test]
+fn a_missing_key_is_not_logged_in() {
+    let bed = Bed::new();
+    let api = fake_anthropic::start(|_, _| done("BUILDER_COMPLETE"));
+    let args = cli::argv(Harness::Claude, Permission::Basic, "Stage: builder", None);
+    let env: Vec<_> = fake_anthropic::env(bed.home.path(), &api)
+        .into_iter()
+        .filter(|(k, _)| k != "ANTHROPIC_API_KEY")
+        .collect();
+    let run = cli::run(
+        Harness::Claude,
+        Permission::Basic,
+        &args,
+        &env,
+        bed.project.path(),
+    );
+    let (kind, message) = failure(&run);
+    assert_eq!(kind, FailureKind::Auth);
+    assert!(message.starts_with("Not logged in"), "{run}");
+    assert_eq!(run.report.last_line.as_deref(), Some(message.as_str()));
+}
+
+#[test]
+fn a_rate_limit_is_classified_as_such() {
+    let bed = Bed::new();
+    let api = fake_anthropic::start(|_, _| {
+        Turn::Fail(
+            429,
+            "rate_limit_error",
+            "This request would exceed your account's rate limit. Please try again later.",
+        )
+    });
+    let run = bed.run(&api, Permission::Basic, &[]);
+    let (kind, message) = failure(&run);
+    assert_eq!(kind, FailureKind::RateLimited, "{run}");
+    assert!(
+        message.contains("exceed your account's rate limit"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_flag_this_version_does_not_know_is_a_bad_invocation() {
+    let bed = Bed::new();
+    let api = fake_anthropic::start(|_, _| done("BUILDER_COMPLETE"));
+    let run = bed.run(&api, Permission::Basic, &["--no-such-flag"]);
+    assert_eq!(
+        failure(&run),
+        (
+            FailureKind::BadInvocation,
+            "error: unknown option '--no-such-flag'".into()
+        )
+    );
+    assert!(api.requests().is_empty());
+}
+
+#[test]
+fn a_server_that_never_answers_shows_only_retry_noise() {
+    let bed = Bed::new();
+    let api = FakeApi::start(|req| match req.method.as_str() {
+        "HEAD" => crate::server::Reply::Json {
+            status: 200,
+            body: serde_json::json!({}),
+        },
+        _ => crate::server::Reply::Stall,
+    });
+    let args = cli::argv(Harness::Claude, Permission::Basic, "Stage: builder", None);
+    let mut env = fake_anthropic::env(bed.home.path(), &api);
+    env.retain(|(k, _)| k != "CLAUDE_CODE_MAX_RETRIES");
+    env.push(("CLAUDE_CODE_MAX_RETRIES".into(), "2".into()));
+    env.push(("API_TIMEOUT_MS".into(), "500".into()));
+    let run = cli::run(
+        Harness::Claude,
+        Permission::Basic,
+        &args,
+        &env,
+        bed.project.path(),
+    );
+    let noise = Harness::Claude.noise_set().unwrap();
+    let retries: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| noise.is_match(l.trim()))
+        .collect();
+    assert_eq!(retries.len(), 2, "{run}");
+    let (kind, message) = failure(&run);
+    assert_eq!(
+        (kind, message.as_str()),
+        (FailureKind::Network, "Request timed out")
+    );
+}
