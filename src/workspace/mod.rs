@@ -344,11 +344,6 @@ pub fn settles_in(path: &Path, window: Duration) -> Option<Duration> {
         .filter(|left| !left.is_zero())
 }
 
-/// Whether a file was modified less than `window` ago (see [`settles_in`]).
-pub fn modified_within(path: &Path, window: Duration) -> bool {
-    settles_in(path, window).is_some()
-}
-
 /// The settle window of one process, remembering the moment the youngest file it found
 /// unsettled will have settled: the daemon looks again then, so a young file that turns out
 /// broken reaches `failed/` or `quarantine/` right after its window, not at the next rescan.
