@@ -9,19 +9,61 @@ use crate::state::events::Event;
 /// The longest piece of a harness's message shown on one line.
 const MESSAGE_LIMIT: usize = 160;
 
-/// Print a progress report on stderr, so stdout stays for data.
-pub fn print_progress(p: Progress) {
-    match p {
-        Progress::Started { plan_id, watcher } => {
-            eprintln!("millrace: running plan {plan_id} (file events: {watcher}); Ctrl-C stops")
-        }
-        Progress::Event(event) => {
-            if let Some(line) = event_line(&event) {
-                eprintln!("{line}");
+/// Run the daemon (`run`) printing its progress; the last result line is printed too.
+pub fn follow<T>(run: impl FnOnce(&mut dyn FnMut(Progress)) -> T) -> T {
+    let mut printer = Printer::default();
+    let out = run(&mut |p| printer.print(p));
+    printer.finish();
+    out
+}
+
+/// Prints progress on stderr, so stdout stays for data. A stage's result line waits for the
+/// routing decision logged right after it, to say where the item goes next.
+#[derive(Default)]
+struct Printer {
+    result: Option<Box<Event>>,
+}
+
+impl Printer {
+    /// Print one report.
+    fn print(&mut self, p: Progress) {
+        match p {
+            Progress::Event(event) if event.event_type == "stage_completed" => {
+                self.finish();
+                self.result = Some(event);
+            }
+            Progress::Event(event) if event.event_type == "router_decision" => {
+                if let Some(mut result) = self.result.take() {
+                    if let Some(next) = event.data.get("next_stage").filter(|n| n.is_string()) {
+                        result.data.insert("next_stage".into(), next.clone());
+                    }
+                    self.result = Some(result);
+                }
+                self.finish();
+            }
+            Progress::Event(event) => {
+                self.finish();
+                if let Some(line) = event_line(&event) {
+                    eprintln!("{line}");
+                }
+            }
+            Progress::Started { plan_id, watcher } => {
+                self.finish();
+                eprintln!("millrace: running plan {plan_id} (file events: {watcher}); Ctrl-C stops")
+            }
+            Progress::Idle => self.finish(),
+            Progress::Warning(w) => {
+                self.finish();
+                eprintln!("millrace: warning: {w}")
             }
         }
-        Progress::Idle => {}
-        Progress::Warning(w) => eprintln!("millrace: warning: {w}"),
+    }
+
+    /// Print a result line still waiting for its routing decision.
+    fn finish(&mut self) {
+        if let Some(line) = self.result.take().and_then(|event| event_line(&event)) {
+            eprintln!("{line}");
+        }
     }
 }
 
@@ -112,9 +154,12 @@ pub fn event_line(event: &Event) -> Option<String> {
             text(d, "run_id").unwrap_or("?")
         ),
         "stage_completed" => format!(
-            "{stage:<14} -> {} in {}{}{}",
+            "{stage:<14} -> {} in {}{}{}{}",
             text(d, "terminal_result").unwrap_or("no result"),
             duration(d.get("duration_seconds").and_then(Value::as_f64)?),
+            text(d, "next_stage")
+                .map(|next| format!(" (next: {next})"))
+                .unwrap_or_default(),
             failure(d),
             refused(d, at)
         ),
@@ -219,6 +264,16 @@ mod tests {
         assert_eq!(
             line,
             "10:04:05  builder        -> BLOCKED in 2m 05s  [harness_failure: quota exceeded for model]"
+        );
+        let line = event_line(&event(
+            "stage_completed",
+            serde_json::json!({"stage": "checker", "terminal_result": "FIX_NEEDED",
+                               "duration_seconds": 3.14, "next_stage": "fixer"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            line,
+            "10:04:05  checker        -> FIX_NEEDED in 3.1s (next: fixer)"
         );
     }
 

@@ -147,12 +147,8 @@ pub fn daemon(ctx: &Ctx, args: DaemonArgs) -> Result<ExitCode> {
         force_poll: args.poll,
         exit_when_idle: args.until_idle,
     };
-    let exit = daemon::run(
-        &ws,
-        options,
-        daemon_options,
-        &mut super::progress::print_progress,
-    )?;
+    let exit =
+        super::progress::follow(|progress| daemon::run(&ws, options, daemon_options, progress))?;
     let reason = exit.describe();
     ctx.emit(&json!({"exit": reason}), || {
         format!("daemon exited: {reason}\n")
