@@ -594,7 +594,7 @@ fn watch_lines_carry_time_duration_failures_controls_and_rejections() {
         .find(|l| l.contains("builder        -> "))
         .unwrap_or_else(|| panic!("no builder result in:\n{stderr}"));
     assert!(
-        failed.contains("s  ["),
-        "duration and failure class: {failed}"
+        failed.contains("s (next: troubleshooter)  [harness_error: exit 3"),
+        "duration, next stage, failure class and message: {failed}"
     );
 }
