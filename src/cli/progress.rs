@@ -268,7 +268,7 @@ mod tests {
         let line = event_line(&event(
             "stage_completed",
             serde_json::json!({"stage": "checker", "terminal_result": "FIX_NEEDED",
-                               "duration_seconds": 3.14, "next_stage": "fixer"}),
+                               "duration_seconds": 3.06, "next_stage": "fixer"}),
         ))
         .unwrap();
         assert_eq!(
