@@ -215,6 +215,10 @@ pub fn event_line(event: &Event) -> Option<String> {
             failure(d),
             text(d, "to").unwrap_or("?")
         ),
+        "runtime_tick_stopped" => format!(
+            "stopping: {}",
+            text(d, "reason").unwrap_or("stop requested")
+        ),
         "runtime_config_reloaded" => format!(
             "config reloaded: plan {}",
             text(d, "compiled_plan_id").unwrap_or("?")

@@ -586,6 +586,7 @@ fn watch_lines_carry_time_duration_failures_controls_and_rejections() {
         "builder        task t-w  [run-",
         "BLOCKED: task t-w: ",
         "stop: stop requested",
+        "stopping: stop requested",
     ] {
         assert!(timed(needle), "no timed line with {needle:?} in:\n{stderr}");
     }
