@@ -184,6 +184,13 @@ pub fn add(ctx: &Ctx, kind: WorkItemKind, args: AddArgs) -> Result<ExitCode> {
 /// `add-idea`: copy the idea into the inbox (never overwriting); the runtime turns it into a
 /// spec. The same action a daemon applies for a mailbox `add_idea`.
 pub fn add_idea(ctx: &Ctx, args: AddArgs) -> Result<ExitCode> {
+    if args.path.as_os_str() == "-" {
+        return Err(Error::with(
+            "add-idea needs a file: the idea's file name becomes its name in the inbox",
+            Some("save it as a .md file first, e.g. `cat > my-idea.md`".into()),
+            ExitCode::Usage,
+        ));
+    }
     let name = args
         .path
         .file_name()

@@ -435,6 +435,9 @@ fn add_task_reads_the_document_from_stdin() {
         ws.read("millrace-agents/tasks/queue/t-stdin.md"),
         crate::common::task_doc("t-stdin", "")
     );
+    // An idea is named by its file, so it cannot come from stdin.
+    let err = ws.fails(&["add-idea", "-"], 2);
+    assert!(err.contains("add-idea needs a file"), "{err}");
 }
 
 // 12 --------------------------------------------------------------------------------------
