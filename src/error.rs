@@ -112,7 +112,7 @@ impl Error {
             ),
             Error::Document(_) | Error::Queue(crate::queue::QueueError::Document(_)) => Some(
                 "fix the document at the line named (the format: \"Work documents\" in \
-                 docs/workspace.md, with an example of each kind)",
+                 docs/workspace.md: required fields, a task and a spec example)",
             ),
             Error::Queue(_) => Some("run `millrace queue ls` to see where each item is"),
             Error::Workspace(WorkspaceError::NotADirectory(_)) => {

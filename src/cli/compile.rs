@@ -1,7 +1,7 @@
 //! `millrace compile validate|show|graph`.
 //!
-//! All three are read-only with respect to a running daemon: while a daemon holds the
-//! workspace lock they compile in memory and leave its plan alone.
+//! All three are read-only (decision 6): they compile in memory and write nothing. The plan
+//! on disk is written by the runtime that runs it (`run once`, the daemon) at startup.
 
 use std::path::PathBuf;
 
@@ -17,7 +17,7 @@ use crate::workspace::Workspace;
 
 #[derive(Debug, Subcommand)]
 pub enum CompileCommand {
-    /// Compile and report diagnostics (never overwrites a plan a daemon uses).
+    /// Compile and report diagnostics (in memory: writes nothing).
     #[command(
         after_help = "Examples:\n  millrace compile validate\n  millrace compile validate --mode quick --json"
     )]
@@ -77,25 +77,12 @@ pub(super) fn load_config(ws: &Workspace, path: Option<&PathBuf>) -> Result<Conf
     })
 }
 
-/// Compile, persisting only when no daemon owns the workspace.
-fn compile(ws: &Workspace, config: &Config, mode: Option<&str>) -> Result<(CompileOutcome, bool)> {
-    let daemon = crate::control::lock::daemon_running(ws);
-    let outcome = if daemon {
-        compiler::compile_in_memory(ws, config, mode)
-    } else {
-        compiler::compile_and_persist(ws, config, mode)?
-    };
-    Ok((outcome, daemon))
-}
-
 /// The diagnostics block shared by `compile validate|show` and `config validate`.
 #[derive(Debug, Serialize)]
 struct Report<'a> {
     ok: bool,
     mode_id: &'a str,
     used_last_known_good: bool,
-    persisted: bool,
-    daemon_running: bool,
     compiled_plan_id: Option<&'a str>,
     errors: &'a [String],
     warnings: &'a [String],
@@ -104,13 +91,11 @@ struct Report<'a> {
 }
 
 impl<'a> Report<'a> {
-    fn new(outcome: &'a CompileOutcome, daemon_running: bool, with_plan: bool) -> Report<'a> {
+    fn new(outcome: &'a CompileOutcome, with_plan: bool) -> Report<'a> {
         Report {
             ok: outcome.ok(),
             mode_id: &outcome.mode_id,
             used_last_known_good: outcome.used_last_known_good,
-            persisted: outcome.persisted,
-            daemon_running,
             compiled_plan_id: outcome.plan.as_ref().map(|p| p.compiled_plan_id.as_str()),
             errors: &outcome.diagnostics.errors,
             warnings: &outcome.diagnostics.warnings,
@@ -119,13 +104,8 @@ impl<'a> Report<'a> {
     }
 
     fn human(&self) -> String {
-        let persisted = if self.daemon_running {
-            "false (a daemon holds the workspace lock; the plan it uses was left alone)".to_string()
-        } else {
-            self.persisted.to_string()
-        };
         format!(
-            "ok: {}\nmode_id: {}\nused_last_known_good: {}\npersisted: {persisted}\ncompiled_plan_id: {}\n",
+            "ok: {}\nmode_id: {}\nused_last_known_good: {}\ncompiled_plan_id: {}\n",
             self.ok,
             self.mode_id,
             self.used_last_known_good,
@@ -159,8 +139,8 @@ pub(super) fn validate(
     config: &Config,
     mode: Option<&str>,
 ) -> Result<ExitCode> {
-    let (outcome, daemon) = compile(ws, config, mode)?;
-    let report = Report::new(&outcome, daemon, false);
+    let outcome = compiler::compile_in_memory(ws, config, mode);
+    let report = Report::new(&outcome, false);
     ctx.emit(&report, || report.human());
     report.print_diagnostics();
     Ok(report.exit_code())
@@ -169,8 +149,8 @@ pub(super) fn validate(
 fn show(ctx: &Ctx, args: CompileArgs) -> Result<ExitCode> {
     let ws = open_read_only(ctx)?;
     let config = load_config(&ws, args.config.as_ref())?;
-    let (outcome, daemon) = compile(&ws, &config, args.mode.as_deref())?;
-    let report = Report::new(&outcome, daemon, true);
+    let outcome = compiler::compile_in_memory(&ws, &config, args.mode.as_deref());
+    let report = Report::new(&outcome, true);
     ctx.emit(&report, || {
         let mut text = report.human();
         if let Some(plan) = &outcome.plan {

@@ -39,6 +39,11 @@ pub enum ControlCommand {
         after_help = "Example:\n  millrace control clear-stale-state --reason \"after a crash\""
     )]
     ClearStaleState(ReasonArgs),
+    /// Move a blocked item back to its queue, with fresh budgets.
+    #[command(
+        after_help = "Example:\n  millrace control requeue t-fetch-retry-01 --reason \"flaky test fixed\""
+    )]
+    Requeue(RequeueArgs),
     /// Ask the daemon to re-read millrace.yaml and recompile at the next tick boundary.
     #[command(after_help = "Example:\n  millrace control reload-config")]
     ReloadConfig(SimpleArgs),
@@ -76,6 +81,14 @@ pub struct ReasonArgs {
     pub wait: f64,
 }
 
+#[derive(Debug, Args)]
+pub struct RequeueArgs {
+    /// The blocked task, spec or incident.
+    pub id: String,
+    #[command(flatten)]
+    pub rest: ReasonArgs,
+}
+
 #[derive(Serialize)]
 struct Report {
     action: String,
@@ -104,6 +117,14 @@ pub fn run(ctx: &Ctx, cmd: ControlCommand) -> Result<ExitCode> {
             },
             a.print,
             a.wait,
+        ),
+        ControlCommand::Requeue(a) => (
+            Action::Requeue {
+                id: a.id,
+                reason: reason(a.rest.reason, actions::DEFAULT_REQUEUE_REASON),
+            },
+            a.rest.print,
+            a.rest.wait,
         ),
         ControlCommand::ClearStaleState(a) => (
             Action::ClearStaleState {
@@ -146,10 +167,12 @@ fn route(ctx: &Ctx, action: Action, print: bool, wait: f64) -> Result<ExitCode> 
         mailbox_path: None,
     };
     ctx.emit(&report, || {
-        format!(
-            "{}: {} (applied directly: no daemon owns the workspace)\n",
-            report.action, report.detail
-        )
+        let how = if report.applied {
+            "applied directly: no daemon owns the workspace"
+        } else {
+            "not applied"
+        };
+        format!("{}: {} ({how})\n", report.action, report.detail)
     });
     Ok(if report.applied {
         ExitCode::Ok
@@ -254,12 +277,21 @@ fn via_mailbox(ctx: &Ctx, ws: &Workspace, action: &Action, wait: f64) -> Result<
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let detail = match Snapshot::load(&ws.snapshot_path())
+        .ok()
+        .and_then(|s| s.active_stage)
+    {
+        Some(stage) => format!(
+            "queued: the daemon applies it when the running {stage} stage ends \
+             (`millrace status` lists pending commands)"
+        ),
+        None => "queued: the daemon applies it at its next look".into(),
+    };
     let report = Report {
         action: action.name().to_string(),
         mode: "mailbox",
         applied: false,
-        detail: "queued for the daemon; it applies mailbox commands at the next tick boundary"
-            .into(),
+        detail,
         mailbox_path: Some(rel),
     };
     ctx.emit(&report, || {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::json;
 
-use super::{run::print_progress, Ctx};
+use super::Ctx;
 use crate::engine::closure;
 use crate::engine::daemon::{self, DaemonOptions};
 use crate::engine::EngineOptions;
@@ -67,7 +67,7 @@ pub fn run(ctx: &Ctx, args: DemoArgs) -> Result<ExitCode> {
         force_poll: false,
         exit_when_idle: true,
     };
-    daemon::run(&ws, options, daemon_options, &mut print_progress)?;
+    super::progress::follow(|progress| daemon::run(&ws, options, daemon_options, progress))?;
     let queue = QueueStore::new(&ws);
     let done = queue.count(WorkItemKind::Task, Folder::Done);
     let blocked = queue.count(WorkItemKind::Task, Folder::Blocked);

@@ -12,6 +12,7 @@ mod doctor;
 mod init;
 mod modes;
 mod output;
+mod progress;
 mod queue;
 mod run;
 mod runs;
@@ -107,6 +108,9 @@ pub enum Command {
     Stop(control::SimpleArgs),
     /// Requeue the active work item (same as `control retry-active`).
     RetryActive(control::ReasonArgs),
+    /// Move a blocked item back to its queue with fresh budgets (same as `control requeue`).
+    #[command(after_help = "Example:\n  millrace requeue t-fetch-retry-01 --reason \"fixed\"")]
+    Requeue(control::RequeueArgs),
     /// Requeue every active item and reset runtime state (same as `control clear-stale-state`).
     ClearStaleState(control::ReasonArgs),
     /// Re-read millrace.yaml and recompile (same as `control reload-config`).
@@ -180,6 +184,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::RetryActive(args) => {
             control::run(&ctx, control::ControlCommand::RetryActive(args))
         }
+        Command::Requeue(args) => control::run(&ctx, control::ControlCommand::Requeue(args)),
         Command::ClearStaleState(args) => {
             control::run(&ctx, control::ControlCommand::ClearStaleState(args))
         }
@@ -192,19 +197,20 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Modes(cmd) => modes::run(&ctx, cmd),
         Command::Doctor => doctor::run(&ctx),
         Command::Usage => usage::run(&ctx),
+        // Both are rendered in memory first: writing straight to stdout panics on a closed
+        // pipe (`millrace completions fish | head`), and print_stdout ignores one.
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "millrace",
-                &mut std::io::stdout(),
-            );
+            let mut text = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "millrace", &mut text);
+            output::print_stdout(&String::from_utf8_lossy(&text));
             Ok(ExitCode::Ok)
         }
         Command::Man => {
+            let mut text = Vec::new();
             clap_mangen::Man::new(Cli::command())
-                .render(&mut std::io::stdout())
-                .map_err(|e| Error::msg(format!("cannot write man page: {e}")))?;
+                .render(&mut text)
+                .map_err(|e| Error::msg(format!("cannot render the man page: {e}")))?;
+            output::print_stdout(&String::from_utf8_lossy(&text));
             Ok(ExitCode::Ok)
         }
     }

@@ -44,11 +44,15 @@ impl Ctx {
     }
 }
 
-/// Write to stdout; a closed pipe (`| head`) is not an error.
+/// Write to stdout. A closed pipe (`| head`) is not an error: the reader has all it wants,
+/// so the command ends quietly with success (a stream such as `status watch` would otherwise
+/// write into the void forever).
 pub fn print_stdout(text: &str) {
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
+    let written = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    if written.is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) {
+        std::process::exit(0);
+    }
 }
 
 /// Python-style float display (`1.0`, `0.25`) for config compatibility.

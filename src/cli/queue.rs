@@ -39,7 +39,7 @@ pub enum QueueCommand {
 
 #[derive(Debug, Args)]
 pub struct AddArgs {
-    /// The document to add.
+    /// The document to add (`-` reads it from stdin, for tasks and specs).
     pub path: PathBuf,
 }
 
@@ -77,6 +77,20 @@ fn read_input(path: &PathBuf) -> Result<String> {
     })
 }
 
+fn read_stdin() -> Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::msg(format!("cannot read the document from stdin: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| {
+        Error::msg(format!(
+            "<stdin>: not valid UTF-8 (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
 /// Insert `Root-Spec-ID: <id>` after the `Spec-ID:` line, keeping every other byte.
 fn add_root_lineage(text: &str, id: &str) -> String {
     let mut out = String::with_capacity(text.len() + id.len() + 16);
@@ -97,26 +111,33 @@ fn add_root_lineage(text: &str, id: &str) -> String {
 
 /// `add-task` / `add-spec`: validate fully, then write atomically; nothing on failure.
 pub fn add(ctx: &Ctx, kind: WorkItemKind, args: AddArgs) -> Result<ExitCode> {
-    let name = args
-        .path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let is_json = name.ends_with(".json");
-    if !is_json && !name.ends_with(".md") {
-        return Err(Error::msg(format!(
-            "{kind} import path must end with .md or .json: {}",
-            args.path.display()
-        )));
-    }
-    if !args.path.exists() {
-        return Err(Error::msg(format!(
-            "{} does not exist (paths are relative to the current directory, not --workspace)",
-            args.path.display()
-        )));
-    }
-    let text = read_input(&args.path)?;
-    let shown = args.path.display().to_string();
+    let (text, is_json, shown) = if args.path.as_os_str() == "-" {
+        let text = read_stdin()?;
+        // No file name to go by: a JSON document is an object, Markdown never starts with `{`.
+        let is_json = text.trim_start().starts_with('{');
+        (text, is_json, "<stdin>".to_string())
+    } else {
+        let name = args
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let is_json = name.ends_with(".json");
+        if !is_json && !name.ends_with(".md") {
+            return Err(Error::msg(format!(
+                "{kind} import path must end with .md or .json (or be `-` for stdin): {}",
+                args.path.display()
+            )));
+        }
+        if !args.path.exists() {
+            return Err(Error::msg(format!(
+                "{} does not exist (paths are relative to the current directory, not --workspace)",
+                args.path.display()
+            )));
+        }
+        let text = read_input(&args.path)?;
+        (text, is_json, args.path.display().to_string())
+    };
     let parse = |text: &str| {
         if is_json {
             documents::parse_json(kind, &shown, text)
@@ -163,6 +184,13 @@ pub fn add(ctx: &Ctx, kind: WorkItemKind, args: AddArgs) -> Result<ExitCode> {
 /// `add-idea`: copy the idea into the inbox (never overwriting); the runtime turns it into a
 /// spec. The same action a daemon applies for a mailbox `add_idea`.
 pub fn add_idea(ctx: &Ctx, args: AddArgs) -> Result<ExitCode> {
+    if args.path.as_os_str() == "-" {
+        return Err(Error::with(
+            "add-idea needs a file: the idea's file name becomes its name in the inbox",
+            Some("save it as a .md file first, e.g. `cat > my-idea.md`".into()),
+            ExitCode::Usage,
+        ));
+    }
     let name = args
         .path
         .file_name()
@@ -277,12 +305,26 @@ fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
             if !summary.depends_on.is_empty() {
                 s.push_str(&format!("depends_on: {}\n", summary.depends_on.join(", ")));
             }
-            if let Some(err) = &summary.error {
-                s.push_str(&format!("error: {err}\n"));
-            }
             s.push('\n');
         }
         s
     });
+    // Decision 8: a document that does not parse is an error, on stderr with a non-zero exit.
+    let mut broken = false;
+    for (summary, _) in &found {
+        if let Some(err) = &summary.error {
+            // The parser names the file only; name it by its workspace path.
+            let name = format!("{}.md", summary.id);
+            match err.strip_prefix(&name) {
+                Some(rest) => eprintln!("error: {}{rest}", summary.path),
+                None => eprintln!("error: {}: {err}", summary.path),
+            }
+            broken = true;
+        }
+    }
+    if broken {
+        eprintln!("hint: fix the document; a daemon quarantines a queued file that does not parse");
+        return Ok(ExitCode::Failed);
+    }
     Ok(ExitCode::Ok)
 }

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::{open_for_write, Ctx};
-use crate::engine::daemon::{self, DaemonOptions, Progress};
+use crate::engine::daemon::{self, DaemonOptions};
 use crate::engine::{Engine, EngineOptions, TickOutcome};
 use crate::error::{ExitCode, Result};
 use crate::state::snapshot::WatcherMode;
@@ -135,46 +135,6 @@ fn once(ctx: &Ctx, args: OnceArgs) -> Result<ExitCode> {
     Ok(code)
 }
 
-/// Progress lines on stderr, so stdout stays for data.
-pub fn print_progress(p: Progress) {
-    match p {
-        Progress::Started { plan_id, watcher } => {
-            eprintln!("millrace: running plan {plan_id} (file events: {watcher}); Ctrl-C stops")
-        }
-        Progress::StageStarted {
-            stage,
-            item,
-            run_id,
-        } => {
-            eprintln!("  {:<14} {item}  [{run_id}]", stage.as_str())
-        }
-        Progress::StageFinished {
-            stage,
-            result,
-            next,
-            failure,
-            refused,
-            paused,
-        } => {
-            eprintln!(
-                "  {:<14} -> {}{}{}",
-                stage.as_str(),
-                super::output::or_none(result),
-                failure.map(|f| format!(" [{f}]")).unwrap_or_default(),
-                next.map(|n| format!(" (next: {n})")).unwrap_or_default()
-            );
-            for r in refused {
-                eprintln!("millrace: warning: the harness refused: {r}");
-            }
-            if let Some(reason) = paused {
-                eprintln!("millrace: paused: {reason}");
-            }
-        }
-        Progress::Idle => {}
-        Progress::Warning(w) => eprintln!("millrace: warning: {w}"),
-    }
-}
-
 pub fn daemon(ctx: &Ctx, args: DaemonArgs) -> Result<ExitCode> {
     let ws = open_for_write(ctx)?;
     let options = EngineOptions {
@@ -187,7 +147,8 @@ pub fn daemon(ctx: &Ctx, args: DaemonArgs) -> Result<ExitCode> {
         force_poll: args.poll,
         exit_when_idle: args.until_idle,
     };
-    let exit = daemon::run(&ws, options, daemon_options, &mut print_progress)?;
+    let exit =
+        super::progress::follow(|progress| daemon::run(&ws, options, daemon_options, progress))?;
     let reason = exit.describe();
     ctx.emit(&json!({"exit": reason}), || {
         format!("daemon exited: {reason}\n")

@@ -28,16 +28,18 @@ pub enum RunsCommand {
         run_id: String,
     },
     /// Print the end of the latest stage's stdout and stderr; `--follow` keeps printing.
+    ///
+    /// Without a run id: the active run, else the run that changed last.
     #[command(
-        after_help = "Examples:\n  millrace runs tail run-0d9a... --lines 50\n  millrace runs tail run-0d9a... --follow --timeout-seconds 600"
+        after_help = "Examples:\n  millrace runs tail --follow\n  millrace runs tail run-0d9a... --lines 50\n  millrace runs tail run-0d9a... --follow --timeout-seconds 600"
     )]
     Tail(TailArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct TailArgs {
-    /// Run id (a folder name under millrace-agents/runs/).
-    pub run_id: String,
+    /// Run id (a folder name under millrace-agents/runs/); default: the latest run.
+    pub run_id: Option<String>,
     /// Lines of each stream to print (0 = all).
     #[arg(long, short = 'n', default_value_t = 20)]
     pub lines: usize,
@@ -244,13 +246,21 @@ struct Tail<'a> {
 }
 
 fn tail(ctx: &Ctx, ws: &Workspace, args: TailArgs) -> Result<ExitCode> {
-    if !runs::exists(ws, &args.run_id) {
-        return Err(not_found(&args.run_id));
-    }
-    let latest = runs::latest_stage(ws, &args.run_id).ok_or_else(|| {
+    let run_id = match &args.run_id {
+        Some(run_id) if !runs::exists(ws, run_id) => return Err(not_found(run_id)),
+        Some(run_id) => run_id.clone(),
+        None => runs::latest_run(ws).ok_or_else(|| {
+            Error::with(
+                "no stage has run yet in this workspace",
+                Some("start one with `millrace run once` or `millrace watch`".into()),
+                ExitCode::Failed,
+            )
+        })?,
+    };
+    let latest = runs::latest_stage(ws, &run_id).ok_or_else(|| {
         Error::with(
-            format!("run {} has no stage output yet", args.run_id),
-            Some(format!("run `millrace runs show {}`", args.run_id)),
+            format!("run {run_id} has no stage output yet"),
+            Some(format!("run `millrace runs show {run_id}`")),
             ExitCode::Failed,
         )
     })?;
@@ -259,7 +269,7 @@ fn tail(ctx: &Ctx, ws: &Workspace, args: TailArgs) -> Result<ExitCode> {
         lines: runs::tail_lines(path, args.lines),
     };
     let report = Tail {
-        run_id: &args.run_id,
+        run_id: &run_id,
         stage: &latest,
         stdout: stream(&latest.stdout_path),
         stderr: stream(&latest.stderr_path),
@@ -274,7 +284,7 @@ fn tail(ctx: &Ctx, ws: &Workspace, args: TailArgs) -> Result<ExitCode> {
     emit({
         let mut s = format!(
             "run_id: {}\nrequest_id: {}\nstage: {}\nfinished: {}\n",
-            args.run_id,
+            run_id,
             latest.request_id,
             or_none(latest.stage),
             latest.finished
@@ -291,12 +301,18 @@ fn tail(ctx: &Ctx, ws: &Workspace, args: TailArgs) -> Result<ExitCode> {
     if !args.follow || latest.finished {
         return Ok(ExitCode::Ok);
     }
-    follow(ctx, ws, &args, &latest)
+    follow(ctx, ws, &run_id, &args, &latest)
 }
 
 /// Print what the two capture files gain until the stage's result appears; waits on file
 /// events (with a slow re-check in case an event is lost), never spins.
-fn follow(ctx: &Ctx, ws: &Workspace, args: &TailArgs, latest: &LatestStage) -> Result<ExitCode> {
+fn follow(
+    ctx: &Ctx,
+    ws: &Workspace,
+    run_id: &str,
+    args: &TailArgs,
+    latest: &LatestStage,
+) -> Result<ExitCode> {
     let deadline = args
         .timeout_seconds
         .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
@@ -311,7 +327,7 @@ fn follow(ctx: &Ctx, ws: &Workspace, args: &TailArgs, latest: &LatestStage) -> R
         }
     })
     .map_err(|e| Error::msg(format!("cannot watch the run folder: {e}")))?;
-    let run_dir = ws.run_dir(&args.run_id);
+    let run_dir = ws.run_dir(run_id);
     watcher
         .watch(&run_dir, RecursiveMode::Recursive)
         .map_err(|e| Error::msg(format!("cannot watch {}: {e}", run_dir.display())))?;
@@ -319,7 +335,7 @@ fn follow(ctx: &Ctx, ws: &Workspace, args: &TailArgs, latest: &LatestStage) -> R
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let mut offsets = [size(&latest.stdout_path), size(&latest.stderr_path)];
     loop {
-        let now = runs::latest_stage(ws, &args.run_id);
+        let now = runs::latest_stage(ws, run_id);
         let finished = now
             .as_ref()
             .is_none_or(|s| s.finished || s.request_id != latest.request_id);

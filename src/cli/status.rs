@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::output::{or_none, print_stdout};
 use super::{open_read_only, Ctx};
+use crate::control::mailbox::{self, Pending};
 use crate::error::{ExitCode, Result};
 use crate::inspect::closure::{self, ClosureView};
 use crate::inspect::DaemonView;
@@ -19,7 +20,7 @@ use crate::queue::QueueStore;
 use crate::state::markers;
 use crate::state::snapshot::Snapshot;
 use crate::watch::Wake;
-use crate::workspace::{Folder, Workspace};
+use crate::workspace::{Folder, Settle, Workspace};
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -74,10 +75,42 @@ pub struct StatusReport {
     pub closure_target_problems: Vec<String>,
     /// What keeps work from moving, each with the command to look further.
     pub attention: Vec<String>,
+    /// Mailbox commands waiting for the daemon (or for a daemon to start), in apply order.
+    pub pending_commands: Vec<PendingCommand>,
     /// The most recent stage's failure, if it failed: class, the harness's words, refusals.
     pub last_failure: Option<LastFailure>,
     /// Today's and the current window's spend (absent when the config cannot be read).
     pub usage: Option<crate::inspect::usage::Summary>,
+}
+
+/// A mailbox command not applied yet.
+#[derive(Debug, Serialize)]
+pub struct PendingCommand {
+    pub file: String,
+    pub command: Option<String>,
+    pub issued_at: Option<String>,
+    /// Why the file cannot be applied (it goes to `failed/` at the daemon's next look).
+    pub error: Option<String>,
+}
+
+fn pending_commands(ws: &Workspace) -> Vec<PendingCommand> {
+    mailbox::pending(ws, &Settle::default())
+        .into_iter()
+        .map(|p| match p {
+            Pending::Ready { path, envelope, .. } => PendingCommand {
+                file: ws.rel(&path),
+                command: Some(envelope.command.as_str().to_string()),
+                issued_at: envelope.issued_at.clone(),
+                error: None,
+            },
+            Pending::Broken { path, error } => PendingCommand {
+                file: ws.rel(&path),
+                command: None,
+                issued_at: None,
+                error: Some(error),
+            },
+        })
+        .collect()
 }
 
 /// The failure recorded in the last stage result.
@@ -176,6 +209,7 @@ pub fn collect(ws: &Workspace) -> Result<StatusReport> {
         closure_targets,
         closure_target_problems,
         attention,
+        pending_commands: pending_commands(ws),
         last_failure: LastFailure::load(ws, &snapshot),
         usage: crate::config::Config::load(&ws.config_path(), false)
             .ok()
@@ -291,6 +325,21 @@ pub fn render(report: &StatusReport) -> String {
         line("last_reload_error", err.clone());
     }
     line("updated_at", s.updated_at.clone());
+    line(
+        "pending_mailbox_commands",
+        report.pending_commands.len().to_string(),
+    );
+    for p in &report.pending_commands {
+        let what = match (&p.command, &p.error) {
+            (Some(command), _) => format!(
+                "{command} (issued {}, {})",
+                or_none(p.issued_at.as_deref()),
+                p.file
+            ),
+            (None, error) => format!("unreadable {}: {}", p.file, or_none(error.as_deref())),
+        };
+        line("pending_command", what);
+    }
     line(
         "open_closure_targets",
         report.closure_targets.len().to_string(),

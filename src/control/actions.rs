@@ -18,6 +18,8 @@ use crate::workspace::{Folder, Workspace};
 pub const DEFAULT_RETRY_REASON: &str = "operator requested retry";
 /// Requeue reason when `planning retry-active` is given none.
 pub const DEFAULT_PLANNING_RETRY_REASON: &str = "operator requested planning retry";
+/// Requeue reason when `requeue` is given none.
+pub const DEFAULT_REQUEUE_REASON: &str = "operator requeued a blocked item";
 /// Requeue reason when `clear-stale-state` is given none.
 pub const DEFAULT_CLEAR_REASON: &str = "operator requested stale-state clear";
 
@@ -32,6 +34,11 @@ pub enum Action {
         scope: Option<Plane>,
     },
     ClearStaleState {
+        reason: String,
+    },
+    /// Move a blocked item (any kind) back to its queue with fresh budgets.
+    Requeue {
+        id: String,
         reason: String,
     },
     ReloadConfig,
@@ -90,6 +97,7 @@ impl Action {
             Action::Stop => Command::Stop,
             Action::RetryActive { .. } => Command::RetryActive,
             Action::ClearStaleState { .. } => Command::ClearStaleState,
+            Action::Requeue { .. } => Command::Requeue,
             Action::ReloadConfig => Command::ReloadConfig,
             Action::AddTask(_) => Command::AddTask,
             Action::AddSpec(_) => Command::AddSpec,
@@ -125,6 +133,13 @@ impl Action {
             Command::ClearStaleState => Action::ClearStaleState {
                 reason: non_blank(env.payload_str("reason")?, DEFAULT_CLEAR_REASON),
             },
+            Command::Requeue => Action::Requeue {
+                id: env
+                    .payload_str("id")?
+                    .filter(|id| !id.trim().is_empty())
+                    .ok_or("requeue needs payload.id (the blocked item's id)")?,
+                reason: non_blank(env.payload_str("reason")?, DEFAULT_REQUEUE_REASON),
+            },
             Command::AddTask => Action::AddTask(Box::new(document_from(
                 env.payload.as_ref(),
                 WorkItemKind::Task,
@@ -154,6 +169,7 @@ impl Action {
                 None => json!({"reason": reason}),
             },
             Action::ClearStaleState { reason } => json!({"reason": reason}),
+            Action::Requeue { id, reason } => json!({"id": id, "reason": reason}),
             Action::AddIdea { name, markdown } => {
                 json!({"source_name": name, "markdown": markdown})
             }
@@ -184,32 +200,127 @@ fn outcome(action: &Action, applied: bool, detail: impl Into<String>) -> Outcome
     }
 }
 
+/// `requeue ID`: a blocked item goes back to its queue with its budget counters reset (they
+/// are what blocked it); anything else is reported as not applied, with the way forward.
+fn requeue_blocked(action: &Action, t: &mut Target, id: &str, reason: &str) -> Result<Outcome> {
+    let found = WorkItemKind::ALL
+        .into_iter()
+        .find_map(|kind| t.queue.locate(kind, id).map(|(folder, _)| (kind, folder)));
+    let (kind, folder) = match found {
+        Some((kind, Folder::Blocked)) => (kind, Folder::Blocked),
+        Some((kind, folder)) => {
+            let detail = match folder {
+                Folder::Active => format!(
+                    "{kind} {id} is active, not blocked; `millrace retry-active` requeues it"
+                ),
+                Folder::Queue => format!("{kind} {id} is already queued; nothing to do"),
+                _ => format!("{kind} {id} is done; nothing to requeue"),
+            };
+            return Ok(outcome(action, false, detail));
+        }
+        None => {
+            return Ok(outcome(
+                action,
+                false,
+                format!("no work item with id {id} (`millrace queue ls` lists them)"),
+            ))
+        }
+    };
+    let dest = match t.queue.requeue_from(kind, id, folder, reason) {
+        Ok(dest) => dest,
+        Err(e) => return Ok(outcome(action, false, e.to_string())),
+    };
+    t.counters.reset_item(kind, id);
+    t.counters.save(&t.ws.counters_path())?;
+    t.events.emit(
+        "work_item_requeued",
+        json!({"kind": kind, "id": id, "reason": reason, "from": "blocked"}),
+    )?;
+    let (exec, plan) = t.queue.depths();
+    t.snapshot.queue_depth_execution = exec;
+    t.snapshot.queue_depth_planning = plan;
+    t.snapshot.save(&t.ws.snapshot_path())?;
+    let mut out = outcome(
+        action,
+        true,
+        format!("blocked {kind} {id} requeued with fresh budgets"),
+    );
+    out.artifact_path = Some(t.ws.rel(&dest));
+    Ok(out)
+}
+
+/// The stage a daemon is running right now: the active stage whose plane's marker says it
+/// runs (an active item of a paused runtime has a stage but nothing running).
+fn running_stage(snapshot: &Snapshot) -> Option<crate::model::Stage> {
+    let stage = snapshot.active_stage?;
+    let marker = match stage.plane() {
+        Plane::Execution => &snapshot.execution_status_marker,
+        Plane::Planning => &snapshot.planning_status_marker,
+    };
+    (*marker == stage.running_marker()).then_some(stage)
+}
+
+/// When a daemon's stop takes effect: a running stage finishes first (`stop_mode: finish`).
+fn stop_detail(snapshot: &Snapshot) -> String {
+    let Some(stage) = running_stage(snapshot) else {
+        return "stop requested; the daemon stops at once".into();
+    };
+    let elapsed = snapshot
+        .active_since
+        .as_deref()
+        .and_then(|since| since.parse::<jiff::Timestamp>().ok())
+        .and_then(|since| {
+            let secs = crate::time::now().as_second() - since.as_second();
+            u64::try_from(secs).ok()
+        })
+        .map(|secs| format!(", running for {}m {:02}s", secs / 60, secs % 60))
+        .unwrap_or_default();
+    format!(
+        "stop requested; the daemon stops when the running {stage} stage ends{elapsed} \
+         (runtime.stop_mode: interrupt, or a second stop signal, ends the stage at once)"
+    )
+}
+
+/// What a pause means right now: no new stage starts, so a running stage finishes.
+fn pause_detail(snapshot: &Snapshot, daemon: bool) -> String {
+    match running_stage(snapshot).filter(|_| daemon) {
+        Some(stage) => {
+            format!("runtime paused; no new stage starts (the running {stage} stage finishes)")
+        }
+        None => "runtime paused; no new stage starts".into(),
+    }
+}
+
 /// Apply an action to the workspace. `ReloadConfig` is only meaningful to a daemon, which
 /// handles it itself; applied directly it reports that nothing was done.
 pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
     let daemon = mode == Mode::Daemon;
     match action {
         Action::Pause => {
-            let applied = !t.snapshot.paused;
+            if t.snapshot.paused {
+                return Ok(outcome(action, false, "already paused; nothing to do"));
+            }
             t.snapshot.paused = true;
             t.snapshot.save(&t.ws.snapshot_path())?;
-            Ok(outcome(action, applied, "runtime paused"))
+            Ok(outcome(action, true, pause_detail(t.snapshot, daemon)))
         }
         Action::Resume => {
-            let applied = t.snapshot.paused;
+            if !t.snapshot.paused {
+                return Ok(outcome(action, false, "not paused; nothing to do"));
+            }
             if t.snapshot.paused_for == Some(crate::state::snapshot::PauseCause::Budget) {
                 // The operator overrides the spent budget until it would have freed up.
                 t.snapshot.budget_waived_until = t.snapshot.resume_at.clone();
             }
             t.snapshot.unpause();
             t.snapshot.save(&t.ws.snapshot_path())?;
-            Ok(outcome(action, applied, "runtime resumed"))
+            Ok(outcome(action, true, "runtime resumed"))
         }
         Action::Stop => {
             if daemon {
                 t.snapshot.stop_requested = true;
                 t.snapshot.save(&t.ws.snapshot_path())?;
-                return Ok(outcome(action, true, "stop requested"));
+                return Ok(outcome(action, true, stop_detail(t.snapshot)));
             }
             let applied =
                 t.snapshot.process_running || t.snapshot.paused || t.snapshot.stop_requested;
@@ -290,12 +401,14 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
             t.counters.save(&t.ws.counters_path())?;
             let depths = t.queue.depths();
             crate::state::reset_idle(t.ws, t.snapshot, depths, daemon, true)?;
-            Ok(outcome(
-                action,
-                applied,
-                format!("cleared stale runtime state; requeued={requeued}"),
-            ))
+            let detail = if applied {
+                format!("cleared stale runtime state; requeued={requeued}")
+            } else {
+                "no stale state (nothing active, no counters, not paused); nothing to do".into()
+            };
+            Ok(outcome(action, applied, detail))
         }
+        Action::Requeue { id, reason } => requeue_blocked(action, t, id, reason),
         Action::ReloadConfig => Ok(outcome(
             action,
             false,

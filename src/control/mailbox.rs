@@ -7,13 +7,12 @@
 //! is archived to `processed/` or `failed/`, never deleted.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::workspace::atomic::{self, IoError};
-use crate::workspace::Workspace;
+use crate::workspace::{Settle, Workspace};
 
 /// A mailbox command name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +27,7 @@ pub enum Command {
     AddIdea,
     RetryActive,
     ClearStaleState,
+    Requeue,
 }
 
 impl Command {
@@ -43,6 +43,7 @@ impl Command {
             Command::AddIdea => "add_idea",
             Command::RetryActive => "retry_active",
             Command::ClearStaleState => "clear_stale_state",
+            Command::Requeue => "requeue",
         }
     }
 }
@@ -182,8 +183,9 @@ fn is_envelope_name(name: &str) -> bool {
 }
 
 /// The commands waiting in `incoming/`, in apply order. A file that does not parse yet but
-/// was modified within `settle` is left for a later look (it may still be being written).
-pub fn pending(ws: &Workspace, settle: Duration) -> Vec<Pending> {
+/// is still within its settle window is left for a later look (it may still be being
+/// written); `settle` remembers when to look again.
+pub fn pending(ws: &Workspace, settle: &Settle) -> Vec<Pending> {
     let dir = ws.mailbox_dir("incoming");
     let Ok(read) = std::fs::read_dir(&dir) else {
         return Vec::new();
@@ -210,7 +212,7 @@ pub fn pending(ws: &Workspace, settle: Duration) -> Vec<Pending> {
         if !meta.is_file() || name.starts_with('.') {
             continue;
         }
-        let young = crate::workspace::modified_within(&path, settle);
+        let young = settle.young(&path);
         if !is_envelope_name(&name) {
             if !young {
                 broken.push(Pending::Broken {
@@ -230,7 +232,7 @@ pub fn pending(ws: &Workspace, settle: Duration) -> Vec<Pending> {
                     format!(
                         "{e} (an envelope is a YAML mapping with `command:` one of stop, pause, \
                          resume, reload_config, add_task, add_spec, add_idea, retry_active, \
-                         clear_stale_state; `millrace control pause --print` shows one)"
+                         clear_stale_state, requeue; `millrace control pause --print` shows one)"
                     )
                 })
             })
@@ -383,7 +385,7 @@ mod tests {
             "command: retry_active\nreason: flaky\nissued_at: 2030-01-01T00:00:00Z\n",
         )
         .unwrap();
-        let pending = pending(&ws, Duration::ZERO);
+        let pending = pending(&ws, &Settle::default());
         assert_eq!(pending.len(), 2);
         match &pending[0] {
             Pending::Ready { envelope, .. } => {
@@ -409,7 +411,7 @@ mod tests {
         let ws = Workspace::open_or_init(dir.path()).unwrap();
         let path = ws.mailbox_dir("incoming").join("junk.yaml");
         std::fs::write(&path, "\u{0}\u{1}garbage: [\n").unwrap();
-        let pending = pending(&ws, Duration::ZERO);
+        let pending = pending(&ws, &Settle::default());
         let Pending::Broken { error, .. } = &pending[0] else {
             panic!("expected broken");
         };
@@ -433,7 +435,7 @@ mod tests {
         pause.command_id = Some("z-pause".into());
         deliver(&ws, &resume).unwrap();
         deliver(&ws, &pause).unwrap();
-        let order: Vec<Command> = pending(&ws, Duration::ZERO)
+        let order: Vec<Command> = pending(&ws, &Settle::default())
             .into_iter()
             .map(|p| match p {
                 Pending::Ready { envelope, .. } => envelope.command,

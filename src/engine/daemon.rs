@@ -8,9 +8,7 @@ use serde_json::json;
 
 use super::{Engine, EngineOptions, TickOutcome};
 use crate::config::{Config, StopMode};
-use crate::control::mailbox::{self, Command, Pending};
 use crate::error::Result;
-use crate::model::{Stage, TerminalResult};
 use crate::runners::harness::FailureKind;
 use crate::runners::CancelToken;
 use crate::watch::{self, Wake, Waker};
@@ -23,22 +21,9 @@ pub enum Progress {
         plan_id: String,
         watcher: String,
     },
-    StageStarted {
-        stage: Stage,
-        item: String,
-        run_id: String,
-    },
-    StageFinished {
-        stage: Stage,
-        result: Option<TerminalResult>,
-        next: Option<Stage>,
-        /// `class: harness's words` for a failed stage.
-        failure: Option<String>,
-        /// Edits or commands the harness refused.
-        refused: Vec<String>,
-        /// Why the runtime paused itself after this stage.
-        paused: Option<String>,
-    },
+    /// An event the runtime recorded (stage started or finished, a command applied, a file
+    /// rejected, ...), in log order.
+    Event(Box<crate::state::events::Event>),
     Idle,
     Warning(String),
 }
@@ -74,23 +59,45 @@ pub enum DaemonExit {
     Paused,
 }
 
-fn item_label(engine: &Engine) -> String {
-    let s = engine.snapshot();
-    match (
-        &s.active_work_item_kind,
-        &s.active_work_item_id,
-        &s.active_closure_target,
-    ) {
-        (Some(k), Some(i), _) => format!("{k} {i}"),
-        (_, _, Some(root)) => format!("closure target {root}"),
-        _ => "none".into(),
-    }
+/// Follows the event log from where it stood at startup, so the operator sees what the
+/// daemon did in the order the log records it (one source for both).
+struct EventTail {
+    path: std::path::PathBuf,
+    offset: u64,
 }
 
-fn stop_pending(ws: &Workspace) -> bool {
-    mailbox::pending(ws, Duration::ZERO)
-        .iter()
-        .any(|p| matches!(p, Pending::Ready { envelope, .. } if envelope.command == Command::Stop))
+impl EventTail {
+    fn at_end(path: &std::path::Path) -> EventTail {
+        EventTail {
+            path: path.to_path_buf(),
+            offset: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+        }
+    }
+
+    /// Report every complete line appended since the last call.
+    fn forward(&mut self, progress: &mut dyn FnMut(Progress)) {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut file) = std::fs::File::open(&self.path) else {
+            return;
+        };
+        // A log cut shorter (rotated by hand) is followed from its new end.
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        self.offset = self.offset.min(len);
+        let mut bytes = Vec::new();
+        if file.seek(SeekFrom::Start(self.offset)).is_err() || file.read_to_end(&mut bytes).is_err()
+        {
+            return;
+        }
+        let Some(end) = bytes.iter().rposition(|b| *b == b'\n') else {
+            return;
+        };
+        self.offset += end as u64 + 1;
+        for line in bytes[..end].split(|b| *b == b'\n') {
+            if let Ok(event) = serde_json::from_slice(line) {
+                progress(Progress::Event(Box::new(event)));
+            }
+        }
+    }
 }
 
 /// The config file's modification time and size, to notice edits however they arrive
@@ -219,14 +226,15 @@ pub fn run(
         )?;
         progress(Progress::Warning(warning));
     }
+    let mut tail = EventTail::at_end(engine.events.path());
     progress(Progress::Started {
         plan_id: engine.plan.compiled_plan_id.clone(),
         watcher: format!("{:?}", waker.mode()).to_lowercase(),
     });
     let mut ticks = 0u64;
     let mut failures = 0u32;
-    let mut announced_pause: Option<String> = None;
     let exit = loop {
+        tail.forward(progress);
         let scheduled_check = Duration::from_secs_f64(engine.config.runtime.idle_sleep_seconds);
         let debounce = Duration::from_millis(engine.config.watchers.debounce_ms);
         let mut config_settling = false;
@@ -280,11 +288,7 @@ pub fn run(
             TickOutcome::Stopped => break DaemonExit::Stopped("stop requested".into()),
             TickOutcome::Stage(prepared) => {
                 let req = prepared.request.clone();
-                progress(Progress::StageStarted {
-                    stage: req.stage,
-                    item: item_label(&engine),
-                    run_id: req.run_id.clone(),
-                });
+                tail.forward(progress);
                 let cancel = CancelToken::new();
                 let (tx, rx) = channel();
                 let registry = engine.registry();
@@ -307,7 +311,12 @@ pub fn run(
                     if let Ok(raw) = rx.try_recv() {
                         break raw;
                     }
-                    let wake = waker.wait(scheduled_check);
+                    let timeout = engine
+                        .next_settled()
+                        .map(|at| at.saturating_duration_since(std::time::Instant::now()))
+                        .filter(|left| *left < scheduled_check)
+                        .unwrap_or(scheduled_check);
+                    let wake = waker.wait(timeout);
                     if lost.is_none() {
                         match engine.keep_ownership() {
                             Ok(true) => waker.rewatch(ws),
@@ -335,13 +344,23 @@ pub fn run(
                             }
                             stop_after = Some(format!("{name} received"));
                         }
-                        Some(Wake::Files)
-                            if engine.config.runtime.stop_mode == StopMode::Interrupt
-                                && stop_pending(ws) =>
-                        {
-                            cancel.cancel();
+                        Some(Wake::StageDone) => {}
+                        _ => {
+                            if let Err(err) = engine.drain_mailbox_during_stage() {
+                                if err.exit_code() == crate::error::ExitCode::Fatal {
+                                    return Err(err);
+                                }
+                                progress(Progress::Warning(format!(
+                                    "mailbox not applied while the stage runs: {err}"
+                                )));
+                            }
+                            tail.forward(progress);
+                            if engine.snapshot().stop_requested
+                                && engine.config.runtime.stop_mode == StopMode::Interrupt
+                            {
+                                cancel.cancel();
+                            }
                         }
-                        _ => {}
                     }
                 };
                 if let Some(err) = lost {
@@ -364,44 +383,21 @@ pub fn run(
                     }
                     engine.finish_stage(&prepared, raw)
                 });
-                let finished = match finished {
-                    Ok(finished) => finished,
-                    Err(err) => {
-                        let pause = contain(&mut engine, err, &mut failures, progress)?;
-                        if let Some(reason) = wait_for_signal(&waker, pause) {
-                            engine.process_stop(&reason)?;
-                            break DaemonExit::Stopped(reason);
-                        }
-                        continue;
+                if let Err(err) = finished {
+                    let pause = contain(&mut engine, err, &mut failures, progress)?;
+                    if let Some(reason) = wait_for_signal(&waker, pause) {
+                        engine.process_stop(&reason)?;
+                        break DaemonExit::Stopped(reason);
                     }
-                };
+                    continue;
+                }
                 recovered(&mut engine, &mut failures);
-                let snapshot = engine.snapshot();
-                announced_pause = snapshot.pause_reason.clone();
-                progress(Progress::StageFinished {
-                    stage: req.stage,
-                    result: snapshot.last_terminal_result,
-                    next: snapshot.active_stage.filter(|_| !snapshot.paused),
-                    failure: finished
-                        .as_ref()
-                        .and_then(|r| r.diagnosis.as_ref())
-                        .map(|d| format!("{}: {}", d.kind, d.message)),
-                    refused: finished.map(|r| r.refused).unwrap_or_default(),
-                    paused: snapshot.pause_reason.clone(),
-                });
                 if let Some(reason) = stop_after {
                     engine.process_stop(&reason)?;
                     break DaemonExit::Stopped(reason);
                 }
             }
             TickOutcome::Idle | TickOutcome::Paused => {
-                let reason = engine.snapshot().pause_reason.clone();
-                if matches!(outcome, TickOutcome::Paused) && reason != announced_pause {
-                    if let Some(reason) = &reason {
-                        progress(Progress::Warning(format!("paused: {reason}")));
-                    }
-                }
-                announced_pause = reason;
                 if daemon.exit_when_idle {
                     // Paused, nothing will run until a `resume`: waiting would never end.
                     break match outcome {
@@ -410,11 +406,24 @@ pub fn run(
                     };
                 }
                 progress(Progress::Idle);
-                let settle = Duration::from_millis(engine.config.watchers.settle_ms);
+                // Spec 10 §3.2: under `--max-ticks` there is no sleep between ticks.
+                if daemon.max_ticks.is_some() {
+                    if let Some(Wake::Signal(name)) = waker.try_take() {
+                        let reason = format!("{name} received");
+                        engine.process_stop(&reason)?;
+                        break DaemonExit::Stopped(reason);
+                    }
+                    continue;
+                }
+                // A file left alone because it was still within its settle window is looked
+                // at again as soon as the window ends, not at the next scheduled rescan.
+                let settled = engine
+                    .next_settled()
+                    .map(|at| at.saturating_duration_since(std::time::Instant::now()));
                 let timeout = if config_settling {
                     debounce
-                } else if engine.take_in(&|p| waker.is_complete(p))? {
-                    settle
+                } else if let Some(left) = settled.filter(|left| *left < scheduled_check) {
+                    left
                 } else {
                     scheduled_check
                 };
@@ -434,6 +443,7 @@ pub fn run(
             }
         }
     };
+    tail.forward(progress);
     let reason = exit.describe();
     engine.shutdown(&reason)?;
     Ok(exit)

@@ -3,12 +3,11 @@
 //! Every wake rescans the inbox, so ideas present at startup and ideas whose file events
 //! were lost are taken too. A file is taken when it arrived complete (renamed in, or closed
 //! after writing, as the watcher reports) or when it has held still for the settle window;
-//! a younger file is left for the next look. Ideas stay in the inbox (they are the seed
+//! a younger file is left for a look when its window ends. Ideas stay in the inbox (they are the seed
 //! contracts the arbiter reads); an in-memory index keeps rescans from re-reading them.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde_json::json;
 
@@ -22,8 +21,6 @@ use crate::workspace::Workspace;
 #[derive(Debug, Default)]
 pub struct IntakeReport {
     pub specs: Vec<String>,
-    /// Some file was too young to take; look again after the settle window.
-    pub waiting: bool,
 }
 
 /// Remembers which inbox files were already handled.
@@ -39,7 +36,6 @@ impl Intake {
         ws: &Workspace,
         queue: &QueueStore,
         events: &EventLog,
-        settle: Duration,
         complete: &dyn Fn(&Path) -> bool,
     ) -> Result<IntakeReport> {
         let mut report = IntakeReport::default();
@@ -82,8 +78,7 @@ impl Intake {
             if self.seen.get(&path) == Some(&key) {
                 continue;
             }
-            if crate::workspace::modified_within(&path, settle) && !complete(&path) {
-                report.waiting = true;
+            if !complete(&path) && queue.settle().young(&path) {
                 continue;
             }
             let text = match std::fs::read(&path).map(String::from_utf8) {

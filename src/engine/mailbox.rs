@@ -1,22 +1,47 @@
 //! Draining the mailbox at a tick boundary, and config reload.
 
-use std::time::Duration;
-
 use serde_json::json;
 
 use super::Engine;
 use crate::compiler;
 use crate::config::{Config, ConfigError};
 use crate::control::actions::{self, Action, Mode, Outcome, Target};
-use crate::control::mailbox::{self, Disposition, Pending};
+use crate::control::mailbox::{self, Command, Disposition, Pending};
 use crate::error::{Error, Result};
 use crate::state::snapshot::ReloadOutcome;
 
 impl Engine {
     /// Apply every pending mailbox command in `issued_at` order; archive each.
     pub(crate) fn drain_mailbox(&mut self) -> Result<()> {
-        let settle = Duration::from_millis(self.config.watchers.settle_ms);
-        for pending in mailbox::pending(&self.ws, settle) {
+        self.drain(false)
+    }
+
+    /// While a stage runs, apply the pending commands that leave the running stage alone
+    /// (pause, resume, stop, add_*, requeue), so a pause is in force at once and a stop says
+    /// when it takes effect. The first other command (reload_config, retry_active,
+    /// clear_stale_state) waits for the stage to end, and so does everything after it, to
+    /// keep `issued_at` order.
+    pub fn drain_mailbox_during_stage(&mut self) -> Result<()> {
+        self.drain(true)
+    }
+
+    fn drain(&mut self, during_stage: bool) -> Result<()> {
+        for pending in mailbox::pending(&self.ws, self.queue.settle()) {
+            if let Pending::Ready { envelope, .. } = &pending {
+                let safe = matches!(
+                    envelope.command,
+                    Command::Pause
+                        | Command::Resume
+                        | Command::Stop
+                        | Command::AddTask
+                        | Command::AddSpec
+                        | Command::AddIdea
+                        | Command::Requeue
+                );
+                if during_stage && !safe {
+                    break;
+                }
+            }
             match pending {
                 Pending::Broken { path, error } => {
                     mailbox::archive(&self.ws, &path, Disposition::Failed, Some(&error))?;
@@ -127,6 +152,9 @@ impl Engine {
             _ => return failed(self, outcome.diagnostics.errors.join(", ")),
         };
         self.config = config;
+        self.queue.set_settle(std::time::Duration::from_millis(
+            self.config.watchers.settle_ms,
+        ));
         self.registry = std::sync::Arc::new(registry);
         self.plan = plan;
         let s = &mut self.snapshot;

@@ -89,6 +89,30 @@ fn set_aside(
     Ok(())
 }
 
+/// Decisions 7 and 15: an unknown mode (`--mode` or `runtime.default_mode`) stops startup
+/// before anything is written; running the last-known-good plan instead would hide the typo.
+fn check_mode_known(
+    ws: &Workspace,
+    config: &Config,
+    options: &EngineOptions,
+    config_path: &std::path::Path,
+) -> Result<()> {
+    let mode_id = compiler::resolve_mode_id(config, options.mode.as_deref());
+    match compiler::load_mode(ws.rt(), &mode_id) {
+        Err(diag) if diag.code == compiler::Code::ModeUnknown => {
+            let hint = match &options.mode {
+                Some(_) => "pass a mode `millrace modes list` shows".to_string(),
+                None => format!(
+                    "set runtime.default_mode in {} to a mode `millrace modes list` shows",
+                    config_path.display()
+                ),
+            };
+            Err(Error::with(diag.to_string(), Some(hint), ExitCode::Failed))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Build the runners of a config: `codex_cli`, `command` and the built-in `scripted`.
 pub fn build_registry(ws: &Workspace, config: &Config) -> Result<Registry> {
     let mut registry =
@@ -116,6 +140,7 @@ impl Engine {
     ) -> Result<Engine> {
         let config_path = Self::config_path(ws, &options);
         let config = Config::load(&config_path, options.config_path.is_some())?;
+        check_mode_known(ws, &config, &options, &config_path)?;
         let events = EventLog::new(ws.events_path());
         let lock = match lock::acquire(ws, options.run_mode) {
             Ok(lock) => lock,

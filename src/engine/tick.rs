@@ -44,6 +44,7 @@ impl Engine {
     /// which inbox files arrived whole (the watcher saw them renamed in or closed).
     pub fn prepare(&mut self, complete: &dyn Fn(&std::path::Path) -> bool) -> Result<TickOutcome> {
         stop_on_failed_fsync()?;
+        self.queue.settle().take_next();
         self.drain_mailbox()?;
         self.take_in(complete)?;
         if self.snapshot.stop_requested {
@@ -107,6 +108,12 @@ impl Engine {
         applied
     }
 
+    /// When a file this tick left alone because it was still within its settle window will
+    /// have settled, so the daemon can look again then.
+    pub fn next_settled(&self) -> Option<std::time::Instant> {
+        self.queue.settle().take_next()
+    }
+
     /// End a self-pause whose reset time has passed (a provider's rate-limit window).
     fn resume_when_due(&mut self) -> Result<()> {
         let Some(due) = self.resume_due_in() else {
@@ -137,14 +144,13 @@ impl Engine {
     }
 
     /// Take in new ideas; `complete` tells which files arrived whole.
-    pub fn take_in(&mut self, complete: &dyn Fn(&std::path::Path) -> bool) -> Result<bool> {
+    pub fn take_in(&mut self, complete: &dyn Fn(&std::path::Path) -> bool) -> Result<()> {
         if !self.config.watchers.enabled || !self.config.watchers.watch_ideas_inbox {
-            return Ok(false);
+            return Ok(());
         }
-        let settle = std::time::Duration::from_millis(self.config.watchers.settle_ms);
         let report = self
             .intake
-            .ideas(&self.ws, &self.queue, &self.events, settle, complete)?;
+            .ideas(&self.ws, &self.queue, &self.events, complete)?;
         if !report.specs.is_empty() {
             self.events.emit(
                 "watcher_events_consumed",
@@ -152,7 +158,7 @@ impl Engine {
             )?;
             self.refresh_depths()?;
         }
-        Ok(report.waiting)
+        Ok(())
     }
 
     pub(crate) fn refresh_depths(&mut self) -> Result<()> {
@@ -164,6 +170,16 @@ impl Engine {
 
     /// One whole tick on the current thread (`run once`): returns what happened.
     pub fn tick_inline(&mut self) -> Result<TickOutcome> {
+        // Decision 5: `run once` processes the inbox. Nothing tells it which files arrived
+        // whole, so a file still within its settle window (an `add-idea` just before, an
+        // idea an `add_idea` command stages) is waited for, once and at most the window,
+        // instead of being left for a later run.
+        self.queue.settle().take_next();
+        self.drain_mailbox()?;
+        self.take_in(&|_| false)?;
+        if let Some(settled) = self.next_settled() {
+            std::thread::sleep(settled.saturating_duration_since(std::time::Instant::now()));
+        }
         let mut outcome = self.prepare(&|_| false)?;
         if let TickOutcome::Stage(prepared) = &mut outcome {
             let cancel = crate::runners::CancelToken::new();

@@ -86,15 +86,18 @@ impl Checks<'_> {
     }
 
     fn layout(&mut self) {
+        // A missing folder is fine: git keeps no empty folders, so a clone lacks them, and
+        // every command that writes recreates them (read-only ones read them as empty).
+        // Something else in a folder's place is not.
         for dir in DIRECTORIES {
             let path = self.ws.rt().join(dir);
-            if !path.is_dir() {
+            if path.symlink_metadata().is_ok() && !path.is_dir() {
                 self.add(
                     Level::Error,
-                    "missing_directory",
+                    "not_a_directory",
                     Some(&path),
-                    "required workspace directory is missing",
-                    "run `millrace init` (it creates what is missing and changes nothing else)",
+                    "a workspace folder's name is taken by a file",
+                    "move the file away, then run `millrace init` to recreate the folder",
                 );
             }
         }
@@ -319,10 +322,13 @@ impl Checks<'_> {
         if daemon.running {
             return;
         }
-        if let (true, Some(pid), false) = (
+        // A lock whose owner recorded `released_at` was let go cleanly (a stop, a signal, the
+        // end of `run once`): only a crashed owner leaves a stale lock.
+        if let (true, Some(pid), false, None) = (
             daemon.lock_file_present,
             daemon.owner_pid,
             active.is_empty(),
+            &daemon.released_at,
         ) {
             self.add(
                 Level::Warning,
@@ -709,14 +715,22 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_directory_and_a_bad_marker_are_errors_with_fixes() {
+    fn a_file_in_a_folders_place_and_a_bad_marker_are_errors_with_fixes() {
         let dir = tempfile::tempdir().unwrap();
         let ws = Workspace::open_or_init(dir.path()).unwrap();
         std::fs::remove_dir(ws.rt().join("arbiter/rubrics")).unwrap();
+        std::fs::write(ws.rt().join("arbiter/rubrics"), "x").unwrap();
+        std::fs::remove_dir(ws.rt().join("tasks/blocked")).unwrap();
         std::fs::write(ws.status_path(Plane::Execution), "### NONSENSE\n").unwrap();
         let report = diagnose(&ws);
         let codes: Vec<&str> = report.findings.iter().map(|f| f.code).collect();
-        assert!(codes.contains(&"missing_directory"), "{codes:?}");
+        assert!(codes.contains(&"not_a_directory"), "{codes:?}");
+        let others = codes.iter().filter(|c| **c != "runner_executable_missing");
+        assert_eq!(
+            others.count(),
+            2,
+            "a missing folder is no finding: {codes:?}"
+        );
         assert!(codes.contains(&"execution_status_invalid"), "{codes:?}");
         assert!(report.findings.iter().all(|f| f.fix.contains("millrace")));
         assert!(!report.ok);

@@ -24,6 +24,8 @@ pub struct DaemonView {
     pub mode: Option<String>,
     /// The I/O fault a running daemon is waiting out (a full disk, say), if any.
     pub fault: Option<String>,
+    /// When the last owner let go cleanly; absent after a crash.
+    pub released_at: Option<String>,
 }
 
 impl DaemonView {
@@ -62,6 +64,7 @@ pub fn daemon(ws: &Workspace) -> DaemonView {
             .as_ref()
             .and_then(|i| i.fault.clone())
             .filter(|_| running),
+        released_at: info.as_ref().and_then(|i| i.released_at.clone()),
         mode: info.map(|i| i.mode),
     }
 }

@@ -418,32 +418,69 @@ fn mtime(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// The stage of `run_id` to tail: one with capture files but no stage result yet (the running
-/// stage; the newest such by mtime), else the last stage result in result order.
-pub fn latest_stage(ws: &Workspace, run_id: &str) -> Option<LatestStage> {
-    let run_dir = ws.run_dir(run_id);
-    let (results, _) = load_results(&run_dir);
-    let mut unfinished: Option<(SystemTime, String)> = None;
-    for path in files_in(&run_dir) {
+/// The newest modification time among a request's files, its stage result included.
+fn request_activity(run_dir: &Path) -> std::collections::BTreeMap<String, SystemTime> {
+    let mut newest = std::collections::BTreeMap::new();
+    let results = files_in(&run_dir.join("stage_results"));
+    for path in files_in(run_dir).iter().chain(&results) {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let Some(rid) = request_id_of(&name) else {
-            continue;
+        let rid = match request_id_of(&name) {
+            Some(rid) => rid.to_string(),
+            None if path.parent().is_some_and(|p| p.ends_with("stage_results")) => {
+                match name.rsplit_once('.') {
+                    Some((rid, _)) => rid.to_string(),
+                    None => continue,
+                }
+            }
+            None => continue,
         };
-        if crate::runners::artifacts::stage_result_path(&run_dir, rid).exists() {
-            continue;
-        }
-        let time = mtime(&path).unwrap_or(SystemTime::UNIX_EPOCH);
-        if unfinished.as_ref().is_none_or(|(t, _)| time > *t) {
-            unfinished = Some((time, rid.to_string()));
-        }
+        let time = mtime(path).unwrap_or(SystemTime::UNIX_EPOCH);
+        let entry = newest.entry(rid).or_insert(time);
+        *entry = (*entry).max(time);
     }
-    let request_id = match unfinished {
-        Some((_, rid)) => rid,
-        None => results.last()?.1.metadata.request_id.clone(),
-    };
+    newest
+}
+
+/// The run to tail when none is named: the one the snapshot says is active, else the run
+/// whose files changed last.
+pub fn latest_run(ws: &Workspace) -> Option<String> {
+    if let Some(run) = active_run(ws).filter(|run| exists(ws, run)) {
+        return Some(run);
+    }
+    files_or_dirs(&ws.runs_dir())
+        .into_iter()
+        .filter_map(|dir| {
+            let newest = request_activity(&dir).into_values().max()?;
+            Some((newest, dir.file_name()?.to_string_lossy().into_owned()))
+        })
+        .max()
+        .map(|(_, run)| run)
+}
+
+fn files_or_dirs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|r| {
+            r.filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The stage of `run_id` to tail: the request whose files changed last (the running stage,
+/// or the newest finished one; an interrupted stage that was re-run is not it).
+pub fn latest_stage(ws: &Workspace, run_id: &str) -> Option<LatestStage> {
+    let run_dir = ws.run_dir(run_id);
+    let (results, _) = load_results(&run_dir);
+    let request_id = request_activity(&run_dir)
+        .into_iter()
+        .max_by_key(|(_, time)| *time)
+        .map(|(rid, _)| rid)
+        .or_else(|| Some(results.last()?.1.metadata.request_id.clone()))?;
     let files = RunFiles::new(&run_dir, &request_id);
     let result = results
         .iter()
@@ -466,9 +503,20 @@ pub fn latest_stage(ws: &Workspace, run_id: &str) -> Option<LatestStage> {
         terminal_result: result.map(|r| r.terminal_result),
         request_id,
         stage,
-        stdout_path: files.stdout,
+        stdout_path: readable_stdout(&files),
         stderr_path: files.stderr,
     })
+}
+
+/// The stage's stdout capture, or for a harness whose stdout is an event stream (Codex
+/// `--json`, moved to `runner_events`) with no text captured, the event log.
+fn readable_stdout(files: &RunFiles) -> PathBuf {
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    if size(&files.stdout) == 0 && size(&files.events) > 0 {
+        files.events.clone()
+    } else {
+        files.stdout.clone()
+    }
 }
 
 /// The last `lines` lines of a text file (all of it for 0); a missing file reads as empty.

@@ -20,7 +20,7 @@ use crate::documents::{self, DocError, Document};
 use crate::model::{Plane, WorkItemKind};
 use crate::state::events::EventLog;
 use crate::workspace::atomic::{self, IoError};
-use crate::workspace::{Folder, Workspace};
+use crate::workspace::{Folder, Settle, Workspace};
 
 pub use info::{FileKey, ItemInfo};
 
@@ -88,7 +88,7 @@ pub struct QueueStore {
     hint: RefCell<Option<HashSet<PathBuf>>>,
     /// Folders whose index on disk is older than the cache (written by [`QueueStore::flush_index`]).
     dirty: RefCell<HashSet<(WorkItemKind, Folder)>>,
-    settle: std::time::Duration,
+    settle: Settle,
 }
 
 fn utf8_error(name: &str, e: &std::string::FromUtf8Error) -> DocError {
@@ -129,7 +129,7 @@ impl QueueStore {
             write_index: false,
             dirty: RefCell::new(HashSet::new()),
             hint: RefCell::new(None),
-            settle: std::time::Duration::from_millis(200),
+            settle: Settle::new(std::time::Duration::from_millis(200)),
         }
     }
 
@@ -142,12 +142,23 @@ impl QueueStore {
 
     /// How long a file that does not parse yet may still be being written by hand.
     pub fn with_settle(mut self, settle: std::time::Duration) -> QueueStore {
-        self.settle = settle;
+        self.set_settle(settle);
         self
     }
 
+    /// Change the settle window (a config reload).
+    pub fn set_settle(&mut self, settle: std::time::Duration) {
+        self.settle = Settle::new(settle);
+    }
+
+    /// The settle window shared by every folder this process watches (queue, inbox,
+    /// mailbox), which remembers when the youngest unsettled file settles.
+    pub fn settle(&self) -> &Settle {
+        &self.settle
+    }
+
     fn young(&self, path: &Path) -> bool {
-        crate::workspace::modified_within(path, self.settle)
+        self.settle.young(path)
     }
 
     /// The workspace the store works in.
@@ -575,11 +586,23 @@ impl QueueStore {
         id: &str,
         reason: &str,
     ) -> Result<PathBuf, QueueError> {
+        self.requeue_from(kind, id, Folder::Active, reason)
+    }
+
+    /// `from` (`active/` or `blocked/`) → the queue folder, with the reason appended to the
+    /// item's requeue log.
+    pub fn requeue_from(
+        &self,
+        kind: WorkItemKind,
+        id: &str,
+        from: Folder,
+        reason: &str,
+    ) -> Result<PathBuf, QueueError> {
         let reason = reason.trim();
         if reason.is_empty() {
             return Err(QueueError::EmptyReason);
         }
-        let dest = self.transition(kind, id, Folder::Active, Folder::Queue)?;
+        let dest = self.transition(kind, id, from, Folder::Queue)?;
         crate::failpoint::transition("requeue.after_move")?;
         let log = self
             .ws

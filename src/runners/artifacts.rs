@@ -223,10 +223,19 @@ pub struct RunnerCompletion {
     pub ended_at: Timestamp,
     pub failure_class: Option<CompletionFailure>,
     pub notes: Vec<String>,
+    /// The command line with the prompt text replaced by [`PROMPT_PLACEHOLDER`]: this record
+    /// is committed to git, the prompt (`runner_prompt.<rid>.md`) is not.
     pub command: Vec<String>,
+    /// SHA-256 (hex) of the prompt, to tell which prompt ran without keeping its text.
+    pub prompt_sha256: String,
+    /// The prompt's size in bytes.
+    pub prompt_bytes: u64,
     #[serde(with = "stamp")]
     pub emitted_at: Timestamp,
 }
+
+/// What stands for the prompt text in a committed command line.
+pub const PROMPT_PLACEHOLDER: &str = "<prompt>";
 
 impl RunnerCompletion {
     /// The record of a finished run, stamped now.
@@ -235,7 +244,19 @@ impl RunnerCompletion {
         raw: &RawResult,
         classified: &Classified,
         command: &[String],
+        prompt: &str,
     ) -> RunnerCompletion {
+        use sha2::Digest;
+        let command = command
+            .iter()
+            .map(|arg| {
+                if prompt.is_empty() {
+                    arg.clone()
+                } else {
+                    arg.replace(prompt, PROMPT_PLACEHOLDER)
+                }
+            })
+            .collect();
         RunnerCompletion {
             schema_version: SCHEMA_VERSION.into(),
             kind: "runner_completion".into(),
@@ -257,7 +278,9 @@ impl RunnerCompletion {
             ended_at: raw.ended_at,
             failure_class: classified.failure,
             notes: classified.notes.clone(),
-            command: command.to_vec(),
+            command,
+            prompt_sha256: format!("{:x}", sha2::Sha256::digest(prompt.as_bytes())),
+            prompt_bytes: prompt.len() as u64,
             emitted_at: stamp::now(),
         }
     }

@@ -125,7 +125,7 @@ impl Runner for CodexRunner {
             });
         }
 
-        let completion = RunnerCompletion::new(req, &raw, &classified, &argv);
+        let completion = RunnerCompletion::new(req, &raw, &classified, &argv, &prompt);
         if let Err(err) = artifacts::write_yaml(&files.completion, &completion) {
             tracing::warn!(%err, "cannot write the runner completion record");
         }

@@ -6,6 +6,7 @@ mod assets;
 pub mod atomic;
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::config::DEFAULT_CONFIG_YAML;
 use crate::model::{Plane, WorkItemKind};
@@ -371,14 +372,56 @@ impl Workspace {
     }
 }
 
-/// Whether a file was modified less than `window` ago: a hand-written file that may still be
-/// being written (decision 16's settle window). A missing file is not young.
-pub fn modified_within(path: &Path, window: std::time::Duration) -> bool {
+/// How long until a file modified less than `window` ago has held still for the whole window
+/// (decision 16's settle window: a hand-written file may still be being written). `None` for
+/// a settled or missing file.
+pub fn settles_in(path: &Path, window: Duration) -> Option<Duration> {
     std::fs::symlink_metadata(path)
         .and_then(|m| m.modified())
         .ok()
         .and_then(|m| std::time::SystemTime::now().duration_since(m).ok())
-        .is_some_and(|age| age < window)
+        .and_then(|age| window.checked_sub(age))
+        .filter(|left| !left.is_zero())
+}
+
+/// The settle window of one process, remembering the moment the youngest file it found
+/// unsettled will have settled: the daemon looks again then, so a young file that turns out
+/// broken reaches `failed/` or `quarantine/` right after its window, not at the next rescan.
+#[derive(Debug, Default)]
+pub struct Settle {
+    window: Duration,
+    next: std::cell::Cell<Option<Instant>>,
+}
+
+impl Settle {
+    /// A settle window of `window`.
+    pub fn new(window: Duration) -> Settle {
+        Settle {
+            window,
+            next: std::cell::Cell::new(None),
+        }
+    }
+
+    /// The window itself.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// Whether `path` is still within its window; if so, remember when it settles.
+    pub fn young(&self, path: &Path) -> bool {
+        let Some(left) = settles_in(path, self.window) else {
+            return false;
+        };
+        let at = Instant::now() + left;
+        self.next
+            .set(Some(self.next.get().map_or(at, |next| next.min(at))));
+        true
+    }
+
+    /// When the youngest file seen since the last call settles (and forget it).
+    pub fn take_next(&self) -> Option<Instant> {
+        self.next.take()
+    }
 }
 
 /// Remove temp files (`.<name>.tmp-<random>`) older than `older_than` that a crash left

@@ -251,6 +251,11 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Any child process, to wait for with a deadline (and kill if the test forgets it).
+    pub fn from_child(child: std::process::Child) -> Daemon {
+        Daemon { child: Some(child) }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }

@@ -1,0 +1,305 @@
+//! What `watch` / `run daemon` print on stderr while they run: one line per thing that
+//! happened, each with its time, rendered from the event the runtime recorded.
+
+use serde_json::Value;
+
+use crate::engine::daemon::Progress;
+use crate::state::events::Event;
+
+/// The longest piece of a harness's message shown on one line.
+const MESSAGE_LIMIT: usize = 160;
+
+/// Run the daemon (`run`) printing its progress; the last result line is printed too.
+pub fn follow<T>(run: impl FnOnce(&mut dyn FnMut(Progress)) -> T) -> T {
+    let mut printer = Printer::default();
+    let out = run(&mut |p| printer.print(p));
+    printer.finish();
+    out
+}
+
+/// Prints progress on stderr, so stdout stays for data. A stage's result line waits for the
+/// routing decision logged right after it, to say where the item goes next.
+#[derive(Default)]
+struct Printer {
+    result: Option<Box<Event>>,
+}
+
+impl Printer {
+    /// Print one report.
+    fn print(&mut self, p: Progress) {
+        match p {
+            Progress::Event(event) if event.event_type == "stage_completed" => {
+                self.finish();
+                self.result = Some(event);
+            }
+            Progress::Event(event) if event.event_type == "router_decision" => {
+                if let Some(mut result) = self.result.take() {
+                    if let Some(next) = event.data.get("next_stage").filter(|n| n.is_string()) {
+                        result.data.insert("next_stage".into(), next.clone());
+                    }
+                    self.result = Some(result);
+                }
+                self.finish();
+            }
+            Progress::Event(event) => {
+                self.finish();
+                if let Some(line) = event_line(&event) {
+                    eprintln!("{line}");
+                }
+            }
+            Progress::Started { plan_id, watcher } => {
+                self.finish();
+                eprintln!("millrace: running plan {plan_id} (file events: {watcher}); Ctrl-C stops")
+            }
+            Progress::Idle => self.finish(),
+            Progress::Warning(w) => {
+                self.finish();
+                eprintln!("millrace: warning: {w}")
+            }
+        }
+    }
+
+    /// Print a result line still waiting for its routing decision.
+    fn finish(&mut self) {
+        if let Some(line) = self.result.take().and_then(|event| event_line(&event)) {
+            eprintln!("{line}");
+        }
+    }
+}
+
+fn text<'a>(data: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a str> {
+    data.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// `HH:MM:SS` (UTC) of an RFC 3339 timestamp.
+fn clock(occurred_at: &str) -> &str {
+    occurred_at.get(11..19).unwrap_or(occurred_at)
+}
+
+/// `4.2s`, `3m 07s`, `1h 02m`.
+fn duration(seconds: f64) -> String {
+    let whole = seconds.max(0.0) as u64;
+    match whole {
+        0..60 => format!("{seconds:.1}s"),
+        60..3600 => format!("{}m {:02}s", whole / 60, whole % 60),
+        _ => format!("{}h {:02}m", whole / 3600, whole % 3600 / 60),
+    }
+}
+
+/// One line of a possibly long, multi-line message.
+fn one_line(message: &str) -> String {
+    let flat = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(MESSAGE_LIMIT) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
+    }
+}
+
+/// ` [class: message]` for a failure, empty otherwise.
+fn failure(data: &serde_json::Map<String, Value>) -> String {
+    match (text(data, "failure_class"), text(data, "failure_message")) {
+        (Some(class), Some(message)) => format!("  [{class}: {}]", one_line(message)),
+        (Some(class), None) => format!("  [{class}]"),
+        (None, Some(message)) => format!("  [{}]", one_line(message)),
+        (None, None) => String::new(),
+    }
+}
+
+/// A second line, `warning: the harness refused: a | b`, when it refused edits or commands
+/// (worth a look even when the stage succeeded).
+fn refused(data: &serde_json::Map<String, Value>, at: &str) -> String {
+    let refused: Vec<String> = data
+        .get("refused")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(one_line)
+                .collect()
+        })
+        .unwrap_or_default();
+    if refused.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\n{at}  warning: the harness refused: {}",
+            refused.join(" | ")
+        )
+    }
+}
+
+fn item(data: &serde_json::Map<String, Value>, kind: &str, id: &str) -> String {
+    match (text(data, kind), text(data, id)) {
+        (Some(kind), Some(id)) => format!("{kind} {id}"),
+        (_, Some(id)) => id.to_string(),
+        _ => match text(data, "closure_target_root_spec_id") {
+            Some(root) => format!("closure target {root}"),
+            None => "no item".into(),
+        },
+    }
+}
+
+/// The line for an event worth showing; `None` for bookkeeping events.
+pub fn event_line(event: &Event) -> Option<String> {
+    let d = &event.data;
+    let at = clock(&event.occurred_at);
+    let stage = text(d, "stage").unwrap_or("?");
+    let what = match event.event_type.as_str() {
+        "stage_started" => format!(
+            "{stage:<14} {}  [{}]",
+            item(d, "work_item_kind", "work_item_id"),
+            text(d, "run_id").unwrap_or("?")
+        ),
+        "stage_completed" => format!(
+            "{stage:<14} -> {} in {}{}{}{}",
+            text(d, "terminal_result").unwrap_or("no result"),
+            duration(d.get("duration_seconds").and_then(Value::as_f64)?),
+            text(d, "next_stage")
+                .map(|next| format!(" (next: {next})"))
+                .unwrap_or_default(),
+            failure(d),
+            refused(d, at)
+        ),
+        "stage_interrupted" => format!(
+            "{stage:<14} interrupted; {}",
+            text(d, "action").unwrap_or("")
+        ),
+        "work_item_completed" => format!("done: {}", item(d, "kind", "id")),
+        "work_item_blocked" => format!(
+            "BLOCKED: {}: {}{}",
+            item(d, "kind", "id"),
+            text(d, "reason").unwrap_or("no reason recorded"),
+            failure(d)
+        ),
+        "work_item_requeued" => format!(
+            "requeued: {}: {}",
+            item(d, "kind", "id"),
+            text(d, "reason").unwrap_or("")
+        ),
+        "work_item_quarantined" => format!(
+            "rejected {} -> {}: {}",
+            text(d, "source")?,
+            text(d, "destination").unwrap_or("quarantine"),
+            text(d, "error").unwrap_or("")
+        ),
+        "mailbox_command_failed" => match text(d, "file") {
+            Some(file) => format!(
+                "rejected mailbox file {file}: {}",
+                text(d, "error").unwrap_or("")
+            ),
+            None => format!(
+                "{} failed: {}",
+                text(d, "command").unwrap_or("mailbox command"),
+                text(d, "error").unwrap_or("")
+            ),
+        },
+        "mailbox_command_applied" => format!(
+            "{}: {}",
+            text(d, "command")?,
+            text(d, "detail").unwrap_or("applied")
+        ),
+        "runtime_paused" => format!(
+            "paused: {}",
+            text(d, "reason").unwrap_or("nothing new starts until `millrace resume`")
+        ),
+        "runtime_resumed" => match text(d, "reason") {
+            Some(reason) => format!("resumed: {reason}"),
+            None => "resumed".into(),
+        },
+        "runner_fallback" => format!(
+            "{stage:<14} runner {} failed{}; running it on {}",
+            text(d, "from").unwrap_or("?"),
+            failure(d),
+            text(d, "to").unwrap_or("?")
+        ),
+        "runtime_tick_stopped" => format!(
+            "stopping: {}",
+            text(d, "reason").unwrap_or("stop requested")
+        ),
+        "runtime_config_reloaded" => format!(
+            "config reloaded: plan {}",
+            text(d, "compiled_plan_id").unwrap_or("?")
+        ),
+        "runtime_config_reload_failed" => format!(
+            "config reload failed, kept plan {}: {}",
+            text(d, "compiled_plan_id").unwrap_or("?"),
+            text(d, "error").unwrap_or("")
+        ),
+        "idea_normalized_to_spec" => format!(
+            "idea {} -> spec {}",
+            text(d, "idea_path")?,
+            text(d, "spec_id").unwrap_or("?")
+        ),
+        "runtime_post_stage_recovery_scheduled" => format!(
+            "{stage:<14} result not applied ({}); repair scheduled",
+            text(d, "error_code").unwrap_or("error")
+        ),
+        _ => return None,
+    };
+    Some(format!("{at}  {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: &str, data: Value) -> Event {
+        Event {
+            data: data.as_object().cloned().unwrap_or_default(),
+            event_type: kind.into(),
+            kind: "runtime_event".into(),
+            occurred_at: "2026-03-01T10:04:05.123Z".into(),
+            schema_version: "1.0".into(),
+        }
+    }
+
+    #[test]
+    fn a_failed_stage_shows_time_duration_class_and_message() {
+        let line = event_line(&event(
+            "stage_completed",
+            serde_json::json!({"stage": "builder", "terminal_result": "BLOCKED",
+                               "duration_seconds": 125.5, "failure_class": "harness_failure",
+                               "failure_message": "quota\n  exceeded for model"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            line,
+            "10:04:05  builder        -> BLOCKED in 2m 05s  [harness_failure: quota exceeded for model]"
+        );
+        let line = event_line(&event(
+            "stage_completed",
+            serde_json::json!({"stage": "checker", "terminal_result": "FIX_NEEDED",
+                               "duration_seconds": 3.06, "next_stage": "fixer"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            line,
+            "10:04:05  checker        -> FIX_NEEDED in 3.1s (next: fixer)"
+        );
+    }
+
+    #[test]
+    fn a_blocked_item_shows_its_reason_and_bookkeeping_is_silent() {
+        let line = event_line(&event(
+            "work_item_blocked",
+            serde_json::json!({"kind": "task", "id": "t1", "reason": "fix cycle budget spent"}),
+        ))
+        .unwrap();
+        assert_eq!(line, "10:04:05  BLOCKED: task t1: fix cycle budget spent");
+        assert_eq!(
+            event_line(&event("runtime_daemon_lock_acquired", Value::Null)),
+            None
+        );
+    }
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        let long = "é".repeat(MESSAGE_LIMIT + 5);
+        let cut = one_line(&long);
+        assert_eq!(cut.chars().count(), MESSAGE_LIMIT + 1);
+        assert!(cut.ends_with('…'));
+    }
+}
