@@ -6,6 +6,7 @@ mod cli;
 #[path = "../cli/common.rs"]
 #[allow(dead_code)]
 mod common;
+mod e2e;
 mod fake_anthropic;
 mod fake_gemini;
 mod fake_openai;

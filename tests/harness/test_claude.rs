@@ -5,6 +5,7 @@ use millrace::config::Permission;
 use millrace::runners::harness::{FailureKind, Harness};
 
 use crate::cli::{self, Run};
+use crate::e2e::Workspace;
 use crate::fake_anthropic::{self, done, Turn, CACHE_READ, CACHE_WRITE, INPUT, OUTPUT};
 use crate::server::FakeApi;
 
@@ -237,4 +238,32 @@ fn a_server_that_never_answers_shows_only_retry_noise() {
         (kind, message.as_str()),
         (FailureKind::Network, "Request timed out")
     );
+}
+
+/// Through millrace: a rejected key pauses the runtime with the reason and the fix; the item
+/// stays at its stage and no repair budget is spent.
+#[test]
+fn a_rejected_key_pauses_millrace_and_keeps_the_task_at_its_stage() {
+    let mut w = Workspace::new("claude", "");
+    let api =
+        fake_anthropic::start(|_, _| Turn::Fail(401, "authentication_error", "invalid x-api-key"));
+    w.env = fake_anthropic::env(w.home.path(), &api);
+    w.ws.add_task("t1", "");
+    let out = w.run(&["run", "once"]);
+    assert_ne!(out.status.code(), Some(0));
+
+    assert_eq!(w.ws.folder_of("t1"), ["tasks/active"]);
+    assert_eq!(w.ws.stages_started(), ["builder"]);
+    let status = w.ws.json(&["status"]);
+    assert_eq!(status["snapshot"]["paused"], true, "{status:#}");
+    assert_eq!(status["snapshot"]["active_stage"], "builder");
+    let reason = status["snapshot"]["pause_reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("claude is not logged in or its credentials were rejected")
+            && reason.contains("harness_auth: Invalid API key"),
+        "{reason}"
+    );
+    assert_eq!(status["last_failure"]["failure_class"], "harness_auth");
+    let counters = w.ws.read("millrace-agents/state/recovery_counters.yaml");
+    assert!(!counters.contains("t1"), "{counters}");
 }

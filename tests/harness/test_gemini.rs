@@ -256,3 +256,79 @@ fn an_unreachable_api_is_a_network_failure() {
     assert_eq!(kind, FailureKind::Network, "{run}");
     assert!(message.contains("fetch failed"), "{message}");
 }
+
+/// Through millrace: each stage answers with its marker; the builder first writes a file in
+/// the project with Gemini's own edit tool.
+#[test]
+fn a_task_runs_builder_checker_updater_to_done_with_gemini() {
+    let mut w = crate::e2e::Workspace::new("gemini", "");
+    let file = w.ws.path().join("hello.txt");
+    let api = fake_gemini::start({
+        let file = file.clone();
+        move |stage, turn| match (stage, turn) {
+            ("builder", 0) => Turn::Write {
+                path: file.clone(),
+                content: "built by gemini through millrace\n".into(),
+            },
+            ("builder", _) => done("BUILDER_COMPLETE"),
+            ("checker", _) => done("CHECKER_PASS"),
+            ("updater", _) => done("UPDATE_COMPLETE"),
+            (other, _) => Turn::Say(format!("unexpected stage {other:?}")),
+        }
+    });
+    w.env = fake_gemini::env(w.home.path(), &api);
+    w.ws.add_task("t1", "");
+    w.run_until_idle();
+
+    assert_eq!(w.ws.folder_of("t1"), ["tasks/done"]);
+    assert_eq!(w.ws.stages_started(), ["builder", "checker", "updater"]);
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "built by gemini through millrace\n"
+    );
+    let run = w.run_of("t1");
+    let builder = &run["stage_results"][0];
+    assert_eq!(builder["runner_name"], "gemini");
+    // Two model turns in the builder (and Gemini's own model-router calls on top).
+    let usage = &builder["token_usage"];
+    assert!(
+        usage["output_tokens"].as_u64().unwrap() >= 2 * CANDIDATES,
+        "{builder:#}"
+    );
+    assert!(
+        usage["cached_input_tokens"].as_u64().unwrap() >= 2 * CACHED,
+        "{builder:#}"
+    );
+    assert!(run["token_usage"]["input_tokens"].as_u64().unwrap() >= 4 * PROMPT);
+}
+
+/// Through millrace: a rejected key pauses the runtime with the reason and the fix; the item
+/// stays at its stage and no repair budget is spent.
+#[test]
+fn a_rejected_key_pauses_millrace_and_keeps_the_task_at_its_stage() {
+    let mut w = crate::e2e::Workspace::new("gemini", "");
+    let api = fake_gemini::start(|_, _| {
+        Turn::Fail(
+            401,
+            "UNAUTHENTICATED",
+            "API key not valid. Please pass a valid API key.",
+            json!([]),
+        )
+    });
+    w.env = fake_gemini::env(w.home.path(), &api);
+    w.ws.add_task("t1", "");
+    let out = w.run(&["run", "once"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(w.ws.folder_of("t1"), ["tasks/active"]);
+    assert_eq!(w.ws.stages_started(), ["builder"]);
+    let status = w.ws.json(&["status"]);
+    assert_eq!(status["snapshot"]["paused"], true, "{status:#}");
+    let reason = status["snapshot"]["pause_reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("gemini is not logged in or its credentials were rejected"),
+        "{reason}"
+    );
+    assert!(reason.contains("API key not valid"), "{reason}");
+    let counters = w.ws.read("millrace-agents/state/recovery_counters.yaml");
+    assert!(!counters.contains("t1"), "{counters}");
+}
