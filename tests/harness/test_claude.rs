@@ -267,3 +267,48 @@ fn a_rejected_key_pauses_millrace_and_keeps_the_task_at_its_stage() {
     let counters = w.ws.read("millrace-agents/state/recovery_counters.yaml");
     assert!(!counters.contains("t1"), "{counters}");
 }
+
+/// Through millrace: each stage answers with its marker; the builder first writes a file in
+/// the project with Claude Code's own Write tool.
+#[test]
+fn a_task_runs_builder_checker_updater_to_done_with_claude() {
+    let mut w = crate::e2e::Workspace::new("claude", "");
+    let file = w.ws.path().join("hello.txt");
+    let api = fake_anthropic::start({
+        let file = file.clone();
+        move |stage, turn| match (stage, turn) {
+            ("builder", 0) => Turn::Write {
+                path: file.clone(),
+                content: "built by claude through millrace\n".into(),
+            },
+            ("builder", _) => done("BUILDER_COMPLETE"),
+            ("checker", _) => done("CHECKER_PASS"),
+            ("updater", _) => done("UPDATE_COMPLETE"),
+            (other, _) => Turn::Say(format!("unexpected stage {other:?}")),
+        }
+    });
+    w.env = fake_anthropic::env(w.home.path(), &api);
+    w.ws.add_task("t1", "");
+    w.run_until_idle();
+
+    assert_eq!(w.ws.folder_of("t1"), ["tasks/done"]);
+    assert_eq!(w.ws.stages_started(), ["builder", "checker", "updater"]);
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "built by claude through millrace\n"
+    );
+    let run = w.run_of("t1");
+    let per_turn_in = INPUT + CACHE_WRITE + CACHE_READ;
+    let stages = run["stage_results"].as_array().unwrap();
+    assert_eq!(stages[0]["runner_name"], "claude");
+    for (stage, turns) in stages.iter().zip([2, 1, 1]) {
+        let usage = &stage["token_usage"];
+        assert_eq!(usage["input_tokens"], turns * per_turn_in, "{stage:#}");
+        assert_eq!(usage["cached_input_tokens"], turns * CACHE_READ);
+        assert_eq!(usage["output_tokens"], turns * OUTPUT);
+        assert!(
+            usage["cost_usd"].as_f64().is_some_and(|c| c > 0.0),
+            "{usage}"
+        );
+    }
+}
