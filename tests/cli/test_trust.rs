@@ -578,3 +578,28 @@ fn the_scripted_runner_keeps_only_counts_that_change_an_answer() {
     assert_eq!(ws.folder_of("t3"), ["tasks/done"]);
     assert!(!ws.exists("millrace-agents/state/scripted_runner.yaml"));
 }
+
+#[test]
+fn a_quarantined_file_is_never_left_without_its_reason() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    ws.write("millrace-agents/tasks/queue/t-bad.md", "# not a task\n");
+    // The process dies while writing the reason (as a full disk or a crash would stop it).
+    let out = ws
+        .cmd()
+        .args(["run", "once"])
+        .env("MILLRACE_FAILPOINTS", "write:t-bad.md.error.yaml=abort@1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let quarantined = ws.ls("millrace-agents/quarantine");
+    assert!(
+        !quarantined.contains(&"t-bad.md".to_string()),
+        "the file reached quarantine without its reason: {quarantined:?}"
+    );
+    ws.ok(&["run", "once"]);
+    // The aborted write's temp file stays until the start-up sweep finds it old enough.
+    let mut after = ws.ls("millrace-agents/quarantine");
+    after.retain(|name| !name.starts_with('.'));
+    assert_eq!(after, ["t-bad.md", "t-bad.md.error.yaml"]);
+}
