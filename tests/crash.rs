@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use millrace::control::actions::Action;
 use millrace::control::mailbox;
 use millrace::documents;
-use millrace::engine::closure;
+use millrace::state::closure;
 use millrace::model::WorkItemKind;
 use millrace::queue::QueueStore;
 use millrace::state::events::EventLog;

@@ -17,6 +17,7 @@ use crate::model::Plane;
 use crate::queue::QueueStore;
 use crate::state::counters::Counters;
 use crate::state::events::EventLog;
+use crate::state::runtime::RuntimeState;
 use crate::state::snapshot::Snapshot;
 use crate::workspace::Workspace;
 
@@ -183,13 +184,13 @@ fn route(ctx: &Ctx, action: Action, print: bool, wait: f64) -> Result<ExitCode> 
 
 /// Apply an action to a workspace no daemon owns.
 pub fn apply_direct(ws: &Workspace, action: &Action) -> Result<Outcome> {
-    let mut snapshot = Snapshot::load(&ws.snapshot_path())?;
+    let mut state = RuntimeState::load(&ws.snapshot_path())?;
     let mut counters = Counters::load(&ws.counters_path())?;
     let queue = QueueStore::new(ws);
     let events = EventLog::new(ws.events_path());
     let mut target = Target {
         ws,
-        snapshot: &mut snapshot,
+        state: &mut state,
         counters: &mut counters,
         queue: &queue,
         events: &events,

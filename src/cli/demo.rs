@@ -10,7 +10,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::Ctx;
-use crate::engine::closure;
+use crate::state::closure;
 use crate::engine::daemon::{self, DaemonOptions};
 use crate::engine::EngineOptions;
 use crate::error::{Error, ExitCode, Result};

@@ -75,7 +75,7 @@ fn once(ctx: &Ctx, args: OnceArgs) -> Result<ExitCode> {
     };
     let mut engine = Engine::start(&ws, options, WatcherMode::Off)?;
     let outcome = engine.tick_inline()?;
-    let snap = engine.snapshot().clone();
+    let snap = engine.state().to_snapshot();
     engine.shutdown("run once finished")?;
     let (kind, code) = match &outcome {
         TickOutcome::Stage(p) => {

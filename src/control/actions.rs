@@ -10,7 +10,7 @@ use crate::model::{Plane, WorkItemKind};
 use crate::queue::QueueStore;
 use crate::state::counters::Counters;
 use crate::state::events::EventLog;
-use crate::state::snapshot::Snapshot;
+use crate::state::runtime::RuntimeState;
 use crate::workspace::atomic::{self, IoError};
 use crate::workspace::{Folder, Workspace};
 
@@ -185,7 +185,7 @@ impl Action {
 /// The state an action mutates.
 pub struct Target<'a> {
     pub ws: &'a Workspace,
-    pub snapshot: &'a mut Snapshot,
+    pub state: &'a mut RuntimeState,
     pub counters: &'a mut Counters,
     pub queue: &'a QueueStore,
     pub events: &'a EventLog,
@@ -236,10 +236,8 @@ fn requeue_blocked(action: &Action, t: &mut Target, id: &str, reason: &str) -> R
         "work_item_requeued",
         json!({"kind": kind, "id": id, "reason": reason, "from": "blocked"}),
     )?;
-    let (exec, plan) = t.queue.depths();
-    t.snapshot.queue_depth_execution = exec;
-    t.snapshot.queue_depth_planning = plan;
-    t.snapshot.save(&t.ws.snapshot_path())?;
+    t.state.set_depths(t.queue.depths());
+    t.state.save(&t.ws.snapshot_path())?;
     let mut out = outcome(
         action,
         true,
@@ -249,26 +247,14 @@ fn requeue_blocked(action: &Action, t: &mut Target, id: &str, reason: &str) -> R
     Ok(out)
 }
 
-/// The stage a daemon is running right now: the active stage whose plane's marker says it
-/// runs (an active item of a paused runtime has a stage but nothing running).
-fn running_stage(snapshot: &Snapshot) -> Option<crate::model::Stage> {
-    let stage = snapshot.active_stage?;
-    let marker = match stage.plane() {
-        Plane::Execution => &snapshot.execution_status_marker,
-        Plane::Planning => &snapshot.planning_status_marker,
-    };
-    (*marker == stage.running_marker()).then_some(stage)
-}
-
 /// When a daemon's stop takes effect: a running stage finishes first (`stop_mode: finish`).
-fn stop_detail(snapshot: &Snapshot) -> String {
-    let Some(stage) = running_stage(snapshot) else {
+fn stop_detail(state: &RuntimeState) -> String {
+    let Some(stage) = state.running_stage() else {
         return "stop requested; the daemon stops at once".into();
     };
-    let elapsed = snapshot
-        .active_since
-        .as_deref()
-        .and_then(|since| since.parse::<jiff::Timestamp>().ok())
+    let elapsed = state
+        .active()
+        .and_then(|a| a.since.parse::<jiff::Timestamp>().ok())
         .and_then(|since| {
             let secs = crate::time::now().as_second() - since.as_second();
             u64::try_from(secs).ok()
@@ -282,8 +268,8 @@ fn stop_detail(snapshot: &Snapshot) -> String {
 }
 
 /// What a pause means right now: no new stage starts, so a running stage finishes.
-fn pause_detail(snapshot: &Snapshot, daemon: bool) -> String {
-    match running_stage(snapshot).filter(|_| daemon) {
+fn pause_detail(state: &RuntimeState, daemon: bool) -> String {
+    match state.running_stage().filter(|_| daemon) {
         Some(stage) => {
             format!("runtime paused; no new stage starts (the running {stage} stage finishes)")
         }
@@ -297,37 +283,29 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
     let daemon = mode == Mode::Daemon;
     match action {
         Action::Pause => {
-            if t.snapshot.paused {
+            if !t.state.pause_by_operator() {
                 return Ok(outcome(action, false, "already paused; nothing to do"));
             }
-            t.snapshot.paused = true;
-            t.snapshot.save(&t.ws.snapshot_path())?;
-            Ok(outcome(action, true, pause_detail(t.snapshot, daemon)))
+            t.state.save(&t.ws.snapshot_path())?;
+            Ok(outcome(action, true, pause_detail(t.state, daemon)))
         }
         Action::Resume => {
-            if !t.snapshot.paused {
+            if !t.state.resume_by_operator() {
                 return Ok(outcome(action, false, "not paused; nothing to do"));
             }
-            if t.snapshot.paused_for == Some(crate::state::snapshot::PauseCause::Budget) {
-                // The operator overrides the spent budget until it would have freed up.
-                t.snapshot.budget_waived_until = t.snapshot.resume_at.clone();
-            }
-            t.snapshot.unpause();
-            t.snapshot.save(&t.ws.snapshot_path())?;
+            t.state.save(&t.ws.snapshot_path())?;
             Ok(outcome(action, true, "runtime resumed"))
         }
         Action::Stop => {
             if daemon {
-                t.snapshot.stop_requested = true;
-                t.snapshot.save(&t.ws.snapshot_path())?;
-                return Ok(outcome(action, true, stop_detail(t.snapshot)));
+                t.state.request_stop();
+                t.state.save(&t.ws.snapshot_path())?;
+                return Ok(outcome(action, true, stop_detail(t.state)));
             }
             let applied =
-                t.snapshot.process_running || t.snapshot.paused || t.snapshot.stop_requested;
-            t.snapshot.process_running = false;
-            t.snapshot.unpause();
-            t.snapshot.stop_requested = false;
-            t.snapshot.save(&t.ws.snapshot_path())?;
+                t.state.process_running() || t.state.is_paused() || t.state.stop_requested();
+            t.state.stopped();
+            t.state.save(&t.ws.snapshot_path())?;
             let detail = if applied {
                 "runtime stopped; the next start resumes any active item at its recorded stage"
             } else {
@@ -336,19 +314,15 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
             Ok(outcome(action, applied, detail))
         }
         Action::RetryActive { reason, scope } => {
-            let (Some(kind), Some(id)) = (
-                t.snapshot.active_work_item_kind,
-                t.snapshot.active_work_item_id.clone(),
-            ) else {
+            let Some((kind, id, plane)) = t.state.active().and_then(|a| {
+                let (kind, id) = a.subject.item()?;
+                Some((kind, id.to_string(), a.plane()))
+            }) else {
                 return Ok(outcome(action, false, "no active work item to retry"));
             };
             if let Some(scope) = scope {
-                if t.snapshot.active_plane != Some(*scope) {
-                    let plane = t
-                        .snapshot
-                        .active_plane
-                        .map(|p| p.to_string())
-                        .unwrap_or_else(|| "none".into());
+                if plane != *scope {
+                    let plane = plane.to_string();
                     t.events.emit(
                         "retry_active_skipped",
                         json!({"requested_scope": scope, "active_plane": plane,
@@ -367,8 +341,8 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
             t.counters.reset_item(kind, &id);
             t.counters.save(&t.ws.counters_path())?;
             let depths = t.queue.depths();
-            let running = t.snapshot.process_running && daemon;
-            crate::state::reset_idle(t.ws, t.snapshot, depths, running, false)?;
+            let running = t.state.process_running() && daemon;
+            crate::state::reset_idle(t.ws, t.state, depths, running, false)?;
             t.events.emit(
                 "work_item_requeued",
                 json!({"kind": kind, "id": id, "reason": reason}),
@@ -394,13 +368,13 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
             }
             let applied = requeued > 0
                 || !t.counters.entries.is_empty()
-                || t.snapshot.active_stage.is_some()
-                || t.snapshot.paused
-                || t.snapshot.stop_requested;
+                || t.state.active().is_some()
+                || t.state.is_paused()
+                || t.state.stop_requested();
             t.counters.clear();
             t.counters.save(&t.ws.counters_path())?;
             let depths = t.queue.depths();
-            crate::state::reset_idle(t.ws, t.snapshot, depths, daemon, true)?;
+            crate::state::reset_idle(t.ws, t.state, depths, daemon, true)?;
             let detail = if applied {
                 format!("cleared stale runtime state; requeued={requeued}")
             } else {
@@ -435,10 +409,8 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
                 _ => ("mailbox_add_spec_applied", "spec_id"),
             };
             t.events.emit(event, json!({key: doc.id(), "path": rel}))?;
-            let depths_now = t.queue.depths();
-            t.snapshot.queue_depth_execution = depths_now.0;
-            t.snapshot.queue_depth_planning = depths_now.1;
-            t.snapshot.save(&t.ws.snapshot_path())?;
+            t.state.set_depths(t.queue.depths());
+            t.state.save(&t.ws.snapshot_path())?;
             let mut out = outcome(action, true, format!("{} {} queued", doc.kind(), doc.id()));
             out.artifact_path = Some(rel);
             Ok(out)

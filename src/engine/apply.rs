@@ -1,20 +1,18 @@
-//! Applying a stage result: persist it, route it through the frozen plan, act on the route.
+//! Applying a stage result: persist it, route it through the frozen plan, and turn the
+//! route into a [`Transition`] (applied by `transition.rs` in its fixed order).
 
-use std::path::Path;
+use serde_json::{json, Value};
 
-use serde_json::json;
-
-use super::closure::ClosureTarget;
 use super::incidents::{self, Lineage};
 use super::request::RuntimeErrorContext;
+use super::transition::{Counting, Move, Next, Transition};
 use super::Engine;
 use crate::compiler::{Consequence, Route};
 use crate::error::{Error, Result};
 use crate::model::{Plane, Stage, TerminalResult, WorkItemKind};
-use crate::queue::QueueError;
 use crate::runners::{self, FailureClass, RawResult, StageRequest, StageResult};
+use crate::state::closure::ClosureTarget;
 use crate::state::counters::RUNTIME_REPAIR;
-use crate::state::markers;
 use crate::state::snapshot::PauseCause;
 use crate::workspace::{atomic, Folder};
 
@@ -34,24 +32,52 @@ fn normalize_class(raw: &str) -> String {
     out.trim_matches('_').to_string()
 }
 
-/// Append a dated line under a `## Runtime History` heading at the end of a document.
-fn append_history(path: &Path, line: &str) -> Result<()> {
-    let Ok(mut text) = std::fs::read_to_string(path) else {
-        return Ok(());
-    };
-    if !text.ends_with('\n') {
-        text.push('\n');
+/// Blocking the active item: its history line and the `work_item_blocked` event's failure
+/// fields (the harness's diagnosis and what it refused, when a stage result says so).
+fn block(why: String, result: Option<&StageResult>) -> Move {
+    let failure = result.and_then(|r| r.diagnosis.as_ref());
+    let refused = result.map(|r| r.refused.clone()).unwrap_or_default();
+    let mut history = format!("blocked by the runtime: {why}");
+    if let Some(d) = failure {
+        history.push_str(&format!("; {}: {}", d.kind, d.message));
     }
-    if !text.contains("\n## Runtime History\n") {
-        text.push_str("\n## Runtime History\n\n");
+    if !refused.is_empty() {
+        history.push_str(&format!("; the harness refused: {}", refused.join(" | ")));
     }
-    text.push_str(&format!(
-        "- {} {}\n",
-        crate::time::now_string(),
-        line.replace('\n', " ")
-    ));
-    atomic::write_atomic(path, text.as_bytes())?;
-    Ok(())
+    Move::Block {
+        failure: json!({"failure_class": failure.map(|d| d.kind.as_str()),
+                        "failure_message": failure.map(|d| d.message.as_str()),
+                        "refused": refused}),
+        why,
+        history,
+    }
+}
+
+/// `stage_completed`: what the stage answered, and for a failure its class and the harness's
+/// own words (what `watch` prints).
+fn stage_completed(
+    req: &StageRequest,
+    result: &StageResult,
+    result_rel: &str,
+    kind: WorkItemKind,
+    id: &str,
+) -> (&'static str, Value) {
+    let failure = result.diagnosis.as_ref();
+    (
+        "stage_completed",
+        json!({"request_id": req.request_id, "stage": req.stage, "plane": req.plane,
+               "run_id": req.run_id, "work_item_kind": kind, "work_item_id": id,
+               "terminal_result": result.terminal_result,
+               "failure_class": failure.map(|d| d.kind.as_str()),
+               "failure_message": failure.map(|d| d.message.as_str()),
+               "normalization_failure": result.metadata.failure_class,
+               "refused": result.refused,
+               "last_line": result.last_line,
+               "request_kind": req.request_kind.as_str(),
+               "stage_result_path": result_rel,
+               "duration_seconds": result.duration_seconds,
+               "token_usage": result.token_usage}),
+    )
 }
 
 impl Engine {
@@ -116,9 +142,8 @@ impl Engine {
         req: &StageRequest,
         raw: RawResult,
     ) -> Result<StageResult> {
-        if self.snapshot.active_stage != Some(req.stage)
-            || self.snapshot.active_run_id.as_deref() != Some(req.run_id.as_str())
-        {
+        let active = self.state.active().map(|a| (a.stage, a.run_id.as_str()));
+        if active != Some((req.stage, req.run_id.as_str())) {
             return Err(Error::msg(
                 "stage result does not match the runtime snapshot's active stage and run",
             ));
@@ -158,7 +183,7 @@ impl Engine {
             self.hold_for_environment(req, &result, diagnosis, result_rel, kind, &id)?;
             return Ok(result);
         }
-        self.snapshot.rate_limit_strikes = 0;
+        self.state.rate_limit_cleared();
         let counters = &self.counters;
         let route = self
             .plan
@@ -166,12 +191,6 @@ impl Engine {
                 counters.count(key, kind, &id)
             })
             .map_err(|e| Error::msg(e.to_string()))?;
-        markers::write(
-            &self.ws.status_path(req.plane),
-            req.plane,
-            &result.summary_status_marker,
-        )?;
-        *self.snapshot.marker_mut(req.plane) = result.summary_status_marker.clone();
         crate::failpoint::transition("stage_result.after_route")?;
         let class = result
             .metadata
@@ -181,93 +200,48 @@ impl Engine {
                 (result.terminal_result == TerminalResult::Blocked)
                     .then(|| format!("{}_blocked", req.stage))
             });
-        let previous_result = self.snapshot.last_stage_result_path.clone();
-        let (action, next_stage, reason) = match &route {
+        let identity = (kind, id.clone());
+        let (mut t, action, reason) = match route {
             Route::Stage {
                 next,
                 budget_key,
                 reason,
             } => {
+                let mut t = Transition::new(identity, Next::Advance(next));
                 if let Some(key) = budget_key {
-                    self.counters.increment(key, kind, &id);
-                    self.counters.save(&self.ws.counters_path())?;
+                    t.counting = Counting::Increment(key);
                 }
-                let s = &mut self.snapshot;
-                s.active_plane = Some(next.plane());
-                s.active_stage = Some(*next);
-                s.active_since = Some(crate::time::now_string());
-                s.current_failure_class = if result.success { None } else { class.clone() };
-                self.mirror_counters();
-                ("run_stage", Some(*next), reason.clone())
+                t.failure_class = if result.success { None } else { class };
+                (t, "run_stage", reason)
             }
             Route::Terminal {
                 consequence,
                 reason,
                 ..
             } => {
-                let action = self.apply_terminal(
-                    req,
-                    &result,
-                    *consequence,
-                    kind,
-                    &id,
-                    class.clone(),
-                    previous_result,
-                    reason,
-                )?;
-                (action, None, reason.clone())
+                let (t, action) =
+                    self.terminal(req, &result, consequence, identity, class, &reason)?;
+                (t, action, reason)
             }
         };
-        let depths = self.queue.depths();
-        let s = &mut self.snapshot;
-        s.last_terminal_result = Some(result.terminal_result);
-        s.last_stage_result_path = Some(result_rel.clone());
-        s.queue_depth_execution = depths.0;
-        s.queue_depth_planning = depths.1;
-        crate::failpoint::transition("stage_result.before_snapshot")?;
-        self.save_snapshot()?;
-        let failure = result
-            .metadata
-            .failure_class
-            .map(|c| c.as_str().to_string());
-        self.emit_stage_completed(req, &result, &result_rel, kind, &id)?;
-        self.events.emit(
+        let next_stage = match t.next {
+            Next::Advance(stage) => Some(stage),
+            Next::Idle { .. } => None,
+        };
+        t.marker = Some((req.plane, result.summary_status_marker.clone()));
+        t.result = Some((result.terminal_result, result_rel.clone()));
+        t.events
+            .push(stage_completed(req, &result, &result_rel, kind, &id));
+        t.events.push((
             "router_decision",
             json!({"action": action, "plane": req.plane, "run_id": req.run_id,
                    "work_item_kind": kind, "work_item_id": id, "stage": req.stage,
-                   "terminal_result": result.terminal_result, "failure_class": failure,
-                   "next_stage": next_stage, "reason": reason}),
-        )?;
-        Ok(result)
-    }
-
-    /// `stage_completed`: what the stage answered, and for a failure its class and the
-    /// harness's own words (what `watch` prints).
-    fn emit_stage_completed(
-        &self,
-        req: &StageRequest,
-        result: &StageResult,
-        result_rel: &str,
-        kind: WorkItemKind,
-        id: &str,
-    ) -> Result<()> {
-        let failure = result.diagnosis.as_ref();
-        self.events.emit(
-            "stage_completed",
-            json!({"request_id": req.request_id, "stage": req.stage, "plane": req.plane,
-                   "run_id": req.run_id, "work_item_kind": kind, "work_item_id": id,
                    "terminal_result": result.terminal_result,
-                   "failure_class": failure.map(|d| d.kind.as_str()),
-                   "failure_message": failure.map(|d| d.message.as_str()),
-                   "normalization_failure": result.metadata.failure_class,
-                   "refused": result.refused,
-                   "last_line": result.last_line,
-                   "request_kind": req.request_kind.as_str(),
-                   "stage_result_path": result_rel,
-                   "duration_seconds": result.duration_seconds,
-                   "token_usage": result.token_usage}),
-        )?;
-        Ok(())
+                   "failure_class": result.metadata.failure_class.map(|c| c.as_str().to_string()),
+                   "next_stage": next_stage, "reason": reason}),
+        ));
+        self.commit(t)?;
+        Ok(result)
     }
 
     /// An environment failure (harness missing, not logged in, refused our command line, out
@@ -283,13 +257,13 @@ impl Engine {
         kind: WorkItemKind,
         id: &str,
     ) -> Result<()> {
+        let completed = stage_completed(req, result, &result_rel, kind, id);
+        self.state.record_result(result.terminal_result, result_rel);
         if let Some(next) = self.next_fallback(req, &result.runner_name, diagnosis) {
-            self.snapshot.runner_override = Some(next.clone());
-            self.snapshot.current_failure_class = Some(diagnosis.kind.as_str().to_string());
-            self.snapshot.last_terminal_result = Some(result.terminal_result);
-            self.snapshot.last_stage_result_path = Some(result_rel.clone());
+            self.state
+                .switch_runner(next.clone(), diagnosis.kind.as_str().to_string());
             self.save_snapshot()?;
-            self.emit_stage_completed(req, result, &result_rel, kind, id)?;
+            self.events.emit(completed.0, completed.1)?;
             self.events.emit(
                 "runner_fallback",
                 json!({"from": result.runner_name, "to": next, "stage": req.stage,
@@ -313,54 +287,30 @@ impl Engine {
         let mut shown = diagnosis.clone();
         shown.reset_at = resume_at;
         let reason = runners::harness::pause_reason(&result.runner_name, &shown);
-        let s = &mut self.snapshot;
-        s.paused = true;
-        s.paused_for = Some(if rate_limited {
+        let cause = if rate_limited {
             PauseCause::RateLimit
         } else {
             PauseCause::Harness
-        });
+        };
         if rate_limited && diagnosis.reset_at.is_none() {
-            s.rate_limit_strikes = s.rate_limit_strikes.saturating_add(1);
+            self.state.rate_limited();
         }
-        s.pause_reason = Some(reason.clone());
-        s.resume_at = resume_at.map(crate::time::format);
-        s.current_failure_class = Some(diagnosis.kind.as_str().to_string());
-        s.last_terminal_result = Some(result.terminal_result);
-        s.last_stage_result_path = Some(result_rel.clone());
+        let resume_at = resume_at.map(crate::time::format);
+        self.state
+            .pause_self(cause, reason.clone(), resume_at.clone());
+        self.state
+            .note_failure(diagnosis.kind.as_str().to_string());
         self.save_snapshot()?;
-        self.emit_stage_completed(req, result, &result_rel, kind, id)?;
+        self.events.emit(completed.0, completed.1)?;
         self.events.emit(
             "runtime_paused",
             json!({"reason": reason, "failure_class": diagnosis.kind.as_str(),
                    "failure_message": diagnosis.message, "runner": result.runner_name,
                    "stage": req.stage, "run_id": req.run_id,
                    "work_item_kind": kind, "work_item_id": id,
-                   "resume_at": self.snapshot.resume_at,
+                   "resume_at": resume_at,
                    "action": "the item stays active; `millrace resume` re-runs this stage"}),
         )?;
-        Ok(())
-    }
-
-    /// Clear the active part of the snapshot after an item left `active/`.
-    fn release_item(
-        &mut self,
-        kind: WorkItemKind,
-        id: &str,
-        class: Option<String>,
-        idle_markers: bool,
-    ) -> Result<()> {
-        self.counters.reset_item(kind, id);
-        self.counters.save(&self.ws.counters_path())?;
-        self.forget_item_usage(kind, id)?;
-        self.snapshot.clear_active();
-        self.snapshot.current_failure_class = class;
-        if idle_markers {
-            for plane in Plane::ALL {
-                markers::write(&self.ws.status_path(plane), plane, markers::IDLE)?;
-                *self.snapshot.marker_mut(plane) = markers::IDLE.into();
-            }
-        }
         Ok(())
     }
 
@@ -371,115 +321,80 @@ impl Engine {
         id: &str,
         why: &str,
     ) -> Result<()> {
-        self.block_item(kind, id, why, None)?;
-        self.release_item(kind, id, Some("budget_exhausted".into()), true)?;
-        self.save_snapshot()
+        let mut t = Transition::new((kind, id.to_string()), Next::Idle { idle_markers: true });
+        t.moves.push(block(why.to_string(), None));
+        t.counting = Counting::Release;
+        t.failure_class = Some("budget_exhausted".into());
+        self.commit(t)
     }
 
-    /// Move the active item to `blocked/`, recording why in its history and the event log.
-    fn block_item(
-        &mut self,
-        kind: WorkItemKind,
-        id: &str,
-        why: &str,
-        result: Option<&StageResult>,
-    ) -> Result<()> {
-        let failure = result.and_then(|r| r.diagnosis.as_ref());
-        let refused = result.map(|r| r.refused.as_slice()).unwrap_or_default();
-        let mut history = format!("blocked by the runtime: {why}");
-        if let Some(d) = failure {
-            history.push_str(&format!("; {}: {}", d.kind, d.message));
-        }
-        if !refused.is_empty() {
-            history.push_str(&format!("; the harness refused: {}", refused.join(" | ")));
-        }
-        match self.queue.block(kind, id) {
-            Ok(path) => append_history(&path, &history)?,
-            Err(e) => {
-                self.events.emit(
-                    "runtime_blocked_mark_failed",
-                    json!({"reason": why, "work_item_kind": kind, "work_item_id": id, "error": e.to_string()}),
-                )?;
-            }
-        }
-        self.events.emit(
-            "work_item_blocked",
-            json!({"kind": kind, "id": id, "reason": why,
-                   "failure_class": failure.map(|d| d.kind.as_str()),
-                   "failure_message": failure.map(|d| d.message.as_str()),
-                   "refused": refused}),
-        )?;
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn apply_terminal(
-        &mut self,
+    /// The transition a route's final target makes, and the `router_decision` action.
+    fn terminal(
+        &self,
         req: &StageRequest,
         result: &StageResult,
         consequence: Consequence,
-        kind: WorkItemKind,
-        id: &str,
+        identity: (WorkItemKind, String),
         class: Option<String>,
-        previous_result: Option<String>,
         reason: &str,
-    ) -> Result<&'static str> {
-        if req.closure_target_root_spec_id.is_some() {
-            return self.apply_closure(req, result, consequence, class);
+    ) -> Result<(Transition, &'static str)> {
+        if let Some(root) = &req.closure_target_root_spec_id {
+            return self.judge_closure(req, result, consequence, root, class);
         }
-        match consequence {
+        let (kind, id) = identity.clone();
+        let leave = |idle_markers: bool, class: Option<String>| {
+            let mut t = Transition::new(identity.clone(), Next::Idle { idle_markers });
+            t.counting = Counting::Release;
+            t.failure_class = class;
+            t
+        };
+        Ok(match consequence {
             Consequence::Complete => {
-                match self.queue.complete(kind, id) {
-                    Ok(_) => {}
-                    Err(QueueError::NotActive { .. })
-                        if self.ws.item_path(kind, Folder::Done, id).exists() => {}
-                    Err(e) => return Err(e.into()),
-                }
-                self.events
-                    .emit("work_item_completed", json!({"kind": kind, "id": id}))?;
-                self.release_item(kind, id, None, true)?;
-                Ok("idle")
+                let mut t = leave(true, None);
+                t.moves.push(Move::Complete);
+                (t, "idle")
             }
             Consequence::Handoff => {
-                let lineage = self.lineage_of(kind, id);
-                let incident = incidents::handoff(kind, id, result, &lineage, previous_result);
-                let path = self.queue.enqueue(&incident)?;
-                crate::failpoint::transition("handoff.after_incident")?;
-                self.events.emit(
-                    "runtime_handoff_incident_enqueued",
-                    json!({"incident_id": incident.id(), "source_work_item_kind": kind,
-                           "source_work_item_id": id, "destination": self.ws.rel(&path),
-                           "root_spec_id": lineage.root_spec_id}),
-                )?;
-                self.block_item(
-                    kind,
-                    id,
-                    &format!("handed off to planning as incident {}", incident.id()),
-                    Some(result),
-                )?;
-                self.release_item(kind, id, class, false)?;
-                Ok("handoff")
+                let lineage = self.lineage_of(kind, &id);
+                let previous = self.state.last_stage_result_path().map(str::to_string);
+                let incident = incidents::handoff(kind, &id, result, &lineage, previous);
+                let why = format!("handed off to planning as incident {}", incident.id());
+                let mut t = leave(false, class);
+                t.moves.push(Move::Enqueue {
+                    incident,
+                    source_kind: kind,
+                    root_spec_id: lineage.root_spec_id,
+                    after: "handoff.after_incident",
+                });
+                t.moves.push(block(why, Some(result)));
+                (t, "handoff")
             }
             Consequence::Block | Consequence::Remediation | Consequence::CloseTarget => {
                 let why = format!("{reason} (last result {})", result.terminal_result);
-                self.block_item(kind, id, &why, Some(result))?;
-                self.release_item(kind, id, class, false)?;
-                Ok("blocked")
+                let mut t = leave(false, class);
+                t.moves.push(block(why, Some(result)));
+                (t, "blocked")
             }
-        }
+        })
     }
 
     /// The arbiter's outcomes on its closure target (spec 07 §8).
-    fn apply_closure(
-        &mut self,
+    fn judge_closure(
+        &self,
         req: &StageRequest,
         result: &StageResult,
         consequence: Consequence,
+        root: &str,
         class: Option<String>,
-    ) -> Result<&'static str> {
-        let root = req.closure_target_root_spec_id.clone().unwrap_or_default();
-        let path = ClosureTarget::path(&self.ws, &root);
-        let mut target = ClosureTarget::load(&path)?;
+    ) -> Result<(Transition, &'static str)> {
+        let mut target = ClosureTarget::load(&self.ws.closure_target_path(root))?;
+        let mut t = Transition::new(
+            (WorkItemKind::Spec, root.to_string()),
+            Next::Idle {
+                idle_markers: false,
+            },
+        );
+        t.counting = Counting::Release;
         target.latest_verdict_path = req
             .preferred_verdict_path
             .as_ref()
@@ -487,15 +402,11 @@ impl Engine {
             .map(|p| self.ws.rel(p));
         target.latest_report_path = None;
         if let Some(report) = result.report_artifact.as_ref().filter(|p| p.is_file()) {
-            let dest = self
-                .ws
-                .arbiter_dir()
-                .join("reports")
-                .join(format!("{}.md", req.run_id));
-            let text = std::fs::read(report)
+            let path = self.ws.arbiter_report_path(&req.run_id);
+            let bytes = std::fs::read(report)
                 .map_err(|e| crate::workspace::atomic::IoError::path("read", report, e))?;
-            atomic::write_atomic(&dest, &text)?;
-            target.latest_report_path = Some(self.ws.rel(&dest));
+            target.latest_report_path = Some(self.ws.rel(&path));
+            t.moves.push(Move::Write { path, bytes });
         }
         target.last_arbiter_run_id = Some(req.run_id.clone());
         target.closure_blocked_by_lineage_work = false;
@@ -505,47 +416,48 @@ impl Engine {
             Consequence::CloseTarget | Consequence::Complete => {
                 target.closure_open = false;
                 target.closed_at = Some(crate::time::now_string());
-                target.save(&self.ws)?;
-                crate::failpoint::transition("closure.after_close")?;
-                self.events.emit(
+                t.moves.push(Move::SaveTarget {
+                    target,
+                    after: Some("closure.after_close"),
+                });
+                t.next = Next::Idle { idle_markers: true };
+                t.events.push((
                     "closure_target_closed",
                     json!({"root_spec_id": root, "run_id": req.run_id}),
-                )?;
-                self.release_item(WorkItemKind::Spec, &root, None, true)?;
+                ));
                 "idle"
             }
             Consequence::Remediation | Consequence::Handoff => {
-                target.save(&self.ws)?;
                 let incident =
-                    incidents::remediation(&root, target.root_idea_id.as_deref(), result);
-                let dest = self.queue.enqueue(&incident)?;
-                crate::failpoint::transition("remediation.after_incident")?;
-                self.events.emit(
-                    "runtime_handoff_incident_enqueued",
-                    json!({"incident_id": incident.id(), "source_work_item_kind": "spec",
-                           "source_work_item_id": root, "destination": self.ws.rel(&dest),
-                           "root_spec_id": root}),
-                )?;
-                self.release_item(
-                    WorkItemKind::Spec,
-                    &root,
-                    Some("arbiter_parity_gap".into()),
-                    false,
-                )?;
+                    incidents::remediation(root, target.root_idea_id.as_deref(), result);
+                t.moves.push(Move::SaveTarget {
+                    target,
+                    after: None,
+                });
+                t.moves.push(Move::Enqueue {
+                    incident,
+                    source_kind: WorkItemKind::Spec,
+                    root_spec_id: Some(root.to_string()),
+                    after: "remediation.after_incident",
+                });
+                t.failure_class = Some("arbiter_parity_gap".into());
                 "handoff"
             }
             Consequence::Block => {
-                target.save(&self.ws)?;
-                self.events.emit(
+                t.events.push((
                     "closure_target_blocked",
                     json!({"root_spec_id": root, "run_id": req.run_id, "failure_class": class,
                            "arbiter_runs": target.arbiter_runs}),
-                )?;
-                self.release_item(WorkItemKind::Spec, &root, class, false)?;
+                ));
+                t.moves.push(Move::SaveTarget {
+                    target,
+                    after: None,
+                });
+                t.failure_class = class;
                 "blocked"
             }
         };
-        Ok(action)
+        Ok((t, action))
     }
 
     /// A failure after the stage produced its result: send the item to its plane's repair
@@ -553,43 +465,60 @@ impl Engine {
     pub(crate) fn post_stage_recovery(&mut self, req: &StageRequest, message: &str) -> Result<()> {
         tracing::warn!(stage = %req.stage, %message, "post-stage failure");
         let code = format!("{}_post_stage_apply_failed", req.plane);
-        if req.closure_target_root_spec_id.is_some() {
-            self.events.emit(
-                "runtime_post_stage_recovery_scheduled",
-                json!({"error_code": code, "plane": req.plane, "failed_stage": req.stage,
-                       "repair_stage": null, "exception_message": message,
-                       "closure_target_root_spec_id": req.closure_target_root_spec_id}),
-            )?;
-            self.snapshot.clear_active();
-            self.snapshot.current_failure_class = Some(code);
-            return self.save_snapshot();
-        }
-        let Ok((kind, id)) = self.identity(req) else {
-            self.snapshot.clear_active();
-            return self.save_snapshot();
+        let scheduled = |repair: Option<Stage>, extra: Value| {
+            let mut data = json!({"error_code": code, "plane": req.plane,
+                                  "failed_stage": req.stage, "repair_stage": repair,
+                                  "exception_message": message});
+            if let (Some(data), Value::Object(extra)) = (data.as_object_mut(), extra) {
+                data.extend(extra);
+            }
+            ("runtime_post_stage_recovery_scheduled", data)
         };
+        let identity = match (&req.closure_target_root_spec_id, self.identity(req)) {
+            (Some(root), _) => {
+                let mut t = Transition::new(
+                    (WorkItemKind::Spec, root.clone()),
+                    Next::Idle {
+                        idle_markers: false,
+                    },
+                );
+                t.failure_class = Some(code.clone());
+                t.events.push(scheduled(
+                    None,
+                    json!({"closure_target_root_spec_id": root}),
+                ));
+                return self.commit(t);
+            }
+            (None, Ok(identity)) => identity,
+            (None, Err(_)) => {
+                self.state.go_idle(None, false);
+                return self.save_snapshot();
+            }
+        };
+        let (kind, id) = identity.clone();
         if !self.ws.item_path(kind, Folder::Active, &id).exists() {
-            self.events.emit(
-                "runtime_post_stage_recovery_scheduled",
-                json!({"error_code": code, "plane": req.plane, "failed_stage": req.stage,
-                       "repair_stage": null, "work_item_kind": kind, "work_item_id": id,
-                       "exception_message": message, "action": "item is no longer active; cleared"}),
-            )?;
-            self.release_item(kind, &id, Some(code), true)?;
-            return self.save_snapshot();
+            let mut t = Transition::new(identity, Next::Idle { idle_markers: true });
+            t.counting = Counting::Release;
+            t.failure_class = Some(code.clone());
+            t.events.push(scheduled(
+                None,
+                json!({"work_item_kind": kind, "work_item_id": id,
+                       "action": "item is no longer active; cleared"}),
+            ));
+            return self.commit(t);
         }
         let used = self.counters.count(RUNTIME_REPAIR, kind, &id);
-        if used >= self.config.recovery.max_runtime_repairs {
-            let why = format!(
-                "runtime repair budget spent ({used}/{}) after: {message}",
-                self.config.recovery.max_runtime_repairs
-            );
-            self.block_item(kind, &id, &why, None)?;
-            self.release_item(kind, &id, Some(code), false)?;
-            return self.save_snapshot();
+        let limit = self.config.recovery.max_runtime_repairs;
+        if used >= limit {
+            let why = format!("runtime repair budget spent ({used}/{limit}) after: {message}");
+            let mut t = Transition::new(identity, Next::Idle {
+                idle_markers: false,
+            });
+            t.moves.push(block(why, None));
+            t.counting = Counting::Release;
+            t.failure_class = Some(code);
+            return self.commit(t);
         }
-        self.counters.increment(RUNTIME_REPAIR, kind, &id);
-        self.counters.save(&self.ws.counters_path())?;
         let repair = match req.plane {
             Plane::Execution => Stage::Troubleshooter,
             Plane::Planning => Stage::Mechanic,
@@ -606,7 +535,6 @@ impl Engine {
             message.replace('\n', " "),
             crate::time::now_string(),
         );
-        atomic::write_atomic(&report_path, report.as_bytes())?;
         let ctx = RuntimeErrorContext {
             schema_version: "1.0".into(),
             kind: "runtime_error_context".into(),
@@ -623,24 +551,23 @@ impl Engine {
             exception_message: message.to_string(),
             captured_at: crate::time::now_string(),
         };
-        atomic::write_atomic(
-            &self.ws.error_context_path(),
-            crate::yaml::to_string(&ctx).as_bytes(),
-        )?;
-        markers::write(&self.ws.status_path(req.plane), req.plane, "### BLOCKED")?;
-        let s = &mut self.snapshot;
-        *s.marker_mut(req.plane) = "### BLOCKED".into();
-        s.active_plane = Some(req.plane);
-        s.active_stage = Some(repair);
-        s.active_since = Some(crate::time::now_string());
-        s.current_failure_class = Some(code.clone());
-        self.save_snapshot()?;
-        self.events.emit(
-            "runtime_post_stage_recovery_scheduled",
-            json!({"error_code": code, "plane": req.plane, "failed_stage": req.stage,
-                   "repair_stage": repair, "work_item_kind": kind, "work_item_id": id,
-                   "exception_message": message, "report_path": report_path.display().to_string()}),
-        )?;
-        Ok(())
+        let mut t = Transition::new(identity, Next::Advance(repair));
+        t.events.push(scheduled(
+            Some(repair),
+            json!({"work_item_kind": kind, "work_item_id": id,
+                   "report_path": report_path.display().to_string()}),
+        ));
+        t.moves.push(Move::Write {
+            path: report_path,
+            bytes: report.into_bytes(),
+        });
+        t.moves.push(Move::Write {
+            path: self.ws.error_context_path(),
+            bytes: crate::yaml::to_string(&ctx).into_bytes(),
+        });
+        t.counting = Counting::Increment(RUNTIME_REPAIR.to_string());
+        t.marker = Some((req.plane, "### BLOCKED".into()));
+        t.failure_class = Some(code);
+        self.commit(t)
     }
 }

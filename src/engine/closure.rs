@@ -5,107 +5,15 @@
 //! bound is held (`closure_held`) with its reason, shown by `status` and `doctor`, instead of
 //! re-running the arbiter on every idle tick as the reference does.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
 
 use crate::documents::Document;
 use crate::model::WorkItemKind;
 use crate::queue::QueueStore;
-use crate::state::{load_yaml, save_yaml, StateError};
+use crate::state::closure::ClosureTarget;
+use crate::state::StateError;
 use crate::workspace::atomic;
 use crate::workspace::{Folder, Workspace};
-
-/// `arbiter/targets/<root_spec_id>.yaml`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClosureTarget {
-    pub schema_version: String,
-    pub kind: String,
-    pub root_spec_id: String,
-    pub root_idea_id: Option<String>,
-    pub root_spec_path: String,
-    pub root_idea_path: Option<String>,
-    pub rubric_path: String,
-    #[serde(default)]
-    pub latest_verdict_path: Option<String>,
-    #[serde(default)]
-    pub latest_report_path: Option<String>,
-    pub closure_open: bool,
-    #[serde(default)]
-    pub closure_blocked_by_lineage_work: bool,
-    #[serde(default)]
-    pub blocking_work_ids: Vec<String>,
-    pub opened_at: String,
-    #[serde(default)]
-    pub closed_at: Option<String>,
-    #[serde(default)]
-    pub last_arbiter_run_id: Option<String>,
-    /// Arbiter runs for this target; bounded by `recovery.max_arbiter_attempts`.
-    #[serde(default)]
-    pub arbiter_runs: u32,
-    /// Set when the arbiter bound was reached; the target waits for an operator.
-    #[serde(default)]
-    pub closure_held: Option<String>,
-    /// The latest arbiter outcome (`ARBITER_COMPLETE`, `REMEDIATION_NEEDED`, `BLOCKED`).
-    #[serde(default)]
-    pub latest_outcome: Option<String>,
-}
-
-impl ClosureTarget {
-    /// Where the target of `root` lives.
-    pub fn path(ws: &Workspace, root: &str) -> PathBuf {
-        ws.arbiter_dir()
-            .join("targets")
-            .join(format!("{root}.yaml"))
-    }
-
-    /// Read and validate a target file.
-    pub fn load(path: &Path) -> Result<ClosureTarget, StateError> {
-        load_yaml(path)
-    }
-
-    /// Save if changed (atomic; idle ticks write nothing).
-    pub fn save(&self, ws: &Workspace) -> Result<bool, StateError> {
-        save_yaml(&Self::path(ws, &self.root_spec_id), self)
-    }
-}
-
-/// Every target in `arbiter/targets/`, sorted by root spec id; unreadable files are skipped
-/// and reported (they never stop the daemon).
-pub fn list(ws: &Workspace) -> (Vec<ClosureTarget>, Vec<String>) {
-    list_except(ws, &HashSet::new())
-}
-
-/// Like [`list`], skipping the root spec ids in `skip` without reading their files (the
-/// daemon skips targets it already saw closed, so idle ticks do not grow with history).
-pub fn list_except(ws: &Workspace, skip: &HashSet<String>) -> (Vec<ClosureTarget>, Vec<String>) {
-    let dir = ws.arbiter_dir().join("targets");
-    let mut targets = Vec::new();
-    let mut problems = Vec::new();
-    let Ok(read) = std::fs::read_dir(&dir) else {
-        return (targets, problems);
-    };
-    let mut paths: Vec<PathBuf> = read
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .filter(|p| {
-            p.file_stem()
-                .map(|s| !skip.contains(s.to_string_lossy().as_ref()))
-                .unwrap_or(true)
-        })
-        .collect();
-    paths.sort();
-    for path in paths {
-        match ClosureTarget::load(&path) {
-            Ok(t) => targets.push(t),
-            Err(e) => problems.push(e.to_string()),
-        }
-    }
-    (targets, problems)
-}
 
 /// Whether a spec roots its own lineage (spec 07 §3, relaxed: the idea is optional).
 pub fn is_root_spec(doc: &Document) -> bool {
@@ -156,11 +64,11 @@ pub fn open_for_spec(
         return Ok(None);
     }
     let root = doc.id().to_string();
-    let path = ClosureTarget::path(ws, &root);
+    let path = ws.closure_target_path(&root);
     if path.exists() {
         return Ok(None);
     }
-    let contracts = ws.arbiter_dir().join("contracts");
+    let contracts = ws.arbiter_contracts_dir();
     let spec_copy = contracts.join("root-specs").join(format!("{root}.md"));
     let spec_text = std::fs::read(spec_path).unwrap_or_else(|_| doc.render().into_bytes());
     atomic::create_dir_all(spec_copy.parent().expect("has parent"))?;
@@ -182,7 +90,7 @@ pub fn open_for_spec(
         root_idea_id: doc.root_idea_id().map(str::to_string),
         root_spec_path: ws.rel(&spec_copy),
         root_idea_path: idea_rel,
-        rubric_path: ws.rel(&ws.arbiter_dir().join("rubrics").join(format!("{root}.md"))),
+        rubric_path: ws.rel(&ws.arbiter_rubric_path(&root)),
         latest_verdict_path: None,
         latest_report_path: None,
         closure_open: true,
@@ -208,7 +116,7 @@ pub fn backfill(ws: &Workspace, queue: &QueueStore) -> Result<Vec<String>, State
                 continue;
             };
             let roots_itself = info.root_spec_id.as_deref() == Some(info.id.as_str());
-            if !roots_itself || ClosureTarget::path(ws, &info.id).exists() {
+            if !roots_itself || ws.closure_target_path(&info.id).exists() {
                 continue;
             }
             if let Some(Ok(doc)) = queue.load(WorkItemKind::Spec, &entry.path) {

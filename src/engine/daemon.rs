@@ -355,7 +355,7 @@ pub fn run(
                                 )));
                             }
                             tail.forward(progress);
-                            if engine.snapshot().stop_requested
+                            if engine.state().stop_requested()
                                 && engine.config.runtime.stop_mode == StopMode::Interrupt
                             {
                                 cancel.cancel();

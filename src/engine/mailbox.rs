@@ -8,7 +8,6 @@ use crate::config::{Config, ConfigError};
 use crate::control::actions::{self, Action, Mode, Outcome, Target};
 use crate::control::mailbox::{self, Command, Disposition, Pending};
 use crate::error::{Error, Result};
-use crate::state::snapshot::ReloadOutcome;
 
 impl Engine {
     /// Apply every pending mailbox command in `issued_at` order; archive each.
@@ -93,7 +92,7 @@ impl Engine {
         }
         let mut target = Target {
             ws: &self.ws,
-            snapshot: &mut self.snapshot,
+            state: &mut self.state,
             counters: &mut self.counters,
             queue: &self.queue,
             events: &self.events,
@@ -109,8 +108,7 @@ impl Engine {
             .clone()
             .unwrap_or_else(|| self.ws.config_path());
         let failed = |engine: &mut Engine, error: String| -> Result<Outcome> {
-            engine.snapshot.last_reload_outcome = Some(ReloadOutcome::FailedRetainedPreviousPlan);
-            engine.snapshot.last_reload_error = Some(error.clone());
+            engine.state.reload_failed(error.clone());
             engine.save_snapshot()?;
             engine.events.emit(
                 "runtime_config_reload_failed",
@@ -157,15 +155,12 @@ impl Engine {
         ));
         self.registry = std::sync::Arc::new(registry);
         self.plan = plan;
-        let s = &mut self.snapshot;
-        s.runtime_mode = self.config.runtime.run_style;
-        s.active_mode_id = self.plan.mode_id.clone();
-        s.execution_loop_id = self.plan.execution_loop_id.clone();
-        s.planning_loop_id = self.plan.planning_loop_id.clone();
-        s.compiled_plan_id = self.plan.compiled_plan_id.clone();
-        s.config_version = self.config.fingerprint();
-        s.last_reload_outcome = Some(ReloadOutcome::Applied);
-        s.last_reload_error = None;
+        let plan = self.plan_identity();
+        self.state.reloaded(
+            self.config.runtime.run_style,
+            plan,
+            self.config.fingerprint(),
+        );
         self.save_snapshot()?;
         self.events.emit(
             "runtime_config_reloaded",

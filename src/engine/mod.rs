@@ -15,6 +15,7 @@ mod mailbox;
 mod reconcile;
 mod request;
 mod tick;
+mod transition;
 mod usage;
 
 use std::path::PathBuf;
@@ -31,6 +32,7 @@ use crate::queue::QueueStore;
 use crate::runners::{self, Registry};
 use crate::state::counters::Counters;
 use crate::state::events::EventLog;
+use crate::state::runtime::{Attempts, PlanIdentity, RuntimeState};
 use crate::state::snapshot::{Snapshot, WatcherMode};
 use crate::state::usage::Ledger;
 use crate::workspace::Workspace;
@@ -57,7 +59,8 @@ pub struct Engine {
     options: EngineOptions,
     config: Config,
     plan: FrozenRunPlan,
-    snapshot: Snapshot,
+    /// What is active, paused or stopped; saved as `state/runtime_snapshot.yaml`.
+    state: RuntimeState,
     counters: Counters,
     /// What the harnesses have spent (`state/usage_ledger.yaml`).
     ledger: Ledger,
@@ -185,12 +188,18 @@ impl Engine {
         let queue = QueueStore::new(ws)
             .with_settle(Duration::from_millis(config.watchers.settle_ms))
             .with_index();
-        let snapshot = match Snapshot::load(&ws.snapshot_path()) {
-            Ok(snapshot) => snapshot,
+        let (state, dropped_stage) = match Snapshot::load(&ws.snapshot_path()) {
+            Ok(snapshot) => {
+                let dropped = RuntimeState::dropped_activation(&snapshot)
+                    .then_some(snapshot.active_stage)
+                    .flatten();
+                let state = RuntimeState::from_snapshot(snapshot).map_err(Error::msg)?;
+                (state, dropped)
+            }
             Err(crate::state::StateError::Io(e)) => return Err(e.into()),
             Err(e) => {
                 set_aside(&queue, &events, &ws.snapshot_path(), &e.to_string())?;
-                Snapshot::bootstrap()
+                (RuntimeState::bootstrap(), None)
             }
         };
         let counters = match Counters::load(&ws.counters_path()) {
@@ -214,7 +223,7 @@ impl Engine {
             options,
             config,
             plan,
-            snapshot,
+            state,
             counters,
             ledger,
             queue,
@@ -235,28 +244,25 @@ impl Engine {
                 .events
                 .emit("stale_temp_files_removed", json!({"count": swept}))?;
         }
+        if let Some(stage) = dropped_stage {
+            engine.reconciled(
+                "missing_active_work_item_identity",
+                json!({"stage": stage, "action": "cleared active state"}),
+            )?;
+            engine.clear_active_state()?;
+        }
         engine.reconcile(true)?;
         closure::backfill(&engine.ws, &engine.queue)?;
         let depths = engine.queue.depths();
-        let s = &mut engine.snapshot;
-        s.runtime_mode = engine.config.runtime.run_style;
-        s.process_running = true;
-        s.active_mode_id = engine.plan.mode_id.clone();
-        s.execution_loop_id = engine.plan.execution_loop_id.clone();
-        s.planning_loop_id = engine.plan.planning_loop_id.clone();
-        s.compiled_plan_id = engine.plan.compiled_plan_id.clone();
-        s.compiled_plan_path = engine.ws.rel(&engine.ws.compiled_plan_path());
-        s.queue_depth_execution = depths.0;
-        s.queue_depth_planning = depths.1;
-        s.config_version = engine.config.fingerprint();
-        s.watcher_mode = engine.watcher_mode;
-        s.last_reload_outcome = None;
-        s.last_reload_error = if outcome.used_last_known_good {
-            Some(errors.join(", "))
-        } else {
-            None
-        };
-        s.started_at = Some(crate::time::now_string());
+        let plan = engine.plan_identity();
+        engine.state.started(
+            engine.config.runtime.run_style,
+            plan,
+            engine.config.fingerprint(),
+            engine.watcher_mode,
+            outcome.used_last_known_good.then(|| errors.join(", ")),
+        );
+        engine.state.set_depths(depths);
         engine.save_snapshot()?;
         engine.events.emit(
             "runtime_started",
@@ -272,7 +278,7 @@ impl Engine {
         if self.lock.took_over().is_none() {
             return Ok(());
         }
-        let Some(run_id) = &self.snapshot.active_run_id else {
+        let Some(run_id) = self.state.active().map(|a| &a.run_id) else {
             return Ok(());
         };
         let run_dir = self.ws.run_dir(run_id);
@@ -349,8 +355,7 @@ impl Engine {
             crate::model::Plane::Execution,
             crate::model::Plane::Planning,
         ] {
-            let marker = self.snapshot.marker_mut(plane).clone();
-            crate::state::markers::write(&self.ws.status_path(plane), plane, &marker)?;
+            crate::state::markers::write(&self.ws.status_path(plane), plane, self.state.marker(plane))?;
         }
         tracing::warn!(
             state_recreated,
@@ -368,9 +373,9 @@ impl Engine {
         &self.ws
     }
 
-    /// The in-memory snapshot (saved at each step that changes it).
-    pub fn snapshot(&self) -> &Snapshot {
-        &self.snapshot
+    /// The runtime state (saved at each step that changes it).
+    pub fn state(&self) -> &RuntimeState {
+        &self.state
     }
 
     /// The config in effect (reloads replace it).
@@ -384,31 +389,44 @@ impl Engine {
     }
 
     pub(crate) fn save_snapshot(&mut self) -> Result<()> {
-        self.snapshot.save(&self.ws.snapshot_path())?;
+        self.state.save(&self.ws.snapshot_path())?;
         Ok(())
     }
 
-    /// Mirror the item's budget counters into the snapshot (display only).
+    /// The compiled plan in force, as the snapshot names it.
+    fn plan_identity(&self) -> PlanIdentity {
+        PlanIdentity {
+            mode_id: self.plan.mode_id.clone(),
+            execution_loop_id: self.plan.execution_loop_id.clone(),
+            planning_loop_id: self.plan.planning_loop_id.clone(),
+            compiled_plan_id: self.plan.compiled_plan_id.clone(),
+            compiled_plan_path: self.ws.rel(&self.ws.compiled_plan_path()),
+        }
+    }
+
+    /// Mirror the active item's budget counters into the snapshot (display only).
     pub(crate) fn mirror_counters(&mut self) {
-        let (kind, id) = match (
-            self.snapshot.active_work_item_kind,
-            self.snapshot.active_work_item_id.clone(),
-        ) {
-            (Some(k), Some(i)) => (k, i),
-            _ => return,
+        let Some((kind, id)) = self
+            .state
+            .active()
+            .and_then(|a| a.subject.item())
+            .map(|(k, i)| (k, i.to_string()))
+        else {
+            return;
         };
         let c = &self.counters;
-        self.snapshot.troubleshoot_attempt_count = c.count("troubleshoot", kind, &id);
-        self.snapshot.mechanic_attempt_count = c.count("mechanic", kind, &id);
-        self.snapshot.fix_cycle_count = c.count("fix_cycle", kind, &id);
-        self.snapshot.consultant_invocations = c.count("consultant", kind, &id);
+        self.state.set_attempts(Attempts {
+            troubleshoot: c.count("troubleshoot", kind, &id),
+            mechanic: c.count("mechanic", kind, &id),
+            fix_cycle: c.count("fix_cycle", kind, &id),
+            consultant: c.count("consultant", kind, &id),
+        });
     }
 
     /// Leave the workspace: mark the process stopped; the lock is released on drop.
     pub fn shutdown(mut self, reason: &str) -> Result<()> {
         self.queue.flush_index();
-        self.snapshot.process_running = false;
-        self.snapshot.stop_requested = false;
+        self.state.shut_down();
         self.save_snapshot()?;
         self.events.emit(
             "runtime_daemon_lock_released",

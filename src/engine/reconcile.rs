@@ -7,44 +7,47 @@
 
 use serde_json::json;
 
-use super::closure::{self, ClosureTarget};
+use super::closure;
+use super::transition::{Counting, Next, Transition};
 use super::Engine;
 use crate::error::Result;
 use crate::model::{Plane, WorkItemKind};
+use crate::state::closure::ClosureTarget;
 use crate::state::markers;
+use crate::state::runtime::Subject;
 use crate::workspace::Folder;
 
 const ORPHAN_REASON: &str =
     "runtime stale-state clear: item was active but not owned by the runtime";
 
 impl Engine {
-    fn reconciled(&self, signal: &str, data: serde_json::Value) -> Result<()> {
+    pub(crate) fn reconciled(&self, signal: &str, data: serde_json::Value) -> Result<()> {
         let mut data = data;
         data["signal"] = json!(signal);
         self.events.emit("runtime_reconciled", data)?;
         Ok(())
     }
 
-    /// Clear the active part of the snapshot and reset both markers.
-    fn clear_active_state(&mut self) -> Result<()> {
-        self.snapshot.clear_active();
+    /// Nothing is active any more; both markers idle.
+    pub(crate) fn clear_active_state(&mut self) -> Result<()> {
         for plane in Plane::ALL {
             markers::write(&self.ws.status_path(plane), plane, markers::IDLE)?;
-            *self.snapshot.marker_mut(plane) = markers::IDLE.into();
         }
+        self.state.go_idle(None, true);
         self.save_snapshot()
+    }
+
+    /// The active work item, if the subject is one.
+    fn owned_item(&self) -> Option<(WorkItemKind, String)> {
+        self.state
+            .active()
+            .and_then(|a| a.subject.item())
+            .map(|(k, i)| (k, i.to_string()))
     }
 
     /// Repair disagreements between the snapshot, the queue folders and the counters.
     pub(crate) fn reconcile(&mut self, startup: bool) -> Result<()> {
-        let owned = match (
-            self.snapshot.active_work_item_kind,
-            self.snapshot.active_work_item_id.clone(),
-        ) {
-            (Some(k), Some(i)) => Some((k, i)),
-            _ => None,
-        };
-        if let Some((kind, id)) = &owned {
+        if let Some((kind, id)) = &self.owned_item() {
             if !self.ws.item_path(*kind, Folder::Active, id).exists() {
                 let found = self
                     .queue
@@ -54,18 +57,15 @@ impl Engine {
                     "snapshot_without_active_artifact",
                     json!({"kind": kind, "id": id, "found_in": found, "action": "cleared active state"}),
                 )?;
-                self.counters.reset_item(*kind, id);
-                self.counters.save(&self.ws.counters_path())?;
-                self.clear_active_state()?;
+                let mut t = Transition::new(
+                    (*kind, id.clone()),
+                    Next::Idle { idle_markers: true },
+                );
+                t.counting = Counting::Reset;
+                self.commit(t)?;
             }
         }
-        let owned = match (
-            self.snapshot.active_work_item_kind,
-            self.snapshot.active_work_item_id.clone(),
-        ) {
-            (Some(k), Some(i)) => Some((k, i)),
-            _ => None,
-        };
+        let owned = self.owned_item();
         for plane in Plane::ALL {
             for (kind, id) in self.queue.active_items(plane) {
                 if owned.as_ref() == Some(&(kind, id.clone())) {
@@ -79,29 +79,27 @@ impl Engine {
                 }
             }
         }
-        if self.snapshot.active_stage.is_some() && owned.is_none() {
-            let closure_ok = match &self.snapshot.active_closure_target {
-                Some(root) => ClosureTarget::load(&ClosureTarget::path(&self.ws, root))
-                    .map(|t| t.closure_open)
-                    .unwrap_or(false),
-                None => false,
-            };
-            if !closure_ok {
+        let closure = self
+            .state
+            .active()
+            .and_then(|a| Some((a.stage, a.subject.closure()?.to_string())));
+        if let Some((stage, root)) = closure {
+            let open = ClosureTarget::load(&self.ws.closure_target_path(&root))
+                .map(|t| t.closure_open)
+                .unwrap_or(false);
+            if !open {
                 self.reconciled(
                     "missing_active_work_item_identity",
-                    json!({"stage": self.snapshot.active_stage, "action": "cleared active state"}),
+                    json!({"stage": stage, "action": "cleared active state"}),
                 )?;
                 self.clear_active_state()?;
             }
         }
-        let active = owned.clone();
+        let subject = self.state.active().map(|a| a.subject.identity());
         let before = self.counters.entries.len();
-        self.counters.entries.retain(|e| {
-            active.as_ref() == Some(&(e.work_item_kind, e.work_item_id.clone()))
-                || (e.work_item_kind == WorkItemKind::Spec
-                    && self.snapshot.active_closure_target.as_deref()
-                        == Some(e.work_item_id.as_str()))
-        });
+        self.counters
+            .entries
+            .retain(|e| subject == Some((e.work_item_kind, e.work_item_id.as_str())));
         if self.counters.entries.len() != before {
             self.counters.save(&self.ws.counters_path())?;
             self.reconciled(
@@ -111,15 +109,13 @@ impl Engine {
         }
         if startup {
             self.recover_usage()?;
-            if let (Some(stage), Some(run)) = (
-                self.snapshot.active_stage,
-                self.snapshot.active_run_id.clone(),
-            ) {
+            if let Some(a) = self.state.active() {
+                let item = a.subject.item();
                 self.reconciled(
                     "resumed_active_stage",
-                    json!({"stage": stage, "run_id": run,
-                           "work_item_kind": self.snapshot.active_work_item_kind,
-                           "work_item_id": self.snapshot.active_work_item_id}),
+                    json!({"stage": a.stage, "run_id": a.run_id,
+                           "work_item_kind": item.map(|(k, _)| k),
+                           "work_item_id": item.map(|(_, i)| i)}),
                 )?;
             }
         }
@@ -137,15 +133,14 @@ impl Engine {
         };
         let stage = self.plan.entry_stage(claimed.kind);
         let run_id = crate::time::new_run_id();
-        let s = &mut self.snapshot;
-        s.active_plane = Some(stage.plane());
-        s.active_stage = Some(stage);
-        s.active_run_id = Some(run_id.clone());
-        s.active_work_item_kind = Some(claimed.kind);
-        s.active_work_item_id = Some(claimed.id.clone());
-        s.active_closure_target = None;
-        s.active_since = Some(crate::time::now_string());
-        s.current_failure_class = None;
+        self.state.activate(
+            stage,
+            run_id.clone(),
+            Subject::Item {
+                kind: claimed.kind,
+                id: claimed.id.clone(),
+            },
+        );
         self.mirror_counters();
         // Not saved here: the stage start (`mark_running`) saves it moments later, and a
         // crash in between leaves an unowned item in `active/`, which reconcile requeues.
@@ -175,7 +170,8 @@ impl Engine {
         let Some(stage) = self.plan.completion_behavior().map(|cb| cb.stage) else {
             return Ok(());
         };
-        let (targets, problems) = closure::list_except(&self.ws, &self.closed_targets);
+        let (targets, problems) =
+            crate::state::closure::list_except(&self.ws, &self.closed_targets);
         for problem in problems {
             tracing::warn!("unreadable closure target: {problem}");
         }
@@ -207,15 +203,13 @@ impl Engine {
             target.save(&self.ws)?;
             crate::failpoint::transition("arbiter.after_target_save")?;
             let run_id = crate::time::new_run_id();
-            let s = &mut self.snapshot;
-            s.active_plane = Some(stage.plane());
-            s.active_stage = Some(stage);
-            s.active_run_id = Some(run_id.clone());
-            s.active_work_item_kind = None;
-            s.active_work_item_id = None;
-            s.active_closure_target = Some(target.root_spec_id.clone());
-            s.active_since = Some(crate::time::now_string());
-            s.current_failure_class = None;
+            self.state.activate(
+                stage,
+                run_id.clone(),
+                Subject::Closure {
+                    root_spec_id: target.root_spec_id.clone(),
+                },
+            );
             self.events.emit(
                 "closure_target_ready",
                 json!({"root_spec_id": target.root_spec_id, "run_id": run_id,
@@ -228,14 +222,14 @@ impl Engine {
 
     /// The stop gate: leave the active item where it is (the next start resumes it).
     pub(crate) fn process_stop(&mut self, reason: &str) -> Result<()> {
-        self.snapshot.process_running = false;
-        self.snapshot.stop_requested = false;
-        self.snapshot.unpause();
+        self.state.stopped();
         self.save_snapshot()?;
+        let active = self.state.active();
         self.events.emit(
             "runtime_tick_stopped",
-            json!({"reason": reason, "active_work_item_id": self.snapshot.active_work_item_id,
-                   "active_stage": self.snapshot.active_stage}),
+            json!({"reason": reason,
+                   "active_work_item_id": active.and_then(|a| a.subject.item()).map(|(_, i)| i),
+                   "active_stage": active.map(|a| a.stage)}),
         )?;
         Ok(())
     }

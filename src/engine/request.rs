@@ -3,12 +3,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::closure::ClosureTarget;
+use crate::state::closure::ClosureTarget;
 use super::Engine;
 use crate::error::{Error, Result};
 use crate::model::{Plane, Stage, WorkItemKind};
 use crate::runners::{RequestKind, StageRequest};
 use crate::state::markers;
+use crate::state::runtime::Subject;
 use crate::workspace::{atomic, Folder};
 
 /// `state/runtime_error_context.yaml`: why the runtime sent an item to its repair stage.
@@ -34,10 +35,10 @@ pub struct RuntimeErrorContext {
 impl Engine {
     /// Build the request for the active stage (spec 08 §2, 07 §7).
     pub(crate) fn build_request(&mut self) -> Result<StageRequest> {
-        let s = &self.snapshot;
-        let (Some(stage), Some(run_id)) = (s.active_stage, s.active_run_id.clone()) else {
+        let Some(active) = self.state.active().cloned() else {
             return Err(Error::msg("no active stage to run"));
         };
+        let (stage, run_id) = (active.stage, active.run_id.clone());
         let plan = self
             .plan
             .stage_plan(stage)
@@ -52,8 +53,8 @@ impl Engine {
             plane: stage.plane(),
             stage,
             request_kind: RequestKind::ActiveWorkItem,
-            mode_id: s.active_mode_id.clone(),
-            compiled_plan_id: s.compiled_plan_id.clone(),
+            mode_id: self.state.plan().mode_id.clone(),
+            compiled_plan_id: self.state.plan().compiled_plan_id.clone(),
             entrypoint_path: rt.join(&plan.entrypoint_path),
             entrypoint_contract_id: plan.entrypoint_contract_id.clone(),
             required_skill_paths: plan.required_skills.iter().map(|p| rt.join(p)).collect(),
@@ -86,8 +87,8 @@ impl Engine {
             timeout_seconds: plan.timeout_seconds,
             idle_timeout_seconds: self.config.stage(stage).idle_timeout_seconds,
         };
-        if let Some(root) = s.active_closure_target.clone() {
-            let target_path = ClosureTarget::path(&self.ws, &root);
+        if let Subject::Closure { root_spec_id: root } = &active.subject {
+            let target_path = self.ws.closure_target_path(root);
             let target = ClosureTarget::load(&target_path)?;
             let root_path = self.ws.root();
             req.request_kind = RequestKind::ClosureTarget;
@@ -98,19 +99,12 @@ impl Engine {
             req.canonical_seed_idea_path =
                 target.root_idea_path.as_ref().map(|p| root_path.join(p));
             req.preferred_rubric_path = Some(root_path.join(&target.rubric_path));
-            req.preferred_verdict_path = Some(
-                self.ws
-                    .arbiter_dir()
-                    .join("verdicts")
-                    .join(format!("{root}.yaml")),
-            );
+            req.preferred_verdict_path = Some(self.ws.arbiter_verdict_path(root));
             req.preferred_report_path = Some(run_dir.join("arbiter_report.md"));
-        } else if let (Some(kind), Some(id)) =
-            (s.active_work_item_kind, s.active_work_item_id.clone())
-        {
-            req.active_work_item_path = Some(self.ws.item_path(kind, Folder::Active, &id));
-            req.active_work_item_kind = Some(kind);
-            req.active_work_item_id = Some(id);
+        } else if let Subject::Item { kind, id } = &active.subject {
+            req.active_work_item_path = Some(self.ws.item_path(*kind, Folder::Active, id));
+            req.active_work_item_kind = Some(*kind);
+            req.active_work_item_id = Some(id.clone());
             req.preferred_troubleshoot_report_path = Some(run_dir.join("troubleshoot_report.md"));
             if matches!(stage, Stage::Troubleshooter | Stage::Mechanic) {
                 if let Some(ctx) = self.matching_error_context(stage) {
@@ -130,12 +124,11 @@ impl Engine {
     fn matching_error_context(&self, stage: Stage) -> Option<RuntimeErrorContext> {
         let ctx: RuntimeErrorContext =
             crate::state::load_yaml(&self.ws.error_context_path()).ok()?;
-        let s = &self.snapshot;
+        let active = self.state.active()?;
         let matches = ctx.repair_stage == stage
-            && Some(&ctx.run_id) == s.active_run_id.as_ref()
-            && Some(ctx.work_item_kind) == s.active_work_item_kind
-            && Some(&ctx.work_item_id) == s.active_work_item_id.as_ref()
-            && s.current_failure_class.as_deref() == Some(ctx.error_code.as_str());
+            && ctx.run_id == active.run_id
+            && active.subject.item() == Some((ctx.work_item_kind, ctx.work_item_id.as_str()))
+            && self.state.failure_class() == Some(ctx.error_code.as_str());
         matches.then_some(ctx)
     }
 
@@ -143,7 +136,7 @@ impl Engine {
     pub(crate) fn mark_running(&mut self, req: &StageRequest) -> Result<()> {
         let marker = req.stage.running_marker();
         markers::write(&self.ws.status_path(req.plane), req.plane, &marker)?;
-        *self.snapshot.marker_mut(req.plane) = marker;
+        self.state.set_marker(req.plane, marker);
         self.save_snapshot()?;
         self.events.emit(
             "stage_started",

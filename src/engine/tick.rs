@@ -47,24 +47,24 @@ impl Engine {
         self.queue.settle().take_next();
         self.drain_mailbox()?;
         self.take_in(complete)?;
-        if self.snapshot.stop_requested {
+        if self.state.stop_requested() {
             self.process_stop("stop requested")?;
             return Ok(TickOutcome::Stopped);
         }
         self.resume_when_due()?;
         self.enforce_workspace_budget()?;
-        if self.snapshot.paused {
+        if self.state.is_paused() {
             return Ok(TickOutcome::Paused);
         }
         self.reconcile(false)?;
         loop {
-            if self.snapshot.active_stage.is_none() {
+            if self.state.active().is_none() {
                 self.claim()?;
             }
-            if self.snapshot.active_stage.is_none() {
+            if self.state.active().is_none() {
                 self.activate_completion()?;
             }
-            if self.snapshot.active_stage.is_none() {
+            if self.state.active().is_none() {
                 self.refresh_depths()?;
                 self.queue.flush_index();
                 return Ok(TickOutcome::Idle);
@@ -90,7 +90,7 @@ impl Engine {
         raw: RawResult,
     ) -> Result<Option<StageResult>> {
         stop_on_failed_fsync()?;
-        let before = (self.snapshot.clone(), self.counters.clone());
+        let before = (self.state.clone(), self.counters.clone());
         let applied = match self.apply_result(&prepared.request, raw) {
             Ok(result) => Ok(Some(result)),
             Err(err) if err.exit_code() == crate::error::ExitCode::Fatal => Err(err),
@@ -103,7 +103,7 @@ impl Engine {
             // A full disk is not the item's fault: forget the half-applied result, keep the
             // item active at this stage and let the daemon retry (the stage runs again) once
             // the fault clears, without spending the item's repair budget.
-            (self.snapshot, self.counters) = before;
+            (self.state, self.counters) = before;
         }
         applied
     }
@@ -122,8 +122,7 @@ impl Engine {
         if !due.is_zero() {
             return Ok(());
         }
-        let reason = self.snapshot.pause_reason.take();
-        self.snapshot.unpause();
+        let reason = self.state.unpause();
         self.save_snapshot()?;
         self.events.emit(
             "runtime_resumed",
@@ -134,10 +133,7 @@ impl Engine {
 
     /// How long until a self-pause ends by itself; `None` when nothing will end it.
     pub fn resume_due_in(&self) -> Option<std::time::Duration> {
-        if !self.snapshot.paused {
-            return None;
-        }
-        let at = self.snapshot.resume_at.as_deref()?;
+        let at = self.state.resume_at()?;
         let at = crate::runners::result::stamp::parse(at).ok()?;
         let left = at.duration_since(crate::time::now());
         Some(std::time::Duration::try_from(left).unwrap_or_default())
@@ -162,9 +158,7 @@ impl Engine {
     }
 
     pub(crate) fn refresh_depths(&mut self) -> Result<()> {
-        let (exec, plan) = self.queue.depths();
-        self.snapshot.queue_depth_execution = exec;
-        self.snapshot.queue_depth_planning = plan;
+        self.state.set_depths(self.queue.depths());
         self.save_snapshot()
     }
 

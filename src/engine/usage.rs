@@ -70,17 +70,13 @@ impl Engine {
 
     /// At startup: count what the active run persisted but a crash kept from the ledger.
     pub(crate) fn recover_usage(&mut self) -> Result<()> {
-        let Some(run_id) = self.snapshot.active_run_id.clone() else {
+        let Some(active) = self.state.active() else {
             return Ok(());
         };
-        let identity = match (
-            self.snapshot.active_work_item_kind,
-            self.snapshot.active_work_item_id.clone(),
-            self.snapshot.active_closure_target.clone(),
-        ) {
-            (Some(kind), Some(id), _) => (kind, id),
-            (_, _, Some(root)) => (WorkItemKind::Spec, root),
-            _ => return Ok(()),
+        let run_id = active.run_id.clone();
+        let identity = {
+            let (kind, id) = active.subject.identity();
+            (kind, id.to_string())
         };
         let before = self.ledger.workspace.stages;
         self.count_run_usage(&run_id, identity.0, &identity.1)?;
@@ -108,26 +104,21 @@ impl Engine {
     pub(crate) fn enforce_workspace_budget(&mut self) -> Result<()> {
         let now = crate::time::now();
         let waived = self
-            .snapshot
-            .budget_waived_until
-            .as_deref()
+            .state
+            .budget_waived_until()
             .and_then(|t| crate::runners::result::stamp::parse(t).ok())
             .is_some_and(|until| now < until);
         let over = usage::workspace_over(&self.ledger, &self.config.usage, now).filter(|_| !waived);
-        let budget_paused =
-            self.snapshot.paused && self.snapshot.paused_for == Some(PauseCause::Budget);
+        let budget_paused = self.state.paused_for() == Some(PauseCause::Budget);
         match over {
-            Some(over) if !self.snapshot.paused => {
+            Some(over) if !self.state.is_paused() => {
                 let frees = crate::time::format(over.frees_at);
                 let reason = format!(
                     "{} — millrace resumes by itself at {frees}, or raise usage.{} in millrace.yaml",
                     over.reason, over.budget
                 );
-                let s = &mut self.snapshot;
-                s.paused = true;
-                s.paused_for = Some(PauseCause::Budget);
-                s.pause_reason = Some(reason.clone());
-                s.resume_at = Some(frees.clone());
+                self.state
+                    .pause_self(PauseCause::Budget, reason.clone(), Some(frees.clone()));
                 self.save_snapshot()?;
                 self.events.emit(
                     "usage_budget_exhausted",
@@ -140,8 +131,7 @@ impl Engine {
                 )?;
             }
             None if budget_paused => {
-                let reason = self.snapshot.pause_reason.take();
-                self.snapshot.unpause();
+                let reason = self.state.unpause();
                 self.save_snapshot()?;
                 self.events.emit(
                     "runtime_resumed",
@@ -156,13 +146,12 @@ impl Engine {
     /// Block the active item when it, its lineage or its last stage is over budget; true when
     /// it did (the caller claims the next item).
     pub(crate) fn enforce_item_budget(&mut self) -> Result<bool> {
-        if self.snapshot.active_closure_target.is_some() {
-            return Ok(false);
-        }
-        let (Some(kind), Some(id)) = (
-            self.snapshot.active_work_item_kind,
-            self.snapshot.active_work_item_id.clone(),
-        ) else {
+        let Some((kind, id)) = self
+            .state
+            .active()
+            .and_then(|a| a.subject.item())
+            .map(|(k, i)| (k, i.to_string()))
+        else {
             return Ok(false);
         };
         let budgets = &self.config.usage;
@@ -215,7 +204,7 @@ impl Engine {
 
     /// The runner a request should use: the item's fallback when it is in the stage's chain.
     pub(crate) fn apply_runner_override(&self, req: &mut StageRequest) {
-        let Some(wanted) = &self.snapshot.runner_override else {
+        let Some(wanted) = self.state.active().and_then(|a| a.runner_override.as_ref()) else {
             return;
         };
         if self.runner_chain(req.stage).contains(wanted) {
@@ -245,7 +234,7 @@ impl Engine {
     /// How long to wait before retrying after a rate limit without a reset time.
     pub(crate) fn rate_limit_backoff(&self) -> std::time::Duration {
         let u = &self.config.usage;
-        let factor = 2u64.saturating_pow(self.snapshot.rate_limit_strikes.min(20));
+        let factor = 2u64.saturating_pow(self.state.rate_limit_strikes().min(20));
         std::time::Duration::from_secs(
             u.rate_limit_backoff_seconds
                 .saturating_mul(factor)

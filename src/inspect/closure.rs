@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::engine::closure::{self, ClosureTarget};
+use crate::state::closure::{self, ClosureTarget};
 use crate::model::WorkItemKind;
 use crate::queue::QueueStore;
 use crate::workspace::{Folder, Workspace};
@@ -97,7 +97,7 @@ fn view(ws: &Workspace, store: &QueueStore, target: ClosureTarget) -> ClosureVie
         .filter(|item| !item.folder.ends_with("/done") && !item.folder.ends_with("/resolved"))
         .collect();
     ClosureView {
-        path: ws.rel(&ClosureTarget::path(ws, &target.root_spec_id)),
+        path: ws.rel(&ws.closure_target_path(&target.root_spec_id)),
         root_spec_id: target.root_spec_id,
         root_idea_id: target.root_idea_id,
         closure_open: target.closure_open,

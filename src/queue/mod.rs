@@ -579,6 +579,16 @@ impl QueueStore {
         Ok(dest)
     }
 
+    /// Add a dated line to the `## Runtime History` of the item at `path` (a file that is
+    /// gone by now is left alone: the line only informs a reader).
+    pub fn append_history(&self, path: &Path, line: &str) -> Result<(), IoError> {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return Ok(());
+        };
+        let text = documents::with_runtime_history(&text, &crate::time::now_string(), line);
+        atomic::write_atomic(path, text.as_bytes())
+    }
+
     /// `active/` → the waiting folder, with the reason appended to `<id>.requeue.jsonl`.
     pub fn requeue(
         &self,

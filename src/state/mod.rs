@@ -3,9 +3,11 @@
 //! Every file here is written through the atomic helper with a fixed key order, so a
 //! committed workspace diffs cleanly, and nothing is rewritten when nothing changed.
 
+pub mod closure;
 pub mod counters;
 pub mod events;
 pub mod markers;
+pub mod runtime;
 pub mod snapshot;
 pub mod usage;
 
@@ -44,25 +46,16 @@ pub fn save_yaml<T: Serialize>(path: &Path, value: &T) -> Result<bool, StateErro
     Ok(true)
 }
 
-/// Reset the snapshot to idle (spec 03 §7.3) and write `### IDLE` to both status files.
+/// Reset the runtime to idle (spec 03 §7.3) and write `### IDLE` to both status files.
 pub fn reset_idle(
     ws: &crate::workspace::Workspace,
-    snapshot: &mut snapshot::Snapshot,
+    state: &mut runtime::RuntimeState,
     depths: (u64, u64),
     process_running: bool,
     clear_flags: bool,
 ) -> Result<(), StateError> {
-    snapshot.clear_active();
-    snapshot.process_running = process_running;
-    if clear_flags {
-        snapshot.unpause();
-        snapshot.stop_requested = false;
-    }
-    snapshot.execution_status_marker = markers::IDLE.into();
-    snapshot.planning_status_marker = markers::IDLE.into();
-    snapshot.queue_depth_execution = depths.0;
-    snapshot.queue_depth_planning = depths.1;
-    snapshot.save(&ws.snapshot_path())?;
+    state.reset_idle(depths, process_running, clear_flags);
+    state.save(&ws.snapshot_path())?;
     for plane in crate::model::Plane::ALL {
         markers::write(&ws.status_path(plane), plane, markers::IDLE)?;
     }

@@ -356,6 +356,36 @@ impl Workspace {
         self.rt.join("arbiter")
     }
 
+    /// `arbiter/targets/`: one closure target file per root spec.
+    pub fn closure_targets_dir(&self) -> PathBuf {
+        self.arbiter_dir().join("targets")
+    }
+
+    /// The closure target of root spec `root`.
+    pub fn closure_target_path(&self, root: &str) -> PathBuf {
+        self.closure_targets_dir().join(format!("{root}.yaml"))
+    }
+
+    /// `arbiter/contracts/`: the root specs and seed ideas as they were when a target opened.
+    pub fn arbiter_contracts_dir(&self) -> PathBuf {
+        self.arbiter_dir().join("contracts")
+    }
+
+    /// The rubric the arbiter writes for root spec `root`.
+    pub fn arbiter_rubric_path(&self, root: &str) -> PathBuf {
+        self.arbiter_dir().join("rubrics").join(format!("{root}.md"))
+    }
+
+    /// The verdict the arbiter writes for root spec `root`.
+    pub fn arbiter_verdict_path(&self, root: &str) -> PathBuf {
+        self.arbiter_dir().join("verdicts").join(format!("{root}.yaml"))
+    }
+
+    /// Where the report of arbiter run `run_id` is kept.
+    pub fn arbiter_report_path(&self, run_id: &str) -> PathBuf {
+        self.arbiter_dir().join("reports").join(format!("{run_id}.md"))
+    }
+
     /// `tasks/queue`, `specs/active`, `incidents/resolved`, ...
     pub fn folder(&self, kind: WorkItemKind, folder: Folder) -> PathBuf {
         let base = match kind {

@@ -164,7 +164,7 @@ fn raising_a_spent_budget_resumes_at_once() {
     at(&ws, T0, &["run", "once"]);
     let held = stdout(&at(&ws, T0, &["run", "once"]));
     assert!(held.contains("today's budget (UTC) is spent"), "{held}");
-    let doctor = ws.run(&["--json", "doctor"]);
+    let doctor = at(&ws, T0, &["--json", "doctor"]);
     let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
     assert!(
         report["findings"]

@@ -1,0 +1,220 @@
+//! Transitions: what a stage's result, or a runtime decision about the active subject,
+//! changes — decided first as a value, then applied by [`Engine::commit`] in one fixed order.
+//!
+//! The order is what makes a crash at any instant recoverable:
+//! 1. queue and document changes (an item into `done/` or `blocked/`, a new incident, a
+//!    closure target, a report the next stage reads) — the point of no return; a crash
+//!    before it leaves the item active, and the next start re-runs the stage;
+//! 2. the recovery counters, then the usage ledger;
+//! 3. the plane status markers;
+//! 4. the runtime snapshot — after it, the next start sees the new stage or idle;
+//! 5. the events, in the order they happened — a crash before them loses lines of the log,
+//!    never work, and never writes one twice.
+
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+
+use super::Engine;
+use crate::documents::Document;
+use crate::error::Result;
+use crate::model::{Plane, Stage, TerminalResult, WorkItemKind};
+use crate::state::closure::ClosureTarget;
+use crate::state::markers;
+use crate::workspace::atomic;
+
+/// One queue or document change.
+pub(crate) enum Move {
+    /// The active item into `done/`.
+    Complete,
+    /// The active item into `blocked/`, with why (its history line and the event).
+    Block {
+        why: String,
+        /// The `work_item_blocked` event's failure fields (class, message, refused).
+        failure: Value,
+        history: String,
+    },
+    /// A new incident into the planning queue; `after` names the failpoint that follows it.
+    Enqueue {
+        incident: Document,
+        source_kind: WorkItemKind,
+        root_spec_id: Option<String>,
+        after: &'static str,
+    },
+    /// A closure target's file; `after` names the failpoint that follows it.
+    SaveTarget {
+        target: ClosureTarget,
+        after: Option<&'static str>,
+    },
+    /// A file the next stage reads (the runtime error report and context of a repair).
+    Write { path: PathBuf, bytes: Vec<u8> },
+}
+
+/// What happens to the subject's recovery counters and usage entry.
+pub(crate) enum Counting {
+    Keep,
+    /// A budgeted step was taken.
+    Increment(String),
+    /// Budgets start afresh (the counters only).
+    Reset,
+    /// The subject left `active/`: its counters and its per-item usage entry go.
+    Release,
+}
+
+/// What is active afterwards.
+pub(crate) enum Next {
+    /// The same subject, in another stage of the same run.
+    Advance(Stage),
+    /// Nothing; `idle_markers` resets both planes' markers to `### IDLE`.
+    Idle { idle_markers: bool },
+}
+
+/// A change to the active subject, decided before anything is written.
+pub(crate) struct Transition {
+    /// The (kind, id) the counters and usage are kept under.
+    pub identity: (WorkItemKind, String),
+    pub moves: Vec<Move>,
+    pub counting: Counting,
+    pub next: Next,
+    /// The failure the subject carries on with (or ended with).
+    pub failure_class: Option<String>,
+    /// A plane's new status marker (overridden when going idle with idle markers).
+    pub marker: Option<(Plane, String)>,
+    /// The stage result this transition applies: its answer and file.
+    pub result: Option<(TerminalResult, String)>,
+    /// Events after those of the moves, in order.
+    pub events: Vec<(&'static str, Value)>,
+}
+
+impl Transition {
+    pub fn new(identity: (WorkItemKind, String), next: Next) -> Transition {
+        Transition {
+            identity,
+            moves: Vec::new(),
+            counting: Counting::Keep,
+            next,
+            failure_class: None,
+            marker: None,
+            result: None,
+            events: Vec::new(),
+        }
+    }
+}
+
+impl Engine {
+    /// Apply a transition in the fixed order above.
+    pub(crate) fn commit(&mut self, t: Transition) -> Result<()> {
+        let (kind, id) = (t.identity.0, t.identity.1.as_str());
+        let mut events = Vec::new();
+        for m in t.moves {
+            self.apply_move(kind, id, m, &mut events)?;
+        }
+        match t.counting {
+            Counting::Keep => {}
+            Counting::Increment(key) => {
+                self.counters.increment(&key, kind, id);
+                self.counters.save(&self.ws.counters_path())?;
+            }
+            Counting::Reset => {
+                self.counters.reset_item(kind, id);
+                self.counters.save(&self.ws.counters_path())?;
+            }
+            Counting::Release => {
+                self.counters.reset_item(kind, id);
+                self.counters.save(&self.ws.counters_path())?;
+                self.forget_item_usage(kind, id)?;
+            }
+        }
+        let idle_markers = matches!(t.next, Next::Idle { idle_markers: true });
+        if idle_markers {
+            for plane in Plane::ALL {
+                markers::write(&self.ws.status_path(plane), plane, markers::IDLE)?;
+            }
+        } else if let Some((plane, marker)) = &t.marker {
+            markers::write(&self.ws.status_path(*plane), *plane, marker)?;
+            self.state.set_marker(*plane, marker.clone());
+        }
+        match t.next {
+            Next::Advance(stage) => {
+                self.state.advance(stage, t.failure_class);
+                self.mirror_counters();
+            }
+            Next::Idle { idle_markers } => self.state.go_idle(t.failure_class, idle_markers),
+        }
+        if let Some((terminal, path)) = t.result {
+            self.state.record_result(terminal, path);
+        }
+        self.state.set_depths(self.queue.depths());
+        crate::failpoint::transition("stage_result.before_snapshot")?;
+        self.save_snapshot()?;
+        for (event, data) in events.into_iter().chain(t.events) {
+            self.events.emit(event, data)?;
+        }
+        Ok(())
+    }
+
+    fn apply_move(
+        &mut self,
+        kind: WorkItemKind,
+        id: &str,
+        m: Move,
+        events: &mut Vec<(&'static str, Value)>,
+    ) -> Result<()> {
+        match m {
+            Move::Complete => {
+                match self.queue.complete(kind, id) {
+                    Ok(_) => {}
+                    Err(crate::queue::QueueError::NotActive { .. })
+                        if self
+                            .ws
+                            .item_path(kind, crate::workspace::Folder::Done, id)
+                            .exists() => {}
+                    Err(e) => return Err(e.into()),
+                }
+                events.push(("work_item_completed", json!({"kind": kind, "id": id})));
+            }
+            Move::Block {
+                why,
+                failure,
+                history,
+            } => {
+                match self.queue.block(kind, id) {
+                    Ok(path) => self.queue.append_history(&path, &history)?,
+                    Err(e) => events.push((
+                        "runtime_blocked_mark_failed",
+                        json!({"reason": why, "work_item_kind": kind, "work_item_id": id,
+                               "error": e.to_string()}),
+                    )),
+                }
+                let mut data = json!({"kind": kind, "id": id, "reason": why});
+                if let (Some(data), Value::Object(extra)) = (data.as_object_mut(), failure) {
+                    data.extend(extra);
+                }
+                events.push(("work_item_blocked", data));
+            }
+            Move::Enqueue {
+                incident,
+                source_kind,
+                root_spec_id,
+                after,
+            } => {
+                let path = self.queue.enqueue(&incident)?;
+                crate::failpoint::transition(after)?;
+                events.push((
+                    "runtime_handoff_incident_enqueued",
+                    json!({"incident_id": incident.id(), "source_work_item_kind": source_kind,
+                           "source_work_item_id": id, "destination": self.ws.rel(&path),
+                           "root_spec_id": root_spec_id}),
+                ));
+            }
+            Move::SaveTarget { target, after } => {
+                target.save(&self.ws)?;
+                if let Some(point) = after {
+                    crate::failpoint::transition(point)?;
+                }
+            }
+            Move::Write { path, bytes } => atomic::write_atomic(&path, &bytes)?,
+        }
+        Ok(())
+    }
+}
