@@ -10,12 +10,12 @@ use clap::Args;
 use serde_json::json;
 
 use super::Ctx;
-use crate::state::closure;
 use crate::engine::daemon::{self, DaemonOptions};
 use crate::engine::EngineOptions;
 use crate::error::{Error, ExitCode, Result};
 use crate::model::WorkItemKind;
 use crate::queue::QueueStore;
+use crate::state::closure;
 use crate::workspace::atomic;
 use crate::workspace::{Folder, Workspace};
 

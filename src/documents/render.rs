@@ -259,6 +259,20 @@ fn doc_summary(doc: &Document) -> &str {
     }
 }
 
+/// A document's text with a dated line added under its `## Runtime History` heading (created
+/// at the end when missing): where the runtime tells a reader of the file what it did to it.
+pub fn with_runtime_history(text: &str, stamp: &str, line: &str) -> String {
+    let mut out = text.to_string();
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    if !out.contains("\n## Runtime History\n") {
+        out.push_str("\n## Runtime History\n\n");
+    }
+    out.push_str(&format!("- {stamp} {}\n", line.replace('\n', " ")));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::schema::fields_of;
@@ -293,18 +307,4 @@ mod tests {
             assert_eq!(labels, expected);
         }
     }
-}
-
-/// A document's text with a dated line added under its `## Runtime History` heading (created
-/// at the end when missing): where the runtime tells a reader of the file what it did to it.
-pub fn with_runtime_history(text: &str, stamp: &str, line: &str) -> String {
-    let mut out = text.to_string();
-    if !out.ends_with('\n') {
-        out.push('\n');
-    }
-    if !out.contains("\n## Runtime History\n") {
-        out.push_str("\n## Runtime History\n\n");
-    }
-    out.push_str(&format!("- {stamp} {}\n", line.replace('\n', " ")));
-    out
 }

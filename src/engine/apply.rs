@@ -298,8 +298,7 @@ impl Engine {
         let resume_at = resume_at.map(crate::time::format);
         self.state
             .pause_self(cause, reason.clone(), resume_at.clone());
-        self.state
-            .note_failure(diagnosis.kind.as_str().to_string());
+        self.state.note_failure(diagnosis.kind.as_str().to_string());
         self.save_snapshot()?;
         self.events.emit(completed.0, completed.1)?;
         self.events.emit(
@@ -428,8 +427,7 @@ impl Engine {
                 "idle"
             }
             Consequence::Remediation | Consequence::Handoff => {
-                let incident =
-                    incidents::remediation(root, target.root_idea_id.as_deref(), result);
+                let incident = incidents::remediation(root, target.root_idea_id.as_deref(), result);
                 t.moves.push(Move::SaveTarget {
                     target,
                     after: None,
@@ -511,9 +509,12 @@ impl Engine {
         let limit = self.config.recovery.max_runtime_repairs;
         if used >= limit {
             let why = format!("runtime repair budget spent ({used}/{limit}) after: {message}");
-            let mut t = Transition::new(identity, Next::Idle {
-                idle_markers: false,
-            });
+            let mut t = Transition::new(
+                identity,
+                Next::Idle {
+                    idle_markers: false,
+                },
+            );
             t.moves.push(block(why, None));
             t.counting = Counting::Release;
             t.failure_class = Some(code);
@@ -523,7 +524,7 @@ impl Engine {
             Plane::Execution => Stage::Troubleshooter,
             Plane::Planning => Stage::Mechanic,
         };
-        let report_path = req.run_dir.join("runtime_error_report.md");
+        let report_path = runners::report_path(&req.run_dir, runners::RunReport::RuntimeError);
         let stage_result = runners::stage_result_path(&req.run_dir, &req.request_id);
         let stage_result_rel = stage_result.is_file().then(|| self.ws.rel(&stage_result));
         let report = format!(

@@ -68,15 +68,14 @@ pub fn open_for_spec(
     if path.exists() {
         return Ok(None);
     }
-    let contracts = ws.arbiter_contracts_dir();
-    let spec_copy = contracts.join("root-specs").join(format!("{root}.md"));
+    let spec_copy = ws.contract_root_spec_path(&root);
     let spec_text = std::fs::read(spec_path).unwrap_or_else(|_| doc.render().into_bytes());
     atomic::create_dir_all(spec_copy.parent().expect("has parent"))?;
     atomic::write_atomic(&spec_copy, &spec_text)?;
     let mut idea_rel = None;
     if let Some(idea) = resolve_seed_idea(ws, doc) {
         let idea_id = doc.root_idea_id().unwrap_or(&root).to_string();
-        let copy = contracts.join("ideas").join(format!("{idea_id}.md"));
+        let copy = ws.contract_idea_path(&idea_id);
         atomic::create_dir_all(copy.parent().expect("has parent"))?;
         let text = std::fs::read(&idea)
             .map_err(|e| crate::workspace::atomic::IoError::path("read seed idea", &idea, e))?;

@@ -355,7 +355,11 @@ impl Engine {
             crate::model::Plane::Execution,
             crate::model::Plane::Planning,
         ] {
-            crate::state::markers::write(&self.ws.status_path(plane), plane, self.state.marker(plane))?;
+            crate::state::markers::write(
+                &self.ws.status_path(plane),
+                plane,
+                self.state.marker(plane),
+            )?;
         }
         tracing::warn!(
             state_recreated,

@@ -57,10 +57,7 @@ impl Engine {
                     "snapshot_without_active_artifact",
                     json!({"kind": kind, "id": id, "found_in": found, "action": "cleared active state"}),
                 )?;
-                let mut t = Transition::new(
-                    (*kind, id.clone()),
-                    Next::Idle { idle_markers: true },
-                );
+                let mut t = Transition::new((*kind, id.clone()), Next::Idle { idle_markers: true });
                 t.counting = Counting::Reset;
                 self.commit(t)?;
             }

@@ -3,11 +3,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::state::closure::ClosureTarget;
 use super::Engine;
 use crate::error::{Error, Result};
 use crate::model::{Plane, Stage, WorkItemKind};
-use crate::runners::{RequestKind, StageRequest};
+use crate::runners::{report_path, RequestKind, RunReport, StageRequest};
+use crate::state::closure::ClosureTarget;
 use crate::state::markers;
 use crate::state::runtime::Subject;
 use crate::workspace::{atomic, Folder};
@@ -100,20 +100,18 @@ impl Engine {
                 target.root_idea_path.as_ref().map(|p| root_path.join(p));
             req.preferred_rubric_path = Some(root_path.join(&target.rubric_path));
             req.preferred_verdict_path = Some(self.ws.arbiter_verdict_path(root));
-            req.preferred_report_path = Some(run_dir.join("arbiter_report.md"));
+            req.preferred_report_path = Some(report_path(&run_dir, RunReport::Arbiter));
         } else if let Subject::Item { kind, id } = &active.subject {
             req.active_work_item_path = Some(self.ws.item_path(*kind, Folder::Active, id));
             req.active_work_item_kind = Some(*kind);
             req.active_work_item_id = Some(id.clone());
-            req.preferred_troubleshoot_report_path = Some(run_dir.join("troubleshoot_report.md"));
+            req.preferred_troubleshoot_report_path =
+                Some(report_path(&run_dir, RunReport::Troubleshoot));
             if matches!(stage, Stage::Troubleshooter | Stage::Mechanic) {
                 if let Some(ctx) = self.matching_error_context(stage) {
                     req.runtime_error_code = Some(ctx.error_code);
                     req.runtime_error_report_path = Some(std::path::PathBuf::from(ctx.report_path));
-                    let catalog = self
-                        .ws
-                        .root()
-                        .join("docs/runtime/millrace-runtime-error-codes.md");
+                    let catalog = self.ws.error_catalog_path();
                     req.runtime_error_catalog_path = catalog.is_file().then_some(catalog);
                 }
             }

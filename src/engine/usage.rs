@@ -31,7 +31,7 @@ impl Engine {
         kind: WorkItemKind,
         id: &str,
     ) -> Result<()> {
-        let dir = self.ws.run_dir(run_id).join("stage_results");
+        let dir = crate::runners::stage_results_dir(&self.ws.run_dir(run_id));
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Ok(());
         };

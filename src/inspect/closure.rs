@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
-use crate::state::closure::{self, ClosureTarget};
 use crate::model::WorkItemKind;
 use crate::queue::QueueStore;
+use crate::state::closure::{self, ClosureTarget};
 use crate::workspace::{Folder, Workspace};
 
 /// One lineage item a closure target waits on.

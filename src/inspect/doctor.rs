@@ -418,10 +418,9 @@ impl Checks<'_> {
             seen.get(&(kind, id.to_string()))
                 .and_then(|places| places.first().map(|(f, _)| *f))
         };
-        let contracts = self.ws.arbiter_dir().join("contracts/root-specs");
         let spec_exists = |id: &str| {
             folder_of(WorkItemKind::Spec, id).is_some()
-                || contracts.join(format!("{id}.md")).is_file()
+                || self.ws.contract_root_spec_path(id).is_file()
         };
         for kind in [WorkItemKind::Task, WorkItemKind::Incident] {
             for folder in [Folder::Queue, Folder::Active, Folder::Blocked] {

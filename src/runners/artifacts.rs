@@ -55,11 +55,34 @@ impl RunFiles {
     }
 }
 
+/// `runs/<run_id>/stage_results/`: the normalized results of a run's stages.
+pub fn stage_results_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("stage_results")
+}
+
 /// `runs/<run_id>/stage_results/<request_id>.yaml`, where the runtime stores the envelope.
 pub fn stage_result_path(run_dir: &Path, request_id: &str) -> PathBuf {
-    run_dir
-        .join("stage_results")
-        .join(format!("{request_id}.yaml"))
+    stage_results_dir(run_dir).join(format!("{request_id}.yaml"))
+}
+
+/// The reports a stage of a run may be asked to write, and the runtime's own error report.
+#[derive(Debug, Clone, Copy)]
+pub enum RunReport {
+    /// The arbiter's report on its closure target.
+    Arbiter,
+    /// A troubleshooter's report for the next stage.
+    Troubleshoot,
+    /// What the runtime could not apply, for the repair stage.
+    RuntimeError,
+}
+
+/// Where a run keeps one of its reports.
+pub fn report_path(run_dir: &Path, report: RunReport) -> PathBuf {
+    run_dir.join(match report {
+        RunReport::Arbiter => "arbiter_report.md",
+        RunReport::Troubleshoot => "troubleshoot_report.md",
+        RunReport::RuntimeError => "runtime_error_report.md",
+    })
 }
 
 /// Why a process run failed, in the completion artifact's own vocabulary (never routed on).

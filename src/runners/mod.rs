@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-pub use artifacts::{stage_result_path, RunFiles};
+pub use artifacts::{report_path, stage_result_path, stage_results_dir, RunFiles, RunReport};
 pub use normalize::{normalize, NormalizeError};
 pub use process::{kill_orphaned_group, CancelToken, Takeover};
 pub use request::{RequestKind, StageRequest};

@@ -92,4 +92,3 @@ pub fn list_except(ws: &Workspace, skip: &HashSet<String>) -> (Vec<ClosureTarget
     }
     (targets, problems)
 }
-

@@ -139,7 +139,11 @@ impl RuntimeState {
     /// The typed form of a snapshot, or what breaks its rules (spec 03 §7.2).
     pub fn from_snapshot(s: Snapshot) -> Result<RuntimeState, String> {
         s.validate()?;
-        let subject = match (s.active_work_item_kind, s.active_work_item_id, s.active_closure_target) {
+        let subject = match (
+            s.active_work_item_kind,
+            s.active_work_item_id,
+            s.active_closure_target,
+        ) {
             (Some(kind), Some(id), _) => Some(Subject::Item { kind, id }),
             (None, None, Some(root_spec_id)) => Some(Subject::Closure { root_spec_id }),
             _ => None,

@@ -231,39 +231,6 @@ impl Snapshot {
         self.updated_at = crate::time::now_string();
         save_yaml(path, self)
     }
-
-    /// Leave any pause, operator's or self-imposed.
-    pub fn unpause(&mut self) {
-        self.paused = false;
-        self.pause_reason = None;
-        self.resume_at = None;
-        self.paused_for = None;
-    }
-
-    /// Clear the active part (spec 03 §7.3); markers and flags are the caller's choice.
-    pub fn clear_active(&mut self) {
-        self.runner_override = None;
-        self.active_plane = None;
-        self.active_stage = None;
-        self.active_run_id = None;
-        self.active_work_item_kind = None;
-        self.active_work_item_id = None;
-        self.active_closure_target = None;
-        self.active_since = None;
-        self.current_failure_class = None;
-        self.troubleshoot_attempt_count = 0;
-        self.mechanic_attempt_count = 0;
-        self.fix_cycle_count = 0;
-        self.consultant_invocations = 0;
-    }
-
-    /// The marker field of a plane.
-    pub fn marker_mut(&mut self, plane: Plane) -> &mut String {
-        match plane {
-            Plane::Execution => &mut self.execution_status_marker,
-            Plane::Planning => &mut self.planning_status_marker,
-        }
-    }
 }
 
 #[cfg(test)]

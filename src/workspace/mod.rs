@@ -371,19 +371,45 @@ impl Workspace {
         self.arbiter_dir().join("contracts")
     }
 
+    /// The copy of root spec `root` its closure target is judged against.
+    pub fn contract_root_spec_path(&self, root: &str) -> PathBuf {
+        self.arbiter_contracts_dir()
+            .join("root-specs")
+            .join(format!("{root}.md"))
+    }
+
+    /// The copy of seed idea `idea_id` a closure target is judged against.
+    pub fn contract_idea_path(&self, idea_id: &str) -> PathBuf {
+        self.arbiter_contracts_dir()
+            .join("ideas")
+            .join(format!("{idea_id}.md"))
+    }
+
+    /// The project's catalog of runtime error codes, handed to repair stages when present.
+    pub fn error_catalog_path(&self) -> PathBuf {
+        self.root
+            .join("docs/runtime/millrace-runtime-error-codes.md")
+    }
+
     /// The rubric the arbiter writes for root spec `root`.
     pub fn arbiter_rubric_path(&self, root: &str) -> PathBuf {
-        self.arbiter_dir().join("rubrics").join(format!("{root}.md"))
+        self.arbiter_dir()
+            .join("rubrics")
+            .join(format!("{root}.md"))
     }
 
     /// The verdict the arbiter writes for root spec `root`.
     pub fn arbiter_verdict_path(&self, root: &str) -> PathBuf {
-        self.arbiter_dir().join("verdicts").join(format!("{root}.yaml"))
+        self.arbiter_dir()
+            .join("verdicts")
+            .join(format!("{root}.yaml"))
     }
 
     /// Where the report of arbiter run `run_id` is kept.
     pub fn arbiter_report_path(&self, run_id: &str) -> PathBuf {
-        self.arbiter_dir().join("reports").join(format!("{run_id}.md"))
+        self.arbiter_dir()
+            .join("reports")
+            .join(format!("{run_id}.md"))
     }
 
     /// `tasks/queue`, `specs/active`, `incidents/resolved`, ...
