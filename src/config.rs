@@ -14,7 +14,7 @@ use crate::model::Stage;
 use crate::yaml::{self, YamlError};
 
 /// The commented default config written by `init`; parsing it must give `Config::default()`.
-pub const DEFAULT_CONFIG_YAML: &str = include_str!("../templates/millrace.yaml");
+pub use crate::workspace::DEFAULT_CONFIG_YAML;
 
 /// A config that failed to load.
 #[derive(Debug, thiserror::Error)]
@@ -486,7 +486,7 @@ impl Config {
                 ));
             }
         }
-        let known = crate::runners::RUNNER_NAMES;
+        let known = crate::model::RUNNER_NAMES;
         let unknown_runner = |key: &str, name: &str| {
             invalid(
                 key,
@@ -671,7 +671,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("runners.fallback_runners"), "{err}");
-        for name in crate::runners::RUNNER_NAMES {
+        for name in crate::model::RUNNER_NAMES {
             let text = format!("runners:\n  default_runner: {name}\n");
             assert!(Config::parse(Path::new("millrace.yaml"), &text).is_ok());
         }

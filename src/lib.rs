@@ -12,7 +12,6 @@ pub mod control;
 pub mod documents;
 pub mod engine;
 pub mod error;
-pub mod failpoint;
 pub mod inspect;
 pub mod model;
 pub mod queue;

@@ -304,6 +304,22 @@ impl fmt::Display for ResultClass {
     }
 }
 
+/// Name of the built-in Codex CLI runner, also the last-resort default.
+pub const CODEX_RUNNER: &str = "codex_cli";
+/// Name of the argv-template runner.
+pub const COMMAND_RUNNER: &str = "command";
+
+/// Every runner name a daemon registers (the engine adds `scripted`); the config may name
+/// no other, so a typo fails `config validate`, start and reload instead of every stage.
+pub const RUNNER_NAMES: &[&str] = &[
+    CODEX_RUNNER,
+    COMMAND_RUNNER,
+    "claude",
+    "gemini",
+    "aider",
+    "scripted",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -170,11 +170,11 @@ impl Engine {
         let result_path = runners::stage_result_path(&req.run_dir, &req.request_id);
         atomic::create_dir_all(result_path.parent().expect("has parent"))?;
         atomic::write_atomic(&result_path, crate::yaml::to_string(&result).as_bytes())?;
-        crate::failpoint::transition("stage_result.after_persist")?;
+        crate::workspace::failpoint::transition("stage_result.after_persist")?;
         let result_rel = self.ws.rel(&result_path);
         let (kind, id) = self.identity(req)?;
         self.count_run_usage(&req.run_id, kind, &id)?;
-        crate::failpoint::transition("stage_result.after_usage")?;
+        crate::workspace::failpoint::transition("stage_result.after_usage")?;
         if let Some(diagnosis) = result
             .diagnosis
             .as_ref()
@@ -191,7 +191,7 @@ impl Engine {
                 counters.count(key, kind, &id)
             })
             .map_err(|e| Error::msg(e.to_string()))?;
-        crate::failpoint::transition("stage_result.after_route")?;
+        crate::workspace::failpoint::transition("stage_result.after_route")?;
         let class = result
             .metadata
             .failure_class

@@ -102,7 +102,7 @@ impl Intake {
             let doc = Document::Spec(spec);
             match queue.enqueue(&doc) {
                 Ok(dest) => {
-                    crate::failpoint::transition("intake.after_enqueue")?;
+                    crate::workspace::failpoint::transition("intake.after_enqueue")?;
                     events.emit(
                         "idea_normalized_to_spec",
                         json!({"idea_path": path.display().to_string(), "spec_id": doc.id(),

@@ -55,10 +55,10 @@ impl Engine {
                         .and_then(|action| self.apply_action(&action));
                     match outcome {
                         Ok(outcome) => {
-                            crate::failpoint::transition("mailbox.after_apply")?;
+                            crate::workspace::failpoint::transition("mailbox.after_apply")?;
                             let archived =
                                 mailbox::archive(&self.ws, &path, Disposition::Processed, None)?;
-                            crate::failpoint::transition("mailbox.after_archive")?;
+                            crate::workspace::failpoint::transition("mailbox.after_archive")?;
                             mailbox::write_result(&archived, &outcome)?;
                             self.events.emit(
                                 "mailbox_command_applied",
@@ -139,7 +139,7 @@ impl Engine {
             }
             Err(e) => return failed(self, e.to_string()),
         };
-        let registry = match super::build_registry(&self.ws, &config) {
+        let registry = match crate::runners::Registry::for_workspace(&self.ws, &config) {
             Ok(r) => r,
             Err(e) => return failed(self, e.to_string()),
         };

@@ -116,17 +116,6 @@ fn check_mode_known(
     }
 }
 
-/// Build the runners of a config: `codex_cli`, `command` and the built-in `scripted`.
-pub fn build_registry(ws: &Workspace, config: &Config) -> Result<Registry> {
-    let mut registry =
-        Registry::from_config(&config.runners, ws.root()).map_err(|e| Error::msg(e.to_string()))?;
-    registry.register(Box::new(runners::scripted::ScriptedRunner::new(
-        ws,
-        &config.runners.scripted,
-    )));
-    Ok(registry)
-}
-
 impl Engine {
     fn config_path(ws: &Workspace, options: &EngineOptions) -> PathBuf {
         options
@@ -170,7 +159,8 @@ impl Engine {
                        "previous_acquired_at": previous.acquired_at}),
             )?;
         }
-        let registry = build_registry(ws, &config)?;
+        let registry =
+            Registry::for_workspace(ws, &config).map_err(|e| Error::msg(e.to_string()))?;
         let names = registry.names();
         runners::validate_stage_runners(&config, &names).map_err(|e| Error::msg(e.to_string()))?;
         let outcome = compiler::compile_and_persist(ws, &config, options.mode.as_deref())?;

@@ -147,7 +147,7 @@ impl Engine {
                    "root_spec_id": claimed.document.root_spec_id(),
                    "root_idea_id": claimed.document.root_idea_id()}),
         )?;
-        crate::failpoint::transition("closure.before_open")?;
+        crate::workspace::failpoint::transition("closure.before_open")?;
         if claimed.kind == WorkItemKind::Spec {
             if let Some(target) =
                 closure::open_for_spec(&self.ws, &claimed.document, &claimed.path)?
@@ -198,7 +198,7 @@ impl Engine {
             }
             target.arbiter_runs += 1;
             target.save(&self.ws)?;
-            crate::failpoint::transition("arbiter.after_target_save")?;
+            crate::workspace::failpoint::transition("arbiter.after_target_save")?;
             let run_id = crate::time::new_run_id();
             self.state.activate(
                 stage,

@@ -145,7 +145,7 @@ impl Engine {
             self.state.record_result(terminal, path);
         }
         self.state.set_depths(self.queue.depths());
-        crate::failpoint::transition("stage_result.before_snapshot")?;
+        crate::workspace::failpoint::transition("stage_result.before_snapshot")?;
         self.save_snapshot()?;
         for (event, data) in events.into_iter().chain(t.events) {
             self.events.emit(event, data)?;
@@ -199,7 +199,7 @@ impl Engine {
                 after,
             } => {
                 let path = self.queue.enqueue(&incident)?;
-                crate::failpoint::transition(after)?;
+                crate::workspace::failpoint::transition(after)?;
                 events.push((
                     "runtime_handoff_incident_enqueued",
                     json!({"incident_id": incident.id(), "source_work_item_kind": source_kind,
@@ -210,7 +210,7 @@ impl Engine {
             Move::SaveTarget { target, after } => {
                 target.save(&self.ws)?;
                 if let Some(point) = after {
-                    crate::failpoint::transition(point)?;
+                    crate::workspace::failpoint::transition(point)?;
                 }
             }
             Move::Write { path, bytes } => atomic::write_atomic(&path, &bytes)?,

@@ -463,11 +463,12 @@ impl QueueStore {
                 return Ok(None);
             }
         };
-        crate::failpoint::hit("claim.before_move").map_err(|e| IoError::path("claim", "", e))?;
+        crate::workspace::failpoint::hit("claim.before_move")
+            .map_err(|e| IoError::path("claim", "", e))?;
         let to = self.ws.item_path(kind, Folder::Active, &info.id);
         match atomic::move_file(&from, &to) {
             Ok(()) => {
-                crate::failpoint::hit("claim.after_move")
+                crate::workspace::failpoint::hit("claim.after_move")
                     .map_err(|e| IoError::path("claim", "", e))?;
                 Ok(Some(Claimed {
                     kind,
@@ -568,14 +569,14 @@ impl QueueStore {
     /// `active/` → `done/` (`resolved/` for incidents).
     pub fn complete(&self, kind: WorkItemKind, id: &str) -> Result<PathBuf, QueueError> {
         let dest = self.transition(kind, id, Folder::Active, Folder::Done)?;
-        crate::failpoint::transition("complete.after_move")?;
+        crate::workspace::failpoint::transition("complete.after_move")?;
         Ok(dest)
     }
 
     /// `active/` → `blocked/`.
     pub fn block(&self, kind: WorkItemKind, id: &str) -> Result<PathBuf, QueueError> {
         let dest = self.transition(kind, id, Folder::Active, Folder::Blocked)?;
-        crate::failpoint::transition("block.after_move")?;
+        crate::workspace::failpoint::transition("block.after_move")?;
         Ok(dest)
     }
 
@@ -613,7 +614,7 @@ impl QueueStore {
             return Err(QueueError::EmptyReason);
         }
         let dest = self.transition(kind, id, from, Folder::Queue)?;
-        crate::failpoint::transition("requeue.after_move")?;
+        crate::workspace::failpoint::transition("requeue.after_move")?;
         let log = self
             .ws
             .folder(kind, Folder::Queue)

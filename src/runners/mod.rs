@@ -33,20 +33,7 @@ pub use result::{ExitKind, FailureClass, RawResult, StageResult, TokenUsage};
 use crate::config::{Config, RunnersConfig};
 use crate::workspace::atomic;
 
-/// Name of the built-in Codex CLI runner, also the last-resort default.
-pub const CODEX_RUNNER: &str = "codex_cli";
-/// Name of the argv-template runner.
-pub const COMMAND_RUNNER: &str = "command";
-/// Every runner name a daemon registers (the engine adds `scripted`); the config may name
-/// no other, so a typo fails `config validate`, start and reload instead of every stage.
-pub const RUNNER_NAMES: &[&str] = &[
-    CODEX_RUNNER,
-    COMMAND_RUNNER,
-    "claude",
-    "gemini",
-    "aider",
-    "scripted",
-];
+pub use crate::model::{CODEX_RUNNER, COMMAND_RUNNER, RUNNER_NAMES};
 
 /// Something that can carry out a stage request.
 ///
@@ -298,6 +285,20 @@ impl Registry {
     }
 
     /// Add (or replace) a runner under its own name.
+    /// The runners of a workspace's config: `codex_cli`, `command` (and its harness presets)
+    /// and the built-in `scripted`.
+    pub fn for_workspace(
+        ws: &crate::workspace::Workspace,
+        config: &Config,
+    ) -> Result<Registry, RunnerError> {
+        let mut registry = Registry::from_config(&config.runners, ws.root())?;
+        registry.register(Box::new(scripted::ScriptedRunner::new(
+            ws,
+            &config.runners.scripted,
+        )));
+        Ok(registry)
+    }
+
     pub fn register(&mut self, runner: Box<dyn Runner>) {
         self.runners.insert(runner.name().to_string(), runner);
     }

@@ -553,7 +553,7 @@ fn orphaned_group_is_killed_only_when_the_kernel_confirms_the_record() {
 fn the_daemon_registers_exactly_the_runner_names_config_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let ws = crate::workspace::Workspace::open_or_init(dir.path()).unwrap();
-    let registry = crate::engine::build_registry(&ws, &Config::default()).unwrap();
+    let registry = Registry::for_workspace(&ws, &Config::default()).unwrap();
     let mut expected = crate::runners::RUNNER_NAMES.to_vec();
     expected.sort_unstable();
     assert_eq!(registry.names(), expected);

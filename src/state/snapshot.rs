@@ -250,6 +250,18 @@ mod tests {
     }
 
     #[test]
+    fn the_bootstrap_templates_a_new_workspace_gets_are_the_bootstrap_state() {
+        let snap = Snapshot::bootstrap();
+        let template =
+            crate::workspace::SNAPSHOT_TEMPLATE.replace("{updated_at}", &snap.updated_at);
+        assert_eq!(template, snap.to_yaml());
+        assert_eq!(
+            crate::workspace::COUNTERS_TEMPLATE,
+            crate::state::counters::Counters::default().to_yaml()
+        );
+    }
+
+    #[test]
     fn invariants_are_enforced() {
         let mut snap = Snapshot::bootstrap();
         snap.active_plane = Some(Plane::Planning);

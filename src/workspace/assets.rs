@@ -11,6 +11,16 @@ use super::atomic::{self, IoError};
 
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 
+/// The commented default `millrace.yaml` that `init` writes.
+pub const DEFAULT_CONFIG_YAML: &str = include_str!("../../templates/millrace.yaml");
+
+/// The runtime snapshot a new workspace starts with; `{updated_at}` is the bootstrap time.
+/// `state::snapshot`'s tests keep it equal to `Snapshot::bootstrap()`.
+pub const SNAPSHOT_TEMPLATE: &str = include_str!("../../templates/state/runtime_snapshot.yaml");
+
+/// The recovery counters a new workspace starts with (none).
+pub const COUNTERS_TEMPLATE: &str = include_str!("../../templates/state/recovery_counters.yaml");
+
 /// The folders under `templates/` that are deployed into `millrace-agents/`.
 const DEPLOYED: &[&str] = &["entrypoints", "skills", "modes", "loops"];
 

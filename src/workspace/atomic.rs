@@ -11,7 +11,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::failpoint;
+use crate::workspace::failpoint;
 
 /// Mode of state files: readable by the operator's tools, writable by the owner.
 const FILE_MODE: u32 = 0o644;

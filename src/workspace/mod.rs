@@ -4,15 +4,18 @@
 
 mod assets;
 pub mod atomic;
+pub mod failpoint;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::config::DEFAULT_CONFIG_YAML;
 use crate::model::{Plane, WorkItemKind};
 use atomic::IoError;
 
-pub use assets::{deploy_assets, embedded_asset, AssetReport};
+pub use assets::{
+    deploy_assets, embedded_asset, AssetReport, COUNTERS_TEMPLATE, DEFAULT_CONFIG_YAML,
+    SNAPSHOT_TEMPLATE,
+};
 
 /// Name of the runtime root inside the workspace.
 pub const RUNTIME_DIR: &str = "millrace-agents";
@@ -231,11 +234,11 @@ impl Workspace {
             ("state/planning_status.md", "### IDLE\n".to_string()),
             (
                 "state/runtime_snapshot.yaml",
-                crate::state::snapshot::Snapshot::bootstrap().to_yaml(),
+                SNAPSHOT_TEMPLATE.replace("{updated_at}", &crate::time::now_string()),
             ),
             (
                 "state/recovery_counters.yaml",
-                crate::state::counters::Counters::default().to_yaml(),
+                COUNTERS_TEMPLATE.to_string(),
             ),
         ];
         for (rel, contents) in defaults {
