@@ -258,20 +258,19 @@ impl Engine {
         id: &str,
     ) -> Result<()> {
         let completed = stage_completed(req, result, &result_rel, kind, id);
+        self.save_usage()?;
         self.state.record_result(result.terminal_result, result_rel);
         if let Some(next) = self.next_fallback(req, &result.runner_name, diagnosis) {
             self.state
                 .switch_runner(next.clone(), diagnosis.kind.as_str().to_string());
             self.save_snapshot()?;
-            self.events.emit(completed.0, completed.1)?;
-            self.events.emit(
-                "runner_fallback",
-                json!({"from": result.runner_name, "to": next, "stage": req.stage,
-                       "run_id": req.run_id, "work_item_kind": kind, "work_item_id": id,
-                       "failure_class": diagnosis.kind.as_str(),
-                       "failure_message": diagnosis.message,
-                       "action": "the same stage runs again on the fallback runner"}),
-            )?;
+            let fallback = json!({"from": result.runner_name, "to": next, "stage": req.stage,
+                   "run_id": req.run_id, "work_item_kind": kind, "work_item_id": id,
+                   "failure_class": diagnosis.kind.as_str(),
+                   "failure_message": diagnosis.message,
+                   "action": "the same stage runs again on the fallback runner"});
+            self.events
+                .emit_all(vec![completed, ("runner_fallback", fallback)], true)?;
             return Ok(());
         }
         let rate_limited = diagnosis.kind == runners::harness::FailureKind::RateLimited;
@@ -300,16 +299,14 @@ impl Engine {
             .pause_self(cause, reason.clone(), resume_at.clone());
         self.state.note_failure(diagnosis.kind.as_str().to_string());
         self.save_snapshot()?;
-        self.events.emit(completed.0, completed.1)?;
-        self.events.emit(
-            "runtime_paused",
-            json!({"reason": reason, "failure_class": diagnosis.kind.as_str(),
-                   "failure_message": diagnosis.message, "runner": result.runner_name,
-                   "stage": req.stage, "run_id": req.run_id,
-                   "work_item_kind": kind, "work_item_id": id,
-                   "resume_at": resume_at,
-                   "action": "the item stays active; `millrace resume` re-runs this stage"}),
-        )?;
+        let paused = json!({"reason": reason, "failure_class": diagnosis.kind.as_str(),
+               "failure_message": diagnosis.message, "runner": result.runner_name,
+               "stage": req.stage, "run_id": req.run_id,
+               "work_item_kind": kind, "work_item_id": id,
+               "resume_at": resume_at,
+               "action": "the item stays active; `millrace resume` re-runs this stage"});
+        self.events
+            .emit_all(vec![completed, ("runtime_paused", paused)], true)?;
         Ok(())
     }
 

@@ -242,6 +242,7 @@ impl Engine {
             engine.clear_active_state()?;
         }
         engine.reconcile(true)?;
+        engine.rewrite_markers();
         closure::backfill(&engine.ws, &engine.queue)?;
         let depths = engine.queue.depths();
         let plan = engine.plan_identity();
@@ -360,6 +361,20 @@ impl Engine {
             json!({"session_id": self.lock.info.owner_session_id, "state_recreated": state_recreated}),
         )?;
         Ok(true)
+    }
+
+    /// The status markers mirror the snapshot and are written without fsync, so a power
+    /// loss may leave them behind it: every start writes them from the snapshot. A marker the
+    /// snapshot holds that is not legal for its plane (a hand edit) is left for `doctor`.
+    fn rewrite_markers(&self) {
+        for plane in crate::model::Plane::ALL {
+            let marker = self.state.marker(plane);
+            if let Err(err) =
+                crate::state::markers::write(&self.ws.status_path(plane), plane, marker)
+            {
+                tracing::warn!(%plane, %err, "status marker not rewritten from the snapshot");
+            }
+        }
     }
 
     /// The workspace this engine owns.

@@ -141,11 +141,15 @@ impl Engine {
         self.mirror_counters();
         // Not saved here: the stage start (`mark_running`) saves it moments later, and a
         // crash in between leaves an unowned item in `active/`, which reconcile requeues.
-        self.events.emit(
-            "work_item_claimed",
-            json!({"kind": claimed.kind, "id": claimed.id, "stage": stage, "run_id": run_id,
-                   "root_spec_id": claimed.document.root_spec_id(),
-                   "root_idea_id": claimed.document.root_idea_id()}),
+        // Made durable with the stage's end (see `mark_running`).
+        self.events.emit_all(
+            vec![(
+                "work_item_claimed",
+                json!({"kind": claimed.kind, "id": claimed.id, "stage": stage, "run_id": run_id,
+                       "root_spec_id": claimed.document.root_spec_id(),
+                       "root_idea_id": claimed.document.root_idea_id()}),
+            )],
+            false,
         )?;
         crate::workspace::failpoint::transition("closure.before_open")?;
         if claimed.kind == WorkItemKind::Spec {
@@ -207,10 +211,13 @@ impl Engine {
                     root_spec_id: target.root_spec_id.clone(),
                 },
             );
-            self.events.emit(
-                "closure_target_ready",
-                json!({"root_spec_id": target.root_spec_id, "run_id": run_id,
-                       "arbiter_run": target.arbiter_runs}),
+            self.events.emit_all(
+                vec![(
+                    "closure_target_ready",
+                    json!({"root_spec_id": target.root_spec_id, "run_id": run_id,
+                           "arbiter_run": target.arbiter_runs}),
+                )],
+                false,
             )?;
             return Ok(());
         }

@@ -135,16 +135,23 @@ impl Engine {
         let marker = req.stage.running_marker();
         markers::write(&self.ws.status_path(req.plane), req.plane, &marker)?;
         self.state.set_marker(req.plane, marker);
-        self.save_snapshot()?;
-        self.events.emit(
-            "stage_started",
-            json!({"request_id": req.request_id, "stage": req.stage, "plane": req.plane,
-                   "run_id": req.run_id, "request_kind": req.request_kind.as_str(),
-                   "work_item_kind": req.active_work_item_kind,
-                   "work_item_id": req.active_work_item_id,
-                   "closure_target_root_spec_id": req.closure_target_root_spec_id,
-                   "runner": self.registry.resolve_name(req),
-                   "troubleshoot_report_path": req.preferred_troubleshoot_report_path}),
+        // Not forced to disk: the stage's end writes the snapshot and the log durably, and a
+        // power loss before it loses only the running marker (or, for a claim, the
+        // activation, and reconcile then requeues the claimed item).
+        self.state
+            .save_with(&self.ws.snapshot_path(), atomic::Durability::Relaxed)?;
+        self.events.emit_all(
+            vec![(
+                "stage_started",
+                json!({"request_id": req.request_id, "stage": req.stage, "plane": req.plane,
+                       "run_id": req.run_id, "request_kind": req.request_kind.as_str(),
+                       "work_item_kind": req.active_work_item_kind,
+                       "work_item_id": req.active_work_item_id,
+                       "closure_target_root_spec_id": req.closure_target_root_spec_id,
+                       "runner": self.registry.resolve_name(req),
+                       "troubleshoot_report_path": req.preferred_troubleshoot_report_path}),
+            )],
+            false,
         )?;
         Ok(())
     }

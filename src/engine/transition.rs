@@ -2,14 +2,22 @@
 //! changes — decided first as a value, then applied by [`Engine::commit`] in one fixed order.
 //!
 //! The order is what makes a crash at any instant recoverable:
-//! 1. queue and document changes (an item into `done/` or `blocked/`, a new incident, a
+//! 1. the usage ledger's count of the stage — before the item can leave `active/`, after
+//!    which startup no longer looks at its runs to recover a lost count;
+//! 2. queue and document changes (an item into `done/` or `blocked/`, a new incident, a
 //!    closure target, a report the next stage reads) — the point of no return; a crash
 //!    before it leaves the item active, and the next start re-runs the stage;
-//! 2. the recovery counters, then the usage ledger;
-//! 3. the plane status markers;
-//! 4. the runtime snapshot — after it, the next start sees the new stage or idle;
-//! 5. the events, in the order they happened — a crash before them loses lines of the log,
-//!    never work, and never writes one twice.
+//! 3. the recovery counters, then the ledger's release of the item;
+//! 4. the plane status markers (not forced to disk: every start rewrites them from the
+//!    snapshot);
+//! 5. the runtime snapshot, durably — after it, the next start sees the new stage or idle.
+//!    Its folder fsync also makes steps 1 and 3 durable (written [`Durability::Batched`]):
+//!    one folder fsync for the whole batch;
+//! 6. the events, in the order they happened, with one append and one fsync (which also
+//!    makes the stage start's unsynced events durable) — a crash before them loses lines of
+//!    the log, never work, and never writes one twice.
+//!
+//! [`Durability::Batched`]: crate::workspace::atomic::Durability::Batched
 
 use std::path::PathBuf;
 
@@ -106,6 +114,9 @@ impl Engine {
     pub(crate) fn commit(&mut self, t: Transition) -> Result<()> {
         let (kind, id) = (t.identity.0, t.identity.1.as_str());
         let mut events = Vec::new();
+        // This stage's usage, before the point of no return: once the item has left
+        // `active/`, startup no longer looks at its runs to recover the count.
+        self.save_usage()?;
         for m in t.moves {
             self.apply_move(kind, id, m, &mut events)?;
         }
@@ -113,16 +124,17 @@ impl Engine {
             Counting::Keep => {}
             Counting::Increment(key) => {
                 self.counters.increment(&key, kind, id);
-                self.counters.save(&self.ws.counters_path())?;
+                self.counters.save_batched(&self.ws.counters_path())?;
             }
             Counting::Reset => {
                 self.counters.reset_item(kind, id);
-                self.counters.save(&self.ws.counters_path())?;
+                self.counters.save_batched(&self.ws.counters_path())?;
             }
             Counting::Release => {
                 self.counters.reset_item(kind, id);
-                self.counters.save(&self.ws.counters_path())?;
-                self.forget_item_usage(kind, id)?;
+                self.counters.save_batched(&self.ws.counters_path())?;
+                self.forget_item_usage(kind, id);
+                self.save_usage()?;
             }
         }
         let idle_markers = matches!(t.next, Next::Idle { idle_markers: true });
@@ -146,10 +158,10 @@ impl Engine {
         }
         self.state.set_depths(self.queue.depths());
         crate::workspace::failpoint::transition("stage_result.before_snapshot")?;
+        // Durable, and with it every batched write before it in `state/`.
         self.save_snapshot()?;
-        for (event, data) in events.into_iter().chain(t.events) {
-            self.events.emit(event, data)?;
-        }
+        events.extend(t.events);
+        self.events.emit_all(events, true)?;
         Ok(())
     }
 

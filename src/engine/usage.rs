@@ -64,7 +64,14 @@ impl Engine {
                 self.config.usage.window.hours,
             );
         }
-        self.ledger.save(&self.ws.usage_ledger_path())?;
+        Ok(())
+    }
+
+    /// Save the ledger as part of a transition: the snapshot write that follows, in the same
+    /// folder, makes it durable (a power loss before it loses counts that the next start
+    /// recovers from the persisted stage results).
+    pub(crate) fn save_usage(&self) -> Result<()> {
+        self.ledger.save_batched(&self.ws.usage_ledger_path())?;
         Ok(())
     }
 
@@ -82,6 +89,7 @@ impl Engine {
         self.count_run_usage(&run_id, identity.0, &identity.1)?;
         let recovered = self.ledger.workspace.stages - before;
         if recovered > 0 {
+            self.save_usage()?;
             self.events.emit(
                 "usage_recovered",
                 json!({"run_id": run_id, "stages": recovered,
@@ -91,12 +99,9 @@ impl Engine {
         Ok(())
     }
 
-    /// The item left `active/`: drop its per-item entry.
-    pub(crate) fn forget_item_usage(&mut self, kind: WorkItemKind, id: &str) -> Result<()> {
-        if self.ledger.forget_item(&item_key(kind, id)) {
-            self.ledger.save(&self.ws.usage_ledger_path())?;
-        }
-        Ok(())
+    /// The item left `active/`: drop its per-item entry (saved with the transition).
+    pub(crate) fn forget_item_usage(&mut self, kind: WorkItemKind, id: &str) {
+        self.ledger.forget_item(&item_key(kind, id));
     }
 
     /// Pause when a workspace budget is spent (until it frees up); end such a pause at once

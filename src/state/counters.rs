@@ -67,6 +67,11 @@ impl Counters {
         save_yaml(path, self)
     }
 
+    /// Save as part of a transition whose snapshot write, in the same folder, follows.
+    pub fn save_batched(&self, path: &Path) -> Result<bool, StateError> {
+        super::save_yaml_with(path, self, crate::workspace::atomic::Durability::Batched)
+    }
+
     /// How often `key` was spent for an item.
     pub fn count(&self, key: &str, kind: WorkItemKind, id: &str) -> u32 {
         self.entries

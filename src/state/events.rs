@@ -42,28 +42,45 @@ impl EventLog {
         &self.path
     }
 
-    /// Append an event; `data` must be a JSON object (anything else is stored under `value`).
+    /// Append an event, durably; `data` must be a JSON object (anything else is stored
+    /// under `value`).
     pub fn emit(&self, event_type: &str, data: Value) -> Result<(), IoError> {
-        let data = match data {
-            Value::Object(map) => map,
-            Value::Null => Map::new(),
-            other => {
-                let mut map = Map::new();
-                map.insert("value".into(), other);
-                map
-            }
-        };
-        tracing::debug!(event_type, "event");
+        self.emit_all(vec![(event_type, data)], true)
+    }
+
+    /// Append the events of one step with one write. With `sync` false they are not forced
+    /// to disk yet: the next synced append (a stage's end, after its start) makes them
+    /// durable too, so a stage costs the log one fsync.
+    pub fn emit_all(&self, events: Vec<(&str, Value)>, sync: bool) -> Result<(), IoError> {
+        if events.is_empty() {
+            return Ok(());
+        }
         self.repair_torn_tail()?;
-        let event = Event {
-            data,
-            event_type: event_type.to_string(),
-            kind: "runtime_event".into(),
-            occurred_at: crate::time::now_string(),
-            schema_version: "1.0".into(),
-        };
-        let line = serde_json::to_string(&event).expect("events serialize");
-        atomic::append_line(&self.path, &line)
+        let lines: Vec<String> = events
+            .into_iter()
+            .map(|(event_type, data)| {
+                tracing::debug!(event_type, "event");
+                let data = match data {
+                    Value::Object(map) => map,
+                    Value::Null => Map::new(),
+                    other => {
+                        let mut map = Map::new();
+                        map.insert("value".into(), other);
+                        map
+                    }
+                };
+                let event = Event {
+                    data,
+                    event_type: event_type.to_string(),
+                    kind: "runtime_event".into(),
+                    occurred_at: crate::time::now_string(),
+                    schema_version: "1.0".into(),
+                };
+                serde_json::to_string(&event).expect("events serialize")
+            })
+            .collect();
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        atomic::append_lines(&self.path, &lines, sync)
     }
 
     /// Cut off a last line that lacks its `\n` (an append torn by a crash), keeping its text

@@ -57,7 +57,9 @@ pub fn read_lenient(path: &Path) -> String {
     }
 }
 
-/// Write a marker (validated for the plane), skipping the write when unchanged.
+/// Write a marker (validated for the plane), skipping the write when unchanged. Markers are
+/// written [`atomic::Durability::Relaxed`]: they mirror the snapshot, and every start
+/// rewrites them from it.
 pub fn write(path: &Path, plane: Plane, marker: &str) -> Result<(), IoError> {
     let marker = normalize(plane, marker).map_err(|msg| {
         IoError::path(
@@ -70,7 +72,7 @@ pub fn write(path: &Path, plane: Plane, marker: &str) -> Result<(), IoError> {
     if std::fs::read_to_string(path).ok().as_deref() == Some(contents.as_str()) {
         return Ok(());
     }
-    atomic::write_atomic(path, contents.as_bytes())
+    atomic::write_atomic_with(path, contents.as_bytes(), atomic::Durability::Relaxed)
 }
 
 /// Whether `marker` is possible while `stage` is active (spec 03 §12.2.1).

@@ -36,13 +36,23 @@ pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, StateError> {
     Ok(yaml::from_str(path, &text)?)
 }
 
-/// Save a YAML state file atomically, skipping the write when the bytes are unchanged.
+/// Save a YAML state file atomically and durably, skipping the write when the bytes are
+/// unchanged.
 pub fn save_yaml<T: Serialize>(path: &Path, value: &T) -> Result<bool, StateError> {
+    save_yaml_with(path, value, atomic::Durability::Full)
+}
+
+/// [`save_yaml`] as durable as `durability` says.
+pub fn save_yaml_with<T: Serialize>(
+    path: &Path,
+    value: &T,
+    durability: atomic::Durability,
+) -> Result<bool, StateError> {
     let text = yaml::to_string(value);
     if std::fs::read(path).ok().as_deref() == Some(text.as_bytes()) {
         return Ok(false);
     }
-    atomic::write_atomic(path, text.as_bytes())?;
+    atomic::write_atomic_with(path, text.as_bytes(), durability)?;
     Ok(true)
 }
 

@@ -13,6 +13,7 @@ use super::snapshot::{PauseCause, ReloadOutcome, Snapshot, WatcherMode, IDLE_MAR
 use super::StateError;
 use crate::config::RunStyle;
 use crate::model::{Plane, Stage, TerminalResult, WorkItemKind};
+use crate::workspace::atomic::Durability;
 
 /// What a stage works on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,10 +283,16 @@ impl RuntimeState {
         })
     }
 
-    /// Write the snapshot file when something changed (`updated_at` moves only then).
+    /// Write the snapshot file durably when something changed (`updated_at` moves only
+    /// then).
     pub fn save(&mut self, path: &Path) -> Result<bool, StateError> {
+        self.save_with(path, Durability::Full)
+    }
+
+    /// [`RuntimeState::save`] as durable as `durability` says.
+    pub fn save_with(&mut self, path: &Path, durability: Durability) -> Result<bool, StateError> {
         let mut snapshot = self.to_snapshot();
-        let written = snapshot.save(path)?;
+        let written = snapshot.save_with(path, durability)?;
         self.updated_at = snapshot.updated_at;
         Ok(written)
     }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{load_yaml, save_yaml, StateError};
+use super::{load_yaml, StateError};
 use crate::model::{Plane, Stage, TerminalResult, WorkItemKind};
 
 /// The marker of a plane with nothing running, as the snapshot stores it.
@@ -215,8 +215,17 @@ impl Snapshot {
         Ok(snapshot)
     }
 
-    /// Save if changed; `updated_at` is only bumped when something else changed.
+    /// Save if changed, durably; `updated_at` is only bumped when something else changed.
     pub fn save(&mut self, path: &Path) -> Result<bool, StateError> {
+        self.save_with(path, crate::workspace::atomic::Durability::Full)
+    }
+
+    /// [`Snapshot::save`] as durable as `durability` says.
+    pub fn save_with(
+        &mut self,
+        path: &Path,
+        durability: crate::workspace::atomic::Durability,
+    ) -> Result<bool, StateError> {
         self.validate().map_err(|message| StateError::Invalid {
             file: path.display().to_string(),
             message,
@@ -229,7 +238,7 @@ impl Snapshot {
             }
         }
         self.updated_at = crate::time::now_string();
-        save_yaml(path, self)
+        super::save_yaml_with(path, self, durability)
     }
 }
 

@@ -149,6 +149,13 @@ impl Ledger {
         save_yaml(path, self).map(|_| ())
     }
 
+    /// Save as part of a transition whose snapshot write, in the same folder, follows: a
+    /// power loss before it may lose the newest counts, which startup recovers from the
+    /// persisted stage results.
+    pub fn save_batched(&self, path: &Path) -> Result<(), StateError> {
+        super::save_yaml_with(path, self, crate::workspace::atomic::Durability::Batched).map(|_| ())
+    }
+
     /// Whether this stage is already counted.
     pub fn counted(&self, item: &str, request_id: &str) -> bool {
         self.items

@@ -438,3 +438,20 @@ fn repeated_failures_after_the_stage_are_bounded_and_block_the_item() {
     assert!(doc.contains("runtime repair budget spent"), "{doc}");
     assert!(ws.stages_started().len() <= 4, "{:?}", ws.stages_started());
 }
+
+/// The status markers are written without fsync (they mirror the snapshot), so a power loss
+/// may leave one behind the snapshot: every start writes them from it.
+#[test]
+fn every_start_rewrites_the_status_markers_from_the_snapshot() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    ws.write(
+        "millrace-agents/state/execution_status.md",
+        "### BUILDER_RUNNING\n",
+    );
+    ws.ok(&["run", "once"]);
+    assert_eq!(
+        ws.read("millrace-agents/state/execution_status.md"),
+        "### IDLE\n"
+    );
+}
