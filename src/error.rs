@@ -84,6 +84,12 @@ impl Error {
         }
     }
 
+    /// Whether the daemon must stop for it: a failed fsync (the disk may not have kept the
+    /// data), or the workspace lost to another daemon or deleted. Anything else is retried.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self.exit_code(), ExitCode::Fatal | ExitCode::Locked)
+    }
+
     /// Whether the machine is at fault (a full disk, a failing device), not the work: see
     /// [`IoError::is_environmental`].
     pub fn is_environmental(&self) -> bool {

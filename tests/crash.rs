@@ -877,3 +877,144 @@ fn sigkill_at_random_times_loses_nothing_and_leaves_no_harness_behind() {
         base.items.len()
     );
 }
+
+/// The shutdown is on record: no process runs, and the lock says when it was let go.
+fn check_released(ws: &Ws) -> Result<(), String> {
+    let root = ws.workspace();
+    let snapshot = Snapshot::load(&root.snapshot_path()).map_err(|e| e.to_string())?;
+    if snapshot.process_running {
+        return Err("the snapshot still says process_running: true".into());
+    }
+    let lock: millrace::control::lock::LockInfo =
+        millrace::state::load_yaml(&root.lock_path()).map_err(|e| e.to_string())?;
+    if lock.released_at.is_none() {
+        return Err("the lock file has no released_at".into());
+    }
+    Ok(())
+}
+
+/// Decision 14's one containment point: an I/O error in intake or the mailbox (here at the
+/// first command and the first scan) is logged and retried; the daemon finishes the work.
+#[test]
+fn a_non_fatal_error_in_intake_or_the_mailbox_does_not_end_the_daemon() {
+    for point in ["intake.before_scan", "mailbox.before_apply"] {
+        let ws = Ws::workload();
+        let spec = format!("{point}=eio@1");
+        let status = ws.run(&[("MILLRACE_FAILPOINTS", spec.clone())], "crash");
+        assert!(status.success(), "{spec}: {status}\n{}", ws.logs("crash"));
+        assert_eq!(count_events(&ws, "runtime_tick_failed"), 1, "{spec}");
+        assert_eq!(count_events(&ws, "runtime_fault_cleared"), 1, "{spec}");
+        let expect = Expect {
+            items: &baseline().items,
+            blocked_ok: false,
+        };
+        check_invariants(&ws, &expect).unwrap_or_else(|e| panic!("{spec}: {e}"));
+        check_released(&ws).unwrap_or_else(|e| panic!("{spec}: {e}"));
+    }
+}
+
+/// A reload and a stop whose writes fail once are retried: the new config is applied and
+/// the daemon then stops, recording its shutdown.
+#[test]
+fn a_non_fatal_error_in_a_reload_or_a_stop_does_not_end_the_daemon() {
+    let ws = Ws::workload();
+    let spec = "reload.before_read=eio@1,stop.before_record=eio@1".to_string();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--workspace")
+        .arg(ws.path())
+        .args(["run", "daemon"])
+        .env_remove("MILLRACE_WORKSPACE")
+        .env("MILLRACE_FAILPOINTS", &spec)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(ws.log_file("crash.out")))
+        .stderr(Stdio::from(ws.log_file("crash.err")));
+    let child = cmd.spawn().expect("spawn millrace");
+    let limit = Duration::from_secs(60);
+    wait_for("the workload to finish", limit, || {
+        ws.workspace()
+            .item_path(WorkItemKind::Task, Folder::Done, "t-c")
+            .exists()
+            && count_events(&ws, "closure_target_closed") == 2
+    });
+    let config = ws.workspace().config_path();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let staged = ws.path().join("config.staged");
+    std::fs::write(&staged, format!("{text}# edited\n")).unwrap();
+    std::fs::rename(&staged, &config).unwrap();
+    wait_for("the reload to be retried and applied", limit, || {
+        count_events(&ws, "runtime_config_reloaded") == 1
+    });
+    assert_eq!(
+        count_events(&ws, "runtime_tick_failed"),
+        1,
+        "{}",
+        ws.logs("crash")
+    );
+    mailbox::deliver(&ws.workspace(), &Action::Stop.to_envelope()).unwrap();
+    let status = wait_child(child, limit, || ws.logs("crash"));
+    assert!(status.success(), "{status}\n{}", ws.logs("crash"));
+    assert_eq!(
+        count_events(&ws, "runtime_tick_failed"),
+        2,
+        "{}",
+        ws.logs("crash")
+    );
+    assert_eq!(count_events(&ws, "runtime_tick_stopped"), 1);
+    check_released(&ws).unwrap_or_else(|e| panic!("{e}\n{}", ws.logs("crash")));
+}
+
+/// Every way the daemon ends records its shutdown: idle under `--until-idle`, `--max-ticks`,
+/// a signal, and a failed fsync (exit 70).
+#[test]
+fn every_exit_path_records_the_shutdown() {
+    let base = baseline();
+    let fsync = base.hits["fsync:*"] / 2;
+    let cases: Vec<(&str, Vec<&str>, Vec<(&str, String)>)> = vec![
+        ("until idle", vec!["--until-idle"], vec![]),
+        ("max ticks", vec!["--max-ticks", "2"], vec![]),
+        (
+            "failed fsync",
+            vec!["--until-idle"],
+            vec![("MILLRACE_FAILPOINTS", format!("fsync:*=eio@{fsync}"))],
+        ),
+        ("signal", vec![], vec![]),
+    ];
+    for (name, args, env) in cases {
+        let ws = Ws::workload();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--workspace")
+            .arg(ws.path())
+            .args(["run", "daemon"])
+            .args(&args)
+            .env_remove("MILLRACE_WORKSPACE")
+            .env_remove("MILLRACE_FAILPOINTS")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(ws.log_file("crash.out")))
+            .stderr(Stdio::from(ws.log_file("crash.err")));
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn millrace");
+        if name == "signal" {
+            wait_for("the daemon to start", RUN_LIMIT, || {
+                count_events(&ws, "runtime_started") == 1
+            });
+            // SIGTERM, as a service manager sends it.
+            let pid = child.id().to_string();
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .expect("kill");
+        }
+        let status = wait_child(child, RUN_LIMIT, || ws.logs("crash"));
+        let expected = if name == "failed fsync" {
+            Some(FATAL_EXIT)
+        } else {
+            Some(0)
+        };
+        assert_eq!(status.code(), expected, "{name}\n{}", ws.logs("crash"));
+        check_released(&ws).unwrap_or_else(|e| panic!("{name}: {e}\n{}", ws.logs("crash")));
+    }
+}

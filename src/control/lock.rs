@@ -151,7 +151,7 @@ impl DaemonLock {
     }
 
     /// Mark a clean shutdown in the lock file, then let go of the kernel lock.
-    pub fn release(mut self, path: &Path) -> Result<(), IoError> {
+    pub fn release(&mut self, path: &Path) -> Result<(), IoError> {
         self.info.released_at = Some(crate::time::now_string());
         atomic::rewrite_in_place(
             &mut self.file,

@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Engine, EngineOptions, TickOutcome};
+use std::path::PathBuf;
+
+use super::{Engine, EngineOptions, Prepared, TickOutcome};
 use crate::config::{Config, StopMode};
 use crate::error::Result;
 use crate::runners::harness::FailureKind;
-use crate::runners::CancelToken;
+use crate::runners::{CancelToken, RawResult};
 use crate::watch::{self, Wake, Waker};
 use crate::workspace::Workspace;
 
@@ -121,59 +123,41 @@ fn age(modified: std::time::SystemTime) -> Duration {
         .unwrap_or_default()
 }
 
-/// Decision 14: a tick that fails on a non-fatal error (a full disk, an I/O error on one
-/// file) does not end the daemon; it is logged and retried after a growing pause. A fatal
-/// error (a failed fsync) is returned and stops the daemon.
-fn contain(
-    engine: &mut Engine,
-    err: crate::error::Error,
-    failures: &mut u32,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<Duration> {
-    if matches!(
-        err.exit_code(),
-        crate::error::ExitCode::Fatal | crate::error::ExitCode::Locked
-    ) {
-        return Err(err);
-    }
-    *failures += 1;
-    if err.is_environmental() {
-        let path = engine.ws.lock_path();
-        if let Err(e) = engine.lock.set_fault(&path, Some(err.to_string())) {
-            tracing::warn!(%e, "cannot record the fault in the lock file");
-        }
-    }
-    let pause = Duration::from_millis(100 * 2u64.saturating_pow((*failures).min(9)))
-        .min(Duration::from_secs(60));
-    let message = err.to_string();
-    tracing::error!(%message, retry_in_ms = pause.as_millis() as u64, "tick failed");
-    progress(Progress::Warning(format!(
-        "tick failed: {message} (retrying in {} ms)",
-        pause.as_millis()
-    )));
-    let _ = engine.events.emit(
-        "runtime_tick_failed",
-        json!({"error": message, "consecutive": *failures}),
-    );
-    Ok(pause)
+/// What one pass of the loop decided.
+enum Flow {
+    Continue,
+    Exit(DaemonExit),
 }
 
-/// A step succeeded after failures: the fault has cleared.
-fn recovered(engine: &mut Engine, failures: &mut u32) {
-    let failed = std::mem::take(failures);
-    if failed > 0 {
-        let path = engine.ws.lock_path();
-        if let Err(e) = engine.lock.set_fault(&path, None) {
-            tracing::warn!(%e, "cannot clear the fault in the lock file");
-        }
-        let _ = engine.events.emit(
-            "runtime_fault_cleared",
-            json!({"consecutive_failures": failed}),
-        );
-    }
+/// How a running stage ended.
+enum StageEnd {
+    /// The runner returned; a signal that came meanwhile stops the daemon after the stage.
+    Done(Box<RawResult>, Option<String>),
+    /// The stage was cancelled (`stop_mode: interrupt`, a second signal) with this reason.
+    Interrupted(String),
 }
 
-/// Run the daemon until stopped.
+/// The running daemon: the engine, the one wait point, and the loop's own bookkeeping.
+struct Daemon<'a> {
+    ws: &'a Workspace,
+    engine: Engine,
+    waker: Waker,
+    tail: EventTail,
+    options: DaemonOptions,
+    config_path: PathBuf,
+    /// The config file as last reloaded, to notice edits however they arrive.
+    config_seen: Option<(std::time::SystemTime, u64)>,
+    /// The config was changed moments ago and is left to settle before it is reloaded.
+    config_settling: bool,
+    ticks: u64,
+    /// Passes that failed in a row (decision 14's back-off).
+    failures: u32,
+    /// A stop that could not be completed yet (its writes failed); the next pass retries it.
+    pending_stop: Option<String>,
+}
+
+/// Run the daemon until stopped. The config is read once, here; every way out records the
+/// shutdown (the engine's drop guard covers the ones that return an error).
 pub fn run(
     ws: &Workspace,
     options: EngineOptions,
@@ -186,265 +170,379 @@ pub fn run(
         .unwrap_or_else(|| ws.config_path());
     // Stamped before the config is read, so a change made while the daemon starts up is
     // still noticed (and reloaded) afterwards.
-    let mut config_seen = config_stamp(&config_path);
+    let config_seen = config_stamp(&config_path);
     let config = Config::load(&config_path, options.config_path.is_some())?;
-    let mut waker = Waker::new(ws, &config, daemon.force_poll);
+    let waker = Waker::new(ws, &config, daemon.force_poll);
     watch::forward_signals(waker.sender());
-    let mut engine = Engine::start(ws, options, waker.mode())?;
-    if let Some(reason) = &waker.fallback_reason {
-        engine
-            .events
-            .emit("watcher_fallback_to_polling", json!({"reason": reason}))?;
-        progress(Progress::Warning(reason.clone()));
-    }
-    for link in engine.ws.links_in_layout() {
-        let path = engine.ws.rel(&link);
-        engine
-            .events
-            .emit("runtime_symlink_refused", json!({"path": path}))?;
-        progress(Progress::Warning(format!(
-            "{path} is a symbolic link where millrace keeps its own file or folder; \
-             nothing is written through it until it is replaced by a real one"
-        )));
-    }
-    for problem in crate::runners::preflight::check(&engine.config) {
-        let warning = format!(
-            "runner {}: {} — {}; the first stage that needs it will pause the runtime",
-            problem.runner, problem.message, problem.fix
-        );
-        let event = if problem.failure_class == FailureKind::NotInstalled {
-            "runner_executable_missing"
-        } else {
-            "runner_preflight_failed"
-        };
-        engine.events.emit(
-            event,
-            json!({"runner": problem.runner, "program": problem.program,
-                   "config_key": problem.config_key,
-                   "failure_class": problem.failure_class.as_str(),
-                   "message": problem.message, "fix": problem.fix}),
-        )?;
-        progress(Progress::Warning(warning));
-    }
-    let mut tail = EventTail::at_end(engine.events.path());
-    progress(Progress::Started {
-        plan_id: engine.plan.compiled_plan_id.clone(),
-        watcher: format!("{:?}", waker.mode()).to_lowercase(),
-    });
-    let mut ticks = 0u64;
-    let mut failures = 0u32;
-    let exit = loop {
-        tail.forward(progress);
-        let scheduled_check = Duration::from_secs_f64(engine.config.runtime.idle_sleep_seconds);
-        let debounce = Duration::from_millis(engine.config.watchers.debounce_ms);
-        let mut config_settling = false;
-        let stamp = config_stamp(&config_path);
-        if stamp != config_seen {
-            if stamp
-                .as_ref()
-                .is_some_and(|(modified, _)| age(*modified) < debounce)
-            {
-                config_settling = true;
-            } else {
-                config_seen = stamp;
-                let outcome = engine.reload_config()?;
-                if !outcome.applied {
-                    progress(Progress::Warning(outcome.detail));
-                }
-            }
-        }
-        if daemon.max_ticks.is_some_and(|max| ticks >= max) {
-            break DaemonExit::MaxTicks;
-        }
-        match engine.keep_ownership() {
-            Ok(true) => waker.rewatch(ws),
-            Ok(false) => {}
-            Err(err) => {
-                let pause = contain(&mut engine, err, &mut failures, progress)?;
-                if let Some(reason) = wait_for_signal(&waker, pause) {
-                    engine.process_stop(&reason)?;
-                    break DaemonExit::Stopped(reason);
-                }
-                continue;
-            }
-        }
-        ticks += 1;
-        engine.queue.set_change_hint(waker.take_touched());
-        let outcome = match engine.prepare(&|p| waker.is_complete(p)) {
-            Ok(outcome) => {
-                recovered(&mut engine, &mut failures);
-                outcome
-            }
-            Err(err) => {
-                let pause = contain(&mut engine, err, &mut failures, progress)?;
-                if let Some(reason) = wait_for_signal(&waker, pause) {
-                    engine.process_stop(&reason)?;
-                    break DaemonExit::Stopped(reason);
-                }
-                continue;
-            }
-        };
-        match outcome {
-            TickOutcome::Stopped => break DaemonExit::Stopped("stop requested".into()),
-            TickOutcome::Stage(prepared) => {
-                let req = prepared.request.clone();
-                tail.forward(progress);
-                let cancel = CancelToken::new();
-                let (tx, rx) = channel();
-                let registry = engine.registry();
-                let wake = waker.sender();
-                let worker_cancel = cancel.clone();
-                let worker_req = req.clone();
-                std::thread::Builder::new()
-                    .name("millrace-stage".into())
-                    .spawn(move || {
-                        let raw = registry.dispatch(&worker_req, &worker_cancel);
-                        let _ = tx.send(raw);
-                        let _ = wake.send(Wake::StageDone);
-                    })
-                    .map_err(|e| {
-                        crate::error::Error::msg(format!("cannot start stage worker: {e}"))
-                    })?;
-                let mut stop_after: Option<String> = None;
-                let mut lost: Option<crate::error::Error> = None;
-                let raw = loop {
-                    if let Ok(raw) = rx.try_recv() {
-                        break raw;
-                    }
-                    let timeout = engine
-                        .next_settled()
-                        .map(|at| at.saturating_duration_since(std::time::Instant::now()))
-                        .filter(|left| *left < scheduled_check)
-                        .unwrap_or(scheduled_check);
-                    let wake = waker.wait(timeout);
-                    if lost.is_none() {
-                        match engine.keep_ownership() {
-                            Ok(true) => waker.rewatch(ws),
-                            Ok(false) => {}
-                            // Another daemon owns the workspace now, or it is gone: end this
-                            // stage's harness.
-                            Err(err)
-                                if matches!(
-                                    err.exit_code(),
-                                    crate::error::ExitCode::Locked | crate::error::ExitCode::Fatal
-                                ) =>
-                            {
-                                cancel.cancel();
-                                lost = Some(err);
-                            }
-                            Err(err) => tracing::warn!(%err, "cannot check the workspace lock"),
-                        }
-                    }
-                    match wake {
-                        Some(Wake::Signal(name)) => {
-                            if stop_after.is_some()
-                                || engine.config.runtime.stop_mode == StopMode::Interrupt
-                            {
-                                cancel.cancel();
-                            }
-                            stop_after = Some(format!("{name} received"));
-                        }
-                        Some(Wake::StageDone) => {}
-                        _ => {
-                            if let Err(err) = engine.drain_mailbox_during_stage() {
-                                if err.exit_code() == crate::error::ExitCode::Fatal {
-                                    return Err(err);
-                                }
-                                progress(Progress::Warning(format!(
-                                    "mailbox not applied while the stage runs: {err}"
-                                )));
-                            }
-                            tail.forward(progress);
-                            if engine.state().stop_requested()
-                                && engine.config.runtime.stop_mode == StopMode::Interrupt
-                            {
-                                cancel.cancel();
-                            }
-                        }
-                    }
-                };
-                if let Some(err) = lost {
-                    return Err(err);
-                }
-                if cancel.is_cancelled() {
-                    engine.events.emit(
-                        "stage_interrupted",
-                        json!({"stage": req.stage, "run_id": req.run_id, "request_id": req.request_id,
-                               "action": "the item stays active; the next start re-runs this stage"}),
-                    )?;
-                    let reason = stop_after.unwrap_or_else(|| "stop requested".into());
-                    engine.drain_mailbox()?;
-                    engine.process_stop(&reason)?;
-                    break DaemonExit::Stopped(reason);
-                }
-                let finished = engine.keep_ownership().and_then(|recreated| {
-                    if recreated {
-                        waker.rewatch(ws);
-                    }
-                    engine.finish_stage(&prepared, raw)
-                });
-                if let Err(err) = finished {
-                    let pause = contain(&mut engine, err, &mut failures, progress)?;
-                    if let Some(reason) = wait_for_signal(&waker, pause) {
-                        engine.process_stop(&reason)?;
-                        break DaemonExit::Stopped(reason);
-                    }
-                    continue;
-                }
-                recovered(&mut engine, &mut failures);
-                if let Some(reason) = stop_after {
-                    engine.process_stop(&reason)?;
-                    break DaemonExit::Stopped(reason);
-                }
-            }
-            TickOutcome::Idle | TickOutcome::Paused => {
-                if daemon.exit_when_idle {
-                    // Paused, nothing will run until a `resume`: waiting would never end.
-                    break match outcome {
-                        TickOutcome::Paused => DaemonExit::Paused,
-                        _ => DaemonExit::Idle,
-                    };
-                }
-                progress(Progress::Idle);
-                // Spec 10 §3.2: under `--max-ticks` there is no sleep between ticks.
-                if daemon.max_ticks.is_some() {
-                    if let Some(Wake::Signal(name)) = waker.try_take() {
-                        let reason = format!("{name} received");
-                        engine.process_stop(&reason)?;
-                        break DaemonExit::Stopped(reason);
-                    }
-                    continue;
-                }
-                // A file left alone because it was still within its settle window is looked
-                // at again as soon as the window ends, not at the next scheduled rescan.
-                let settled = engine
-                    .next_settled()
-                    .map(|at| at.saturating_duration_since(std::time::Instant::now()));
-                let timeout = if config_settling {
-                    debounce
-                } else if let Some(left) = settled.filter(|left| *left < scheduled_check) {
-                    left
-                } else {
-                    scheduled_check
-                };
-                let timeout = engine
-                    .resume_due_in()
-                    .map_or(timeout, |due| timeout.min(due));
-                match waker.wait(timeout) {
-                    Some(Wake::Signal(name)) => {
-                        let reason = format!("{name} received");
-                        engine.process_stop(&reason)?;
-                        break DaemonExit::Stopped(reason);
-                    }
-                    // The scheduled rescan: check every file, whatever the events said.
-                    None if timeout == scheduled_check => waker.forget_touched(),
-                    _ => {}
-                }
-            }
-        }
+    let engine = Engine::start_with(ws, options, config, waker.mode())?;
+    let tail = EventTail::at_end(engine.events.path());
+    let mut d = Daemon {
+        ws,
+        engine,
+        waker,
+        tail,
+        options: daemon,
+        config_path,
+        config_seen,
+        config_settling: false,
+        ticks: 0,
+        failures: 0,
+        pending_stop: None,
     };
-    tail.forward(progress);
-    let reason = exit.describe();
-    engine.shutdown(&reason)?;
+    let exit = d.announce(progress).and_then(|()| d.serve(progress));
+    d.tail.forward(progress);
+    let exit = exit?;
+    d.engine.shutdown(&exit.describe())?;
     Ok(exit)
+}
+
+impl Daemon<'_> {
+    /// What the operator should know before the first tick: polling instead of file events,
+    /// symbolic links in the layout, harnesses that are not ready.
+    fn announce(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+        let engine = &self.engine;
+        if let Some(reason) = &self.waker.fallback_reason {
+            engine
+                .events
+                .emit("watcher_fallback_to_polling", json!({"reason": reason}))?;
+            progress(Progress::Warning(reason.clone()));
+        }
+        for link in engine.ws.links_in_layout() {
+            let path = engine.ws.rel(&link);
+            engine
+                .events
+                .emit("runtime_symlink_refused", json!({"path": path}))?;
+            progress(Progress::Warning(format!(
+                "{path} is a symbolic link where millrace keeps its own file or folder; \
+                 nothing is written through it until it is replaced by a real one"
+            )));
+        }
+        for problem in crate::runners::preflight::check(&engine.config) {
+            let warning = format!(
+                "runner {}: {} — {}; the first stage that needs it will pause the runtime",
+                problem.runner, problem.message, problem.fix
+            );
+            let event = if problem.failure_class == FailureKind::NotInstalled {
+                "runner_executable_missing"
+            } else {
+                "runner_preflight_failed"
+            };
+            engine.events.emit(
+                event,
+                json!({"runner": problem.runner, "program": problem.program,
+                       "config_key": problem.config_key,
+                       "failure_class": problem.failure_class.as_str(),
+                       "message": problem.message, "fix": problem.fix}),
+            )?;
+            progress(Progress::Warning(warning));
+        }
+        // The lines above were shown as warnings; the log is followed from here.
+        self.tail = EventTail::at_end(engine.events.path());
+        progress(Progress::Started {
+            plan_id: engine.plan.compiled_plan_id.clone(),
+            watcher: format!("{:?}", self.waker.mode()).to_lowercase(),
+        });
+        Ok(())
+    }
+
+    /// The loop, and its one containment point (decision 14): whatever step of a pass fails
+    /// on a non-fatal error — reload, intake, mailbox, claim, a stage's result, a stop — is
+    /// logged (`runtime_tick_failed`) and retried after a growing pause. Only a fatal error
+    /// (a failed fsync, a lost workspace lock), a stop, a signal or `--max-ticks` ends it.
+    fn serve(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<DaemonExit> {
+        loop {
+            match self.pass(progress) {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Exit(exit)) => return Ok(exit),
+                Err(err) if err.is_fatal() => return Err(err),
+                Err(err) => {
+                    let pause = self.contain(err, progress);
+                    if let Some(reason) = wait_for_signal(&self.waker, pause) {
+                        if self.pending_stop.is_some() {
+                            // A second signal while a stop cannot be recorded: leave now;
+                            // the shutdown records what it can.
+                            return Ok(DaemonExit::Stopped(reason));
+                        }
+                        self.pending_stop = Some(reason);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One pass: reload a changed config, check the lock, tick, and run the stage it
+    /// prepared or wait for the next wake.
+    fn pass(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<Flow> {
+        self.tail.forward(progress);
+        if let Some(reason) = self.pending_stop.clone() {
+            return self.stop(reason);
+        }
+        self.reload_if_changed(progress)?;
+        if self.options.max_ticks.is_some_and(|max| self.ticks >= max) {
+            return Ok(Flow::Exit(DaemonExit::MaxTicks));
+        }
+        if self.engine.keep_ownership()? {
+            self.waker.rewatch(self.ws);
+        }
+        self.ticks += 1;
+        self.engine.queue.set_change_hint(self.waker.take_touched());
+        let waker = &self.waker;
+        let outcome = self.engine.prepare(&|p| waker.is_complete(p))?;
+        self.recovered();
+        match outcome {
+            TickOutcome::Stopped => Ok(Flow::Exit(DaemonExit::Stopped("stop requested".into()))),
+            TickOutcome::Stage(prepared) => self.run_stage(&prepared, progress),
+            TickOutcome::Idle | TickOutcome::Paused => self.idle(&outcome, progress),
+        }
+    }
+
+    /// Stop at a tick boundary: the active item stays where it is for the next start. If the
+    /// stop's own writes fail, the next pass tries again.
+    fn stop(&mut self, reason: String) -> Result<Flow> {
+        self.pending_stop = Some(reason.clone());
+        self.engine.process_stop(&reason)?;
+        self.pending_stop = None;
+        Ok(Flow::Exit(DaemonExit::Stopped(reason)))
+    }
+
+    /// Reload the config when its file changed and has held still for the debounce window.
+    fn reload_if_changed(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+        let debounce = Duration::from_millis(self.engine.config.watchers.debounce_ms);
+        let stamp = config_stamp(&self.config_path);
+        self.config_settling = false;
+        if stamp == self.config_seen {
+            return Ok(());
+        }
+        if stamp
+            .as_ref()
+            .is_some_and(|(modified, _)| age(*modified) < debounce)
+        {
+            self.config_settling = true;
+            return Ok(());
+        }
+        let outcome = self.engine.reload_config()?;
+        // Only once the reload ran: one that failed on I/O is tried again.
+        self.config_seen = stamp;
+        if !outcome.applied {
+            progress(Progress::Warning(outcome.detail));
+        }
+        Ok(())
+    }
+
+    /// Run a prepared stage on a worker thread while listening for signals, the mailbox and
+    /// the lock, then apply its result.
+    fn run_stage(
+        &mut self,
+        prepared: &Prepared,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Flow> {
+        self.tail.forward(progress);
+        let (raw, stop_after) = match self.wait_for_stage(prepared, progress)? {
+            StageEnd::Done(raw, stop_after) => (*raw, stop_after),
+            StageEnd::Interrupted(reason) => {
+                let req = &prepared.request;
+                self.pending_stop = Some(reason.clone());
+                self.engine.events.emit(
+                    "stage_interrupted",
+                    json!({"stage": req.stage, "run_id": req.run_id, "request_id": req.request_id,
+                           "action": "the item stays active; the next start re-runs this stage"}),
+                )?;
+                self.engine.drain_mailbox()?;
+                return self.stop(reason);
+            }
+        };
+        // A signal during the stage stops the daemon once its result is applied, even if
+        // applying it has to be retried.
+        self.pending_stop = stop_after;
+        if self.engine.keep_ownership()? {
+            self.waker.rewatch(self.ws);
+        }
+        self.engine.finish_stage(prepared, raw)?;
+        self.recovered();
+        match self.pending_stop.clone() {
+            Some(reason) => self.stop(reason),
+            None => Ok(Flow::Continue),
+        }
+    }
+
+    /// Wait for the stage's worker, applying the mailbox commands that leave a running
+    /// stage alone and checking the lock at every wake.
+    fn wait_for_stage(
+        &mut self,
+        prepared: &Prepared,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<StageEnd> {
+        let scheduled_check =
+            Duration::from_secs_f64(self.engine.config.runtime.idle_sleep_seconds);
+        let cancel = CancelToken::new();
+        let (tx, rx) = channel();
+        let registry = self.engine.registry();
+        let wake = self.waker.sender();
+        let worker_cancel = cancel.clone();
+        let worker_req = prepared.request.clone();
+        std::thread::Builder::new()
+            .name("millrace-stage".into())
+            .spawn(move || {
+                let raw = registry.dispatch(&worker_req, &worker_cancel);
+                let _ = tx.send(raw);
+                let _ = wake.send(Wake::StageDone);
+            })
+            .map_err(|e| crate::error::Error::msg(format!("cannot start stage worker: {e}")))?;
+        let mut stop_after: Option<String> = None;
+        let mut lost: Option<crate::error::Error> = None;
+        let raw = loop {
+            if let Ok(raw) = rx.try_recv() {
+                break raw;
+            }
+            let timeout = self
+                .engine
+                .next_settled()
+                .map(|at| at.saturating_duration_since(std::time::Instant::now()))
+                .filter(|left| *left < scheduled_check)
+                .unwrap_or(scheduled_check);
+            let wake = self.waker.wait(timeout);
+            if lost.is_none() {
+                match self.engine.keep_ownership() {
+                    Ok(true) => self.waker.rewatch(self.ws),
+                    Ok(false) => {}
+                    // Another daemon owns the workspace now, or it is gone: end this stage's
+                    // harness and stop once it has.
+                    Err(err) if err.is_fatal() => {
+                        cancel.cancel();
+                        lost = Some(err);
+                    }
+                    Err(err) => tracing::warn!(%err, "cannot check the workspace lock"),
+                }
+            }
+            match wake {
+                Some(Wake::Signal(name)) => {
+                    if stop_after.is_some()
+                        || self.engine.config.runtime.stop_mode == StopMode::Interrupt
+                    {
+                        cancel.cancel();
+                    }
+                    stop_after = Some(format!("{name} received"));
+                }
+                Some(Wake::StageDone) => {}
+                _ => {
+                    if let Err(err) = self.engine.drain_mailbox_during_stage() {
+                        if err.is_fatal() {
+                            return Err(err);
+                        }
+                        progress(Progress::Warning(format!(
+                            "mailbox not applied while the stage runs: {err}"
+                        )));
+                    }
+                    self.tail.forward(progress);
+                    if self.engine.state().stop_requested()
+                        && self.engine.config.runtime.stop_mode == StopMode::Interrupt
+                    {
+                        cancel.cancel();
+                    }
+                }
+            }
+        };
+        if let Some(err) = lost {
+            return Err(err);
+        }
+        if cancel.is_cancelled() {
+            return Ok(StageEnd::Interrupted(
+                stop_after.unwrap_or_else(|| "stop requested".into()),
+            ));
+        }
+        Ok(StageEnd::Done(Box::new(raw), stop_after))
+    }
+
+    /// Nothing to run: exit (`--until-idle`), or sleep until a file event, a signal, a
+    /// settle window ending, a self-pause ending or the scheduled rescan.
+    fn idle(&mut self, outcome: &TickOutcome, progress: &mut dyn FnMut(Progress)) -> Result<Flow> {
+        if self.options.exit_when_idle {
+            // Paused, nothing will run until a `resume`: waiting would never end.
+            return Ok(Flow::Exit(match outcome {
+                TickOutcome::Paused => DaemonExit::Paused,
+                _ => DaemonExit::Idle,
+            }));
+        }
+        progress(Progress::Idle);
+        // Spec 10 §3.2: under `--max-ticks` there is no sleep between ticks.
+        if self.options.max_ticks.is_some() {
+            if let Some(Wake::Signal(name)) = self.waker.try_take() {
+                return self.stop(format!("{name} received"));
+            }
+            return Ok(Flow::Continue);
+        }
+        let scheduled_check =
+            Duration::from_secs_f64(self.engine.config.runtime.idle_sleep_seconds);
+        let debounce = Duration::from_millis(self.engine.config.watchers.debounce_ms);
+        // A file left alone because it was still within its settle window is looked at
+        // again as soon as the window ends, not at the next scheduled rescan.
+        let settled = self
+            .engine
+            .next_settled()
+            .map(|at| at.saturating_duration_since(std::time::Instant::now()));
+        let timeout = if self.config_settling {
+            debounce
+        } else if let Some(left) = settled.filter(|left| *left < scheduled_check) {
+            left
+        } else {
+            scheduled_check
+        };
+        let timeout = self
+            .engine
+            .resume_due_in()
+            .map_or(timeout, |due| timeout.min(due));
+        match self.waker.wait(timeout) {
+            Some(Wake::Signal(name)) => self.stop(format!("{name} received")),
+            // The scheduled rescan: check every file, whatever the events said.
+            None if timeout == scheduled_check => {
+                self.waker.forget_touched();
+                Ok(Flow::Continue)
+            }
+            _ => Ok(Flow::Continue),
+        }
+    }
+
+    /// Log a failed pass and say how long to wait before the next (0.2 s doubling to 60 s);
+    /// a fault of the machine is also kept in the lock file for `status`.
+    fn contain(
+        &mut self,
+        err: crate::error::Error,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Duration {
+        self.failures += 1;
+        if err.is_environmental() {
+            let path = self.engine.ws.lock_path();
+            if let Err(e) = self.engine.lock.set_fault(&path, Some(err.to_string())) {
+                tracing::warn!(%e, "cannot record the fault in the lock file");
+            }
+        }
+        let pause = Duration::from_millis(100 * 2u64.saturating_pow(self.failures.min(9)))
+            .min(Duration::from_secs(60));
+        let message = err.to_string();
+        tracing::error!(%message, retry_in_ms = pause.as_millis() as u64, "tick failed");
+        progress(Progress::Warning(format!(
+            "tick failed: {message} (retrying in {} ms)",
+            pause.as_millis()
+        )));
+        let _ = self.engine.events.emit(
+            "runtime_tick_failed",
+            json!({"error": message, "consecutive": self.failures}),
+        );
+        pause
+    }
+
+    /// A tick went through after failures: the fault has cleared.
+    fn recovered(&mut self) {
+        let failed = std::mem::take(&mut self.failures);
+        if failed > 0 {
+            let path = self.engine.ws.lock_path();
+            if let Err(e) = self.engine.lock.set_fault(&path, None) {
+                tracing::warn!(%e, "cannot clear the fault in the lock file");
+            }
+            let _ = self.engine.events.emit(
+                "runtime_fault_cleared",
+                json!({"consecutive_failures": failed}),
+            );
+        }
+    }
 }

@@ -50,6 +50,7 @@ impl Engine {
                     )?;
                 }
                 Pending::Ready { path, envelope, .. } => {
+                    crate::workspace::failpoint::transition("mailbox.before_apply")?;
                     let outcome = Action::from_envelope(&envelope)
                         .map_err(Error::msg)
                         .and_then(|action| self.apply_action(&action));
@@ -102,6 +103,7 @@ impl Engine {
 
     /// Re-read the config and recompile; a failure keeps the last-known-good plan and says so.
     pub fn reload_config(&mut self) -> Result<Outcome> {
+        crate::workspace::failpoint::transition("reload.before_read")?;
         let path = self
             .options
             .config_path

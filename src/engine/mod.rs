@@ -72,6 +72,10 @@ pub struct Engine {
     watcher_mode: WatcherMode,
     /// Closure targets seen closed; they never reopen, so idle ticks skip their files.
     closed_targets: std::collections::HashSet<String>,
+    /// The shutdown was recorded (snapshot, lock `released_at`).
+    released: bool,
+    /// Another daemon owns the workspace now, or it is gone: write nothing more.
+    ownership_lost: bool,
 }
 
 /// A state file that no longer parses (edited by hand, say) is moved to `quarantine/` with
@@ -130,8 +134,22 @@ impl Engine {
         options: EngineOptions,
         watcher_mode: WatcherMode,
     ) -> Result<Engine> {
+        let config = Config::load(
+            &Self::config_path(ws, &options),
+            options.config_path.is_some(),
+        )?;
+        Self::start_with(ws, options, config, watcher_mode)
+    }
+
+    /// [`Engine::start`] with the config already loaded (the daemon reads it once, for its
+    /// file watches and the engine).
+    pub fn start_with(
+        ws: &Workspace,
+        options: EngineOptions,
+        config: Config,
+        watcher_mode: WatcherMode,
+    ) -> Result<Engine> {
         let config_path = Self::config_path(ws, &options);
-        let config = Config::load(&config_path, options.config_path.is_some())?;
         check_mode_known(ws, &config, &options, &config_path)?;
         let events = EventLog::new(ws.events_path());
         let lock = match lock::acquire(ws, options.run_mode) {
@@ -223,6 +241,8 @@ impl Engine {
             lock,
             watcher_mode,
             closed_targets: std::collections::HashSet::new(),
+            released: false,
+            ownership_lost: false,
         };
         engine.kill_orphaned_harness()?;
         let swept = crate::workspace::sweep_stale_temps(
@@ -314,6 +334,7 @@ impl Engine {
         if !self.ws.rt().is_dir() {
             // Moved or deleted as a whole: recreating it at the old path would scatter the
             // work between two places.
+            self.ownership_lost = true;
             return Err(Error::with(
                 format!(
                     "the workspace folder {} is gone (moved or deleted); this daemon stops \
@@ -329,13 +350,14 @@ impl Engine {
         match self.lock.reestablish(&self.ws) {
             Ok(()) => {}
             Err(LockError::Held { pid, host, since }) => {
+                self.ownership_lost = true;
                 return Err(Error::with(
                     format!(
                         "the lock file was deleted and pid {pid} on {host} has owned the                          workspace since {since}; this daemon stops without writing anything more"
                     ),
                     Some("keep the lock file: it is how daemons tell each other apart; check `millrace status`".into()),
                     ExitCode::Locked,
-                ))
+                ));
             }
             Err(LockError::Io(e)) => return Err(e.into()),
         }
@@ -432,16 +454,40 @@ impl Engine {
         });
     }
 
-    /// Leave the workspace: mark the process stopped; the lock is released on drop.
+    /// Leave the workspace: mark the process stopped and release the lock.
     pub fn shutdown(mut self, reason: &str) -> Result<()> {
+        self.release_workspace(reason)
+    }
+
+    /// Record the shutdown once: the snapshot says no process runs, the event log says why
+    /// and the lock file gets its `released_at`. Every step is tried even when one before it
+    /// failed (the disk may be failing); the first error is returned.
+    fn release_workspace(&mut self, reason: &str) -> Result<()> {
+        if self.released || self.ownership_lost {
+            return Ok(());
+        }
+        self.released = true;
         self.queue.flush_index();
         self.state.shut_down();
-        self.save_snapshot()?;
-        self.events.emit(
-            "runtime_daemon_lock_released",
-            json!({"session_id": self.lock.info.owner_session_id, "reason": reason}),
-        )?;
-        self.lock.release(&self.ws.lock_path())?;
-        Ok(())
+        let saved = self.save_snapshot();
+        let logged = self
+            .events
+            .emit(
+                "runtime_daemon_lock_released",
+                json!({"session_id": self.lock.info.owner_session_id, "reason": reason}),
+            )
+            .map_err(Error::from);
+        let released = self.lock.release(&self.ws.lock_path()).map_err(Error::from);
+        saved.and(logged).and(released)
+    }
+}
+
+impl Drop for Engine {
+    /// Every way out records the shutdown — an error returned through `?`, a panic — unless
+    /// another daemon owns the workspace now.
+    fn drop(&mut self) {
+        if let Err(err) = self.release_workspace("the runtime ended on an error") {
+            tracing::warn!(%err, "the shutdown could not be recorded");
+        }
     }
 }

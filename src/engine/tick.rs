@@ -144,6 +144,7 @@ impl Engine {
         if !self.config.watchers.enabled || !self.config.watchers.watch_ideas_inbox {
             return Ok(());
         }
+        crate::workspace::failpoint::transition("intake.before_scan")?;
         let report = self
             .intake
             .ideas(&self.ws, &self.queue, &self.events, complete)?;

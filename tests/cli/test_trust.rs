@@ -59,7 +59,10 @@ fn a_missing_or_unreadable_config_is_a_failed_reload_and_the_plan_stays() {
     assert_eq!(snap["last_reload_outcome"], "failed_retained_previous_plan");
 
     std::fs::remove_dir(&config).unwrap();
-    std::fs::write(&config, saved).unwrap();
+    // Renamed into place: a daemon delayed under load must not catch it half written.
+    let staged = ws.rt().join("millrace.yaml.staged");
+    std::fs::write(&staged, saved).unwrap();
+    std::fs::rename(&staged, &config).unwrap();
     wait_for("the restored config to be applied", LIMIT, || {
         count_events(&ws, "runtime_config_reloaded") == 1
     });
