@@ -267,10 +267,9 @@ fn via_mailbox(ctx: &Ctx, ws: &Workspace, action: &Action, wait: f64) -> Result<
                 .and_then(|v| v.as_str())
                 .unwrap_or("the daemon refused the command")
                 .to_string();
-            return Err(Error::with(
+            return Err(Error::refused(
                 format!("{}: {error}", action.name()),
                 Some(format!("see {}", ws.rel(&error_path))),
-                ExitCode::Failed,
             ));
         }
         if Instant::now() >= deadline {

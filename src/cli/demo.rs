@@ -36,15 +36,14 @@ pub fn run(ctx: &Ctx, args: DemoArgs) -> Result<ExitCode> {
         None => tempfile::Builder::new()
             .prefix("millrace-demo-")
             .tempdir()
-            .map_err(|e| Error::msg(format!("cannot create a temporary directory: {e}")))?
+            .map_err(|e| Error::system("cannot create a temporary directory", e))?
             .keep(),
     };
     let ws = Workspace::open_or_init(&root)?;
     if !QueueStore::new(&ws).list().is_empty() {
-        return Err(Error::with(
+        return Err(Error::refused(
             format!("{} already holds work items", ws.root().display()),
             Some("give `millrace demo` an empty or new directory".into()),
-            ExitCode::Failed,
         ));
     }
     atomic::write_atomic(&ws.config_path(), DEMO_CONFIG.as_bytes())?;

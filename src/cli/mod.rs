@@ -209,7 +209,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let mut text = Vec::new();
             clap_mangen::Man::new(Cli::command())
                 .render(&mut text)
-                .map_err(|e| Error::msg(format!("cannot render the man page: {e}")))?;
+                .map_err(|e| Error::system("cannot render the man page", e))?;
             output::print_stdout(&String::from_utf8_lossy(&text));
             Ok(ExitCode::Ok)
         }
@@ -262,7 +262,7 @@ fn report_error(err: &crate::error::Error, json: bool) -> i32 {
     let causes = causes(err);
     eprintln!("error: {err}");
     for cause in &causes {
-        eprintln!("caused by: {cause}");
+        eprintln!("Caused by: {cause}");
     }
     if let Some(hint) = err.hint() {
         eprintln!("hint: {hint}");

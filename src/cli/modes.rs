@@ -70,10 +70,9 @@ pub fn run(ctx: &Ctx, cmd: ModesCommand) -> Result<ExitCode> {
         }
         ModesCommand::Show { mode_id } => {
             let (path, mode) = compiler::load_mode(ws.rt(), &mode_id).map_err(|diag| {
-                Error::with(
+                Error::refused(
                     diag.to_string(),
                     Some("`millrace modes list` shows the workspace's modes".into()),
-                    ExitCode::Failed,
                 )
             })?;
             #[derive(Serialize)]

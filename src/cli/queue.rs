@@ -62,18 +62,21 @@ struct Added {
 
 fn read_input(path: &PathBuf) -> Result<String> {
     if path.is_dir() {
-        return Err(Error::msg(format!(
-            "{} is a directory, not a document",
-            path.display()
-        )));
+        return Err(Error::refused(
+            format!("{} is a directory, not a document", path.display()),
+            None,
+        ));
     }
     let bytes = std::fs::read(path).map_err(|e| IoError::path("read", path, e))?;
     String::from_utf8(bytes).map_err(|e| {
-        Error::msg(format!(
-            "{}: not valid UTF-8 (invalid byte at offset {})",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        ))
+        Error::refused(
+            format!(
+                "{}: not valid UTF-8 (invalid byte at offset {})",
+                path.display(),
+                e.utf8_error().valid_up_to()
+            ),
+            None,
+        )
     })
 }
 
@@ -82,12 +85,15 @@ fn read_stdin() -> Result<String> {
     let mut bytes = Vec::new();
     std::io::stdin()
         .read_to_end(&mut bytes)
-        .map_err(|e| Error::msg(format!("cannot read the document from stdin: {e}")))?;
+        .map_err(|e| Error::system("cannot read the document from stdin", e))?;
     String::from_utf8(bytes).map_err(|e| {
-        Error::msg(format!(
-            "<stdin>: not valid UTF-8 (invalid byte at offset {})",
-            e.utf8_error().valid_up_to()
-        ))
+        Error::refused(
+            format!(
+                "<stdin>: not valid UTF-8 (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+            None,
+        )
     })
 }
 
@@ -124,16 +130,22 @@ pub fn add(ctx: &Ctx, kind: WorkItemKind, args: AddArgs) -> Result<ExitCode> {
             .unwrap_or_default();
         let is_json = name.ends_with(".json");
         if !is_json && !name.ends_with(".md") {
-            return Err(Error::msg(format!(
-                "{kind} import path must end with .md or .json (or be `-` for stdin): {}",
-                args.path.display()
-            )));
+            return Err(Error::refused(
+                format!(
+                    "{kind} import path must end with .md or .json (or be `-` for stdin): {}",
+                    args.path.display()
+                ),
+                None,
+            ));
         }
         if !args.path.exists() {
-            return Err(Error::msg(format!(
+            return Err(Error::refused(
+                format!(
                 "{} does not exist (paths are relative to the current directory, not --workspace)",
                 args.path.display()
-            )));
+            ),
+                None,
+            ));
         }
         let text = read_input(&args.path)?;
         (text, is_json, args.path.display().to_string())
@@ -185,10 +197,9 @@ pub fn add(ctx: &Ctx, kind: WorkItemKind, args: AddArgs) -> Result<ExitCode> {
 /// spec. The same action a daemon applies for a mailbox `add_idea`.
 pub fn add_idea(ctx: &Ctx, args: AddArgs) -> Result<ExitCode> {
     if args.path.as_os_str() == "-" {
-        return Err(Error::with(
+        return Err(Error::usage(
             "add-idea needs a file: the idea's file name becomes its name in the inbox",
             Some("save it as a .md file first, e.g. `cat > my-idea.md`".into()),
-            ExitCode::Usage,
         ));
     }
     let name = args
@@ -264,10 +275,9 @@ fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
     let store = QueueStore::new(&ws);
     let found = store.find(id);
     if found.is_empty() {
-        return Err(Error::with(
+        return Err(Error::refused(
             format!("no work item with id {id}"),
             Some("run `millrace queue ls` to see every id".into()),
-            ExitCode::Failed,
         ));
     }
     let items: Vec<serde_json::Value> = found

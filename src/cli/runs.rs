@@ -61,10 +61,9 @@ pub fn run(ctx: &Ctx, cmd: RunsCommand) -> Result<ExitCode> {
 }
 
 fn not_found(run_id: &str) -> Error {
-    Error::with(
+    Error::refused(
         format!("run not found: {run_id}"),
         Some("run `millrace runs ls` to see the run ids".into()),
-        ExitCode::Failed,
     )
 }
 
@@ -250,18 +249,16 @@ fn tail(ctx: &Ctx, ws: &Workspace, args: TailArgs) -> Result<ExitCode> {
         Some(run_id) if !runs::exists(ws, run_id) => return Err(not_found(run_id)),
         Some(run_id) => run_id.clone(),
         None => runs::latest_run(ws).ok_or_else(|| {
-            Error::with(
+            Error::refused(
                 "no stage has run yet in this workspace",
                 Some("start one with `millrace run once` or `millrace watch`".into()),
-                ExitCode::Failed,
             )
         })?,
     };
     let latest = runs::latest_stage(ws, &run_id).ok_or_else(|| {
-        Error::with(
+        Error::refused(
             format!("run {run_id} has no stage output yet"),
             Some(format!("run `millrace runs show {run_id}`")),
-            ExitCode::Failed,
         )
     })?;
     let stream = |path: &Path| Stream {
@@ -326,11 +323,11 @@ fn follow(
             let _ = tx.send(crate::watch::Wake::Files);
         }
     })
-    .map_err(|e| Error::msg(format!("cannot watch the run folder: {e}")))?;
+    .map_err(|e| Error::system("cannot watch the run folder", e))?;
     let run_dir = ws.run_dir(run_id);
     watcher
         .watch(&run_dir, RecursiveMode::Recursive)
-        .map_err(|e| Error::msg(format!("cannot watch {}: {e}", run_dir.display())))?;
+        .map_err(|e| Error::system(format!("cannot watch {}", run_dir.display()), e))?;
     crate::watch::forward_signals(tx_signal);
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let mut offsets = [size(&latest.stdout_path), size(&latest.stderr_path)];

@@ -424,11 +424,14 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
                     if daemon
                         && std::fs::read(&dest).ok().as_deref() == Some(markdown.as_bytes()) => {}
                 Err(IoError::AlreadyExists { .. }) => {
-                    return Err(Error::msg(format!(
-                        "idea document already exists: {} (ideas are never overwritten; \
+                    return Err(Error::refused(
+                        format!(
+                            "idea document already exists: {} (ideas are never overwritten; \
                          rename your file to add it as another idea)",
-                        dest.display()
-                    )))
+                            dest.display()
+                        ),
+                        None,
+                    ))
                 }
                 Err(e) => return Err(e.into()),
             }

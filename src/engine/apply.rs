@@ -119,7 +119,7 @@ impl Engine {
         }
         match (req.active_work_item_kind, req.active_work_item_id.clone()) {
             (Some(k), Some(i)) => Ok((k, i)),
-            _ => Err(Error::msg("stage request has no work item identity")),
+            _ => Err(Error::internal("stage request has no work item identity")),
         }
     }
 
@@ -144,14 +144,14 @@ impl Engine {
     ) -> Result<StageResult> {
         let active = self.state.active().map(|a| (a.stage, a.run_id.as_str()));
         if active != Some((req.stage, req.run_id.as_str())) {
-            return Err(Error::msg(
+            return Err(Error::internal(
                 "stage result does not match the runtime snapshot's active stage and run",
             ));
         }
         if matches!(req.stage, Stage::Troubleshooter | Stage::Mechanic) {
             let _ = std::fs::remove_file(self.ws.error_context_path());
         }
-        let mut result = runners::normalize(req, &raw).map_err(|e| Error::msg(e.to_string()))?;
+        let mut result = runners::normalize(req, &raw)?;
         if req.stage == Stage::Manager && result.terminal_result == TerminalResult::ManagerComplete
         {
             let since =
@@ -189,8 +189,7 @@ impl Engine {
             .plan
             .route(req.plane, req.stage, result.terminal_result, |key| {
                 counters.count(key, kind, &id)
-            })
-            .map_err(|e| Error::msg(e.to_string()))?;
+            })?;
         crate::workspace::failpoint::transition("stage_result.after_route")?;
         let class = result
             .metadata

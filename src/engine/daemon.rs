@@ -387,7 +387,7 @@ impl Daemon<'_> {
                 let _ = tx.send(raw);
                 let _ = wake.send(Wake::StageDone);
             })
-            .map_err(|e| crate::error::Error::msg(format!("cannot start stage worker: {e}")))?;
+            .map_err(|e| crate::error::Error::system("cannot start the stage worker thread", e))?;
         let mut stop_after: Option<String> = None;
         let mut lost: Option<crate::error::Error> = None;
         let raw = loop {

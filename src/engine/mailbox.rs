@@ -52,7 +52,7 @@ impl Engine {
                 Pending::Ready { path, envelope, .. } => {
                     crate::workspace::failpoint::transition("mailbox.before_apply")?;
                     let outcome = Action::from_envelope(&envelope)
-                        .map_err(Error::msg)
+                        .map_err(|e| Error::refused(e, None))
                         .and_then(|action| self.apply_action(&action));
                     match outcome {
                         Ok(outcome) => {
@@ -68,9 +68,7 @@ impl Engine {
                                        "applied": outcome.applied, "detail": outcome.detail}),
                             )?;
                         }
-                        Err(err) if err.exit_code() == crate::error::ExitCode::Fatal => {
-                            return Err(err)
-                        }
+                        Err(err) if err.is_fatal() => return Err(err),
                         Err(err) => {
                             let text = err.to_string();
                             mailbox::archive(&self.ws, &path, Disposition::Failed, Some(&text))?;

@@ -27,7 +27,7 @@ use serde_json::json;
 use crate::compiler::{self, FrozenRunPlan};
 use crate::config::Config;
 use crate::control::lock::{self, DaemonLock, LockError};
-use crate::error::{Error, ExitCode, Result};
+use crate::error::{Error, Result};
 use crate::queue::QueueStore;
 use crate::runners::{self, Registry};
 use crate::state::counters::Counters;
@@ -114,7 +114,7 @@ fn check_mode_known(
                     config_path.display()
                 ),
             };
-            Err(Error::with(diag.to_string(), Some(hint), ExitCode::Failed))
+            Err(Error::refused(diag.to_string(), Some(hint)))
         }
         _ => Ok(()),
     }
@@ -157,10 +157,9 @@ impl Engine {
             Err(LockError::Held { pid, host, since }) => {
                 let message = format!("workspace is owned by pid {pid} on {host} since {since}");
                 events.emit("runtime_daemon_lock_denied", json!({"reason": message}))?;
-                return Err(Error::with(
+                return Err(Error::locked(
                     message,
-                    Some("stop it with `millrace control stop`, or use another workspace".into()),
-                    ExitCode::Locked,
+                    "stop it with `millrace control stop`, or use another workspace",
                 ));
             }
             Err(LockError::Io(e)) => return Err(e.into()),
@@ -177,17 +176,15 @@ impl Engine {
                        "previous_acquired_at": previous.acquired_at}),
             )?;
         }
-        let registry =
-            Registry::for_workspace(ws, &config).map_err(|e| Error::msg(e.to_string()))?;
+        let registry = Registry::for_workspace(ws, &config)?;
         let names = registry.names();
-        runners::validate_stage_runners(&config, &names).map_err(|e| Error::msg(e.to_string()))?;
+        runners::validate_stage_runners(&config, &names)?;
         let outcome = compiler::compile_and_persist(ws, &config, options.mode.as_deref())?;
         let errors = outcome.diagnostics.errors.clone();
         let Some(plan) = outcome.plan else {
-            return Err(Error::with(
+            return Err(Error::refused(
                 format!("compile failed: {}", errors.join(", ")),
                 Some("fix the mode or loop assets, then run `millrace compile validate`".into()),
-                ExitCode::Failed,
             ));
         };
         if outcome.used_last_known_good {
@@ -201,7 +198,7 @@ impl Engine {
                 let dropped = RuntimeState::dropped_activation(&snapshot)
                     .then_some(snapshot.active_stage)
                     .flatten();
-                let state = RuntimeState::from_snapshot(snapshot).map_err(Error::msg)?;
+                let state = RuntimeState::from_snapshot(snapshot).map_err(Error::internal)?;
                 (state, dropped)
             }
             Err(crate::state::StateError::Io(e)) => return Err(e.into()),
@@ -335,14 +332,13 @@ impl Engine {
             // Moved or deleted as a whole: recreating it at the old path would scatter the
             // work between two places.
             self.ownership_lost = true;
-            return Err(Error::with(
+            return Err(Error::fatal(
                 format!(
                     "the workspace folder {} is gone (moved or deleted); this daemon stops \
                      without writing anything more",
                     self.ws.rt().display()
                 ),
-                Some("start millrace again where the workspace is now".into()),
-                ExitCode::Fatal,
+                "start millrace again where the workspace is now",
             ));
         }
         let state_recreated = !self.ws.state_dir().is_dir();
@@ -351,13 +347,9 @@ impl Engine {
             Ok(()) => {}
             Err(LockError::Held { pid, host, since }) => {
                 self.ownership_lost = true;
-                return Err(Error::with(
-                    format!(
+                return Err(Error::locked(format!(
                         "the lock file was deleted and pid {pid} on {host} has owned the                          workspace since {since}; this daemon stops without writing anything more"
-                    ),
-                    Some("keep the lock file: it is how daemons tell each other apart; check `millrace status`".into()),
-                    ExitCode::Locked,
-                ));
+                    ), "keep the lock file: it is how daemons tell each other apart; check `millrace status`"));
             }
             Err(LockError::Io(e)) => return Err(e.into()),
         }

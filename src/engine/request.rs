@@ -36,13 +36,15 @@ impl Engine {
     /// Build the request for the active stage (spec 08 §2, 07 §7).
     pub(crate) fn build_request(&mut self) -> Result<StageRequest> {
         let Some(active) = self.state.active().cloned() else {
-            return Err(Error::msg("no active stage to run"));
+            return Err(Error::internal("no active stage to run"));
         };
         let (stage, run_id) = (active.stage, active.run_id.clone());
         let plan = self
             .plan
             .stage_plan(stage)
-            .ok_or_else(|| Error::msg(format!("the compiled plan has no stage plan for {stage}")))?
+            .ok_or_else(|| {
+                Error::internal(format!("the compiled plan has no stage plan for {stage}"))
+            })?
             .clone();
         let rt = self.ws.rt().to_path_buf();
         let run_dir = self.ws.run_dir(&run_id);

@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::Engine;
-use crate::error::{Error, ExitCode, Result};
+use crate::error::{Error, Result};
 use crate::runners::{RawResult, StageRequest, StageResult};
 
 /// What a tick did when it ran no stage, or the stage it prepared.
@@ -26,24 +26,10 @@ pub struct Prepared {
     pub finished: Option<StageResult>,
 }
 
-/// Stop after a failed fsync anywhere in the process, even one a runner turned into a stage
-/// failure: the stage's result is not applied, so the next start re-runs it.
-fn stop_on_failed_fsync() -> Result<()> {
-    match crate::workspace::atomic::fsync_failure() {
-        Some(message) => Err(Error::with(
-            message,
-            Some("check the disk and the kernel log; once it is healthy, start the daemon again and it resumes the active stage".into()),
-            ExitCode::Fatal,
-        )),
-        None => Ok(()),
-    }
-}
-
 impl Engine {
     /// Steps 1–14 of a tick: everything up to running a stage. `complete` tells intake
     /// which inbox files arrived whole (the watcher saw them renamed in or closed).
     pub fn prepare(&mut self, complete: &dyn Fn(&std::path::Path) -> bool) -> Result<TickOutcome> {
-        stop_on_failed_fsync()?;
         self.queue.settle().take_next();
         self.drain_mailbox()?;
         self.take_in(complete)?;
@@ -89,11 +75,10 @@ impl Engine {
         prepared: &Prepared,
         raw: RawResult,
     ) -> Result<Option<StageResult>> {
-        stop_on_failed_fsync()?;
         let before = (self.state.clone(), self.counters.clone());
         let applied = match self.apply_result(&prepared.request, raw) {
             Ok(result) => Ok(Some(result)),
-            Err(err) if err.exit_code() == crate::error::ExitCode::Fatal => Err(err),
+            Err(err) if err.is_fatal() => Err(err),
             Err(err) if err.is_environmental() => Err(err),
             Err(err) => self
                 .post_stage_recovery(&prepared.request, &err.to_string())

@@ -228,7 +228,12 @@ impl ScriptedRunner {
                 crate::workspace::Folder::Queue,
                 &task_id,
             );
-            match atomic::create_atomic(&dest, task.render().as_bytes()) {
+            // Written as an agent writes (no fsync): only the engine's thread writes durably.
+            match atomic::create_atomic_with(
+                &dest,
+                task.render().as_bytes(),
+                atomic::Durability::Relaxed,
+            ) {
                 Ok(()) | Err(IoError::AlreadyExists { .. }) => written.push(task_id.clone()),
                 Err(e) => return Err(e.to_string()),
             }

@@ -147,28 +147,16 @@ fn parent_of(path: &Path) -> &Path {
 /// The first failed fsync of this process, kept even when a caller swallows the error (a
 /// runner turns I/O errors into a stage failure): the daemon checks it at every step and
 /// stops, because the kernel may have dropped the dirty pages of any file.
-static FSYNC_FAILURE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
-/// The message of the first failed fsync of this process, if one failed.
-pub fn fsync_failure() -> Option<&'static str> {
-    FSYNC_FAILURE.get().map(String::as_str)
-}
-
-/// fsync an open file; a failure is an [`IoError::Fsync`] and is remembered for
-/// [`fsync_failure`].
+/// fsync an open file; a failure is an [`IoError::Fsync`], which is fatal: it propagates to
+/// the daemon's containment point, which stops. Only the engine's thread writes durably, so
+/// no fsync failure can hide inside a stage's result.
 pub fn fsync_file(file: &File, path: &Path) -> Result<(), IoError> {
-    let result = failpoint::hit_io("fsync", path).and_then(|()| {
+    failpoint::hit_io("fsync", path).and_then(|()| {
         file.sync_all().map_err(|source| IoError::Fsync {
             path: path.to_path_buf(),
             source,
         })
-    });
-    if let Err(err) = &result {
-        if err.is_fatal() {
-            let _ = FSYNC_FAILURE.set(err.to_string());
-        }
-    }
-    result
+    })
 }
 
 /// fsync a directory so a rename or create inside it is durable.
@@ -279,8 +267,19 @@ pub fn write_artifact(path: &Path, contents: &[u8]) -> Result<(), IoError> {
 
 /// Write `contents` to `path` only if no file is there yet (no overwrite, still atomic).
 pub fn create_atomic(path: &Path, contents: &[u8]) -> Result<(), IoError> {
-    match temp_beside(path, contents, true)?.persist_noclobber(path) {
-        Ok(_) => fsync_dir(parent_of(path)),
+    create_atomic_with(path, contents, Durability::Full)
+}
+
+/// [`create_atomic`] as durable as `durability` says.
+pub fn create_atomic_with(
+    path: &Path,
+    contents: &[u8],
+    durability: Durability,
+) -> Result<(), IoError> {
+    let durable = durability != Durability::Relaxed;
+    match temp_beside(path, contents, durable)?.persist_noclobber(path) {
+        Ok(_) if durability == Durability::Full => fsync_dir(parent_of(path)),
+        Ok(_) => Ok(()),
         Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Err(IoError::AlreadyExists {
             path: path.to_path_buf(),
         }),

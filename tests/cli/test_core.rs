@@ -244,5 +244,25 @@ fn with_json_an_error_is_also_a_json_object_on_stdout() {
         .unwrap()
         .starts_with("no millrace workspace at"));
     assert_eq!(value["exit_code"], 3);
+    assert!(
+        value["hint"].is_string() || value["hint"].is_null(),
+        "{value}"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: no millrace workspace"));
+
+    // Another kind: a document that does not parse (exit 1) names its line and the fix.
+    let ws = TestWs::new();
+    let bad = ws.write("bad.md", "# Task\n\nTask-ID: t1\n");
+    let out = ws.run(&["--json", "add-task", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(value["exit_code"], 1);
+    assert!(
+        value["error"].as_str().unwrap().contains("bad.md"),
+        "{value}"
+    );
+    assert!(
+        value["hint"].as_str().unwrap().contains("Work documents"),
+        "{value}"
+    );
 }
