@@ -181,6 +181,9 @@ impl Error {
             Error::Config(_) => {
                 Some("fix the config file named above, then run `millrace config validate`")
             }
+            Error::State(StateError::Newer { .. }) => {
+                Some("run the millrace version that wrote it (or a newer one); nothing was changed")
+            }
             Error::State(StateError::Yaml(_) | StateError::Invalid { .. }) => Some(
                 "fix the file, or start the daemon: it sets an unreadable state file aside in \
                  millrace-agents/quarantine/ and starts it afresh",

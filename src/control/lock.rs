@@ -12,9 +12,16 @@ use serde::{Deserialize, Serialize};
 use crate::workspace::atomic::{self, IoError};
 use crate::workspace::Workspace;
 
+fn schema_v1() -> String {
+    crate::state::SCHEMA_VERSION.into()
+}
+
 /// Metadata written into the lock file by its owner.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockInfo {
+    /// Absent in files written before it was added; they are schema 1.0.
+    #[serde(default = "schema_v1")]
+    pub schema_version: String,
     pub workspace_root: String,
     pub owner_pid: u32,
     pub owner_hostname: String,
@@ -208,6 +215,7 @@ pub fn acquire(ws: &Workspace, mode: &str) -> Result<DaemonLock, LockError> {
     }
     let previous = read_info(&path);
     let info = LockInfo {
+        schema_version: crate::state::SCHEMA_VERSION.into(),
         workspace_root: ws.root().display().to_string(),
         owner_pid: std::process::id(),
         owner_hostname: hostname(),

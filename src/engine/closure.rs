@@ -83,7 +83,7 @@ pub fn open_for_spec(
         idea_rel = Some(ws.rel(&copy));
     }
     let target = ClosureTarget {
-        schema_version: "1.0".into(),
+        schema_version: crate::state::SCHEMA_VERSION.into(),
         kind: "closure_target_state".into(),
         root_spec_id: root.clone(),
         root_idea_id: doc.root_idea_id().map(str::to_string),
@@ -101,6 +101,7 @@ pub fn open_for_spec(
         arbiter_runs: 0,
         closure_held: None,
         latest_outcome: None,
+        unknown: Default::default(),
     };
     target.save(ws)?;
     Ok(Some(target))

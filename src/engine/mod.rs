@@ -202,6 +202,7 @@ impl Engine {
                 (state, dropped)
             }
             Err(crate::state::StateError::Io(e)) => return Err(e.into()),
+            Err(e @ crate::state::StateError::Newer { .. }) => return Err(e.into()),
             Err(e) => {
                 set_aside(&queue, &events, &ws.snapshot_path(), &e.to_string())?;
                 (RuntimeState::bootstrap(), None)
@@ -210,6 +211,7 @@ impl Engine {
         let counters = match Counters::load(&ws.counters_path()) {
             Ok(counters) => counters,
             Err(crate::state::StateError::Io(e)) => return Err(e.into()),
+            Err(e @ crate::state::StateError::Newer { .. }) => return Err(e.into()),
             Err(e) => {
                 set_aside(&queue, &events, &ws.counters_path(), &e.to_string())?;
                 Counters::default()
@@ -218,6 +220,7 @@ impl Engine {
         let ledger = match Ledger::load(&ws.usage_ledger_path()) {
             Ok(ledger) => ledger,
             Err(crate::state::StateError::Io(e)) => return Err(e.into()),
+            Err(e @ crate::state::StateError::Newer { .. }) => return Err(e.into()),
             Err(e) => {
                 set_aside(&queue, &events, &ws.usage_ledger_path(), &e.to_string())?;
                 Ledger::default()

@@ -12,7 +12,6 @@ use crate::workspace::Workspace;
 
 /// `arbiter/targets/<root_spec_id>.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ClosureTarget {
     pub schema_version: String,
     pub kind: String,
@@ -44,12 +43,22 @@ pub struct ClosureTarget {
     /// The latest arbiter outcome (`ARBITER_COMPLETE`, `REMEDIATION_NEEDED`, `BLOCKED`).
     #[serde(default)]
     pub latest_outcome: Option<String>,
+    /// Fields a newer millrace added: kept and written back.
+    #[serde(flatten)]
+    pub unknown: super::Unknown,
 }
 
 impl ClosureTarget {
     /// Read and validate a target file.
     pub fn load(path: &Path) -> Result<ClosureTarget, StateError> {
-        load_yaml(path)
+        let target: ClosureTarget = load_yaml(path)?;
+        super::check_schema(
+            path,
+            &target.schema_version,
+            &target.kind,
+            "closure_target_state",
+        )?;
+        Ok(target)
     }
 
     /// Save if changed (atomic; idle ticks write nothing).

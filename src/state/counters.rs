@@ -27,11 +27,13 @@ pub struct CounterEntry {
 
 /// The counters file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Counters {
     pub schema_version: String,
     pub kind: String,
     pub entries: Vec<CounterEntry>,
+    /// Fields a newer millrace added: kept and written back.
+    #[serde(flatten)]
+    pub unknown: super::Unknown,
 }
 
 impl Default for Counters {
@@ -40,6 +42,7 @@ impl Default for Counters {
             schema_version: "1.0".into(),
             kind: "recovery_counters".into(),
             entries: Vec::new(),
+            unknown: super::Unknown::new(),
         }
     }
 }
@@ -53,12 +56,12 @@ impl Counters {
     /// Read and check the counters file.
     pub fn load(path: &Path) -> Result<Counters, StateError> {
         let counters: Counters = load_yaml(path)?;
-        if counters.schema_version != "1.0" || counters.kind != "recovery_counters" {
-            return Err(StateError::Invalid {
-                file: path.display().to_string(),
-                message: "schema_version must be \"1.0\" and kind recovery_counters".into(),
-            });
-        }
+        super::check_schema(
+            path,
+            &counters.schema_version,
+            &counters.kind,
+            "recovery_counters",
+        )?;
         Ok(counters)
     }
 

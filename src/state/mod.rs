@@ -28,6 +28,44 @@ pub enum StateError {
     Yaml(#[from] YamlError),
     #[error("{file}: {message}")]
     Invalid { file: String, message: String },
+    /// A newer millrace wrote the file in a schema this one cannot read: nothing is reset,
+    /// the runtime refuses to start instead.
+    #[error("{file} was written by a newer millrace (schema_version {version}); this one reads schema 1.x")]
+    Newer { file: String, version: String },
+}
+
+/// The schema version every machine-owned state file this release writes carries.
+pub const SCHEMA_VERSION: &str = "1.0";
+
+/// Fields of a state file this version does not know (a newer version added them): kept as
+/// they are and written back, so a downgrade loses nothing; `doctor` names them.
+pub type Unknown = std::collections::BTreeMap<String, serde_json::Value>;
+
+/// Check a state file's `schema_version` and `kind`: any 1.x loads (a minor version only
+/// adds fields, which [`Unknown`] keeps); a newer major version is [`StateError::Newer`].
+pub fn check_schema(
+    path: &Path,
+    version: &str,
+    kind: &str,
+    expected_kind: &str,
+) -> Result<(), StateError> {
+    let major = version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok());
+    match major {
+        Some(1) if kind == expected_kind => Ok(()),
+        Some(m) if m > 1 => Err(StateError::Newer {
+            file: path.display().to_string(),
+            version: version.to_string(),
+        }),
+        _ => Err(StateError::Invalid {
+            file: path.display().to_string(),
+            message: format!(
+                "schema_version must be 1.x and kind {expected_kind} (found {version:?}, {kind:?})"
+            ),
+        }),
+    }
 }
 
 /// Load a YAML state file.

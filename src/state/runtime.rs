@@ -129,6 +129,8 @@ pub struct RuntimeState {
     reload_error: Option<String>,
     started_at: Option<String>,
     updated_at: String,
+    /// Fields a newer millrace wrote into the snapshot, written back as they were.
+    unknown: super::Unknown,
 }
 
 impl RuntimeState {
@@ -204,6 +206,7 @@ impl RuntimeState {
             reload_error: s.last_reload_error,
             started_at: s.started_at,
             updated_at: s.updated_at,
+            unknown: s.unknown,
         })
     }
 
@@ -228,7 +231,7 @@ impl RuntimeState {
         };
         let attempts = a.map(|a| a.attempts).unwrap_or_default();
         Snapshot {
-            schema_version: "1.0".into(),
+            schema_version: super::SCHEMA_VERSION.into(),
             kind: "runtime_snapshot".into(),
             runtime_mode: self.run_style,
             process_running: self.process_running,
@@ -271,6 +274,7 @@ impl RuntimeState {
             started_at: self.started_at.clone(),
             active_since: a.map(|a| a.since.clone()),
             updated_at: self.updated_at.clone(),
+            unknown: self.unknown.clone(),
         }
     }
 

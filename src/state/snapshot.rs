@@ -41,7 +41,6 @@ pub enum ReloadOutcome {
 
 /// The runtime snapshot (spec 03 §7), field order fixed for stable diffs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Snapshot {
     pub schema_version: String,
     pub kind: String,
@@ -119,6 +118,9 @@ pub struct Snapshot {
     #[serde(default)]
     pub active_since: Option<String>,
     pub updated_at: String,
+    /// Fields a newer millrace added: kept and written back.
+    #[serde(flatten)]
+    pub unknown: super::Unknown,
 }
 
 impl Snapshot {
@@ -166,6 +168,7 @@ impl Snapshot {
             started_at: None,
             active_since: None,
             updated_at: crate::time::now_string(),
+            unknown: super::Unknown::new(),
         }
     }
 
@@ -176,8 +179,8 @@ impl Snapshot {
 
     /// Invariants of spec 03 §7.2.
     pub fn validate(&self) -> Result<(), String> {
-        if self.schema_version != "1.0" || self.kind != "runtime_snapshot" {
-            return Err("schema_version must be \"1.0\" and kind runtime_snapshot".into());
+        if !self.schema_version.starts_with("1.") || self.kind != "runtime_snapshot" {
+            return Err("schema_version must be 1.x and kind runtime_snapshot".into());
         }
         if self.active_plane.is_some() != self.active_stage.is_some() {
             return Err("active_plane and active_stage must be set together".into());
@@ -208,6 +211,12 @@ impl Snapshot {
     /// Read and check the snapshot.
     pub fn load(path: &Path) -> Result<Snapshot, StateError> {
         let snapshot: Snapshot = load_yaml(path)?;
+        super::check_schema(
+            path,
+            &snapshot.schema_version,
+            &snapshot.kind,
+            "runtime_snapshot",
+        )?;
         snapshot.validate().map_err(|message| StateError::Invalid {
             file: path.display().to_string(),
             message,

@@ -98,7 +98,6 @@ pub struct Record<'a> {
 
 /// The ledger file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Ledger {
     pub schema_version: String,
     pub kind: String,
@@ -108,6 +107,9 @@ pub struct Ledger {
     pub items: BTreeMap<String, ItemSpend>,
     /// Stages of the last [`HORIZON_HOURS`] (or the window, if longer), oldest first.
     pub recent: Vec<Entry>,
+    /// Fields a newer millrace added: kept and written back.
+    #[serde(flatten)]
+    pub unknown: super::Unknown,
 }
 
 impl Default for Ledger {
@@ -119,6 +121,7 @@ impl Default for Ledger {
             lineages: BTreeMap::new(),
             items: BTreeMap::new(),
             recent: Vec::new(),
+            unknown: super::Unknown::new(),
         }
     }
 }
@@ -141,7 +144,9 @@ impl Ledger {
         if !path.exists() {
             return Ok(Ledger::default());
         }
-        load_yaml(path)
+        let ledger: Ledger = load_yaml(path)?;
+        super::check_schema(path, &ledger.schema_version, &ledger.kind, "usage_ledger")?;
+        Ok(ledger)
     }
 
     /// Write atomically (skipped when nothing changed).

@@ -12,5 +12,6 @@ mod test_harness_failures;
 mod test_inspect;
 mod test_operator;
 mod test_planning;
+mod test_state_files;
 mod test_trust;
 mod test_usage;
