@@ -88,7 +88,7 @@ impl Ws {
             &task("t-c", "2026-01-05T08:30:00Z", &[]),
         )
         .unwrap();
-        mailbox::deliver(&root, &Action::AddTask(Box::new(t_c)).to_envelope()).unwrap();
+        mailbox::deliver(&root, &Action::AddTask(Box::new(t_c.into())).to_envelope()).unwrap();
         let idea = Action::AddIdea {
             name: "greet.md".into(),
             markdown: IDEA.into(),
@@ -1018,4 +1018,52 @@ fn every_exit_path_records_the_shutdown() {
         assert_eq!(status.code(), expected, "{name}\n{}", ws.logs("crash"));
         check_released(&ws).unwrap_or_else(|e| panic!("{name}: {e}\n{}", ws.logs("crash")));
     }
+}
+
+/// The lost-update race, made to happen on purpose: a `pause` applied without a daemon is
+/// held (failpoint) between reading the state and writing it while a daemon starts. The
+/// daemon must wait for the command (it holds the workspace lock) and then start from the
+/// paused state; without the lock the command's stale copy would overwrite the daemon's
+/// start (`process_running` lost) and the daemon would run unpaused.
+#[test]
+fn a_pause_held_mid_apply_while_a_daemon_starts_is_not_lost() {
+    let ws = Ws::workload();
+    let go = ws.path().join("go");
+    let mut reached = go.clone().into_os_string();
+    reached.push(".reached");
+    let pause = Command::new(BIN)
+        .arg("--workspace")
+        .arg(ws.path())
+        .args(["pause"])
+        .env_remove("MILLRACE_WORKSPACE")
+        .env(
+            "MILLRACE_FAILPOINTS",
+            format!("control.before_apply=wait:{}", go.display()),
+        )
+        .stdout(Stdio::from(ws.log_file("pause.out")))
+        .stderr(Stdio::from(ws.log_file("pause.err")))
+        .spawn()
+        .expect("spawn pause");
+    wait_for("the pause to read the state", RUN_LIMIT, || {
+        Path::new(&reached).exists()
+    });
+    let daemon = ws.daemon(&[], "crash").spawn().expect("spawn the daemon");
+    wait_for("the daemon to reach the lock", RUN_LIMIT, || {
+        count_events(&ws, "runtime_daemon_lock_busy") == 1
+            || count_events(&ws, "runtime_started") == 1
+    });
+    std::fs::write(&go, b"").unwrap();
+    let status = wait_child(pause, RUN_LIMIT, || ws.logs("pause"));
+    assert!(status.success(), "{}", ws.logs("pause"));
+    // Paused from its first tick: the daemon exits idle (`--until-idle`) without a stage.
+    let status = wait_child(daemon, RUN_LIMIT, || ws.logs("crash"));
+    assert!(status.success(), "{}", ws.logs("crash"));
+    assert_eq!(
+        count_events(&ws, "stage_started"),
+        0,
+        "{}",
+        ws.logs("crash")
+    );
+    let snapshot = Snapshot::load(&ws.workspace().snapshot_path()).unwrap();
+    assert!(snapshot.paused, "the pause was lost");
 }

@@ -1,25 +1,19 @@
 //! `millrace control ...`, `planning retry-active` and their top-level aliases.
 //!
-//! With a live daemon the action goes through the mailbox and the command waits (bounded)
-//! for the daemon's answer; without one it is applied to the workspace directly.
+//! The library's control client applies the action under the workspace lock when no daemon
+//! runs, or hands it to the running daemon and waits (bounded) for its answer; this file
+//! parses and renders.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use super::{open_for_write, Ctx};
-use crate::control::actions::{self, Action, Mode, Outcome, Target};
-use crate::control::{lock, mailbox};
+use crate::control::actions::{self, Action};
+use crate::control::client::{Client, Reply};
 use crate::error::{Error, ExitCode, Result};
 use crate::model::Plane;
-use crate::queue::QueueStore;
-use crate::state::counters::Counters;
-use crate::state::events::EventLog;
-use crate::state::runtime::RuntimeState;
-use crate::state::snapshot::Snapshot;
-use crate::workspace::Workspace;
 
 #[derive(Debug, Subcommand)]
 pub enum ControlCommand {
@@ -147,7 +141,7 @@ pub fn planning(ctx: &Ctx, cmd: PlanningCommand) -> Result<ExitCode> {
     route(ctx, action, a.print, a.wait)
 }
 
-/// Apply directly, or deliver through the mailbox when a live daemon owns the workspace.
+/// Submit through the one control client and render its reply.
 fn route(ctx: &Ctx, action: Action, print: bool, wait: f64) -> Result<ExitCode> {
     if print {
         let mut env = action.to_envelope();
@@ -156,151 +150,72 @@ fn route(ctx: &Ctx, action: Action, print: bool, wait: f64) -> Result<ExitCode> 
         return Ok(ExitCode::Ok);
     }
     let ws = open_for_write(ctx)?;
-    if lock::daemon_running(&ws) {
-        return via_mailbox(ctx, &ws, &action, wait);
-    }
-    let outcome = apply_direct(&ws, &action)?;
+    let wait = Duration::from_secs_f64(wait.max(0.0));
+    let reply = Client::new(&ws).submit(&action, wait)?;
+    let applied = reply.applied();
+    let (mode, detail, mailbox_path, how) = match reply {
+        Reply::Direct(o) => {
+            let how = if o.applied {
+                "applied directly: no daemon owns the workspace"
+            } else {
+                "not applied"
+            };
+            ("direct", o.detail, None, how.to_string())
+        }
+        Reply::Daemon {
+            outcome,
+            mailbox_path,
+        } => (
+            "mailbox",
+            outcome.detail,
+            Some(mailbox_path),
+            "applied by the running daemon".to_string(),
+        ),
+        Reply::Refused {
+            error, error_path, ..
+        } => {
+            return Err(Error::refused(
+                format!("{}: {error}", action.name()),
+                Some(format!("see {error_path}")),
+            ))
+        }
+        Reply::Queued {
+            mailbox_path,
+            running_stage,
+        } => {
+            let detail = match running_stage {
+                Some(stage) => format!(
+                    "queued: the daemon applies it when the running {stage} stage ends \
+                     (`millrace status` lists pending commands)"
+                ),
+                None => "queued: the daemon applies it at its next look".into(),
+            };
+            let report = Report {
+                action: action.name().to_string(),
+                mode: "mailbox",
+                applied: false,
+                detail,
+                mailbox_path: Some(mailbox_path.clone()),
+            };
+            ctx.emit(&report, || {
+                format!("{}: {} ({mailbox_path})\n", report.action, report.detail)
+            });
+            return Ok(ExitCode::Ok);
+        }
+    };
     let report = Report {
-        action: outcome.action.to_string(),
-        mode: "direct",
-        applied: outcome.applied,
-        detail: outcome.detail.clone(),
-        mailbox_path: None,
+        action: action.name().to_string(),
+        mode,
+        applied,
+        detail,
+        mailbox_path,
     };
     ctx.emit(&report, || {
-        let how = if report.applied {
-            "applied directly: no daemon owns the workspace"
-        } else {
-            "not applied"
-        };
         format!("{}: {} ({how})\n", report.action, report.detail)
     });
-    Ok(if report.applied {
+    Ok(if applied {
         ExitCode::Ok
     } else {
         ExitCode::NotApplied
     })
-}
-
-/// Apply an action to a workspace no daemon owns.
-pub fn apply_direct(ws: &Workspace, action: &Action) -> Result<Outcome> {
-    let mut state = RuntimeState::load(&ws.snapshot_path())?;
-    let mut counters = Counters::load(&ws.counters_path())?;
-    let queue = QueueStore::new(ws);
-    let events = EventLog::new(ws.events_path());
-    let mut target = Target {
-        ws,
-        state: &mut state,
-        counters: &mut counters,
-        queue: &queue,
-        events: &events,
-    };
-    let outcome = actions::apply(action, &mut target, Mode::Direct)?;
-    events.emit(
-        "control_applied",
-        serde_json::json!({"action": outcome.action, "mode": "direct",
-                           "applied": outcome.applied, "detail": outcome.detail}),
-    )?;
-    Ok(outcome)
-}
-
-fn archive_of(ws: &Workspace, delivered: &Path) -> (PathBuf, PathBuf) {
-    let name = delivered
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    (
-        ws.mailbox_dir("processed")
-            .join(format!("{name}.result.yaml")),
-        ws.mailbox_dir("failed").join(format!("{name}.error.yaml")),
-    )
-}
-
-fn via_mailbox(ctx: &Ctx, ws: &Workspace, action: &Action, wait: f64) -> Result<ExitCode> {
-    let path = mailbox::deliver(ws, &action.to_envelope())?;
-    let rel = ws.rel(&path);
-    let (result_path, error_path) = archive_of(ws, &path);
-    let deadline = Instant::now() + Duration::from_secs_f64(wait.max(0.0));
-    if wait > 0.0 && !ctx.json {
-        eprintln!(
-            "waiting up to {wait}s for the daemon to apply {} ...",
-            action.name()
-        );
-    }
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&result_path) {
-            let outcome: serde_json::Value =
-                crate::yaml::from_str(&result_path, &text).unwrap_or_default();
-            let applied = outcome
-                .get("applied")
-                .and_then(|v| v.as_bool())
-                .unwrap_or(true);
-            let detail = outcome
-                .get("detail")
-                .and_then(|v| v.as_str())
-                .unwrap_or("applied")
-                .to_string();
-            let report = Report {
-                action: action.name().to_string(),
-                mode: "mailbox",
-                applied,
-                detail,
-                mailbox_path: Some(rel.clone()),
-            };
-            ctx.emit(&report, || {
-                format!(
-                    "{}: {} (applied by the running daemon)\n",
-                    report.action, report.detail
-                )
-            });
-            return Ok(if applied {
-                ExitCode::Ok
-            } else {
-                ExitCode::NotApplied
-            });
-        }
-        if let Ok(text) = std::fs::read_to_string(&error_path) {
-            let value: serde_json::Value =
-                crate::yaml::from_str(&error_path, &text).unwrap_or_default();
-            let error = value
-                .get("error")
-                .and_then(|v| v.as_str())
-                .unwrap_or("the daemon refused the command")
-                .to_string();
-            return Err(Error::refused(
-                format!("{}: {error}", action.name()),
-                Some(format!("see {}", ws.rel(&error_path))),
-            ));
-        }
-        if Instant::now() >= deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let detail = match Snapshot::load(&ws.snapshot_path())
-        .ok()
-        .and_then(|s| s.active_stage)
-    {
-        Some(stage) => format!(
-            "queued: the daemon applies it when the running {stage} stage ends \
-             (`millrace status` lists pending commands)"
-        ),
-        None => "queued: the daemon applies it at its next look".into(),
-    };
-    let report = Report {
-        action: action.name().to_string(),
-        mode: "mailbox",
-        applied: false,
-        detail,
-        mailbox_path: Some(rel),
-    };
-    ctx.emit(&report, || {
-        format!(
-            "{}: {} ({})\n",
-            report.action,
-            report.detail,
-            report.mailbox_path.clone().unwrap_or_default()
-        )
-    });
-    Ok(ExitCode::Ok)
 }

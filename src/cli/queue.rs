@@ -7,13 +7,17 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{open_for_write, open_read_only, Ctx};
-use crate::control::actions::Action;
-use crate::documents::{self, Document};
+use crate::control::actions::{Action, Submission};
+use crate::control::client::{Client, Reply};
+use crate::documents;
 use crate::error::{Error, ExitCode, Result};
 use crate::model::WorkItemKind;
 use crate::queue::{ItemSummary, QueueStore};
-use crate::state::events::EventLog;
 use crate::workspace::atomic::IoError;
+use crate::workspace::Workspace;
+
+/// How long `add-*` waits for a running daemon to queue the document.
+const ADD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
@@ -57,7 +61,7 @@ pub fn run(ctx: &Ctx, cmd: QueueCommand) -> Result<ExitCode> {
 struct Added {
     kind: WorkItemKind,
     id: String,
-    path: String,
+    path: Option<String>,
 }
 
 fn read_input(path: &PathBuf) -> Result<String> {
@@ -95,24 +99,6 @@ fn read_stdin() -> Result<String> {
             None,
         )
     })
-}
-
-/// Insert `Root-Spec-ID: <id>` after the `Spec-ID:` line, keeping every other byte.
-fn add_root_lineage(text: &str, id: &str) -> String {
-    let mut out = String::with_capacity(text.len() + id.len() + 16);
-    let mut done = false;
-    for line in text.split_inclusive('\n') {
-        out.push_str(line);
-        if !done && line.trim_start().starts_with("Spec-ID:") {
-            let eol = if line.ends_with("\r\n") { "\r\n" } else { "\n" };
-            if !line.ends_with('\n') {
-                out.push_str(eol);
-            }
-            out.push_str(&format!("Root-Spec-ID: {id}{eol}"));
-            done = true;
-        }
-    }
-    out
 }
 
 /// `add-task` / `add-spec`: validate fully, then write atomically; nothing on failure.
@@ -157,40 +143,49 @@ pub fn add(ctx: &Ctx, kind: WorkItemKind, args: AddArgs) -> Result<ExitCode> {
             documents::parse(kind, &shown, text)
         }
     };
-    let mut doc = parse(&text)?;
+    let doc = parse(&text)?;
     let ws = open_for_write(ctx)?;
-    let store = QueueStore::new(&ws);
-    let own_root = match &mut doc {
-        Document::Spec(spec) if spec.root_spec_id.is_none() => {
-            spec.root_spec_id = Some(spec.spec_id.clone());
-            true
-        }
-        _ => false,
+    let submission = Box::new(Submission {
+        doc,
+        markdown: (!is_json).then_some(text),
+    });
+    let id = submission.doc.id().to_string();
+    let action = match kind {
+        WorkItemKind::Task => Action::AddTask(submission),
+        _ => Action::AddSpec(submission),
     };
-    let path = if is_json {
-        store.enqueue(&doc)?
-    } else {
-        let text = if own_root {
-            add_root_lineage(&text, doc.id())
-        } else {
-            text
-        };
-        store.enqueue_text(kind, doc.id(), &text)?
-    };
-    let rel = ws.rel(&path);
-    EventLog::new(ws.events_path()).emit(
-        "work_item_added",
-        json!({"kind": kind, "id": doc.id(), "path": rel, "source": "cli"}),
-    )?;
-    let out = Added {
-        kind,
-        id: doc.id().to_string(),
-        path: rel,
-    };
-    ctx.emit(&out, || {
-        format!("queued {} {} at {}\n", out.kind, out.id, out.path)
+    let path = submit_add(ctx, &ws, &action)?;
+    let out = Added { kind, id, path };
+    ctx.emit(&out, || match &out.path {
+        Some(path) => format!("queued {} {} at {path}\n", out.kind, out.id),
+        None => format!("{} {} handed to the running daemon\n", out.kind, out.id),
     });
     Ok(ExitCode::Ok)
+}
+
+/// Where a submitted `add_*` action put its file: applied under the lock, or by the running
+/// daemon (`None` while it is still queued for the daemon: the JSON then names the mailbox
+/// file). A refusal is an error.
+fn submit_add(ctx: &Ctx, ws: &Workspace, action: &Action) -> Result<Option<String>> {
+    match Client::new(ws).submit(action, ADD_WAIT)? {
+        Reply::Direct(outcome) | Reply::Daemon { outcome, .. } => {
+            Ok(Some(outcome.artifact_path.unwrap_or_default()))
+        }
+        Reply::Refused {
+            error, error_path, ..
+        } => Err(Error::refused(
+            format!("{}: {error}", action.name()),
+            Some(format!("see {error_path}")),
+        )),
+        Reply::Queued { mailbox_path, .. } => {
+            if !ctx.json {
+                eprintln!(
+                    "the running daemon has not taken it yet; it is waiting in {mailbox_path}"
+                );
+            }
+            Ok(None)
+        }
+    }
 }
 
 /// `add-idea`: copy the idea into the inbox (never overwriting); the runtime turns it into a
@@ -210,17 +205,15 @@ pub fn add_idea(ctx: &Ctx, args: AddArgs) -> Result<ExitCode> {
     let text = read_input(&args.path)?;
     documents::check_idea_submission(&name, &text)?;
     let ws = open_for_write(ctx)?;
-    let outcome = super::control::apply_direct(
-        &ws,
-        &Action::AddIdea {
-            name: name.clone(),
-            markdown: text,
-        },
-    )?;
-    let rel = outcome.artifact_path.clone().unwrap_or_default();
+    let action = Action::AddIdea {
+        name: name.clone(),
+        markdown: text,
+    };
+    let rel = submit_add(ctx, &ws, &action)?;
     let out = json!({"kind": "idea", "name": name, "path": rel});
-    ctx.emit(&out, || {
-        format!("added idea {name} at {rel} (it becomes a spec at the next tick)\n")
+    ctx.emit(&out, || match &rel {
+        Some(rel) => format!("added idea {name} at {rel} (it becomes a spec at the next tick)\n"),
+        None => format!("idea {name} handed to the running daemon\n"),
     });
     Ok(ExitCode::Ok)
 }

@@ -1,11 +1,9 @@
 //! `millrace runs ls|show|tail`: read-only views of `millrace-agents/runs/`.
 
 use std::path::Path;
-use std::sync::mpsc::{channel, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use notify::{RecursiveMode, Watcher};
 use serde::Serialize;
 use serde_json::json;
 
@@ -14,6 +12,7 @@ use super::{open_read_only, Ctx};
 use crate::error::{Error, ExitCode, Result};
 use crate::inspect::runs::{self, LatestStage, RunDetail, RunSummary};
 use crate::runners::result::TokenUsage;
+use crate::watch::{Wake, Waker};
 use crate::workspace::Workspace;
 
 #[derive(Debug, Subcommand)]
@@ -313,22 +312,7 @@ fn follow(
     let deadline = args
         .timeout_seconds
         .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
-    let (tx, rx) = channel();
-    let tx_signal = tx.clone();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res
-            .map(|e| !matches!(e.kind, notify::EventKind::Access(_)))
-            .unwrap_or(true)
-        {
-            let _ = tx.send(crate::watch::Wake::Files);
-        }
-    })
-    .map_err(|e| Error::system("cannot watch the run folder", e))?;
-    let run_dir = ws.run_dir(run_id);
-    watcher
-        .watch(&run_dir, RecursiveMode::Recursive)
-        .map_err(|e| Error::system(format!("cannot watch {}", run_dir.display()), e))?;
-    crate::watch::forward_signals(tx_signal);
+    let waker = Waker::on_folders(&[ws.run_dir(run_id)], true, Duration::from_secs(2));
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let mut offsets = [size(&latest.stdout_path), size(&latest.stderr_path)];
     loop {
@@ -373,13 +357,9 @@ fn follow(
                 .min(Duration::from_secs(2)),
             None => Duration::from_secs(2),
         };
-        match rx.recv_timeout(wait) {
-            Ok(crate::watch::Wake::Signal(_)) => {
-                ctx.emit_line(&json!({"interrupted": true}), || "interrupted: true".into());
-                return Ok(ExitCode::Ok);
-            }
-            Ok(_) | Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return Ok(ExitCode::Ok),
+        if let Some(Wake::Signal(_)) = waker.wait(wait) {
+            ctx.emit_line(&json!({"interrupted": true}), || "interrupted: true".into());
+            return Ok(ExitCode::Ok);
         }
     }
 }

@@ -1,11 +1,9 @@
 //! `millrace status [show|watch]`: read-only views of the runtime.
 
 use std::path::PathBuf;
-use std::sync::mpsc::{channel, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use notify::{RecursiveMode, Watcher};
 use serde::Serialize;
 use serde_json::json;
 
@@ -19,7 +17,7 @@ use crate::model::{Plane, WorkItemKind};
 use crate::queue::QueueStore;
 use crate::state::markers;
 use crate::state::snapshot::Snapshot;
-use crate::watch::Wake;
+use crate::watch::{Wake, Waker};
 use crate::workspace::{Folder, Settle, Workspace};
 
 #[derive(Debug, Args)]
@@ -479,38 +477,9 @@ fn watch(ctx: &Ctx, args: WatchArgs) -> Result<ExitCode> {
             workspaces.push(ws);
         }
     }
-    let (tx, rx) = channel();
-    let events = tx.clone();
-    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        let relevant = match res {
-            Ok(event) => !matches!(event.kind, notify::EventKind::Access(_)),
-            Err(_) => true,
-        };
-        if relevant {
-            let _ = events.send(Wake::Files);
-        }
-    });
-    let _watcher = match watcher {
-        Ok(mut w) => {
-            for dir in workspaces.iter().flat_map(watched_dirs) {
-                if dir.is_dir() {
-                    if let Err(e) = w.watch(&dir, RecursiveMode::NonRecursive) {
-                        tracing::warn!(
-                            "cannot watch {}: {e}; refreshing every interval",
-                            dir.display()
-                        );
-                    }
-                }
-            }
-            Some(w)
-        }
-        Err(e) => {
-            tracing::warn!("file events unavailable ({e}); refreshing every interval");
-            None
-        }
-    };
-    crate::watch::forward_signals(tx);
     let interval = Duration::from_secs_f64(args.interval_seconds);
+    let dirs: Vec<PathBuf> = workspaces.iter().flat_map(watched_dirs).collect();
+    let waker = Waker::on_folders(&dirs, false, interval);
     let mut last: Vec<serde_json::Value> = Vec::new();
     let mut updates = 0u64;
     loop {
@@ -536,18 +505,15 @@ fn watch(ctx: &Ctx, args: WatchArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::Ok);
             }
         }
-        let woke = match rx.recv_timeout(interval) {
-            Ok(wake) => Some(wake),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => return Ok(ExitCode::Ok),
-        };
+        let woke = waker.wait(interval);
         let mut interrupted = matches!(woke, Some(Wake::Signal(_)));
         if woke.is_some() {
+            // A burst of changes (a stage's end writes several files) is shown once.
             let settle = Instant::now() + Duration::from_millis(200);
             while let Some(left) = settle.checked_duration_since(Instant::now()) {
-                match rx.recv_timeout(left.min(Duration::from_millis(50))) {
-                    Ok(more) => interrupted |= matches!(more, Wake::Signal(_)),
-                    Err(_) => break,
+                match waker.wait(left.min(Duration::from_millis(50))) {
+                    Some(more) => interrupted |= matches!(more, Wake::Signal(_)),
+                    None => break,
                 }
             }
         }

@@ -42,12 +42,50 @@ pub enum Action {
         reason: String,
     },
     ReloadConfig,
-    AddTask(Box<Document>),
-    AddSpec(Box<Document>),
+    AddTask(Box<Submission>),
+    AddSpec(Box<Submission>),
     AddIdea {
         name: String,
         markdown: String,
     },
+}
+
+/// A task or spec to queue: the document, and the operator's Markdown when it came as
+/// Markdown (queued byte for byte; a JSON document is queued in canonical form).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submission {
+    pub doc: Document,
+    pub markdown: Option<String>,
+}
+
+impl From<Document> for Submission {
+    fn from(doc: Document) -> Submission {
+        Submission {
+            doc,
+            markdown: None,
+        }
+    }
+}
+
+impl Submission {
+    /// The document and the text to queue, with decision 12's lineage rule applied: a spec
+    /// without lineage roots its own (`Root-Spec-ID` added after its `Spec-ID` line).
+    pub fn prepared(&self) -> (Document, String) {
+        let mut doc = self.doc.clone();
+        let own_root = match &mut doc {
+            Document::Spec(spec) if spec.root_spec_id.is_none() => {
+                spec.root_spec_id = Some(spec.spec_id.clone());
+                true
+            }
+            _ => false,
+        };
+        let text = match &self.markdown {
+            Some(md) if own_root => documents::with_own_root_lineage(md, doc.id()),
+            Some(md) => md.clone(),
+            None => doc.render(),
+        };
+        (doc, text)
+    }
 }
 
 /// Who applies the action: the CLI on an unowned workspace, or the owning daemon.
@@ -58,7 +96,7 @@ pub enum Mode {
 }
 
 /// What an action did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Outcome {
     pub action: &'static str,
     pub applied: bool,
@@ -73,14 +111,27 @@ fn non_blank(reason: Option<String>, default: &str) -> String {
         .unwrap_or_else(|| default.to_string())
 }
 
-fn document_from(payload: Option<&Value>, kind: WorkItemKind) -> Result<Document, String> {
-    let payload = payload.ok_or("payload.document is required")?;
+/// `payload.document` (the JSON form), or `payload.markdown` (kept byte for byte).
+fn submission_from(payload: Option<&Value>, kind: WorkItemKind) -> Result<Submission, String> {
+    let payload = payload.ok_or("payload.document or payload.markdown is required")?;
     let obj = payload.as_object().ok_or("payload must be a mapping")?;
-    if obj.keys().any(|k| k != "document") {
-        return Err("payload accepts only `document`".into());
+    if obj.keys().any(|k| k != "document" && k != "markdown") {
+        return Err("payload accepts only `document` or `markdown`".into());
     }
-    let doc = obj.get("document").ok_or("payload.document is required")?;
-    documents::parse_json(kind, "payload.document", &doc.to_string()).map_err(|e| e.to_string())
+    match (obj.get("markdown"), obj.get("document")) {
+        (Some(Value::String(md)), _) => {
+            let doc = documents::parse(kind, "payload.markdown", md).map_err(|e| e.to_string())?;
+            Ok(Submission {
+                doc,
+                markdown: Some(md.clone()),
+            })
+        }
+        (Some(_), _) => Err("payload.markdown must be a string".into()),
+        (None, Some(doc)) => documents::parse_json(kind, "payload.document", &doc.to_string())
+            .map(Submission::from)
+            .map_err(|e| e.to_string()),
+        (None, None) => Err("payload.document or payload.markdown is required".into()),
+    }
 }
 
 impl Action {
@@ -140,11 +191,11 @@ impl Action {
                     .ok_or("requeue needs payload.id (the blocked item's id)")?,
                 reason: non_blank(env.payload_str("reason")?, DEFAULT_REQUEUE_REASON),
             },
-            Command::AddTask => Action::AddTask(Box::new(document_from(
+            Command::AddTask => Action::AddTask(Box::new(submission_from(
                 env.payload.as_ref(),
                 WorkItemKind::Task,
             )?)),
-            Command::AddSpec => Action::AddSpec(Box::new(document_from(
+            Command::AddSpec => Action::AddSpec(Box::new(submission_from(
                 env.payload.as_ref(),
                 WorkItemKind::Spec,
             )?)),
@@ -173,9 +224,10 @@ impl Action {
             Action::AddIdea { name, markdown } => {
                 json!({"source_name": name, "markdown": markdown})
             }
-            Action::AddTask(doc) | Action::AddSpec(doc) => {
-                json!({"document": documents::to_json(doc)})
-            }
+            Action::AddTask(sub) | Action::AddSpec(sub) => match &sub.markdown {
+                Some(md) => json!({"markdown": md}),
+                None => json!({"document": documents::to_json(&sub.doc)}),
+            },
             _ => json!({}),
         };
         Envelope::new(self.command(), payload)
@@ -388,12 +440,13 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
             false,
             "no daemon running; the next start reads the config",
         )),
-        Action::AddTask(doc) | Action::AddSpec(doc) => {
+        Action::AddTask(submission) | Action::AddSpec(submission) => {
+            let (doc, text) = submission.prepared();
             // A daemon that crashed after applying but before archiving re-applies the same
             // envelope at its next start (still the first thing it does): the identical
             // document already waiting in the queue means the command was applied.
             let queued = t.ws.item_path(doc.kind(), Folder::Queue, doc.id());
-            if daemon && std::fs::read(&queued).ok() == Some(doc.render().into_bytes()) {
+            if daemon && std::fs::read(&queued).ok().as_deref() == Some(text.as_bytes()) {
                 let mut out = outcome(
                     action,
                     true,
@@ -402,13 +455,13 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
                 out.artifact_path = Some(t.ws.rel(&queued));
                 return Ok(out);
             }
-            let path = t.queue.enqueue(doc)?;
+            let path = t.queue.enqueue_text(doc.kind(), doc.id(), &text)?;
             let rel = t.ws.rel(&path);
-            let (event, key) = match doc.kind() {
-                WorkItemKind::Task => ("mailbox_add_task_applied", "task_id"),
-                _ => ("mailbox_add_spec_applied", "spec_id"),
-            };
-            t.events.emit(event, json!({key: doc.id(), "path": rel}))?;
+            let source = if daemon { "mailbox" } else { "cli" };
+            t.events.emit(
+                "work_item_added",
+                json!({"kind": doc.kind(), "id": doc.id(), "path": rel, "source": source}),
+            )?;
             t.state.set_depths(t.queue.depths());
             t.state.save(&t.ws.snapshot_path())?;
             let mut out = outcome(action, true, format!("{} {} queued", doc.kind(), doc.id()));
@@ -437,8 +490,9 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
             }
             let rel = t.ws.rel(&dest);
             t.events.emit(
-                "mailbox_add_idea_applied",
-                json!({"source_name": name, "path": rel}),
+                "idea_added",
+                json!({"source_name": name, "path": rel,
+                       "source": if daemon { "mailbox" } else { "cli" }}),
             )?;
             let mut out = outcome(action, true, format!("idea {name} staged"));
             out.artifact_path = Some(rel);

@@ -57,6 +57,9 @@ pub enum LockError {
         pid: String,
         host: String,
         since: String,
+        /// What holds it: `daemon`, `once`, or `control` (a command applied directly, which
+        /// lets go within moments).
+        mode: String,
     },
     #[error(transparent)]
     Io(#[from] IoError),
@@ -168,6 +171,36 @@ impl DaemonLock {
     }
 }
 
+/// Take the workspace lock like [`acquire`], waiting (bounded) while a control command
+/// applied directly holds it: such a holder lets go within moments, and a daemon or another
+/// command starting at that instant should not fail for it. `busy` is told once.
+pub fn acquire_waiting(
+    ws: &Workspace,
+    mode: &str,
+    busy: &mut dyn FnMut(&LockError),
+) -> Result<DaemonLock, LockError> {
+    let deadline = std::time::Instant::now() + CONTROL_HOLD_LIMIT;
+    let mut told = false;
+    loop {
+        match acquire(ws, mode) {
+            Err(err @ LockError::Held { .. })
+                if matches!(&err, LockError::Held { mode, .. } if mode == "control")
+                    && std::time::Instant::now() < deadline =>
+            {
+                if !told {
+                    busy(&err);
+                    told = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The longest a directly applied control command is waited for.
+const CONTROL_HOLD_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Take the workspace lock, or fail at once naming the owner.
 pub fn acquire(ws: &Workspace, mode: &str) -> Result<DaemonLock, LockError> {
     let path = ws.lock_path();
@@ -207,8 +240,10 @@ pub fn acquire(ws: &Workspace, mode: &str) -> Result<DaemonLock, LockError> {
                     .map(|i| i.owner_hostname.clone())
                     .unwrap_or_else(|| "unknown-host".into()),
                 since: info
-                    .map(|i| i.acquired_at)
+                    .as_ref()
+                    .map(|i| i.acquired_at.clone())
                     .unwrap_or_else(|| "an unknown time".into()),
+                mode: info.map(|i| i.mode).unwrap_or_default(),
             });
         }
         Err(TryLockError::Error(e)) => return Err(IoError::path("lock", &path, e).into()),

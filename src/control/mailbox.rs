@@ -307,6 +307,39 @@ pub fn write_result<T: Serialize>(archived: &Path, result: &T) -> Result<(), IoE
     atomic::write_atomic(Path::new(&name), crate::yaml::to_string(result).as_bytes())
 }
 
+/// What the daemon answered in a `<name>.result.yaml`: applied, detail, artifact path.
+pub fn read_result(path: &Path) -> Option<(bool, String, Option<String>)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let value: Value = crate::yaml::from_str(path, &text).ok()?;
+    let applied = value
+        .get("applied")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let detail = value
+        .get("detail")
+        .and_then(Value::as_str)
+        .unwrap_or("applied")
+        .to_string();
+    let artifact = value
+        .get("artifact_path")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Some((applied, detail, artifact))
+}
+
+/// Why the daemon refused a command, from its `<name>.error.yaml`.
+pub fn read_error(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let value: Value = crate::yaml::from_str(path, &text).unwrap_or_default();
+    Some(
+        value
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("the daemon refused the command")
+            .to_string(),
+    )
+}
+
 /// Where an applied or refused command ends up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {

@@ -5,5 +5,6 @@
 //! boundary. [`actions`] holds the one implementation of each action.
 
 pub mod actions;
+pub mod client;
 pub mod lock;
 pub mod mailbox;

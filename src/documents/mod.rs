@@ -9,7 +9,7 @@ mod grammar;
 mod idea;
 mod json;
 pub use json::to_json;
-pub use render::with_runtime_history;
+pub use render::{with_own_root_lineage, with_runtime_history};
 mod render;
 mod schema;
 #[cfg(test)]

@@ -273,6 +273,25 @@ pub fn with_runtime_history(text: &str, stamp: &str, line: &str) -> String {
     out
 }
 
+/// Markdown of a spec that roots its own lineage (decision 12): `Root-Spec-ID: <id>` added
+/// after the `Spec-ID:` line, every other byte kept (line endings included).
+pub fn with_own_root_lineage(text: &str, id: &str) -> String {
+    let mut out = String::with_capacity(text.len() + id.len() + 16);
+    let mut done = false;
+    for line in text.split_inclusive('\n') {
+        out.push_str(line);
+        if !done && line.trim_start().starts_with("Spec-ID:") {
+            let eol = if line.ends_with("\r\n") { "\r\n" } else { "\n" };
+            if !line.ends_with('\n') {
+                out.push_str(eol);
+            }
+            out.push_str(&format!("Root-Spec-ID: {id}{eol}"));
+            done = true;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::schema::fields_of;

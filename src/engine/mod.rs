@@ -152,9 +152,20 @@ impl Engine {
         let config_path = Self::config_path(ws, &options);
         check_mode_known(ws, &config, &options, &config_path)?;
         let events = EventLog::new(ws.events_path());
-        let lock = match lock::acquire(ws, options.run_mode) {
+        let mut busy = |held: &LockError| {
+            if let LockError::Held { pid, .. } = held {
+                let _ = events.emit(
+                    "runtime_daemon_lock_busy",
+                    json!({"holder_pid": pid, "holder_mode": "control",
+                           "action": "waiting for the control command to finish"}),
+                );
+            }
+        };
+        let lock = match lock::acquire_waiting(ws, options.run_mode, &mut busy) {
             Ok(lock) => lock,
-            Err(LockError::Held { pid, host, since }) => {
+            Err(LockError::Held {
+                pid, host, since, ..
+            }) => {
                 let message = format!("workspace is owned by pid {pid} on {host} since {since}");
                 events.emit("runtime_daemon_lock_denied", json!({"reason": message}))?;
                 return Err(Error::locked(
@@ -348,7 +359,9 @@ impl Engine {
         crate::workspace::atomic::create_dir_all(&self.ws.state_dir())?;
         match self.lock.reestablish(&self.ws) {
             Ok(()) => {}
-            Err(LockError::Held { pid, host, since }) => {
+            Err(LockError::Held {
+                pid, host, since, ..
+            }) => {
                 self.ownership_lost = true;
                 return Err(Error::locked(format!(
                         "the lock file was deleted and pid {pid} on {host} has owned the                          workspace since {since}; this daemon stops without writing anything more"

@@ -158,6 +158,57 @@ impl Waker {
         waker
     }
 
+    /// Wake on any change in `dirs` (file events; polling every `poll` when they cannot be
+    /// had), and on SIGINT/SIGTERM: the one setup `status watch`, `runs tail --follow` and
+    /// a control command waiting for the daemon's reply use, as the daemon uses [`Waker::new`].
+    pub fn on_folders(dirs: &[PathBuf], recursive: bool, poll: Duration) -> Waker {
+        let (tx, rx) = channel();
+        let mut waker = Waker {
+            tx,
+            rx,
+            watcher: None,
+            mode: WatcherMode::Watch,
+            poll_interval: poll.max(Duration::from_millis(10)),
+            complete: Arc::new(Mutex::new(HashSet::new())),
+            touched: Arc::new(Mutex::new(Touched {
+                paths: HashSet::new(),
+                lost: true,
+            })),
+            fallback_reason: None,
+        };
+        let events = waker.tx.clone();
+        let watcher = notify::recommended_watcher(move |res: notify::Result<Event>| {
+            let relevant = res
+                .map(|e| !matches!(e.kind, notify::EventKind::Access(_)))
+                .unwrap_or(true);
+            if relevant {
+                let _ = events.send(Wake::Files);
+            }
+        });
+        let mode = if recursive {
+            RecursiveMode::Recursive
+        } else {
+            RecursiveMode::NonRecursive
+        };
+        match watcher {
+            Ok(mut w) => {
+                for dir in dirs.iter().filter(|d| d.is_dir()) {
+                    if let Err(err) = w.watch(dir, mode) {
+                        tracing::warn!(dir = %dir.display(), %err, "cannot watch; polling");
+                        waker.mode = WatcherMode::Poll;
+                    }
+                }
+                waker.watcher = Some(w);
+            }
+            Err(err) => {
+                waker.fallback_reason = Some(inotify_help(&err));
+                waker.mode = WatcherMode::Poll;
+            }
+        }
+        forward_signals(waker.tx.clone());
+        waker
+    }
+
     fn start_notify(&self, ws: &Workspace) -> notify::Result<notify::RecommendedWatcher> {
         let tx = self.tx.clone();
         let config_path = ws.config_path();

@@ -23,6 +23,9 @@ mod active {
     pub enum Action {
         Abort,
         Errno(i32),
+        /// Hold the process at the point until the file exists (`wait:<path>`), creating
+        /// `<path>.reached` first: a test orders two processes without sleeping.
+        Wait(std::path::PathBuf),
     }
 
     struct Point {
@@ -42,6 +45,9 @@ mod active {
                 };
                 let (action, at) = rest.split_once('@').unwrap_or((rest, "1"));
                 let action = match action {
+                    _ if action.starts_with("wait:") => {
+                        Action::Wait(std::path::PathBuf::from(&action["wait:".len()..]))
+                    }
                     "abort" => Action::Abort,
                     "eio" => Action::Errno(5),
                     "enospc" => Action::Errno(28),
@@ -101,6 +107,17 @@ mod active {
                             std::process::abort();
                         }
                         Action::Errno(code) => return Some(code),
+                        Action::Wait(ref path) => {
+                            let path = path.clone();
+                            drop(table);
+                            let mut reached = path.clone().into_os_string();
+                            reached.push(".reached");
+                            let _ = std::fs::write(&reached, b"");
+                            while !path.exists() {
+                                std::thread::sleep(std::time::Duration::from_millis(5));
+                            }
+                            return None;
+                        }
                     }
                 }
             }

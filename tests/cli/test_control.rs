@@ -449,3 +449,58 @@ fn a_queued_document_edited_in_place_is_seen_by_a_running_daemon() {
     ws.ok(&["stop"]);
     daemon.wait_exit(LIMIT);
 }
+
+/// A `pause` typed while a daemon is starting is never lost: the control client either holds
+/// the workspace lock while it applies the pause (the daemon then loads the paused state) or
+/// finds the daemon holding it and hands the pause over. Seeded trials vary which of the two
+/// starts first and by how much (printed on failure).
+#[test]
+fn a_pause_applied_while_a_daemon_starts_is_never_lost() {
+    let trials: u64 = 40;
+    for seed in 0..trials {
+        let ws = TestWs::new();
+        ws.use_scripted(None);
+        // A cheap seeded generator: offsets of 0–15 ms in both directions.
+        let jitter = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58;
+        let pause_first = seed % 2 == 0;
+        let pause = |ws: &TestWs| {
+            let cmd = ws.cmd().args(["pause", "--wait", "10"]).spawn().unwrap();
+            crate::common::Daemon::from_child(cmd)
+        };
+        let (first, second) = if pause_first {
+            let p = pause(&ws);
+            std::thread::sleep(Duration::from_millis(jitter));
+            let d = ws.cmd().args(["run", "daemon"]).spawn().unwrap();
+            (p, crate::common::Daemon::from_child(d))
+        } else {
+            let d = ws.cmd().args(["run", "daemon"]).spawn().unwrap();
+            std::thread::sleep(Duration::from_millis(jitter));
+            (crate::common::Daemon::from_child(d), pause(&ws))
+        };
+        let (paused_cmd, daemon) = if pause_first {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        let out = paused_cmd.wait_exit(LIMIT);
+        assert!(
+            out.status.success(),
+            "seed {seed}: pause failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        wait_for(&format!("seed {seed}: the daemon to run"), LIMIT, || {
+            has_event(&ws, "runtime_started")
+        });
+        // The pause is in force once the daemon has taken every command in.
+        wait_for(&format!("seed {seed}: the mailbox to drain"), LIMIT, || {
+            ws.ls("millrace-agents/state/mailbox/incoming").is_empty()
+        });
+        assert_eq!(
+            snapshot(&ws)["paused"],
+            true,
+            "seed {seed} (pause first: {pause_first}, jitter {jitter} ms): the pause was lost"
+        );
+        ws.ok(&["stop"]);
+        daemon.wait_exit(LIMIT);
+    }
+}
