@@ -399,6 +399,18 @@ impl Default for StageConfig {
 }
 
 impl Config {
+    /// The config named by `--config` (which must exist), else the workspace's own (its
+    /// defaults when it has none).
+    pub fn load_for(
+        ws: &crate::workspace::Workspace,
+        explicit: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        match explicit {
+            Some(path) => Config::load(path, true),
+            None => Config::load(&ws.config_path(), false),
+        }
+    }
+
     /// Parse config text; `file` names the source in messages.
     pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         let name = file

@@ -8,12 +8,12 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
+use super::diagnostics::{validate, Report};
 use super::output::or_none;
 use super::{open_read_only, Ctx};
-use crate::compiler::{self, CompileOutcome, FrozenRunPlan};
+use crate::compiler::{self, FrozenRunPlan};
 use crate::config::Config;
 use crate::error::{ExitCode, Result};
-use crate::workspace::Workspace;
 
 #[derive(Debug, Subcommand)]
 pub enum CompileCommand {
@@ -61,7 +61,7 @@ pub fn run(ctx: &Ctx, cmd: CompileCommand) -> Result<ExitCode> {
     match cmd {
         CompileCommand::Validate(args) => {
             let ws = open_read_only(ctx)?;
-            let config = load_config(&ws, args.config.as_ref())?;
+            let config = Config::load_for(&ws, args.config.as_deref())?;
             validate(ctx, &ws, &config, args.mode.as_deref())
         }
         CompileCommand::Show(args) => show(ctx, args),
@@ -69,86 +69,9 @@ pub fn run(ctx: &Ctx, cmd: CompileCommand) -> Result<ExitCode> {
     }
 }
 
-/// The config named by `--config` (which must exist), else the workspace's own.
-pub(super) fn load_config(ws: &Workspace, path: Option<&PathBuf>) -> Result<Config> {
-    Ok(match path {
-        Some(path) => Config::load(path, true)?,
-        None => Config::load(&ws.config_path(), false)?,
-    })
-}
-
-/// The diagnostics block shared by `compile validate|show` and `config validate`.
-#[derive(Debug, Serialize)]
-struct Report<'a> {
-    ok: bool,
-    mode_id: &'a str,
-    used_last_known_good: bool,
-    compiled_plan_id: Option<&'a str>,
-    errors: &'a [String],
-    warnings: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    plan: Option<&'a FrozenRunPlan>,
-}
-
-impl<'a> Report<'a> {
-    fn new(outcome: &'a CompileOutcome, with_plan: bool) -> Report<'a> {
-        Report {
-            ok: outcome.ok(),
-            mode_id: &outcome.mode_id,
-            used_last_known_good: outcome.used_last_known_good,
-            compiled_plan_id: outcome.plan.as_ref().map(|p| p.compiled_plan_id.as_str()),
-            errors: &outcome.diagnostics.errors,
-            warnings: &outcome.diagnostics.warnings,
-            plan: outcome.plan.as_ref().filter(|_| with_plan),
-        }
-    }
-
-    fn human(&self) -> String {
-        format!(
-            "ok: {}\nmode_id: {}\nused_last_known_good: {}\ncompiled_plan_id: {}\n",
-            self.ok,
-            self.mode_id,
-            self.used_last_known_good,
-            or_none(self.compiled_plan_id),
-        )
-    }
-
-    /// Warnings and errors go to stderr, one per line, in both output modes.
-    fn print_diagnostics(&self) {
-        for warning in self.warnings {
-            eprintln!("warning: {warning}");
-        }
-        for error in self.errors {
-            eprintln!("error: {error}");
-        }
-    }
-
-    fn exit_code(&self) -> ExitCode {
-        if self.ok {
-            ExitCode::Ok
-        } else {
-            ExitCode::Failed
-        }
-    }
-}
-
-/// `compile validate` and `config validate`.
-pub(super) fn validate(
-    ctx: &Ctx,
-    ws: &Workspace,
-    config: &Config,
-    mode: Option<&str>,
-) -> Result<ExitCode> {
-    let outcome = compiler::compile_in_memory(ws, config, mode);
-    let report = Report::new(&outcome, false);
-    ctx.emit(&report, || report.human());
-    report.print_diagnostics();
-    Ok(report.exit_code())
-}
-
 fn show(ctx: &Ctx, args: CompileArgs) -> Result<ExitCode> {
     let ws = open_read_only(ctx)?;
-    let config = load_config(&ws, args.config.as_ref())?;
+    let config = Config::load_for(&ws, args.config.as_deref())?;
     let outcome = compiler::compile_in_memory(&ws, &config, args.mode.as_deref());
     let report = Report::new(&outcome, true);
     ctx.emit(&report, || {
@@ -252,7 +175,7 @@ fn describe_plan(plan: &FrozenRunPlan) -> String {
 
 fn graph(ctx: &Ctx, args: GraphArgs) -> Result<ExitCode> {
     let ws = open_read_only(ctx)?;
-    let config = load_config(&ws, args.compile.config.as_ref())?;
+    let config = Config::load_for(&ws, args.compile.config.as_deref())?;
     let mode = compiler::resolve_mode_id(&config, args.compile.mode.as_deref());
     match compiler::compile_assets(ws.rt(), &config, &mode) {
         Ok(compiled) => {

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::compile::{load_config, validate};
-use super::control::{self, ControlCommand, SimpleArgs};
+use super::diagnostics::validate;
 use super::output::{or_none, py_float};
+use super::submit::{route, SimpleArgs};
 use super::{open_read_only, Ctx};
 use crate::config::Config;
 use crate::error::{ExitCode, Result};
@@ -59,7 +59,7 @@ pub fn run(ctx: &Ctx, cmd: ConfigCommand) -> Result<ExitCode> {
     match cmd {
         ConfigCommand::Show(args) => {
             let ws = open_read_only(ctx)?;
-            let config = load_config(&ws, args.config.as_ref())?;
+            let config = Config::load_for(&ws, args.config.as_deref())?;
             let snapshot = Snapshot::load(&ws.snapshot_path())?;
             let path = args.config.unwrap_or_else(|| ws.config_path());
             let shown = Shown {
@@ -95,9 +95,14 @@ pub fn run(ctx: &Ctx, cmd: ConfigCommand) -> Result<ExitCode> {
         }
         ConfigCommand::Validate(args) => {
             let ws = open_read_only(ctx)?;
-            let config = load_config(&ws, args.config.config.as_ref())?;
+            let config = Config::load_for(&ws, args.config.config.as_deref())?;
             validate(ctx, &ws, &config, args.mode.as_deref())
         }
-        ConfigCommand::Reload(args) => control::run(ctx, ControlCommand::ReloadConfig(args)),
+        ConfigCommand::Reload(args) => route(
+            ctx,
+            crate::control::actions::Action::ReloadConfig,
+            args.print,
+            args.wait,
+        ),
     }
 }

@@ -8,6 +8,7 @@ mod compile;
 mod config_cmd;
 mod control;
 mod demo;
+mod diagnostics;
 mod doctor;
 mod init;
 mod modes;
@@ -17,6 +18,7 @@ mod queue;
 mod run;
 mod runs;
 mod status;
+mod submit;
 mod usage;
 
 use std::path::PathBuf;
@@ -101,20 +103,20 @@ pub enum Command {
     #[command(subcommand)]
     Control(control::ControlCommand),
     /// Pause the runtime (same as `control pause`).
-    Pause(control::SimpleArgs),
+    Pause(submit::SimpleArgs),
     /// Resume a paused runtime (same as `control resume`).
-    Resume(control::SimpleArgs),
+    Resume(submit::SimpleArgs),
     /// Stop the daemon (same as `control stop`).
-    Stop(control::SimpleArgs),
+    Stop(submit::SimpleArgs),
     /// Requeue the active work item (same as `control retry-active`).
-    RetryActive(control::ReasonArgs),
+    RetryActive(submit::ReasonArgs),
     /// Move a blocked item back to its queue with fresh budgets (same as `control requeue`).
     #[command(after_help = "Example:\n  millrace requeue t-fetch-retry-01 --reason \"fixed\"")]
-    Requeue(control::RequeueArgs),
+    Requeue(submit::RequeueArgs),
     /// Requeue every active item and reset runtime state (same as `control clear-stale-state`).
-    ClearStaleState(control::ReasonArgs),
+    ClearStaleState(submit::ReasonArgs),
     /// Re-read millrace.yaml and recompile (same as `control reload-config`).
-    ReloadConfig(control::SimpleArgs),
+    ReloadConfig(submit::SimpleArgs),
     /// Planning-plane controls.
     #[command(subcommand)]
     Planning(control::PlanningCommand),
