@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::model::{Plane, WorkItemKind};
 use crate::queue::QueueStore;
 use crate::state::counters::Counters;
+use crate::state::event::EventKind;
 use crate::state::events::EventLog;
 use crate::state::runtime::RuntimeState;
 use crate::workspace::atomic::{self, IoError};
@@ -285,7 +286,7 @@ fn requeue_blocked(action: &Action, t: &mut Target, id: &str, reason: &str) -> R
     t.counters.reset_item(kind, id);
     t.counters.save(&t.ws.counters_path())?;
     t.events.emit(
-        "work_item_requeued",
+        EventKind::WorkItemRequeued,
         json!({"kind": kind, "id": id, "reason": reason, "from": "blocked"}),
     )?;
     t.state.set_depths(t.queue.depths());
@@ -376,7 +377,7 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
                 if plane != *scope {
                     let plane = plane.to_string();
                     t.events.emit(
-                        "retry_active_skipped",
+                        EventKind::RetryActiveSkipped,
                         json!({"requested_scope": scope, "active_plane": plane,
                                "work_item_kind": kind, "work_item_id": id}),
                     )?;
@@ -396,7 +397,7 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
             let running = t.state.process_running() && daemon;
             crate::state::reset_idle(t.ws, t.state, depths, running, false)?;
             t.events.emit(
-                "work_item_requeued",
+                EventKind::WorkItemRequeued,
                 json!({"kind": kind, "id": id, "reason": reason}),
             )?;
             Ok(outcome(
@@ -412,7 +413,7 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
                     if k == kind && t.queue.requeue(kind, &id, reason).is_ok() {
                         requeued += 1;
                         t.events.emit(
-                            "work_item_requeued",
+                            EventKind::WorkItemRequeued,
                             json!({"kind": kind, "id": id, "reason": reason}),
                         )?;
                     }
@@ -459,7 +460,7 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
             let rel = t.ws.rel(&path);
             let source = if daemon { "mailbox" } else { "cli" };
             t.events.emit(
-                "work_item_added",
+                EventKind::WorkItemAdded,
                 json!({"kind": doc.kind(), "id": doc.id(), "path": rel, "source": source}),
             )?;
             t.state.set_depths(t.queue.depths());
@@ -490,7 +491,7 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
             }
             let rel = t.ws.rel(&dest);
             t.events.emit(
-                "idea_added",
+                EventKind::IdeaAdded,
                 json!({"source_name": name, "path": rel,
                        "source": if daemon { "mailbox" } else { "cli" }}),
             )?;

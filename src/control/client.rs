@@ -14,6 +14,7 @@ use super::mailbox;
 use crate::error::Result;
 use crate::queue::QueueStore;
 use crate::state::counters::Counters;
+use crate::state::event::EventKind;
 use crate::state::events::EventLog;
 use crate::state::runtime::RuntimeState;
 use crate::watch::{Wake, Waker};
@@ -97,7 +98,7 @@ impl<'a> Client<'a> {
         };
         let outcome = actions::apply(action, &mut target, Mode::Direct)?;
         events.emit(
-            "control_applied",
+            EventKind::ControlApplied,
             serde_json::json!({"action": outcome.action, "mode": "direct",
                                "applied": outcome.applied, "detail": outcome.detail}),
         )?;

@@ -13,6 +13,7 @@ use crate::model::{Plane, Stage, TerminalResult, WorkItemKind};
 use crate::runners::{self, FailureClass, RawResult, StageRequest, StageResult};
 use crate::state::closure::ClosureTarget;
 use crate::state::counters::RUNTIME_REPAIR;
+use crate::state::event::EventKind;
 use crate::state::snapshot::PauseCause;
 use crate::workspace::{atomic, Folder};
 
@@ -61,10 +62,10 @@ fn stage_completed(
     result_rel: &str,
     kind: WorkItemKind,
     id: &str,
-) -> (&'static str, Value) {
+) -> (EventKind, Value) {
     let failure = result.diagnosis.as_ref();
     (
-        "stage_completed",
+        EventKind::StageCompleted,
         json!({"request_id": req.request_id, "stage": req.stage, "plane": req.plane,
                "run_id": req.run_id, "work_item_kind": kind, "work_item_id": id,
                "terminal_result": result.terminal_result,
@@ -232,7 +233,7 @@ impl Engine {
         t.events
             .push(stage_completed(req, &result, &result_rel, kind, &id));
         t.events.push((
-            "router_decision",
+            EventKind::RouterDecision,
             json!({"action": action, "plane": req.plane, "run_id": req.run_id,
                    "work_item_kind": kind, "work_item_id": id, "stage": req.stage,
                    "terminal_result": result.terminal_result,
@@ -269,7 +270,7 @@ impl Engine {
                    "failure_message": diagnosis.message,
                    "action": "the same stage runs again on the fallback runner"});
             self.events
-                .emit_all(vec![completed, ("runner_fallback", fallback)], true)?;
+                .emit_all(vec![completed, (EventKind::RunnerFallback, fallback)], true)?;
             return Ok(());
         }
         let rate_limited = diagnosis.kind == runners::harness::FailureKind::RateLimited;
@@ -305,7 +306,7 @@ impl Engine {
                "resume_at": resume_at,
                "action": "the item stays active; `millrace resume` re-runs this stage"});
         self.events
-            .emit_all(vec![completed, ("runtime_paused", paused)], true)?;
+            .emit_all(vec![completed, (EventKind::RuntimePaused, paused)], true)?;
         Ok(())
     }
 
@@ -417,7 +418,7 @@ impl Engine {
                 });
                 t.next = Next::Idle { idle_markers: true };
                 t.events.push((
-                    "closure_target_closed",
+                    EventKind::ClosureTargetClosed,
                     json!({"root_spec_id": root, "run_id": req.run_id}),
                 ));
                 "idle"
@@ -439,7 +440,7 @@ impl Engine {
             }
             Consequence::Block => {
                 t.events.push((
-                    "closure_target_blocked",
+                    EventKind::ClosureTargetBlocked,
                     json!({"root_spec_id": root, "run_id": req.run_id, "failure_class": class,
                            "arbiter_runs": target.arbiter_runs}),
                 ));
@@ -466,7 +467,7 @@ impl Engine {
             if let (Some(data), Value::Object(extra)) = (data.as_object_mut(), extra) {
                 data.extend(extra);
             }
-            ("runtime_post_stage_recovery_scheduled", data)
+            (EventKind::RuntimePostStageRecoveryScheduled, data)
         };
         let identity = match (&req.closure_target_root_spec_id, self.identity(req)) {
             (Some(root), _) => {

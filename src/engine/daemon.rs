@@ -13,6 +13,7 @@ use crate::config::{Config, StopMode};
 use crate::error::Result;
 use crate::runners::harness::FailureKind;
 use crate::runners::{CancelToken, RawResult};
+use crate::state::event::EventKind;
 use crate::watch::{self, Wake, Waker};
 use crate::workspace::Workspace;
 
@@ -202,16 +203,17 @@ impl Daemon<'_> {
     fn announce(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<()> {
         let engine = &self.engine;
         if let Some(reason) = &self.waker.fallback_reason {
-            engine
-                .events
-                .emit("watcher_fallback_to_polling", json!({"reason": reason}))?;
+            engine.events.emit(
+                EventKind::WatcherFallbackToPolling,
+                json!({"reason": reason}),
+            )?;
             progress(Progress::Warning(reason.clone()));
         }
         for link in engine.ws.links_in_layout() {
             let path = engine.ws.rel(&link);
             engine
                 .events
-                .emit("runtime_symlink_refused", json!({"path": path}))?;
+                .emit(EventKind::RuntimeSymlinkRefused, json!({"path": path}))?;
             progress(Progress::Warning(format!(
                 "{path} is a symbolic link where millrace keeps its own file or folder; \
                  nothing is written through it until it is replaced by a real one"
@@ -223,9 +225,9 @@ impl Daemon<'_> {
                 problem.runner, problem.message, problem.fix
             );
             let event = if problem.failure_class == FailureKind::NotInstalled {
-                "runner_executable_missing"
+                EventKind::RunnerExecutableMissing
             } else {
-                "runner_preflight_failed"
+                EventKind::RunnerPreflightFailed
             };
             engine.events.emit(
                 event,
@@ -343,7 +345,7 @@ impl Daemon<'_> {
                 let req = &prepared.request;
                 self.pending_stop = Some(reason.clone());
                 self.engine.events.emit(
-                    "stage_interrupted",
+                    EventKind::StageInterrupted,
                     json!({"stage": req.stage, "run_id": req.run_id, "request_id": req.request_id,
                            "action": "the item stays active; the next start re-runs this stage"}),
                 )?;
@@ -525,7 +527,7 @@ impl Daemon<'_> {
             pause.as_millis()
         )));
         let _ = self.engine.events.emit(
-            "runtime_tick_failed",
+            EventKind::RuntimeTickFailed,
             json!({"error": message, "consecutive": self.failures}),
         );
         pause
@@ -540,7 +542,7 @@ impl Daemon<'_> {
                 tracing::warn!(%e, "cannot clear the fault in the lock file");
             }
             let _ = self.engine.events.emit(
-                "runtime_fault_cleared",
+                EventKind::RuntimeFaultCleared,
                 json!({"consecutive_failures": failed}),
             );
         }

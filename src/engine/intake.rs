@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::documents::{self, Document};
 use crate::error::Result;
 use crate::queue::{FileKey, QueueError, QueueStore};
+use crate::state::event::EventKind;
 use crate::state::events::EventLog;
 use crate::workspace::Workspace;
 
@@ -104,7 +105,7 @@ impl Intake {
                 Ok(dest) => {
                     crate::workspace::failpoint::transition("intake.after_enqueue")?;
                     events.emit(
-                        "idea_normalized_to_spec",
+                        EventKind::IdeaNormalizedToSpec,
                         json!({"idea_path": path.display().to_string(), "spec_id": doc.id(),
                                "spec_path": ws.rel(&dest)}),
                     )?;

@@ -8,6 +8,7 @@ use crate::config::{Config, ConfigError};
 use crate::control::actions::{self, Action, Mode, Outcome, Target};
 use crate::control::mailbox::{self, Command, Disposition, Pending};
 use crate::error::{Error, Result};
+use crate::state::event::EventKind;
 
 impl Engine {
     /// Apply every pending mailbox command in `issued_at` order; archive each.
@@ -45,7 +46,7 @@ impl Engine {
                 Pending::Broken { path, error } => {
                     mailbox::archive(&self.ws, &path, Disposition::Failed, Some(&error))?;
                     self.events.emit(
-                        "mailbox_command_failed",
+                        EventKind::MailboxCommandFailed,
                         json!({"file": self.ws.rel(&path), "error": error}),
                     )?;
                 }
@@ -62,7 +63,7 @@ impl Engine {
                             crate::workspace::failpoint::transition("mailbox.after_archive")?;
                             mailbox::write_result(&archived, &outcome)?;
                             self.events.emit(
-                                "mailbox_command_applied",
+                                EventKind::MailboxCommandApplied,
                                 json!({"command": envelope.command.as_str(),
                                        "command_id": envelope.command_id,
                                        "applied": outcome.applied, "detail": outcome.detail}),
@@ -73,7 +74,7 @@ impl Engine {
                             let text = err.to_string();
                             mailbox::archive(&self.ws, &path, Disposition::Failed, Some(&text))?;
                             self.events.emit(
-                                "mailbox_command_failed",
+                                EventKind::MailboxCommandFailed,
                                 json!({"command": envelope.command.as_str(),
                                        "command_id": envelope.command_id, "error": text}),
                             )?;
@@ -111,7 +112,7 @@ impl Engine {
             engine.state.reload_failed(error.clone());
             engine.save_snapshot()?;
             engine.events.emit(
-                "runtime_config_reload_failed",
+                EventKind::RuntimeConfigReloadFailed,
                 json!({"error": error, "retained_previous_plan": true,
                        "compiled_plan_id": engine.plan.compiled_plan_id}),
             )?;
@@ -163,7 +164,7 @@ impl Engine {
         );
         self.save_snapshot()?;
         self.events.emit(
-            "runtime_config_reloaded",
+            EventKind::RuntimeConfigReloaded,
             json!({"mode_id": self.plan.mode_id, "compiled_plan_id": self.plan.compiled_plan_id}),
         )?;
         Ok(Outcome {

@@ -31,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::queue::QueueStore;
 use crate::runners::{self, Registry};
 use crate::state::counters::Counters;
+use crate::state::event::EventKind;
 use crate::state::events::EventLog;
 use crate::state::runtime::{Attempts, PlanIdentity, RuntimeState};
 use crate::state::snapshot::{Snapshot, WatcherMode};
@@ -90,7 +91,7 @@ fn set_aside(
     tracing::warn!(file = %path.display(), %error, "state file unreadable; starting it afresh");
     queue.quarantine(path, error, None)?;
     events.emit(
-        "state_file_reset",
+        EventKind::StateFileReset,
         json!({"file": path.display().to_string(), "error": error}),
     )?;
     Ok(())
@@ -155,7 +156,7 @@ impl Engine {
         let mut busy = |held: &LockError| {
             if let LockError::Held { pid, .. } = held {
                 let _ = events.emit(
-                    "runtime_daemon_lock_busy",
+                    EventKind::RuntimeDaemonLockBusy,
                     json!({"holder_pid": pid, "holder_mode": "control",
                            "action": "waiting for the control command to finish"}),
                 );
@@ -167,7 +168,10 @@ impl Engine {
                 pid, host, since, ..
             }) => {
                 let message = format!("workspace is owned by pid {pid} on {host} since {since}");
-                events.emit("runtime_daemon_lock_denied", json!({"reason": message}))?;
+                events.emit(
+                    EventKind::RuntimeDaemonLockDenied,
+                    json!({"reason": message}),
+                )?;
                 return Err(Error::locked(
                     message,
                     "stop it with `millrace control stop`, or use another workspace",
@@ -176,12 +180,12 @@ impl Engine {
             Err(LockError::Io(e)) => return Err(e.into()),
         };
         events.emit(
-            "runtime_daemon_lock_acquired",
+            EventKind::RuntimeDaemonLockAcquired,
             json!({"session_id": lock.info.owner_session_id, "pid": lock.info.owner_pid}),
         )?;
         if let Some(previous) = lock.took_over() {
             events.emit(
-                "runtime_lock_taken_over",
+                EventKind::RuntimeLockTakenOver,
                 json!({"previous_pid": previous.owner_pid,
                        "previous_session_id": previous.owner_session_id,
                        "previous_acquired_at": previous.acquired_at}),
@@ -263,7 +267,7 @@ impl Engine {
         if swept > 0 {
             engine
                 .events
-                .emit("stale_temp_files_removed", json!({"count": swept}))?;
+                .emit(EventKind::StaleTempFilesRemoved, json!({"count": swept}))?;
         }
         if let Some(stage) = dropped_stage {
             engine.reconciled(
@@ -287,7 +291,7 @@ impl Engine {
         engine.state.set_depths(depths);
         engine.save_snapshot()?;
         engine.events.emit(
-            "runtime_started",
+            EventKind::RuntimeStarted,
             json!({"mode_id": engine.plan.mode_id, "compiled_plan_id": engine.plan.compiled_plan_id,
                    "process_running": true, "pid": std::process::id()}),
         )?;
@@ -313,14 +317,14 @@ impl Engine {
                 let record = self.ws.rel(&entry.path());
                 match runners::kill_orphaned_group(&entry.path()) {
                     Ok(runners::Takeover::Killed(processes)) => self.events.emit(
-                        "orphaned_harness_killed",
+                        EventKind::OrphanedHarnessKilled,
                         json!({"run_id": run_id, "record": record, "processes": processes}),
                     )?,
                     Ok(runners::Takeover::NothingLeft) => {}
                     Ok(runners::Takeover::Refused(reason)) => {
                         tracing::warn!(%record, %reason, "process record refused; nothing signalled");
                         self.events.emit(
-                            "process_record_refused",
+                            EventKind::ProcessRecordRefused,
                             json!({"run_id": run_id, "record": record, "reason": reason}),
                         )?
                     }
@@ -387,7 +391,7 @@ impl Engine {
             "the lock file was gone; ownership re-established"
         );
         self.events.emit(
-            "runtime_lock_reestablished",
+            EventKind::RuntimeLockReestablished,
             json!({"session_id": self.lock.info.owner_session_id, "state_recreated": state_recreated}),
         )?;
         Ok(true)
@@ -481,7 +485,7 @@ impl Engine {
         let logged = self
             .events
             .emit(
-                "runtime_daemon_lock_released",
+                EventKind::RuntimeDaemonLockReleased,
                 json!({"session_id": self.lock.info.owner_session_id, "reason": reason}),
             )
             .map_err(Error::from);

@@ -13,6 +13,7 @@ use super::Engine;
 use crate::error::Result;
 use crate::model::{Plane, WorkItemKind};
 use crate::state::closure::ClosureTarget;
+use crate::state::event::EventKind;
 use crate::state::markers;
 use crate::state::runtime::Subject;
 use crate::workspace::Folder;
@@ -24,7 +25,7 @@ impl Engine {
     pub(crate) fn reconciled(&self, signal: &str, data: serde_json::Value) -> Result<()> {
         let mut data = data;
         data["signal"] = json!(signal);
-        self.events.emit("runtime_reconciled", data)?;
+        self.events.emit(EventKind::RuntimeReconciled, data)?;
         Ok(())
     }
 
@@ -144,7 +145,7 @@ impl Engine {
         // Made durable with the stage's end (see `mark_running`).
         self.events.emit_all(
             vec![(
-                "work_item_claimed",
+                EventKind::WorkItemClaimed,
                 json!({"kind": claimed.kind, "id": claimed.id, "stage": stage, "run_id": run_id,
                        "root_spec_id": claimed.document.root_spec_id(),
                        "root_idea_id": claimed.document.root_idea_id()}),
@@ -157,7 +158,7 @@ impl Engine {
                 closure::open_for_spec(&self.ws, &claimed.document, &claimed.path)?
             {
                 self.events.emit(
-                    "closure_target_opened",
+                    EventKind::ClosureTargetOpened,
                     json!({"root_spec_id": target.root_spec_id, "root_idea_id": target.root_idea_id,
                            "seed_idea_path": target.root_idea_path}),
                 )?;
@@ -195,7 +196,7 @@ impl Engine {
                 ));
                 target.save(&self.ws)?;
                 self.events.emit(
-                    "closure_target_held",
+                    EventKind::ClosureTargetHeld,
                     json!({"root_spec_id": target.root_spec_id, "arbiter_runs": target.arbiter_runs}),
                 )?;
                 continue;
@@ -213,7 +214,7 @@ impl Engine {
             );
             self.events.emit_all(
                 vec![(
-                    "closure_target_ready",
+                    EventKind::ClosureTargetReady,
                     json!({"root_spec_id": target.root_spec_id, "run_id": run_id,
                            "arbiter_run": target.arbiter_runs}),
                 )],
@@ -231,7 +232,7 @@ impl Engine {
         self.save_snapshot()?;
         let active = self.state.active();
         self.events.emit(
-            "runtime_tick_stopped",
+            EventKind::RuntimeTickStopped,
             json!({"reason": reason,
                    "active_work_item_id": active.and_then(|a| a.subject.item()).map(|(_, i)| i),
                    "active_stage": active.map(|a| a.stage)}),

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::model::{Plane, Stage, WorkItemKind};
 use crate::runners::{report_path, RequestKind, RunReport, StageRequest};
 use crate::state::closure::ClosureTarget;
+use crate::state::event::EventKind;
 use crate::state::markers;
 use crate::state::runtime::Subject;
 use crate::workspace::{atomic, Folder};
@@ -144,7 +145,7 @@ impl Engine {
             .save_with(&self.ws.snapshot_path(), atomic::Durability::Relaxed)?;
         self.events.emit_all(
             vec![(
-                "stage_started",
+                EventKind::StageStarted,
                 json!({"request_id": req.request_id, "stage": req.stage, "plane": req.plane,
                        "run_id": req.run_id, "request_kind": req.request_kind.as_str(),
                        "work_item_kind": req.active_work_item_kind,

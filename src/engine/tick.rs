@@ -5,6 +5,7 @@ use serde_json::json;
 use super::Engine;
 use crate::error::{Error, Result};
 use crate::runners::{RawResult, StageRequest, StageResult};
+use crate::state::event::EventKind;
 
 /// What a tick did when it ran no stage, or the stage it prepared.
 #[derive(Debug)]
@@ -110,7 +111,7 @@ impl Engine {
         let reason = self.state.unpause();
         self.save_snapshot()?;
         self.events.emit(
-            "runtime_resumed",
+            EventKind::RuntimeResumed,
             json!({"reason": "the provider's reset time passed", "paused_for": reason}),
         )?;
         Ok(())
@@ -135,7 +136,7 @@ impl Engine {
             .ideas(&self.ws, &self.queue, &self.events, complete)?;
         if !report.specs.is_empty() {
             self.events.emit(
-                "watcher_events_consumed",
+                EventKind::WatcherEventsConsumed,
                 json!({"count": report.specs.len()}),
             )?;
             self.refresh_depths()?;

@@ -28,6 +28,7 @@ use crate::documents::Document;
 use crate::error::Result;
 use crate::model::{Plane, Stage, TerminalResult, WorkItemKind};
 use crate::state::closure::ClosureTarget;
+use crate::state::event::EventKind;
 use crate::state::markers;
 use crate::workspace::atomic;
 
@@ -91,7 +92,7 @@ pub(crate) struct Transition {
     /// The stage result this transition applies: its answer and file.
     pub result: Option<(TerminalResult, String)>,
     /// Events after those of the moves, in order.
-    pub events: Vec<(&'static str, Value)>,
+    pub events: Vec<(EventKind, Value)>,
 }
 
 impl Transition {
@@ -170,7 +171,7 @@ impl Engine {
         kind: WorkItemKind,
         id: &str,
         m: Move,
-        events: &mut Vec<(&'static str, Value)>,
+        events: &mut Vec<(EventKind, Value)>,
     ) -> Result<()> {
         match m {
             Move::Complete => {
@@ -183,7 +184,10 @@ impl Engine {
                             .exists() => {}
                     Err(e) => return Err(e.into()),
                 }
-                events.push(("work_item_completed", json!({"kind": kind, "id": id})));
+                events.push((
+                    EventKind::WorkItemCompleted,
+                    json!({"kind": kind, "id": id}),
+                ));
             }
             Move::Block {
                 why,
@@ -193,7 +197,7 @@ impl Engine {
                 match self.queue.block(kind, id) {
                     Ok(path) => self.queue.append_history(&path, &history)?,
                     Err(e) => events.push((
-                        "runtime_blocked_mark_failed",
+                        EventKind::RuntimeBlockedMarkFailed,
                         json!({"reason": why, "work_item_kind": kind, "work_item_id": id,
                                "error": e.to_string()}),
                     )),
@@ -202,7 +206,7 @@ impl Engine {
                 if let (Some(data), Value::Object(extra)) = (data.as_object_mut(), failure) {
                     data.extend(extra);
                 }
-                events.push(("work_item_blocked", data));
+                events.push((EventKind::WorkItemBlocked, data));
             }
             Move::Enqueue {
                 incident,
@@ -213,7 +217,7 @@ impl Engine {
                 let path = self.queue.enqueue(&incident)?;
                 crate::workspace::failpoint::transition(after)?;
                 events.push((
-                    "runtime_handoff_incident_enqueued",
+                    EventKind::RuntimeHandoffIncidentEnqueued,
                     json!({"incident_id": incident.id(), "source_work_item_kind": source_kind,
                            "source_work_item_id": id, "destination": self.ws.rel(&path),
                            "root_spec_id": root_spec_id}),

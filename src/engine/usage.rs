@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::model::{Stage, WorkItemKind};
 use crate::runners::harness::{Diagnosis, FailureKind};
 use crate::runners::{StageRequest, StageResult};
+use crate::state::event::EventKind;
 use crate::state::snapshot::PauseCause;
 use crate::state::usage::{self, item_key, Record};
 
@@ -91,7 +92,7 @@ impl Engine {
         if recovered > 0 {
             self.save_usage()?;
             self.events.emit(
-                "usage_recovered",
+                EventKind::UsageRecovered,
                 json!({"run_id": run_id, "stages": recovered,
                        "work_item_kind": identity.0, "work_item_id": identity.1}),
             )?;
@@ -126,11 +127,11 @@ impl Engine {
                     .pause_self(PauseCause::Budget, reason.clone(), Some(frees.clone()));
                 self.save_snapshot()?;
                 self.events.emit(
-                    "usage_budget_exhausted",
+                    EventKind::UsageBudgetExhausted,
                     json!({"scope": over.budget, "reason": over.reason, "frees_at": frees}),
                 )?;
                 self.events.emit(
-                    "runtime_paused",
+                    EventKind::RuntimePaused,
                     json!({"reason": reason, "failure_class": "budget_exhausted",
                            "resume_at": frees}),
                 )?;
@@ -139,7 +140,7 @@ impl Engine {
                 let reason = self.state.unpause();
                 self.save_snapshot()?;
                 self.events.emit(
-                    "runtime_resumed",
+                    EventKind::RuntimeResumed,
                     json!({"reason": "the workspace budget has room again", "paused_for": reason}),
                 )?;
             }
@@ -180,7 +181,7 @@ impl Engine {
         };
         let why = format!("budget_exhausted: {figures} (usage.{scope})");
         self.events.emit(
-            "usage_budget_exhausted",
+            EventKind::UsageBudgetExhausted,
             json!({"scope": scope, "work_item_kind": kind, "work_item_id": id,
                    "reason": figures}),
         )?;

@@ -18,6 +18,7 @@ use serde_json::json;
 
 use crate::documents::{self, DocError, Document};
 use crate::model::{Plane, WorkItemKind};
+use crate::state::event::EventKind;
 use crate::state::events::EventLog;
 use crate::workspace::atomic::{self, IoError};
 use crate::workspace::{Folder, Settle, Workspace};
@@ -382,7 +383,7 @@ impl QueueStore {
         }
         tracing::warn!(source = %reason.source, %error, "quarantined a bad file");
         self.events.emit(
-            "work_item_quarantined",
+            EventKind::WorkItemQuarantined,
             json!({"source": reason.source, "destination": reason.quarantined_as, "error": error}),
         )
     }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::event::EventKind;
 use crate::workspace::atomic::{self, IoError};
 
 /// One event line.
@@ -44,21 +45,22 @@ impl EventLog {
 
     /// Append an event, durably; `data` must be a JSON object (anything else is stored
     /// under `value`).
-    pub fn emit(&self, event_type: &str, data: Value) -> Result<(), IoError> {
-        self.emit_all(vec![(event_type, data)], true)
+    pub fn emit(&self, kind: EventKind, data: Value) -> Result<(), IoError> {
+        self.emit_all(vec![(kind, data)], true)
     }
 
     /// Append the events of one step with one write. With `sync` false they are not forced
     /// to disk yet: the next synced append (a stage's end, after its start) makes them
     /// durable too, so a stage costs the log one fsync.
-    pub fn emit_all(&self, events: Vec<(&str, Value)>, sync: bool) -> Result<(), IoError> {
+    pub fn emit_all(&self, events: Vec<(EventKind, Value)>, sync: bool) -> Result<(), IoError> {
         if events.is_empty() {
             return Ok(());
         }
         self.repair_torn_tail()?;
         let lines: Vec<String> = events
             .into_iter()
-            .map(|(event_type, data)| {
+            .map(|(kind, data)| {
+                let event_type = kind.as_str();
                 tracing::debug!(event_type, "event");
                 let data = match data {
                     Value::Object(map) => map,
@@ -144,7 +146,7 @@ impl EventLog {
         );
         let event = Event {
             data,
-            event_type: "event_log_repaired".into(),
+            event_type: EventKind::EventLogRepaired.as_str().into(),
             kind: "runtime_event".into(),
             occurred_at: crate::time::now_string(),
             schema_version: "1.0".into(),
@@ -189,7 +191,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = EventLog::new(dir.path().join("runtime_events.jsonl"));
         log.emit(
-            "runtime_started",
+            EventKind::RuntimeStarted,
             serde_json::json!({"mode_id": "m", "a": 1}),
         )
         .unwrap();
@@ -203,16 +205,22 @@ mod tests {
     fn a_torn_last_line_is_cut_off_and_kept_in_a_repair_event() {
         let dir = tempfile::tempdir().unwrap();
         let log = EventLog::new(dir.path().join("runtime_events.jsonl"));
-        log.emit("runtime_started", serde_json::json!({})).unwrap();
+        log.emit(EventKind::RuntimeStarted, serde_json::json!({}))
+            .unwrap();
         let mut text = std::fs::read_to_string(log.path()).unwrap();
         text.push_str("{\"data\":{\"torn");
         std::fs::write(log.path(), text).unwrap();
-        log.emit("runtime_stopped", serde_json::json!({})).unwrap();
+        log.emit(EventKind::RuntimeTickStopped, serde_json::json!({}))
+            .unwrap();
         let events = EventLog::read_all(log.path()).unwrap();
         let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
         assert_eq!(
             types,
-            ["runtime_started", "event_log_repaired", "runtime_stopped"]
+            [
+                "runtime_started",
+                "event_log_repaired",
+                "runtime_tick_stopped"
+            ]
         );
         assert_eq!(events[1].data["fragment"], "{\"data\":{\"torn");
     }

@@ -5,6 +5,7 @@
 
 pub mod closure;
 pub mod counters;
+pub mod event;
 pub mod events;
 pub mod markers;
 pub mod runtime;

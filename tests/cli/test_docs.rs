@@ -7,7 +7,7 @@
 //!
 //! `UPDATE_DOCS=1 cargo test --test cli test_docs` rewrites `docs/cli.md`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use clap::{CommandFactory, Parser};
@@ -411,4 +411,24 @@ fn test_docs_shell_word_splitting() {
         [vec!["millrace", "demo"]]
     );
     assert!(invocations("cargo test --locked").is_empty());
+}
+
+/// Every event the runtime writes has a row in the event table of `docs/workspace.md`.
+#[test]
+fn test_docs_every_event_type_is_documented() {
+    let docs = read("docs/workspace.md");
+    let documented: BTreeSet<&str> = docs
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once("` |").map(|(name, _)| name))
+        .collect();
+    let missing: Vec<&str> = millrace::state::event::EventKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .filter(|name| !documented.contains(name))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/workspace.md has no row for these event types: {missing:?}"
+    );
 }
