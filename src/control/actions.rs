@@ -332,6 +332,164 @@ fn pause_detail(state: &RuntimeState, daemon: bool) -> String {
 
 /// Apply an action to the workspace. `ReloadConfig` is only meaningful to a daemon, which
 /// handles it itself; applied directly it reports that nothing was done.
+/// `retry-active`: the active item back to its queue, the runtime idle.
+fn retry_active(
+    action: &Action,
+    t: &mut Target,
+    reason: &str,
+    scope: Option<Plane>,
+    daemon: bool,
+) -> Result<Outcome> {
+    let Some((kind, id, plane)) = t.state.active().and_then(|a| {
+        let (kind, id) = a.subject.item()?;
+        Some((kind, id.to_string(), a.plane()))
+    }) else {
+        return Ok(outcome(action, false, "no active work item to retry"));
+    };
+    if let Some(scope) = scope {
+        if plane != scope {
+            let plane = plane.to_string();
+            t.events.emit(
+                EventKind::RetryActiveSkipped,
+                json!({"requested_scope": scope, "active_plane": plane,
+                       "work_item_kind": kind, "work_item_id": id}),
+            )?;
+            return Ok(outcome(
+                action,
+                false,
+                format!(
+                    "{scope} retry requires active {scope} work; current active plane is {plane}"
+                ),
+            ));
+        }
+    }
+    if let Err(e) = t.queue.requeue(kind, &id, reason) {
+        return Ok(outcome(action, false, e.to_string()));
+    }
+    t.counters.reset_item(kind, &id);
+    t.counters.save(&t.ws.counters_path())?;
+    let depths = t.queue.depths();
+    let running = t.state.process_running() && daemon;
+    crate::state::reset_idle(t.ws, t.state, depths, running, false)?;
+    t.events.emit(
+        EventKind::WorkItemRequeued,
+        json!({"kind": kind, "id": id, "reason": reason}),
+    )?;
+    Ok(outcome(
+        action,
+        true,
+        format!("active {kind} {id} requeued"),
+    ))
+}
+
+/// `clear-stale-state`: every active item back to its queue, counters and snapshot reset.
+fn clear_stale_state(
+    action: &Action,
+    t: &mut Target,
+    reason: &str,
+    daemon: bool,
+) -> Result<Outcome> {
+    let mut requeued = 0;
+    for kind in WorkItemKind::ALL {
+        for (k, id) in t.queue.active_items(kind.plane()) {
+            if k == kind && t.queue.requeue(kind, &id, reason).is_ok() {
+                requeued += 1;
+                t.events.emit(
+                    EventKind::WorkItemRequeued,
+                    json!({"kind": kind, "id": id, "reason": reason}),
+                )?;
+            }
+        }
+    }
+    let applied = requeued > 0
+        || !t.counters.entries.is_empty()
+        || t.state.active().is_some()
+        || t.state.is_paused()
+        || t.state.stop_requested();
+    t.counters.clear();
+    t.counters.save(&t.ws.counters_path())?;
+    let depths = t.queue.depths();
+    crate::state::reset_idle(t.ws, t.state, depths, daemon, true)?;
+    let detail = if applied {
+        format!("cleared stale runtime state; requeued={requeued}")
+    } else {
+        "no stale state (nothing active, no counters, not paused); nothing to do".into()
+    };
+    Ok(outcome(action, applied, detail))
+}
+
+/// `add-task` / `add-spec`: queue the document (idempotent for a daemon re-applying it).
+fn add_document(
+    action: &Action,
+    t: &mut Target,
+    submission: &Submission,
+    daemon: bool,
+) -> Result<Outcome> {
+    let (doc, text) = submission.prepared();
+    // A daemon that crashed after applying but before archiving re-applies the same
+    // envelope at its next start (still the first thing it does): the identical
+    // document already waiting in the queue means the command was applied.
+    let queued = t.ws.item_path(doc.kind(), Folder::Queue, doc.id());
+    if daemon && std::fs::read(&queued).ok().as_deref() == Some(text.as_bytes()) {
+        let mut out = outcome(
+            action,
+            true,
+            format!("{} {} already queued", doc.kind(), doc.id()),
+        );
+        out.artifact_path = Some(t.ws.rel(&queued));
+        return Ok(out);
+    }
+    let path = t.queue.enqueue_text(doc.kind(), doc.id(), &text)?;
+    let rel = t.ws.rel(&path);
+    let source = if daemon { "mailbox" } else { "cli" };
+    t.events.emit(
+        EventKind::WorkItemAdded,
+        json!({"kind": doc.kind(), "id": doc.id(), "path": rel, "source": source}),
+    )?;
+    t.state.set_depths(t.queue.depths());
+    t.state.save(&t.ws.snapshot_path())?;
+    let mut out = outcome(action, true, format!("{} {} queued", doc.kind(), doc.id()));
+    out.artifact_path = Some(rel);
+    Ok(out)
+}
+
+/// `add-idea`: stage the idea in the inbox (never overwriting another).
+fn add_idea(
+    action: &Action,
+    t: &mut Target,
+    name: &str,
+    markdown: &str,
+    daemon: bool,
+) -> Result<Outcome> {
+    let dest = t.ws.ideas_inbox().join(name);
+    match atomic::create_atomic(&dest, markdown.as_bytes()) {
+        Ok(()) => {}
+        // The same idea already staged: this envelope was applied before a crash.
+        Err(IoError::AlreadyExists { .. })
+            if daemon && std::fs::read(&dest).ok().as_deref() == Some(markdown.as_bytes()) => {}
+        Err(IoError::AlreadyExists { .. }) => {
+            return Err(Error::refused(
+                format!(
+                    "idea document already exists: {} (ideas are never overwritten; \
+                 rename your file to add it as another idea)",
+                    dest.display()
+                ),
+                None,
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let rel = t.ws.rel(&dest);
+    t.events.emit(
+        EventKind::IdeaAdded,
+        json!({"source_name": name, "path": rel,
+               "source": if daemon { "mailbox" } else { "cli" }}),
+    )?;
+    let mut out = outcome(action, true, format!("idea {name} staged"));
+    out.artifact_path = Some(rel);
+    Ok(out)
+}
+
 pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
     let daemon = mode == Mode::Daemon;
     match action {
@@ -366,75 +524,8 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
             };
             Ok(outcome(action, applied, detail))
         }
-        Action::RetryActive { reason, scope } => {
-            let Some((kind, id, plane)) = t.state.active().and_then(|a| {
-                let (kind, id) = a.subject.item()?;
-                Some((kind, id.to_string(), a.plane()))
-            }) else {
-                return Ok(outcome(action, false, "no active work item to retry"));
-            };
-            if let Some(scope) = scope {
-                if plane != *scope {
-                    let plane = plane.to_string();
-                    t.events.emit(
-                        EventKind::RetryActiveSkipped,
-                        json!({"requested_scope": scope, "active_plane": plane,
-                               "work_item_kind": kind, "work_item_id": id}),
-                    )?;
-                    return Ok(outcome(
-                        action,
-                        false,
-                        format!("{scope} retry requires active {scope} work; current active plane is {plane}"),
-                    ));
-                }
-            }
-            if let Err(e) = t.queue.requeue(kind, &id, reason) {
-                return Ok(outcome(action, false, e.to_string()));
-            }
-            t.counters.reset_item(kind, &id);
-            t.counters.save(&t.ws.counters_path())?;
-            let depths = t.queue.depths();
-            let running = t.state.process_running() && daemon;
-            crate::state::reset_idle(t.ws, t.state, depths, running, false)?;
-            t.events.emit(
-                EventKind::WorkItemRequeued,
-                json!({"kind": kind, "id": id, "reason": reason}),
-            )?;
-            Ok(outcome(
-                action,
-                true,
-                format!("active {kind} {id} requeued"),
-            ))
-        }
-        Action::ClearStaleState { reason } => {
-            let mut requeued = 0;
-            for kind in WorkItemKind::ALL {
-                for (k, id) in t.queue.active_items(kind.plane()) {
-                    if k == kind && t.queue.requeue(kind, &id, reason).is_ok() {
-                        requeued += 1;
-                        t.events.emit(
-                            EventKind::WorkItemRequeued,
-                            json!({"kind": kind, "id": id, "reason": reason}),
-                        )?;
-                    }
-                }
-            }
-            let applied = requeued > 0
-                || !t.counters.entries.is_empty()
-                || t.state.active().is_some()
-                || t.state.is_paused()
-                || t.state.stop_requested();
-            t.counters.clear();
-            t.counters.save(&t.ws.counters_path())?;
-            let depths = t.queue.depths();
-            crate::state::reset_idle(t.ws, t.state, depths, daemon, true)?;
-            let detail = if applied {
-                format!("cleared stale runtime state; requeued={requeued}")
-            } else {
-                "no stale state (nothing active, no counters, not paused); nothing to do".into()
-            };
-            Ok(outcome(action, applied, detail))
-        }
+        Action::RetryActive { reason, scope } => retry_active(action, t, reason, *scope, daemon),
+        Action::ClearStaleState { reason } => clear_stale_state(action, t, reason, daemon),
         Action::Requeue { id, reason } => requeue_blocked(action, t, id, reason),
         Action::ReloadConfig => Ok(outcome(
             action,
@@ -442,62 +533,8 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
             "no daemon running; the next start reads the config",
         )),
         Action::AddTask(submission) | Action::AddSpec(submission) => {
-            let (doc, text) = submission.prepared();
-            // A daemon that crashed after applying but before archiving re-applies the same
-            // envelope at its next start (still the first thing it does): the identical
-            // document already waiting in the queue means the command was applied.
-            let queued = t.ws.item_path(doc.kind(), Folder::Queue, doc.id());
-            if daemon && std::fs::read(&queued).ok().as_deref() == Some(text.as_bytes()) {
-                let mut out = outcome(
-                    action,
-                    true,
-                    format!("{} {} already queued", doc.kind(), doc.id()),
-                );
-                out.artifact_path = Some(t.ws.rel(&queued));
-                return Ok(out);
-            }
-            let path = t.queue.enqueue_text(doc.kind(), doc.id(), &text)?;
-            let rel = t.ws.rel(&path);
-            let source = if daemon { "mailbox" } else { "cli" };
-            t.events.emit(
-                EventKind::WorkItemAdded,
-                json!({"kind": doc.kind(), "id": doc.id(), "path": rel, "source": source}),
-            )?;
-            t.state.set_depths(t.queue.depths());
-            t.state.save(&t.ws.snapshot_path())?;
-            let mut out = outcome(action, true, format!("{} {} queued", doc.kind(), doc.id()));
-            out.artifact_path = Some(rel);
-            Ok(out)
+            add_document(action, t, submission, daemon)
         }
-        Action::AddIdea { name, markdown } => {
-            let dest = t.ws.ideas_inbox().join(name);
-            match atomic::create_atomic(&dest, markdown.as_bytes()) {
-                Ok(()) => {}
-                // The same idea already staged: this envelope was applied before a crash.
-                Err(IoError::AlreadyExists { .. })
-                    if daemon
-                        && std::fs::read(&dest).ok().as_deref() == Some(markdown.as_bytes()) => {}
-                Err(IoError::AlreadyExists { .. }) => {
-                    return Err(Error::refused(
-                        format!(
-                            "idea document already exists: {} (ideas are never overwritten; \
-                         rename your file to add it as another idea)",
-                            dest.display()
-                        ),
-                        None,
-                    ))
-                }
-                Err(e) => return Err(e.into()),
-            }
-            let rel = t.ws.rel(&dest);
-            t.events.emit(
-                EventKind::IdeaAdded,
-                json!({"source_name": name, "path": rel,
-                       "source": if daemon { "mailbox" } else { "cli" }}),
-            )?;
-            let mut out = outcome(action, true, format!("idea {name} staged"));
-            out.artifact_path = Some(rel);
-            Ok(out)
-        }
+        Action::AddIdea { name, markdown } => add_idea(action, t, name, markdown, daemon),
     }
 }

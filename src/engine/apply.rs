@@ -149,30 +149,7 @@ impl Engine {
                 "stage result does not match the runtime snapshot's active stage and run",
             ));
         }
-        if matches!(req.stage, Stage::Troubleshooter | Stage::Mechanic) {
-            let _ = std::fs::remove_file(self.ws.error_context_path());
-        }
-        let mut result = runners::normalize(req, &raw)?;
-        if req.stage == Stage::Manager && result.terminal_result == TerminalResult::ManagerComplete
-        {
-            let since =
-                std::time::SystemTime::try_from(raw.started_at).unwrap_or(std::time::UNIX_EPOCH);
-            let bad = self.check_manager_output(since)?;
-            if !bad.is_empty() {
-                result.demote_to_blocked(
-                    FailureClass::InvalidStageOutput,
-                    format!(
-                        "the manager wrote invalid task documents (quarantined): {}",
-                        bad.join("; ")
-                    ),
-                );
-            }
-        }
-        let result_path = runners::stage_result_path(&req.run_dir, &req.request_id);
-        atomic::create_dir_all(result_path.parent().expect("has parent"))?;
-        atomic::write_atomic(&result_path, crate::yaml::to_string(&result).as_bytes())?;
-        crate::workspace::failpoint::transition("stage_result.after_persist")?;
-        let result_rel = self.ws.rel(&result_path);
+        let (result, result_rel) = self.persist_result(req, &raw)?;
         let (kind, id) = self.identity(req)?;
         self.count_run_usage(&req.run_id, kind, &id)?;
         crate::workspace::failpoint::transition("stage_result.after_usage")?;
@@ -522,6 +499,30 @@ impl Engine {
             Plane::Planning => Stage::Mechanic,
         };
         let report_path = runners::report_path(&req.run_dir, runners::RunReport::RuntimeError);
+        let mut t = Transition::new(identity, Next::Advance(repair));
+        t.events.push(scheduled(
+            Some(repair),
+            json!({"work_item_kind": kind, "work_item_id": id,
+                   "report_path": report_path.display().to_string()}),
+        ));
+        t.moves
+            .extend(self.repair_files(req, &code, repair, (kind, &id), message));
+        t.counting = Counting::Increment(RUNTIME_REPAIR.to_string());
+        t.marker = Some((req.plane, "### BLOCKED".into()));
+        t.failure_class = Some(code);
+        self.commit(t)
+    }
+
+    /// The runtime error report and context the repair stage reads.
+    fn repair_files(
+        &self,
+        req: &StageRequest,
+        code: &str,
+        repair: Stage,
+        (kind, id): (WorkItemKind, &str),
+        message: &str,
+    ) -> Vec<Move> {
+        let report_path = runners::report_path(&req.run_dir, runners::RunReport::RuntimeError);
         let stage_result = runners::stage_result_path(&req.run_dir, &req.request_id);
         let stage_result_rel = stage_result.is_file().then(|| self.ws.rel(&stage_result));
         let report = format!(
@@ -536,12 +537,12 @@ impl Engine {
         let ctx = RuntimeErrorContext {
             schema_version: "1.0".into(),
             kind: "runtime_error_context".into(),
-            error_code: code.clone(),
+            error_code: code.to_string(),
             plane: req.plane,
             failed_stage: req.stage,
             repair_stage: repair,
             work_item_kind: kind,
-            work_item_id: id.clone(),
+            work_item_id: id.to_string(),
             run_id: req.run_id.clone(),
             terminal_result: None,
             stage_result_path: stage_result_rel,
@@ -549,23 +550,45 @@ impl Engine {
             exception_message: message.to_string(),
             captured_at: crate::time::now_string(),
         };
-        let mut t = Transition::new(identity, Next::Advance(repair));
-        t.events.push(scheduled(
-            Some(repair),
-            json!({"work_item_kind": kind, "work_item_id": id,
-                   "report_path": report_path.display().to_string()}),
-        ));
-        t.moves.push(Move::Write {
-            path: report_path,
-            bytes: report.into_bytes(),
-        });
-        t.moves.push(Move::Write {
-            path: self.ws.error_context_path(),
-            bytes: crate::yaml::to_string(&ctx).into_bytes(),
-        });
-        t.counting = Counting::Increment(RUNTIME_REPAIR.to_string());
-        t.marker = Some((req.plane, "### BLOCKED".into()));
-        t.failure_class = Some(code);
-        self.commit(t)
+        vec![
+            Move::Write {
+                path: report_path,
+                bytes: report.into_bytes(),
+            },
+            Move::Write {
+                path: self.ws.error_context_path(),
+                bytes: crate::yaml::to_string(&ctx).into_bytes(),
+            },
+        ]
+    }
+
+    /// Normalize the raw result (a manager's invalid task documents demote it to blocked)
+    /// and persist it in the run's `stage_results/`; returns it and its workspace path.
+    fn persist_result(&self, req: &StageRequest, raw: &RawResult) -> Result<(StageResult, String)> {
+        if matches!(req.stage, Stage::Troubleshooter | Stage::Mechanic) {
+            let _ = std::fs::remove_file(self.ws.error_context_path());
+        }
+        let mut result = runners::normalize(req, raw)?;
+        if req.stage == Stage::Manager && result.terminal_result == TerminalResult::ManagerComplete
+        {
+            let since =
+                std::time::SystemTime::try_from(raw.started_at).unwrap_or(std::time::UNIX_EPOCH);
+            let bad = self.check_manager_output(since)?;
+            if !bad.is_empty() {
+                result.demote_to_blocked(
+                    FailureClass::InvalidStageOutput,
+                    format!(
+                        "the manager wrote invalid task documents (quarantined): {}",
+                        bad.join("; ")
+                    ),
+                );
+            }
+        }
+        let result_path = runners::stage_result_path(&req.run_dir, &req.request_id);
+        atomic::create_dir_all(result_path.parent().expect("has parent"))?;
+        atomic::write_atomic(&result_path, crate::yaml::to_string(&result).as_bytes())?;
+        crate::workspace::failpoint::transition("stage_result.after_persist")?;
+        let result_rel = self.ws.rel(&result_path);
+        Ok((result, result_rel))
     }
 }

@@ -36,6 +36,7 @@ use crate::state::events::EventLog;
 use crate::state::runtime::{Attempts, PlanIdentity, RuntimeState};
 use crate::state::snapshot::{Snapshot, WatcherMode};
 use crate::state::usage::Ledger;
+use crate::state::StateError;
 use crate::workspace::Workspace;
 
 pub use tick::{Prepared, TickOutcome};
@@ -121,6 +122,105 @@ fn check_mode_known(
     }
 }
 
+/// Take the workspace lock (waiting out a control command that holds it), or fail naming
+/// the owner; the log records which.
+fn take_lock(ws: &Workspace, mode: &'static str, events: &EventLog) -> Result<DaemonLock> {
+    let mut busy = |held: &LockError| {
+        if let LockError::Held { pid, .. } = held {
+            let _ = events.emit(
+                EventKind::RuntimeDaemonLockBusy,
+                json!({"holder_pid": pid, "holder_mode": "control",
+                       "action": "waiting for the control command to finish"}),
+            );
+        }
+    };
+    let lock = match lock::acquire_waiting(ws, mode, &mut busy) {
+        Ok(lock) => lock,
+        Err(LockError::Held {
+            pid, host, since, ..
+        }) => {
+            let message = format!("workspace is owned by pid {pid} on {host} since {since}");
+            events.emit(
+                EventKind::RuntimeDaemonLockDenied,
+                json!({"reason": message}),
+            )?;
+            return Err(Error::locked(
+                message,
+                "stop it with `millrace control stop`, or use another workspace",
+            ));
+        }
+        Err(LockError::Io(e)) => return Err(e.into()),
+    };
+    events.emit(
+        EventKind::RuntimeDaemonLockAcquired,
+        json!({"session_id": lock.info.owner_session_id, "pid": lock.info.owner_pid}),
+    )?;
+    if let Some(previous) = lock.took_over() {
+        events.emit(
+            EventKind::RuntimeLockTakenOver,
+            json!({"previous_pid": previous.owner_pid,
+                   "previous_session_id": previous.owner_session_id,
+                   "previous_acquired_at": previous.acquired_at}),
+        )?;
+    }
+    Ok(lock)
+}
+
+/// The state files a start reads. One that no longer parses is set aside and started
+/// afresh; one a newer millrace wrote stops the start instead.
+struct StateFiles {
+    state: RuntimeState,
+    /// An active stage the snapshot named without what it works on.
+    dropped_stage: Option<crate::model::Stage>,
+    counters: Counters,
+    ledger: Ledger,
+}
+
+impl StateFiles {
+    fn load(ws: &Workspace, queue: &QueueStore, events: &EventLog) -> Result<StateFiles> {
+        fn or_reset<T>(
+            loaded: std::result::Result<T, StateError>,
+            path: &std::path::Path,
+            queue: &QueueStore,
+            events: &EventLog,
+        ) -> Result<Option<T>> {
+            match loaded {
+                Ok(value) => Ok(Some(value)),
+                Err(e @ (StateError::Io(_) | StateError::Newer { .. })) => Err(e.into()),
+                Err(e) => set_aside(queue, events, path, &e.to_string()).map(|()| None),
+            }
+        }
+        let snapshot_path = ws.snapshot_path();
+        let (state, dropped_stage) = match or_reset(
+            Snapshot::load(&snapshot_path),
+            &snapshot_path,
+            queue,
+            events,
+        )? {
+            Some(snapshot) => {
+                let dropped = RuntimeState::dropped_activation(&snapshot)
+                    .then_some(snapshot.active_stage)
+                    .flatten();
+                (
+                    RuntimeState::from_snapshot(snapshot).map_err(Error::internal)?,
+                    dropped,
+                )
+            }
+            None => (RuntimeState::bootstrap(), None),
+        };
+        let path = ws.counters_path();
+        let counters = or_reset(Counters::load(&path), &path, queue, events)?.unwrap_or_default();
+        let path = ws.usage_ledger_path();
+        let ledger = or_reset(Ledger::load(&path), &path, queue, events)?.unwrap_or_default();
+        Ok(StateFiles {
+            state,
+            dropped_stage,
+            counters,
+            ledger,
+        })
+    }
+}
+
 impl Engine {
     fn config_path(ws: &Workspace, options: &EngineOptions) -> PathBuf {
         options
@@ -153,102 +253,32 @@ impl Engine {
         let config_path = Self::config_path(ws, &options);
         check_mode_known(ws, &config, &options, &config_path)?;
         let events = EventLog::new(ws.events_path());
-        let mut busy = |held: &LockError| {
-            if let LockError::Held { pid, .. } = held {
-                let _ = events.emit(
-                    EventKind::RuntimeDaemonLockBusy,
-                    json!({"holder_pid": pid, "holder_mode": "control",
-                           "action": "waiting for the control command to finish"}),
-                );
-            }
-        };
-        let lock = match lock::acquire_waiting(ws, options.run_mode, &mut busy) {
-            Ok(lock) => lock,
-            Err(LockError::Held {
-                pid, host, since, ..
-            }) => {
-                let message = format!("workspace is owned by pid {pid} on {host} since {since}");
-                events.emit(
-                    EventKind::RuntimeDaemonLockDenied,
-                    json!({"reason": message}),
-                )?;
-                return Err(Error::locked(
-                    message,
-                    "stop it with `millrace control stop`, or use another workspace",
-                ));
-            }
-            Err(LockError::Io(e)) => return Err(e.into()),
-        };
-        events.emit(
-            EventKind::RuntimeDaemonLockAcquired,
-            json!({"session_id": lock.info.owner_session_id, "pid": lock.info.owner_pid}),
-        )?;
-        if let Some(previous) = lock.took_over() {
-            events.emit(
-                EventKind::RuntimeLockTakenOver,
-                json!({"previous_pid": previous.owner_pid,
-                       "previous_session_id": previous.owner_session_id,
-                       "previous_acquired_at": previous.acquired_at}),
-            )?;
-        }
+        let lock = take_lock(ws, options.run_mode, &events)?;
         let registry = Registry::for_workspace(ws, &config)?;
-        let names = registry.names();
-        runners::validate_stage_runners(&config, &names)?;
+        runners::validate_stage_runners(&config, &registry.names())?;
         let outcome = compiler::compile_and_persist(ws, &config, options.mode.as_deref())?;
-        let errors = outcome.diagnostics.errors.clone();
+        let errors = outcome.diagnostics.errors.join(", ");
         let Some(plan) = outcome.plan else {
             return Err(Error::refused(
-                format!("compile failed: {}", errors.join(", ")),
+                format!("compile failed: {errors}"),
                 Some("fix the mode or loop assets, then run `millrace compile validate`".into()),
             ));
         };
         if outcome.used_last_known_good {
-            tracing::warn!(errors = %errors.join(", "), "compile failed; running the last-known-good plan");
+            tracing::warn!(%errors, "compile failed; running the last-known-good plan");
         }
         let queue = QueueStore::new(ws)
             .with_settle(Duration::from_millis(config.watchers.settle_ms))
             .with_index();
-        let (state, dropped_stage) = match Snapshot::load(&ws.snapshot_path()) {
-            Ok(snapshot) => {
-                let dropped = RuntimeState::dropped_activation(&snapshot)
-                    .then_some(snapshot.active_stage)
-                    .flatten();
-                let state = RuntimeState::from_snapshot(snapshot).map_err(Error::internal)?;
-                (state, dropped)
-            }
-            Err(crate::state::StateError::Io(e)) => return Err(e.into()),
-            Err(e @ crate::state::StateError::Newer { .. }) => return Err(e.into()),
-            Err(e) => {
-                set_aside(&queue, &events, &ws.snapshot_path(), &e.to_string())?;
-                (RuntimeState::bootstrap(), None)
-            }
-        };
-        let counters = match Counters::load(&ws.counters_path()) {
-            Ok(counters) => counters,
-            Err(crate::state::StateError::Io(e)) => return Err(e.into()),
-            Err(e @ crate::state::StateError::Newer { .. }) => return Err(e.into()),
-            Err(e) => {
-                set_aside(&queue, &events, &ws.counters_path(), &e.to_string())?;
-                Counters::default()
-            }
-        };
-        let ledger = match Ledger::load(&ws.usage_ledger_path()) {
-            Ok(ledger) => ledger,
-            Err(crate::state::StateError::Io(e)) => return Err(e.into()),
-            Err(e @ crate::state::StateError::Newer { .. }) => return Err(e.into()),
-            Err(e) => {
-                set_aside(&queue, &events, &ws.usage_ledger_path(), &e.to_string())?;
-                Ledger::default()
-            }
-        };
+        let files = StateFiles::load(ws, &queue, &events)?;
         let mut engine = Engine {
             ws: ws.clone(),
             options,
             config,
             plan,
-            state,
-            counters,
-            ledger,
+            state: files.state,
+            counters: files.counters,
+            ledger: files.ledger,
             queue,
             events,
             registry: Arc::new(registry),
@@ -259,26 +289,7 @@ impl Engine {
             released: false,
             ownership_lost: false,
         };
-        engine.kill_orphaned_harness()?;
-        let swept = crate::workspace::sweep_stale_temps(
-            engine.ws.rt(),
-            Duration::from_secs(STALE_TEMP_AGE_SECS),
-        );
-        if swept > 0 {
-            engine
-                .events
-                .emit(EventKind::StaleTempFilesRemoved, json!({"count": swept}))?;
-        }
-        if let Some(stage) = dropped_stage {
-            engine.reconciled(
-                "missing_active_work_item_identity",
-                json!({"stage": stage, "action": "cleared active state"}),
-            )?;
-            engine.clear_active_state()?;
-        }
-        engine.reconcile(true)?;
-        engine.rewrite_markers();
-        closure::backfill(&engine.ws, &engine.queue)?;
+        engine.recover(files.dropped_stage)?;
         let depths = engine.queue.depths();
         let plan = engine.plan_identity();
         engine.state.started(
@@ -286,7 +297,7 @@ impl Engine {
             plan,
             engine.config.fingerprint(),
             engine.watcher_mode,
-            outcome.used_last_known_good.then(|| errors.join(", ")),
+            outcome.used_last_known_good.then_some(errors),
         );
         engine.state.set_depths(depths);
         engine.save_snapshot()?;
@@ -296,6 +307,32 @@ impl Engine {
                    "process_running": true, "pid": std::process::id()}),
         )?;
         Ok(engine)
+    }
+
+    /// What a start repairs before the first tick: an orphaned harness, crash temp files, an
+    /// activation the snapshot could not keep, every disagreement reconciliation finds, the
+    /// markers, closure targets a crash kept from opening.
+    fn recover(&mut self, dropped_stage: Option<crate::model::Stage>) -> Result<()> {
+        self.kill_orphaned_harness()?;
+        let swept = crate::workspace::sweep_stale_temps(
+            self.ws.rt(),
+            Duration::from_secs(STALE_TEMP_AGE_SECS),
+        );
+        if swept > 0 {
+            self.events
+                .emit(EventKind::StaleTempFilesRemoved, json!({"count": swept}))?;
+        }
+        if let Some(stage) = dropped_stage {
+            self.reconciled(
+                "missing_active_work_item_identity",
+                json!({"stage": stage, "action": "cleared active state"}),
+            )?;
+            self.clear_active_state()?;
+        }
+        self.reconcile(true)?;
+        self.rewrite_markers();
+        closure::backfill(&self.ws, &self.queue)?;
+        Ok(())
     }
 
     /// A harness left running by a daemon that died must not keep writing into the
