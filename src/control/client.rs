@@ -71,7 +71,7 @@ impl<'a> Client<'a> {
         match lock::acquire_waiting(self.ws, "control", &mut |_| {}) {
             Ok(mut held) => {
                 let outcome = self.apply_locked(action);
-                let released = held.release(&self.ws.lock_path());
+                let released = held.release_keeping_crash(&self.ws.lock_path());
                 let outcome = outcome?;
                 released?;
                 Ok(Reply::Direct(outcome))

@@ -161,6 +161,21 @@ impl DaemonLock {
     }
 
     /// Mark a clean shutdown in the lock file, then let go of the kernel lock.
+    /// Let go after a short hold (a control command applied directly): when the previous
+    /// owner died holding the lock, its record is put back as it was, so the next daemon
+    /// still sees the crash and recovers from it (kills its orphaned harness); otherwise
+    /// this is [`DaemonLock::release`].
+    pub fn release_keeping_crash(&mut self, path: &Path) -> Result<(), IoError> {
+        match self.took_over().cloned() {
+            Some(previous) => atomic::rewrite_in_place(
+                &mut self.file,
+                path,
+                crate::yaml::to_string(&previous).as_bytes(),
+            ),
+            None => self.release(path),
+        }
+    }
+
     pub fn release(&mut self, path: &Path) -> Result<(), IoError> {
         self.info.released_at = Some(crate::time::now_string());
         atomic::rewrite_in_place(

@@ -90,6 +90,30 @@ fn kill_9_mid_stage_then_restart_takes_over_kills_the_orphan_and_finishes_once()
     assert!(ws.ls("millrace-agents/tasks/active").is_empty());
 }
 
+/// A command applied directly between the crash and the restart holds the lock for a moment:
+/// it must not hide the crash from the next daemon, which still kills the orphan.
+#[test]
+fn a_command_applied_after_a_crash_keeps_the_crash_for_the_next_daemon() {
+    let ws = TestWs::new();
+    ws.use_fake_harness("builder grandchild\nbuilder emit ### BUILDER_COMPLETE\n");
+    ws.add_task("t1", "");
+    let daemon = ws.spawn_daemon(&[]);
+    let grandchild = grandchild_pid(&ws);
+    daemon.kill9();
+    let out = ws.ok(&["pause"]);
+    assert!(out.contains("applied directly"), "{out}");
+    ws.ok(&["resume"]);
+    assert!(alive(grandchild), "the orphan outlives the killed daemon");
+    let restarted = ws.spawn_daemon(&[]);
+    wait_for("the orphaned harness group to be killed", LIMIT, || {
+        !alive(grandchild)
+    });
+    assert!(has_event(&ws, "runtime_lock_taken_over"));
+    assert!(has_event(&ws, "orphaned_harness_killed"));
+    ws.ok(&["stop"]);
+    restarted.wait_exit(LIMIT);
+}
+
 #[test]
 fn pause_resume_and_stop_through_the_mailbox_while_a_daemon_runs() {
     let ws = TestWs::new();
