@@ -209,7 +209,8 @@ impl Daemon<'_> {
             )?;
             progress(Progress::Warning(reason.clone()));
         }
-        for link in engine.ws.links_in_layout() {
+        let active_run = engine.state().active().map(|a| a.run_id.clone());
+        for link in engine.ws.links_in_layout(Some(active_run.as_deref())) {
             let path = engine.ws.rel(&link);
             engine
                 .events

@@ -314,8 +314,10 @@ impl Engine {
     /// markers, closure targets a crash kept from opening.
     fn recover(&mut self, dropped_stage: Option<crate::model::Stage>) -> Result<()> {
         self.kill_orphaned_harness()?;
+        let active_run = self.state.active().map(|a| a.run_id.clone());
         let swept = crate::workspace::sweep_stale_temps(
-            self.ws.rt(),
+            &self.ws,
+            active_run.as_deref(),
             Duration::from_secs(STALE_TEMP_AGE_SECS),
         );
         if swept > 0 {

@@ -119,7 +119,7 @@ impl Checks<'_> {
                 );
             }
         }
-        for link in self.ws.links_in_layout() {
+        for link in self.ws.links_in_layout(None) {
             self.add(
                 Level::Error,
                 "symlink_in_runtime",

@@ -66,6 +66,19 @@ pub enum WorkspaceError {
     Io(#[from] IoError),
 }
 
+/// The folders that only grow with history (finished items, archived commands, runs,
+/// arbiter reports): a start never walks them, so it costs the same after 100 000 stages.
+/// Nothing writes a temp file into them except an archived command's result (a crash there
+/// leaves a dot-file no reader takes) and the runs, of which only the active one matters.
+pub const HISTORY_DIRECTORIES: &[&str] = &[
+    "state/mailbox/processed",
+    "runs",
+    "tasks/done",
+    "specs/done",
+    "incidents/resolved",
+    "arbiter/reports",
+];
+
 /// The directories bootstrap creates, relative to the runtime root, in creation order.
 pub const DIRECTORIES: &[&str] = &[
     "",
@@ -190,8 +203,10 @@ impl Workspace {
     }
 
     /// Symbolic links where the runtime keeps its own folders and files (the agent can plant
-    /// them). Every write refuses to follow one; `doctor` and the daemon name them.
-    pub fn links_in_layout(&self) -> Vec<PathBuf> {
+    /// them). Every write refuses to follow one; `doctor` and the daemon name them. Of the run
+    /// folders, `doctor` checks every one (`runs: None`); a start only the active run's, so
+    /// it does not grow with history.
+    pub fn links_in_layout(&self, runs: Option<Option<&str>>) -> Vec<PathBuf> {
         let is_link =
             |p: &PathBuf| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
         let mut links: Vec<PathBuf> = DIRECTORIES
@@ -200,15 +215,18 @@ impl Workspace {
             .map(|rel| self.rt.join(rel))
             .filter(is_link)
             .collect();
-        if let Ok(runs) = std::fs::read_dir(self.runs_dir()) {
-            for run in runs.filter_map(|e| e.ok()) {
-                let run = run.path();
-                links.extend(
-                    [run.clone(), run.join("stage_results")]
-                        .into_iter()
-                        .filter(is_link),
-                );
-            }
+        let run_dirs: Vec<PathBuf> = match runs {
+            None => std::fs::read_dir(self.runs_dir())
+                .map(|read| read.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+                .unwrap_or_default(),
+            Some(active) => active.map(|run| self.run_dir(run)).into_iter().collect(),
+        };
+        for run in run_dirs {
+            links.extend(
+                [run.clone(), run.join("stage_results")]
+                    .into_iter()
+                    .filter(is_link),
+            );
         }
         links.sort();
         links.dedup();
@@ -484,26 +502,42 @@ impl Settle {
 }
 
 /// Remove temp files (`.<name>.tmp-<random>`) older than `older_than` that a crash left
-/// between writing and renaming. Younger ones may belong to a command writing right now.
-/// Returns how many were removed.
-pub fn sweep_stale_temps(rt: &Path, older_than: std::time::Duration) -> usize {
+/// between writing and renaming, in the folders state is written to (not the history
+/// folders; of the runs, the active one). Younger ones may belong to a command writing right
+/// now. Returns how many were removed.
+pub fn sweep_stale_temps(
+    ws: &Workspace,
+    active_run: Option<&str>,
+    older_than: std::time::Duration,
+) -> usize {
     let now = std::time::SystemTime::now();
-    walkdir::WalkDir::new(rt)
-        .max_depth(4)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file())
-        .filter(|e| {
-            let name = e.file_name().to_string_lossy();
-            name.starts_with('.') && name.contains(".tmp-")
-        })
-        .filter(|e| {
-            e.metadata()
+    let mut dirs: Vec<PathBuf> = DIRECTORIES
+        .iter()
+        .filter(|rel| !HISTORY_DIRECTORIES.contains(rel))
+        .map(|rel| ws.rt.join(rel))
+        .collect();
+    dirs.push(ws.state_dir().join("cache"));
+    if let Some(run) = active_run {
+        let run = ws.run_dir(run);
+        dirs.push(run.join("stage_results"));
+        dirs.push(run);
+    }
+    let stale = |entry: &std::fs::DirEntry| {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        name.starts_with('.')
+            && name.contains(".tmp-")
+            && entry.file_type().is_ok_and(|t| t.is_file())
+            && entry
+                .metadata()
                 .ok()
                 .and_then(|m| m.modified().ok())
                 .and_then(|m| now.duration_since(m).ok())
                 .is_some_and(|age| age >= older_than)
-        })
+    };
+    dirs.iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flat_map(|read| read.filter_map(|e| e.ok()))
+        .filter(|e| stale(e))
         .filter(|e| std::fs::remove_file(e.path()).is_ok())
         .count()
 }
@@ -542,7 +576,7 @@ mod tests {
             .set_modified(an_hour_ago)
             .unwrap();
         assert_eq!(
-            sweep_stale_temps(ws.rt(), std::time::Duration::from_secs(600)),
+            sweep_stale_temps(&ws, None, std::time::Duration::from_secs(600)),
             1
         );
         assert!(!old.exists());
