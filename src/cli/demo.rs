@@ -40,7 +40,8 @@ pub fn run(ctx: &Ctx, args: DemoArgs) -> Result<ExitCode> {
             .keep(),
     };
     let ws = Workspace::open_or_init(&root)?;
-    if !QueueStore::new(&ws).list().is_empty() {
+    let store = QueueStore::new(&ws);
+    if !store.list_open().is_empty() || store.done_count() > 0 {
         return Err(Error::refused(
             format!("{} already holds work items", ws.root().display()),
             Some("give `millrace demo` an empty or new directory".into()),

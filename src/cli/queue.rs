@@ -21,9 +21,12 @@ const ADD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
-    /// List every work item by folder (queue, active, done, blocked).
-    #[command(after_help = "Example:\n  millrace queue ls --json")]
-    Ls,
+    /// List the open work items by folder (queue, active, blocked) and count the finished;
+    /// `--done` pages through the finished ones, `--all` shows both.
+    #[command(
+        after_help = "Examples:\n  millrace queue ls --json\n  millrace queue ls --done --limit 20 --offset 40"
+    )]
+    Ls(LsArgs),
     /// Show one work item (any kind) with its lineage and document.
     #[command(after_help = "Example:\n  millrace queue show t-fetch-retry-01")]
     Show {
@@ -42,6 +45,22 @@ pub enum QueueCommand {
 }
 
 #[derive(Debug, Args)]
+pub struct LsArgs {
+    /// List only finished items (done/, resolved/), by kind then id, a page at a time.
+    #[arg(long, conflicts_with = "all")]
+    pub done: bool,
+    /// List the open items and a page of the finished ones.
+    #[arg(long)]
+    pub all: bool,
+    /// How many finished items a page holds.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// How many finished items to skip.
+    #[arg(long, default_value_t = 0)]
+    pub offset: usize,
+}
+
+#[derive(Debug, Args)]
 pub struct AddArgs {
     /// The document to add (`-` reads it from stdin, for tasks and specs).
     pub path: PathBuf,
@@ -49,7 +68,7 @@ pub struct AddArgs {
 
 pub fn run(ctx: &Ctx, cmd: QueueCommand) -> Result<ExitCode> {
     match cmd {
-        QueueCommand::Ls => ls(ctx),
+        QueueCommand::Ls(args) => ls(ctx, &args),
         QueueCommand::Show { id } => show(ctx, &id),
         QueueCommand::AddTask(args) => add(ctx, WorkItemKind::Task, args),
         QueueCommand::AddSpec(args) => add(ctx, WorkItemKind::Spec, args),
@@ -224,19 +243,36 @@ struct Listing {
     queue_depth_planning: u64,
     active_execution: usize,
     active_planning: usize,
+    /// Finished items (done/, resolved/); listed only with `--done` or `--all`.
+    done_count: usize,
+    /// The page of finished items listed (`--done`, `--all`).
+    done_offset: Option<usize>,
+    done_limit: Option<usize>,
     items: Vec<ItemSummary>,
 }
 
-fn ls(ctx: &Ctx) -> Result<ExitCode> {
+fn ls(ctx: &Ctx, args: &LsArgs) -> Result<ExitCode> {
     let ws = open_read_only(ctx)?;
     let store = QueueStore::new(&ws);
     let (exec, plan) = store.depths();
+    let mut items = if args.done {
+        Vec::new()
+    } else {
+        store.list_open()
+    };
+    let paged = args.done || args.all;
+    if paged {
+        items.extend(store.list_done(args.offset, args.limit));
+    }
     let listing = Listing {
         queue_depth_execution: exec,
         queue_depth_planning: plan,
         active_execution: store.active_items(crate::model::Plane::Execution).len(),
         active_planning: store.active_items(crate::model::Plane::Planning).len(),
-        items: store.list(),
+        done_count: store.done_count(),
+        done_offset: paged.then_some(args.offset),
+        done_limit: paged.then_some(args.limit),
+        items,
     };
     ctx.emit(&listing, || {
         let mut s = format!(
@@ -246,6 +282,17 @@ fn ls(ctx: &Ctx) -> Result<ExitCode> {
             listing.queue_depth_planning,
             listing.active_planning
         );
+        match listing.done_offset {
+            None => s.push_str(&format!(
+                "finished: {} (`millrace queue ls --done` lists them)\n",
+                listing.done_count
+            )),
+            Some(offset) => s.push_str(&format!(
+                "finished: {} (showing from {})\n",
+                listing.done_count,
+                offset + 1
+            )),
+        }
         let mut folder = String::new();
         for item in &listing.items {
             if item.folder != folder {

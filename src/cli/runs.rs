@@ -17,9 +17,11 @@ use crate::workspace::Workspace;
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
-    /// List stage runs, newest first.
-    #[command(after_help = "Example:\n  millrace runs ls --json")]
-    Ls,
+    /// List stage runs, newest first, a page at a time.
+    #[command(
+        after_help = "Examples:\n  millrace runs ls --json\n  millrace runs ls --limit 10 --offset 10"
+    )]
+    Ls(LsArgs),
     /// Show every stage result of one run, with its lineage and artifacts.
     #[command(after_help = "Example:\n  millrace runs show run-0d9a41c2e7b84f6f9a1c55e0b3d2f871")]
     Show {
@@ -50,10 +52,21 @@ pub struct TailArgs {
     pub timeout_seconds: Option<f64>,
 }
 
+/// `runs ls`: a page of runs, newest first.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// How many runs a page holds.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// How many of the newest runs to skip.
+    #[arg(long, default_value_t = 0)]
+    pub offset: usize,
+}
+
 pub fn run(ctx: &Ctx, cmd: RunsCommand) -> Result<ExitCode> {
     let ws = open_read_only(ctx)?;
     match cmd {
-        RunsCommand::Ls => ls(ctx, &ws),
+        RunsCommand::Ls(args) => ls(ctx, &ws, &args),
         RunsCommand::Show { run_id } => show(ctx, &ws, &run_id),
         RunsCommand::Tail(args) => tail(ctx, &ws, args),
     }
@@ -141,15 +154,35 @@ fn summary_lines(s: &RunSummary) -> String {
 #[derive(Serialize)]
 struct Listing<'a> {
     runs: &'a [RunSummary],
+    /// How many runs there are in all; `runs` is the page from `offset`.
+    total: usize,
+    offset: usize,
 }
 
-fn ls(ctx: &Ctx, ws: &Workspace) -> Result<ExitCode> {
-    let all = runs::list(ws);
-    if all.is_empty() && !ctx.json {
+fn ls(ctx: &Ctx, ws: &Workspace, args: &LsArgs) -> Result<ExitCode> {
+    let (page, total) = runs::list(ws, args.offset, args.limit);
+    if total == 0 && !ctx.json {
         eprintln!("no runs yet: they appear under millrace-agents/runs/ once a stage runs");
     }
-    ctx.emit(&Listing { runs: &all }, || {
-        all.iter().map(summary_lines).collect::<Vec<_>>().join("\n")
+    let listing = Listing {
+        runs: &page,
+        total,
+        offset: args.offset,
+    };
+    ctx.emit(&listing, || {
+        let mut text = page
+            .iter()
+            .map(summary_lines)
+            .collect::<Vec<_>>()
+            .join("\n");
+        if args.offset + page.len() < total {
+            text.push_str(&format!(
+                "\n({} of {total} runs shown; `--offset {}` shows the next page)\n",
+                page.len(),
+                args.offset + page.len()
+            ));
+        }
+        text
     });
     Ok(ExitCode::Ok)
 }

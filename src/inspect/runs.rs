@@ -279,21 +279,30 @@ fn start_key(run_dir: &Path, summary: &RunSummary) -> Timestamp {
         .unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
-/// Every run, newest first (run ids are random, so order comes from the stage results).
-pub fn list(ws: &Workspace) -> Vec<RunSummary> {
+/// A page of the runs, newest first, and how many there are. Which runs are newest comes
+/// from the run folders' last change (a stage adds files to its run's folder), so only the
+/// page's stage results are read; within the page the stage results order them.
+pub fn list(ws: &Workspace, offset: usize, limit: usize) -> (Vec<RunSummary>, usize) {
     let active = active_run(ws);
     let Ok(read) = std::fs::read_dir(ws.runs_dir()) else {
-        return Vec::new();
+        return (Vec::new(), 0);
     };
-    let mut runs: Vec<(Timestamp, RunSummary)> = read
+    let mut dirs: Vec<(SystemTime, String, PathBuf)> = read
         .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .filter_map(|e| {
             let run_id = e.file_name().to_string_lossy().into_owned();
-            if run_id.starts_with('.') {
-                return None;
-            }
-            let dir = e.path();
+            let changed = e.metadata().ok()?.modified().ok()?;
+            (!run_id.starts_with('.')).then(|| (changed, run_id, e.path()))
+        })
+        .collect();
+    let total = dirs.len();
+    dirs.sort_by(|(ta, a, _), (tb, b, _)| tb.cmp(ta).then_with(|| a.cmp(b)));
+    let mut runs: Vec<(Timestamp, RunSummary)> = dirs
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(|(_, run_id, dir)| {
             let (results, notes) = load_results(&dir);
             let summary = summarize(
                 &run_id,
@@ -301,11 +310,11 @@ pub fn list(ws: &Workspace) -> Vec<RunSummary> {
                 notes,
                 active.as_deref() == Some(run_id.as_str()),
             );
-            Some((start_key(&dir, &summary), summary))
+            (start_key(&dir, &summary), summary)
         })
         .collect();
     runs.sort_by(|(ta, a), (tb, b)| tb.cmp(ta).then_with(|| a.run_id.cmp(&b.run_id)));
-    runs.into_iter().map(|(_, s)| s).collect()
+    (runs.into_iter().map(|(_, s)| s).collect(), total)
 }
 
 fn path_text(run_dir: &Path, path: &Option<PathBuf>) -> Option<String> {

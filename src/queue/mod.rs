@@ -625,14 +625,60 @@ impl QueueStore {
         Ok(dest)
     }
 
-    /// Every item in every folder, for `queue ls` (unparseable files shown with their error).
-    pub fn list(&self) -> Vec<ItemSummary> {
+    /// Every item of the open folders (queue, active, blocked): `queue ls` by default. The
+    /// finished folders, which only grow, are not read.
+    pub fn list_open(&self) -> Vec<ItemSummary> {
         let mut out = Vec::new();
         for kind in WorkItemKind::ALL {
-            for folder in Folder::ALL {
+            for folder in Folder::ALL.into_iter().filter(|f| *f != Folder::Done) {
                 for entry in self.entries(kind, folder) {
                     out.push(self.summary(kind, folder, &entry));
                 }
+            }
+        }
+        out
+    }
+
+    /// The file names of the finished items (done/, resolved/), by kind then name.
+    fn done_names(&self) -> Vec<(WorkItemKind, String)> {
+        let mut out = Vec::new();
+        for kind in WorkItemKind::ALL {
+            let (mut names, _) = scan::md_listing(&self.ws.folder(kind, Folder::Done));
+            names.sort();
+            out.extend(names.into_iter().map(|n| (kind, n)));
+        }
+        out
+    }
+
+    /// How many items are finished, from the folder listings (no document is read).
+    pub fn done_count(&self) -> usize {
+        WorkItemKind::ALL
+            .into_iter()
+            .map(|kind| {
+                scan::md_listing(&self.ws.folder(kind, Folder::Done))
+                    .0
+                    .len()
+            })
+            .sum()
+    }
+
+    /// One page of the finished items, by kind then id: only the page's documents are read.
+    pub fn list_done(&self, offset: usize, limit: usize) -> Vec<ItemSummary> {
+        let page: Vec<(WorkItemKind, String)> = self
+            .done_names()
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .collect();
+        let mut out = Vec::with_capacity(page.len());
+        for kind in WorkItemKind::ALL {
+            let names: Vec<String> = page
+                .iter()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, n)| n.clone())
+                .collect();
+            for entry in self.entries_of(kind, Folder::Done, names) {
+                out.push(self.summary(kind, Folder::Done, &entry));
             }
         }
         out

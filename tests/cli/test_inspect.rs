@@ -412,3 +412,45 @@ fn doctor_names_a_missing_harness_and_the_fix() {
         .iter()
         .any(|f| f["code"] == "runner_executable_missing"));
 }
+
+/// History does not crowd the views: `queue ls` lists the open items and counts the finished
+/// ones; `--done` pages through those; `runs ls` pages newest first.
+#[test]
+fn queue_ls_counts_finished_items_and_pages_them_and_runs_ls_pages_newest_first() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    for id in ["t1", "t2", "t3"] {
+        ws.add_task(id, "");
+    }
+    ws.run_until_idle();
+    ws.add_task("t4", "");
+    let open = ws.json(&["queue", "ls"]);
+    assert_eq!(open["done_count"], 3, "{open:#}");
+    let ids: Vec<&str> = open["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["t4"]);
+    assert!(ws.ok(&["queue", "ls"]).contains("finished: 3"));
+    let page = ws.json(&["queue", "ls", "--done", "--limit", "2", "--offset", "1"]);
+    let ids: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["t2", "t3"]);
+    let all = ws.json(&["queue", "ls", "--all"]);
+    assert_eq!(all["items"].as_array().unwrap().len(), 4);
+
+    let every = ws.json(&["runs", "ls"]);
+    assert_eq!(every["total"], 3);
+    let newest = every["runs"][0]["run_id"].clone();
+    let first = ws.json(&["runs", "ls", "--limit", "1"]);
+    assert_eq!(first["runs"].as_array().unwrap().len(), 1);
+    assert_eq!(first["runs"][0]["run_id"], newest);
+    let second = ws.json(&["runs", "ls", "--limit", "1", "--offset", "1"]);
+    assert_eq!(second["runs"][0]["run_id"], every["runs"][1]["run_id"]);
+}
