@@ -155,6 +155,55 @@ impl EventLog {
         atomic::append_line(&self.path, &line)
     }
 
+    /// Check the newest lines of the log (its last `window` bytes): where appends happen, so
+    /// where a torn or foreign line can appear; the cost does not grow with the log. A
+    /// problem is reported with its byte offset.
+    pub fn check_tail(path: &Path, window: u64) -> Result<(), String> {
+        let mut file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let len = file
+            .metadata()
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .len();
+        let start = len.saturating_sub(window);
+        let mut bytes = Vec::new();
+        file.seek(SeekFrom::Start(start))
+            .and_then(|_| file.read_to_end(&mut bytes))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        // A window that starts mid-line skips that partial line.
+        let mut offset = start;
+        let mut lines = bytes.split(|b| *b == b'\n').peekable();
+        if start > 0 {
+            if let Some(partial) = lines.next() {
+                offset += partial.len() as u64 + 1;
+            }
+        }
+        while let Some(line) = lines.next() {
+            let last = lines.peek().is_none();
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                let event: Result<Event, _> = serde_json::from_slice(line);
+                let ok = event.as_ref().is_ok_and(|e| {
+                    e.kind == "runtime_event"
+                        && e.schema_version == "1.0"
+                        && !e.event_type.is_empty()
+                });
+                if !ok {
+                    let what = if last {
+                        "a torn last line"
+                    } else {
+                        "not a runtime event"
+                    };
+                    return Err(format!("{} at byte {offset}: {what}", path.display()));
+                }
+            }
+            offset += line.len() as u64 + 1;
+        }
+        Ok(())
+    }
+
     /// Read every event; a torn or foreign line is reported with its line number.
     pub fn read_all(path: &Path) -> Result<Vec<Event>, String> {
         let file = match std::fs::File::open(path) {
@@ -199,6 +248,27 @@ mod tests {
         assert!(text.starts_with("{\"data\":{\"a\":1,\"mode_id\":\"m\"},\"event_type\""));
         let events = EventLog::read_all(log.path()).unwrap();
         assert_eq!(events[0].event_type, "runtime_started");
+    }
+
+    #[test]
+    fn the_tail_check_reads_only_the_newest_lines_and_names_a_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::new(dir.path().join("runtime_events.jsonl"));
+        for _ in 0..50 {
+            log.emit(EventKind::RuntimeStarted, serde_json::json!({}))
+                .unwrap();
+        }
+        assert!(EventLog::check_tail(log.path(), 1000).is_ok());
+        let mut text = std::fs::read_to_string(log.path()).unwrap();
+        text.insert_str(0, "junk\n");
+        std::fs::write(log.path(), &text).unwrap();
+        // Old damage outside the window is not read; the whole log still reports it.
+        assert!(EventLog::check_tail(log.path(), 1000).is_ok());
+        assert!(EventLog::check_tail(log.path(), u64::MAX).is_err());
+        text.push_str("{\"data\":{\"torn");
+        std::fs::write(log.path(), &text).unwrap();
+        let err = EventLog::check_tail(log.path(), 1000).unwrap_err();
+        assert!(err.contains("torn last line"), "{err}");
     }
 
     #[test]
