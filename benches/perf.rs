@@ -13,7 +13,9 @@
 //! - `MILLRACE_BENCH_KEEP=1`: keep the workspaces (path printed at the start).
 //!
 //! A positional argument selects sections by substring: `cli`, `claim`, `stage`, `intake`,
-//! `mailbox`, `idle`, `growth` (e.g. `cargo bench --bench perf -- claim`).
+//! `mailbox`, `idle`, `growth`, `marathon` (e.g. `cargo bench --bench perf -- claim`).
+//! - `MILLRACE_BENCH_MARATHON_ITEMS` (default 100 000) and `MILLRACE_BENCH_MARATHON_LOG_MB`
+//!   (default 1024): the history the `marathon` section builds.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -284,6 +286,22 @@ fn gen_tasks(ws: &Path, folder: &str, prefix: &str, n: usize, depends_on: Option
             task_text(&id, created, depends_on),
         )
         .unwrap();
+    }
+}
+
+/// An event log of about `mb` MiB of ordinary lines, as years of stages leave behind.
+fn gen_event_log(ws: &Path, mb: u64) {
+    use std::io::Write;
+    let line = "{\"data\":{\"id\":\"t-old-000001\",\"kind\":\"task\",\"root_idea_id\":null,\"root_spec_id\":null,\"run_id\":\"run-bench\",\"stage\":\"builder\"},\"event_type\":\"work_item_claimed\",\"kind\":\"runtime_event\",\"occurred_at\":\"2026-02-10T09:30:00Z\",\"schema_version\":\"1.0\"}\n";
+    let chunk = line.repeat((1 << 20) / line.len());
+    let path = rt(ws).join("logs/runtime_events.jsonl");
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    for _ in 0..mb {
+        file.write_all(chunk.as_bytes()).unwrap();
     }
 }
 
@@ -1039,6 +1057,57 @@ impl Suite {
         }
     }
 
+    /// A workspace after weeks of work (MILLRACE_BENCH_MARATHON_ITEMS done tasks and run
+    /// folders, default 100 000; a MILLRACE_BENCH_MARATHON_LOG_MB event log, default 1024)
+    /// against a fresh one: the commands an operator runs, and `run once` (start, tick, one
+    /// scripted stage, shutdown). Issue 18's target: each within 1.5x of the fresh figure.
+    fn marathon(&mut self) {
+        let items = env_num(
+            "MILLRACE_BENCH_MARATHON_ITEMS",
+            if self.quick { 10_000 } else { 100_000 },
+        ) as usize;
+        let log_mb = env_num(
+            "MILLRACE_BENCH_MARATHON_LOG_MB",
+            if self.quick { 64 } else { 1024 },
+        );
+        for history in [false, true] {
+            let label = if history {
+                format!("{items} done + runs, {log_mb} MB log")
+            } else {
+                "fresh".to_string()
+            };
+            let ws = new_ws(&self.root, &format!("marathon-{history}"), Runner::Scripted);
+            if history {
+                gen_tasks(&ws, "done", "t-old-", items, None);
+                gen_run_dirs(&ws, items);
+                gen_event_log(&ws, log_mb);
+            }
+            gen_tasks(&ws, "queue", "t-new-", self.reps + 1, None);
+            run_ok(&ws, &["compile", "validate"]);
+            for (name, args) in [
+                ("status", vec!["status"]),
+                ("queue ls", vec!["queue", "ls"]),
+                ("runs ls", vec!["runs", "ls"]),
+                ("doctor", vec!["doctor"]),
+                ("run once (one stage)", vec!["run", "once"]),
+            ] {
+                let _ = measure(&mut millrace(&ws, &args));
+                let wall: Vec<f64> = (0..self.reps)
+                    .map(|_| measure(&mut millrace(&ws, &args)).wall_ms)
+                    .collect();
+                self.table.add(
+                    "marathon",
+                    format!("{name}, {label}"),
+                    "ms",
+                    wall,
+                    None,
+                    "whole process",
+                );
+            }
+            self.cleanup(&ws);
+        }
+    }
+
     fn cleanup(&self, ws: &Path) {
         if std::env::var_os("MILLRACE_BENCH_KEEP").is_none() {
             let _ = fs::remove_dir_all(ws);
@@ -1118,7 +1187,7 @@ fn main() {
     );
     print_header();
     type Section = fn(&mut Suite);
-    let sections: [(&str, Section); 7] = [
+    let sections: [(&str, Section); 8] = [
         ("cli", Suite::cli),
         ("claim", Suite::claim),
         ("stage", Suite::stage),
@@ -1126,6 +1195,7 @@ fn main() {
         ("mailbox", Suite::mailbox),
         ("growth", Suite::growth),
         ("idle", Suite::idle),
+        ("marathon", Suite::marathon),
     ];
     let started = Instant::now();
     for (name, f) in sections {
