@@ -47,6 +47,41 @@ pub struct Config {
     pub watchers: WatchersConfig,
     pub stages: BTreeMap<Stage, StageConfig>,
     pub usage: UsageConfig,
+    pub retention: RetentionConfig,
+}
+
+/// `retention.*`: how much history the workspace keeps, so weeks of work stay bounded on disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// The live event log rolls into a compressed segment at this size, and when a new UTC
+    /// day begins.
+    pub event_log_segment_mb: u64,
+    /// Rolled segments older than this many days are deleted; `null` keeps them all.
+    pub event_log_keep_days: Option<u64>,
+    /// Run artifacts (prompts, harness output) older than this many days are compressed;
+    /// stage results stay readable as they are. `null` never compresses.
+    pub runs_compress_after_days: Option<u64>,
+    /// Run folders older than this many days are deleted; `null` keeps them.
+    pub runs_delete_after_days: Option<u64>,
+    /// At most this many run folders are kept (the oldest go first); `null`: no limit.
+    pub runs_max_count: Option<u64>,
+    /// The run folders are kept under this many MB in all (the oldest go first); `null`: no
+    /// limit.
+    pub runs_max_total_mb: Option<u64>,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            event_log_segment_mb: 64,
+            event_log_keep_days: Some(365),
+            runs_compress_after_days: Some(30),
+            runs_delete_after_days: Some(365),
+            runs_max_count: None,
+            runs_max_total_mb: None,
+        }
+    }
 }
 
 /// A spending limit: tokens and/or US dollars; an unset figure is no limit.
@@ -489,6 +524,31 @@ impl Config {
         }
         if self.watchers.poll_interval_ms == 0 {
             return Err(invalid("watchers.poll_interval_ms", "must be > 0"));
+        }
+        let retention = &self.retention;
+        if retention.event_log_segment_mb == 0 {
+            return Err(invalid("retention.event_log_segment_mb", "must be > 0"));
+        }
+        let optional = [
+            (
+                "retention.event_log_keep_days",
+                retention.event_log_keep_days,
+            ),
+            (
+                "retention.runs_compress_after_days",
+                retention.runs_compress_after_days,
+            ),
+            (
+                "retention.runs_delete_after_days",
+                retention.runs_delete_after_days,
+            ),
+            ("retention.runs_max_count", retention.runs_max_count),
+            ("retention.runs_max_total_mb", retention.runs_max_total_mb),
+        ];
+        for (key, value) in optional {
+            if value == Some(0) {
+                return Err(invalid(key, "must be > 0 or null"));
+            }
         }
         for (stage, cfg) in &self.stages {
             if cfg.timeout_seconds == 0 {

@@ -1,8 +1,18 @@
 //! `millrace doctor`: check the workspace and say how to fix each problem. Read-only.
 
+use clap::Args;
+
 use super::{open_read_only, Ctx};
 use crate::error::{ExitCode, Result};
 use crate::inspect::doctor::{self, Level, Report};
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Also measure the workspace's size by part (walks every run and finished item, so it
+    /// takes longer on a large history).
+    #[arg(long)]
+    pub sizes: bool,
+}
 
 fn render(report: &Report) -> String {
     let mut out = format!(
@@ -22,12 +32,43 @@ fn render(report: &Report) -> String {
             f.fix
         ));
     }
+    if let Some(sizes) = &report.sizes {
+        out.push_str("sizes:\n");
+        for part in sizes {
+            out.push_str(&format!(
+                "  {:<28} {:>10}  {:>8} files  {}\n",
+                part.part,
+                human_bytes(part.bytes),
+                part.files,
+                part.path
+            ));
+        }
+    }
     out
 }
 
-pub fn run(ctx: &Ctx) -> Result<ExitCode> {
+/// `1.5 MiB`-style sizes for people; `--json` has the bytes.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+pub fn run(ctx: &Ctx, args: &DoctorArgs) -> Result<ExitCode> {
     let ws = open_read_only(ctx)?;
-    let report = doctor::diagnose(&ws);
+    let mut report = doctor::diagnose(&ws);
+    if args.sizes {
+        report.sizes = Some(doctor::sizes(&ws));
+    }
     ctx.emit(&report, || render(&report));
     Ok(if report.ok {
         ExitCode::Ok

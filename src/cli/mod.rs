@@ -130,7 +130,8 @@ pub enum Command {
     #[command(subcommand)]
     Modes(modes::ModesCommand),
     /// Check the workspace for problems and say how to fix each.
-    Doctor,
+    #[command(after_help = "Examples:\n  millrace doctor\n  millrace doctor --sizes")]
+    Doctor(doctor::DoctorArgs),
     /// Show what the harnesses have spent (tokens, cost, time) against the budgets.
     #[command(after_help = "Examples:\n  millrace usage\n  millrace --json usage")]
     Usage,
@@ -197,7 +198,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Config(cmd) => config_cmd::run(&ctx, cmd),
         Command::Compile(cmd) => compile::run(&ctx, cmd),
         Command::Modes(cmd) => modes::run(&ctx, cmd),
-        Command::Doctor => doctor::run(&ctx),
+        Command::Doctor(args) => doctor::run(&ctx, &args),
         Command::Usage => usage::run(&ctx),
         // Both are rendered in memory first: writing straight to stdout panics on a closed
         // pipe (`millrace completions fish | head`), and print_stdout ignores one.

@@ -67,13 +67,18 @@ pub enum DaemonExit {
 struct EventTail {
     path: std::path::PathBuf,
     offset: u64,
+    /// The log file followed; a new one (rolled by retention) is read from its start.
+    inode: Option<u64>,
 }
 
 impl EventTail {
     fn at_end(path: &std::path::Path) -> EventTail {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).ok();
         EventTail {
             path: path.to_path_buf(),
-            offset: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            offset: meta.as_ref().map_or(0, |m| m.len()),
+            inode: meta.map(|m| m.ino()),
         }
     }
 
@@ -83,9 +88,16 @@ impl EventTail {
         let Ok(mut file) = std::fs::File::open(&self.path) else {
             return;
         };
-        // A log cut shorter (rotated by hand) is followed from its new end.
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        self.offset = self.offset.min(len);
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = file.metadata() else {
+            return;
+        };
+        if self.inode != Some(meta.ino()) {
+            self.inode = Some(meta.ino());
+            self.offset = 0;
+        }
+        // A log cut shorter by hand is followed from its new end.
+        self.offset = self.offset.min(meta.len());
         let mut bytes = Vec::new();
         if file.seek(SeekFrom::Start(self.offset)).is_err() || file.read_to_end(&mut bytes).is_err()
         {
@@ -281,6 +293,12 @@ impl Daemon<'_> {
             return self.stop(reason);
         }
         self.reload_if_changed(progress)?;
+        // Show what is in the log before it may roll to a new file.
+        self.tail.forward(progress);
+        if self.engine.roll_events_if_due()? {
+            self.tail.forward(progress);
+        }
+        self.engine.sweep_if_due(false)?;
         if self.options.max_ticks.is_some_and(|max| self.ticks >= max) {
             return Ok(Flow::Exit(DaemonExit::MaxTicks));
         }
@@ -459,6 +477,9 @@ impl Daemon<'_> {
     /// Nothing to run: exit (`--until-idle`), or sleep until a file event, a signal, a
     /// settle window ending, a self-pause ending or the scheduled rescan.
     fn idle(&mut self, outcome: &TickOutcome, progress: &mut dyn FnMut(Progress)) -> Result<Flow> {
+        if self.engine.sweep_if_due(true)?.is_some() {
+            self.tail.forward(progress);
+        }
         if self.options.exit_when_idle {
             // Paused, nothing will run until a `resume`: waiting would never end.
             return Ok(Flow::Exit(match outcome {

@@ -14,6 +14,7 @@ pub mod intake;
 mod mailbox;
 mod reconcile;
 mod request;
+pub mod retention;
 mod tick;
 mod transition;
 mod usage;
@@ -78,6 +79,7 @@ pub struct Engine {
     released: bool,
     /// Another daemon owns the workspace now, or it is gone: write nothing more.
     ownership_lost: bool,
+    retention_clock: retention::RetentionClock,
 }
 
 /// A state file that no longer parses (edited by hand, say) is moved to `quarantine/` with
@@ -288,6 +290,7 @@ impl Engine {
             closed_targets: std::collections::HashSet::new(),
             released: false,
             ownership_lost: false,
+            retention_clock: Default::default(),
         };
         engine.recover(files.dropped_stage)?;
         let depths = engine.queue.depths();

@@ -54,6 +54,76 @@ pub struct Report {
     pub warnings: usize,
     pub daemon: DaemonView,
     pub findings: Vec<Finding>,
+    /// The workspace's size by part (`doctor --sizes`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sizes: Option<Vec<PartSize>>,
+}
+
+/// The disk use of one part of the workspace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartSize {
+    pub part: String,
+    /// Workspace-relative.
+    pub path: String,
+    pub bytes: u64,
+    pub files: u64,
+}
+
+/// What each part of the runtime root takes on disk, biggest first (what retention bounds,
+/// and what else grows). One walk of the whole root.
+pub fn sizes(ws: &Workspace) -> Vec<PartSize> {
+    let rt = ws.rt();
+    let events = ws.events_path();
+    let logs = events.parent().unwrap_or(rt).to_path_buf();
+    let mut parts: Vec<(String, std::path::PathBuf)> = vec![
+        ("event log (live)".into(), events.clone()),
+        (
+            "event log (rolled segments)".into(),
+            logs.join(crate::state::events::SEGMENTS_DIR),
+        ),
+        ("runs".into(), ws.runs_dir()),
+        ("state".into(), ws.state_dir()),
+    ];
+    for kind in crate::model::WorkItemKind::ALL {
+        for folder in Folder::ALL {
+            let dir = ws.folder(kind, folder);
+            let name = dir.strip_prefix(rt).unwrap_or(&dir).display().to_string();
+            parts.push((name, dir));
+        }
+    }
+    let mut totals: Vec<PartSize> = parts
+        .iter()
+        .map(|(part, path)| PartSize {
+            part: part.clone(),
+            path: ws.rel(path),
+            bytes: 0,
+            files: 0,
+        })
+        .collect();
+    let mut other = PartSize {
+        part: "everything else".into(),
+        path: ws.rel(rt),
+        bytes: 0,
+        files: 0,
+    };
+    for entry in walkdir::WalkDir::new(rt).into_iter().filter_map(|e| e.ok()) {
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        let slot = parts
+            .iter()
+            .position(|(_, path)| entry.path().starts_with(path))
+            .map_or(&mut other, |i| &mut totals[i]);
+        slot.bytes += meta.len();
+        slot.files += 1;
+    }
+    totals.push(other);
+    totals.retain(|p| p.files > 0);
+    totals.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.part.cmp(&b.part)));
+    totals
 }
 
 struct Checks<'a> {
@@ -694,6 +764,7 @@ pub fn diagnose(ws: &Workspace) -> Report {
         warnings: findings.len() - errors,
         daemon,
         findings,
+        sizes: None,
     }
 }
 

@@ -16,7 +16,7 @@ use crate::queue::QueueStore;
 use crate::runners::artifacts::RunFiles;
 use crate::runners::request::RequestKind;
 use crate::runners::result::{stamp, StageResult, TokenUsage};
-use crate::workspace::Workspace;
+use crate::workspace::{compress, Workspace};
 
 /// Whether a run's stage results could all be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -520,7 +520,12 @@ pub fn latest_stage(ws: &Workspace, run_id: &str) -> Option<LatestStage> {
 /// The stage's stdout capture, or for a harness whose stdout is an event stream (Codex
 /// `--json`, moved to `runner_events`) with no text captured, the event log.
 fn readable_stdout(files: &RunFiles) -> PathBuf {
-    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let size = |p: &Path| {
+        std::fs::metadata(p)
+            .or_else(|_| std::fs::metadata(compress::gz_path(p)))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
     if size(&files.stdout) == 0 && size(&files.events) > 0 {
         files.events.clone()
     } else {
@@ -528,9 +533,10 @@ fn readable_stdout(files: &RunFiles) -> PathBuf {
     }
 }
 
-/// The last `lines` lines of a text file (all of it for 0); a missing file reads as empty.
+/// The last `lines` lines of a text file (all of it for 0), read through retention's
+/// compression; a missing file reads as empty.
 pub fn tail_lines(path: &Path, lines: usize) -> Vec<String> {
-    let text = std::fs::read(path)
+    let text = compress::read(path)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();

@@ -251,6 +251,15 @@ impl QueueStore {
         self.entries_of(kind, folder, names)
     }
 
+    /// The ids of the items in a folder, from its listing alone (no document is read).
+    pub fn ids_in(&self, kind: WorkItemKind, folder: Folder) -> Vec<String> {
+        let (names, _) = scan::md_listing(&self.ws.folder(kind, folder));
+        names
+            .into_iter()
+            .filter_map(|n| n.strip_suffix(".md").map(str::to_string))
+            .collect()
+    }
+
     /// The documents named `names` in a folder (one listing), cached by file stamp.
     fn entries_of(&self, kind: WorkItemKind, folder: Folder, names: Vec<String>) -> Vec<Entry> {
         let dir = self.ws.folder(kind, folder);

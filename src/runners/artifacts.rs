@@ -11,6 +11,7 @@ use crate::runners::process::{Ending, ProcessRun};
 use crate::runners::request::{RequestKind, StageRequest};
 use crate::runners::result::{stamp, ExitKind, RawResult, TokenUsage, SCHEMA_VERSION};
 use crate::workspace::atomic::{self, IoError};
+use crate::workspace::compress;
 
 /// The files of one stage run, all keyed by request id inside the run directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +64,67 @@ pub fn stage_results_dir(run_dir: &Path) -> PathBuf {
 /// `runs/<run_id>/stage_results/<request_id>.yaml`, where the runtime stores the envelope.
 pub fn stage_result_path(run_dir: &Path, request_id: &str) -> PathBuf {
     stage_results_dir(run_dir).join(format!("{request_id}.yaml"))
+}
+
+/// Gzip the bulky text a finished run keeps (prompts, harness output and event streams:
+/// `runner_*.md|txt|jsonl`), leaving its stage results, records and reports as they are, so
+/// every reader of state still parses them directly. The folder keeps its modification time
+/// (retention ages and `runs ls` orders runs by it). Returns the bytes saved.
+pub fn compress_run(run_dir: &Path) -> Result<u64, IoError> {
+    let modified = std::fs::metadata(run_dir)
+        .and_then(|m| m.modified())
+        .map_err(|e| IoError::path("stat", run_dir, e))?;
+    let read = std::fs::read_dir(run_dir).map_err(|e| IoError::opening("list", run_dir, e))?;
+    let mut saved = 0;
+    let mut changed = false;
+    for entry in read.filter_map(|e| e.ok()) {
+        if !is_bulky(&entry.file_name().to_string_lossy())
+            || !entry.file_type().is_ok_and(|t| t.is_file())
+        {
+            continue;
+        }
+        let path = entry.path();
+        if compress::gz_path(&path).exists() {
+            // A crash between writing the `.gz` and removing the plain file.
+            std::fs::remove_file(&path).map_err(|e| IoError::path("remove", &path, e))?;
+        } else {
+            saved += compress::compress_file(&path, atomic::Durability::Batched)?;
+        }
+        changed = true;
+    }
+    if changed {
+        atomic::fsync_dir(run_dir)?;
+        std::fs::File::open(run_dir)
+            .and_then(|dir| dir.set_modified(modified))
+            .map_err(|e| IoError::path("set the modification time of", run_dir, e))?;
+    }
+    Ok(saved)
+}
+
+/// Whether a run still has bulky text that [`compress_run`] would compress.
+pub fn has_uncompressed(run_dir: &Path) -> bool {
+    std::fs::read_dir(run_dir).is_ok_and(|read| {
+        read.filter_map(|e| e.ok())
+            .any(|entry| is_bulky(&entry.file_name().to_string_lossy()))
+    })
+}
+
+fn is_bulky(name: &str) -> bool {
+    name.starts_with("runner_") && [".md", ".txt", ".jsonl"].iter().any(|x| name.ends_with(x))
+}
+
+/// The work item a run served, from one of its stage results (`None`: no stage finished).
+pub fn work_item_of(run_dir: &Path) -> Option<String> {
+    let dir = stage_results_dir(run_dir);
+    let first = std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "yaml"))?;
+    let text = std::fs::read_to_string(&first).ok()?;
+    crate::yaml::from_str::<crate::runners::result::StageResult>(&first, &text)
+        .ok()
+        .map(|r| r.work_item_id)
 }
 
 /// The reports a stage of a run may be asked to write, and the runtime's own error report.

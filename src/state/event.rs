@@ -39,6 +39,8 @@ event_kinds! {
     ControlApplied => "control_applied",
     /// A torn last line of the log was cut off (its text is kept here).
     EventLogRepaired => "event_log_repaired",
+    /// The live log rolled into a compressed segment (the first line of the new live log).
+    EventLogRolled => "event_log_rolled",
     /// An idea was staged in the inbox (`add-idea` or a mailbox `add_idea`).
     IdeaAdded => "idea_added",
     /// Intake turned an idea into a spec.
@@ -53,6 +55,8 @@ event_kinds! {
     ProcessRecordRefused => "process_record_refused",
     /// `retry-active` for a plane that has no active work.
     RetryActiveSkipped => "retry_active_skipped",
+    /// Retention compressed or deleted old runs and log segments.
+    RetentionSwept => "retention_swept",
     /// What the frozen plan decided for a stage result.
     RouterDecision => "router_decision",
     /// Preflight: a configured harness is not installed.

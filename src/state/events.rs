@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use super::event::EventKind;
 use crate::workspace::atomic::{self, IoError};
+use crate::workspace::compress;
 
 /// One event line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,15 +205,25 @@ impl EventLog {
         Ok(())
     }
 
-    /// Read every event; a torn or foreign line is reported with its line number.
+    /// Read every event, the rolled segments first (oldest to newest), then the live log; a
+    /// torn or foreign line is reported with its file and line number.
     pub fn read_all(path: &Path) -> Result<Vec<Event>, String> {
-        let file = match std::fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        };
         let mut out = Vec::new();
-        for (n, line) in BufReader::new(file).lines().enumerate() {
+        for segment in Self::segments(path) {
+            let bytes = compress::read(&segment.plain)
+                .map_err(|e| format!("{}: {e}", segment.plain.display()))?;
+            Self::parse_lines(&segment.plain, BufReader::new(&bytes[..]), &mut out)?;
+        }
+        match std::fs::File::open(path) {
+            Ok(file) => Self::parse_lines(path, BufReader::new(file), &mut out)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        }
+        Ok(out)
+    }
+
+    fn parse_lines(path: &Path, reader: impl BufRead, out: &mut Vec<Event>) -> Result<(), String> {
+        for (n, line) in reader.lines().enumerate() {
             let line = line.map_err(|e| format!("{}:{}: {e}", path.display(), n + 1))?;
             if line.trim().is_empty() {
                 continue;
@@ -227,8 +238,148 @@ impl EventLog {
             }
             out.push(event);
         }
-        Ok(out)
+        Ok(())
     }
+
+    /// `logs/segments/` beside the live log.
+    fn segments_dir(live: &Path) -> PathBuf {
+        live.parent().unwrap_or(Path::new(".")).join(SEGMENTS_DIR)
+    }
+
+    /// The rolled segments, oldest first. A segment is listed once whether it is compressed,
+    /// plain (rolled, not yet compressed), or both (a crash between the two steps).
+    pub fn segments(live: &Path) -> Vec<Segment> {
+        let Ok(read) = std::fs::read_dir(Self::segments_dir(live)) else {
+            return Vec::new();
+        };
+        let mut found: std::collections::BTreeMap<String, Segment> = Default::default();
+        for entry in read.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let (stem, compressed) = match name.strip_suffix(compress::SUFFIX) {
+                Some(stem) => (stem.to_string(), true),
+                None => (name, false),
+            };
+            let Some(rolled_at) = segment_time(&stem) else {
+                continue;
+            };
+            let seg = found.entry(stem.clone()).or_insert_with(|| Segment {
+                plain: entry.path().with_file_name(&stem),
+                rolled_at,
+                compressed: false,
+                plain_present: false,
+            });
+            if compressed {
+                seg.compressed = true;
+            } else {
+                seg.plain_present = true;
+            }
+        }
+        found.into_values().collect()
+    }
+
+    /// Roll the live log into `logs/segments/runtime_events-<UTC time>.jsonl.gz`. The rename
+    /// is durable before compression starts, so a crash leaves the events in the live log or
+    /// in a plain segment that [`EventLog::finish_segments`] compresses later; no event is lost
+    /// or read twice. Returns the segment, or `None` when the live log is empty.
+    pub fn roll(&self) -> Result<Option<PathBuf>, IoError> {
+        self.repair_torn_tail()?;
+        match std::fs::metadata(&self.path) {
+            Ok(meta) if meta.len() > 0 => {}
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(IoError::path("stat", &self.path, e)),
+        }
+        let dir = Self::segments_dir(&self.path);
+        atomic::create_dir_all(&dir)?;
+        let stamp = crate::time::now().strftime(SEGMENT_TIME).to_string();
+        let mut n = 0;
+        let segment = loop {
+            let suffix = if n == 0 {
+                String::new()
+            } else {
+                format!("-{n}")
+            };
+            let segment = dir.join(format!("{SEGMENT_PREFIX}{stamp}{suffix}.jsonl"));
+            if compress::exists(&segment) {
+                n += 1;
+                continue;
+            }
+            match atomic::move_file(&self.path, &segment) {
+                Err(IoError::AlreadyExists { .. }) => n += 1,
+                other => break other.map(|()| segment)?,
+            }
+        };
+        compress::compress_file(&segment, atomic::Durability::Full)?;
+        Ok(Some(compress::gz_path(&segment)))
+    }
+
+    /// Compress the segments a crash left plain; drop a plain copy whose `.gz` is complete.
+    pub fn finish_segments(&self) -> Result<(), IoError> {
+        for segment in Self::segments(&self.path) {
+            match (segment.plain_present, segment.compressed) {
+                (true, true) => std::fs::remove_file(&segment.plain)
+                    .map_err(|e| IoError::path("remove", &segment.plain, e))?,
+                (true, false) => {
+                    compress::compress_file(&segment.plain, atomic::Durability::Full)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Delete the segments rolled before `cutoff`; returns how many.
+    pub fn prune_segments(&self, cutoff: jiff::Timestamp) -> Result<usize, IoError> {
+        let mut pruned = 0;
+        for segment in Self::segments(&self.path) {
+            if segment.rolled_at >= cutoff {
+                continue;
+            }
+            for path in [segment.plain.clone(), compress::gz_path(&segment.plain)] {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(IoError::path("remove", &path, e)),
+                }
+            }
+            pruned += 1;
+        }
+        Ok(pruned)
+    }
+
+    /// When the live log's first event happened (it rolls when a new UTC day begins).
+    pub fn first_event_at(&self) -> Option<jiff::Timestamp> {
+        let file = std::fs::File::open(&self.path).ok()?;
+        let mut line = String::new();
+        BufReader::new(file.take(64 * 1024))
+            .read_line(&mut line)
+            .ok()?;
+        let event: Event = serde_json::from_str(&line).ok()?;
+        event.occurred_at.parse().ok()
+    }
+}
+
+/// A rolled part of the event log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// `logs/segments/runtime_events-<time>.jsonl` (the file itself may be only its `.gz`).
+    pub plain: PathBuf,
+    pub rolled_at: jiff::Timestamp,
+    pub compressed: bool,
+    pub plain_present: bool,
+}
+
+/// Folder of rolled segments, beside the live log.
+pub const SEGMENTS_DIR: &str = "segments";
+const SEGMENT_PREFIX: &str = "runtime_events-";
+const SEGMENT_TIME: &str = "%Y%m%dT%H%M%SZ";
+
+/// The roll time in a segment's name (`runtime_events-20261204T040316Z[-n].jsonl`).
+fn segment_time(name: &str) -> Option<jiff::Timestamp> {
+    let stamp = name.strip_prefix(SEGMENT_PREFIX)?.strip_suffix(".jsonl")?;
+    let stamp = stamp.split('-').next()?;
+    let civil = jiff::civil::DateTime::strptime(SEGMENT_TIME, stamp).ok()?;
+    jiff::tz::TimeZone::UTC.to_timestamp(civil).ok()
 }
 
 #[cfg(test)]

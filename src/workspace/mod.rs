@@ -4,6 +4,7 @@
 
 mod assets;
 pub mod atomic;
+pub mod compress;
 pub mod failpoint;
 
 use std::path::{Path, PathBuf};
@@ -137,7 +138,8 @@ runs/*/runner_stderr.*.txt\n\
 runs/*/runner_events.*.jsonl\n\
 runs/*/runner_prompt.*.md\n\
 runs/*/runner_invocation.*.yaml\n\
-runs/*/runner_process.*.yaml\n";
+runs/*/runner_process.*.yaml\n\
+runs/*/runner_*.gz\n";
 
 /// The machine-owned files (besides the [`DIRECTORIES`]) where a symbolic link would let
 /// millrace's writes leave the workspace, relative to the runtime root.
@@ -308,6 +310,11 @@ impl Workspace {
     /// `state/`.
     pub fn state_dir(&self) -> PathBuf {
         self.rt.join("state")
+    }
+    /// `state/cache/<name>`: derived data (indexes, retention progress). Deleting any of it
+    /// loses nothing: it is rebuilt from the folders.
+    pub fn cache_path(&self, name: &str) -> PathBuf {
+        self.rt.join("state/cache").join(name)
     }
     /// `state/runtime_snapshot.yaml`.
     pub fn snapshot_path(&self) -> PathBuf {

@@ -137,12 +137,12 @@ impl TestWs {
             .collect()
     }
 
+    /// Every event, rolled segments included (a run across UTC midnight rolls the log).
     pub fn events(&self) -> Vec<serde_json::Value> {
-        let text = std::fs::read_to_string(self.rt().join("logs/runtime_events.jsonl"))
-            .unwrap_or_default();
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).expect("event line is JSON"))
+        millrace::state::events::EventLog::read_all(&self.rt().join("logs/runtime_events.jsonl"))
+            .expect("the event log reads")
+            .into_iter()
+            .map(|e| serde_json::to_value(e).expect("event to JSON"))
             .collect()
     }
 }

@@ -13,6 +13,7 @@ mod test_inspect;
 mod test_layering;
 mod test_operator;
 mod test_planning;
+mod test_retention;
 mod test_state_files;
 mod test_trust;
 mod test_usage;
