@@ -12,6 +12,7 @@ pub mod control;
 pub mod documents;
 pub mod engine;
 pub mod error;
+pub mod git;
 pub mod inspect;
 pub mod model;
 pub mod queue;
