@@ -12,6 +12,10 @@ pub struct DoctorArgs {
     /// takes longer on a large history).
     #[arg(long)]
     pub sizes: bool,
+    /// Also check every finished document and every run folder (by default doctor looks
+    /// where the runtime works, so it is as fast with years of history as on day one).
+    #[arg(long)]
+    pub full: bool,
 }
 
 fn render(report: &Report) -> String {
@@ -65,7 +69,7 @@ fn human_bytes(bytes: u64) -> String {
 
 pub fn run(ctx: &Ctx, args: &DoctorArgs) -> Result<ExitCode> {
     let ws = open_read_only(ctx)?;
-    let mut report = doctor::diagnose(&ws);
+    let mut report = doctor::diagnose(&ws, args.full);
     if args.sizes {
         report.sizes = Some(doctor::sizes(&ws));
     }

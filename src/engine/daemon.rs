@@ -222,7 +222,7 @@ impl Daemon<'_> {
             progress(Progress::Warning(reason.clone()));
         }
         let active_run = engine.state().active().map(|a| a.run_id.clone());
-        for link in engine.ws.links_in_layout(Some(active_run.as_deref())) {
+        for link in engine.ws.links_in_layout(Some(active_run.as_slice())) {
             let path = engine.ws.rel(&link);
             engine
                 .events

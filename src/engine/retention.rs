@@ -10,12 +10,13 @@
 //! Never touched: the active run, runs of items in `active/` or `blocked/`, the newest arbiter
 //! run of an open closure target, and stage results (compression leaves them as they are; the
 //! usage ledger re-reads only the active run's). A run is deleted by renaming it to
-//! `.deleting-<run>` first, so a crash mid-delete never leaves half a run that `runs ls`
-//! shows; the next sweep finishes it.
+//! `state/cache/deleting/<run>` first, so a crash mid-delete never leaves half a run that
+//! `runs ls` shows; the next sweep finishes it. Which runs are old comes from the runs index
+//! (`runners::index`), so a sweep costs little at any history.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,7 @@ use super::Engine;
 use crate::error::Result;
 use crate::model::WorkItemKind;
 use crate::runners::artifacts;
+use crate::runners::index::RunsIndex;
 use crate::state::event::EventKind;
 use crate::workspace::{atomic, Folder};
 
@@ -32,8 +34,8 @@ use crate::workspace::{atomic, Folder};
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 /// A daemon that never idles sweeps once it has run this long.
 const SWEEP_AFTER_UPTIME: Duration = Duration::from_secs(600);
-/// Prefix of a run folder being deleted.
-const DELETING: &str = ".deleting-";
+/// `state/cache/<this>/`: run folders being deleted.
+const DELETING: &str = "deleting";
 
 /// When the jobs last ran (memory only; a restart sweeps again when due).
 #[derive(Debug)]
@@ -198,39 +200,25 @@ impl Engine {
         Ok(report)
     }
 
-    /// Every run folder, oldest first; finishes deletions a crash interrupted.
+    /// Every run folder, oldest first, from the runs index (so a sweep neither lists nor
+    /// stats 100 000 folders); first finishes deletions a crash interrupted.
     fn run_dirs(&self) -> Result<Vec<RunDir>> {
-        let dir = self.ws.runs_dir();
-        let read = match std::fs::read_dir(&dir) {
-            Ok(read) => read,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(atomic::IoError::opening("list", &dir, e).into()),
-        };
-        let mut runs = Vec::new();
-        for entry in read.filter_map(|e| e.ok()) {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            if name.starts_with(DELETING) {
+        let trash = self.ws.cache_path(DELETING);
+        if let Ok(read) = std::fs::read_dir(&trash) {
+            for entry in read.filter_map(|e| e.ok()) {
                 std::fs::remove_dir_all(entry.path())
                     .map_err(|e| atomic::IoError::path("remove", entry.path(), e))?;
-                continue;
             }
-            if name.starts_with('.') {
-                continue;
-            }
-            let changed = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .unwrap_or(SystemTime::UNIX_EPOCH);
-            runs.push(RunDir {
-                id: name,
-                path: entry.path(),
-                changed: Timestamp::try_from(changed).unwrap_or(Timestamp::UNIX_EPOCH),
-            });
         }
-        runs.sort_by(|a, b| a.changed.cmp(&b.changed).then_with(|| a.id.cmp(&b.id)));
+        let mut runs: Vec<RunDir> = RunsIndex::all(&self.ws)
+            .into_iter()
+            .map(|(time_ns, id)| RunDir {
+                path: self.ws.run_dir(&id),
+                id,
+                changed: Timestamp::from_nanosecond(time_ns).unwrap_or(Timestamp::UNIX_EPOCH),
+            })
+            .collect();
+        runs.reverse();
         Ok(runs)
     }
 
@@ -307,9 +295,11 @@ impl Engine {
         (delete, kept)
     }
 
-    /// Delete a run: rename it out of sight, then remove it.
+    /// Delete a run: move it out of `runs/` in one rename, then remove it.
     fn delete_run(&self, path: &Path, id: &str) -> Result<()> {
-        let hidden = self.ws.runs_dir().join(format!("{DELETING}{id}"));
+        let trash = self.ws.cache_path(DELETING);
+        atomic::create_dir_all(&trash)?;
+        let hidden = trash.join(id);
         std::fs::rename(path, &hidden).map_err(|e| atomic::IoError::path("rename", path, e))?;
         atomic::fsync_dir(&self.ws.runs_dir())?;
         std::fs::remove_dir_all(&hidden)

@@ -126,10 +126,16 @@ pub fn sizes(ws: &Workspace) -> Vec<PartSize> {
     totals
 }
 
+/// How many of the newest runs a plain `doctor` checks for planted links.
+const RECENT_RUNS: usize = 50;
+
 struct Checks<'a> {
     ws: &'a Workspace,
     store: QueueStore,
     findings: Vec<Finding>,
+    /// Also read every finished document and every run folder (`doctor --full`); otherwise
+    /// the checks look only where the runtime works, so they cost the same at any history.
+    full: bool,
 }
 
 impl Checks<'_> {
@@ -189,7 +195,16 @@ impl Checks<'_> {
                 );
             }
         }
-        for link in self.ws.links_in_layout(None) {
+        // Without --full: the active run and the newest ones, where an agent could have
+        // planted a link lately.
+        let mut recent: Vec<String> = crate::inspect::runs::newest(self.ws, RECENT_RUNS);
+        recent.extend(
+            crate::state::snapshot::Snapshot::load(&self.ws.snapshot_path())
+                .ok()
+                .and_then(|s| s.active_run_id),
+        );
+        let runs = (!self.full).then_some(recent.as_slice());
+        for link in self.ws.links_in_layout(runs) {
             self.add(
                 Level::Error,
                 "symlink_in_runtime",
@@ -431,6 +446,9 @@ impl Checks<'_> {
         let mut seen: BTreeMap<(WorkItemKind, String), Vec<(Folder, PathBuf)>> = BTreeMap::new();
         for kind in WorkItemKind::ALL {
             for folder in Folder::ALL {
+                if folder == Folder::Done && !self.full {
+                    continue;
+                }
                 let label = self.store.folder_label(kind, folder);
                 for entry in self.store.entries(kind, folder) {
                     seen.entry((kind, entry.stem.clone()))
@@ -464,6 +482,15 @@ impl Checks<'_> {
                 }
             }
         }
+        if !self.full {
+            // The finished folders are not listed: an open item's id is looked up there.
+            for ((kind, id), places) in seen.iter_mut() {
+                let done = self.ws.folder(*kind, Folder::Done).join(format!("{id}.md"));
+                if crate::queue::is_md_file(&done) {
+                    places.push((Folder::Done, done));
+                }
+            }
+        }
         for ((kind, id), places) in &seen {
             if places.len() < 2 {
                 continue;
@@ -489,6 +516,10 @@ impl Checks<'_> {
         let folder_of = |kind: WorkItemKind, id: &str| -> Option<Folder> {
             seen.get(&(kind, id.to_string()))
                 .and_then(|places| places.first().map(|(f, _)| *f))
+                .or_else(|| {
+                    let done = self.ws.folder(kind, Folder::Done).join(format!("{id}.md"));
+                    crate::queue::is_md_file(&done).then_some(Folder::Done)
+                })
         };
         let spec_exists = |id: &str| {
             folder_of(WorkItemKind::Spec, id).is_some()
@@ -736,12 +767,14 @@ fn reason_of(path: &Path) -> Option<String> {
 }
 
 /// Run every check against `ws` without writing anything.
-pub fn diagnose(ws: &Workspace) -> Report {
+/// Check the workspace; `full` also reads every finished document and run folder.
+pub fn diagnose(ws: &Workspace, full: bool) -> Report {
     let daemon = daemon(ws);
     let mut checks = Checks {
         ws,
         store: QueueStore::new(ws),
         findings: Vec::new(),
+        full,
     };
     checks.layout();
     checks.state_files();
@@ -776,7 +809,7 @@ mod tests {
     fn a_fresh_workspace_is_healthy() {
         let dir = tempfile::tempdir().unwrap();
         let ws = Workspace::open_or_init(dir.path()).unwrap();
-        let report = diagnose(&ws);
+        let report = diagnose(&ws, false);
         assert!(report.ok, "{:#?}", report.findings);
         let other: Vec<&Finding> = report
             .findings
@@ -794,7 +827,7 @@ mod tests {
         std::fs::write(ws.rt().join("arbiter/rubrics"), "x").unwrap();
         std::fs::remove_dir(ws.rt().join("tasks/blocked")).unwrap();
         std::fs::write(ws.status_path(Plane::Execution), "### NONSENSE\n").unwrap();
-        let report = diagnose(&ws);
+        let report = diagnose(&ws, false);
         let codes: Vec<&str> = report.findings.iter().map(|f| f.code).collect();
         assert!(codes.contains(&"not_a_directory"), "{codes:?}");
         let others = codes.iter().filter(|c| **c != "runner_executable_missing");

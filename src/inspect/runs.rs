@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::model::{ResultClass, Stage, TerminalResult, WorkItemKind};
 use crate::queue::QueueStore;
 use crate::runners::artifacts::RunFiles;
+use crate::runners::index::RunsIndex;
 use crate::runners::request::RequestKind;
 use crate::runners::result::{stamp, StageResult, TokenUsage};
 use crate::workspace::{compress, Workspace};
@@ -280,29 +281,15 @@ fn start_key(run_dir: &Path, summary: &RunSummary) -> Timestamp {
 }
 
 /// A page of the runs, newest first, and how many there are. Which runs are newest comes
-/// from the run folders' last change (a stage adds files to its run's folder), so only the
-/// page's stage results are read; within the page the stage results order them.
+/// from the runs index (see [`RunsIndex`]), so only the page's stage results are read;
+/// within the page the stage results order them.
 pub fn list(ws: &Workspace, offset: usize, limit: usize) -> (Vec<RunSummary>, usize) {
     let active = active_run(ws);
-    let Ok(read) = std::fs::read_dir(ws.runs_dir()) else {
-        return (Vec::new(), 0);
-    };
-    let mut dirs: Vec<(SystemTime, String, PathBuf)> = read
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|e| {
-            let run_id = e.file_name().to_string_lossy().into_owned();
-            let changed = e.metadata().ok()?.modified().ok()?;
-            (!run_id.starts_with('.')).then(|| (changed, run_id, e.path()))
-        })
-        .collect();
-    let total = dirs.len();
-    dirs.sort_by(|(ta, a, _), (tb, b, _)| tb.cmp(ta).then_with(|| a.cmp(b)));
-    let mut runs: Vec<(Timestamp, RunSummary)> = dirs
+    let (page, total) = RunsIndex::page(ws, offset, limit);
+    let mut runs: Vec<(Timestamp, RunSummary)> = page
         .into_iter()
-        .skip(offset)
-        .take(limit)
-        .map(|(_, run_id, dir)| {
+        .map(|run_id| {
+            let dir = ws.run_dir(&run_id);
             let (results, notes) = load_results(&dir);
             let summary = summarize(
                 &run_id,
@@ -315,6 +302,11 @@ pub fn list(ws: &Workspace, offset: usize, limit: usize) -> (Vec<RunSummary>, us
         .collect();
     runs.sort_by(|(ta, a), (tb, b)| tb.cmp(ta).then_with(|| a.run_id.cmp(&b.run_id)));
     (runs.into_iter().map(|(_, s)| s).collect(), total)
+}
+
+/// The ids of the `n` newest runs (from the runs index).
+pub fn newest(ws: &Workspace, n: usize) -> Vec<String> {
+    RunsIndex::page(ws, 0, n).0
 }
 
 fn path_text(run_dir: &Path, path: &Option<PathBuf>) -> Option<String> {

@@ -5,6 +5,7 @@
 //! folder. Documents are parsed lazily and cached by (mtime, size), so a claim does not
 //! re-parse an unchanged folder.
 
+mod count;
 mod info;
 mod scan;
 
@@ -24,6 +25,7 @@ use crate::workspace::atomic::{self, IoError};
 use crate::workspace::{Folder, Settle, Workspace};
 
 pub use info::{FileKey, ItemInfo};
+pub use scan::is_md_file;
 
 /// A queue operation that could not be done.
 #[derive(Debug, thiserror::Error)]
@@ -217,7 +219,16 @@ impl QueueStore {
 
     /// Number of `*.md` regular files in a folder.
     pub fn count(&self, kind: WorkItemKind, folder: Folder) -> u64 {
-        scan::count_md(&self.ws.folder(kind, folder)) as u64
+        let dir = self.ws.folder(kind, folder);
+        if folder != Folder::Done {
+            return scan::count_md(&dir) as u64;
+        }
+        let cache = self.ws.cache_path(&format!(
+            "{}-{}.count",
+            kind.as_str(),
+            folder.dir_name(kind)
+        ));
+        count::cached(&dir, &cache) as u64
     }
 
     /// (execution, planning) queue depths.
@@ -659,15 +670,11 @@ impl QueueStore {
         out
     }
 
-    /// How many items are finished, from the folder listings (no document is read).
+    /// How many items are finished (the folders' cached counts; no document is read).
     pub fn done_count(&self) -> usize {
         WorkItemKind::ALL
             .into_iter()
-            .map(|kind| {
-                scan::md_listing(&self.ws.folder(kind, Folder::Done))
-                    .0
-                    .len()
-            })
+            .map(|kind| self.count(kind, Folder::Done) as usize)
             .sum()
     }
 

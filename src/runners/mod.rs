@@ -12,6 +12,7 @@ pub mod artifacts;
 pub mod codex;
 pub mod command;
 pub mod harness;
+pub mod index;
 pub mod normalize;
 pub mod preflight;
 pub mod process;

@@ -6,6 +6,7 @@ mod assets;
 pub mod atomic;
 pub mod compress;
 pub mod failpoint;
+pub mod stamp;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -206,9 +207,9 @@ impl Workspace {
 
     /// Symbolic links where the runtime keeps its own folders and files (the agent can plant
     /// them). Every write refuses to follow one; `doctor` and the daemon name them. Of the run
-    /// folders, `doctor` checks every one (`runs: None`); a start only the active run's, so
-    /// it does not grow with history.
-    pub fn links_in_layout(&self, runs: Option<Option<&str>>) -> Vec<PathBuf> {
+    /// folders, `doctor --full` checks every one (`runs: None`); a start and a plain `doctor`
+    /// only the ones named (the active run, the newest), so they do not grow with history.
+    pub fn links_in_layout(&self, runs: Option<&[String]>) -> Vec<PathBuf> {
         let is_link =
             |p: &PathBuf| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
         let mut links: Vec<PathBuf> = DIRECTORIES
@@ -221,7 +222,7 @@ impl Workspace {
             None => std::fs::read_dir(self.runs_dir())
                 .map(|read| read.filter_map(|e| e.ok()).map(|e| e.path()).collect())
                 .unwrap_or_default(),
-            Some(active) => active.map(|run| self.run_dir(run)).into_iter().collect(),
+            Some(named) => named.iter().map(|run| self.run_dir(run)).collect(),
         };
         for run in run_dirs {
             links.extend(

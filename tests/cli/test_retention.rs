@@ -304,3 +304,110 @@ fn doctor_reports_the_workspace_size_by_part_when_asked() {
     assert!(text.contains("sizes:\n"), "{text}");
     assert!(text.contains("millrace-agents/runs"), "{text}");
 }
+
+/// Set a folder's modification time a minute back, as if its last change were long ago (a
+/// derived listing is cached only once the folder has settled).
+fn settle(dir: &std::path::Path) {
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    std::fs::File::open(dir).unwrap().set_modified(old).unwrap();
+}
+
+#[test]
+fn the_runs_index_and_the_done_counts_are_rebuilt_when_they_disagree_with_the_folders() {
+    let ws = TestWs::new();
+    setup(&ws, "  runs_max_count: 100\n");
+    for id in ["t1", "t2", "t3"] {
+        ws.add_task(id, "");
+    }
+    ws.run_until_idle();
+    let runs_dir = ws.rt().join("runs");
+    let done_dir = ws.rt().join("tasks/done");
+    settle(&runs_dir);
+    settle(&done_dir);
+    let total = |ws: &TestWs| ws.json(&["runs", "ls"])["total"].as_u64().unwrap();
+    let done = |ws: &TestWs| ws.json(&["queue", "ls"])["done_count"].as_u64().unwrap();
+    assert_eq!(total(&ws), 3);
+    assert_eq!(done(&ws), 3);
+    let index = ws.rt().join("state/cache/runs.tsv");
+    assert!(index.exists(), "a settled listing is cached");
+    assert!(ws.exists("millrace-agents/state/cache/task-done.count"));
+    // The index answers pages in order from its lines.
+    let page = ws.json(&["runs", "ls", "--limit", "1", "--offset", "1"]);
+    assert_eq!(page["runs"].as_array().unwrap().len(), 1);
+    assert_eq!(page["total"], 3);
+
+    // A run folder added by hand: the stamp moved, so the index is rebuilt.
+    std::fs::create_dir(runs_dir.join("run-added-by-hand")).unwrap();
+    assert_eq!(total(&ws), 4);
+    // Deleted or garbled, it is rebuilt from the folder.
+    std::fs::remove_file(&index).unwrap();
+    assert_eq!(total(&ws), 4);
+    std::fs::write(&index, "garbage\n").unwrap();
+    assert_eq!(total(&ws), 4);
+    std::fs::remove_dir(runs_dir.join("run-added-by-hand")).unwrap();
+    settle(&runs_dir);
+    assert_eq!(total(&ws), 3);
+    assert_eq!(total(&ws), 3, "and from the rewritten index");
+
+    // A document moved into done/ by hand is counted.
+    ws.write(
+        "millrace-agents/tasks/done/t-hand.md",
+        &task_doc("t-hand", ""),
+    );
+    assert_eq!(done(&ws), 4);
+    settle(&done_dir);
+    std::fs::write(ws.rt().join("state/cache/task-done.count"), "not a count\n").unwrap();
+    assert_eq!(done(&ws), 4);
+    let status = ws.json(&["status"]);
+    assert_eq!(status["queues"]["execution_done"], 4, "{status:#}");
+}
+
+#[test]
+fn plain_doctor_looks_where_the_runtime_works_and_full_doctor_reads_all_history() {
+    let ws = TestWs::new();
+    setup(&ws, "  runs_max_count: 100\n");
+    ws.add_task("t1", "");
+    ws.run_until_idle();
+    // A finished document gone bad, and a queued task that is also finished.
+    ws.write("millrace-agents/tasks/done/t-old.md", "# not a task\n");
+    ws.write("millrace-agents/tasks/queue/t1.md", &task_doc("t1", ""));
+    ws.write(
+        "millrace-agents/tasks/queue/t2.md",
+        &task_doc("t2", "Depends-On:\n- t-missing\n"),
+    );
+    let codes = |args: &[&str]| -> Vec<(String, String)> {
+        let out = ws.cmd().arg("--json").args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(6), "doctor exits 6 when unhealthy");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["code"].as_str().unwrap().to_string(),
+                    f["path"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    };
+    let plain = codes(&["doctor"]);
+    assert!(
+        plain.iter().any(|(c, _)| c == "duplicate_work_item_id"),
+        "an open item's id is looked up in done/: {plain:?}"
+    );
+    assert!(
+        plain.iter().any(|(c, _)| c == "dependency_missing"),
+        "{plain:?}"
+    );
+    assert!(
+        !plain.iter().any(|(_, p)| p.ends_with("done/t-old.md")),
+        "finished documents are read only with --full: {plain:?}"
+    );
+    let full = codes(&["doctor", "--full"]);
+    assert!(
+        full.iter()
+            .any(|(c, p)| c == "queue_artifact_invalid" && p.ends_with("done/t-old.md")),
+        "{full:?}"
+    );
+    assert!(full.iter().any(|(c, _)| c == "duplicate_work_item_id"));
+}

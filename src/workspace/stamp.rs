@@ -1,0 +1,80 @@
+//! Folder stamps for derived listings of folders that only grow (`done/`, `runs/`).
+//!
+//! Adding or removing an entry changes a folder's modification time, so a count or listing
+//! cached with the folder's stamp (inode, mtime in ns) is current while the stamp matches.
+//! Editing a file in place does not change the folder's stamp, but it does not change a count
+//! or the set of names either. One trap remains: file times advance in coarse ticks, so a
+//! change in the same tick as the listing would leave the stamp equal. A listing is therefore
+//! cached only when the folder's last change is older than [`SETTLE`] (git's "racy clean"
+//! rule); until then every reader lists the folder again.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+/// How long after its last change a folder's stamp may be trusted.
+pub const SETTLE: Duration = Duration::from_secs(2);
+
+/// A folder's identity and last change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirStamp {
+    pub ino: u64,
+    pub mtime_ns: i128,
+}
+
+impl DirStamp {
+    /// The stamp of `dir` now (`None` when it cannot be read).
+    pub fn of(dir: &Path) -> Option<DirStamp> {
+        let meta = std::fs::metadata(dir).ok()?;
+        Some(DirStamp {
+            ino: meta.ino(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        })
+    }
+
+    /// Whether a listing taken under this stamp may be cached: the last change is old enough
+    /// that no later change can share its timestamp.
+    pub fn settled(&self) -> bool {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or(0);
+        now - self.mtime_ns > SETTLE.as_nanos() as i128
+    }
+
+    /// `<ino> <mtime_ns>`, for a cache file's header.
+    pub fn render(&self) -> String {
+        format!("{} {}", self.ino, self.mtime_ns)
+    }
+
+    /// Read back [`DirStamp::render`].
+    pub fn parse(text: &str) -> Option<DirStamp> {
+        let mut parts = text.split_whitespace();
+        let ino = parts.next()?.parse().ok()?;
+        let mtime_ns = parts.next()?.parse().ok()?;
+        Some(DirStamp { ino, mtime_ns })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stamp_changes_when_an_entry_is_added_and_settles_only_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = DirStamp::of(dir.path()).unwrap();
+        assert!(!before.settled(), "just created");
+        let old = SystemTime::now() - Duration::from_secs(10);
+        std::fs::File::open(dir.path())
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let aged = DirStamp::of(dir.path()).unwrap();
+        assert!(aged.settled());
+        std::fs::write(dir.path().join("a.md"), "x").unwrap();
+        let after = DirStamp::of(dir.path()).unwrap();
+        assert_ne!(aged, after);
+        assert_eq!(DirStamp::parse(&after.render()), Some(after));
+    }
+}
