@@ -195,6 +195,13 @@ impl TestWs {
 
     /// Start `millrace run daemon` in the background.
     pub fn spawn_daemon(&self, extra: &[&str]) -> Daemon {
+        self.try_spawn_daemon(extra)
+            .expect("the daemon exited before it owned the workspace")
+    }
+
+    /// Start `millrace run daemon` in the background; `None` when it exits before owning
+    /// the workspace (another daemon holds it).
+    pub fn try_spawn_daemon(&self, extra: &[&str]) -> Option<Daemon> {
         let child = self
             .cmd()
             .args(["run", "daemon"])
@@ -203,17 +210,23 @@ impl TestWs {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawn daemon");
-        let daemon = Daemon { child: Some(child) };
+        let mut daemon = Daemon { child: Some(child) };
         let lock = self.rt().join("state/runtime_daemon.lock.yaml");
+        let mut exited = false;
         wait_for("daemon to start", Duration::from_secs(20), || {
-            std::fs::read_to_string(&lock)
-                .map(|t| t.contains(&format!("owner_pid: {}", daemon.pid())))
-                .unwrap_or(false)
-                && self.events().iter().any(|e| {
-                    e["event_type"] == "runtime_started" && e["data"]["pid"] == daemon.pid()
-                })
+            exited = daemon
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            exited
+                || std::fs::read_to_string(&lock)
+                    .map(|t| t.contains(&format!("owner_pid: {}", daemon.pid())))
+                    .unwrap_or(false)
+                    && self.events().iter().any(|e| {
+                        e["event_type"] == "runtime_started" && e["data"]["pid"] == daemon.pid()
+                    })
         });
-        daemon
+        (!exited).then_some(daemon)
     }
 
     /// Names of the stages started, in order.

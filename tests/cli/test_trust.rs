@@ -349,9 +349,22 @@ fn a_deleted_state_folder_is_recreated_and_the_lock_taken_again() {
 fn a_daemon_whose_lock_file_was_taken_by_another_stops_without_writing() {
     let ws = TestWs::new();
     ws.use_scripted(None);
-    let first = ws.spawn_daemon(&[]);
-    std::fs::remove_file(ws.rt().join("state/runtime_daemon.lock.yaml")).unwrap();
-    let second = ws.spawn_daemon(&[]);
+    // The first daemon may notice the deleted lock file and take it back before the second
+    // starts (then the second refuses to start): try until the second one wins the race.
+    let (first, second) = (0..20)
+        .find_map(|_| {
+            let first = ws.spawn_daemon(&[]);
+            std::fs::remove_file(ws.rt().join("state/runtime_daemon.lock.yaml")).unwrap();
+            match ws.try_spawn_daemon(&[]) {
+                Some(second) => Some((first, second)),
+                None => {
+                    ws.ok(&["stop"]);
+                    first.wait_exit(LIMIT);
+                    None
+                }
+            }
+        })
+        .expect("the second daemon never won the race for the deleted lock file");
     drop_task(&ws, "t1");
     let out = first.wait_exit(LIMIT);
     assert_eq!(out.status.code(), Some(4));
