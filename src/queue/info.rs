@@ -86,6 +86,24 @@ impl FileKey {
         })
     }
 
+    /// The key of `name` in the open folder `dir` (never follows a symlink). Relative to the
+    /// folder's descriptor, so checking 10 000 queued files does not walk their full paths
+    /// through the kernel 10 000 times.
+    pub fn of_at(dir: &std::fs::File, name: &str) -> Option<FileKey> {
+        use rustix::fs::{statat, AtFlags, FileType};
+        let stat = statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return None;
+        }
+        let mtime_ns =
+            u128::try_from(stat.st_mtime).ok()? * 1_000_000_000 + u128::from(stat.st_mtime_nsec);
+        Some(FileKey {
+            mtime_ns,
+            len: u64::try_from(stat.st_size).ok()?,
+            ino: stat.st_ino,
+        })
+    }
+
     /// When the file was last modified.
     pub fn modified(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_nanos(self.mtime_ns.min(u64::MAX as u128) as u64)
@@ -134,8 +152,12 @@ fn opt(field: &str) -> Option<String> {
 /// One index line: name, stamp, then the summary. Ids never contain tabs or commas (the id
 /// rule forbids them), so only the title needs escaping.
 fn parse_line(line: &str) -> Option<(String, super::CacheEntry)> {
-    let f: Vec<&str> = line.split('\t').collect();
-    if f.len() != 13 {
+    let mut fields = line.split('\t');
+    let mut f = [""; 13];
+    for slot in &mut f {
+        *slot = fields.next()?;
+    }
+    if fields.next().is_some() {
         return None;
     }
     let key = FileKey {
@@ -170,7 +192,9 @@ pub fn load_index(path: &Path) -> HashMap<String, super::CacheEntry> {
     if lines.next() != Some(INDEX_HEADER) {
         return HashMap::new();
     }
-    lines.filter_map(parse_line).collect()
+    let mut map = HashMap::with_capacity(text.len() / 80);
+    map.extend(lines.filter_map(parse_line));
+    map
 }
 
 /// Write a folder's index (a cache: atomic, not fsynced).
