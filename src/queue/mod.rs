@@ -22,6 +22,7 @@ use crate::model::{Plane, WorkItemKind};
 use crate::state::event::EventKind;
 use crate::state::events::EventLog;
 use crate::workspace::atomic::{self, IoError};
+use crate::workspace::stamp::DirStamp;
 use crate::workspace::{Folder, Settle, Workspace};
 
 pub use info::{FileKey, ItemInfo};
@@ -130,8 +131,25 @@ pub struct QueueStore {
     hint: RefCell<Option<HashSet<PathBuf>>>,
     /// Folders whose index on disk is older than the cache (written by [`QueueStore::flush_index`]).
     dirty: RefCell<HashSet<(WorkItemKind, Folder)>>,
+    /// Folder listings taken by this process, reused while the folder's stamp holds.
+    listings: RefCell<HashMap<PathBuf, Listing>>,
     settle: Settle,
 }
+
+/// A folder's `*.md` names and the entries that cannot be taken (see `scan::md_listing`),
+/// with the folder's stamp from just before the listing.
+#[derive(Clone)]
+struct Listing {
+    stamp: DirStamp,
+    names: Vec<String>,
+    refused: Vec<(PathBuf, &'static str)>,
+}
+
+/// A listing is reused only if the folder had not changed for this long when it was taken:
+/// file times advance in ticks of a few milliseconds, so a later change always moves the
+/// folder's stamp then. (Within one process; caches that outlive it wait longer, see
+/// `workspace::stamp`.)
+const LISTING_SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
 
 fn utf8_error(name: &str, e: &std::string::FromUtf8Error) -> DocError {
     DocError {
@@ -170,6 +188,7 @@ impl QueueStore {
             cache: RefCell::new(HashMap::new()),
             write_index: false,
             dirty: RefCell::new(HashSet::new()),
+            listings: RefCell::new(HashMap::new()),
             hint: RefCell::new(None),
             settle: Settle::new(std::time::Duration::from_millis(200)),
         }
@@ -260,7 +279,7 @@ impl QueueStore {
     pub fn count(&self, kind: WorkItemKind, folder: Folder) -> u64 {
         let dir = self.ws.folder(kind, folder);
         if folder != Folder::Done {
-            return scan::count_md(&dir) as u64;
+            return self.listing(&dir).names.len() as u64;
         }
         let cache = self.ws.cache_path(&format!(
             "{}-{}.count",
@@ -297,7 +316,7 @@ impl QueueStore {
     /// Parse a folder's documents (cached by file stamp, and across processes by the
     /// folder's index).
     pub(crate) fn entries(&self, kind: WorkItemKind, folder: Folder) -> Vec<Entry> {
-        let (names, _) = scan::md_listing(&self.ws.folder(kind, folder));
+        let names = self.listing(&self.ws.folder(kind, folder)).names;
         self.entries_of(kind, folder, names)
     }
 
@@ -308,6 +327,36 @@ impl QueueStore {
             .into_iter()
             .filter_map(|n| n.strip_suffix(".md").map(str::to_string))
             .collect()
+    }
+
+    /// The `*.md` names of a folder: the listing this process took before when the folder's
+    /// stamp has not moved since (a claim looks at the queue folder several times), else a
+    /// new one.
+    fn listing(&self, dir: &Path) -> Listing {
+        let stamp = DirStamp::of(dir);
+        if let Some(stamp) = stamp {
+            if let Some(known) = self.listings.borrow().get(dir) {
+                if known.stamp == stamp {
+                    return known.clone();
+                }
+            }
+        }
+        let (names, refused) = scan::md_listing(dir);
+        let listing = Listing {
+            stamp: stamp.unwrap_or(DirStamp {
+                ino: 0,
+                mtime_ns: 0,
+            }),
+            names,
+            refused,
+        };
+        let settled = stamp.is_some_and(|s| s.older_than(LISTING_SETTLE));
+        if settled && DirStamp::of(dir) == stamp {
+            self.listings
+                .borrow_mut()
+                .insert(dir.to_path_buf(), listing.clone());
+        }
+        listing
     }
 
     /// The documents named `names` in a folder (one listing), cached by file stamp.
@@ -451,7 +500,11 @@ impl QueueStore {
     /// Valid, correctly named candidates of a waiting folder; bad files are quarantined.
     fn candidates(&self, kind: WorkItemKind) -> Result<Vec<Arc<ItemInfo>>, QueueError> {
         let mut out = Vec::new();
-        let (names, links) = scan::md_listing(&self.ws.folder(kind, Folder::Queue));
+        let Listing {
+            names,
+            refused: links,
+            ..
+        } = self.listing(&self.ws.folder(kind, Folder::Queue));
         for (path, msg) in links {
             self.quarantine(&path, msg, None)?;
         }

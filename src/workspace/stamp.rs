@@ -35,11 +35,16 @@ impl DirStamp {
     /// Whether a listing taken under this stamp may be cached: the last change is old enough
     /// that no later change can share its timestamp.
     pub fn settled(&self) -> bool {
+        self.older_than(SETTLE)
+    }
+
+    /// Whether the folder's last change is more than `age` ago.
+    pub fn older_than(&self, age: Duration) -> bool {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_nanos() as i128)
             .unwrap_or(0);
-        now - self.mtime_ns > SETTLE.as_nanos() as i128
+        now - self.mtime_ns > age.as_nanos() as i128
     }
 
     /// `<ino> <mtime_ns>`, for a cache file's header.
