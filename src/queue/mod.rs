@@ -895,4 +895,31 @@ mod tests {
             "an edited file is parsed again, not taken from the index"
         );
     }
+
+    #[test]
+    fn a_reused_listing_still_sees_files_added_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::open_or_init(dir.path()).unwrap();
+        let queue_dir = ws.folder(WorkItemKind::Task, Folder::Queue);
+        std::fs::write(queue_dir.join("t1.md"), task("t1", "2026-01-02T00:00:00Z")).unwrap();
+        let store = QueueStore::new(&ws);
+        // Just changed: listed, not kept.
+        assert_eq!(store.count(WorkItemKind::Task, Folder::Queue), 1);
+        assert!(store.listings.borrow().is_empty());
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        std::fs::File::open(&queue_dir)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(store.count(WorkItemKind::Task, Folder::Queue), 1);
+        assert_eq!(
+            store.listings.borrow().len(),
+            1,
+            "a still folder's listing is kept"
+        );
+        std::fs::write(queue_dir.join("t2.md"), task("t2", "2026-01-01T00:00:00Z")).unwrap();
+        assert_eq!(store.count(WorkItemKind::Task, Folder::Queue), 2);
+        let claimed = store.claim_execution().unwrap().unwrap();
+        assert_eq!(claimed.id, "t2");
+    }
 }
