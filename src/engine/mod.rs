@@ -153,18 +153,21 @@ fn take_lock(ws: &Workspace, mode: &'static str, events: &EventLog) -> Result<Da
         }
         Err(LockError::Io(e)) => return Err(e.into()),
     };
-    events.emit(
+    let mut acquired = vec![(
         EventKind::RuntimeDaemonLockAcquired,
         json!({"session_id": lock.info.owner_session_id, "pid": lock.info.owner_pid}),
-    )?;
+    )];
     if let Some(previous) = lock.took_over() {
-        events.emit(
+        acquired.push((
             EventKind::RuntimeLockTakenOver,
             json!({"previous_pid": previous.owner_pid,
                    "previous_session_id": previous.owner_session_id,
                    "previous_acquired_at": previous.acquired_at}),
-        )?;
+        ));
     }
+    // Not forced to disk on its own: `runtime_started` (or the first transition) is, and
+    // makes these durable with it; a start that dies before that left nothing to record.
+    events.emit_all(acquired, false)?;
     Ok(lock)
 }
 

@@ -185,11 +185,14 @@ impl Engine {
                 report.bytes_freed += artifacts::compress_run(&run.path)?;
                 report.compressed_runs += 1;
             }
-            let mark = Watermark {
-                compressed_before: Some(cutoff),
-            };
-            atomic::create_dir_all(path.parent().unwrap_or(&path))?;
-            crate::state::save_yaml_with(&path, &mark, atomic::Durability::Relaxed)?;
+            // Kept only where it saves a later sweep work: with runs to skip.
+            if !runs.is_empty() {
+                let mark = Watermark {
+                    compressed_before: Some(cutoff),
+                };
+                atomic::create_dir_all(path.parent().unwrap_or(&path))?;
+                crate::state::save_yaml_with(&path, &mark, atomic::Durability::Relaxed)?;
+            }
         }
         if report != SweepReport::default() {
             self.events.emit(
