@@ -411,3 +411,43 @@ fn plain_doctor_looks_where_the_runtime_works_and_full_doctor_reads_all_history(
     );
     assert!(full.iter().any(|(c, _)| c == "duplicate_work_item_id"));
 }
+
+#[test]
+fn an_open_closure_keeps_its_newest_arbiter_run_when_older_runs_are_deleted() {
+    let ws = TestWs::new();
+    ws.write(
+        "script.yaml",
+        "stages:\n  arbiter: [BLOCKED]\n  manager:\n    - result: MANAGER_COMPLETE\n      tasks: 1\n",
+    );
+    ws.write(
+        "millrace-agents/millrace.yaml",
+        "runners:\n  default_runner: scripted\n  scripted:\n    script: script.yaml\n\
+         watchers:\n  settle_ms: 0\nretention:\n  runs_delete_after_days: 365\n",
+    );
+    let path = ws.write(
+        "inputs/s-keep.md",
+        &spec_doc("s-keep", "2026-04-01T00:00:00Z"),
+    );
+    ws.ok(&["add-spec", path.to_str().unwrap()]);
+    ws.run_until_idle();
+    let target = ws.read("millrace-agents/arbiter/targets/s-keep.yaml");
+    assert!(target.contains("closure_open: true"), "{target}");
+    let arbiter_run = target
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("last_arbiter_run_id: "))
+        .expect("the target names its arbiter run")
+        .trim_matches('"')
+        .to_string();
+    let before = ws.ls("millrace-agents/runs");
+    assert!(before.len() > 2, "{before:?}");
+
+    run_at(&ws, 400);
+    let left = ws.ls("millrace-agents/runs");
+    assert_eq!(
+        left,
+        [arbiter_run],
+        "only the open closure's arbiter run is kept"
+    );
+    let swept = last_swept(&ws);
+    assert_eq!(swept["deleted_runs"], before.len() as u64 - 1, "{swept}");
+}
