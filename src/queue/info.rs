@@ -3,9 +3,9 @@
 //!
 //! A full document is parsed once per file version; the queue keeps only this summary
 //! (order, dependencies, lineage, title), which is about a tenth of the memory. The index
-//! (`state/cache/<kind>-<folder>.tsv`) maps each file name with its inode, size and mtime
-//! to its summary. It is a cache: written without fsync, ignored when unreadable, and any
-//! file whose stamp differs is parsed again.
+//! (`state/cache/<kind>-<folder>.tsv`) maps each file name with its inode, size, mtime and
+//! ctime to its summary. It is a cache: written without fsync, ignored when unreadable, and
+//! any file whose key differs is parsed again.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -59,12 +59,19 @@ impl ItemInfo {
     }
 }
 
-/// What identifies a file's content for the caches.
+/// What identifies a file's content for the caches. The ctime is what makes it sound: an
+/// in-place edit may keep the size, and a tool may set the mtime back (`touch -d`, `cp -p`),
+/// but every write and every change of the mtime moves the ctime, which no user tool sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileKey {
     mtime_ns: u128,
+    ctime_ns: u128,
     len: u64,
     ino: u64,
+}
+
+fn nanos(secs: i64, nsec: i64) -> Option<u128> {
+    Some(u128::try_from(secs).ok()? * 1_000_000_000 + u128::try_from(nsec).ok()?)
 }
 
 impl FileKey {
@@ -75,12 +82,9 @@ impl FileKey {
         if !meta.is_file() {
             return None;
         }
-        let mtime = meta.modified().ok()?;
         Some(FileKey {
-            mtime_ns: mtime
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or(Duration::ZERO)
-                .as_nanos(),
+            mtime_ns: nanos(meta.mtime(), meta.mtime_nsec())?,
+            ctime_ns: nanos(meta.ctime(), meta.ctime_nsec())?,
             len: meta.len(),
             ino: meta.ino(),
         })
@@ -95,10 +99,9 @@ impl FileKey {
         if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
             return None;
         }
-        let mtime_ns =
-            u128::try_from(stat.st_mtime).ok()? * 1_000_000_000 + u128::from(stat.st_mtime_nsec);
         Some(FileKey {
-            mtime_ns,
+            mtime_ns: nanos(stat.st_mtime, stat.st_mtime_nsec as i64)?,
+            ctime_ns: nanos(stat.st_ctime, stat.st_ctime_nsec as i64)?,
             len: u64::try_from(stat.st_size).ok()?,
             ino: stat.st_ino,
         })
@@ -118,7 +121,7 @@ pub fn index_path(state_dir: &Path, kind: WorkItemKind, folder_name: &str) -> Pa
 }
 
 /// First line of an index file; a file without it is ignored.
-const INDEX_HEADER: &str = "millrace queue index v1";
+const INDEX_HEADER: &str = "millrace queue index v2";
 
 /// Escape a title for the tab-separated index (titles are single-line, but be safe).
 fn escape(text: &str) -> String {
@@ -153,7 +156,7 @@ fn opt(field: &str) -> Option<String> {
 /// rule forbids them), so only the title needs escaping.
 fn parse_line(line: &str) -> Option<(String, super::CacheEntry)> {
     let mut fields = line.split('\t');
-    let mut f = [""; 13];
+    let mut f = [""; 14];
     for slot in &mut f {
         *slot = fields.next()?;
     }
@@ -162,23 +165,24 @@ fn parse_line(line: &str) -> Option<(String, super::CacheEntry)> {
     }
     let key = FileKey {
         mtime_ns: f[1].parse().ok()?,
-        len: f[2].parse().ok()?,
-        ino: f[3].parse().ok()?,
+        ctime_ns: f[2].parse().ok()?,
+        len: f[3].parse().ok()?,
+        ino: f[4].parse().ok()?,
     };
     let info = ItemInfo {
-        kind: f[4].parse().ok()?,
-        id: f[5].to_string(),
-        order_micros: f[6].parse().ok()?,
-        depends_on: f[7]
+        kind: f[5].parse().ok()?,
+        id: f[6].to_string(),
+        order_micros: f[7].parse().ok()?,
+        depends_on: f[8]
             .split(',')
             .filter(|d| !d.is_empty())
             .map(str::to_string)
             .collect(),
-        root_spec_id: opt(f[8]),
-        root_idea_id: opt(f[9]),
-        effective_root_spec: opt(f[10]),
-        spec_id: opt(f[11]),
-        title: unescape(f[12]),
+        root_spec_id: opt(f[9]),
+        root_idea_id: opt(f[10]),
+        effective_root_spec: opt(f[11]),
+        spec_id: opt(f[12]),
+        title: unescape(f[13]),
     };
     Some((f[0].to_string(), (key, Ok(std::sync::Arc::new(info)))))
 }
@@ -213,6 +217,7 @@ pub fn save_index<'a>(
         let fields = [
             name.to_string(),
             key.mtime_ns.to_string(),
+            key.ctime_ns.to_string(),
             key.len.to_string(),
             key.ino.to_string(),
             info.kind.as_str().to_string(),
@@ -248,6 +253,7 @@ mod tests {
         let path = dir.path().join("cache/task-queue.tsv");
         let key = FileKey {
             mtime_ns: 1_795_000_000_123_456_789,
+            ctime_ns: 1_795_000_001_000_000_000,
             len: 42,
             ino: 7,
         };

@@ -922,4 +922,40 @@ mod tests {
         let claimed = store.claim_execution().unwrap().unwrap();
         assert_eq!(claimed.id, "t2");
     }
+
+    #[test]
+    fn an_in_place_edit_that_keeps_the_size_and_the_mtime_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::open_or_init(dir.path()).unwrap();
+        let queue_dir = ws.folder(WorkItemKind::Task, Folder::Queue);
+        let path = queue_dir.join("t1.md");
+        std::fs::write(&path, task("t1", "2026-01-02T00:00:00Z")).unwrap();
+        std::fs::write(queue_dir.join("t2.md"), task("t2", "2026-01-01T00:00:00Z")).unwrap();
+        let store = QueueStore::new(&ws).with_index();
+        assert_eq!(store.claim_execution().unwrap().unwrap().id, "t2");
+        store.flush_index();
+        let t2_active = ws.item_path(WorkItemKind::Task, Folder::Active, "t2");
+        std::fs::rename(&t2_active, queue_dir.join("t2.md")).unwrap();
+
+        // Same inode, same size, and the mtime set back as a write within the same file-time
+        // tick would leave it: only the ctime tells.
+        let meta = std::fs::metadata(&path).unwrap();
+        std::fs::write(&path, task("t1", "2025-01-01T00:00:00Z")).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(meta.modified().unwrap())
+            .unwrap();
+        let after = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            (after.len(), after.modified().unwrap()),
+            (meta.len(), meta.modified().unwrap())
+        );
+        assert_eq!(
+            QueueStore::new(&ws).claim_execution().unwrap().unwrap().id,
+            "t1",
+            "the edited file is read again, not taken from the index"
+        );
+    }
 }
