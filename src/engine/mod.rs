@@ -42,9 +42,6 @@ use crate::workspace::Workspace;
 
 pub use tick::{Prepared, TickOutcome};
 
-/// Temp files older than this at startup were left by a crash, not by a live writer.
-const STALE_TEMP_AGE_SECS: u64 = 600;
-
 /// How the engine was started.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -315,21 +312,11 @@ impl Engine {
         Ok(engine)
     }
 
-    /// What a start repairs before the first tick: an orphaned harness, crash temp files, an
-    /// activation the snapshot could not keep, every disagreement reconciliation finds, the
+    /// What a start repairs before the first tick: an orphaned harness, an activation the
+    /// snapshot could not keep, every disagreement reconciliation finds, the
     /// markers, closure targets a crash kept from opening.
     fn recover(&mut self, dropped_stage: Option<crate::model::Stage>) -> Result<()> {
         self.kill_orphaned_harness()?;
-        let active_run = self.state.active().map(|a| a.run_id.clone());
-        let swept = crate::workspace::sweep_stale_temps(
-            &self.ws,
-            active_run.as_deref(),
-            Duration::from_secs(STALE_TEMP_AGE_SECS),
-        );
-        if swept > 0 {
-            self.events
-                .emit(EventKind::StaleTempFilesRemoved, json!({"count": swept}))?;
-        }
         if let Some(stage) = dropped_stage {
             self.reconciled(
                 "missing_active_work_item_identity",

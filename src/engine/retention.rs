@@ -3,9 +3,10 @@
 //! Two jobs, both between ticks of the engine's own thread:
 //! - the live event log rolls into a gzip segment when it reaches its size or a new UTC day
 //!   begins — checked at every pass, one `stat`;
-//! - a sweep over the run folders, at most hourly (first when the daemon is idle or has run
-//!   ten minutes, so a start never waits on it), gzips the bulky artifacts of old runs,
-//!   deletes runs past the age, count or size limit, and deletes old log segments.
+//! - a sweep, at most hourly (first when the daemon is idle or has run ten minutes, so a start
+//!   never waits on it), removes temp files a crash left (listing a 10 000-file queue folder
+//!   is not something the first claim should wait for), gzips the bulky artifacts of old
+//!   runs, deletes runs past the age, count or size limit, and deletes old log segments.
 //!
 //! Never touched: the active run, runs of items in `active/` or `blocked/`, the newest arbiter
 //! run of an open closure target, and stage results (compression leaves them as they are; the
@@ -29,6 +30,9 @@ use crate::runners::artifacts;
 use crate::runners::index::RunsIndex;
 use crate::state::event::EventKind;
 use crate::workspace::{atomic, Folder};
+
+/// Temp files older than this were left by a crash, not by a live writer.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
 
 /// How often the run sweep may run.
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
@@ -157,6 +161,13 @@ impl Engine {
         let retention = self.config.retention.clone();
         let now = crate::time::now();
         let mut report = SweepReport::default();
+        let active_run = self.state.active().map(|a| a.run_id.clone());
+        let temps =
+            crate::workspace::sweep_stale_temps(&self.ws, active_run.as_deref(), STALE_TEMP_AGE);
+        if temps > 0 {
+            self.events
+                .emit(EventKind::StaleTempFilesRemoved, json!({"count": temps}))?;
+        }
         if let Some(keep) = retention.event_log_keep_days {
             report.pruned_segments = self.events.prune_segments(now - days(keep))?;
         }

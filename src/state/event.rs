@@ -109,7 +109,7 @@ event_kinds! {
     StageInterrupted => "stage_interrupted",
     /// A stage started.
     StageStarted => "stage_started",
-    /// Startup removed temp files a crash left.
+    /// The hourly housekeeping sweep removed temp files (older than 10 minutes) a crash left.
     StaleTempFilesRemoved => "stale_temp_files_removed",
     /// An unreadable state file was set aside and started afresh.
     StateFileReset => "state_file_reset",

@@ -614,7 +614,7 @@ fn a_quarantined_file_is_never_left_without_its_reason() {
         "the file reached quarantine without its reason: {quarantined:?}"
     );
     ws.ok(&["run", "once"]);
-    // The aborted write's temp file stays until the start-up sweep finds it old enough.
+    // The aborted write's temp file stays until the housekeeping sweep finds it old enough.
     let mut after = ws.ls("millrace-agents/quarantine");
     after.retain(|name| !name.starts_with('.'));
     assert_eq!(after, ["t-bad.md", "t-bad.md.error.yaml"]);
