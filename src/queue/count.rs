@@ -5,8 +5,7 @@
 
 use std::path::Path;
 
-use crate::workspace::atomic::{self, Durability};
-use crate::workspace::stamp::DirStamp;
+use crate::workspace::stamp::{self, DirStamp};
 
 /// First word of a count file; anything else is ignored.
 const HEADER: &str = "millrace-count-v1";
@@ -22,9 +21,7 @@ pub fn cached(dir: &Path, cache: &Path) -> usize {
     let count = super::scan::count_md(dir);
     // Cache only a settled listing, and only if the folder did not change while it was read.
     if stamp.settled() && DirStamp::of(dir) == Some(stamp) {
-        let text = format!("{HEADER} {} {count}\n", stamp.render());
-        // Best effort: a read-only workspace still answers, it just counts every time.
-        let _ = atomic::write_atomic_with(cache, text.as_bytes(), Durability::Relaxed);
+        stamp::save_derived(cache, &format!("{HEADER} {} {count}\n", stamp.render()));
     }
     count
 }

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use crate::workspace::stamp::DirStamp;
-use crate::workspace::{atomic, Workspace};
+use crate::workspace::stamp::{self, DirStamp};
+use crate::workspace::Workspace;
 
 /// `state/cache/runs.tsv`: every run folder, newest first by when the index first saw it
 /// change, with the count and the `runs/` folder's stamp in its header. Reading a page reads
@@ -107,9 +107,7 @@ impl RunsIndex {
             for (time, id) in &runs {
                 text.push_str(&format!("{time}\t{id}\n"));
             }
-            let path = Self::path(ws);
-            // Best effort: a read-only workspace still answers, it just lists every time.
-            let _ = atomic::write_atomic_with(&path, text.as_bytes(), atomic::Durability::Relaxed);
+            stamp::save_derived(&Self::path(ws), &text);
         }
         runs
     }

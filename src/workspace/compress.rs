@@ -4,7 +4,7 @@
 //! Gzip rather than zstd: these files are read by people and their tools (`zcat`, `zless`,
 //! `zgrep` are everywhere), and for text logs the ratio difference is small next to that.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::atomic::{self, Durability, IoError};
@@ -24,13 +24,16 @@ pub fn gz_path(path: &Path) -> PathBuf {
 /// is removed, so a crash leaves the plain file, or both with the `.gz` complete — never a
 /// torn `.gz` and never neither. Returns the bytes saved.
 pub fn compress_file(path: &Path, durability: Durability) -> Result<u64, IoError> {
-    let plain = std::fs::read(path).map_err(|e| IoError::opening("read", path, e))?;
-    let modified = std::fs::metadata(path)
-        .and_then(|m| m.modified())
+    let file = std::fs::File::open(path).map_err(|e| IoError::opening("read", path, e))?;
+    let meta = file
+        .metadata()
         .map_err(|e| IoError::path("stat", path, e))?;
+    let modified = meta
+        .modified()
+        .map_err(|e| IoError::path("stat", path, e))?;
+    // Streamed: only the compressed bytes are held (a first roll may meet a 1 GB log).
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder
-        .write_all(&plain)
+    std::io::copy(&mut std::io::BufReader::new(file), &mut encoder)
         .map_err(|e| IoError::path("compress", path, e))?;
     let packed = encoder
         .finish()
@@ -43,7 +46,7 @@ pub fn compress_file(path: &Path, durability: Durability) -> Result<u64, IoError
         .and_then(|f| f.set_modified(modified))
         .map_err(|e| IoError::path("set the modification time of", &gz, e))?;
     std::fs::remove_file(path).map_err(|e| IoError::path("remove", path, e))?;
-    Ok((plain.len() as u64).saturating_sub(packed.len() as u64))
+    Ok(meta.len().saturating_sub(packed.len() as u64))
 }
 
 /// The contents of a gzip file.

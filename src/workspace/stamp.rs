@@ -61,6 +61,17 @@ impl DirStamp {
     }
 }
 
+/// Write a derived file (a cached count or listing) without fsync, creating `state/cache/`
+/// when a fresh clone lacks it. Best effort: a workspace that cannot be written (read-only,
+/// full) still answers; it only counts or lists every time.
+pub fn save_derived(path: &Path, text: &str) {
+    if let Some(dir) = path.parent() {
+        let _ = super::atomic::create_dir_all(dir);
+    }
+    let _ =
+        super::atomic::write_atomic_with(path, text.as_bytes(), super::atomic::Durability::Relaxed);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -324,6 +324,8 @@ fn the_runs_index_and_the_done_counts_are_rebuilt_when_they_disagree_with_the_fo
     let done_dir = ws.rt().join("tasks/done");
     settle(&runs_dir);
     settle(&done_dir);
+    // A fresh clone has no state/cache/ (it is git-ignored): the readers create it.
+    std::fs::remove_dir_all(ws.rt().join("state/cache")).unwrap();
     let total = |ws: &TestWs| ws.json(&["runs", "ls"])["total"].as_u64().unwrap();
     let done = |ws: &TestWs| ws.json(&["queue", "ls"])["done_count"].as_u64().unwrap();
     assert_eq!(total(&ws), 3);
