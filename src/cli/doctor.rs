@@ -42,29 +42,13 @@ fn render(report: &Report) -> String {
             out.push_str(&format!(
                 "  {:<28} {:>10}  {:>8} files  {}\n",
                 part.part,
-                human_bytes(part.bytes),
+                super::progress::size(part.bytes),
                 part.files,
                 part.path
             ));
         }
     }
     out
-}
-
-/// `1.5 MiB`-style sizes for people; `--json` has the bytes.
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 pub fn run(ctx: &Ctx, args: &DoctorArgs) -> Result<ExitCode> {

@@ -237,14 +237,74 @@ pub fn event_line(event: &Event) -> Option<String> {
             "{stage:<14} result not applied ({}); repair scheduled",
             text(d, "error_code").unwrap_or("error")
         ),
+        "event_log_rolled" => format!(
+            "event log rolled ({}) into {}",
+            match text(d, "reason") {
+                Some("new_day") => "a new day",
+                _ => "size",
+            },
+            text(d, "segment").unwrap_or("?")
+        ),
+        "retention_swept" => {
+            let n = |key: &str| d.get(key).and_then(Value::as_u64).unwrap_or(0);
+            format!(
+                "retention: {} runs compressed, {} deleted, {} log segments deleted, {} freed{}",
+                n("compressed_runs"),
+                n("deleted_runs"),
+                n("pruned_segments"),
+                size(n("bytes_freed")),
+                match n("kept_runs") {
+                    0 => String::new(),
+                    kept => format!(" ({kept} past a limit kept: active, blocked or closure)"),
+                }
+            )
+        }
         _ => return None,
     };
     Some(format!("{at}  {what}"))
 }
 
+/// Bytes for people: `12.3 MiB` (`--json` has the bytes).
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_shows_what_it_did_and_what_it_kept() {
+        let line = event_line(&event(
+            "retention_swept",
+            serde_json::json!({"compressed_runs": 3, "deleted_runs": 2, "pruned_segments": 0,
+                               "bytes_freed": 5_400_000, "kept_runs": 1}),
+        ))
+        .unwrap();
+        assert_eq!(
+            line,
+            "10:04:05  retention: 3 runs compressed, 2 deleted, 0 log segments deleted, 5.1 MiB freed (1 past a limit kept: active, blocked or closure)"
+        );
+        let line = event_line(&event(
+            "event_log_rolled",
+            serde_json::json!({"reason": "new_day", "segment": "millrace-agents/logs/segments/x.jsonl.gz"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            line,
+            "10:04:05  event log rolled (a new day) into millrace-agents/logs/segments/x.jsonl.gz"
+        );
+    }
 
     fn event(kind: &str, data: Value) -> Event {
         Event {
