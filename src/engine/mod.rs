@@ -23,6 +23,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::workspace::atomic::Durability;
+
 use serde_json::json;
 
 use crate::compiler::{self, FrozenRunPlan};
@@ -303,7 +305,12 @@ impl Engine {
             outcome.used_last_known_good.then_some(errors),
         );
         engine.state.set_depths(depths);
-        engine.save_snapshot()?;
+        // Not forced to disk: it adds only this process's identity (pid, start time, plan) to
+        // what recovery already committed durably; a power loss that drops it leaves the
+        // previous snapshot, which the next start recovers from all the same.
+        engine
+            .state
+            .save_with(&engine.ws.snapshot_path(), Durability::Relaxed)?;
         engine.events.emit(
             EventKind::RuntimeStarted,
             json!({"mode_id": engine.plan.mode_id, "compiled_plan_id": engine.plan.compiled_plan_id,

@@ -452,7 +452,12 @@ fn until_idle_on_a_paused_workspace_exits_and_says_why() {
 #[test]
 fn a_queued_document_edited_in_place_is_seen_by_a_running_daemon() {
     let ws = TestWs::new();
-    ws.use_scripted(None);
+    // With a settle window, as for any hand-edited file: an in-place write passes through a
+    // truncated, empty file, which without one may be read (and rejected) mid-write.
+    ws.write(
+        "millrace-agents/millrace.yaml",
+        "runners:\n  default_runner: scripted\nwatchers:\n  settle_ms: 300\n",
+    );
     let waiting = crate::common::task_doc("t-wait", "")
         .replace("Risk:\n- Low.\n", "Risk:\n- Low.\n\nDepends-On:\n- gate\n");
     ws.write("millrace-agents/tasks/queue/t-wait.md", &waiting);
