@@ -331,13 +331,17 @@ fn a_deleted_state_folder_is_recreated_and_the_lock_taken_again() {
     let ws = TestWs::new();
     ws.use_scripted(None);
     let daemon = ws.spawn_daemon(&[]);
-    std::fs::remove_dir_all(ws.rt().join("state")).unwrap();
+    // The daemon may be writing in state/ at that moment (its first pass), which makes one
+    // removal fail with "directory not empty"; the next one gets it.
+    wait_for("state/ to be removed", LIMIT, || {
+        std::fs::remove_dir_all(ws.rt().join("state")).is_ok()
+    });
     // `logs/` survives: the event log says what happened.
     drop_task(&ws, "t1");
     wait_for("t1 to finish after state/ is recreated", LIMIT, || {
         ws.folder_of("t1") == ["tasks/done"]
     });
-    assert_eq!(count_events(&ws, "runtime_lock_reestablished"), 1);
+    assert!(count_events(&ws, "runtime_lock_reestablished") >= 1);
     assert!(ws.exists("millrace-agents/state/runtime_snapshot.yaml"));
     let err = ws.fails(&["run", "daemon"], 4);
     assert!(err.contains(&format!("pid {}", daemon.pid())), "{err}");
