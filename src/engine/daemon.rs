@@ -293,18 +293,19 @@ impl Daemon<'_> {
             return self.stop(reason);
         }
         self.reload_if_changed(progress)?;
-        // Show what is in the log before it may roll to a new file.
-        self.tail.forward(progress);
-        if self.engine.roll_events_if_due()? {
-            self.tail.forward(progress);
-        }
-        self.engine.sweep_if_due(false)?;
         if self.options.max_ticks.is_some_and(|max| self.ticks >= max) {
             return Ok(Flow::Exit(DaemonExit::MaxTicks));
         }
         if self.engine.keep_ownership()? {
             self.waker.rewatch(self.ws);
         }
+        // Only once the workspace is known to be still ours: rolling renames the shared log.
+        // Show what is in the log before it may roll to a new file.
+        self.tail.forward(progress);
+        if self.engine.roll_events_if_due()? {
+            self.tail.forward(progress);
+        }
+        self.engine.sweep_if_due(false)?;
         self.ticks += 1;
         self.engine.queue.set_change_hint(self.waker.take_touched());
         let waker = &self.waker;
