@@ -201,8 +201,7 @@ impl Engine {
                 let mark = Watermark {
                     compressed_before: Some(cutoff),
                 };
-                atomic::create_dir_all(path.parent().unwrap_or(&path))?;
-                crate::state::save_yaml_with(&path, &mark, atomic::Durability::Relaxed)?;
+                crate::workspace::stamp::save_derived(&path, &crate::yaml::to_string(&mark));
             }
         }
         if report != SweepReport::default() {

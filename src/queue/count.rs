@@ -21,17 +21,14 @@ pub fn cached(dir: &Path, cache: &Path) -> usize {
     let count = super::scan::count_md(dir);
     // Cache only a settled listing, and only if the folder did not change while it was read.
     if stamp.settled() && DirStamp::of(dir) == Some(stamp) {
-        stamp::save_derived(cache, &format!("{HEADER} {} {count}\n", stamp.render()));
+        stamp::save_derived(cache, &stamp.header(HEADER, count));
     }
     count
 }
 
 fn read(cache: &Path, stamp: DirStamp) -> Option<usize> {
     let text = std::fs::read_to_string(cache).ok()?;
-    let rest = text.trim().strip_prefix(HEADER)?.trim();
-    let (stamp_text, count) = rest.rsplit_once(' ')?;
-    (DirStamp::parse(stamp_text)? == stamp).then_some(())?;
-    count.parse().ok()
+    stamp.matching(text.trim(), HEADER)
 }
 
 #[cfg(test)]
@@ -61,7 +58,7 @@ mod tests {
         assert!(cache.exists());
         // The cache is what answers while the stamp matches...
         let stamp = DirStamp::of(&dir).unwrap();
-        let forged = format!("{HEADER} {} 99\n", stamp.render());
+        let forged = stamp.header(HEADER, 99);
         std::fs::write(&cache, forged).unwrap();
         assert_eq!(cached(&dir, &cache), 99);
         // ...and a new file changes the stamp, so it is recounted.

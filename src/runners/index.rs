@@ -29,7 +29,7 @@ impl RunsIndex {
         if let Ok(file) = std::fs::File::open(Self::path(ws)) {
             let mut lines = std::io::BufReader::new(file).lines();
             let header = lines.next().and_then(|l| l.ok()).unwrap_or_default();
-            if let Some(total) = Self::current(&header, stamp) {
+            if let Some(total) = stamp.matching(&header, RUNS_INDEX_HEADER) {
                 let page: Vec<String> = lines
                     .map_while(|l| l.ok())
                     .skip(offset)
@@ -45,14 +45,6 @@ impl RunsIndex {
         (page.map(|(_, id)| id).collect(), total)
     }
 
-    /// The total the header records, when its stamp is the folder's.
-    fn current(header: &str, stamp: DirStamp) -> Option<usize> {
-        let rest = header.strip_prefix(RUNS_INDEX_HEADER)?.trim();
-        let (stamp_text, total) = rest.rsplit_once(' ')?;
-        (DirStamp::parse(stamp_text)? == stamp).then_some(())?;
-        total.parse().ok()
-    }
-
     /// Every run, newest first, with the time the index orders it by (ns since the epoch).
     pub fn all(ws: &Workspace) -> Vec<(i128, String)> {
         let Some(stamp) = DirStamp::of(&ws.runs_dir()) else {
@@ -60,7 +52,10 @@ impl RunsIndex {
         };
         if let Ok(text) = std::fs::read_to_string(Self::path(ws)) {
             let mut lines = text.lines();
-            if Self::current(lines.next().unwrap_or_default(), stamp).is_some() {
+            if stamp
+                .matching(lines.next().unwrap_or_default(), RUNS_INDEX_HEADER)
+                .is_some()
+            {
                 return lines.filter_map(Self::parse_line).collect();
             }
         }
@@ -103,7 +98,7 @@ impl RunsIndex {
             .collect();
         runs.sort_by(|(ta, a), (tb, b)| tb.cmp(ta).then_with(|| a.cmp(b)));
         if stamp.settled() && DirStamp::of(&ws.runs_dir()) == Some(stamp) {
-            let mut text = format!("{RUNS_INDEX_HEADER} {} {}\n", stamp.render(), runs.len());
+            let mut text = stamp.header(RUNS_INDEX_HEADER, runs.len());
             for (time, id) in &runs {
                 text.push_str(&format!("{time}\t{id}\n"));
             }

@@ -47,17 +47,19 @@ impl DirStamp {
         now - self.mtime_ns > age.as_nanos() as i128
     }
 
-    /// `<ino> <mtime_ns>`, for a cache file's header.
-    pub fn render(&self) -> String {
-        format!("{} {}", self.ino, self.mtime_ns)
+    /// The first line of a derived file: `<tag> <ino> <mtime_ns> <n>` (a count, a total).
+    pub fn header(&self, tag: &str, n: usize) -> String {
+        format!("{tag} {} {} {n}\n", self.ino, self.mtime_ns)
     }
 
-    /// Read back [`DirStamp::render`].
-    pub fn parse(text: &str) -> Option<DirStamp> {
-        let mut parts = text.split_whitespace();
-        let ino = parts.next()?.parse().ok()?;
-        let mtime_ns = parts.next()?.parse().ok()?;
-        Some(DirStamp { ino, mtime_ns })
+    /// The `n` of a [`DirStamp::header`] line with `tag`, when it was written under this stamp
+    /// (`None`: another tag, another stamp, or not such a line).
+    pub fn matching(&self, line: &str, tag: &str) -> Option<usize> {
+        let mut parts = line.strip_prefix(tag)?.split_whitespace();
+        let ino: u64 = parts.next()?.parse().ok()?;
+        let mtime_ns: i128 = parts.next()?.parse().ok()?;
+        let n = parts.next()?.parse().ok()?;
+        (parts.next().is_none() && (ino, mtime_ns) == (self.ino, self.mtime_ns)).then_some(n)
     }
 }
 
@@ -91,6 +93,9 @@ mod tests {
         std::fs::write(dir.path().join("a.md"), "x").unwrap();
         let after = DirStamp::of(dir.path()).unwrap();
         assert_ne!(aged, after);
-        assert_eq!(DirStamp::parse(&after.render()), Some(after));
+        let line = after.header("tag", 7);
+        assert_eq!(after.matching(line.trim_end(), "tag"), Some(7));
+        assert_eq!(aged.matching(line.trim_end(), "tag"), None);
+        assert_eq!(after.matching(line.trim_end(), "other"), None);
     }
 }
