@@ -225,6 +225,8 @@ impl Engine {
         }
         let mut runs: Vec<RunDir> = RunsIndex::all(&self.ws)
             .into_iter()
+            // A real folder, not a link an agent planted where a run was.
+            .filter(|(_, id)| RunsIndex::is_run_dir(&self.ws, id))
             .map(|(time_ns, id)| RunDir {
                 path: self.ws.run_dir(&id),
                 id,

@@ -34,7 +34,9 @@ impl RunsIndex {
                     .map_while(|l| l.ok())
                     .skip(offset)
                     .take(limit)
-                    .filter_map(|l| l.split_once('\t').map(|(_, id)| id.to_string()))
+                    .filter_map(|l| Self::parse_line(&l))
+                    .filter(|(_, id)| Self::is_run_dir(ws, id))
+                    .map(|(_, id)| id)
                     .collect();
                 return (page, total);
             }
@@ -62,9 +64,19 @@ impl RunsIndex {
         Self::rebuild(ws, stamp)
     }
 
+    /// Whether `runs/<id>` is a real folder, not a link planted where a run was: neither
+    /// readers nor retention follow one out of `runs/`.
+    pub fn is_run_dir(ws: &Workspace, id: &str) -> bool {
+        std::fs::symlink_metadata(ws.run_dir(id)).is_ok_and(|m| m.is_dir())
+    }
+
+    /// One line, `<time>\t<run id>`. The file is in the workspace, where an agent can write:
+    /// an id that is not a plain folder name (`..`, a path, a hidden name) is dropped, so no
+    /// reader or retention ever acts outside `runs/` through it.
     fn parse_line(line: &str) -> Option<(i128, String)> {
         let (time, id) = line.split_once('\t')?;
-        Some((time.parse().ok()?, id.to_string()))
+        let plain = !id.is_empty() && !id.starts_with('.') && !id.contains(['/', '\\']);
+        plain.then_some((time.parse().ok()?, id.to_string()))
     }
 
     /// The old index's times for the runs still there, the folder times of new ones; saved

@@ -453,3 +453,43 @@ fn an_open_closure_keeps_its_newest_arbiter_run_when_older_runs_are_deleted() {
     let swept = last_swept(&ws);
     assert_eq!(swept["deleted_runs"], before.len() as u64 - 1, "{swept}");
 }
+
+#[test]
+fn a_forged_runs_index_cannot_make_retention_delete_outside_runs() {
+    use std::os::unix::fs::MetadataExt;
+    let ws = TestWs::new();
+    setup(&ws, "  runs_delete_after_days: 365\n");
+    ws.add_task("t1", "");
+    ws.run_until_idle();
+    // Folders outside runs/ an agent would like gone, and a link in runs/ pointing at one.
+    let victim = ws.path().join("precious");
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::write(victim.join("keep.txt"), "x").unwrap();
+    let runs = ws.rt().join("runs");
+    std::os::unix::fs::symlink(&victim, runs.join("run-link")).unwrap();
+    // An index whose header matches the runs/ folder, naming paths out of it.
+    let meta = std::fs::metadata(&runs).unwrap();
+    let stamp = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
+    let forged = format!(
+        "millrace-runs-index-v1 {} {stamp} 4\n1\t../../precious\n2\t../state\n3\trun-link\n4\t..\n",
+        meta.ino()
+    );
+    ws.write("millrace-agents/state/cache/runs.tsv", &forged);
+
+    run_at(&ws, 400);
+    assert!(
+        victim.join("keep.txt").exists(),
+        "nothing outside runs/ is touched"
+    );
+    assert!(ws.rt().join("state/runtime_snapshot.yaml").exists());
+    assert!(
+        runs.join("run-link").exists(),
+        "a planted link is not followed or removed"
+    );
+    let listed = ws.json(&["runs", "ls"]);
+    assert_eq!(
+        listed["runs"],
+        serde_json::json!([]),
+        "no forged id or planted link is read as a run"
+    );
+}
