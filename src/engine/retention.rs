@@ -217,6 +217,8 @@ impl Engine {
     /// stats 100 000 folders); first finishes deletions a crash interrupted.
     fn run_dirs(&self) -> Result<Vec<RunDir>> {
         let trash = self.ws.cache_path(DELETING);
+        // Never through a link an agent planted there: it would point the removal outside.
+        atomic::refuse_links(&trash, true)?;
         if let Ok(read) = std::fs::read_dir(&trash) {
             for entry in read.filter_map(|e| e.ok()) {
                 std::fs::remove_dir_all(entry.path())
@@ -314,6 +316,7 @@ impl Engine {
     fn delete_run(&self, path: &Path, id: &str) -> Result<()> {
         let trash = self.ws.cache_path(DELETING);
         atomic::create_dir_all(&trash)?;
+        atomic::refuse_links(&trash, true)?;
         let hidden = trash.join(id);
         std::fs::rename(path, &hidden).map_err(|e| atomic::IoError::path("rename", path, e))?;
         atomic::fsync_dir(&self.ws.runs_dir())?;

@@ -493,3 +493,40 @@ fn a_forged_runs_index_cannot_make_retention_delete_outside_runs() {
         "no forged id or planted link is read as a run"
     );
 }
+
+#[test]
+fn a_link_planted_as_the_deletion_folder_is_refused_and_nothing_outside_is_removed() {
+    let ws = TestWs::new();
+    setup(&ws, "  runs_delete_after_days: 365\n");
+    ws.add_task("t1", "");
+    ws.run_until_idle();
+    let victim = ws.path().join("precious");
+    std::fs::create_dir_all(victim.join("sub")).unwrap();
+    std::fs::write(victim.join("sub/keep.txt"), "x").unwrap();
+    std::fs::create_dir_all(ws.rt().join("state/cache")).unwrap();
+    std::os::unix::fs::symlink(&victim, ws.rt().join("state/cache/deleting")).unwrap();
+
+    let out = ws
+        .cmd()
+        .args(["run", "daemon", "--until-idle", "--max-ticks", "5"])
+        .env("MILLRACE_NOW", days_ahead(400))
+        .output()
+        .unwrap();
+    assert!(
+        victim.join("sub/keep.txt").exists(),
+        "nothing outside is removed"
+    );
+    let failed = ws
+        .events()
+        .into_iter()
+        .find(|e| e["event_type"] == "runtime_tick_failed")
+        .unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert!(
+        failed["data"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("symbolic link"),
+        "{failed}"
+    );
+    assert_eq!(ws.ls("millrace-agents/runs").len(), 1, "the run stays");
+}
