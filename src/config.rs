@@ -48,6 +48,53 @@ pub struct Config {
     pub stages: BTreeMap<Stage, StageConfig>,
     pub usage: UsageConfig,
     pub retention: RetentionConfig,
+    pub execution: ExecutionConfig,
+}
+
+/// How a finished lane's branch reaches the base branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IntegrationMode {
+    /// Rebase the branch onto the base, then fast-forward the base: linear history.
+    #[default]
+    Rebase,
+    /// Merge the base into the branch, then fast-forward the base.
+    Merge,
+    /// Leave each finished branch for review; the task is done with its branch named.
+    Branch,
+}
+
+/// `execution.*`: how many tasks run at once, each in its own git worktree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutionConfig {
+    /// Tasks that run at once. 1 is the single-lane runtime (no git needed); more needs the
+    /// workspace to be a git repository.
+    pub lanes: u32,
+    pub integration: IntegrationMode,
+    /// The branch finished tasks land on; `null`: the branch checked out when the daemon
+    /// starts.
+    pub base_branch: Option<String>,
+    /// Where the lanes' worktrees go, relative to the workspace root (git-ignored).
+    pub worktree_dir: String,
+    /// Integration conflicts a task may send back to its fixer before it is blocked with
+    /// `integration_conflict`.
+    pub max_integration_conflicts: u32,
+    /// Keep a task's branch after it landed (otherwise it is deleted with its worktree).
+    pub keep_integrated_branches: bool,
+}
+
+impl Default for ExecutionConfig {
+    fn default() -> Self {
+        ExecutionConfig {
+            lanes: 1,
+            integration: IntegrationMode::Rebase,
+            base_branch: None,
+            worktree_dir: "millrace-agents/worktrees".into(),
+            max_integration_conflicts: 2,
+            keep_integrated_branches: false,
+        }
+    }
 }
 
 /// `retention.*`: how much history the workspace keeps, so weeks of work stay bounded on disk.
@@ -548,6 +595,33 @@ impl Config {
         for (key, value) in optional {
             if value == Some(0) {
                 return Err(invalid(key, "must be > 0 or null"));
+            }
+        }
+        let ex = &self.execution;
+        if !(1..=64).contains(&ex.lanes) {
+            return Err(invalid("execution.lanes", "must be between 1 and 64"));
+        }
+        if ex.max_integration_conflicts == 0 {
+            return Err(invalid(
+                "execution.max_integration_conflicts",
+                "must be > 0",
+            ));
+        }
+        let dir = Path::new(&ex.worktree_dir);
+        if ex.worktree_dir.trim().is_empty()
+            || dir.is_absolute()
+            || dir
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(invalid(
+                "execution.worktree_dir",
+                "must be a relative path inside the workspace, without `..`",
+            ));
+        }
+        if let Some(branch) = &ex.base_branch {
+            if branch.trim().is_empty() || branch.starts_with('-') {
+                return Err(invalid("execution.base_branch", "must name a branch"));
             }
         }
         for (stage, cfg) in &self.stages {

@@ -56,6 +56,9 @@ pub enum Error {
     Route(#[from] RouteError),
     #[error(transparent)]
     StageResult(#[from] NormalizeError),
+    /// A git command of the parallel lanes failed (the message quotes git).
+    #[error(transparent)]
+    Git(#[from] crate::git::GitError),
     /// Another live daemon owns the workspace, or took it over while this one ran (exit 4).
     #[error("{message}")]
     Locked { message: String, hint: String },

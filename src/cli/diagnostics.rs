@@ -71,6 +71,8 @@ pub fn validate(
     config: &Config,
     mode: Option<&str>,
 ) -> Result<ExitCode> {
+    // More than one lane needs a git repository: say so before the daemon would.
+    crate::engine::lanes::Lanes::check(ws, &config.execution)?;
     let outcome = compiler::compile_in_memory(ws, config, mode);
     let report = Report::new(&outcome, false);
     ctx.emit(&report, || report.human());

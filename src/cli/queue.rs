@@ -249,6 +249,28 @@ struct Listing {
     done_offset: Option<usize>,
     done_limit: Option<usize>,
     items: Vec<ItemSummary>,
+    /// With parallel lanes: the active tasks by lane, and which wait to land.
+    lanes: Vec<LaneMark>,
+}
+
+/// An active task's lane, and its integration when its loop is done.
+#[derive(Serialize)]
+struct LaneMark {
+    id: String,
+    lane: u32,
+    waiting_to_land: bool,
+    /// Why landing waits, when it does (a dirty main working tree).
+    reason: Option<String>,
+}
+
+impl LaneMark {
+    fn text(&self) -> String {
+        match (&self.reason, self.waiting_to_land) {
+            (Some(reason), _) => format!("[lane {}, waiting to land: {reason}]", self.lane),
+            (None, true) => format!("[lane {}, waiting to land]", self.lane),
+            (None, false) => format!("[lane {}]", self.lane),
+        }
+    }
 }
 
 fn ls(ctx: &Ctx, args: &LsArgs) -> Result<ExitCode> {
@@ -273,6 +295,19 @@ fn ls(ctx: &Ctx, args: &LsArgs) -> Result<ExitCode> {
         done_offset: paged.then_some(args.offset),
         done_limit: paged.then_some(args.limit),
         items,
+        lanes: crate::state::snapshot::Snapshot::load(&ws.snapshot_path())
+            .map(|s| {
+                s.lanes
+                    .into_iter()
+                    .map(|l| LaneMark {
+                        id: l.work_item_id,
+                        lane: l.lane,
+                        waiting_to_land: l.integrating,
+                        reason: l.integration_wait,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     };
     ctx.emit(&listing, || {
         let mut s = format!(
@@ -299,8 +334,14 @@ fn ls(ctx: &Ctx, args: &LsArgs) -> Result<ExitCode> {
                 folder = item.folder.clone();
                 s.push_str(&format!("\n{folder}/\n"));
             }
+            let lane = listing
+                .lanes
+                .iter()
+                .find(|l| l.id == item.id && item.folder.ends_with("active"))
+                .map(|l| format!("  {}", l.text()))
+                .unwrap_or_default();
             match (&item.title, &item.error) {
-                (Some(title), _) => s.push_str(&format!("  {}  {}\n", item.id, title)),
+                (Some(title), _) => s.push_str(&format!("  {}  {}{lane}\n", item.id, title)),
                 (None, Some(err)) => s.push_str(&format!("  {}  (invalid: {err})\n", item.id)),
                 _ => s.push_str(&format!("  {}\n", item.id)),
             }

@@ -79,6 +79,66 @@ pub struct StatusReport {
     pub last_failure: Option<LastFailure>,
     /// Today's and the current window's spend (absent when the config cannot be read).
     pub usage: Option<crate::inspect::usage::Summary>,
+    /// With parallel lanes: each lane's task, stage, how long it has been at it, where.
+    pub lanes: Vec<LaneView>,
+}
+
+/// One execution lane, as `status` shows it.
+#[derive(Debug, Serialize)]
+pub struct LaneView {
+    pub lane: u32,
+    pub work_item_id: String,
+    pub stage: crate::model::Stage,
+    pub run_id: String,
+    pub since: String,
+    /// Seconds since the task entered this stage (or its loop finished, when integrating).
+    pub elapsed_seconds: Option<u64>,
+    pub worktree: String,
+    pub branch: String,
+    /// The loop finished; the branch is landing or waits to.
+    pub integrating: bool,
+    pub integration_wait: Option<String>,
+}
+
+impl LaneView {
+    fn from(l: &crate::state::snapshot::LaneSnapshot) -> LaneView {
+        let elapsed = crate::runners::result::stamp::parse(&l.since)
+            .ok()
+            .and_then(|at| {
+                let left = crate::time::now().duration_since(at);
+                std::time::Duration::try_from(left).ok()
+            })
+            .map(|d| d.as_secs());
+        LaneView {
+            lane: l.lane,
+            work_item_id: l.work_item_id.clone(),
+            stage: l.stage,
+            run_id: l.run_id.clone(),
+            since: l.since.clone(),
+            elapsed_seconds: elapsed,
+            worktree: l.worktree.clone(),
+            branch: l.branch.clone(),
+            integrating: l.integrating,
+            integration_wait: l.integration_wait.clone(),
+        }
+    }
+
+    /// `lane 2: checker on task t4 for 1m05s in millrace-agents/worktrees/t4`.
+    fn line(&self) -> String {
+        let elapsed = self
+            .elapsed_seconds
+            .map(|s| format!(" for {}m{:02}s", s / 60, s % 60))
+            .unwrap_or_default();
+        let doing = match (&self.integration_wait, self.integrating) {
+            (Some(why), _) => format!("waiting to land: {why}"),
+            (None, true) => "landing".to_string(),
+            (None, false) => format!("{}{elapsed}", self.stage),
+        };
+        format!(
+            "lane {}: task {} {doing} in {} (branch {})",
+            self.lane, self.work_item_id, self.worktree, self.branch
+        )
+    }
 }
 
 /// A mailbox command not applied yet.
@@ -212,6 +272,7 @@ pub fn collect(ws: &Workspace) -> Result<StatusReport> {
         usage: crate::config::Config::load(&ws.config_path(), false)
             .ok()
             .map(|config| crate::inspect::usage::summary(ws, &config)),
+        lanes: snapshot.lanes.iter().map(LaneView::from).collect(),
         snapshot,
     })
 }
@@ -293,6 +354,9 @@ pub fn render(report: &StatusReport) -> String {
         "current_failure_class",
         or_none(s.current_failure_class.as_deref()),
     );
+    for lane in &report.lanes {
+        line("lane", lane.line());
+    }
     line("execution_status_marker", report.markers.execution.clone());
     line("planning_status_marker", report.markers.planning.clone());
     line(
@@ -421,7 +485,11 @@ fn render_compact(report: &StatusReport) -> String {
         },
         _ => "none".into(),
     };
-    out.push_str(&format!("active: {active}\npaused: {}\n", paused_text(s)));
+    out.push_str(&format!("active: {active}\n"));
+    for lane in &report.lanes {
+        out.push_str(&format!("{}\n", lane.line()));
+    }
+    out.push_str(&format!("paused: {}\n", paused_text(s)));
     out.push_str(&format!(
         "execution: {} queued, {} active, {} done, {} blocked\n",
         q.execution_queued, q.execution_active, q.execution_done, q.execution_blocked

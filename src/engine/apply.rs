@@ -35,7 +35,7 @@ fn normalize_class(raw: &str) -> String {
 
 /// Blocking the active item: its history line and the `work_item_blocked` event's failure
 /// fields (the harness's diagnosis and what it refused, when a stage result says so).
-fn block(why: String, result: Option<&StageResult>) -> Move {
+pub(crate) fn block(why: String, result: Option<&StageResult>) -> Move {
     let failure = result.and_then(|r| r.diagnosis.as_ref());
     let refused = result.map(|r| r.refused.clone()).unwrap_or_default();
     let mut history = format!("blocked by the runtime: {why}");
@@ -203,7 +203,7 @@ impl Engine {
         };
         let next_stage = match t.next {
             Next::Advance(stage) => Some(stage),
-            Next::Idle { .. } => None,
+            Next::Idle { .. } | Next::Integrate => None,
         };
         t.marker = Some((req.plane, result.summary_status_marker.clone()));
         t.result = Some((result.terminal_result, result_rel.clone()));
@@ -322,9 +322,16 @@ impl Engine {
             t
         };
         Ok(match consequence {
+            Consequence::Complete if self.state.active().is_some_and(|a| a.lane.is_some()) => {
+                // A lane's task is done only once its branch has landed.
+                (
+                    Transition::new(identity.clone(), Next::Integrate),
+                    "integrate",
+                )
+            }
             Consequence::Complete => {
                 let mut t = leave(true, None);
-                t.moves.push(Move::Complete);
+                t.moves.push(Move::Complete { history: None });
                 (t, "idle")
             }
             Consequence::Handoff => {

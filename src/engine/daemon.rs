@@ -1,6 +1,8 @@
 //! The daemon loop: run ticks back to back while work is claimable, sleep on file events
 //! when idle, and keep listening (mailbox `stop`, signals) while a stage runs.
 
+mod lanes;
+
 use std::sync::mpsc::channel;
 use std::time::Duration;
 
@@ -167,6 +169,8 @@ struct Daemon<'a> {
     failures: u32,
     /// A stop that could not be completed yet (its writes failed); the next pass retries it.
     pending_stop: Option<String>,
+    /// With lanes: the stages running now.
+    pool: lanes::Pool,
 }
 
 /// Run the daemon until stopped. The config is read once, here; every way out records the
@@ -201,6 +205,7 @@ pub fn run(
         ticks: 0,
         failures: 0,
         pending_stop: None,
+        pool: lanes::Pool::default(),
     };
     let exit = d.announce(progress).and_then(|()| d.serve(progress));
     d.tail.forward(progress);
@@ -266,10 +271,18 @@ impl Daemon<'_> {
     /// (a failed fsync, a lost workspace lock), a stop, a signal or `--max-ticks` ends it.
     fn serve(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<DaemonExit> {
         loop {
-            match self.pass(progress) {
+            let pass = if self.engine.has_lanes() {
+                self.pass_lanes(progress)
+            } else {
+                self.pass(progress)
+            };
+            match pass {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Exit(exit)) => return Ok(exit),
-                Err(err) if err.is_fatal() => return Err(err),
+                Err(err) if err.is_fatal() => {
+                    self.pool.abandon();
+                    return Err(err);
+                }
                 Err(err) => {
                     let pause = self.contain(err, progress);
                     if let Some(reason) = wait_for_signal(&self.waker, pause) {

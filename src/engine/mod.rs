@@ -11,6 +11,7 @@ pub mod closure;
 pub mod daemon;
 mod incidents;
 pub mod intake;
+pub mod lanes;
 mod mailbox;
 mod reconcile;
 mod request;
@@ -79,6 +80,8 @@ pub struct Engine {
     /// Another daemon owns the workspace now, or it is gone: write nothing more.
     ownership_lost: bool,
     retention_clock: retention::RetentionClock,
+    /// Parallel lanes, when `execution.lanes` > 1.
+    lanes: Option<lanes::Lanes>,
 }
 
 /// A state file that no longer parses (edited by hand, say) is moved to `quarantine/` with
@@ -258,6 +261,7 @@ impl Engine {
         check_mode_known(ws, &config, &options, &config_path)?;
         let events = EventLog::new(ws.events_path());
         let lock = take_lock(ws, options.run_mode, &events)?;
+        let lanes = lanes::Lanes::open(ws, &config.execution)?;
         let registry = Registry::for_workspace(ws, &config)?;
         runners::validate_stage_runners(&config, &registry.names())?;
         let outcome = compiler::compile_and_persist(ws, &config, options.mode.as_deref())?;
@@ -293,6 +297,7 @@ impl Engine {
             released: false,
             ownership_lost: false,
             retention_clock: Default::default(),
+            lanes,
         };
         engine.recover(files.dropped_stage)?;
         let depths = engine.queue.depths();
@@ -332,6 +337,7 @@ impl Engine {
             self.clear_active_state()?;
         }
         self.reconcile(true)?;
+        self.tidy_lanes()?;
         self.rewrite_markers();
         closure::backfill(&self.ws, &self.queue)?;
         Ok(())
@@ -343,9 +349,14 @@ impl Engine {
         if self.lock.took_over().is_none() {
             return Ok(());
         }
-        let Some(run_id) = self.state.active().map(|a| &a.run_id) else {
-            return Ok(());
-        };
+        for a in self.state.activations() {
+            self.kill_orphans_of(&a.run_id)?;
+        }
+        Ok(())
+    }
+
+    /// Kill the harness groups a dead daemon's run left (every lane's, with lanes).
+    fn kill_orphans_of(&self, run_id: &str) -> Result<()> {
         let run_dir = self.ws.run_dir(run_id);
         let Ok(read) = std::fs::read_dir(&run_dir) else {
             return Ok(());

@@ -31,6 +31,11 @@ impl Engine {
 
     /// Nothing is active any more; both markers idle.
     pub(crate) fn clear_active_state(&mut self) -> Result<()> {
+        if self.lanes.is_some() {
+            self.state.go_idle(None, false);
+            self.idle_free_planes()?;
+            return self.save_snapshot();
+        }
         for plane in Plane::ALL {
             markers::write(&self.ws.status_path(plane), plane, markers::IDLE)?;
         }
@@ -38,35 +43,47 @@ impl Engine {
         self.save_snapshot()
     }
 
-    /// The active work item, if the subject is one.
-    fn owned_item(&self) -> Option<(WorkItemKind, String)> {
+    /// The work items the runtime owns (one, or with lanes one per lane and the planning
+    /// plane's), with the runs that hold them.
+    fn owned_items(&self) -> Vec<(String, WorkItemKind, String)> {
         self.state
-            .active()
-            .and_then(|a| a.subject.item())
-            .map(|(k, i)| (k, i.to_string()))
+            .activations()
+            .iter()
+            .filter_map(|a| {
+                let (k, i) = a.subject.item()?;
+                Some((a.run_id.clone(), k, i.to_string()))
+            })
+            .collect()
     }
 
     /// Repair disagreements between the snapshot, the queue folders and the counters.
     pub(crate) fn reconcile(&mut self, startup: bool) -> Result<()> {
-        if let Some((kind, id)) = &self.owned_item() {
-            if !self.ws.item_path(*kind, Folder::Active, id).exists() {
+        for (run_id, kind, id) in self.owned_items() {
+            if !self.ws.item_path(kind, Folder::Active, &id).exists() {
                 let found = self
                     .queue
-                    .locate(*kind, id)
-                    .map(|(f, _)| self.queue.folder_label(*kind, f));
+                    .locate(kind, &id)
+                    .map(|(f, _)| self.queue.folder_label(kind, f));
                 self.reconciled(
                     "snapshot_without_active_artifact",
                     json!({"kind": kind, "id": id, "found_in": found, "action": "cleared active state"}),
                 )?;
-                let mut t = Transition::new((*kind, id.clone()), Next::Idle { idle_markers: true });
+                self.state.focus_on(&run_id);
+                let lane = self.lane_of(&run_id);
+                let mut t = Transition::new((kind, id.clone()), Next::Idle { idle_markers: true });
                 t.counting = Counting::Reset;
                 self.commit(t)?;
+                self.after_lane_stage(lane, &run_id)?;
             }
         }
-        let owned = self.owned_item();
+        let owned: Vec<(WorkItemKind, String)> = self
+            .owned_items()
+            .into_iter()
+            .map(|(_, k, i)| (k, i))
+            .collect();
         for plane in Plane::ALL {
             for (kind, id) in self.queue.active_items(plane) {
-                if owned.as_ref() == Some(&(kind, id.clone())) {
+                if owned.contains(&(kind, id.clone())) {
                     continue;
                 }
                 if self.queue.requeue(kind, &id, ORPHAN_REASON).is_ok() {
@@ -79,9 +96,10 @@ impl Engine {
         }
         let closure = self
             .state
-            .active()
-            .and_then(|a| Some((a.stage, a.subject.closure()?.to_string())));
-        if let Some((stage, root)) = closure {
+            .activations()
+            .iter()
+            .find_map(|a| Some((a.stage, a.run_id.clone(), a.subject.closure()?.to_string())));
+        if let Some((stage, run_id, root)) = closure {
             let open = ClosureTarget::load(&self.ws.closure_target_path(&root))
                 .map(|t| t.closure_open)
                 .unwrap_or(false);
@@ -90,14 +108,25 @@ impl Engine {
                     "missing_active_work_item_identity",
                     json!({"stage": stage, "action": "cleared active state"}),
                 )?;
+                self.state.focus_on(&run_id);
                 self.clear_active_state()?;
             }
         }
-        let subject = self.state.active().map(|a| a.subject.identity());
+        let subjects: Vec<(WorkItemKind, String)> = self
+            .state
+            .activations()
+            .iter()
+            .map(|a| {
+                let (k, i) = a.subject.identity();
+                (k, i.to_string())
+            })
+            .collect();
         let before = self.counters.entries.len();
-        self.counters
-            .entries
-            .retain(|e| subject == Some((e.work_item_kind, e.work_item_id.as_str())));
+        self.counters.entries.retain(|e| {
+            subjects
+                .iter()
+                .any(|(k, i)| *k == e.work_item_kind && *i == e.work_item_id)
+        });
         if self.counters.entries.len() != before {
             self.counters.save(&self.ws.counters_path())?;
             self.reconciled(
@@ -107,13 +136,15 @@ impl Engine {
         }
         if startup {
             self.recover_usage()?;
-            if let Some(a) = self.state.active() {
+            for a in self.state.activations() {
                 let item = a.subject.item();
                 self.reconciled(
                     "resumed_active_stage",
                     json!({"stage": a.stage, "run_id": a.run_id,
                            "work_item_kind": item.map(|(k, _)| k),
-                           "work_item_id": item.map(|(_, i)| i)}),
+                           "work_item_id": item.map(|(_, i)| i),
+                           "lane": a.lane.as_ref().map(|l| l.index),
+                           "integrating": a.lane.as_ref().map(|l| l.integrating)}),
                 )?;
             }
         }
@@ -129,6 +160,15 @@ impl Engine {
         let Some(claimed) = claimed else {
             return Ok(());
         };
+        self.activate_claimed(claimed, None)
+    }
+
+    /// Activate a claimed item's entry stage (with lanes, in `lane`).
+    pub(crate) fn activate_claimed(
+        &mut self,
+        claimed: crate::queue::Claimed,
+        lane: Option<crate::state::runtime::Lane>,
+    ) -> Result<()> {
         let stage = self.plan.entry_stage(claimed.kind);
         let run_id = crate::time::new_run_id();
         self.state.activate(
@@ -138,6 +178,7 @@ impl Engine {
                 kind: claimed.kind,
                 id: claimed.id.clone(),
             },
+            lane,
         );
         self.mirror_counters();
         // Not saved here: the stage start (`mark_running`) saves it moments later, and a
@@ -211,6 +252,7 @@ impl Engine {
                 Subject::Closure {
                     root_spec_id: target.root_spec_id.clone(),
                 },
+                None,
             );
             self.events.emit_all(
                 vec![(

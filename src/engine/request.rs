@@ -89,7 +89,13 @@ impl Engine {
             model_name: plan.model_name.clone(),
             timeout_seconds: plan.timeout_seconds,
             idle_timeout_seconds: self.config.stage(stage).idle_timeout_seconds,
+            working_directory: None,
+            working_branch: None,
         };
+        if let (Some(lanes), Some(lane)) = (&self.lanes, &active.lane) {
+            req.working_directory = Some(lanes.working_directory(&lane.worktree));
+            req.working_branch = Some(lane.branch.clone());
+        }
         if let Subject::Closure { root_spec_id: root } = &active.subject {
             let target_path = self.ws.closure_target_path(root);
             let target = ClosureTarget::load(&target_path)?;
@@ -110,7 +116,14 @@ impl Engine {
             req.active_work_item_id = Some(id.clone());
             req.preferred_troubleshoot_report_path =
                 Some(report_path(&run_dir, RunReport::Troubleshoot));
-            if matches!(stage, Stage::Troubleshooter | Stage::Mechanic) {
+            let conflict = run_dir.join(super::lanes::CONFLICT_REPORT);
+            if stage == Stage::Fixer
+                && active.failure_class.as_deref() == Some(super::lanes::CONFLICT_BUDGET)
+                && conflict.is_file()
+            {
+                req.runtime_error_code = Some(super::lanes::CONFLICT_BUDGET.into());
+                req.runtime_error_report_path = Some(conflict);
+            } else if matches!(stage, Stage::Troubleshooter | Stage::Mechanic) {
                 if let Some(ctx) = self.matching_error_context(stage) {
                     req.runtime_error_code = Some(ctx.error_code);
                     req.runtime_error_report_path = Some(std::path::PathBuf::from(ctx.report_path));

@@ -101,7 +101,7 @@ impl Engine {
     }
 
     /// End a self-pause whose reset time has passed (a provider's rate-limit window).
-    fn resume_when_due(&mut self) -> Result<()> {
+    pub(crate) fn resume_when_due(&mut self) -> Result<()> {
         let Some(due) = self.resume_due_in() else {
             return Ok(());
         };
@@ -151,6 +151,9 @@ impl Engine {
 
     /// One whole tick on the current thread (`run once`): returns what happened.
     pub fn tick_inline(&mut self) -> Result<TickOutcome> {
+        if self.has_lanes() {
+            return self.tick_inline_lanes();
+        }
         // Decision 5: `run once` processes the inbox. Nothing tells it which files arrived
         // whole, so a file still within its settle window (an `add-idea` just before, an
         // idea an `add_idea` command stages) is waited for, once and at most the window,

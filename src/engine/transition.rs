@@ -34,8 +34,8 @@ use crate::workspace::atomic;
 
 /// One queue or document change.
 pub(crate) enum Move {
-    /// The active item into `done/`.
-    Complete,
+    /// The active item into `done/`, with a line for its `## Runtime History`.
+    Complete { history: Option<String> },
     /// The active item into `blocked/`, with why (its history line and the event).
     Block {
         why: String,
@@ -74,8 +74,11 @@ pub(crate) enum Counting {
 pub(crate) enum Next {
     /// The same subject, in another stage of the same run.
     Advance(Stage),
-    /// Nothing; `idle_markers` resets both planes' markers to `### IDLE`.
+    /// Nothing; `idle_markers` resets both planes' markers to `### IDLE` (with lanes, those
+    /// of the planes where nothing else runs).
     Idle { idle_markers: bool },
+    /// A lane's task finished its loop: its branch is to land before it is done.
+    Integrate,
 }
 
 /// A change to the active subject, decided before anything is written.
@@ -138,7 +141,8 @@ impl Engine {
                 self.save_usage()?;
             }
         }
-        let idle_markers = matches!(t.next, Next::Idle { idle_markers: true });
+        let lanes = self.lanes.is_some();
+        let idle_markers = matches!(t.next, Next::Idle { idle_markers: true }) && !lanes;
         if idle_markers {
             for plane in Plane::ALL {
                 markers::write(&self.ws.status_path(plane), plane, markers::IDLE)?;
@@ -150,9 +154,23 @@ impl Engine {
         match t.next {
             Next::Advance(stage) => {
                 self.state.advance(stage, t.failure_class);
+                if let Some(lane) = self.state.lane_mut() {
+                    lane.integrating = false;
+                    lane.waiting = None;
+                }
                 self.mirror_counters();
             }
-            Next::Idle { idle_markers } => self.state.go_idle(t.failure_class, idle_markers),
+            Next::Idle { idle_markers } => {
+                self.state.go_idle(t.failure_class, idle_markers && !lanes);
+                if lanes {
+                    self.idle_free_planes()?;
+                }
+            }
+            Next::Integrate => {
+                if let Some(lane) = self.state.lane_mut() {
+                    lane.integrating = true;
+                }
+            }
         }
         if let Some((terminal, path)) = t.result {
             self.state.record_result(terminal, path);
@@ -166,6 +184,18 @@ impl Engine {
         Ok(())
     }
 
+    /// With lanes: the marker of each plane where nothing runs any more is `### IDLE`.
+    pub(crate) fn idle_free_planes(&mut self) -> Result<()> {
+        for plane in Plane::ALL {
+            if self.state.activations().iter().any(|a| a.plane() == plane) {
+                continue;
+            }
+            markers::write(&self.ws.status_path(plane), plane, markers::IDLE)?;
+            self.state.set_marker(plane, markers::IDLE.into());
+        }
+        Ok(())
+    }
+
     fn apply_move(
         &mut self,
         kind: WorkItemKind,
@@ -174,9 +204,13 @@ impl Engine {
         events: &mut Vec<(EventKind, Value)>,
     ) -> Result<()> {
         match m {
-            Move::Complete => {
+            Move::Complete { history } => {
                 match self.queue.complete(kind, id) {
-                    Ok(_) => {}
+                    Ok(path) => {
+                        if let Some(line) = history {
+                            self.queue.append_history(&path, &line)?;
+                        }
+                    }
                     Err(crate::queue::QueueError::NotActive { .. })
                         if self
                             .ws

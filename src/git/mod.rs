@@ -129,6 +129,24 @@ impl Repo {
         )
     }
 
+    /// The local branches whose names start with `prefix` (e.g. `millrace/`).
+    pub fn branches(&self, prefix: &str) -> Result<Vec<String>, GitError> {
+        let pattern = format!("refs/heads/{prefix}");
+        let out = run(
+            &self.root,
+            [
+                "for-each-ref",
+                "--format=%(refname:short)",
+                pattern.as_str(),
+            ],
+        )?;
+        Ok(out
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(str::to_string)
+            .collect())
+    }
+
     /// Whether `a` is `b` or one of its ancestors.
     pub fn is_ancestor(&self, a: &str, b: &str) -> Result<bool, GitError> {
         probe(&self.root, ["merge-base", "--is-ancestor", a, b])

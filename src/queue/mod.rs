@@ -627,7 +627,14 @@ impl QueueStore {
 
     /// Claim the oldest task whose dependencies are all done.
     pub fn claim_execution(&self) -> Result<Option<Claimed>, QueueError> {
-        if !self.active_items(Plane::Execution).is_empty() {
+        self.claim_execution_within(1)
+    }
+
+    /// [`QueueStore::claim_execution`] while fewer than `lanes` tasks are active. With lanes,
+    /// a task is done only once its branch has landed, so "dependencies done" means
+    /// "dependencies integrated".
+    pub fn claim_execution_within(&self, lanes: usize) -> Result<Option<Claimed>, QueueError> {
+        if self.active_items(Plane::Execution).len() >= lanes {
             return Ok(None);
         }
         'rescan: loop {

@@ -63,7 +63,7 @@ impl CodexRunner {
         }
         argv.extend([
             "--cd".into(),
-            self.settings.workspace_root.display().to_string(),
+            req.cwd(&self.settings.workspace_root).display().to_string(),
             "--json".into(),
             "--output-last-message".into(),
             files.last_message.display().to_string(),

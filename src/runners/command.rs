@@ -165,7 +165,7 @@ impl CommandRunner {
             files: &files,
             model: req.model(),
             req,
-            workspace: self.settings.workspace_root.display().to_string(),
+            workspace: req.cwd(&self.settings.workspace_root).display().to_string(),
         };
         let mut argv = Vec::new();
         for element in self.template(self.permission(req)) {

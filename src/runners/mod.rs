@@ -161,7 +161,7 @@ impl ProcessSettings {
         }
         let spec = process::ProcessSpec {
             argv,
-            cwd: self.workspace_root.clone(),
+            cwd: req.cwd(&self.workspace_root).to_path_buf(),
             env: self.env_policy.environment(env_overlay),
             stdout_path: files.stdout.clone(),
             stderr_path: files.stderr.clone(),

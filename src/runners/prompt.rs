@@ -136,6 +136,22 @@ pub fn render(req: &StageRequest) -> String {
         format!("Runner Name: {}", or_none(req.runner_name.as_deref())),
         format!("Model Name: {}", or_none(req.model_name.as_deref())),
         format!("Timeout Seconds: {}", req.timeout_seconds),
+    ]);
+    if let Some(dir) = &req.working_directory {
+        let branch = or_none(req.working_branch.as_deref());
+        lines.extend([
+            format!("Working Directory: {}", shown(dir)),
+            format!("Working Branch: {branch}"),
+            format!(
+                "You work in a git worktree of your own on branch `{branch}`, not in the main \
+                 working tree: make every change to the project there. Commit your work or \
+                 leave it; the runtime commits what is left and lands the branch on the base \
+                 branch when the task's loop is done. The work item and run files above stay \
+                 where they are named."
+            ),
+        ]);
+    }
+    lines.extend([
         String::new(),
         "When the stage is done, print exactly one legal terminal marker, as the entrypoint \
          defines them, on a line of its own."

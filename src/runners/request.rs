@@ -98,6 +98,20 @@ pub struct StageRequest {
     /// `runners.idle_timeout_seconds`, `Some(0)` turns the idle limit off.
     #[serde(default)]
     pub idle_timeout_seconds: Option<u64>,
+    /// With parallel lanes: the task's git worktree, where the harness runs (our addition;
+    /// absent with one lane, when it runs in the workspace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_directory: Option<PathBuf>,
+    /// The worktree's branch, `millrace/<task-id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_branch: Option<String>,
+}
+
+impl StageRequest {
+    /// Where the harness runs: the lane's worktree, else the workspace root.
+    pub fn cwd<'a>(&'a self, workspace_root: &'a std::path::Path) -> &'a std::path::Path {
+        self.working_directory.as_deref().unwrap_or(workspace_root)
+    }
 }
 
 /// Wall-clock limit used when a request says 0.
@@ -251,6 +265,8 @@ pub(crate) mod tests {
             model_name: None,
             timeout_seconds: 3600,
             idle_timeout_seconds: None,
+            working_directory: None,
+            working_branch: None,
         }
     }
 

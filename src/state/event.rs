@@ -37,6 +37,15 @@ event_kinds! {
     ClosureTargetReady => "closure_target_ready",
     /// A control command was applied directly (no daemon ran).
     ControlApplied => "control_applied",
+    /// A lane's branch conflicted with the base branch: the task goes back to its fixer, or
+    /// is blocked when its conflict budget is spent.
+    IntegrationConflict => "integration_conflict",
+    /// A lane's finished branch waits to land (the main working tree has changes).
+    IntegrationWaiting => "integration_waiting",
+    /// A lane took a task into its own git worktree and branch.
+    LaneStarted => "lane_started",
+    /// A worktree or branch no lane owns was removed (left by a crash or a requeue).
+    LaneCleaned => "lane_cleaned",
     /// A torn last line of the log was cut off (its text is kept here).
     EventLogRepaired => "event_log_repaired",
     /// The live log rolled into a compressed segment (the first line of the new live log).
@@ -129,6 +138,9 @@ event_kinds! {
     WorkItemClaimed => "work_item_claimed",
     /// A work item was moved to `done/`.
     WorkItemCompleted => "work_item_completed",
+    /// A lane's branch landed on the base branch (or was left for review in `branch` mode);
+    /// the task is done.
+    WorkItemIntegrated => "work_item_integrated",
     /// A file was moved to `quarantine/`, with its reason.
     WorkItemQuarantined => "work_item_quarantined",
     /// A work item went back to its queue.

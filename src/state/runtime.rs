@@ -9,7 +9,9 @@
 
 use std::path::Path;
 
-use super::snapshot::{PauseCause, ReloadOutcome, Snapshot, WatcherMode, IDLE_MARKER};
+use super::snapshot::{
+    LaneSnapshot, PauseCause, ReloadOutcome, Snapshot, WatcherMode, IDLE_MARKER,
+};
 use super::StateError;
 use crate::config::RunStyle;
 use crate::model::{Plane, Stage, TerminalResult, WorkItemKind};
@@ -72,12 +74,35 @@ pub struct Activation {
     /// The fallback runner the subject switched to after its runner's environment failed.
     pub runner_override: Option<String>,
     pub attempts: Attempts,
+    /// The failure the subject carries on with (what sent it to this stage).
+    pub failure_class: Option<String>,
+    /// The execution lane running it, when `execution.lanes` > 1.
+    pub lane: Option<Lane>,
 }
 
 impl Activation {
     pub fn plane(&self) -> Plane {
         self.stage.plane()
     }
+
+    /// The task id, when a lane runs it.
+    pub fn lane_task(&self) -> Option<(&Lane, &str)> {
+        let lane = self.lane.as_ref()?;
+        Some((lane, self.subject.item()?.1))
+    }
+}
+
+/// Where a lane's task works and how far its integration got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lane {
+    pub index: u32,
+    /// The task's git worktree, relative to the workspace root.
+    pub worktree: String,
+    pub branch: String,
+    /// The loop finished; the branch is being (or waits to be) integrated.
+    pub integrating: bool,
+    /// Why integration waits, when it does.
+    pub waiting: Option<String>,
 }
 
 /// Whether claiming is paused, and by whom.
@@ -116,7 +141,10 @@ pub struct RuntimeState {
     budget_waived_until: Option<String>,
     rate_limit_strikes: u32,
     plan: PlanIdentity,
-    active: Option<Activation>,
+    /// What runs: one activation, or with lanes the planning plane's and one per lane.
+    activations: Vec<Activation>,
+    /// The activation the engine works on now (`active()`).
+    focus: usize,
     execution_marker: String,
     planning_marker: String,
     depths: (u64, u64),
@@ -154,8 +182,8 @@ impl RuntimeState {
         // An active stage with nothing to work on, or a run without a stage, is an interrupted
         // activation that cannot be resumed; reconciliation reports and clears such a state,
         // so it is kept here as "nothing active" rather than refused.
-        let active = match (s.active_stage, s.active_run_id, subject) {
-            (Some(stage), Some(run_id), Some(subject)) => Some(Activation {
+        let mut activations: Vec<Activation> = match (s.active_stage, s.active_run_id, subject) {
+            (Some(stage), Some(run_id), Some(subject)) => vec![Activation {
                 stage,
                 run_id,
                 subject,
@@ -167,9 +195,30 @@ impl RuntimeState {
                     fix_cycle: s.fix_cycle_count,
                     consultant: s.consultant_invocations,
                 },
-            }),
-            _ => None,
+                failure_class: s.current_failure_class.clone(),
+                lane: None,
+            }],
+            _ => Vec::new(),
         };
+        activations.extend(s.lanes.into_iter().map(|l| Activation {
+            stage: l.stage,
+            run_id: l.run_id,
+            subject: Subject::Item {
+                kind: WorkItemKind::Task,
+                id: l.work_item_id,
+            },
+            since: l.since,
+            runner_override: l.runner_override,
+            attempts: Attempts::default(),
+            failure_class: l.failure_class,
+            lane: Some(Lane {
+                index: l.lane,
+                worktree: l.worktree,
+                branch: l.branch,
+                integrating: l.integrating,
+                waiting: l.integration_wait,
+            }),
+        }));
         let pause = match (s.paused, s.paused_for) {
             (false, _) => Pause::Running,
             (true, None) => Pause::Operator,
@@ -193,7 +242,8 @@ impl RuntimeState {
                 compiled_plan_id: s.compiled_plan_id,
                 compiled_plan_path: s.compiled_plan_path,
             },
-            active,
+            activations,
+            focus: 0,
             execution_marker: s.execution_status_marker,
             planning_marker: s.planning_status_marker,
             depths: (s.queue_depth_execution, s.queue_depth_planning),
@@ -219,7 +269,27 @@ impl RuntimeState {
 
     /// The file form.
     pub fn to_snapshot(&self) -> Snapshot {
-        let a = self.active.as_ref();
+        let a = self.activations.iter().find(|a| a.lane.is_none());
+        let lanes = self
+            .activations
+            .iter()
+            .filter_map(|a| {
+                let (lane, id) = a.lane_task()?;
+                Some(LaneSnapshot {
+                    lane: lane.index,
+                    work_item_id: id.to_string(),
+                    stage: a.stage,
+                    run_id: a.run_id.clone(),
+                    since: a.since.clone(),
+                    worktree: lane.worktree.clone(),
+                    branch: lane.branch.clone(),
+                    integrating: lane.integrating,
+                    integration_wait: lane.waiting.clone(),
+                    runner_override: a.runner_override.clone(),
+                    failure_class: a.failure_class.clone(),
+                })
+            })
+            .collect();
         let (paused, paused_for, pause_reason, resume_at) = match &self.pause {
             Pause::Running => (false, None, None, None),
             Pause::Operator => (true, None, None, None),
@@ -262,7 +332,10 @@ impl RuntimeState {
             queue_depth_planning: self.depths.1,
             last_terminal_result: self.last_terminal_result,
             last_stage_result_path: self.last_stage_result_path.clone(),
-            current_failure_class: self.failure_class.clone(),
+            current_failure_class: match a {
+                Some(a) => a.failure_class.clone(),
+                None => self.failure_class.clone(),
+            },
             troubleshoot_attempt_count: attempts.troubleshoot,
             mechanic_attempt_count: attempts.mechanic,
             fix_cycle_count: attempts.fix_cycle,
@@ -273,6 +346,7 @@ impl RuntimeState {
             last_reload_error: self.reload_error.clone(),
             started_at: self.started_at.clone(),
             active_since: a.map(|a| a.since.clone()),
+            lanes,
             updated_at: self.updated_at.clone(),
             unknown: self.unknown.clone(),
         }
@@ -303,9 +377,31 @@ impl RuntimeState {
 
     // ---- reading ----
 
-    /// The stage the runtime owns, if any.
+    /// The stage the engine works on now: the only one without lanes; with lanes, the one
+    /// last activated or focused.
     pub fn active(&self) -> Option<&Activation> {
-        self.active.as_ref()
+        self.activations.get(self.focus)
+    }
+
+    /// Every stage the runtime owns (the planning plane's first, then the lanes').
+    pub fn activations(&self) -> &[Activation] {
+        &self.activations
+    }
+
+    /// Work on the activation of this run from now on; false when none has it.
+    pub fn focus_on(&mut self, run_id: &str) -> bool {
+        match self.activations.iter().position(|a| a.run_id == run_id) {
+            Some(i) => {
+                self.focus = i;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The focused activation's lane.
+    pub fn lane_mut(&mut self) -> Option<&mut Lane> {
+        self.activations.get_mut(self.focus)?.lane.as_mut()
     }
 
     pub fn is_paused(&self) -> bool {
@@ -352,8 +448,12 @@ impl RuntimeState {
         &self.plan
     }
 
+    /// The failure the focused subject carries, else the one the last subject ended with.
     pub fn failure_class(&self) -> Option<&str> {
-        self.failure_class.as_deref()
+        match self.active() {
+            Some(a) => a.failure_class.as_deref(),
+            None => self.failure_class.as_deref(),
+        }
     }
 
     pub fn marker(&self, plane: Plane) -> &str {
@@ -370,7 +470,7 @@ impl RuntimeState {
     /// The stage running right now: the active stage whose plane's marker says it runs (an
     /// active item of a paused runtime has a stage but nothing running).
     pub fn running_stage(&self) -> Option<Stage> {
-        let stage = self.active.as_ref()?.stage;
+        let stage = self.active()?.stage;
         (self.marker(stage.plane()) == stage.running_marker()).then_some(stage)
     }
 
@@ -411,24 +511,30 @@ impl RuntimeState {
     }
 
     /// Take a subject into its first stage with a new run: the one way work becomes active.
-    pub fn activate(&mut self, stage: Stage, run_id: String, subject: Subject) {
-        self.active = Some(Activation {
+    /// With lanes, `lane` names the execution lane that runs it. The new activation is the
+    /// focused one.
+    pub fn activate(&mut self, stage: Stage, run_id: String, subject: Subject, lane: Option<Lane>) {
+        self.activations.push(Activation {
             stage,
             run_id,
             subject,
             since: crate::time::now_string(),
             runner_override: None,
             attempts: Attempts::default(),
+            failure_class: None,
+            lane,
         });
+        self.focus = self.activations.len() - 1;
         self.failure_class = None;
     }
 
     /// Move the active subject to another stage of the same run (a route's next stage, a
     /// runtime repair), with the failure that sent it there.
     pub fn advance(&mut self, stage: Stage, failure_class: Option<String>) {
-        if let Some(a) = self.active.as_mut() {
+        if let Some(a) = self.activations.get_mut(self.focus) {
             a.stage = stage;
             a.since = crate::time::now_string();
+            a.failure_class = failure_class.clone();
         }
         self.failure_class = failure_class;
     }
@@ -436,7 +542,10 @@ impl RuntimeState {
     /// Nothing is active any more: the one way work stops being active. `failure_class` is
     /// what the last subject ended with; `idle_markers` resets both planes' markers.
     pub fn go_idle(&mut self, failure_class: Option<String>, idle_markers: bool) {
-        self.active = None;
+        if self.focus < self.activations.len() {
+            self.activations.remove(self.focus);
+        }
+        self.focus = 0;
         self.failure_class = failure_class;
         if idle_markers {
             self.execution_marker = IDLE_MARKER.into();
@@ -446,21 +555,25 @@ impl RuntimeState {
 
     /// Show the active subject's budget counters.
     pub fn set_attempts(&mut self, attempts: Attempts) {
-        if let Some(a) = self.active.as_mut() {
+        if let Some(a) = self.activations.get_mut(self.focus) {
             a.attempts = attempts;
         }
     }
 
     /// The active subject runs its stages on a fallback runner from now on.
     pub fn switch_runner(&mut self, runner: String, failure_class: String) {
-        if let Some(a) = self.active.as_mut() {
+        if let Some(a) = self.activations.get_mut(self.focus) {
             a.runner_override = Some(runner);
+            a.failure_class = Some(failure_class.clone());
         }
         self.failure_class = Some(failure_class);
     }
 
     /// The active subject stays where it is with this failure (a harness's environment).
     pub fn note_failure(&mut self, failure_class: String) {
+        if let Some(a) = self.activations.get_mut(self.focus) {
+            a.failure_class = Some(failure_class.clone());
+        }
         self.failure_class = Some(failure_class);
     }
 
@@ -554,6 +667,7 @@ impl RuntimeState {
 
     /// `clear-stale-state`/`retry-active` with no daemon: idle, both markers idle.
     pub fn reset_idle(&mut self, depths: (u64, u64), process_running: bool, clear_flags: bool) {
+        self.activations.clear();
         self.go_idle(None, true);
         self.process_running = process_running;
         if clear_flags {
@@ -585,6 +699,7 @@ mod tests {
                 kind: WorkItemKind::Task,
                 id: "t1".into(),
             },
+            None,
         );
         let snap = state.to_snapshot();
         snap.validate().unwrap();

@@ -39,6 +39,31 @@ pub enum ReloadOutcome {
     FailedRetainedPreviousPlan,
 }
 
+/// One execution lane's task in the snapshot: what it runs, where, and how far its
+/// integration got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaneSnapshot {
+    pub lane: u32,
+    pub work_item_id: String,
+    pub stage: Stage,
+    pub run_id: String,
+    pub since: String,
+    /// The task's git worktree, relative to the workspace root.
+    pub worktree: String,
+    pub branch: String,
+    /// The task's loop finished and its branch is being (or waits to be) integrated.
+    #[serde(default)]
+    pub integrating: bool,
+    /// Why integration waits (the main working tree has changes), when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integration_wait: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_override: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_class: Option<String>,
+}
+
 /// The runtime snapshot (spec 03 §7), field order fixed for stable diffs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -117,6 +142,10 @@ pub struct Snapshot {
     pub started_at: Option<String>,
     #[serde(default)]
     pub active_since: Option<String>,
+    /// The execution lanes' tasks when `execution.lanes` > 1 (the fields above then hold
+    /// the planning plane's activation); absent with one lane.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lanes: Vec<LaneSnapshot>,
     pub updated_at: String,
     /// Fields a newer millrace added: kept and written back.
     #[serde(flatten)]
@@ -167,6 +196,7 @@ impl Snapshot {
             last_reload_error: None,
             started_at: None,
             active_since: None,
+            lanes: Vec::new(),
             updated_at: crate::time::now_string(),
             unknown: super::Unknown::new(),
         }
@@ -204,6 +234,20 @@ impl Snapshot {
         }
         if self.active_since.is_some() && self.active_stage.is_none() {
             return Err("active_since needs active_stage".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for lane in &self.lanes {
+            if lane.stage.plane() != Plane::Execution {
+                return Err(format!(
+                    "lane {} runs {}, which is not an execution stage",
+                    lane.lane, lane.stage
+                ));
+            }
+            if !seen.insert(lane.work_item_id.as_str())
+                || self.active_work_item_id.as_deref() == Some(lane.work_item_id.as_str())
+            {
+                return Err(format!("task {} is active twice", lane.work_item_id));
+            }
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ mod test_docs;
 mod test_engine;
 mod test_harness_failures;
 mod test_inspect;
+mod test_lanes;
 mod test_layering;
 mod test_operator;
 mod test_planning;

@@ -1,0 +1,708 @@
+//! Parallel lanes (`execution.lanes` > 1): several tasks at once, each in a git worktree of
+//! its own on branch `millrace/<task-id>`, landing on the base branch one at a time.
+//!
+//! Every step leaves a state the next start resumes from. A lane's activation in the
+//! snapshot names its worktree and branch and whether its integration began. Integration
+//! runs on the engine's thread only, so two never overlap; done again after a crash it finds
+//! the base already holding the branch (`FastForward::AlreadyThere`) and finishes the task
+//! without landing it twice. A worktree no lane owns is committed to its branch and removed
+//! at the next start; a branch no lane owns is deleted only when the base already contains it,
+//! so unlanded work is never lost.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::transition::{Counting, Move, Next, Transition};
+use super::{Engine, Prepared};
+use crate::config::{ExecutionConfig, IntegrationMode};
+use crate::error::{Error, Result};
+use crate::git::{FastForward, RebaseOutcome, Repo};
+use crate::model::{Stage, WorkItemKind};
+use crate::state::event::EventKind;
+use crate::state::runtime::{Activation, Lane};
+use crate::workspace::{Folder, Workspace};
+
+/// Budget key counting a task's integration conflicts.
+pub(crate) const CONFLICT_BUDGET: &str = "integration_conflict";
+/// The report a fixer reads after an integration conflict, in the task's run folder.
+pub(crate) const CONFLICT_REPORT: &str = "integration_conflict.md";
+/// Prefix of every lane branch.
+const BRANCH_PREFIX: &str = "millrace/";
+
+/// The lanes' git setting: the repository, the base branch, where worktrees go.
+pub(crate) struct Lanes {
+    repo: Repo,
+    base: String,
+    count: u32,
+    mode: IntegrationMode,
+    /// The worktrees' folder, relative to the workspace root.
+    dir: String,
+    /// The workspace root (absolute, links resolved).
+    root: PathBuf,
+    /// The workspace root's place inside the repository: the harness's folder in a worktree.
+    subdir: PathBuf,
+    max_conflicts: u32,
+    keep_branches: bool,
+}
+
+impl Lanes {
+    /// The lanes of a config, `None` with one lane; git is told to ignore the worktrees.
+    pub fn open(ws: &Workspace, config: &ExecutionConfig) -> Result<Option<Lanes>> {
+        let lanes = Lanes::check(ws, config)?;
+        if let Some(lanes) = &lanes {
+            let dir = lanes.subdir.join(&lanes.dir);
+            lanes.repo.ensure_ignored(&format!("{}/", dir.display()))?;
+        }
+        Ok(lanes)
+    }
+
+    /// [`Lanes::open`] without writing anything (`config validate`). More than one lane
+    /// needs a git repository with the base branch committed; otherwise a refusal says what
+    /// to do.
+    pub fn check(ws: &Workspace, config: &ExecutionConfig) -> Result<Option<Lanes>> {
+        if config.lanes <= 1 {
+            return Ok(None);
+        }
+        let fix = "make the workspace a git repository with a first commit (`git init && git add \
+                   -A && git commit -m start`), or set execution.lanes: 1";
+        let root = std::fs::canonicalize(ws.root())
+            .map_err(|e| Error::system(format!("cannot resolve {}", ws.root().display()), e))?;
+        let repo = Repo::open(&root).map_err(|e| {
+            Error::refused(
+                format!(
+                    "execution.lanes is {} but {}: parallel lanes run each task in a git worktree",
+                    config.lanes, e
+                ),
+                Some(fix.into()),
+            )
+        })?;
+        let base = match &config.base_branch {
+            Some(branch) => branch.clone(),
+            None => repo.current_branch()?.ok_or_else(|| {
+                Error::refused(
+                    "execution.lanes > 1 needs a base branch, and HEAD is detached",
+                    Some(
+                        "check out the branch tasks should land on, or set execution.base_branch"
+                            .into(),
+                    ),
+                )
+            })?,
+        };
+        if !repo.branch_exists(&base)? {
+            return Err(Error::refused(
+                format!("the base branch `{base}` has no commit yet"),
+                Some(fix.into()),
+            ));
+        }
+        let repo_root = std::fs::canonicalize(&repo.root).unwrap_or_else(|_| repo.root.clone());
+        let subdir = root
+            .strip_prefix(&repo_root)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let dir = config.worktree_dir.trim_end_matches('/').to_string();
+        Ok(Some(Lanes {
+            repo,
+            base,
+            count: config.lanes,
+            mode: config.integration,
+            dir,
+            root,
+            subdir,
+            max_conflicts: config.max_integration_conflicts,
+            keep_branches: config.keep_integrated_branches,
+        }))
+    }
+
+    /// Where a lane's harness runs: its worktree, at the workspace root's place in it.
+    pub fn working_directory(&self, worktree: &str) -> PathBuf {
+        self.root.join(worktree).join(&self.subdir)
+    }
+
+    fn worktree_path(&self, worktree: &str) -> PathBuf {
+        self.root.join(worktree)
+    }
+
+    /// The lane a newly claimed task gets: the lowest free index.
+    fn lane_for(&self, id: &str, taken: &HashSet<u32>) -> Lane {
+        let index = (1..=self.count).find(|i| !taken.contains(i)).unwrap_or(1);
+        Lane {
+            index,
+            worktree: format!("{}/{id}", self.dir),
+            branch: format!("{BRANCH_PREFIX}{id}"),
+            integrating: false,
+            waiting: None,
+        }
+    }
+
+    /// Make sure the lane's worktree is there on its branch: created from the base on the
+    /// first stage, reused after a crash, recreated from the branch when it was deleted.
+    fn ensure_worktree(&self, lane: &Lane) -> Result<()> {
+        let path = self.worktree_path(&lane.worktree);
+        if path.join(".git").is_file() {
+            return Ok(());
+        }
+        if path.exists() {
+            // A checkout a crash interrupted before git registered it: nothing of the
+            // task's is in it yet (its work is on the branch).
+            std::fs::remove_dir_all(&path)
+                .map_err(|e| crate::workspace::atomic::IoError::path("remove", &path, e))?;
+        }
+        self.repo.worktree_add(&path, &lane.branch, &self.base)?;
+        Ok(())
+    }
+
+    /// Whether a branch that leaves its lane is deleted: only when the base holds all of it
+    /// and the mode does not keep it for review.
+    fn delete_when_landed(&self) -> bool {
+        !self.keep_branches && self.mode != IntegrationMode::Branch
+    }
+
+    /// Commit whatever the agent left in a worktree, remove the worktree, and delete the
+    /// branch when `delete` and the base already contains it. Safe to repeat.
+    fn release(&self, worktree: &Path, branch: &str, message: &str, delete: bool) -> Result<()> {
+        if worktree.join(".git").is_file() {
+            self.repo.commit_all(worktree, message)?;
+        }
+        self.repo.worktree_remove(worktree)?;
+        if delete
+            && self.repo.branch_exists(branch)?
+            && self.repo.is_ancestor(branch, &self.base)?
+        {
+            self.repo.delete_branch(branch)?;
+        }
+        Ok(())
+    }
+}
+
+/// What a lanes pass prepared.
+#[derive(Debug)]
+pub enum LanesOutcome {
+    /// Stages to start now (none: nothing new to start).
+    Stages(Vec<Prepared>),
+    Paused,
+    /// A stop was requested: start nothing; stop once the running stages ended.
+    Stopping,
+}
+
+impl Engine {
+    /// Lanes in force (`execution.lanes` > 1).
+    pub fn has_lanes(&self) -> bool {
+        self.lanes.is_some()
+    }
+
+    fn lanes(&self) -> Result<&Lanes> {
+        self.lanes
+            .as_ref()
+            .ok_or_else(|| Error::internal("lanes used without execution.lanes > 1"))
+    }
+
+    /// One pass with lanes, up to the stages to start: mailbox, intake, stop and pause
+    /// gates, reconciliation, integration of finished branches (one at a time), claims for
+    /// the free lanes and the planning plane, completion. `busy` names the runs whose stage
+    /// runs now; every other activation gets its stage (re)started.
+    pub fn prepare_lanes(
+        &mut self,
+        complete: &dyn Fn(&Path) -> bool,
+        busy: &HashSet<String>,
+    ) -> Result<LanesOutcome> {
+        self.queue.settle().take_next();
+        if busy.is_empty() {
+            self.drain_mailbox()?;
+        } else {
+            self.drain_mailbox_during_stage()?;
+        }
+        self.take_in(complete)?;
+        if self.state.stop_requested() {
+            return Ok(LanesOutcome::Stopping);
+        }
+        self.resume_when_due()?;
+        self.enforce_workspace_budget()?;
+        if self.state.is_paused() {
+            return Ok(LanesOutcome::Paused);
+        }
+        self.reconcile(false)?;
+        self.integrate_finished(busy)?;
+        let mut prepared = Vec::new();
+        loop {
+            self.fill_lanes()?;
+            if self.state.activations().is_empty() {
+                self.activate_completion()?;
+            }
+            let waiting: Vec<String> = self
+                .state
+                .activations()
+                .iter()
+                .filter(|a| !busy.contains(&a.run_id))
+                .filter(|a| !a.lane.as_ref().is_some_and(|l| l.integrating))
+                .filter(|a| {
+                    !prepared
+                        .iter()
+                        .any(|p: &Prepared| p.request.run_id == a.run_id)
+                })
+                .map(|a| a.run_id.clone())
+                .collect();
+            let mut blocked = false;
+            for run_id in waiting {
+                if !self.state.focus_on(&run_id) {
+                    continue;
+                }
+                if self.enforce_item_budget()? {
+                    blocked = true;
+                    continue;
+                }
+                prepared.push(self.start_stage()?);
+            }
+            // A budget freed a lane: claim again.
+            if !blocked {
+                break;
+            }
+        }
+        if prepared.is_empty() {
+            self.refresh_depths()?;
+            self.queue.flush_index();
+        }
+        Ok(LanesOutcome::Stages(prepared))
+    }
+
+    /// The focused activation's stage request, marked running; its worktree made sure of.
+    fn start_stage(&mut self) -> Result<Prepared> {
+        if let Some(lane) = self.state.active().and_then(|a| a.lane.clone()) {
+            self.lanes()?.ensure_worktree(&lane)?;
+        }
+        let mut request = self.build_request()?;
+        self.apply_runner_override(&mut request);
+        self.mark_running(&request)?;
+        Ok(Prepared {
+            request,
+            finished: None,
+        })
+    }
+
+    /// Claim for the planning plane (beside the lanes, one at a time) and every free lane.
+    fn fill_lanes(&mut self) -> Result<()> {
+        let count = self.lanes()?.count as usize;
+        if !self.state.activations().iter().any(|a| a.lane.is_none()) {
+            if let Some(claimed) = self.queue.claim_planning()? {
+                self.activate_claimed(claimed, None)?;
+            }
+        }
+        loop {
+            let taken: HashSet<u32> = self
+                .state
+                .activations()
+                .iter()
+                .filter_map(|a| a.lane.as_ref().map(|l| l.index))
+                .collect();
+            if taken.len() >= count {
+                return Ok(());
+            }
+            let Some(claimed) = self.queue.claim_execution_within(count)? else {
+                return Ok(());
+            };
+            let lane = self.lanes()?.lane_for(&claimed.id, &taken);
+            let data = json!({"lane": lane.index, "work_item_id": claimed.id,
+                              "worktree": lane.worktree, "branch": lane.branch,
+                              "base_branch": self.lanes()?.base});
+            self.activate_claimed(claimed, Some(lane))?;
+            self.events
+                .emit_all(vec![(EventKind::LaneStarted, data)], false)?;
+        }
+    }
+
+    /// Land every lane whose loop finished, one at a time.
+    fn integrate_finished(&mut self, busy: &HashSet<String>) -> Result<()> {
+        let ready: Vec<String> = self
+            .state
+            .activations()
+            .iter()
+            .filter(|a| a.lane.as_ref().is_some_and(|l| l.integrating))
+            .filter(|a| !busy.contains(&a.run_id))
+            .map(|a| a.run_id.clone())
+            .collect();
+        for run_id in ready {
+            self.integrate(&run_id)?;
+        }
+        Ok(())
+    }
+
+    /// Bring one finished lane's branch onto the base: commit what the agent left, rebase
+    /// (or merge) onto the base, fast-forward the base. A conflict goes back to the fixer
+    /// (or blocks the task when its budget is spent); a dirty main tree makes it wait.
+    fn integrate(&mut self, run_id: &str) -> Result<()> {
+        if !self.state.focus_on(run_id) {
+            return Ok(());
+        }
+        let Some((lane, id)) = self
+            .state
+            .active()
+            .and_then(|a| a.lane_task().map(|(l, i)| (l.clone(), i.to_string())))
+        else {
+            return Ok(());
+        };
+        let lanes = self.lanes()?;
+        let worktree = lanes.worktree_path(&lane.worktree);
+        lanes.ensure_worktree(&lane)?;
+        let title = self
+            .queue
+            .find(&id)
+            .into_iter()
+            .find_map(|(_, doc)| doc)
+            .map(|doc| doc.title.clone())
+            .unwrap_or_default();
+        lanes.repo.commit_all(
+            &worktree,
+            format!("{id}: {title}").trim_end_matches([':', ' ']),
+        )?;
+        crate::workspace::failpoint::transition("integration.after_commit")?;
+        if lanes.mode == IntegrationMode::Branch {
+            return self.land(&id, &lane, None);
+        }
+        let outcome = match lanes.mode {
+            IntegrationMode::Merge => lanes.repo.merge(&worktree, &lanes.base)?,
+            _ => lanes.repo.rebase(&worktree, &lanes.base)?,
+        };
+        if let RebaseOutcome::Conflict { files, detail } = outcome {
+            return self.integration_conflict(&id, &lane, files, detail);
+        }
+        crate::workspace::failpoint::transition("integration.after_rebase")?;
+        let lanes = self.lanes()?;
+        match lanes.repo.fast_forward(&lanes.base, &lane.branch)? {
+            FastForward::Done { commit } => {
+                crate::workspace::failpoint::transition("integration.after_fast_forward")?;
+                self.land(&id, &lane, Some(commit))
+            }
+            FastForward::AlreadyThere => {
+                let commit = lanes.repo.head(&lane.branch)?;
+                self.land(&id, &lane, Some(commit))
+            }
+            FastForward::MainTreeDirty { files } => self.integration_waits(
+                &id,
+                &lane,
+                format!(
+                    "the main working tree has uncommitted changes ({}); commit or stash them \
+                     and the branch lands",
+                    files.join(", ")
+                ),
+            ),
+            FastForward::NotFastForward => self.integration_waits(
+                &id,
+                &lane,
+                "the base branch moved while the branch was brought up to date; trying again"
+                    .into(),
+            ),
+        }
+    }
+
+    /// The task is done: its branch landed (or, in `branch` mode, is left for review).
+    fn land(&mut self, id: &str, lane: &Lane, commit: Option<String>) -> Result<()> {
+        let lanes = self.lanes()?;
+        let base = lanes.base.clone();
+        let mode = lanes.mode;
+        let history = match &commit {
+            Some(commit) => format!(
+                "integrated: branch {} landed on {base} at {commit}",
+                lane.branch
+            ),
+            None => format!("integrated: branch {} left for review", lane.branch),
+        };
+        let mut t = Transition::new(
+            (WorkItemKind::Task, id.to_string()),
+            Next::Idle { idle_markers: true },
+        );
+        t.counting = Counting::Release;
+        t.moves.push(Move::Complete {
+            history: Some(history),
+        });
+        t.events.push((
+            EventKind::WorkItemIntegrated,
+            json!({"work_item_id": id, "lane": lane.index, "branch": lane.branch,
+                   "base_branch": base, "commit": commit, "integration": mode}),
+        ));
+        self.commit(t)?;
+        crate::workspace::failpoint::transition("integration.after_done")?;
+        let lanes = self.lanes()?;
+        lanes.release(
+            &lanes.worktree_path(&lane.worktree),
+            &lane.branch,
+            &format!("{id}: work left after landing"),
+            lanes.delete_when_landed(),
+        )
+    }
+
+    /// The branch does not rebase (or merge) cleanly onto the base: back to the fixer with
+    /// the conflict described, or blocked with `integration_conflict` when the budget is
+    /// spent (the branch is kept for a person).
+    fn integration_conflict(
+        &mut self,
+        id: &str,
+        lane: &Lane,
+        files: Vec<String>,
+        detail: String,
+    ) -> Result<()> {
+        let lanes = self.lanes()?;
+        let (base, limit) = (lanes.base.clone(), lanes.max_conflicts);
+        let used = self.counters.count(CONFLICT_BUDGET, WorkItemKind::Task, id);
+        let run_id = self
+            .state
+            .active()
+            .map(|a| a.run_id.clone())
+            .unwrap_or_default();
+        let identity = (WorkItemKind::Task, id.to_string());
+        let can_fix = used < limit && self.plan.stage_plan(Stage::Fixer).is_some();
+        let action = if can_fix {
+            "sent back to the fixer stage in its worktree"
+        } else {
+            "blocked; the branch is kept"
+        };
+        let event = (
+            EventKind::IntegrationConflict,
+            json!({"work_item_id": id, "lane": lane.index, "branch": lane.branch,
+                   "base_branch": base, "files": files, "attempt": used + 1, "limit": limit,
+                   "action": action}),
+        );
+        if can_fix {
+            let report = conflict_report(id, lane, &base, &files, &detail);
+            let mut t = Transition::new(identity, Next::Advance(Stage::Fixer));
+            t.counting = Counting::Increment(CONFLICT_BUDGET.into());
+            t.failure_class = Some(CONFLICT_BUDGET.into());
+            t.moves.push(Move::Write {
+                path: self.ws.run_dir(&run_id).join(CONFLICT_REPORT),
+                bytes: report.into_bytes(),
+            });
+            t.events.push(event);
+            return self.commit(t);
+        }
+        let why = format!(
+            "integration_conflict: branch {} conflicts with {base} in {} after {used} fix \
+             attempt(s) (execution.max_integration_conflicts = {limit}); the branch is kept: \
+             resolve it by hand and merge it, or requeue the task",
+            lane.branch,
+            files.join(", ")
+        );
+        let mut t = Transition::new(identity, Next::Idle { idle_markers: true });
+        t.counting = Counting::Release;
+        t.failure_class = Some(CONFLICT_BUDGET.into());
+        t.moves.push(super::apply::block(why, None));
+        t.events.push(event);
+        self.commit(t)?;
+        let lanes = self.lanes()?;
+        lanes.release(
+            &lanes.worktree_path(&lane.worktree),
+            &lane.branch,
+            &format!("{id}: work left when blocked"),
+            false,
+        )
+    }
+
+    /// Integration cannot go on yet: say why once (again only when the reason changes) and
+    /// try at the next pass.
+    fn integration_waits(&mut self, id: &str, lane: &Lane, reason: String) -> Result<()> {
+        if lane.waiting.as_deref() == Some(reason.as_str()) {
+            return Ok(());
+        }
+        if let Some(l) = self.state.lane_mut() {
+            l.waiting = Some(reason.clone());
+        }
+        self.save_snapshot()?;
+        self.events.emit(
+            EventKind::IntegrationWaiting,
+            json!({"work_item_id": id, "lane": lane.index, "branch": lane.branch,
+                   "reason": reason}),
+        )?;
+        Ok(())
+    }
+
+    /// After a stage of a lane's task: when the task left its lane (blocked, handed off),
+    /// its worktree goes (its work committed to the branch, which stays); when its loop
+    /// finished, it lands now.
+    pub(crate) fn after_lane_stage(
+        &mut self,
+        lane: Option<(Lane, String)>,
+        run_id: &str,
+    ) -> Result<()> {
+        let Some((lane, id)) = lane else {
+            return Ok(());
+        };
+        let still = self
+            .state
+            .activations()
+            .iter()
+            .find(|a| a.run_id == run_id)
+            .and_then(|a| a.lane.as_ref())
+            .map(|l| l.integrating);
+        match still {
+            Some(true) => self.integrate(run_id),
+            Some(false) => Ok(()),
+            None => {
+                let lanes = self.lanes()?;
+                let landed = self
+                    .ws
+                    .item_path(WorkItemKind::Task, Folder::Done, &id)
+                    .exists();
+                lanes.release(
+                    &lanes.worktree_path(&lane.worktree),
+                    &lane.branch,
+                    &format!("{id}: work left when the task left its lane"),
+                    landed && lanes.delete_when_landed(),
+                )
+            }
+        }
+    }
+
+    /// The lane of the activation running `run_id`, with its task id.
+    pub(crate) fn lane_of(&self, run_id: &str) -> Option<(Lane, String)> {
+        self.state
+            .activations()
+            .iter()
+            .find(|a| a.run_id == run_id)
+            .and_then(|a| a.lane_task().map(|(l, i)| (l.clone(), i.to_string())))
+    }
+
+    /// Startup: remove what no lane owns any more — worktrees (their leftovers committed to
+    /// their branch first) and branches the base already contains — so a crash leaves no
+    /// stray worktree or branch behind.
+    pub(crate) fn tidy_lanes(&mut self) -> Result<()> {
+        let Some(lanes) = self.lanes.as_ref() else {
+            return Ok(());
+        };
+        let owned: Vec<&Lane> = self
+            .state
+            .activations()
+            .iter()
+            .filter_map(|a| a.lane.as_ref())
+            .collect();
+        let dir = lanes.worktree_path(&lanes.dir);
+        let mut cleaned = Vec::new();
+        for tree in lanes.repo.worktrees()? {
+            let path = std::fs::canonicalize(&tree.path).unwrap_or(tree.path.clone());
+            if path.parent() != Some(dir.as_path())
+                || owned
+                    .iter()
+                    .any(|l| lanes.worktree_path(&l.worktree) == path)
+            {
+                continue;
+            }
+            let branch = tree.branch.clone().unwrap_or_default();
+            lanes.release(&path, &branch, "work left by an interrupted lane", false)?;
+            cleaned.push(json!({"worktree": self.ws.rel(&path), "branch": tree.branch}));
+        }
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let registered = path.join(".git").is_file();
+                if !registered
+                    && !owned
+                        .iter()
+                        .any(|l| lanes.worktree_path(&l.worktree) == path)
+                {
+                    // A checkout a crash cut short before git registered it.
+                    if std::fs::remove_dir_all(&path).is_ok() {
+                        cleaned.push(json!({"worktree": self.ws.rel(&path)}));
+                    }
+                }
+            }
+        }
+        if lanes.delete_when_landed() {
+            for branch in lanes.repo.branches(BRANCH_PREFIX)? {
+                if owned.iter().any(|l| l.branch == branch)
+                    || !lanes.repo.is_ancestor(&branch, &lanes.base)?
+                {
+                    continue;
+                }
+                lanes.repo.delete_branch(&branch)?;
+                cleaned.push(json!({"branch": branch}));
+            }
+        }
+        for data in cleaned {
+            self.events.emit(EventKind::LaneCleaned, data)?;
+        }
+        Ok(())
+    }
+
+    /// `run once` with lanes: one pass, every stage it prepared run side by side, each
+    /// result applied in turn. The first stage is the one reported.
+    pub(crate) fn tick_inline_lanes(&mut self) -> Result<super::TickOutcome> {
+        use super::TickOutcome;
+        let prepared = match self.prepare_lanes(&|_| false, &HashSet::new())? {
+            LanesOutcome::Stopping => {
+                self.process_stop("stop requested")?;
+                return Ok(TickOutcome::Stopped);
+            }
+            LanesOutcome::Paused => return Ok(TickOutcome::Paused),
+            LanesOutcome::Stages(prepared) => prepared,
+        };
+        let registry = self.registry();
+        let raws: Vec<crate::runners::RawResult> = std::thread::scope(|scope| {
+            let handles: Vec<_> = prepared
+                .iter()
+                .map(|p| {
+                    let registry = registry.clone();
+                    scope.spawn(move || {
+                        registry.dispatch(&p.request, &crate::runners::CancelToken::new())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a stage thread panicked"))
+                .collect()
+        });
+        let mut first = None;
+        for (mut p, raw) in prepared.into_iter().zip(raws) {
+            p.finished = self.finish_lane_stage(&p, raw)?;
+            first.get_or_insert(p);
+        }
+        Ok(match first {
+            Some(p) => TickOutcome::Stage(Box::new(p)),
+            None => TickOutcome::Idle,
+        })
+    }
+
+    /// Apply one lane stage's result: [`Engine::finish_stage`] on its activation, then the
+    /// lane's own step (land, or release the worktree).
+    pub fn finish_lane_stage(
+        &mut self,
+        prepared: &Prepared,
+        raw: crate::runners::RawResult,
+    ) -> Result<Option<crate::runners::StageResult>> {
+        let run_id = prepared.request.run_id.clone();
+        if !self.state.focus_on(&run_id) {
+            return Err(Error::internal(format!(
+                "no activation runs {run_id}; its result is not applied"
+            )));
+        }
+        let lane = self.lane_of(&run_id);
+        let finished = self.finish_stage(prepared, raw)?;
+        self.after_lane_stage(lane, &run_id)?;
+        Ok(finished)
+    }
+}
+
+/// The fixer's account of a conflict: what clashed, git's words, and what to do.
+fn conflict_report(id: &str, lane: &Lane, base: &str, files: &[String], detail: &str) -> String {
+    let mut text = format!(
+        "# Integration conflict: {id}\n\nThe task's loop finished, but branch `{branch}` does \
+         not apply cleanly on top of `{base}`: another task landed changes to the same lines \
+         first. Nothing was landed; your worktree is back on `{branch}` as it was.\n\n\
+         Conflicting files:\n",
+        branch = lane.branch
+    );
+    for file in files {
+        text.push_str(&format!("- {file}\n"));
+    }
+    text.push_str(&format!(
+        "\ngit reported:\n\n```text\n{detail}\n```\n\nWhat to do: bring the branch up to date \
+         with `{base}` in your worktree (`git rebase {base}` and resolve each conflict, or \
+         redo the change on top of `{base}`), keep the task's intent and the other task's \
+         change, commit, and finish with your stage's marker. The runtime tries to land the \
+         branch again when the loop is done.\n"
+    ));
+    text
+}
+
+/// Whether an activation is a lane waiting to land (for `queue ls` and `status`).
+pub fn is_integrating(a: &Activation) -> bool {
+    a.lane.as_ref().is_some_and(|l| l.integrating)
+}

@@ -1,0 +1,441 @@
+//! Parallel lanes on real git repositories made by the tests: several tasks at once, each in
+//! its own worktree, landing on the base branch one at a time. The harness
+//! (`fixtures/lane-harness`) makes real file changes in the worktree it is given.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::{fixture, task_doc, wait_for, TestWs};
+
+/// Run git in `dir`; panics with git's words when it fails.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("git runs (is it installed?)");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A workspace that is a git repository on `main` with a first commit holding `shared.txt`,
+/// the lane harness as the runner and `execution` set as given.
+fn repo_ws(execution: &str, env: &[(&str, &str)]) -> TestWs {
+    let ws = TestWs::new();
+    let dir = ws.path();
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["config", "user.name", "test"]);
+    git(dir, &["config", "user.email", "test@localhost"]);
+    ws.write(".gitignore", "millrace-agents/\ninputs/\nplans/\n*.log\n");
+    ws.write("shared.txt", "base\n");
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-qm", "start"]);
+    let mut vars = String::new();
+    for (k, v) in env {
+        vars.push_str(&format!("      {k}: \"{v}\"\n"));
+    }
+    vars.push_str(&format!(
+        "      LANE_LOG: {}\n      LANE_PLAN_DIR: {}\n",
+        dir.join("lanes.log").display(),
+        dir.join("plans").display()
+    ));
+    ws.write(
+        "millrace-agents/millrace.yaml",
+        &format!(
+            "runners:\n  kill_grace_seconds: 1\n  codex:\n    command: {}\n    args: []\n    env:\n{vars}watchers:\n  settle_ms: 0\nexecution:\n{execution}",
+            fixture("lane-harness").display()
+        ),
+    );
+    ws
+}
+
+/// What a task's stage does in its worktree (a bash script).
+fn plan(ws: &TestWs, task: &str, stage: &str, script: &str) {
+    ws.write(&format!("plans/{task}.{stage}"), script);
+}
+
+/// `(start_ns, end_ns, stage, task, dir)` per stage the harness ran.
+fn harness_log(ws: &TestWs) -> Vec<(u128, u128, String, String, String)> {
+    std::fs::read_to_string(ws.path().join("lanes.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.splitn(5, ' ').collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].to_string(),
+                f[3].to_string(),
+                f[4].to_string(),
+            )
+        })
+        .collect()
+}
+
+fn branches(ws: &TestWs) -> Vec<String> {
+    git(ws.path(), &["branch", "--format=%(refname:short)"])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn worktrees(ws: &TestWs) -> usize {
+    git(ws.path(), &["worktree", "list", "--porcelain"])
+        .lines()
+        .filter(|l| l.starts_with("worktree "))
+        .count()
+}
+
+fn events_of<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    events.iter().filter(|e| e["event_type"] == kind).collect()
+}
+
+#[test]
+fn six_independent_tasks_on_three_lanes_all_land_with_linear_history() {
+    let ws = repo_ws("  lanes: 3\n", &[("LANE_SLEEP", "0.3")]);
+    for i in 1..=6 {
+        ws.add_task(&format!("t{i}"), "");
+    }
+    ws.run_until_idle();
+    for i in 1..=6 {
+        assert_eq!(ws.folder_of(&format!("t{i}")), ["tasks/done"]);
+        assert_eq!(ws.read(&format!("work/t{i}.txt")), format!("t{i}\n"));
+    }
+    let log = git(ws.path(), &["log", "--format=%s", "main"]);
+    assert_eq!(log.lines().count(), 7, "six task commits on start:\n{log}");
+    assert!(
+        git(ws.path(), &["rev-list", "--merges", "main"]).is_empty(),
+        "linear history"
+    );
+    assert_eq!(branches(&ws), ["main"], "landed branches are deleted");
+    assert_eq!(worktrees(&ws), 1, "landed worktrees are removed");
+    // Each stage ran in its task's worktree, and lanes overlapped.
+    let runs = harness_log(&ws);
+    assert_eq!(runs.len(), 18, "3 stages x 6 tasks: {runs:?}");
+    for (_, _, _, task, dir) in &runs {
+        assert!(
+            dir.ends_with(&format!("millrace-agents/worktrees/{task}")),
+            "{task} ran in {dir}"
+        );
+    }
+    let most = runs
+        .iter()
+        .map(|(s, _, _, _, _)| runs.iter().filter(|(a, b, ..)| a <= s && s < b).count())
+        .max()
+        .unwrap();
+    assert_eq!(most, 3, "three stages at once, never more");
+    let events = ws.events();
+    let landed = events_of(&events, "work_item_integrated");
+    assert_eq!(landed.len(), 6);
+    assert!(landed.iter().all(|e| e["data"]["commit"].is_string()));
+    let doc = ws.read("millrace-agents/tasks/done/t1.md");
+    assert!(
+        doc.contains("integrated: branch millrace/t1 landed on main at"),
+        "{doc}"
+    );
+    // The stage request names the worktree; the prompt tells the agent.
+    let prompt = std::fs::read_dir(ws.rt().join("runs"))
+        .unwrap()
+        .flatten()
+        .flat_map(|run| std::fs::read_dir(run.path()).unwrap().flatten())
+        .find(|f| f.file_name().to_string_lossy().starts_with("runner_prompt"))
+        .map(|f| std::fs::read_to_string(f.path()).unwrap())
+        .expect("a prompt artifact");
+    assert!(prompt.contains("Working Directory: "), "{prompt}");
+    assert!(prompt.contains("Working Branch: millrace/t"), "{prompt}");
+}
+
+#[test]
+fn two_tasks_editing_the_same_line_one_lands_the_other_goes_to_its_fixer_then_lands() {
+    let ws = repo_ws("  lanes: 2\n", &[("LANE_SLEEP", "0.2")]);
+    for task in ["a", "b"] {
+        plan(&ws, task, "builder", "echo \"$TASK\" > shared.txt\n");
+        // Redo the change on top of the base, keeping the other task's line.
+        plan(
+            &ws,
+            task,
+            "fixer",
+            "git reset -q --hard \"$BASE\" && echo \"$TASK\" >> shared.txt && git commit -qam \"$TASK: resolved\"\n",
+        );
+        ws.add_task(task, "");
+    }
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("a"), ["tasks/done"]);
+    assert_eq!(ws.folder_of("b"), ["tasks/done"]);
+    let events = ws.events();
+    let conflicts = events_of(&events, "integration_conflict");
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    let loser = conflicts[0]["data"]["work_item_id"].as_str().unwrap();
+    let winner = if loser == "a" { "b" } else { "a" };
+    assert_eq!(
+        conflicts[0]["data"]["files"],
+        serde_json::json!(["shared.txt"])
+    );
+    assert_eq!(ws.read("shared.txt"), format!("{winner}\n{loser}\n"));
+    assert!(git(ws.path(), &["rev-list", "--merges", "main"]).is_empty());
+    // The fixer was told about the conflict.
+    let fixer = events
+        .iter()
+        .find(|e| e["event_type"] == "stage_started" && e["data"]["stage"] == "fixer")
+        .expect("the fixer ran");
+    let run = ws
+        .rt()
+        .join("runs")
+        .join(fixer["data"]["run_id"].as_str().unwrap());
+    let report = std::fs::read_to_string(run.join("integration_conflict.md")).unwrap();
+    assert!(
+        report.contains("shared.txt") && report.contains("git rebase main"),
+        "{report}"
+    );
+    let request = std::fs::read_dir(&run)
+        .unwrap()
+        .flatten()
+        .filter(|f| f.file_name().to_string_lossy().starts_with("runner_prompt"))
+        .map(|f| std::fs::read_to_string(f.path()).unwrap())
+        .find(|p| p.contains("Stage: fixer"))
+        .unwrap();
+    assert!(
+        request.contains("Runtime Error Code: integration_conflict"),
+        "{request}"
+    );
+    assert_eq!(branches(&ws), ["main"]);
+    assert_eq!(worktrees(&ws), 1);
+}
+
+#[test]
+fn a_conflict_past_its_budget_blocks_the_task_and_keeps_its_branch() {
+    let ws = repo_ws(
+        "  lanes: 2\n  max_integration_conflicts: 1\n",
+        &[("LANE_SLEEP", "0.2")],
+    );
+    for task in ["a", "b"] {
+        plan(&ws, task, "builder", "echo \"$TASK\" > shared.txt\n");
+        ws.add_task(task, "");
+    }
+    ws.run_until_idle();
+    let events = ws.events();
+    let conflicts = events_of(&events, "integration_conflict");
+    assert_eq!(conflicts.len(), 2, "one sent to the fixer, then blocked");
+    let loser = conflicts[1]["data"]["work_item_id"].as_str().unwrap();
+    assert_eq!(
+        conflicts[1]["data"]["action"],
+        "blocked; the branch is kept"
+    );
+    assert_eq!(ws.folder_of(loser), ["tasks/blocked"]);
+    let blocked = events
+        .iter()
+        .find(|e| e["event_type"] == "work_item_blocked" && e["data"]["id"] == loser)
+        .unwrap();
+    assert!(
+        blocked["data"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("integration_conflict:"),
+        "{blocked}"
+    );
+    let branch = format!("millrace/{loser}");
+    assert_eq!(branches(&ws), ["main", branch.as_str()]);
+    assert_eq!(
+        git(ws.path(), &["show", &format!("{branch}:shared.txt")]),
+        format!("{loser}\n"),
+        "the branch keeps the task's work"
+    );
+    assert_eq!(worktrees(&ws), 1, "the blocked task's worktree is removed");
+}
+
+#[test]
+fn a_task_waits_until_the_task_it_depends_on_has_landed() {
+    let ws = repo_ws("  lanes: 3\n", &[("LANE_SLEEP", "0.2")]);
+    ws.add_task("first", "");
+    // Fails (and so never passes) unless the dependency's change is in its worktree.
+    plan(
+        &ws,
+        "second",
+        "builder",
+        "test -f work/first.txt && echo second > work/second.txt\n",
+    );
+    let doc = task_doc("second", "")
+        .replace("Risk:\n- Low.\n", "Risk:\n- Low.\n\nDepends-On:\n- first\n");
+    let path = ws.write("inputs/second.md", &doc);
+    ws.ok(&["add-task", path.to_str().unwrap()]);
+    ws.add_task("other", "");
+    ws.run_until_idle();
+    for id in ["first", "second", "other"] {
+        assert_eq!(ws.folder_of(id), ["tasks/done"], "{id}");
+    }
+    let events = ws.events();
+    let at = |kind: &str, id: &str| {
+        events
+            .iter()
+            .position(|e| {
+                e["event_type"] == kind
+                    && (e["data"]["id"] == id || e["data"]["work_item_id"] == id)
+            })
+            .unwrap_or_else(|| panic!("no {kind} for {id}"))
+    };
+    assert!(at("work_item_integrated", "first") < at("work_item_claimed", "second"));
+    assert!(
+        at("work_item_claimed", "other") < at("work_item_integrated", "first"),
+        "an independent task runs beside"
+    );
+    assert_eq!(ws.read("work/second.txt"), "second\n");
+}
+
+#[test]
+fn branch_mode_leaves_each_finished_branch_for_review() {
+    let ws = repo_ws("  lanes: 2\n  integration: branch\n", &[]);
+    ws.add_task("r1", "");
+    ws.add_task("r2", "");
+    ws.run_until_idle();
+    assert_eq!(
+        git(ws.path(), &["log", "--format=%s", "main"])
+            .lines()
+            .count(),
+        1,
+        "nothing lands on main"
+    );
+    assert_eq!(branches(&ws), ["main", "millrace/r1", "millrace/r2"]);
+    for id in ["r1", "r2"] {
+        assert_eq!(ws.folder_of(id), ["tasks/done"]);
+        assert_eq!(
+            git(
+                ws.path(),
+                &["show", &format!("millrace/{id}:work/{id}.txt")]
+            ),
+            format!("{id}\n")
+        );
+        let doc = ws.read(&format!("millrace-agents/tasks/done/{id}.md"));
+        assert!(
+            doc.contains(&format!("branch millrace/{id} left for review")),
+            "{doc}"
+        );
+    }
+    let events = ws.events();
+    let landed = events_of(&events, "work_item_integrated");
+    assert_eq!(landed.len(), 2);
+    assert!(landed
+        .iter()
+        .all(|e| e["data"]["commit"].is_null() && e["data"]["integration"] == "branch"));
+    assert_eq!(worktrees(&ws), 1);
+}
+
+#[test]
+fn more_than_one_lane_needs_a_git_repository() {
+    let ws = TestWs::new();
+    ws.write(
+        "millrace-agents/millrace.yaml",
+        "runners:\n  default_runner: scripted\nexecution:\n  lanes: 2\n",
+    );
+    for args in [
+        &["config", "validate"][..],
+        &["compile", "validate"][..],
+        &["run", "once"][..],
+    ] {
+        let err = ws.fails(args, 1);
+        assert!(
+            err.contains("execution.lanes is 2") && err.contains("git init"),
+            "{args:?}: {err}"
+        );
+    }
+    ws.write("millrace-agents/millrace.yaml", "execution:\n  lanes: 0\n");
+    let err = ws.fails(&["config", "validate"], 1);
+    assert!(
+        err.contains("execution.lanes must be between 1 and 64"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_dirty_main_tree_makes_integration_wait_with_the_reason_then_it_lands() {
+    let ws = repo_ws("  lanes: 2\n", &[]);
+    ws.write("shared.txt", "an operator's edit in progress\n");
+    ws.add_task("w1", "");
+    let daemon = ws.spawn_daemon(&[]);
+    wait_for("integration to wait", Duration::from_secs(30), || {
+        ws.events()
+            .iter()
+            .any(|e| e["event_type"] == "integration_waiting")
+    });
+    let waiting = ws
+        .events()
+        .into_iter()
+        .find(|e| e["event_type"] == "integration_waiting")
+        .unwrap();
+    assert!(
+        waiting["data"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("shared.txt"),
+        "{waiting}"
+    );
+    assert_eq!(ws.read("shared.txt"), "an operator's edit in progress\n");
+    let status = ws.json(&["status"]);
+    let lane = &status["lanes"][0];
+    assert_eq!(lane["work_item_id"], "w1");
+    assert_eq!(lane["integrating"], true);
+    assert!(lane["integration_wait"]
+        .as_str()
+        .unwrap()
+        .contains("shared.txt"));
+    let queue = ws.ok(&["queue", "ls"]);
+    assert!(queue.contains("waiting to land"), "{queue}");
+    git(ws.path(), &["checkout", "--", "shared.txt"]);
+    wait_for("the task to land", Duration::from_secs(30), || {
+        ws.folder_of("w1") == ["tasks/done"]
+    });
+    ws.ok(&["stop"]);
+    daemon.wait_exit(Duration::from_secs(20));
+    assert_eq!(ws.read("work/w1.txt"), "w1\n");
+}
+
+#[test]
+fn stop_lets_every_running_lane_finish_its_stage() {
+    let ws = repo_ws("  lanes: 3\n", &[("LANE_SLEEP", "1")]);
+    for i in 1..=3 {
+        ws.add_task(&format!("s{i}"), "");
+    }
+    let daemon = ws.spawn_daemon(&[]);
+    wait_for("three stages to run", Duration::from_secs(30), || {
+        ws.stages_started().len() >= 3
+    });
+    ws.ok(&["stop"]);
+    daemon.wait_exit(Duration::from_secs(30));
+    let events = ws.events();
+    assert_eq!(
+        events_of(&events, "stage_completed").len(),
+        3,
+        "all three finished"
+    );
+    assert_eq!(
+        events_of(&events, "stage_started").len(),
+        3,
+        "nothing new started"
+    );
+    let snapshot = ws.read("millrace-agents/state/runtime_snapshot.yaml");
+    assert_eq!(snapshot.matches("- lane: ").count(), 3, "{snapshot}");
+    // The next start resumes each lane at its recorded stage, in its worktree.
+    ws.run_until_idle();
+    for i in 1..=3 {
+        assert_eq!(ws.folder_of(&format!("s{i}")), ["tasks/done"]);
+    }
+    assert_eq!(worktrees(&ws), 1);
+}
+
+#[test]
+fn one_lane_needs_no_git_and_writes_no_lane_fields() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    ws.add_task("one", "");
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("one"), ["tasks/done"]);
+    let snapshot = ws.read("millrace-agents/state/runtime_snapshot.yaml");
+    assert!(!snapshot.contains("lanes"), "{snapshot}");
+    assert!(!ws.exists("millrace-agents/worktrees"));
+}
