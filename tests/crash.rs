@@ -1067,3 +1067,267 @@ fn a_pause_held_mid_apply_while_a_daemon_starts_is_not_lost() {
     let snapshot = Snapshot::load(&ws.workspace().snapshot_path()).unwrap();
     assert!(snapshot.paused, "the pause was lost");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Parallel lanes: the same guarantees with three tasks at once, plus integration exactly once.
+
+const LANE_TASKS: [&str; 6] = ["l1", "l2", "l3", "l4", "l5", "l6"];
+
+fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .map_err(|e| format!("git {args:?}: {e} (is git installed?)"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A git repository with six tasks for three lanes (l5 depends on l1); each task's builder
+/// writes `work/<task>.txt` in its worktree, taking `sleep` seconds per stage.
+fn lanes_workload(sleep: &str) -> Ws {
+    let ws = Ws {
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    let dir = ws.path();
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["config", "user.name", "crash-suite"][..],
+        &["config", "user.email", "crash@localhost"][..],
+    ] {
+        git(dir, args).unwrap();
+    }
+    std::fs::write(
+        dir.join(".gitignore"),
+        "millrace-agents/\n*.out\n*.err\n*.txt\n!work/*.txt\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("README.md"), "# Lanes\n").unwrap();
+    git(dir, &["add", "-A"]).unwrap();
+    git(dir, &["commit", "-qm", "start"]).unwrap();
+    let root = Workspace::open_or_init(dir).expect("init workspace");
+    let config = format!(
+        "runners:\n  kill_grace_seconds: 1\n  codex:\n    command: {}\n    args: []\n    env:\n      LANE_SLEEP: \"{sleep}\"\nwatchers:\n  settle_ms: 0\nexecution:\n  lanes: 3\n",
+        fixture("lane-harness").display()
+    );
+    std::fs::write(root.config_path(), config).unwrap();
+    let queue = QueueStore::new(&root);
+    for (i, id) in LANE_TASKS.iter().enumerate() {
+        let deps: &[&str] = if *id == "l5" { &["l1"] } else { &[] };
+        let created = format!("2026-01-05T08:0{i}:00Z");
+        queue
+            .enqueue_text(WorkItemKind::Task, id, &task(id, &created, deps))
+            .unwrap();
+    }
+    ws
+}
+
+/// Every task done once, landed once (one commit on main touches its file, its events at
+/// most once), no lane, stray
+/// worktree or branch left, linear history, every file whole.
+fn check_lanes(ws: &Ws) -> Result<usize, String> {
+    let root = ws.workspace();
+    let placed = placement(&root);
+    for id in LANE_TASKS {
+        let folders = placed.get(&(WorkItemKind::Task, id.to_string()));
+        if folders.map(Vec::as_slice) != Some(&[Folder::Done][..]) {
+            return Err(format!("task {id} ended in {folders:?}"));
+        }
+    }
+    if placed.len() != LANE_TASKS.len() {
+        return Err(format!("unexpected items: {:?}", placed.keys()));
+    }
+    let snapshot = Snapshot::load(&root.snapshot_path()).map_err(|e| e.to_string())?;
+    if !snapshot.lanes.is_empty() || snapshot.active_stage.is_some() {
+        return Err(format!(
+            "the snapshot still runs something: {:?}",
+            snapshot.lanes
+        ));
+    }
+    let events = EventLog::read_all(&root.events_path())?;
+    for kind in ["work_item_completed", "work_item_integrated"] {
+        for id in LANE_TASKS {
+            let n = events
+                .iter()
+                .filter(|e| {
+                    let field = |k: &str| e.data.get(k).and_then(|v| v.as_str()) == Some(id);
+                    e.event_type == kind && (field("id") || field("work_item_id"))
+                })
+                .count();
+            // A crash between the move to done/ and the events loses the lines, never the
+            // work (as with one lane); landing exactly once is checked on git below.
+            if n > 1 {
+                return Err(format!("{kind} for {id} logged {n} times"));
+            }
+        }
+    }
+    let dir = ws.path();
+    for id in LANE_TASKS {
+        let file = format!("work/{id}.txt");
+        let commits = git(dir, &["log", "--format=%H", "main", "--", &file])?;
+        if commits.lines().count() != 1 {
+            return Err(format!(
+                "{file} changed by {} commits on main",
+                commits.lines().count()
+            ));
+        }
+        let text = std::fs::read_to_string(dir.join(&file)).map_err(|e| format!("{file}: {e}"))?;
+        if text != format!("{id}\n") {
+            return Err(format!("{file} holds {text:?}"));
+        }
+    }
+    if !git(dir, &["rev-list", "--merges", "main"])?.is_empty() {
+        return Err("merge commits on main".into());
+    }
+    let trees = git(dir, &["worktree", "list", "--porcelain"])?;
+    if trees.lines().filter(|l| l.starts_with("worktree ")).count() != 1 {
+        return Err(format!("stray worktrees:\n{trees}"));
+    }
+    let branches = git(dir, &["branch", "--format=%(refname:short)"])?;
+    if branches.trim() != "main" {
+        return Err(format!("stray branches:\n{branches}"));
+    }
+    let leftover = walk(&root.rt().join("worktrees"));
+    if !leftover.is_empty() {
+        return Err(format!("files left in the worktrees folder: {leftover:?}"));
+    }
+    check_files(&root)
+}
+
+#[test]
+fn abort_mid_integration_and_mid_stage_with_three_lanes_then_restart_lands_each_task_once() {
+    let mut trials: Vec<(&str, u64)> = Vec::new();
+    for point in [
+        "integration.after_commit",
+        "integration.after_rebase",
+        "integration.after_fast_forward",
+        "integration.after_done",
+        "complete.after_move",
+        "stage_result.before_snapshot",
+        "stage_result.after_usage",
+    ] {
+        for n in [1, 4] {
+            trials.push((point, n));
+        }
+    }
+    run_trials(&trials, |(point, n)| {
+        let ws = lanes_workload("0");
+        let spec = format!("{point}=abort@{n}");
+        let status = ws.run(&[("MILLRACE_FAILPOINTS", spec.clone())], "crash");
+        let aborted = {
+            use std::os::unix::process::ExitStatusExt;
+            status.signal() == Some(6)
+        };
+        if !aborted {
+            return Err(ws.failure(&spec, &format!("the run did not abort ({status})")));
+        }
+        let restarted = ws.run(&[], "restart");
+        if !restarted.success() {
+            return Err(ws.failure(&spec, &format!("restart failed ({restarted})")));
+        }
+        check_lanes(&ws)
+            .map(|_| ())
+            .map_err(|e| ws.failure(&spec, &e))
+    });
+}
+
+#[test]
+fn sigkill_at_random_times_with_three_lanes_loses_nothing_and_lands_each_task_once() {
+    let iterations: usize = std::env::var("MILLRACE_KILL_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
+    let seed: u64 = std::env::var("MILLRACE_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+                | 1
+        });
+    eprintln!("lanes kill loop: seed {seed} (replay with MILLRACE_CRASH_SEED={seed})");
+    let mut rng = Rng(seed);
+    let ws = lanes_workload("0.4");
+    let mut orphans = 0;
+    let mut finished = false;
+    for i in 0..iterations {
+        let log = format!("kill-{i}");
+        let mut child = ws.daemon(&[], &log).spawn().expect("spawn millrace");
+        if i == 0 {
+            wait_for("three running harnesses", RUN_LIMIT, || {
+                live_harness_groups(&ws).len() >= 3
+            });
+        } else {
+            let deadline = Instant::now() + Duration::from_millis(rng.between(50, 1500));
+            while Instant::now() < deadline && child.try_wait().expect("wait").is_none() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "daemon failed: {}", ws.logs(&log));
+            finished = true;
+            break;
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        let left = live_harness_groups(&ws);
+        let started = count_events(&ws, "runtime_started");
+        let log = format!("restart-{i}");
+        let mut restart = ws.daemon(&[], &log).spawn().expect("spawn millrace");
+        wait_for("the restarted daemon to start", RUN_LIMIT, || {
+            count_events(&ws, "runtime_started") > started
+                || restart.try_wait().ok().flatten().is_some()
+        });
+        for group in &left {
+            if !holds_within(Duration::from_secs(2), || !group_alive(*group)) {
+                let _ = restart.kill();
+                let _ = restart.wait();
+                let error = format!("harness group {group} outlived the restart");
+                panic!(
+                    "{}",
+                    ws.failure(&format!("lanes kill loop seed {seed}"), &error)
+                );
+            }
+            orphans += 1;
+        }
+        let pause = Duration::from_millis(rng.between(0, 800));
+        let deadline = Instant::now() + pause;
+        while Instant::now() < deadline && restart.try_wait().expect("wait").is_none() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if restart.try_wait().expect("wait").is_some() {
+            finished = true;
+            break;
+        }
+        restart.kill().expect("SIGKILL");
+        restart.wait().expect("reap");
+    }
+    if !finished {
+        ws.restart("final");
+    }
+    if let Err(e) = check_lanes(&ws) {
+        panic!(
+            "{}",
+            ws.failure(&format!("lanes kill loop seed {seed}"), &e)
+        );
+    }
+    let alive = live_harness_groups(&ws);
+    assert!(
+        alive.is_empty(),
+        "harness groups alive at the end: {alive:?}"
+    );
+    assert!(
+        orphans >= 3,
+        "the first kill left three harnesses to clean up"
+    );
+    eprintln!("lanes kill loop: seed {seed}, {orphans} orphaned harness groups gone, 6 tasks landed once each");
+}

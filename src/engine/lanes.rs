@@ -575,6 +575,12 @@ impl Engine {
             .collect();
         let dir = lanes.worktree_path(&lanes.dir);
         let mut cleaned = Vec::new();
+        for lane in &owned {
+            let path = lanes.worktree_path(&lane.worktree);
+            if lanes.repo.clear_stale_lock(&path)? {
+                cleaned.push(json!({"worktree": lane.worktree, "stale_lock": true}));
+            }
+        }
         for tree in lanes.repo.worktrees()? {
             let path = std::fs::canonicalize(&tree.path).unwrap_or(tree.path.clone());
             if path.parent() != Some(dir.as_path())

@@ -129,6 +129,28 @@ impl Repo {
         )
     }
 
+    /// Remove the index lock a killed git left in a worktree, so the next commit there does
+    /// not fail forever. Only for when no git can be running in it (a start, after the
+    /// lane's orphaned harness was killed); returns whether there was one.
+    pub fn clear_stale_lock(&self, worktree: &Path) -> Result<bool, GitError> {
+        let dot_git = self.absolute(worktree).join(".git");
+        let Ok(text) = fs::read_to_string(&dot_git) else {
+            return Ok(false);
+        };
+        let Some(dir) = text
+            .strip_prefix("gitdir:")
+            .map(|d| PathBuf::from(d.trim()))
+        else {
+            return Ok(false);
+        };
+        let lock = dir.join("index.lock");
+        match fs::remove_file(&lock) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_error("remove", &lock, e)),
+        }
+    }
+
     /// The local branches whose names start with `prefix` (e.g. `millrace/`).
     pub fn branches(&self, prefix: &str) -> Result<Vec<String>, GitError> {
         let pattern = format!("refs/heads/{prefix}");
