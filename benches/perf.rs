@@ -13,9 +13,12 @@
 //! - `MILLRACE_BENCH_KEEP=1`: keep the workspaces (path printed at the start).
 //!
 //! A positional argument selects sections by substring: `cli`, `claim`, `stage`, `intake`,
-//! `mailbox`, `idle`, `growth`, `marathon` (e.g. `cargo bench --bench perf -- claim`).
+//! `mailbox`, `idle`, `growth`, `marathon`, `lanes` (e.g. `cargo bench --bench perf -- claim`).
 //! - `MILLRACE_BENCH_MARATHON_ITEMS` (default 100 000) and `MILLRACE_BENCH_MARATHON_LOG_MB`
 //!   (default 1024): the history the `marathon` section builds.
+//! - `MILLRACE_BENCH_LANES_TASKS` (default 20, quick 8) and `MILLRACE_BENCH_LANES_SLEEP`
+//!   (seconds per stage, default 1, quick 0.3): the `lanes` section's run, three stages per
+//!   task through `fixtures/lane-harness` at 1, 2, 4 and 8 parallel lanes (about 2 min).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -1156,6 +1159,191 @@ impl Suite {
         }
     }
 
+    /// `run daemon --until-idle` on MILLRACE_BENCH_LANES_TASKS independent tasks (default 20)
+    /// of three stages each, `fixtures/lane-harness` taking MILLRACE_BENCH_LANES_SLEEP seconds
+    /// per stage (default 1), at 1, 2, 4 and 8 lanes, each in a fresh git repository. Wall time
+    /// is spawn to exit; the harness's own busy time comes from its `LANE_LOG`. Issue target:
+    /// at least 3.5x the one-lane speed at 4 lanes.
+    fn lanes(&mut self) {
+        let sleep: f64 = std::env::var("MILLRACE_BENCH_LANES_SLEEP")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(if self.quick { 0.3 } else { 1.0 });
+        let tasks = env_num(
+            "MILLRACE_BENCH_LANES_TASKS",
+            if self.quick { 8 } else { 20 },
+        ) as usize;
+        let harness = Path::new(MANIFEST_DIR).join("fixtures/lane-harness");
+        let base: Timestamp = "2026-02-10T09:30:00Z".parse().unwrap();
+        let mut wall_1 = None;
+        let mut at_4 = None;
+        for n in [1usize, 2, 4, 8] {
+            let ws = self.root.join(format!("lanes-{n}"));
+            let _ = fs::remove_dir_all(&ws);
+            fs::create_dir_all(&ws).unwrap();
+            git(&ws, &["init", "-q", "-b", "main"]);
+            git(&ws, &["config", "user.name", "bench"]);
+            git(&ws, &["config", "user.email", "bench@localhost"]);
+            fs::write(ws.join(".gitignore"), "millrace-agents/\n*.log\n").unwrap();
+            fs::write(ws.join("README.md"), "# Lanes benchmark\n").unwrap();
+            git(&ws, &["add", "-A"]);
+            git(&ws, &["commit", "-qm", "start"]);
+            run_ok(&ws, &["init"]);
+            let log = ws.join("lanes.log");
+            fs::write(
+                rt(&ws).join("millrace.yaml"),
+                format!(
+                    "runners:\n  kill_grace_seconds: 1\n  codex:\n    command: {}\n    args: []\n    \
+                     env:\n      LANE_SLEEP: \"{sleep}\"\n      LANE_LOG: {}\nwatchers:\n  \
+                     settle_ms: 0\nexecution:\n  lanes: {n}\n",
+                    harness.display(),
+                    log.display()
+                ),
+            )
+            .unwrap();
+            let queue = rt(&ws).join("tasks/queue");
+            fs::create_dir_all(&queue).unwrap();
+            for i in 1..=tasks {
+                let id = format!("t{i:02}");
+                let created = base + jiff::SignedDuration::from_secs(i as i64);
+                fs::write(
+                    queue.join(format!("{id}.md")),
+                    task_text(&id, created, None),
+                )
+                .unwrap();
+            }
+
+            let t0 = Instant::now();
+            let out = millrace(
+                &ws,
+                &["run", "daemon", "--until-idle", "--max-ticks", "100000"],
+            )
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn millrace");
+            let wall = t0.elapsed().as_secs_f64();
+            assert!(
+                out.status.success(),
+                "lanes={n}: run daemon --until-idle failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+
+            // Every task done; with lanes each landed one commit on main.
+            let done = rt(&ws).join("tasks/done");
+            let missing: Vec<String> = (1..=tasks)
+                .map(|i| format!("t{i:02}"))
+                .filter(|id| !done.join(format!("{id}.md")).is_file())
+                .collect();
+            assert!(
+                missing.is_empty(),
+                "lanes={n}: not in tasks/done: {missing:?} (workspace {})",
+                ws.display()
+            );
+            let commits = git(&ws, &["log", "--oneline", "main"]).lines().count();
+            // One lane runs in the workspace itself and commits nothing: the builder's files
+            // stay in the working tree.
+            let want = if n > 1 { tasks + 1 } else { 1 };
+            assert_eq!(
+                commits,
+                want,
+                "lanes={n}: commits on main (workspace {})",
+                ws.display()
+            );
+            if n == 1 {
+                for i in 1..=tasks {
+                    assert!(
+                        ws.join(format!("work/t{i:02}.txt")).is_file(),
+                        "lanes=1: t{i:02}"
+                    );
+                }
+            }
+            let integrated = events(&ws)
+                .iter()
+                .filter(|e| e.kind == "work_item_integrated")
+                .count();
+            assert_eq!(
+                integrated,
+                if n > 1 { tasks } else { 0 },
+                "lanes={n}: integrated"
+            );
+
+            // The harness's own time per stage, and how many stages ran at once.
+            let runs = lane_log(&log);
+            let stages = runs.len();
+            assert_eq!(stages, tasks * 3, "lanes={n}: stages the harness ran");
+            let busy: f64 = runs.iter().map(|(s, e)| (e - s) as f64 / 1e9).sum();
+            let most = runs
+                .iter()
+                .map(|(s, _)| runs.iter().filter(|(a, b)| a <= s && s < b).count())
+                .max()
+                .unwrap_or(0);
+            let ideal = tasks.div_ceil(n) as f64 * 3.0 * sleep;
+            let speedup = match wall_1 {
+                Some(w1) => w1 / wall,
+                None => {
+                    wall_1 = Some(wall);
+                    1.0
+                }
+            };
+            if n == 4 {
+                at_4 = Some(speedup);
+            }
+            self.table.add(
+                "lanes",
+                format!("lanes={n}: wall, {tasks} tasks x 3 stages"),
+                "s",
+                vec![wall],
+                (n == 4).then(|| wall_1.unwrap() / 3.5),
+                format!(
+                    "ideal {} s; at most {most} stages at once{}",
+                    fmt(ideal),
+                    if n == 4 {
+                        "; target = wall(1) / 3.5"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+            self.table.add(
+                "lanes",
+                format!("lanes={n}: speed-up vs 1 lane"),
+                "x",
+                vec![speedup],
+                None,
+                match n {
+                    1 => "baseline (no worktrees, no integration)".to_string(),
+                    4 => format!("target >= 3.5x; ideal {}x", fmt(wall_1.unwrap() / ideal)),
+                    _ => format!("ideal {}x", fmt(wall_1.unwrap() / ideal)),
+                },
+            );
+            self.table.add(
+                "lanes",
+                format!("lanes={n}: runtime overhead per stage"),
+                "ms",
+                vec![(n as f64 * wall - busy) / stages as f64 * 1e3],
+                None,
+                if n == 1 {
+                    "(wall - harness busy) / stages".to_string()
+                } else {
+                    format!("(lanes x wall - harness busy) / stages; {integrated} integrated")
+                },
+            );
+            self.table.add(
+                "lanes",
+                format!("lanes={n}: harness time per stage"),
+                "ms",
+                vec![busy / stages as f64 * 1e3],
+                None,
+                format!("LANE_SLEEP {sleep} s; from LANE_LOG"),
+            );
+            self.cleanup(&ws);
+        }
+        if let Some(s) = at_4 {
+            println!("lanes: speed-up at 4 lanes = {s:.1}x (target >= 3.5x)");
+        }
+    }
+
     fn cleanup(&self, ws: &Path) {
         if std::env::var_os("MILLRACE_BENCH_KEEP").is_none() {
             let _ = fs::remove_dir_all(ws);
@@ -1192,6 +1380,35 @@ fn classify(path: &str) -> String {
         s.push_str("/ (dir)");
     }
     s
+}
+
+/// Run git in `dir`; panics with git's words when it fails.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("git runs (is it installed?)");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `(start_ns, end_ns)` per stage `fixtures/lane-harness` ran (its `LANE_LOG`).
+fn lane_log(path: &Path) -> Vec<(u128, u128)> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+        })
+        .collect()
 }
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -1235,7 +1452,7 @@ fn main() {
     );
     print_header();
     type Section = fn(&mut Suite);
-    let sections: [(&str, Section); 8] = [
+    let sections: [(&str, Section); 9] = [
         ("cli", Suite::cli),
         ("claim", Suite::claim),
         ("stage", Suite::stage),
@@ -1244,6 +1461,7 @@ fn main() {
         ("growth", Suite::growth),
         ("idle", Suite::idle),
         ("marathon", Suite::marathon),
+        ("lanes", Suite::lanes),
     ];
     let started = Instant::now();
     for (name, f) in sections {

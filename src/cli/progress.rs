@@ -131,6 +131,14 @@ fn refused(data: &serde_json::Map<String, Value>, at: &str) -> String {
     }
 }
 
+/// `[lane 2] ` for an event of a parallel lane, else nothing.
+fn lane(data: &serde_json::Map<String, Value>) -> String {
+    data.get("lane")
+        .and_then(Value::as_u64)
+        .map(|n| format!("[lane {n}] "))
+        .unwrap_or_default()
+}
+
 fn item(data: &serde_json::Map<String, Value>, kind: &str, id: &str) -> String {
     match (text(data, kind), text(data, id)) {
         (Some(kind), Some(id)) => format!("{kind} {id}"),
@@ -149,12 +157,18 @@ pub fn event_line(event: &Event) -> Option<String> {
     let stage = text(d, "stage").unwrap_or("?");
     let what = match event.event_type.as_str() {
         "stage_started" => format!(
-            "{stage:<14} {}  [{}]",
+            "{}{stage:<14} {}  [{}]",
+            lane(d),
             item(d, "work_item_kind", "work_item_id"),
             text(d, "run_id").unwrap_or("?")
         ),
         "stage_completed" => format!(
-            "{stage:<14} -> {} in {}{}{}{}",
+            "{}{stage:<14} {}-> {} in {}{}{}{}",
+            lane(d),
+            match lane(d).as_str() {
+                "" => String::new(),
+                _ => format!("task {} ", text(d, "work_item_id").unwrap_or("?")),
+            },
             text(d, "terminal_result").unwrap_or("no result"),
             duration(d.get("duration_seconds").and_then(Value::as_f64)?),
             text(d, "next_stage")
@@ -168,6 +182,51 @@ pub fn event_line(event: &Event) -> Option<String> {
             text(d, "action").unwrap_or("")
         ),
         "work_item_completed" => format!("done: {}", item(d, "kind", "id")),
+        "work_item_integrated" => match text(d, "commit") {
+            Some(commit) => format!(
+                "{}landed: task {} on {} at {}",
+                lane(d),
+                text(d, "work_item_id").unwrap_or("?"),
+                text(d, "base_branch").unwrap_or("?"),
+                commit.get(..10).unwrap_or(commit)
+            ),
+            None => format!(
+                "{}branch {} left for review",
+                lane(d),
+                text(d, "branch").unwrap_or("?")
+            ),
+        },
+        "integration_conflict" => format!(
+            "{}CONFLICT: task {} with {} in {} (attempt {} of {}): {}",
+            lane(d),
+            text(d, "work_item_id").unwrap_or("?"),
+            text(d, "base_branch").unwrap_or("?"),
+            d.get("files")
+                .and_then(Value::as_array)
+                .map(|f| f
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default(),
+            d.get("attempt").and_then(Value::as_u64).unwrap_or(0),
+            d.get("limit").and_then(Value::as_u64).unwrap_or(0),
+            text(d, "action").unwrap_or("")
+        ),
+        "integration_waiting" => format!(
+            "{}task {} waits to land: {}",
+            lane(d),
+            text(d, "work_item_id").unwrap_or("?"),
+            text(d, "reason").unwrap_or("")
+        ),
+        "lane_cleaned" => format!(
+            "cleaned up after a crash: {}",
+            [text(d, "worktree"), text(d, "branch")]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         "work_item_blocked" => format!(
             "BLOCKED: {}: {}{}",
             item(d, "kind", "id"),
@@ -338,6 +397,41 @@ mod tests {
         assert_eq!(
             line,
             "10:04:05  checker        -> FIX_NEEDED in 3.1s (next: fixer)"
+        );
+    }
+
+    #[test]
+    fn a_lane_s_lines_name_the_lane_and_the_task() {
+        let line = event_line(&event(
+            "stage_completed",
+            serde_json::json!({"stage": "checker", "terminal_result": "CHECKER_PASS",
+                               "duration_seconds": 1.0, "lane": 2, "work_item_id": "t4"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            line,
+            "10:04:05  [lane 2] checker        task t4 -> CHECKER_PASS in 1.0s"
+        );
+        let line = event_line(&event(
+            "work_item_integrated",
+            serde_json::json!({"lane": 2, "work_item_id": "t4", "base_branch": "main",
+                               "commit": "0123456789abcdef", "branch": "millrace/t4"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            line,
+            "10:04:05  [lane 2] landed: task t4 on main at 0123456789"
+        );
+        let line = event_line(&event(
+            "integration_conflict",
+            serde_json::json!({"lane": 1, "work_item_id": "t5", "base_branch": "main",
+                               "files": ["a.rs", "b.rs"], "attempt": 1, "limit": 2,
+                               "action": "sent back to the fixer stage in its worktree"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            line,
+            "10:04:05  [lane 1] CONFLICT: task t5 with main in a.rs, b.rs (attempt 1 of 2): sent back to the fixer stage in its worktree"
         );
     }
 

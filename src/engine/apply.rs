@@ -207,8 +207,11 @@ impl Engine {
         };
         t.marker = Some((req.plane, result.summary_status_marker.clone()));
         t.result = Some((result.terminal_result, result_rel.clone()));
-        t.events
-            .push(stage_completed(req, &result, &result_rel, kind, &id));
+        let mut completed = stage_completed(req, &result, &result_rel, kind, &id);
+        if let Some(lane) = self.state.active().and_then(|a| a.lane.as_ref()) {
+            completed.1["lane"] = json!(lane.index);
+        }
+        t.events.push(completed);
         t.events.push((
             EventKind::RouterDecision,
             json!({"action": action, "plane": req.plane, "run_id": req.run_id,

@@ -156,19 +156,24 @@ impl Engine {
         // activation, and reconcile then requeues the claimed item).
         self.state
             .save_with(&self.ws.snapshot_path(), atomic::Durability::Relaxed)?;
-        self.events.emit_all(
-            vec![(
-                EventKind::StageStarted,
-                json!({"request_id": req.request_id, "stage": req.stage, "plane": req.plane,
+        let lane = self
+            .state
+            .active()
+            .and_then(|a| a.lane.as_ref())
+            .map(|l| l.index);
+        let mut data = json!({"request_id": req.request_id, "stage": req.stage, "plane": req.plane,
                        "run_id": req.run_id, "request_kind": req.request_kind.as_str(),
                        "work_item_kind": req.active_work_item_kind,
                        "work_item_id": req.active_work_item_id,
                        "closure_target_root_spec_id": req.closure_target_root_spec_id,
                        "runner": self.registry.resolve_name(req),
-                       "troubleshoot_report_path": req.preferred_troubleshoot_report_path}),
-            )],
-            false,
-        )?;
+                       "troubleshoot_report_path": req.preferred_troubleshoot_report_path});
+        if let Some(lane) = lane {
+            data["lane"] = json!(lane);
+            data["working_directory"] = json!(req.working_directory);
+        }
+        self.events
+            .emit_all(vec![(EventKind::StageStarted, data)], false)?;
         Ok(())
     }
 }
