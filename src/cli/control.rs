@@ -6,7 +6,7 @@
 
 use clap::Subcommand;
 
-use super::submit::{route, ReasonArgs, RequeueArgs, SimpleArgs};
+use super::submit::{route, ReasonArgs, RequeueArgs, RetryArgs, SimpleArgs};
 use super::Ctx;
 use crate::control::actions::{self, Action};
 use crate::error::{ExitCode, Result};
@@ -23,9 +23,12 @@ pub enum ControlCommand {
     /// Stop the daemon at the next stage boundary (runtime.stop_mode: finish or interrupt).
     #[command(after_help = "Example:\n  millrace control stop")]
     Stop(SimpleArgs),
-    /// Requeue the active work item (it is claimed again from its entry stage).
-    #[command(after_help = "Example:\n  millrace control retry-active --reason \"flaky network\"")]
-    RetryActive(ReasonArgs),
+    /// Requeue the active work item (it is claimed again from its entry stage); with parallel
+    /// lanes, `--id` names the task (its running stage is ended first).
+    #[command(
+        after_help = "Examples:\n  millrace control retry-active --reason \"flaky network\"\n  millrace control retry-active --id t-42 --reason \"wrong approach\""
+    )]
+    RetryActive(RetryArgs),
     /// Requeue every active item, clear recovery counters and reset the snapshot to idle.
     #[command(
         after_help = "Example:\n  millrace control clear-stale-state --reason \"after a crash\""
@@ -64,11 +67,12 @@ pub fn run(ctx: &Ctx, cmd: ControlCommand) -> Result<ExitCode> {
         ControlCommand::ReloadConfig(a) => (Action::ReloadConfig, a.print, a.wait),
         ControlCommand::RetryActive(a) => (
             Action::RetryActive {
-                reason: reason(a.reason, actions::DEFAULT_RETRY_REASON),
+                reason: reason(a.rest.reason, actions::DEFAULT_RETRY_REASON),
                 scope: None,
+                id: a.id.filter(|id| !id.trim().is_empty()),
             },
-            a.print,
-            a.wait,
+            a.rest.print,
+            a.rest.wait,
         ),
         ControlCommand::Requeue(a) => (
             Action::Requeue {
@@ -94,6 +98,7 @@ pub fn planning(ctx: &Ctx, cmd: PlanningCommand) -> Result<ExitCode> {
     let action = Action::RetryActive {
         reason: reason(a.reason, actions::DEFAULT_PLANNING_RETRY_REASON),
         scope: Some(Plane::Planning),
+        id: None,
     };
     route(ctx, action, a.print, a.wait)
 }

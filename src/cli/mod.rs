@@ -109,7 +109,7 @@ pub enum Command {
     /// Stop the daemon (same as `control stop`).
     Stop(submit::SimpleArgs),
     /// Requeue the active work item (same as `control retry-active`).
-    RetryActive(submit::ReasonArgs),
+    RetryActive(submit::RetryArgs),
     /// Move a blocked item back to its queue with fresh budgets (same as `control requeue`).
     #[command(after_help = "Example:\n  millrace requeue t-fetch-retry-01 --reason \"fixed\"")]
     Requeue(submit::RequeueArgs),

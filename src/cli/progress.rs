@@ -178,7 +178,8 @@ pub fn event_line(event: &Event) -> Option<String> {
             refused(d, at)
         ),
         "stage_interrupted" => format!(
-            "{stage:<14} interrupted; {}",
+            "{}{stage:<14} interrupted; {}",
+            lane(d),
             text(d, "action").unwrap_or("")
         ),
         "work_item_completed" => format!("done: {}", item(d, "kind", "id")),

@@ -35,6 +35,15 @@ pub struct ReasonArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// The active task to retry, when several run in parallel lanes.
+    #[arg(long)]
+    pub id: Option<String>,
+    #[command(flatten)]
+    pub rest: ReasonArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct RequeueArgs {
     /// The blocked task, spec or incident.
     pub id: String,

@@ -33,6 +33,8 @@ pub enum Action {
     RetryActive {
         reason: String,
         scope: Option<Plane>,
+        /// With parallel lanes: which active task.
+        id: Option<String>,
     },
     ClearStaleState {
         reason: String,
@@ -180,6 +182,7 @@ impl Action {
                 Action::RetryActive {
                     reason: non_blank(env.payload_str("reason")?, default),
                     scope,
+                    id: env.payload_str("id")?.filter(|id| !id.trim().is_empty()),
                 }
             }
             Command::ClearStaleState => Action::ClearStaleState {
@@ -216,10 +219,16 @@ impl Action {
     /// The envelope that asks a daemon to apply this action.
     pub fn to_envelope(&self) -> Envelope {
         let payload = match self {
-            Action::RetryActive { reason, scope } => match scope {
-                Some(scope) => json!({"reason": reason, "scope": scope}),
-                None => json!({"reason": reason}),
-            },
+            Action::RetryActive { reason, scope, id } => {
+                let mut payload = json!({"reason": reason});
+                if let Some(scope) = scope {
+                    payload["scope"] = json!(scope);
+                }
+                if let Some(id) = id {
+                    payload["id"] = json!(id);
+                }
+                payload
+            }
             Action::ClearStaleState { reason } => json!({"reason": reason}),
             Action::Requeue { id, reason } => json!({"id": id, "reason": reason}),
             Action::AddIdea { name, markdown } => {
@@ -338,13 +347,39 @@ fn retry_active(
     t: &mut Target,
     reason: &str,
     scope: Option<Plane>,
+    wanted: Option<&str>,
     daemon: bool,
 ) -> Result<Outcome> {
-    let Some((kind, id, plane)) = t.state.active().and_then(|a| {
-        let (kind, id) = a.subject.item()?;
-        Some((kind, id.to_string(), a.plane()))
-    }) else {
-        return Ok(outcome(action, false, "no active work item to retry"));
+    let items: Vec<(WorkItemKind, String, Plane, String)> = t
+        .state
+        .activations()
+        .iter()
+        .filter_map(|a| {
+            let (kind, id) = a.subject.item()?;
+            Some((kind, id.to_string(), a.plane(), a.run_id.clone()))
+        })
+        .collect();
+    let chosen = match wanted {
+        Some(wanted) => items.iter().find(|(_, id, _, _)| id == wanted),
+        None if items.len() > 1 => {
+            let ids: Vec<&str> = items.iter().map(|(_, id, _, _)| id.as_str()).collect();
+            return Ok(outcome(
+                action,
+                false,
+                format!(
+                    "several items are active ({}); name one with --id",
+                    ids.join(", ")
+                ),
+            ));
+        }
+        None => items.first(),
+    };
+    let Some((kind, id, plane, run_id)) = chosen.cloned() else {
+        let what = match wanted {
+            Some(id) => format!("{id} is not active"),
+            None => "no active work item to retry".into(),
+        };
+        return Ok(outcome(action, false, what));
     };
     if let Some(scope) = scope {
         if plane != scope {
@@ -370,7 +405,26 @@ fn retry_active(
     t.counters.save(&t.ws.counters_path())?;
     let depths = t.queue.depths();
     let running = t.state.process_running() && daemon;
-    crate::state::reset_idle(t.ws, t.state, depths, running, false)?;
+    if t.state.activations().len() > 1 {
+        // Parallel lanes: only this item leaves; the others run on.
+        t.state.focus_on(&run_id);
+        t.state.go_idle(None, false);
+        for plane in Plane::ALL {
+            if !t.state.activations().iter().any(|a| a.plane() == plane) {
+                crate::state::markers::write(
+                    &t.ws.status_path(plane),
+                    plane,
+                    crate::state::markers::IDLE,
+                )?;
+                t.state
+                    .set_marker(plane, crate::state::markers::IDLE.into());
+            }
+        }
+        t.state.set_depths(depths);
+        t.state.save(&t.ws.snapshot_path())?;
+    } else {
+        crate::state::reset_idle(t.ws, t.state, depths, running, false)?;
+    }
     t.events.emit(
         EventKind::WorkItemRequeued,
         json!({"kind": kind, "id": id, "reason": reason}),
@@ -524,7 +578,9 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
             };
             Ok(outcome(action, applied, detail))
         }
-        Action::RetryActive { reason, scope } => retry_active(action, t, reason, *scope, daemon),
+        Action::RetryActive { reason, scope, id } => {
+            retry_active(action, t, reason, *scope, id.as_deref(), daemon)
+        }
         Action::ClearStaleState { reason } => clear_stale_state(action, t, reason, daemon),
         Action::Requeue { id, reason } => requeue_blocked(action, t, id, reason),
         Action::ReloadConfig => Ok(outcome(

@@ -208,10 +208,26 @@ impl Engine {
         busy: &HashSet<String>,
     ) -> Result<LanesOutcome> {
         self.queue.settle().take_next();
+        let before: Vec<(String, Lane, String)> = self
+            .state
+            .activations()
+            .iter()
+            .filter_map(|a| {
+                let (lane, id) = a.lane_task()?;
+                Some((a.run_id.clone(), lane.clone(), id.to_string()))
+            })
+            .collect();
         if busy.is_empty() {
             self.drain_mailbox()?;
         } else {
-            self.drain_mailbox_during_stage()?;
+            self.drain_mailbox_beside(busy)?;
+        }
+        // A lane an operator's `retry-active` or `clear-stale-state` ended: its worktree
+        // goes, its work stays on its branch for when the task is claimed again.
+        for (run_id, lane, id) in before {
+            if self.lane_of(&run_id).is_none() {
+                self.after_lane_stage(Some((lane, id)), &run_id)?;
+            }
         }
         self.take_in(complete)?;
         if self.state.stop_requested() {
@@ -552,7 +568,7 @@ impl Engine {
     }
 
     /// The lane of the activation running `run_id`, with its task id.
-    pub(crate) fn lane_of(&self, run_id: &str) -> Option<(Lane, String)> {
+    pub fn lane_of(&self, run_id: &str) -> Option<(Lane, String)> {
         self.state
             .activations()
             .iter()

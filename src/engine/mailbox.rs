@@ -1,5 +1,7 @@
 //! Draining the mailbox at a tick boundary, and config reload.
 
+use std::collections::HashSet;
+
 use serde_json::json;
 
 use super::Engine;
@@ -25,20 +27,77 @@ impl Engine {
         self.drain(true)
     }
 
+    /// With lanes, while the stages of `busy` runs run: as
+    /// [`Engine::drain_mailbox_during_stage`], and a `retry_active` of a task whose stage is
+    /// not running is applied too.
+    pub(crate) fn drain_mailbox_beside(&mut self, busy: &HashSet<String>) -> Result<()> {
+        self.drain_with(Some(busy))
+    }
+
     fn drain(&mut self, during_stage: bool) -> Result<()> {
+        let nothing = HashSet::new();
+        self.drain_with(during_stage.then_some(&nothing))
+    }
+
+    /// The runs a `retry_active` command would end: the named item's, or every one.
+    fn retried_runs(&self, envelope: &mailbox::Envelope) -> Vec<String> {
+        let named = envelope.payload_str("id").ok().flatten();
+        self.state
+            .activations()
+            .iter()
+            .filter(|a| match &named {
+                Some(id) => a.subject.item().is_some_and(|(_, i)| i == id),
+                None => true,
+            })
+            .map(|a| a.run_id.clone())
+            .collect()
+    }
+
+    /// Whether a command may be applied while the stages of `busy` runs run.
+    fn safe_beside(&self, envelope: &mailbox::Envelope, busy: &HashSet<String>) -> bool {
+        match envelope.command {
+            Command::Pause
+            | Command::Resume
+            | Command::Stop
+            | Command::AddTask
+            | Command::AddSpec
+            | Command::AddIdea
+            | Command::Requeue => true,
+            Command::RetryActive if busy.is_empty() => false,
+            Command::RetryActive => match envelope.payload_str("id").ok().flatten() {
+                Some(_) => !self.retried_runs(envelope).iter().any(|r| busy.contains(r)),
+                // Several active and none named: refused at once, touching nothing.
+                None => self.state.activations().len() > 1,
+            },
+            _ => false,
+        }
+    }
+
+    /// With lanes: the oldest pending command that cannot be applied beside the running
+    /// stages, as what it needs — `Some(runs)`: those stages end first (`retry_active`,
+    /// `clear_stale_state`); `Some([])`: the running stages finish and no new one starts
+    /// (`reload_config`). `None`: nothing waits.
+    pub(crate) fn mailbox_barrier(&self, busy: &HashSet<String>) -> Option<Vec<String>> {
         for pending in mailbox::pending(&self.ws, self.queue.settle()) {
-            if let Pending::Ready { envelope, .. } = &pending {
-                let safe = matches!(
-                    envelope.command,
-                    Command::Pause
-                        | Command::Resume
-                        | Command::Stop
-                        | Command::AddTask
-                        | Command::AddSpec
-                        | Command::AddIdea
-                        | Command::Requeue
-                );
-                if during_stage && !safe {
+            let Pending::Ready { envelope, .. } = &pending else {
+                continue;
+            };
+            if self.safe_beside(envelope, busy) {
+                continue;
+            }
+            return Some(match envelope.command {
+                Command::RetryActive => self.retried_runs(envelope),
+                Command::ClearStaleState => busy.iter().cloned().collect(),
+                _ => Vec::new(),
+            });
+        }
+        None
+    }
+
+    fn drain_with(&mut self, beside: Option<&HashSet<String>>) -> Result<()> {
+        for pending in mailbox::pending(&self.ws, self.queue.settle()) {
+            if let (Pending::Ready { envelope, .. }, Some(busy)) = (&pending, beside) {
+                if !self.safe_beside(envelope, busy) {
                     break;
                 }
             }

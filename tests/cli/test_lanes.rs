@@ -437,3 +437,46 @@ fn one_lane_needs_no_git_and_writes_no_lane_fields() {
     assert!(!snapshot.contains("lanes"), "{snapshot}");
     assert!(!ws.exists("millrace-agents/worktrees"));
 }
+
+#[test]
+fn retry_active_names_the_task_and_ends_only_its_lane() {
+    let ws = repo_ws(
+        "  lanes: 2\nruntime:\n  stop_mode: interrupt\n",
+        &[("LANE_SLEEP", "30")],
+    );
+    ws.add_task("p1", "");
+    ws.add_task("p2", "");
+    let daemon = ws.spawn_daemon(&[]);
+    wait_for("two stages to run", Duration::from_secs(30), || {
+        ws.stages_started().len() >= 2
+    });
+    let refused = ws.run(&["retry-active"]);
+    assert_eq!(refused.status.code(), Some(5), "{refused:?}");
+    let said = String::from_utf8_lossy(&refused.stdout).to_string()
+        + &String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("name one with --id"), "{said}");
+    ws.ok(&["retry-active", "--id", "p1", "--reason", "wrong approach"]);
+    let events = ws.events();
+    let interrupted = events_of(&events, "stage_interrupted");
+    assert_eq!(interrupted.len(), 1, "{interrupted:?}");
+    assert_eq!(interrupted[0]["data"]["work_item_id"], "p1");
+    assert!(events
+        .iter()
+        .any(|e| e["event_type"] == "work_item_requeued" && e["data"]["id"] == "p1"));
+    // p1 is claimed again (from its entry stage, into the branch it had); p2 ran on.
+    wait_for("p1 to run again", Duration::from_secs(30), || {
+        ws.events()
+            .iter()
+            .filter(|e| e["event_type"] == "work_item_claimed" && e["data"]["id"] == "p1")
+            .count()
+            == 2
+    });
+    let p2_starts = ws
+        .events()
+        .iter()
+        .filter(|e| e["event_type"] == "stage_started" && e["data"]["work_item_id"] == "p2")
+        .count();
+    assert_eq!(p2_starts, 1, "p2's stage was not touched");
+    ws.ok(&["stop"]);
+    daemon.wait_exit(Duration::from_secs(30));
+}

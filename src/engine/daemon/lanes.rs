@@ -54,6 +54,15 @@ impl Pool {
         None
     }
 
+    /// End the stages of these runs (an operator's `retry-active`, `clear-stale-state`).
+    fn cancel(&self, runs: &[String]) {
+        for r in &self.running {
+            if runs.contains(&r.prepared.request.run_id) {
+                r.cancel.cancel();
+            }
+        }
+    }
+
     fn cancel_all(&self) {
         for r in &self.running {
             r.cancel.cancel();
@@ -108,16 +117,28 @@ impl Daemon<'_> {
         if self.pool.is_empty() {
             self.engine.sweep_if_due(false)?;
         }
+        let busy = self.pool.busy();
+        if !busy.is_empty() {
+            // A command that cannot be applied beside the running stages: end the stages it
+            // needs ended (or let them finish) and start nothing new until it is applied.
+            if let Some(runs) = self.engine.mailbox_barrier(&busy) {
+                self.pool.cancel(&runs);
+                return self.wait_lanes();
+            }
+        }
         self.ticks += 1;
         self.engine.queue.set_change_hint(self.waker.take_touched());
         let waker = &self.waker;
         let outcome = self
             .engine
-            .prepare_lanes(&|p| waker.is_complete(p), &self.pool.busy())?;
+            .prepare_lanes(&|p| waker.is_complete(p), &busy)?;
         self.recovered();
         let idle = match outcome {
             LanesOutcome::Stopping => {
                 self.pending_stop = Some("stop requested".into());
+                if self.engine.config.runtime.stop_mode == StopMode::Interrupt {
+                    self.pool.cancel_all();
+                }
                 return Ok(Flow::Continue);
             }
             LanesOutcome::Paused => TickOutcome::Paused,
@@ -169,11 +190,12 @@ impl Daemon<'_> {
     ) -> Result<Flow> {
         let req = &running.prepared.request;
         let Some(raw) = raw.filter(|_| !running.cancel.is_cancelled()) else {
+            let lane = self.engine.lane_of(&req.run_id).map(|(l, _)| l.index);
             self.engine.events.emit(
                 EventKind::StageInterrupted,
                 json!({"stage": req.stage, "run_id": req.run_id, "request_id": req.request_id,
-                       "work_item_id": req.active_work_item_id,
-                       "action": "the item stays active; the next start re-runs this stage"}),
+                       "work_item_id": req.active_work_item_id, "lane": lane,
+                       "action": "the stage was ended; the item stays active and runs this stage again unless a command requeued it"}),
             )?;
             return Ok(Flow::Continue);
         };
