@@ -1297,8 +1297,9 @@ impl Suite {
                 vec![wall],
                 (n == 4).then(|| wall_1.unwrap() / 3.5),
                 format!(
-                    "ideal {} s; at most {most} stages at once{}",
+                    "ideal {} s; at most {most} stage{} at once{}",
                     fmt(ideal),
+                    if most == 1 { "" } else { "s" },
                     if n == 4 {
                         "; target = wall(1) / 3.5"
                     } else {

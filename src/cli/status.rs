@@ -240,6 +240,14 @@ pub fn collect(ws: &Workspace) -> Result<StatusReport> {
     if let Some(reason) = snapshot.pause_reason.as_ref().filter(|_| snapshot.paused) {
         attention.push(format!("paused: {reason}"));
     }
+    for lane in &snapshot.lanes {
+        if let Some(reason) = &lane.integration_wait {
+            attention.push(format!(
+                "task {} (lane {}) waits to land: {reason}",
+                lane.work_item_id, lane.lane
+            ));
+        }
+    }
     if let Some(err) = &snapshot.last_reload_error {
         attention.push(format!(
             "the last config reload failed and the previous plan is in use: {err} (fix millrace-agents/millrace.yaml, then `millrace config validate`)"

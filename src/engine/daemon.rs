@@ -529,6 +529,10 @@ impl Daemon<'_> {
             .engine
             .resume_due_in()
             .map_or(timeout, |due| timeout.min(due));
+        let timeout = self
+            .engine
+            .integration_retry_in()
+            .map_or(timeout, |retry| timeout.min(retry));
         match self.waker.wait(timeout) {
             Some(Wake::Signal(name)) => self.stop(format!("{name} received")),
             // The scheduled rescan: check every file, whatever the events said.

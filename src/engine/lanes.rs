@@ -192,6 +192,16 @@ impl Engine {
         self.lanes.is_some()
     }
 
+    /// How soon to look again while a finished branch waits to land: nothing tells the
+    /// daemon when the operator cleans the main working tree, so it checks every 2 s.
+    pub fn integration_retry_in(&self) -> Option<std::time::Duration> {
+        self.state
+            .activations()
+            .iter()
+            .any(|a| a.lane.as_ref().is_some_and(|l| l.integrating))
+            .then_some(std::time::Duration::from_secs(2))
+    }
+
     fn lanes(&self) -> Result<&Lanes> {
         self.lanes
             .as_ref()

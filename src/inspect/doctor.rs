@@ -442,6 +442,101 @@ impl Checks<'_> {
         }
     }
 
+    /// Parallel lanes: a git repository when the config asks for lanes; each lane's task in
+    /// `active/`, its worktree there; worktrees no lane owns; landings that wait.
+    fn lanes(&mut self, daemon: &DaemonView) {
+        let config_path = self.ws.config_path();
+        let Ok(config) = Config::load(&config_path, false) else {
+            return;
+        };
+        let lanes = Snapshot::load(&self.ws.snapshot_path())
+            .map(|s| s.lanes)
+            .unwrap_or_default();
+        if config.execution.lanes <= 1 && lanes.is_empty() {
+            return;
+        }
+        let repo = match crate::git::Repo::open(self.ws.root()) {
+            Ok(repo) => Some(repo),
+            Err(e) => {
+                self.add(
+                    Level::Error,
+                    "lanes_without_git",
+                    Some(&config_path),
+                    format!(
+                        "execution.lanes is {} but {e}: each lane's task runs in a git worktree",
+                        config.execution.lanes
+                    ),
+                    "make the workspace a git repository with a first commit, or set execution.lanes: 1",
+                );
+                None
+            }
+        };
+        for lane in &lanes {
+            let item = self
+                .ws
+                .item_path(WorkItemKind::Task, Folder::Active, &lane.work_item_id);
+            if !item.is_file() {
+                self.add(
+                    Level::Warning,
+                    "lane_without_active_task",
+                    Some(&self.ws.snapshot_path()),
+                    format!(
+                        "lane {} names task {}, which is not in tasks/active/",
+                        lane.lane, lane.work_item_id
+                    ),
+                    "start the daemon: reconciliation drops the lane (the task's work stays on its branch)",
+                );
+            }
+            let tree = self.ws.root().join(&lane.worktree);
+            if !daemon.running && !tree.join(".git").is_file() && !lane.integrating {
+                self.add(
+                    Level::Warning,
+                    "lane_worktree_missing",
+                    Some(&tree),
+                    format!(
+                        "lane {}'s worktree for task {} is gone",
+                        lane.lane, lane.work_item_id
+                    ),
+                    format!(
+                        "start the daemon: it recreates the worktree from branch {}",
+                        lane.branch
+                    ),
+                );
+            }
+            if let Some(reason) = &lane.integration_wait {
+                self.add(
+                    Level::Warning,
+                    "integration_waiting",
+                    Some(&tree),
+                    format!("task {} waits to land: {reason}", lane.work_item_id),
+                    "commit or stash the changes in the main working tree; the branch lands at the daemon's next look",
+                );
+            }
+        }
+        let Some(repo) = repo else {
+            return;
+        };
+        let dir = self.ws.root().join(&config.execution.worktree_dir);
+        if let Ok(trees) = repo.worktrees() {
+            let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+            for tree in trees {
+                let owned = lanes.iter().any(|l| {
+                    let path = self.ws.root().join(&l.worktree);
+                    std::fs::canonicalize(&path).unwrap_or(path) == tree.path
+                });
+                if tree.path.parent() == Some(dir.as_path()) && !owned && !daemon.running {
+                    self.add(
+                        Level::Warning,
+                        "lane_worktree_stray",
+                        Some(&tree.path),
+                        "a lane worktree no lane owns (left by a crash or a requeue)",
+                        "start the daemon: it commits what is left there to the branch and removes the worktree",
+                    );
+                }
+            }
+        }
+    }
+
     fn documents(&mut self) -> BTreeMap<(WorkItemKind, String), Vec<(Folder, PathBuf)>> {
         let mut seen: BTreeMap<(WorkItemKind, String), Vec<(Folder, PathBuf)>> = BTreeMap::new();
         for kind in WorkItemKind::ALL {
@@ -781,6 +876,7 @@ pub fn diagnose(ws: &Workspace, full: bool) -> Report {
     checks.config_and_compile();
     checks.assets();
     checks.lock_and_active(&daemon);
+    checks.lanes(&daemon);
     let seen = checks.documents();
     checks.lineage_and_dependencies(&seen);
     checks.quarantine_and_mailbox();

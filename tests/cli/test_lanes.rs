@@ -344,6 +344,9 @@ fn more_than_one_lane_needs_a_git_repository() {
             "{args:?}: {err}"
         );
     }
+    let doctor = ws.run(&["--json", "doctor"]);
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(text.contains("lanes_without_git"), "{text}");
     ws.write("millrace-agents/millrace.yaml", "execution:\n  lanes: 0\n");
     let err = ws.fails(&["config", "validate"], 1);
     assert!(
@@ -418,6 +421,20 @@ fn stop_lets_every_running_lane_finish_its_stage() {
     assert!(events_of(&events, "stage_interrupted").is_empty());
     let snapshot = ws.read("millrace-agents/state/runtime_snapshot.yaml");
     assert_eq!(snapshot.matches("- lane: ").count(), 3, "{snapshot}");
+    let status = ws.json(&["status"]);
+    assert_eq!(status["lanes"].as_array().unwrap().len(), 3, "{status}");
+    assert!(ws.ok(&["status"]).contains("lane 1: task s"));
+    // A worktree deleted by hand is named by doctor and recreated from its branch.
+    std::fs::remove_dir_all(ws.rt().join("worktrees/s2")).unwrap();
+    let doctor = ws.json(&["doctor"]);
+    let codes: Vec<&str> = doctor["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["code"].as_str())
+        .collect();
+    assert!(codes.contains(&"lane_worktree_missing"), "{doctor}");
+    assert_eq!(doctor["errors"], 0, "{doctor}");
     // The next start resumes each lane at its recorded stage, in its worktree.
     ws.run_until_idle();
     for i in 1..=3 {

@@ -220,6 +220,10 @@ impl Daemon<'_> {
             .map(|at| at.saturating_duration_since(std::time::Instant::now()))
             .filter(|left| *left < scheduled_check)
             .unwrap_or(scheduled_check);
+        let timeout = self
+            .engine
+            .integration_retry_in()
+            .map_or(timeout, |retry| timeout.min(retry));
         let wake = self.waker.wait(timeout);
         match self.engine.keep_ownership() {
             Ok(true) => self.waker.rewatch(self.ws),
