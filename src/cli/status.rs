@@ -98,10 +98,27 @@ pub struct LaneView {
     /// The loop finished; the branch is landing or waits to.
     pub integrating: bool,
     pub integration_wait: Option<String>,
+    /// The harness's process group while its stage runs (from the run's process record).
+    pub process_group: Option<u64>,
+}
+
+/// The process group a run's harness runs in now, from its `runner_process.*.yaml` (the
+/// record is removed when the stage ends).
+fn process_group(ws: &Workspace, run_id: &str) -> Option<u64> {
+    let entries = std::fs::read_dir(ws.run_dir(run_id)).ok()?;
+    entries.flatten().find_map(|entry| {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("runner_process.") && name.ends_with(".yaml")) {
+            return None;
+        }
+        let text = std::fs::read_to_string(entry.path()).ok()?;
+        let record: serde_json::Value = crate::yaml::from_str(&entry.path(), &text).ok()?;
+        record["process_group"].as_u64()
+    })
 }
 
 impl LaneView {
-    fn from(l: &crate::state::snapshot::LaneSnapshot) -> LaneView {
+    fn from(ws: &Workspace, l: &crate::state::snapshot::LaneSnapshot) -> LaneView {
         let elapsed = crate::runners::result::stamp::parse(&l.since)
             .ok()
             .and_then(|at| {
@@ -120,6 +137,7 @@ impl LaneView {
             branch: l.branch.clone(),
             integrating: l.integrating,
             integration_wait: l.integration_wait.clone(),
+            process_group: process_group(ws, &l.run_id),
         }
     }
 
@@ -280,7 +298,11 @@ pub fn collect(ws: &Workspace) -> Result<StatusReport> {
         usage: crate::config::Config::load(&ws.config_path(), false)
             .ok()
             .map(|config| crate::inspect::usage::summary(ws, &config)),
-        lanes: snapshot.lanes.iter().map(LaneView::from).collect(),
+        lanes: snapshot
+            .lanes
+            .iter()
+            .map(|l| LaneView::from(ws, l))
+            .collect(),
         snapshot,
     })
 }

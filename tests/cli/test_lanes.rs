@@ -497,3 +497,49 @@ fn retry_active_names_the_task_and_ends_only_its_lane() {
     ws.ok(&["stop"]);
     daemon.wait_exit(Duration::from_secs(30));
 }
+
+#[test]
+fn the_planning_plane_runs_beside_the_lanes_in_the_main_working_tree() {
+    let ws = repo_ws("  lanes: 2\n", &[("LANE_SLEEP", "0.5")]);
+    ws.add_task("e1", "");
+    ws.add_task("e2", "");
+    let spec = ws.write(
+        "inputs/sp.md",
+        &crate::common::spec_doc("sp", "2026-03-01T09:00:00Z"),
+    );
+    ws.ok(&["add-spec", spec.to_str().unwrap()]);
+    let daemon = ws.spawn_daemon(&[]);
+    // A running lane shows its harness's process group.
+    wait_for(
+        "a lane's harness group in status",
+        Duration::from_secs(30),
+        || {
+            ws.json(&["status"])["lanes"]
+                .as_array()
+                .is_some_and(|lanes| lanes.iter().any(|l| l["process_group"].as_u64().is_some()))
+        },
+    );
+    wait_for("the work to finish", Duration::from_secs(60), || {
+        ws.folder_of("e1") == ["tasks/done"]
+            && ws.folder_of("e2") == ["tasks/done"]
+            && ws.folder_of("sp") == ["specs/done"]
+    });
+    ws.ok(&["stop"]);
+    daemon.wait_exit(Duration::from_secs(30));
+    let runs = harness_log(&ws);
+    let root = std::fs::canonicalize(ws.path()).unwrap();
+    let planner = runs
+        .iter()
+        .find(|(_, _, stage, _, _)| stage == "planner")
+        .expect("the planner ran");
+    assert_eq!(
+        Path::new(&planner.4),
+        root,
+        "planning runs in the main tree"
+    );
+    let beside = runs
+        .iter()
+        .filter(|(s, e, stage, _, _)| stage == "builder" && *s < planner.1 && planner.0 < *e)
+        .count();
+    assert!(beside >= 1, "a lane ran while the planner did: {runs:?}");
+}
