@@ -79,8 +79,8 @@ pub enum FastForward {
     AlreadyThere,
     /// The base has commits the branch lacks: rebase or merge the lane first.
     NotFastForward,
-    /// The worktree that has the base checked out (normally the main one) has changes in
-    /// these files, so nothing was touched.
+    /// The worktree that has the base checked out (normally the main one) has uncommitted
+    /// changes to these files, which the landing changes too, so nothing was touched.
     MainTreeDirty { files: Vec<String> },
 }
 
@@ -285,9 +285,17 @@ impl Repo {
             .into_iter()
             .find(|w| w.branch.as_deref() == Some(base));
         if let Some(tree) = holder {
-            let files = dirty_files(&tree.path)?;
-            if !files.is_empty() {
-                return Ok(FastForward::MainTreeDirty { files });
+            // Only the operator's changes to files the landing changes hold it back: git
+            // carries the others over, and the operator may be editing elsewhere (or have
+            // millrace's own state files tracked).
+            let dirty = dirty_files(&tree.path)?;
+            if !dirty.is_empty() {
+                let changed = changed_files(&tree.path, &old, &new)?;
+                let files: Vec<String> =
+                    dirty.into_iter().filter(|f| changed.contains(f)).collect();
+                if !files.is_empty() {
+                    return Ok(FastForward::MainTreeDirty { files });
+                }
             }
             let args = ["merge", "--ff-only", "--quiet", new.as_str()];
             let out = output(&tree.path, args)?;
@@ -533,6 +541,16 @@ fn dirty_files(dir: &Path) -> Result<Vec<String>, GitError> {
         }
     }
     Ok(files)
+}
+
+/// The files that differ between two commits.
+fn changed_files(dir: &Path, from: &str, to: &str) -> Result<Vec<String>, GitError> {
+    let out = run(dir, ["diff", "--name-only", "-z", from, to])?;
+    Ok(out
+        .split('\0')
+        .filter(|f| !f.is_empty())
+        .map(str::to_string)
+        .collect())
 }
 
 fn conflicted_files(dir: &Path) -> Result<Vec<String>, GitError> {

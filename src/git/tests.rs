@@ -375,11 +375,11 @@ fn fast_forward_refuses_a_diverged_branch() {
 }
 
 #[test]
-fn fast_forward_leaves_a_dirty_main_tree_alone() {
+fn fast_forward_leaves_a_main_tree_with_changes_to_the_same_files_alone() {
     let fx = Fixture::new();
     let before = fx.repo.head("main").unwrap();
     let path = fx.add_lane("t1");
-    commit(&path, "b.txt", "lane\n", "lane work");
+    commit(&path, "a.txt", "lane\n", "lane work");
     write(&fx.root, "a.txt", "user edit\n");
     assert_eq!(
         fx.repo.fast_forward("main", "millrace/t1").unwrap(),
@@ -389,7 +389,20 @@ fn fast_forward_leaves_a_dirty_main_tree_alone() {
     );
     assert_eq!(fx.repo.head("main").unwrap(), before);
     assert_eq!(read(&fx.root, "a.txt"), "user edit\n");
-    assert!(!fx.root.join("b.txt").exists());
+}
+
+#[test]
+fn fast_forward_carries_the_operators_edits_to_other_files_over() {
+    let fx = Fixture::new();
+    let path = fx.add_lane("t1");
+    commit(&path, "b.txt", "lane\n", "lane work");
+    write(&fx.root, "a.txt", "user edit\n");
+    assert!(matches!(
+        fx.repo.fast_forward("main", "millrace/t1").unwrap(),
+        FastForward::Done { .. }
+    ));
+    assert_eq!(read(&fx.root, "a.txt"), "user edit\n");
+    assert_eq!(read(&fx.root, "b.txt"), "lane\n");
 }
 
 #[test]

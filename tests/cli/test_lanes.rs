@@ -358,6 +358,7 @@ fn more_than_one_lane_needs_a_git_repository() {
 #[test]
 fn a_dirty_main_tree_makes_integration_wait_with_the_reason_then_it_lands() {
     let ws = repo_ws("  lanes: 2\n", &[]);
+    plan(&ws, "w1", "builder", "echo w1 > shared.txt\n");
     ws.write("shared.txt", "an operator's edit in progress\n");
     ws.add_task("w1", "");
     let daemon = ws.spawn_daemon(&[]);
@@ -395,7 +396,7 @@ fn a_dirty_main_tree_makes_integration_wait_with_the_reason_then_it_lands() {
     });
     ws.ok(&["stop"]);
     daemon.wait_exit(Duration::from_secs(20));
-    assert_eq!(ws.read("work/w1.txt"), "w1\n");
+    assert_eq!(ws.read("shared.txt"), "w1\n");
 }
 
 #[test]
