@@ -1194,6 +1194,21 @@ fn check_lanes(ws: &Ws) -> Result<usize, String> {
     if branches.trim() != "main" {
         return Err(format!("stray branches:\n{branches}"));
     }
+    let results = walk(&root.rt().join("runs"))
+        .iter()
+        .filter(|p| {
+            p.parent()
+                .and_then(|d| d.file_name())
+                .is_some_and(|d| d == "stage_results")
+        })
+        .count();
+    let ledger = Ledger::load(&root.usage_ledger_path()).map_err(|e| e.to_string())?;
+    if ledger.workspace.stages != results as u64 {
+        return Err(format!(
+            "the usage ledger counts {} stages, the runs hold {results} stage results",
+            ledger.workspace.stages
+        ));
+    }
     let leftover = walk(&root.rt().join("worktrees"));
     if !leftover.is_empty() {
         return Err(format!("files left in the worktrees folder: {leftover:?}"));
@@ -1213,8 +1228,14 @@ fn abort_mid_integration_and_mid_stage_with_three_lanes_then_restart_lands_each_
         "stage_result.before_snapshot",
         "stage_result.after_usage",
     ] {
-        for n in [1, 4] {
-            trials.push((point, n));
+        // Every lane's stage for the ledger's count (recovered per lane at the next start).
+        let hits: &[u64] = if point == "stage_result.after_usage" {
+            &[1, 2, 3, 4, 5, 6]
+        } else {
+            &[1, 4]
+        };
+        for n in hits {
+            trials.push((point, *n));
         }
     }
     run_trials(&trials, |(point, n)| {

@@ -274,7 +274,10 @@ impl Engine {
                 if !self.state.focus_on(&run_id) {
                     continue;
                 }
+                let lane = self.lane_of(&run_id);
                 if self.enforce_item_budget()? {
+                    // Blocked: its lane is free, its worktree goes.
+                    self.after_lane_stage(lane, &run_id)?;
                     blocked = true;
                     continue;
                 }

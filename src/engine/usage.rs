@@ -78,24 +78,27 @@ impl Engine {
 
     /// At startup: count what the active run persisted but a crash kept from the ledger.
     pub(crate) fn recover_usage(&mut self) -> Result<()> {
-        let Some(active) = self.state.active() else {
-            return Ok(());
-        };
-        let run_id = active.run_id.clone();
-        let identity = {
-            let (kind, id) = active.subject.identity();
-            (kind, id.to_string())
-        };
-        let before = self.ledger.workspace.stages;
-        self.count_run_usage(&run_id, identity.0, &identity.1)?;
-        let recovered = self.ledger.workspace.stages - before;
-        if recovered > 0 {
-            self.save_usage()?;
-            self.events.emit(
-                EventKind::UsageRecovered,
-                json!({"run_id": run_id, "stages": recovered,
-                       "work_item_kind": identity.0, "work_item_id": identity.1}),
-            )?;
+        let runs: Vec<(String, WorkItemKind, String)> = self
+            .state
+            .activations()
+            .iter()
+            .map(|a| {
+                let (kind, id) = a.subject.identity();
+                (a.run_id.clone(), kind, id.to_string())
+            })
+            .collect();
+        for (run_id, kind, id) in runs {
+            let before = self.ledger.workspace.stages;
+            self.count_run_usage(&run_id, kind, &id)?;
+            let recovered = self.ledger.workspace.stages - before;
+            if recovered > 0 {
+                self.save_usage()?;
+                self.events.emit(
+                    EventKind::UsageRecovered,
+                    json!({"run_id": run_id, "stages": recovered,
+                           "work_item_kind": kind, "work_item_id": id}),
+                )?;
+            }
         }
         Ok(())
     }

@@ -544,3 +544,35 @@ fn the_planning_plane_runs_beside_the_lanes_in_the_main_working_tree() {
         .count();
     assert!(beside >= 1, "a lane ran while the planner did: {runs:?}");
 }
+
+#[test]
+fn clear_stale_state_requeues_every_lane_and_the_next_start_reuses_their_branches() {
+    let ws = repo_ws("  lanes: 2\n", &[("LANE_SLEEP", "1")]);
+    ws.add_task("c1", "");
+    ws.add_task("c2", "");
+    let daemon = ws.spawn_daemon(&[]);
+    wait_for("both builders to finish", Duration::from_secs(30), || {
+        harness_log(&ws).iter().filter(|r| r.2 == "builder").count() == 2
+    });
+    ws.ok(&["stop"]);
+    daemon.wait_exit(Duration::from_secs(30));
+    // The builders' work is in the worktrees, not committed yet.
+    assert_eq!(worktrees(&ws), 3);
+    ws.ok(&["clear-stale-state", "--reason", "start over"]);
+    assert_eq!(ws.folder_of("c1"), ["tasks/queue"]);
+    let snapshot = ws.read("millrace-agents/state/runtime_snapshot.yaml");
+    assert!(!snapshot.contains("lanes:"), "{snapshot}");
+    // The next start commits what the worktrees held to their branches, removes them, and
+    // the tasks, claimed again, continue on those branches.
+    plan(&ws, "c1", "builder", "test -f work/c1.txt\n");
+    plan(&ws, "c2", "builder", "test -f work/c2.txt\n");
+    ws.run_until_idle();
+    for id in ["c1", "c2"] {
+        assert_eq!(ws.folder_of(id), ["tasks/done"]);
+        assert_eq!(ws.read(&format!("work/{id}.txt")), format!("{id}\n"));
+    }
+    let events = ws.events();
+    assert!(events_of(&events, "lane_cleaned").len() >= 2, "{events:?}");
+    assert_eq!(branches(&ws), ["main"]);
+    assert_eq!(worktrees(&ws), 1);
+}
