@@ -159,10 +159,17 @@ impl Lanes {
         !self.keep_branches && self.mode != IntegrationMode::Branch
     }
 
-    /// Commit whatever the agent left in a worktree, remove the worktree, and delete the
-    /// branch when `delete` and the base already contains it. Safe to repeat.
-    fn release(&self, worktree: &Path, branch: &str, message: &str, delete: bool) -> Result<()> {
-        if worktree.join(".git").is_file() {
+    /// Commit whatever the agent left in a worktree (unless `message` is `None`: it just
+    /// landed, nothing is left), remove the worktree, and delete the branch when `delete`
+    /// and the base already contains it. Safe to repeat.
+    fn release(
+        &self,
+        worktree: &Path,
+        branch: &str,
+        message: Option<&str>,
+        delete: bool,
+    ) -> Result<()> {
+        if let Some(message) = message.filter(|_| worktree.join(".git").is_file()) {
             self.repo.commit_all(worktree, message)?;
         }
         self.repo.worktree_remove(worktree)?;
@@ -249,42 +256,21 @@ impl Engine {
             return Ok(LanesOutcome::Paused);
         }
         self.reconcile(false)?;
-        self.integrate_finished(busy)?;
         let mut prepared = Vec::new();
+        // The stages that can start now start before any landing (each a few git commands),
+        // so a lane never idles behind another lane's integration.
+        self.start_waiting(busy, &mut prepared)?;
+        if !prepared.is_empty() {
+            return Ok(LanesOutcome::Stages(prepared));
+        }
+        self.integrate_finished(busy)?;
         loop {
             self.fill_lanes()?;
             if self.state.activations().is_empty() {
                 self.activate_completion()?;
             }
-            let waiting: Vec<String> = self
-                .state
-                .activations()
-                .iter()
-                .filter(|a| !busy.contains(&a.run_id))
-                .filter(|a| !a.lane.as_ref().is_some_and(|l| l.integrating))
-                .filter(|a| {
-                    !prepared
-                        .iter()
-                        .any(|p: &Prepared| p.request.run_id == a.run_id)
-                })
-                .map(|a| a.run_id.clone())
-                .collect();
-            let mut blocked = false;
-            for run_id in waiting {
-                if !self.state.focus_on(&run_id) {
-                    continue;
-                }
-                let lane = self.lane_of(&run_id);
-                if self.enforce_item_budget()? {
-                    // Blocked: its lane is free, its worktree goes.
-                    self.after_lane_stage(lane, &run_id)?;
-                    blocked = true;
-                    continue;
-                }
-                prepared.push(self.start_stage()?);
-            }
-            // A budget freed a lane: claim again.
-            if !blocked {
+            // A budget that blocked an item freed a lane: claim again.
+            if !self.start_waiting(busy, &mut prepared)? {
                 break;
             }
         }
@@ -293,6 +279,48 @@ impl Engine {
             self.queue.flush_index();
         }
         Ok(LanesOutcome::Stages(prepared))
+    }
+
+    /// Start the stage of every activation that is neither running nor landing; returns
+    /// whether a budget blocked one of them (freeing its lane).
+    fn start_waiting(
+        &mut self,
+        busy: &HashSet<String>,
+        prepared: &mut Vec<Prepared>,
+    ) -> Result<bool> {
+        let waiting: Vec<String> = self
+            .state
+            .activations()
+            .iter()
+            .filter(|a| !busy.contains(&a.run_id))
+            .filter(|a| !a.lane.as_ref().is_some_and(|l| l.integrating))
+            .filter(|a| !prepared.iter().any(|p| p.request.run_id == a.run_id))
+            .map(|a| a.run_id.clone())
+            .collect();
+        let mut blocked = false;
+        for run_id in waiting {
+            if !self.state.focus_on(&run_id) {
+                continue;
+            }
+            let lane = self.lane_of(&run_id);
+            if self.enforce_item_budget()? {
+                // Blocked: its lane is free, its worktree goes.
+                self.after_lane_stage(lane, &run_id)?;
+                blocked = true;
+                continue;
+            }
+            prepared.push(self.start_stage()?);
+        }
+        Ok(blocked)
+    }
+
+    /// Whether a finished lane's branch is ready to land now (not waiting on the main tree).
+    pub fn landing_due(&self) -> bool {
+        self.state.activations().iter().any(|a| {
+            a.lane
+                .as_ref()
+                .is_some_and(|l| l.integrating && l.waiting.is_none())
+        })
     }
 
     /// The focused activation's stage request, marked running; its worktree made sure of.
@@ -341,7 +369,10 @@ impl Engine {
     }
 
     /// Land every lane whose loop finished, one at a time.
-    fn integrate_finished(&mut self, busy: &HashSet<String>) -> Result<()> {
+    /// One landing per pass, so the lane it frees is claimed for before the next landing
+    /// (the daemon passes again at once while more are due). Returns whether one landed or
+    /// went back to its fixer; lanes that wait are tried again and passed over.
+    fn integrate_finished(&mut self, busy: &HashSet<String>) -> Result<bool> {
         let ready: Vec<String> = self
             .state
             .activations()
@@ -352,8 +383,11 @@ impl Engine {
             .collect();
         for run_id in ready {
             self.integrate(&run_id)?;
+            if !self.lane_of(&run_id).is_some_and(|(l, _)| l.integrating) {
+                return Ok(true);
+            }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Bring one finished lane's branch onto the base: commit what the agent left, rebase
@@ -455,7 +489,7 @@ impl Engine {
         lanes.release(
             &lanes.worktree_path(&lane.worktree),
             &lane.branch,
-            &format!("{id}: work left after landing"),
+            None,
             lanes.delete_when_landed(),
         )
     }
@@ -520,7 +554,7 @@ impl Engine {
         lanes.release(
             &lanes.worktree_path(&lane.worktree),
             &lane.branch,
-            &format!("{id}: work left when blocked"),
+            Some(&format!("{id}: work left when blocked")),
             false,
         )
     }
@@ -544,8 +578,8 @@ impl Engine {
     }
 
     /// After a stage of a lane's task: when the task left its lane (blocked, handed off),
-    /// its worktree goes (its work committed to the branch, which stays); when its loop
-    /// finished, it lands now.
+    /// its worktree goes (its work committed to the branch, which stays). A task whose loop
+    /// finished lands at the next pass, once the other lanes' next stages have started.
     pub(crate) fn after_lane_stage(
         &mut self,
         lane: Option<(Lane, String)>,
@@ -562,8 +596,7 @@ impl Engine {
             .and_then(|a| a.lane.as_ref())
             .map(|l| l.integrating);
         match still {
-            Some(true) => self.integrate(run_id),
-            Some(false) => Ok(()),
+            Some(_) => Ok(()),
             None => {
                 let lanes = self.lanes()?;
                 let landed = self
@@ -573,7 +606,7 @@ impl Engine {
                 lanes.release(
                     &lanes.worktree_path(&lane.worktree),
                     &lane.branch,
-                    &format!("{id}: work left when the task left its lane"),
+                    Some(&format!("{id}: work left when the task left its lane")),
                     landed && lanes.delete_when_landed(),
                 )
             }
@@ -620,7 +653,12 @@ impl Engine {
                 continue;
             }
             let branch = tree.branch.clone().unwrap_or_default();
-            lanes.release(&path, &branch, "work left by an interrupted lane", false)?;
+            lanes.release(
+                &path,
+                &branch,
+                Some("work left by an interrupted lane"),
+                false,
+            )?;
             cleaned.push(json!({"worktree": self.ws.rel(&path), "branch": tree.branch}));
         }
         if let Ok(entries) = std::fs::read_dir(&dir) {
@@ -689,6 +727,7 @@ impl Engine {
             p.finished = self.finish_lane_stage(&p, raw)?;
             first.get_or_insert(p);
         }
+        while self.integrate_finished(&HashSet::new())? {}
         Ok(match first {
             Some(p) => TickOutcome::Stage(Box::new(p)),
             None => TickOutcome::Idle,

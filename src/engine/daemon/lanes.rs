@@ -84,8 +84,10 @@ impl Daemon<'_> {
     /// stages ended, or prepare what can start and start it, then wait for the next wake.
     pub(super) fn pass_lanes(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<Flow> {
         self.tail.forward(progress);
-        if let Some((running, raw)) = self.pool.take_finished() {
-            return self.finish_lane(running, raw, progress);
+        // Every result that came in is applied first (each a few milliseconds), so the lanes
+        // they free start again in this pass.
+        while let Some((running, raw)) = self.pool.take_finished() {
+            self.finish_lane(running, raw, progress)?;
         }
         if self.pending_stop.is_none() && self.engine.state().stop_requested() {
             self.pending_stop = Some("stop requested".into());
@@ -150,6 +152,10 @@ impl Daemon<'_> {
             }
         };
         self.tail.forward(progress);
+        if matches!(idle, TickOutcome::Idle) && self.engine.landing_due() {
+            // The stages just started; land the finished branches now, not at the next wake.
+            return Ok(Flow::Continue);
+        }
         if self.pool.is_empty() {
             return self.idle(&idle, progress);
         }
@@ -187,7 +193,7 @@ impl Daemon<'_> {
         running: Running,
         raw: Option<RawResult>,
         progress: &mut dyn FnMut(Progress),
-    ) -> Result<Flow> {
+    ) -> Result<()> {
         let req = &running.prepared.request;
         let Some(raw) = raw.filter(|_| !running.cancel.is_cancelled()) else {
             let lane = self.engine.lane_of(&req.run_id).map(|(l, _)| l.index);
@@ -197,7 +203,7 @@ impl Daemon<'_> {
                        "work_item_id": req.active_work_item_id, "lane": lane,
                        "action": "the stage was ended; the item stays active and runs this stage again unless a command requeued it"}),
             )?;
-            return Ok(Flow::Continue);
+            return Ok(());
         };
         if self.engine.keep_ownership()? {
             self.waker.rewatch(self.ws);
@@ -205,7 +211,7 @@ impl Daemon<'_> {
         self.engine.finish_lane_stage(&running.prepared, raw)?;
         self.recovered();
         self.tail.forward(progress);
-        Ok(Flow::Continue)
+        Ok(())
     }
 
     /// Wait for the next wake while stages run: a stage's end, a file event, a signal (the
