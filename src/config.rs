@@ -220,7 +220,17 @@ impl Default for UsageConfig {
 impl UsageConfig {
     /// The daily limit's time zone (validated when the config loads).
     pub fn time_zone(&self) -> jiff::tz::TimeZone {
-        jiff::tz::TimeZone::get(&self.daily.time_zone).unwrap_or(jiff::tz::TimeZone::UTC)
+        zone(&self.daily.time_zone).unwrap_or(jiff::tz::TimeZone::UTC)
+    }
+}
+
+/// A time zone by IANA name. UTC (the default) is answered without the time zone database:
+/// looking a name up makes jiff index the whole of `/usr/share/zoneinfo`, which cost every
+/// command a few milliseconds at start.
+fn zone(name: &str) -> Result<jiff::tz::TimeZone, jiff::Error> {
+    match name {
+        "UTC" | "Etc/UTC" => Ok(jiff::tz::TimeZone::UTC),
+        _ => jiff::tz::TimeZone::get(name),
     }
 }
 
@@ -676,7 +686,7 @@ impl Config {
         if !(u.window.hours > 0.0 && u.window.hours.is_finite()) {
             return Err(invalid("usage.window.hours", "must be > 0"));
         }
-        if jiff::tz::TimeZone::get(&u.daily.time_zone).is_err() {
+        if zone(&u.daily.time_zone).is_err() {
             return Err(invalid(
                 "usage.daily.time_zone",
                 &format!(

@@ -300,7 +300,8 @@ impl Engine {
             lanes,
         };
         engine.recover(files.dropped_stage)?;
-        let depths = engine.queue.depths();
+        // The queue depths are not counted here (a listing of every queue folder): the first
+        // tick counts them with the listing its claim takes anyway.
         let plan = engine.plan_identity();
         engine.state.started(
             engine.config.runtime.run_style,
@@ -309,7 +310,6 @@ impl Engine {
             engine.watcher_mode,
             outcome.used_last_known_good.then_some(errors),
         );
-        engine.state.set_depths(depths);
         // Not forced to disk: it adds only this process's identity (pid, start time, plan) to
         // what recovery already committed durably; a power loss that drops it leaves the
         // previous snapshot, which the next start recovers from all the same.

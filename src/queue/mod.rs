@@ -98,7 +98,10 @@ fn file_keys(
             FileKey::of_at(&dir_file, name)
         }
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    // Asked once per process: each answer reads the cgroup files.
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let threads =
+        *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(4)));
     if names.len() < 2048 || threads < 2 {
         return names.iter().map(key_of).collect();
     }
