@@ -576,3 +576,47 @@ fn clear_stale_state_requeues_every_lane_and_the_next_start_reuses_their_branche
     assert_eq!(branches(&ws), ["main"]);
     assert_eq!(worktrees(&ws), 1);
 }
+
+#[test]
+fn merge_mode_merges_the_base_into_a_branch_that_fell_behind_then_fast_forwards() {
+    let ws = repo_ws(
+        "  lanes: 2\n  integration: merge\n",
+        &[("LANE_SLEEP", "0.2")],
+    );
+    ws.add_task("m1", "");
+    ws.add_task("m2", "");
+    ws.run_until_idle();
+    for id in ["m1", "m2"] {
+        assert_eq!(ws.folder_of(id), ["tasks/done"]);
+        assert_eq!(ws.read(&format!("work/{id}.txt")), format!("{id}\n"));
+    }
+    let merges = git(ws.path(), &["rev-list", "--merges", "main"]);
+    assert_eq!(
+        merges.lines().count(),
+        1,
+        "the second branch took the first one in with a merge commit"
+    );
+    assert_eq!(branches(&ws), ["main"]);
+}
+
+#[test]
+fn run_once_with_lanes_runs_a_stage_in_every_lane_and_lands_what_finished() {
+    let ws = repo_ws("  lanes: 2\n", &[]);
+    ws.add_task("o1", "");
+    ws.add_task("o2", "");
+    // builder, checker, updater: the third run once finishes both loops and lands them.
+    for _ in 0..3 {
+        ws.ok(&["run", "once"]);
+    }
+    let runs = harness_log(&ws);
+    assert_eq!(runs.len(), 6, "{runs:?}");
+    for id in ["o1", "o2"] {
+        assert_eq!(ws.folder_of(id), ["tasks/done"]);
+    }
+    assert_eq!(
+        git(ws.path(), &["log", "--format=%s", "main"])
+            .lines()
+            .count(),
+        3
+    );
+}
