@@ -385,8 +385,9 @@ pub fn render(report: &StatusReport) -> String {
         or_none(s.current_failure_class.as_deref()),
     );
     for lane in &report.lanes {
-        line("lane", lane.line());
+        out.push_str(&format!("{}\n", lane.line()));
     }
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k}: {v}\n"));
     line("execution_status_marker", report.markers.execution.clone());
     line("planning_status_marker", report.markers.planning.clone());
     line(
