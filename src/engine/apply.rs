@@ -446,6 +446,8 @@ impl Engine {
     /// stage with a report, bounded by `recovery.max_runtime_repairs` (spec 06 §8).
     pub(crate) fn post_stage_recovery(&mut self, req: &StageRequest, message: &str) -> Result<()> {
         tracing::warn!(stage = %req.stage, %message, "post-stage failure");
+        // With lanes, only this run's activation may be repaired (none, if it already left).
+        self.state.focus_on(&req.run_id);
         let code = format!("{}_post_stage_apply_failed", req.plane);
         let scheduled = |repair: Option<Stage>, extra: Value| {
             let mut data = json!({"error_code": code, "plane": req.plane,

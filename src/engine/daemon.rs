@@ -289,6 +289,7 @@ impl Daemon<'_> {
                         if self.pending_stop.is_some() {
                             // A second signal while a stop cannot be recorded: leave now;
                             // the shutdown records what it can.
+                            self.pool.abandon();
                             return Ok(DaemonExit::Stopped(reason));
                         }
                         self.pending_stop = Some(reason);

@@ -183,6 +183,68 @@ impl Lanes {
     }
 }
 
+/// Why a landing cannot go on in the lane's own worktree.
+enum Landing {
+    /// The task is blocked with this reason.
+    Refused { why: String, keep_worktree: bool },
+    /// Not the lane's fault (the disk, a failpoint): the pass fails and is retried.
+    Failed(Error),
+}
+
+impl Lanes {
+    /// The lane's side of a landing: its worktree there and on its branch with no rebase or
+    /// merge under way, what the agent left committed, then (unless `branch` mode, `None`)
+    /// rebased onto or merged with the base.
+    fn prepare_landing(
+        &self,
+        lane: &Lane,
+        id: &str,
+        title: &str,
+    ) -> std::result::Result<Option<RebaseOutcome>, Landing> {
+        let git = |err: crate::git::GitError| Landing::Refused {
+            why: format!(
+                "integration_failed: git: {err}; the branch {} is kept",
+                lane.branch
+            ),
+            keep_worktree: false,
+        };
+        let worktree = self.worktree_path(&lane.worktree);
+        match self.ensure_worktree(lane) {
+            Err(Error::Git(err)) => return Err(git(err)),
+            Err(err) => return Err(Landing::Failed(err)),
+            Ok(()) => {}
+        }
+        let (branch, busy) = self.repo.checkout_state(&worktree).map_err(git)?;
+        if busy || branch.as_deref() != Some(lane.branch.as_str()) {
+            let found = match (&branch, busy) {
+                (_, true) => "a rebase or merge under way".to_string(),
+                (Some(b), _) => format!("branch {b} checked out"),
+                (None, _) => "a detached HEAD".to_string(),
+            };
+            return Err(Landing::Refused {
+                why: format!(
+                    "integration_failed: the worktree {} has {found} instead of branch {}; \
+                     nothing was landed and the worktree is kept as it is for a person",
+                    lane.worktree, lane.branch
+                ),
+                keep_worktree: true,
+            });
+        }
+        let message = format!("{id}: {title}");
+        self.repo
+            .commit_all(&worktree, message.trim_end_matches([':', ' ']))
+            .map_err(git)?;
+        crate::workspace::failpoint::transition("integration.after_commit")
+            .map_err(|e| Landing::Failed(e.into()))?;
+        let outcome = match self.mode {
+            IntegrationMode::Branch => return Ok(None),
+            IntegrationMode::Merge => self.repo.merge(&worktree, &self.base),
+            IntegrationMode::Rebase => self.repo.rebase(&worktree, &self.base),
+        };
+        outcome.map(Some).map_err(git)
+    }
+}
+
 /// What a lanes pass prepared.
 #[derive(Debug)]
 pub enum LanesOutcome {
@@ -225,6 +287,7 @@ impl Engine {
         busy: &HashSet<String>,
     ) -> Result<LanesOutcome> {
         self.queue.settle().take_next();
+        self.busy_runs = busy.clone();
         let before: Vec<(String, Lane, String)> = self
             .state
             .activations()
@@ -261,6 +324,9 @@ impl Engine {
         // so a lane never idles behind another lane's integration.
         self.start_waiting(busy, &mut prepared)?;
         if !prepared.is_empty() {
+            // Free lanes are claimed for now too; only the landings wait for the next pass.
+            self.fill_lanes()?;
+            self.start_waiting(busy, &mut prepared)?;
             return Ok(LanesOutcome::Stages(prepared));
         }
         self.integrate_finished(busy)?;
@@ -309,7 +375,9 @@ impl Engine {
                 blocked = true;
                 continue;
             }
-            prepared.push(self.start_stage()?);
+            if let Some(stage) = self.start_stage()? {
+                prepared.push(stage);
+            }
         }
         Ok(blocked)
     }
@@ -324,17 +392,66 @@ impl Engine {
     }
 
     /// The focused activation's stage request, marked running; its worktree made sure of.
-    fn start_stage(&mut self) -> Result<Prepared> {
-        if let Some(lane) = self.state.active().and_then(|a| a.lane.clone()) {
-            self.lanes()?.ensure_worktree(&lane)?;
+    /// `None`: the lane's worktree could not be made (git refused the branch name, say);
+    /// the task is blocked with git's words and the other lanes go on.
+    fn start_stage(&mut self) -> Result<Option<Prepared>> {
+        if let Some((lane, id)) = self
+            .state
+            .active()
+            .and_then(|a| a.lane_task().map(|(l, i)| (l.clone(), i.to_string())))
+        {
+            if let Err(Error::Git(err)) = self.lanes()?.ensure_worktree(&lane) {
+                let why = format!(
+                    "lane_setup_failed: git could not make the task's worktree on branch {}: {err}",
+                    lane.branch
+                );
+                self.lane_failed(&id, &lane, why, false)?;
+                return Ok(None);
+            }
         }
         let mut request = self.build_request()?;
         self.apply_runner_override(&mut request);
         self.mark_running(&request)?;
-        Ok(Prepared {
+        Ok(Some(Prepared {
             request,
             finished: None,
-        })
+        }))
+    }
+
+    /// A lane's own git step failed in a way no stage can fix by itself (a hook refused the
+    /// commit, the agent left the worktree on another branch or mid-rebase): block the task
+    /// with the reason, free the lane, and keep the branch (and, when `keep_worktree`, the
+    /// worktree as it is) for a person. The other lanes go on.
+    fn lane_failed(
+        &mut self,
+        id: &str,
+        lane: &Lane,
+        why: String,
+        keep_worktree: bool,
+    ) -> Result<()> {
+        let mut t = Transition::new(
+            (WorkItemKind::Task, id.to_string()),
+            Next::Idle { idle_markers: true },
+        );
+        t.counting = Counting::Release;
+        t.failure_class = Some("lane_git_failed".into());
+        t.moves.push(super::apply::block(why, None));
+        self.commit(t)?;
+        if keep_worktree {
+            return Ok(());
+        }
+        let lanes = self.lanes()?;
+        let released = lanes.release(
+            &lanes.worktree_path(&lane.worktree),
+            &lane.branch,
+            Some(&format!("{id}: work left when blocked")),
+            false,
+        );
+        if let Err(err) = released {
+            // The worktree stays; the next start tries again (a person may look first).
+            tracing::warn!(%err, worktree = %lane.worktree, "lane worktree not removed");
+        }
+        Ok(())
     }
 
     /// Claim for the planning plane (beside the lanes, one at a time) and every free lane.
@@ -404,9 +521,6 @@ impl Engine {
         else {
             return Ok(());
         };
-        let lanes = self.lanes()?;
-        let worktree = lanes.worktree_path(&lane.worktree);
-        lanes.ensure_worktree(&lane)?;
         let title = self
             .queue
             .find(&id)
@@ -414,24 +528,31 @@ impl Engine {
             .find_map(|(_, doc)| doc)
             .map(|doc| doc.title.clone())
             .unwrap_or_default();
-        lanes.repo.commit_all(
-            &worktree,
-            format!("{id}: {title}").trim_end_matches([':', ' ']),
-        )?;
-        crate::workspace::failpoint::transition("integration.after_commit")?;
-        if lanes.mode == IntegrationMode::Branch {
+        let outcome = match self.lanes()?.prepare_landing(&lane, &id, &title) {
+            Ok(outcome) => outcome,
+            Err(Landing::Refused { why, keep_worktree }) => {
+                return self.lane_failed(&id, &lane, why, keep_worktree)
+            }
+            Err(Landing::Failed(err)) => return Err(err),
+        };
+        let Some(outcome) = outcome else {
             return self.land(&id, &lane, None);
-        }
-        let outcome = match lanes.mode {
-            IntegrationMode::Merge => lanes.repo.merge(&worktree, &lanes.base)?,
-            _ => lanes.repo.rebase(&worktree, &lanes.base)?,
         };
         if let RebaseOutcome::Conflict { files, detail } = outcome {
             return self.integration_conflict(&id, &lane, files, detail);
         }
         crate::workspace::failpoint::transition("integration.after_rebase")?;
         let lanes = self.lanes()?;
-        match lanes.repo.fast_forward(&lanes.base, &lane.branch)? {
+        let forwarded = match lanes.repo.fast_forward(&lanes.base, &lane.branch) {
+            Ok(forwarded) => forwarded,
+            // The main working tree's git is in the way (its index is locked, say): wait
+            // with git's words; nothing of the task's is at risk.
+            Err(err) => {
+                let reason = format!("git could not move the base branch: {err}");
+                return self.integration_waits(&id, &lane, reason);
+            }
+        };
+        match forwarded {
             FastForward::Done { commit } => {
                 crate::workspace::failpoint::transition("integration.after_fast_forward")?;
                 self.land(&id, &lane, Some(commit))
@@ -637,13 +758,22 @@ impl Engine {
             .collect();
         let dir = lanes.worktree_path(&lanes.dir);
         let mut cleaned = Vec::new();
+        let trees = lanes.repo.worktrees()?;
         for lane in &owned {
             let path = lanes.worktree_path(&lane.worktree);
-            if lanes.repo.clear_stale_lock(&path)? {
+            let half_made = trees.iter().any(|t| {
+                t.locked && std::fs::canonicalize(&t.path).unwrap_or(t.path.clone()) == path
+            });
+            if half_made {
+                // A `worktree add` cut short: locked "initializing", partly checked out. It
+                // holds nothing of the task's (that is on the branch); it is made again.
+                lanes.repo.worktree_discard(&path)?;
+                cleaned.push(json!({"worktree": lane.worktree, "half_made": true}));
+            } else if lanes.repo.clear_stale_lock(&path)? {
                 cleaned.push(json!({"worktree": lane.worktree, "stale_lock": true}));
             }
         }
-        for tree in lanes.repo.worktrees()? {
+        for tree in trees {
             let path = std::fs::canonicalize(&tree.path).unwrap_or(tree.path.clone());
             if path.parent() != Some(dir.as_path())
                 || owned
@@ -652,14 +782,28 @@ impl Engine {
             {
                 continue;
             }
+            // A blocked task's worktree was kept for a person (left mid-rebase, say).
+            let task = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            if task.is_some_and(|id| {
+                self.ws
+                    .item_path(WorkItemKind::Task, Folder::Blocked, &id)
+                    .exists()
+            }) {
+                continue;
+            }
             let branch = tree.branch.clone().unwrap_or_default();
-            lanes.release(
+            let released = lanes.release(
                 &path,
                 &branch,
                 Some("work left by an interrupted lane"),
                 false,
-            )?;
-            cleaned.push(json!({"worktree": self.ws.rel(&path), "branch": tree.branch}));
+            );
+            let mut data = json!({"worktree": self.ws.rel(&path), "branch": tree.branch});
+            if let Err(err) = released {
+                // A hook refused the commit, say: the worktree stays, and the start goes on.
+                data["error"] = json!(err.to_string());
+            }
+            cleaned.push(data);
         }
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for entry in entries.flatten() {

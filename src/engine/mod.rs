@@ -82,6 +82,8 @@ pub struct Engine {
     retention_clock: retention::RetentionClock,
     /// Parallel lanes, when `execution.lanes` > 1.
     lanes: Option<lanes::Lanes>,
+    /// With lanes: the runs whose stage runs now (reconciliation leaves them alone).
+    busy_runs: std::collections::HashSet<String>,
 }
 
 /// A state file that no longer parses (edited by hand, say) is moved to `quarantine/` with
@@ -279,6 +281,24 @@ impl Engine {
             .with_settle(Duration::from_millis(config.watchers.settle_ms))
             .with_index();
         let files = StateFiles::load(ws, &queue, &events)?;
+        let in_lanes: Vec<&str> = files
+            .state
+            .activations()
+            .iter()
+            .filter_map(|a| a.lane_task().map(|(_, id)| id))
+            .collect();
+        if lanes.is_none() && !in_lanes.is_empty() {
+            return Err(Error::refused(
+                format!(
+                    "execution.lanes is 1 but tasks {} are running in parallel lanes",
+                    in_lanes.join(", ")
+                ),
+                Some(format!(
+                    "set execution.lanes back to {} or more so they finish, or run `millrace                      clear-stale-state` to requeue them (their work stays on their branches)",
+                    in_lanes.len().max(2)
+                )),
+            ));
+        }
         let mut engine = Engine {
             ws: ws.clone(),
             options,
@@ -298,6 +318,7 @@ impl Engine {
             ownership_lost: false,
             retention_clock: Default::default(),
             lanes,
+            busy_runs: Default::default(),
         };
         engine.recover(files.dropped_stage)?;
         // The queue depths are not counted here (a listing of every queue folder): the first

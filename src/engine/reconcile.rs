@@ -59,6 +59,11 @@ impl Engine {
     /// Repair disagreements between the snapshot, the queue folders and the counters.
     pub(crate) fn reconcile(&mut self, startup: bool) -> Result<()> {
         for (run_id, kind, id) in self.owned_items() {
+            // A running stage's item is looked at when its result comes in: its harness may
+            // still be writing in the lane's worktree.
+            if self.busy_runs.contains(&run_id) {
+                continue;
+            }
             if !self.ws.item_path(kind, Folder::Active, &id).exists() {
                 let found = self
                     .queue

@@ -55,6 +55,9 @@ pub struct Worktree {
     pub branch: Option<String>,
     /// The checked-out commit; `None` for a bare repository's entry.
     pub head: Option<String>,
+    /// Locked: by `git worktree lock`, or still "initializing" because a `worktree add` was
+    /// cut short.
+    pub locked: bool,
 }
 
 /// How bringing a lane's branch up to date with the base ended.
@@ -127,6 +130,30 @@ impl Repo {
             &self.root,
             ["show-ref", "--verify", "--quiet", refname.as_str()],
         )
+    }
+
+    /// The branch checked out in the worktree at `dir` (`None`: detached), and whether a
+    /// rebase or merge is under way there.
+    pub fn checkout_state(&self, dir: &Path) -> Result<(Option<String>, bool), GitError> {
+        let dir = self.absolute(dir);
+        let args = ["symbolic-ref", "--quiet", "--short", "HEAD"];
+        let out = output(&dir, args)?;
+        let branch = match out.status.code() {
+            Some(0) => Some(stdout(&out).trim().to_string()),
+            Some(1) => None,
+            _ => return Err(failed(&dir, args, &out)),
+        };
+        let busy = in_progress(&dir, "rebase")? || in_progress(&dir, "merge")?;
+        Ok((branch, busy))
+    }
+
+    /// Unlock and remove a worktree a cut-short `git worktree add` left locked
+    /// ("initializing", half checked out); its branch stays.
+    pub fn worktree_discard(&self, path: &Path) -> Result<(), GitError> {
+        let path = self.absolute(path);
+        let unlock: [&OsStr; 3] = ["worktree".as_ref(), "unlock".as_ref(), path.as_os_str()];
+        let _ = output(&self.root, unlock)?;
+        self.worktree_remove(&path)
     }
 
     /// Remove the index lock a killed git left in a worktree, so the next commit there does
@@ -610,6 +637,7 @@ fn parse_worktrees(text: &str) -> Vec<Worktree> {
                 path: PathBuf::from(path),
                 branch: None,
                 head: None,
+                locked: false,
             });
         } else if let Some(tree) = current.as_mut() {
             if let Some(head) = line.strip_prefix("HEAD ") {
@@ -617,6 +645,8 @@ fn parse_worktrees(text: &str) -> Vec<Worktree> {
             } else if let Some(branch) = line.strip_prefix("branch ") {
                 let short = branch.strip_prefix("refs/heads/").unwrap_or(branch);
                 tree.branch = Some(short.to_string());
+            } else if line == "locked" || line.starts_with("locked ") {
+                tree.locked = true;
             }
         }
     }

@@ -460,7 +460,7 @@ fn ensure_ignored_creates_a_missing_exclude_file() {
 #[test]
 fn parse_worktrees_reads_porcelain() {
     let text = "worktree /r\nHEAD abc\nbranch refs/heads/main\n\n\
-                worktree /r/wt\nHEAD def\ndetached\n\n\
+                worktree /r/wt\nHEAD def\ndetached\nlocked initializing\n\n\
                 worktree /bare\nbare\n\n";
     assert_eq!(
         parse_worktrees(text),
@@ -468,17 +468,20 @@ fn parse_worktrees_reads_porcelain() {
             Worktree {
                 path: "/r".into(),
                 branch: Some("main".into()),
-                head: Some("abc".into())
+                head: Some("abc".into()),
+                locked: false,
             },
             Worktree {
                 path: "/r/wt".into(),
                 branch: None,
-                head: Some("def".into())
+                head: Some("def".into()),
+                locked: true,
             },
             Worktree {
                 path: "/bare".into(),
                 branch: None,
-                head: None
+                head: None,
+                locked: false,
             },
         ]
     );

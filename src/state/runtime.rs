@@ -143,8 +143,9 @@ pub struct RuntimeState {
     plan: PlanIdentity,
     /// What runs: one activation, or with lanes the planning plane's and one per lane.
     activations: Vec<Activation>,
-    /// The activation the engine works on now (`active()`).
-    focus: usize,
+    /// The activation the engine works on now (`active()`); none after it went idle, so
+    /// nothing acts on another lane's activation by mistake.
+    focus: Option<usize>,
     execution_marker: String,
     planning_marker: String,
     depths: (u64, u64),
@@ -242,8 +243,8 @@ impl RuntimeState {
                 compiled_plan_id: s.compiled_plan_id,
                 compiled_plan_path: s.compiled_plan_path,
             },
+            focus: (!activations.is_empty()).then_some(0),
             activations,
-            focus: 0,
             execution_marker: s.execution_status_marker,
             planning_marker: s.planning_status_marker,
             depths: (s.queue_depth_execution, s.queue_depth_planning),
@@ -380,7 +381,7 @@ impl RuntimeState {
     /// The stage the engine works on now: the only one without lanes; with lanes, the one
     /// last activated or focused.
     pub fn active(&self) -> Option<&Activation> {
-        self.activations.get(self.focus)
+        self.activations.get(self.focus?)
     }
 
     /// Every stage the runtime owns (the planning plane's first, then the lanes').
@@ -388,20 +389,16 @@ impl RuntimeState {
         &self.activations
     }
 
-    /// Work on the activation of this run from now on; false when none has it.
+    /// Work on the activation of this run from now on; false (and nothing focused) when
+    /// none has it.
     pub fn focus_on(&mut self, run_id: &str) -> bool {
-        match self.activations.iter().position(|a| a.run_id == run_id) {
-            Some(i) => {
-                self.focus = i;
-                true
-            }
-            None => false,
-        }
+        self.focus = self.activations.iter().position(|a| a.run_id == run_id);
+        self.focus.is_some()
     }
 
     /// The focused activation's lane.
     pub fn lane_mut(&mut self) -> Option<&mut Lane> {
-        self.activations.get_mut(self.focus)?.lane.as_mut()
+        self.activations.get_mut(self.focus?)?.lane.as_mut()
     }
 
     pub fn is_paused(&self) -> bool {
@@ -524,14 +521,14 @@ impl RuntimeState {
             failure_class: None,
             lane,
         });
-        self.focus = self.activations.len() - 1;
+        self.focus = Some(self.activations.len() - 1);
         self.failure_class = None;
     }
 
     /// Move the active subject to another stage of the same run (a route's next stage, a
     /// runtime repair), with the failure that sent it there.
     pub fn advance(&mut self, stage: Stage, failure_class: Option<String>) {
-        if let Some(a) = self.activations.get_mut(self.focus) {
+        if let Some(a) = self.focused_mut() {
             a.stage = stage;
             a.since = crate::time::now_string();
             a.failure_class = failure_class.clone();
@@ -542,10 +539,9 @@ impl RuntimeState {
     /// Nothing is active any more: the one way work stops being active. `failure_class` is
     /// what the last subject ended with; `idle_markers` resets both planes' markers.
     pub fn go_idle(&mut self, failure_class: Option<String>, idle_markers: bool) {
-        if self.focus < self.activations.len() {
-            self.activations.remove(self.focus);
+        if let Some(i) = self.focus.take().filter(|i| *i < self.activations.len()) {
+            self.activations.remove(i);
         }
-        self.focus = 0;
         self.failure_class = failure_class;
         if idle_markers {
             self.execution_marker = IDLE_MARKER.into();
@@ -555,14 +551,14 @@ impl RuntimeState {
 
     /// Show the active subject's budget counters.
     pub fn set_attempts(&mut self, attempts: Attempts) {
-        if let Some(a) = self.activations.get_mut(self.focus) {
+        if let Some(a) = self.focused_mut() {
             a.attempts = attempts;
         }
     }
 
     /// The active subject runs its stages on a fallback runner from now on.
     pub fn switch_runner(&mut self, runner: String, failure_class: String) {
-        if let Some(a) = self.activations.get_mut(self.focus) {
+        if let Some(a) = self.focused_mut() {
             a.runner_override = Some(runner);
             a.failure_class = Some(failure_class.clone());
         }
@@ -571,10 +567,14 @@ impl RuntimeState {
 
     /// The active subject stays where it is with this failure (a harness's environment).
     pub fn note_failure(&mut self, failure_class: String) {
-        if let Some(a) = self.activations.get_mut(self.focus) {
+        if let Some(a) = self.focused_mut() {
             a.failure_class = Some(failure_class.clone());
         }
         self.failure_class = Some(failure_class);
+    }
+
+    fn focused_mut(&mut self) -> Option<&mut Activation> {
+        self.activations.get_mut(self.focus?)
     }
 
     pub fn set_marker(&mut self, plane: Plane, marker: String) {

@@ -620,3 +620,85 @@ fn run_once_with_lanes_runs_a_stage_in_every_lane_and_lands_what_finished() {
         3
     );
 }
+
+#[test]
+fn a_git_failure_in_one_lane_blocks_that_task_and_the_others_land() {
+    let ws = repo_ws("  lanes: 2\n", &[("LANE_SLEEP", "0.2")]);
+    // A hook refuses any commit of work/bad.txt: millrace's own commit of the task fails.
+    let hook = ws.write(
+        ".git/hooks/pre-commit",
+        "#!/bin/sh\ngit diff --cached --name-only | grep -q bad.txt && { echo 'bad.txt is not allowed' >&2; exit 1; }\nexit 0\n",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    ws.add_task("bad", "");
+    ws.add_task("good", "");
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("good"), ["tasks/done"]);
+    assert_eq!(ws.folder_of("bad"), ["tasks/blocked"]);
+    let doc = ws.read("millrace-agents/tasks/blocked/bad.md");
+    assert!(
+        doc.contains("integration_failed: git:") && doc.contains("bad.txt is not allowed"),
+        "{doc}"
+    );
+    // The uncommitted work is still in its worktree for a person.
+    assert_eq!(
+        ws.read("millrace-agents/worktrees/bad/work/bad.txt"),
+        "bad\n"
+    );
+    assert!(!ws.exists("work/bad.txt"));
+}
+
+#[test]
+fn a_worktree_left_on_another_branch_is_not_landed_and_kept_for_a_person() {
+    let ws = repo_ws("  lanes: 2\n", &[]);
+    plan(
+        &ws,
+        "wander",
+        "builder",
+        "git switch -q -c side && echo side > side.txt && git add -A && git commit -qm side\n",
+    );
+    ws.add_task("wander", "");
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("wander"), ["tasks/blocked"]);
+    let doc = ws.read("millrace-agents/tasks/blocked/wander.md");
+    assert!(
+        doc.contains("has branch side checked out instead of branch millrace/wander"),
+        "{doc}"
+    );
+    assert_eq!(
+        git(ws.path(), &["log", "--format=%s", "main"])
+            .lines()
+            .count(),
+        1,
+        "nothing landed"
+    );
+    assert!(ws.exists("millrace-agents/worktrees/wander/side.txt"));
+    // A restart leaves the kept worktree alone.
+    ws.run_until_idle();
+    assert!(ws.exists("millrace-agents/worktrees/wander/side.txt"));
+}
+
+#[test]
+fn turning_lanes_off_while_tasks_run_in_lanes_is_refused_with_the_way_out() {
+    let ws = repo_ws(
+        "  lanes: 2\nruntime:\n  stop_mode: interrupt\n",
+        &[("LANE_SLEEP", "30")],
+    );
+    ws.add_task("f1", "");
+    let daemon = ws.spawn_daemon(&[]);
+    wait_for("a stage to run", Duration::from_secs(30), || {
+        !ws.stages_started().is_empty()
+    });
+    ws.ok(&["stop"]);
+    daemon.wait_exit(Duration::from_secs(30));
+    let config = ws
+        .read("millrace-agents/millrace.yaml")
+        .replace("lanes: 2", "lanes: 1");
+    ws.write("millrace-agents/millrace.yaml", &config);
+    let err = ws.fails(&["run", "once"], 1);
+    assert!(
+        err.contains("tasks f1 are running in parallel lanes") && err.contains("clear-stale-state"),
+        "{err}"
+    );
+}

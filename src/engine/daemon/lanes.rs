@@ -101,7 +101,11 @@ impl Daemon<'_> {
             }
             return self.wait_lanes();
         }
-        self.reload_if_changed(progress)?;
+        // A changed config is reloaded once the running stages have ended (their results are
+        // routed through the plan they started under).
+        if self.pool.is_empty() {
+            self.reload_if_changed(progress)?;
+        }
         if self.engine.keep_ownership()? {
             self.waker.rewatch(self.ws);
         }
@@ -120,6 +124,10 @@ impl Daemon<'_> {
             self.engine.sweep_if_due(false)?;
         }
         let busy = self.pool.busy();
+        if !busy.is_empty() && super::config_stamp(&self.config_path) != self.config_seen {
+            // The config changed: no new stage starts until it is reloaded.
+            return self.wait_lanes();
+        }
         if !busy.is_empty() {
             // A command that cannot be applied beside the running stages: end the stages it
             // needs ended (or let them finish) and start nothing new until it is applied.
