@@ -339,7 +339,12 @@ impl Engine {
             }
             Consequence::Handoff => {
                 let lineage = self.lineage_of(kind, &id);
-                let previous = self.state.last_stage_result_path().map(str::to_string);
+                // With lanes the last result recorded may be another lane's.
+                let previous = self
+                    .state
+                    .last_stage_result_path()
+                    .filter(|_| self.lanes.is_none())
+                    .map(str::to_string);
                 let incident = incidents::handoff(kind, &id, result, &lineage, previous);
                 let why = format!("handed off to planning as incident {}", incident.id());
                 let mut t = leave(false, class);
