@@ -1091,7 +1091,9 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
 }
 
 /// A git repository with six tasks for three lanes (l5 depends on l1); each task's builder
-/// writes `work/<task>.txt` in its worktree, taking `sleep` seconds per stage.
+/// writes `work/<task>.txt` in its worktree, taking `sleep` seconds per stage. l2 and l3 also
+/// add their id at the end of `shared.txt`, so the second to land conflicts and its fixer
+/// redoes the change on top of the base.
 fn lanes_workload(sleep: &str) -> Ws {
     let ws = Ws {
         dir: tempfile::tempdir().expect("tempdir"),
@@ -1106,16 +1108,31 @@ fn lanes_workload(sleep: &str) -> Ws {
     }
     std::fs::write(
         dir.join(".gitignore"),
-        "millrace-agents/\n*.out\n*.err\n*.txt\n!work/*.txt\n",
+        "millrace-agents/\nplans/\n*.out\n*.err\n*.txt\n!work/*.txt\n!shared.txt\n",
     )
     .unwrap();
     std::fs::write(dir.join("README.md"), "# Lanes\n").unwrap();
+    std::fs::write(dir.join("shared.txt"), "base\n").unwrap();
+    let plans = dir.join("plans");
+    std::fs::create_dir_all(&plans).unwrap();
+    // Both written to be run again after a crash with the same outcome.
+    let add = "mkdir -p work && echo \"$TASK\" > \"work/$TASK.txt\" && \
+               { grep -qx \"$TASK\" shared.txt || echo \"$TASK\" >> shared.txt; }\n";
+    for id in ["l2", "l3"] {
+        std::fs::write(plans.join(format!("{id}.builder")), add).unwrap();
+        std::fs::write(
+            plans.join(format!("{id}.fixer")),
+            format!("git reset -q --hard \"$BASE\" && {} && git add -A && git commit -qm \"$TASK: resolved\"\n", add.trim_end()),
+        )
+        .unwrap();
+    }
     git(dir, &["add", "-A"]).unwrap();
     git(dir, &["commit", "-qm", "start"]).unwrap();
     let root = Workspace::open_or_init(dir).expect("init workspace");
     let config = format!(
-        "runners:\n  kill_grace_seconds: 1\n  codex:\n    command: {}\n    args: []\n    env:\n      LANE_SLEEP: \"{sleep}\"\nwatchers:\n  settle_ms: 0\nexecution:\n  lanes: 3\n",
-        fixture("lane-harness").display()
+        "runners:\n  kill_grace_seconds: 1\n  codex:\n    command: {}\n    args: []\n    env:\n      LANE_SLEEP: \"{sleep}\"\n      LANE_PLAN_DIR: {}\nwatchers:\n  settle_ms: 0\nexecution:\n  lanes: 3\n",
+        fixture("lane-harness").display(),
+        plans.display()
     );
     std::fs::write(root.config_path(), config).unwrap();
     let queue = QueueStore::new(&root);
@@ -1182,6 +1199,14 @@ fn check_lanes(ws: &Ws) -> Result<usize, String> {
         if text != format!("{id}\n") {
             return Err(format!("{file} holds {text:?}"));
         }
+    }
+    let shared = std::fs::read_to_string(dir.join("shared.txt")).map_err(|e| e.to_string())?;
+    let mut lines: Vec<&str> = shared.lines().collect();
+    lines.sort_unstable();
+    if lines != ["base", "l2", "l3"] {
+        return Err(format!(
+            "shared.txt holds {shared:?}: a change lost or landed twice"
+        ));
     }
     if !git(dir, &["rev-list", "--merges", "main"])?.is_empty() {
         return Err("merge commits on main".into());

@@ -772,6 +772,15 @@ impl Engine {
             } else if lanes.repo.clear_stale_lock(&path)? {
                 cleaned.push(json!({"worktree": lane.worktree, "stale_lock": true}));
             }
+            // A landing killed mid-rebase (or mid-merge) left it under way: undone here, so
+            // the landing starts again cleanly (a rebase the agent left is not touched: its
+            // lane is not landing).
+            if lane.integrating
+                && path.join(".git").is_file()
+                && lanes.repo.abort_in_progress(&path)?
+            {
+                cleaned.push(json!({"worktree": lane.worktree, "aborted_landing": true}));
+            }
         }
         for tree in trees {
             let path = std::fs::canonicalize(&tree.path).unwrap_or(tree.path.clone());

@@ -147,6 +147,19 @@ impl Repo {
         Ok((branch, busy))
     }
 
+    /// Abort a rebase or merge under way in the worktree at `dir` (one millrace's own landing
+    /// started when it was killed); returns whether there was one.
+    pub fn abort_in_progress(&self, dir: &Path) -> Result<bool, GitError> {
+        let dir = self.absolute(dir);
+        for verb in ["rebase", "merge"] {
+            if in_progress(&dir, verb)? {
+                run(&dir, [verb, "--abort"])?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Unlock and remove a worktree a cut-short `git worktree add` left locked
     /// ("initializing", half checked out); its branch stays.
     pub fn worktree_discard(&self, path: &Path) -> Result<(), GitError> {
