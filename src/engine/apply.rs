@@ -573,7 +573,7 @@ impl Engine {
                 bytes: report.into_bytes(),
             },
             Move::Write {
-                path: self.ws.error_context_path(),
+                path: self.error_context_path(&req.run_id),
                 bytes: crate::yaml::to_string(&ctx).into_bytes(),
             },
         ]
@@ -583,7 +583,7 @@ impl Engine {
     /// and persist it in the run's `stage_results/`; returns it and its workspace path.
     fn persist_result(&self, req: &StageRequest, raw: &RawResult) -> Result<(StageResult, String)> {
         if matches!(req.stage, Stage::Troubleshooter | Stage::Mechanic) {
-            let _ = std::fs::remove_file(self.ws.error_context_path());
+            let _ = std::fs::remove_file(self.error_context_path(&req.run_id));
         }
         let mut result = runners::normalize(req, raw)?;
         if req.stage == Stage::Manager && result.terminal_result == TerminalResult::ManagerComplete

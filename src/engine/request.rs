@@ -135,10 +135,19 @@ impl Engine {
         Ok(req)
     }
 
+    /// Where a run's repair context goes: `state/runtime_error_context.yaml`, or with lanes
+    /// the run's own folder, so two lanes' repairs never share (or delete) one file.
+    pub(crate) fn error_context_path(&self, run_id: &str) -> std::path::PathBuf {
+        match self.lanes {
+            Some(_) => self.ws.run_dir(run_id).join("runtime_error_context.yaml"),
+            None => self.ws.error_context_path(),
+        }
+    }
+
     fn matching_error_context(&self, stage: Stage) -> Option<RuntimeErrorContext> {
-        let ctx: RuntimeErrorContext =
-            crate::state::load_yaml(&self.ws.error_context_path()).ok()?;
         let active = self.state.active()?;
+        let ctx: RuntimeErrorContext =
+            crate::state::load_yaml(&self.error_context_path(&active.run_id)).ok()?;
         let matches = ctx.repair_stage == stage
             && ctx.run_id == active.run_id
             && active.subject.item() == Some((ctx.work_item_kind, ctx.work_item_id.as_str()))

@@ -702,3 +702,38 @@ fn turning_lanes_off_while_tasks_run_in_lanes_is_refused_with_the_way_out() {
         "{err}"
     );
 }
+
+#[test]
+fn two_lanes_repaired_at_once_each_tell_their_troubleshooter_about_their_own_error() {
+    let ws = repo_ws("  lanes: 2\n", &[("LANE_SLEEP", "0.3")]);
+    for id in ["r1", "r2"] {
+        // A file where the run's stage_results/ folder goes: applying the result fails.
+        plan(&ws, id, "builder", "touch \"$RUN_DIR/stage_results\"\n");
+        plan(
+            &ws,
+            id,
+            "troubleshooter",
+            "rm -f \"$RUN_DIR/stage_results\"\n",
+        );
+        ws.add_task(id, "");
+    }
+    ws.run_until_idle();
+    let events = ws.events();
+    let scheduled = events_of(&events, "runtime_post_stage_recovery_scheduled");
+    assert_eq!(scheduled.len(), 2, "{scheduled:?}");
+    for e in scheduled {
+        let report = Path::new(e["data"]["report_path"].as_str().unwrap());
+        let prompts: String = std::fs::read_dir(report.parent().unwrap())
+            .unwrap()
+            .flatten()
+            .filter(|f| f.file_name().to_string_lossy().starts_with("runner_prompt"))
+            .map(|f| std::fs::read_to_string(f.path()).unwrap())
+            .filter(|p| p.contains("Stage: troubleshooter"))
+            .collect();
+        assert!(
+            prompts.contains("Runtime Error Code: execution_post_stage_apply_failed"),
+            "the troubleshooter of {} was told: {prompts}",
+            e["data"]["work_item_id"]
+        );
+    }
+}
