@@ -381,6 +381,16 @@ fn retry_active(
         };
         return Ok(outcome(action, false, what));
     };
+    if landing(t.state).contains(&id) {
+        return Ok(outcome(
+            action,
+            false,
+            format!(
+                "task {id} finished its loop and is landing on the base branch; it cannot be \
+                 retried (`millrace status` says what its landing waits for)"
+            ),
+        ));
+    }
     if let Some(scope) = scope {
         if plane != scope {
             let plane = plane.to_string();
@@ -436,6 +446,16 @@ fn retry_active(
     ))
 }
 
+/// The tasks of lanes whose loop finished and whose branch is landing.
+fn landing(state: &RuntimeState) -> Vec<String> {
+    state
+        .activations()
+        .iter()
+        .filter(|a| a.lane.as_ref().is_some_and(|l| l.integrating))
+        .filter_map(|a| a.subject.item().map(|(_, id)| id.to_string()))
+        .collect()
+}
+
 /// `clear-stale-state`: every active item back to its queue, counters and snapshot reset.
 fn clear_stale_state(
     action: &Action,
@@ -444,8 +464,13 @@ fn clear_stale_state(
     daemon: bool,
 ) -> Result<Outcome> {
     let mut requeued = 0;
+    // A lane's task that is landing stays (see `RuntimeState::reset_idle`).
+    let landing = landing(t.state);
     for kind in WorkItemKind::ALL {
         for (k, id) in t.queue.active_items(kind.plane()) {
+            if kind == WorkItemKind::Task && landing.contains(&id) {
+                continue;
+            }
             if k == kind && t.queue.requeue(kind, &id, reason).is_ok() {
                 requeued += 1;
                 t.events.emit(

@@ -665,9 +665,13 @@ impl RuntimeState {
         self.stop_requested = false;
     }
 
-    /// `clear-stale-state`/`retry-active` with no daemon: idle, both markers idle.
+    /// `clear-stale-state`/`retry-active` with no daemon: idle, both markers idle. A lane
+    /// whose task is landing stays: its branch may already be on the base, and requeuing the
+    /// task would run it again on top of its own change.
     pub fn reset_idle(&mut self, depths: (u64, u64), process_running: bool, clear_flags: bool) {
-        self.activations.clear();
+        self.activations
+            .retain(|a| a.lane.as_ref().is_some_and(|l| l.integrating));
+        self.focus = None;
         self.go_idle(None, true);
         self.process_running = process_running;
         if clear_flags {

@@ -737,3 +737,44 @@ fn two_lanes_repaired_at_once_each_tell_their_troubleshooter_about_their_own_err
         );
     }
 }
+
+#[test]
+fn a_task_that_is_landing_is_neither_retried_nor_cleared_away() {
+    let ws = repo_ws("  lanes: 2\n", &[]);
+    plan(&ws, "k1", "builder", "echo k1 > shared.txt\n");
+    ws.write("shared.txt", "an operator's edit in progress\n");
+    ws.add_task("k1", "");
+    let daemon = ws.spawn_daemon(&[]);
+    wait_for("the landing to wait", Duration::from_secs(30), || {
+        ws.events()
+            .iter()
+            .any(|e| e["event_type"] == "integration_waiting")
+    });
+    ws.ok(&["stop"]);
+    daemon.wait_exit(Duration::from_secs(30));
+    let refused = ws.run(&["retry-active", "--id", "k1"]);
+    assert_eq!(refused.status.code(), Some(5), "{refused:?}");
+    let said = String::from_utf8_lossy(&refused.stdout).to_string()
+        + &String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("is landing"), "{said}");
+    ws.ok(&["clear-stale-state"]);
+    assert_eq!(
+        ws.folder_of("k1"),
+        ["tasks/active"],
+        "the landing task stays"
+    );
+    let snapshot = ws.read("millrace-agents/state/runtime_snapshot.yaml");
+    assert!(snapshot.contains("integrating: true"), "{snapshot}");
+    git(ws.path(), &["checkout", "--", "shared.txt"]);
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("k1"), ["tasks/done"]);
+    assert_eq!(ws.read("shared.txt"), "k1\n");
+    assert_eq!(
+        ws.events()
+            .iter()
+            .filter(|e| e["event_type"] == "stage_started")
+            .count(),
+        3,
+        "no stage ran again"
+    );
+}
