@@ -394,6 +394,11 @@ fn check_invariants(ws: &Ws, expect: &Expect) -> Result<usize, String> {
                 .and_then(|d| d.file_name())
                 .is_some_and(|d| d == "stage_results")
         })
+        // A temp file a kill left mid-write is not a result (no reader takes it).
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
         .count();
     let ledger = Ledger::load(&root.usage_ledger_path()).map_err(|e| e.to_string())?;
     if ledger.workspace.stages != results as u64 {
@@ -1225,6 +1230,11 @@ fn check_lanes(ws: &Ws) -> Result<usize, String> {
             p.parent()
                 .and_then(|d| d.file_name())
                 .is_some_and(|d| d == "stage_results")
+        })
+        // A temp file a kill left mid-write is not a result (no reader takes it).
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
         })
         .count();
     let ledger = Ledger::load(&root.usage_ledger_path()).map_err(|e| e.to_string())?;

@@ -40,6 +40,9 @@ impl Engine {
         let lineage = self.lineage_root(kind, id);
         let mut results: Vec<StageResult> = entries
             .filter_map(|e| e.ok())
+            // Only results that were written whole: a temp file a kill left mid-rename is not
+            // one (the stage runs again and writes its own).
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
             .filter_map(|e| {
                 let path = e.path();
                 let text = std::fs::read_to_string(&path).ok()?;

@@ -77,6 +77,38 @@ fn every_stage_is_counted_once_and_shown_by_usage_status_and_runs() {
 }
 
 #[test]
+fn a_stage_result_a_kill_left_as_a_temp_file_is_not_counted() {
+    let ws = TestWs::new();
+    setup(&ws, "stages: {}\n", "");
+    ws.add_task("t1", "");
+    ws.ok(&["run", "once"]);
+    // What a kill between writing a result and renaming it into place leaves behind: a
+    // whole result under a temp name (with a request id no stage result has).
+    let results = std::fs::read_dir(ws.rt().join("runs"))
+        .unwrap()
+        .flatten()
+        .map(|run| run.path().join("stage_results"))
+        .find(|d| d.is_dir())
+        .unwrap();
+    let written = std::fs::read_dir(&results)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap();
+    let text = std::fs::read_to_string(written.path())
+        .unwrap()
+        .replace("request-", "request-0dead");
+    std::fs::write(
+        results.join(".request-0dead.yaml.tmp-AbCdEf0123456789"),
+        text,
+    )
+    .unwrap();
+    ws.run_until_idle();
+    let usage = ws.json(&["usage"]);
+    assert_eq!(usage["workspace"]["stages"], 3, "{usage:#}");
+}
+
+#[test]
 fn an_item_over_its_budget_is_blocked_with_the_figures_and_the_next_one_runs() {
     let ws = TestWs::new();
     setup(
