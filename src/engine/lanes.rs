@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::git::{FastForward, RebaseOutcome, Repo};
 use crate::model::{Stage, WorkItemKind};
 use crate::state::event::EventKind;
-use crate::state::runtime::{Activation, Lane};
+use crate::state::runtime::Lane;
 use crate::workspace::{Folder, Workspace};
 
 /// Budget key counting a task's integration conflicts.
@@ -127,19 +127,50 @@ impl Lanes {
     /// The lane a newly claimed task gets: the lowest free index.
     fn lane_for(&self, id: &str, taken: &HashSet<u32>) -> Lane {
         let index = (1..=self.count).find(|i| !taken.contains(i)).unwrap_or(1);
+        let (worktree, branch) = self.place(id).unwrap_or_default();
         Lane {
             index,
-            worktree: format!("{}/{id}", self.dir),
-            branch: format!("{BRANCH_PREFIX}{id}"),
+            worktree,
+            branch,
             integrating: false,
             waiting: None,
         }
+    }
+
+    /// A task's worktree (relative to the workspace root) and branch, the one place they are
+    /// made; `None` for an id that is not a plain file name (only a hand-edited snapshot can
+    /// hold one).
+    pub fn place(&self, id: &str) -> Option<(String, String)> {
+        let plain = !id.is_empty() && !id.contains(['/', '\\']) && !id.starts_with('.');
+        plain.then(|| (format!("{}/{id}", self.dir), format!("{BRANCH_PREFIX}{id}")))
+    }
+
+    /// Refuse a path below the workspace root with a symbolic link on the way (the path
+    /// itself included): the agent can plant one, and following it would make millrace
+    /// create, commit in or delete a folder outside the workspace.
+    fn refuse_links(&self, path: &Path) -> Result<()> {
+        let rel = path
+            .strip_prefix(&self.root)
+            .map_err(|_| Error::internal(format!("{} is outside the workspace", path.display())))?;
+        let mut at = self.root.clone();
+        for part in rel.components() {
+            at.push(part);
+            match std::fs::symlink_metadata(&at) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(crate::workspace::atomic::IoError::Symlink { path: at }.into())
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        Ok(())
     }
 
     /// Make sure the lane's worktree is there on its branch: created from the base on the
     /// first stage, reused after a crash, recreated from the branch when it was deleted.
     fn ensure_worktree(&self, lane: &Lane) -> Result<()> {
         let path = self.worktree_path(&lane.worktree);
+        self.refuse_links(&path)?;
         if path.join(".git").is_file() {
             return Ok(());
         }
@@ -169,6 +200,7 @@ impl Lanes {
         message: Option<&str>,
         delete: bool,
     ) -> Result<()> {
+        self.refuse_links(worktree)?;
         if let Some(message) = message.filter(|_| worktree.join(".git").is_file()) {
             self.repo.commit_all(worktree, message)?;
         }
@@ -757,6 +789,15 @@ impl Engine {
             .filter_map(|a| a.lane.as_ref())
             .collect();
         let dir = lanes.worktree_path(&lanes.dir);
+        if let Err(err) = lanes.refuse_links(&dir) {
+            return Err(Error::refused(
+                format!("the lanes' worktree folder cannot be used: {err}"),
+                Some(format!(
+                    "replace {} by a real folder (or remove it; millrace creates it)",
+                    self.ws.rel(&dir)
+                )),
+            ));
+        }
         let mut cleaned = Vec::new();
         let trees = lanes.repo.worktrees()?;
         for lane in &owned {
@@ -927,9 +968,4 @@ fn conflict_report(id: &str, lane: &Lane, base: &str, files: &[String], detail: 
          branch again when the loop is done.\n"
     ));
     text
-}
-
-/// Whether an activation is a lane waiting to land (for `queue ls` and `status`).
-pub fn is_integrating(a: &Activation) -> bool {
-    a.lane.as_ref().is_some_and(|l| l.integrating)
 }

@@ -320,6 +320,9 @@ impl Engine {
             lanes,
             busy_runs: Default::default(),
         };
+        if let Some(lanes) = &engine.lanes {
+            engine.state.place_lanes(|id| lanes.place(id));
+        }
         engine.recover(files.dropped_stage)?;
         // The queue depths are not counted here (a listing of every queue folder): the first
         // tick counts them with the listing its claim takes anyway.

@@ -396,6 +396,26 @@ impl RuntimeState {
         self.focus.is_some()
     }
 
+    /// Set every lane's worktree and branch from its task id (`place`), dropping a lane whose
+    /// task id `place` refuses: the snapshot is in the workspace, so what it says about where
+    /// a lane works is never taken as it stands.
+    pub fn place_lanes(&mut self, place: impl Fn(&str) -> Option<(String, String)>) {
+        self.activations.retain_mut(|a| {
+            let Some(id) = a.lane_task().map(|(_, id)| id.to_string()) else {
+                return true;
+            };
+            match (place(&id), a.lane.as_mut()) {
+                (Some((worktree, branch)), Some(lane)) => {
+                    lane.worktree = worktree;
+                    lane.branch = branch;
+                    true
+                }
+                _ => false,
+            }
+        });
+        self.focus = None;
+    }
+
     /// The focused activation's lane.
     pub fn lane_mut(&mut self) -> Option<&mut Lane> {
         self.activations.get_mut(self.focus?)?.lane.as_mut()

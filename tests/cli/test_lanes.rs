@@ -778,3 +778,82 @@ fn a_task_that_is_landing_is_neither_retried_nor_cleared_away() {
         "no stage ran again"
     );
 }
+
+/// A folder beside the workspace (outside it) with one file, removed when dropped.
+struct Outside(std::path::PathBuf);
+
+impl Outside {
+    fn new(ws: &TestWs, name: &str) -> Outside {
+        let dir = ws.path().parent().unwrap().join(format!(
+            "{name}-{}",
+            ws.path().file_name().unwrap().to_string_lossy()
+        ));
+        std::fs::create_dir_all(dir.join("x")).unwrap();
+        std::fs::write(dir.join("x/keep.txt"), "not millrace's\n").unwrap();
+        Outside(dir)
+    }
+
+    fn intact(&self) -> bool {
+        std::fs::read_to_string(self.0.join("x/keep.txt")).is_ok_and(|t| t == "not millrace's\n")
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_forged_lane_worktree_in_the_snapshot_cannot_send_millrace_outside_the_workspace() {
+    let ws = repo_ws(
+        "  lanes: 2\nruntime:\n  stop_mode: interrupt\n",
+        &[("LANE_SLEEP", "30")],
+    );
+    let outside = Outside::new(&ws, "victim");
+    ws.add_task("v1", "");
+    let daemon = ws.spawn_daemon(&[]);
+    wait_for("a stage to run", Duration::from_secs(30), || {
+        !ws.stages_started().is_empty()
+    });
+    ws.ok(&["stop"]);
+    daemon.wait_exit(Duration::from_secs(30));
+    // The agent rewrites the snapshot: its lane now "works" in a folder outside, whose
+    // checkout looks half made (no .git), on the base branch.
+    let target = format!("../{}/x", outside.0.file_name().unwrap().to_string_lossy());
+    let snapshot = ws
+        .read("millrace-agents/state/runtime_snapshot.yaml")
+        .replace(
+            "worktree: millrace-agents/worktrees/v1",
+            &format!("worktree: {target}"),
+        )
+        .replace("branch: millrace/v1", "branch: main");
+    assert!(snapshot.contains(&target));
+    ws.write("millrace-agents/state/runtime_snapshot.yaml", &snapshot);
+    let config = ws
+        .read("millrace-agents/millrace.yaml")
+        .replace("LANE_SLEEP: \"30\"", "LANE_SLEEP: \"0\"");
+    ws.write("millrace-agents/millrace.yaml", &config);
+    ws.run_until_idle();
+    assert!(
+        outside.intact(),
+        "millrace touched a folder outside the workspace"
+    );
+    assert_eq!(ws.folder_of("v1"), ["tasks/done"]);
+    assert_eq!(branches(&ws), ["main"]);
+}
+
+#[test]
+fn a_worktree_folder_planted_as_a_link_is_refused_and_nothing_outside_is_touched() {
+    let ws = repo_ws("  lanes: 2\n", &[]);
+    let outside = Outside::new(&ws, "linked");
+    std::os::unix::fs::symlink(&outside.0, ws.rt().join("worktrees")).unwrap();
+    ws.add_task("y1", "");
+    let err = ws.fails(&["run", "once"], 1);
+    assert!(
+        err.contains("worktree folder cannot be used") && err.contains("symbolic link"),
+        "{err}"
+    );
+    assert!(outside.intact());
+    assert_eq!(ws.folder_of("y1"), ["tasks/queue"]);
+}
