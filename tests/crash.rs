@@ -285,6 +285,31 @@ struct Expect<'a> {
     blocked_ok: bool,
 }
 
+/// Every persisted stage result is in the usage ledger exactly once.
+fn ledger_counts_each_result(root: &Workspace) -> Result<(), String> {
+    let results = walk(&root.rt().join("runs"))
+        .iter()
+        .filter(|p| {
+            p.parent()
+                .and_then(|d| d.file_name())
+                .is_some_and(|d| d == "stage_results")
+        })
+        // A temp file a kill left mid-write is not a result (no reader takes it).
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .count();
+    let ledger = Ledger::load(&root.usage_ledger_path()).map_err(|e| e.to_string())?;
+    if ledger.workspace.stages != results as u64 {
+        return Err(format!(
+            "the usage ledger counts {} stages, the runs hold {results} stage results",
+            ledger.workspace.stages
+        ));
+    }
+    Ok(())
+}
+
 /// The invariants, after the daemon has exited idle. Returns the temp files left behind.
 fn check_invariants(ws: &Ws, expect: &Expect) -> Result<usize, String> {
     let root = ws.workspace();
@@ -386,27 +411,7 @@ fn check_invariants(ws: &Ws, expect: &Expect) -> Result<usize, String> {
     if !failed.is_empty() && !expect.blocked_ok {
         return Err(format!("mailbox commands archived as failed: {failed:?}"));
     }
-    // Every persisted stage result is in the usage ledger exactly once.
-    let results = walk(&root.rt().join("runs"))
-        .iter()
-        .filter(|p| {
-            p.parent()
-                .and_then(|d| d.file_name())
-                .is_some_and(|d| d == "stage_results")
-        })
-        // A temp file a kill left mid-write is not a result (no reader takes it).
-        .filter(|p| {
-            !p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        })
-        .count();
-    let ledger = Ledger::load(&root.usage_ledger_path()).map_err(|e| e.to_string())?;
-    if ledger.workspace.stages != results as u64 {
-        return Err(format!(
-            "the usage ledger counts {} stages, the runs hold {results} stage results",
-            ledger.workspace.stages
-        ));
-    }
+    ledger_counts_each_result(&root)?;
     check_files(&root)
 }
 
@@ -1224,26 +1229,7 @@ fn check_lanes(ws: &Ws) -> Result<usize, String> {
     if branches.trim() != "main" {
         return Err(format!("stray branches:\n{branches}"));
     }
-    let results = walk(&root.rt().join("runs"))
-        .iter()
-        .filter(|p| {
-            p.parent()
-                .and_then(|d| d.file_name())
-                .is_some_and(|d| d == "stage_results")
-        })
-        // A temp file a kill left mid-write is not a result (no reader takes it).
-        .filter(|p| {
-            !p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        })
-        .count();
-    let ledger = Ledger::load(&root.usage_ledger_path()).map_err(|e| e.to_string())?;
-    if ledger.workspace.stages != results as u64 {
-        return Err(format!(
-            "the usage ledger counts {} stages, the runs hold {results} stage results",
-            ledger.workspace.stages
-        ));
-    }
+    ledger_counts_each_result(&root)?;
     let leftover = walk(&root.rt().join("worktrees"));
     if !leftover.is_empty() {
         return Err(format!("files left in the worktrees folder: {leftover:?}"));

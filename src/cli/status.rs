@@ -112,8 +112,9 @@ fn process_group(ws: &Workspace, run_id: &str) -> Option<u64> {
             return None;
         }
         let text = std::fs::read_to_string(entry.path()).ok()?;
-        let record: serde_json::Value = crate::yaml::from_str(&entry.path(), &text).ok()?;
-        record["process_group"].as_u64()
+        let record: crate::runners::process::ProcessRecord =
+            crate::yaml::from_str(&entry.path(), &text).ok()?;
+        Some(u64::from(record.process_group))
     })
 }
 

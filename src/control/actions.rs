@@ -419,17 +419,7 @@ fn retry_active(
         // Parallel lanes: only this item leaves; the others run on.
         t.state.focus_on(&run_id);
         t.state.go_idle(None, false);
-        for plane in Plane::ALL {
-            if !t.state.activations().iter().any(|a| a.plane() == plane) {
-                crate::state::markers::write(
-                    &t.ws.status_path(plane),
-                    plane,
-                    crate::state::markers::IDLE,
-                )?;
-                t.state
-                    .set_marker(plane, crate::state::markers::IDLE.into());
-            }
-        }
+        crate::state::idle_free_planes(t.ws, t.state)?;
         t.state.set_depths(depths);
         t.state.save(&t.ws.snapshot_path())?;
     } else {

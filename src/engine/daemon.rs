@@ -401,6 +401,29 @@ impl Daemon<'_> {
         }
     }
 
+    /// Run a stage on a worker thread of its own; its result comes on the returned channel,
+    /// and a `StageDone` wake says it has come.
+    fn start_worker(
+        &self,
+        request: &crate::runners::StageRequest,
+        cancel: &CancelToken,
+    ) -> Result<std::sync::mpsc::Receiver<RawResult>> {
+        let (tx, rx) = channel();
+        let registry = self.engine.registry();
+        let wake = self.waker.sender();
+        let cancel = cancel.clone();
+        let request = request.clone();
+        std::thread::Builder::new()
+            .name(format!("millrace-stage-{}", request.stage))
+            .spawn(move || {
+                let raw = registry.dispatch(&request, &cancel);
+                let _ = tx.send(raw);
+                let _ = wake.send(Wake::StageDone);
+            })
+            .map_err(|e| crate::error::Error::system("cannot start a stage worker thread", e))?;
+        Ok(rx)
+    }
+
     /// Wait for the stage's worker, applying the mailbox commands that leave a running
     /// stage alone and checking the lock at every wake.
     fn wait_for_stage(
@@ -411,19 +434,7 @@ impl Daemon<'_> {
         let scheduled_check =
             Duration::from_secs_f64(self.engine.config.runtime.idle_sleep_seconds);
         let cancel = CancelToken::new();
-        let (tx, rx) = channel();
-        let registry = self.engine.registry();
-        let wake = self.waker.sender();
-        let worker_cancel = cancel.clone();
-        let worker_req = prepared.request.clone();
-        std::thread::Builder::new()
-            .name("millrace-stage".into())
-            .spawn(move || {
-                let raw = registry.dispatch(&worker_req, &worker_cancel);
-                let _ = tx.send(raw);
-                let _ = wake.send(Wake::StageDone);
-            })
-            .map_err(|e| crate::error::Error::system("cannot start the stage worker thread", e))?;
+        let rx = self.start_worker(&prepared.request, &cancel)?;
         let mut stop_after: Option<String> = None;
         let mut lost: Option<crate::error::Error> = None;
         let raw = loop {

@@ -186,13 +186,7 @@ impl Engine {
 
     /// With lanes: the marker of each plane where nothing runs any more is `### IDLE`.
     pub(crate) fn idle_free_planes(&mut self) -> Result<()> {
-        for plane in Plane::ALL {
-            if self.state.activations().iter().any(|a| a.plane() == plane) {
-                continue;
-            }
-            markers::write(&self.ws.status_path(plane), plane, markers::IDLE)?;
-            self.state.set_marker(plane, markers::IDLE.into());
-        }
+        crate::state::idle_free_planes(&self.ws, &mut self.state)?;
         Ok(())
     }
 

@@ -95,6 +95,22 @@ pub fn save_yaml_with<T: Serialize>(
     Ok(true)
 }
 
+/// With parallel lanes: `### IDLE` for each plane where nothing is active any more (the
+/// state and its status file).
+pub fn idle_free_planes(
+    ws: &crate::workspace::Workspace,
+    state: &mut runtime::RuntimeState,
+) -> Result<(), StateError> {
+    for plane in crate::model::Plane::ALL {
+        if state.activations().iter().any(|a| a.plane() == plane) {
+            continue;
+        }
+        markers::write(&ws.status_path(plane), plane, markers::IDLE)?;
+        state.set_marker(plane, markers::IDLE.into());
+    }
+    Ok(())
+}
+
 /// Reset the runtime to idle (spec 03 §7.3) and write `### IDLE` to both status files.
 pub fn reset_idle(
     ws: &crate::workspace::Workspace,

@@ -3,7 +3,7 @@
 //! integrates, so every state change stays in one place and in one order.
 
 use std::collections::HashSet;
-use std::sync::mpsc::{channel, Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Duration;
 
 use serde_json::json;
@@ -12,7 +12,7 @@ use super::{Daemon, DaemonExit, Flow, Progress};
 use crate::config::StopMode;
 use crate::engine::lanes::LanesOutcome;
 use crate::engine::{Prepared, TickOutcome};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::runners::{CancelToken, RawResult};
 use crate::state::event::EventKind;
 use crate::watch::Wake;
@@ -173,19 +173,7 @@ impl Daemon<'_> {
     /// Start a prepared stage on a worker thread.
     fn spawn(&mut self, prepared: Prepared) -> Result<()> {
         let cancel = CancelToken::new();
-        let (tx, rx) = channel();
-        let registry = self.engine.registry();
-        let wake = self.waker.sender();
-        let worker_cancel = cancel.clone();
-        let request = prepared.request.clone();
-        std::thread::Builder::new()
-            .name(format!("millrace-stage-{}", request.stage))
-            .spawn(move || {
-                let raw = registry.dispatch(&request, &worker_cancel);
-                let _ = tx.send(raw);
-                let _ = wake.send(Wake::StageDone);
-            })
-            .map_err(|e| Error::system("cannot start a stage worker thread", e))?;
+        let rx = self.start_worker(&prepared.request, &cancel)?;
         self.pool.running.push(Running {
             prepared,
             cancel,
