@@ -184,6 +184,34 @@ impl Lanes {
         Ok(())
     }
 
+    /// At a start, what a killed daemon (or its git) left in an owned lane's worktree: a
+    /// `worktree add` cut short (locked "initializing", partly checked out; it holds nothing
+    /// of the task's, which is on the branch, so it is made again), an index lock, or — for a
+    /// lane whose landing had begun — its rebase or merge under way (a rebase the agent left
+    /// is not touched: its lane is not landing). Returns what was done, if anything.
+    fn repair(
+        &self,
+        lane: &Lane,
+        path: &Path,
+        trees: &[crate::git::Worktree],
+    ) -> Result<Option<serde_json::Value>> {
+        let half_made = trees
+            .iter()
+            .any(|t| t.locked && std::fs::canonicalize(&t.path).unwrap_or(t.path.clone()) == path);
+        if half_made {
+            self.repo.worktree_discard(path)?;
+            return Ok(Some(json!({"half_made": true})));
+        }
+        let mut done = None;
+        if self.repo.clear_stale_lock(path)? {
+            done = Some(json!({"stale_lock": true}));
+        }
+        if lane.integrating && path.join(".git").is_file() && self.repo.abort_in_progress(path)? {
+            done = Some(json!({"aborted_landing": true}));
+        }
+        Ok(done)
+    }
+
     /// Whether a branch that leaves its lane is deleted: only when the base holds all of it
     /// and the mode does not keep it for review.
     fn delete_when_landed(&self) -> bool {
@@ -802,25 +830,17 @@ impl Engine {
         let trees = lanes.repo.worktrees()?;
         for lane in &owned {
             let path = lanes.worktree_path(&lane.worktree);
-            let half_made = trees.iter().any(|t| {
-                t.locked && std::fs::canonicalize(&t.path).unwrap_or(t.path.clone()) == path
-            });
-            if half_made {
-                // A `worktree add` cut short: locked "initializing", partly checked out. It
-                // holds nothing of the task's (that is on the branch); it is made again.
-                lanes.repo.worktree_discard(&path)?;
-                cleaned.push(json!({"worktree": lane.worktree, "half_made": true}));
-            } else if lanes.repo.clear_stale_lock(&path)? {
-                cleaned.push(json!({"worktree": lane.worktree, "stale_lock": true}));
-            }
-            // A landing killed mid-rebase (or mid-merge) left it under way: undone here, so
-            // the landing starts again cleanly (a rebase the agent left is not touched: its
-            // lane is not landing).
-            if lane.integrating
-                && path.join(".git").is_file()
-                && lanes.repo.abort_in_progress(&path)?
-            {
-                cleaned.push(json!({"worktree": lane.worktree, "aborted_landing": true}));
+            // One lane's git state never keeps the daemon from starting: what cannot be
+            // repaired here is named in the event, and the lane's next git step reports it.
+            match lanes.repair(lane, &path, &trees) {
+                Ok(Some(mut data)) => {
+                    data["worktree"] = json!(lane.worktree);
+                    cleaned.push(data);
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    cleaned.push(json!({"worktree": lane.worktree, "error": err.to_string()}))
+                }
             }
         }
         for tree in trees {
@@ -873,13 +893,18 @@ impl Engine {
         }
         if lanes.delete_when_landed() {
             for branch in lanes.repo.branches(BRANCH_PREFIX)? {
-                if owned.iter().any(|l| l.branch == branch)
-                    || !lanes.repo.is_ancestor(&branch, &lanes.base)?
-                {
+                if owned.iter().any(|l| l.branch == branch) {
                     continue;
                 }
-                lanes.repo.delete_branch(&branch)?;
-                cleaned.push(json!({"branch": branch}));
+                let landed = lanes.repo.is_ancestor(&branch, &lanes.base);
+                match landed.and_then(|landed| match landed {
+                    true => lanes.repo.delete_branch(&branch).map(|()| true),
+                    false => Ok(false),
+                }) {
+                    Ok(true) => cleaned.push(json!({"branch": branch})),
+                    Ok(false) => {}
+                    Err(err) => cleaned.push(json!({"branch": branch, "error": err.to_string()})),
+                }
             }
         }
         for data in cleaned {

@@ -857,3 +857,34 @@ fn a_worktree_folder_planted_as_a_link_is_refused_and_nothing_outside_is_touched
     assert!(outside.intact());
     assert_eq!(ws.folder_of("y1"), ["tasks/queue"]);
 }
+
+#[test]
+fn a_lane_git_cannot_repair_at_start_does_not_keep_the_daemon_from_starting() {
+    let ws = repo_ws("  lanes: 2\n", &[]);
+    plan(&ws, "g1", "builder", "echo g1 > shared.txt\n");
+    ws.write("shared.txt", "an operator's edit in progress\n");
+    ws.add_task("g1", "");
+    let daemon = ws.spawn_daemon(&[]);
+    wait_for("the landing to wait", Duration::from_secs(30), || {
+        ws.events()
+            .iter()
+            .any(|e| e["event_type"] == "integration_waiting")
+    });
+    ws.ok(&["stop"]);
+    daemon.wait_exit(Duration::from_secs(30));
+    // A rebase state git itself cannot abort, in the landing lane's worktree.
+    let dot_git = ws.read("millrace-agents/worktrees/g1/.git");
+    let git_dir = Path::new(dot_git.trim().strip_prefix("gitdir: ").unwrap());
+    std::fs::create_dir_all(git_dir.join("rebase-merge")).unwrap();
+    git(ws.path(), &["checkout", "--", "shared.txt"]);
+    ws.add_task("g2", "");
+    ws.run_until_idle();
+    let cleaned = ws
+        .events()
+        .into_iter()
+        .find(|e| e["event_type"] == "lane_cleaned" && e["data"]["error"].is_string())
+        .expect("the repair that failed is named");
+    assert_eq!(cleaned["data"]["worktree"], "millrace-agents/worktrees/g1");
+    assert_eq!(ws.folder_of("g1"), ["tasks/blocked"], "kept for a person");
+    assert_eq!(ws.folder_of("g2"), ["tasks/done"], "the daemon ran on");
+}
