@@ -32,7 +32,7 @@ use crate::compiler::{self, FrozenRunPlan};
 use crate::config::Config;
 use crate::control::lock::{self, DaemonLock, LockError};
 use crate::error::{Error, Result};
-use crate::queue::QueueStore;
+use crate::queue::{Prefetch, QueueStore};
 use crate::runners::{self, Registry};
 use crate::state::counters::Counters;
 use crate::state::event::EventKind;
@@ -244,11 +244,19 @@ impl Engine {
         options: EngineOptions,
         watcher_mode: WatcherMode,
     ) -> Result<Engine> {
+        let prefetch = Self::prefetch(ws, watcher_mode);
         let config = Config::load(
             &Self::config_path(ws, &options),
             options.config_path.is_some(),
         )?;
-        Self::start_with(ws, options, config, watcher_mode)
+        Self::start_prefetched(ws, options, config, watcher_mode, prefetch)
+    }
+
+    /// The first look at the task queue, started on another thread while the engine starts
+    /// (see [`Prefetch::start`]); not under file events, which would trust the look for good.
+    fn prefetch(ws: &Workspace, watcher_mode: WatcherMode) -> Option<Prefetch> {
+        (watcher_mode != WatcherMode::Watch)
+            .then(|| Prefetch::start(ws, crate::model::WorkItemKind::Task))
     }
 
     /// [`Engine::start`] with the config already loaded (the daemon reads it once, for its
@@ -258,6 +266,17 @@ impl Engine {
         options: EngineOptions,
         config: Config,
         watcher_mode: WatcherMode,
+    ) -> Result<Engine> {
+        let prefetch = Self::prefetch(ws, watcher_mode);
+        Self::start_prefetched(ws, options, config, watcher_mode, prefetch)
+    }
+
+    fn start_prefetched(
+        ws: &Workspace,
+        options: EngineOptions,
+        config: Config,
+        watcher_mode: WatcherMode,
+        prefetch: Option<Prefetch>,
     ) -> Result<Engine> {
         let config_path = Self::config_path(ws, &options);
         check_mode_known(ws, &config, &options, &config_path)?;
@@ -279,7 +298,8 @@ impl Engine {
         }
         let queue = QueueStore::new(ws)
             .with_settle(Duration::from_millis(config.watchers.settle_ms))
-            .with_index();
+            .with_index()
+            .with_prefetch(prefetch);
         let files = StateFiles::load(ws, &queue, &events)?;
         let in_lanes: Vec<&str> = files
             .state

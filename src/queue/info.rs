@@ -9,11 +9,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::documents::Document;
+use crate::documents::{DocError, Document};
 use crate::model::WorkItemKind;
 
 /// Order, gating and lineage of one work item.
@@ -64,14 +64,16 @@ impl ItemInfo {
 /// but every write and every change of the mtime moves the ctime, which no user tool sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileKey {
-    mtime_ns: u128,
-    ctime_ns: u128,
+    mtime_ns: u64,
+    ctime_ns: u64,
     len: u64,
     ino: u64,
 }
 
-fn nanos(secs: i64, nsec: i64) -> Option<u128> {
-    Some(u128::try_from(secs).ok()? * 1_000_000_000 + u128::try_from(nsec).ok()?)
+/// A file time in nanoseconds since 1970, as a key: exact from 1970 to 2554, and for times
+/// outside (a file dated 1960 by `touch -d`) still the same for the same time.
+fn nanos(secs: i64, nsec: i64) -> u64 {
+    secs.wrapping_mul(1_000_000_000).wrapping_add(nsec) as u64
 }
 
 impl FileKey {
@@ -83,8 +85,8 @@ impl FileKey {
             return None;
         }
         Some(FileKey {
-            mtime_ns: nanos(meta.mtime(), meta.mtime_nsec())?,
-            ctime_ns: nanos(meta.ctime(), meta.ctime_nsec())?,
+            mtime_ns: nanos(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: nanos(meta.ctime(), meta.ctime_nsec()),
             len: meta.len(),
             ino: meta.ino(),
         })
@@ -100,16 +102,11 @@ impl FileKey {
             return None;
         }
         Some(FileKey {
-            mtime_ns: nanos(stat.st_mtime, stat.st_mtime_nsec as i64)?,
-            ctime_ns: nanos(stat.st_ctime, stat.st_ctime_nsec as i64)?,
+            mtime_ns: nanos(stat.st_mtime, stat.st_mtime_nsec as i64),
+            ctime_ns: nanos(stat.st_ctime, stat.st_ctime_nsec as i64),
             len: u64::try_from(stat.st_size).ok()?,
             ino: stat.st_ino,
         })
-    }
-
-    /// When the file was last modified.
-    pub fn modified(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_nanos(self.mtime_ns.min(u64::MAX as u128) as u64)
     }
 }
 
@@ -155,85 +152,213 @@ fn opt(field: &str) -> Option<String> {
     (!field.is_empty()).then(|| field.to_string())
 }
 
-/// One index line: name, stamp, then the summary. Ids never contain tabs or commas (the id
-/// rule forbids them), so only the title needs escaping.
-fn parse_line(line: &str) -> Option<(String, super::CacheEntry)> {
-    let mut fields = line.split('\t');
-    let mut f = [""; 14];
-    for slot in &mut f {
-        *slot = fields.next()?;
-    }
-    if fields.next().is_some() {
-        return None;
-    }
-    let key = FileKey {
-        mtime_ns: f[1].parse().ok()?,
-        ctime_ns: f[2].parse().ok()?,
-        len: f[3].parse().ok()?,
-        ino: f[4].parse().ok()?,
-    };
-    let info = ItemInfo {
-        kind: f[5].parse().ok()?,
-        id: f[6].to_string(),
-        order_micros: f[7].parse().ok()?,
-        depends_on: f[8]
-            .split(',')
-            .filter(|d| !d.is_empty())
-            .map(str::to_string)
-            .collect(),
-        root_spec_id: opt(f[9]),
-        root_idea_id: opt(f[10]),
-        effective_root_spec: opt(f[11]),
-        spec_id: opt(f[12]),
-        title: unescape(f[13]),
-    };
-    Some((f[0].to_string(), (key, Ok(std::sync::Arc::new(info)))))
+/// A folder's cached summaries, by file name.
+pub(crate) type FolderCache = HashMap<Arc<str>, Row>;
+
+/// What the cache knows of one file: the key of the version it read, and the summary.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    pub key: FileKey,
+    summary: Summary,
 }
 
-/// Read a folder's index (file name → stamp and summary); anything unreadable is empty.
-pub fn load_index(path: &Path) -> HashMap<String, super::CacheEntry> {
+#[derive(Debug, Clone)]
+enum Summary {
+    /// Read from the file by this process (or why it did not parse).
+    Parsed(Result<Arc<ItemInfo>, Box<DocError>>),
+    /// A row of the index file, whose id matches its file name: only the order is read when
+    /// the index loads, the rest when first asked for. A claim at 10 000 queued needs the
+    /// order of every row but the whole summary of one.
+    Indexed {
+        order_micros: i64,
+        text: Arc<String>,
+        /// Where the row's line is in `text` (as u32: 10 000 rows fill a hash table, whose
+        /// size this keeps down).
+        start: u32,
+        end: u32,
+    },
+}
+
+impl Row {
+    pub fn parsed(key: FileKey, parsed: Result<Arc<ItemInfo>, DocError>) -> Row {
+        Row {
+            key,
+            summary: Summary::Parsed(parsed.map_err(Box::new)),
+        }
+    }
+
+    /// The summary (or why the file did not parse); an index row is parsed now, once.
+    pub fn info(&mut self) -> Result<Arc<ItemInfo>, DocError> {
+        let parsed = match &self.summary {
+            Summary::Parsed(parsed) => return parsed.clone().map_err(|e| *e),
+            Summary::Indexed {
+                text, start, end, ..
+            } => {
+                let fields = Fields::of(&text[*start as usize..*end as usize])
+                    .expect("an index row is kept only when its fields parsed at load");
+                Ok(Arc::new(fields.info()))
+            }
+        };
+        self.summary = Summary::Parsed(parsed.clone());
+        parsed.map_err(|e| *e)
+    }
+
+    /// The claim order of a valid document whose id is `stem` (`None`: the caller looks at
+    /// [`Row::info`] to say what is wrong).
+    pub fn order_if_named(&self, stem: &str) -> Option<i64> {
+        match &self.summary {
+            Summary::Indexed { order_micros, .. } => Some(*order_micros),
+            Summary::Parsed(Ok(info)) if info.id == stem => Some(info.order_micros),
+            Summary::Parsed(_) => None,
+        }
+    }
+}
+
+/// The fields of one index line, borrowed: name, key, then the summary. Ids never contain
+/// tabs or commas (the id rule forbids them), so only the title needs escaping.
+struct Fields<'a> {
+    name: &'a str,
+    key: FileKey,
+    kind: WorkItemKind,
+    id: &'a str,
+    order_micros: i64,
+    rest: [&'a str; 6],
+}
+
+impl<'a> Fields<'a> {
+    fn of(line: &'a str) -> Option<Fields<'a>> {
+        let mut fields = line.split('\t');
+        let mut f = [""; 14];
+        for slot in &mut f {
+            *slot = fields.next()?;
+        }
+        if fields.next().is_some() {
+            return None;
+        }
+        Some(Fields {
+            name: f[0],
+            key: FileKey {
+                mtime_ns: f[1].parse().ok()?,
+                ctime_ns: f[2].parse().ok()?,
+                len: f[3].parse().ok()?,
+                ino: f[4].parse().ok()?,
+            },
+            kind: f[5].parse().ok()?,
+            id: f[6],
+            order_micros: f[7].parse().ok()?,
+            rest: [f[8], f[9], f[10], f[11], f[12], f[13]],
+        })
+    }
+
+    fn info(&self) -> ItemInfo {
+        let [depends_on, root_spec_id, root_idea_id, effective_root_spec, spec_id, title] =
+            self.rest;
+        ItemInfo {
+            kind: self.kind,
+            id: self.id.to_string(),
+            order_micros: self.order_micros,
+            depends_on: depends_on
+                .split(',')
+                .filter(|d| !d.is_empty())
+                .map(str::to_string)
+                .collect(),
+            root_spec_id: opt(root_spec_id),
+            root_idea_id: opt(root_idea_id),
+            effective_root_spec: opt(effective_root_spec),
+            spec_id: opt(spec_id),
+            title: unescape(title),
+        }
+    }
+}
+
+/// Read a folder's index (file name → key and summary); anything unreadable is empty, and
+/// a line that does not parse is left out (its file is read again).
+pub(crate) fn load_index(path: &Path) -> FolderCache {
     let Ok(text) = std::fs::read_to_string(path) else {
         return HashMap::new();
     };
-    let mut lines = text.lines();
-    if lines.next() != Some(INDEX_HEADER) {
+    let header = INDEX_HEADER.len() + 1;
+    if !text.starts_with(INDEX_HEADER) || text.as_bytes().get(header - 1) != Some(&b'\n') {
         return HashMap::new();
     }
-    let mut map = HashMap::with_capacity(text.len() / 80);
-    map.extend(lines.filter_map(parse_line));
+    let offset = header;
+    let body_len = text.len() - header;
+    let text = Arc::new(text);
+    let mut map = HashMap::with_capacity(body_len / 120);
+    let mut start = offset;
+    for line in text[offset..].split_inclusive('\n') {
+        let range = start..start + line.trim_end_matches('\n').len();
+        start += line.len();
+        let Some(fields) = Fields::of(&text[range.clone()]) else {
+            continue;
+        };
+        let named = fields.name.strip_suffix(".md") == Some(fields.id);
+        let span = (u32::try_from(range.start), u32::try_from(range.end));
+        let summary = if let (true, (Ok(start), Ok(end))) = (named, span) {
+            Summary::Indexed {
+                order_micros: fields.order_micros,
+                text: text.clone(),
+                start,
+                end,
+            }
+        } else {
+            Summary::Parsed(Ok(Arc::new(fields.info())))
+        };
+        map.insert(
+            Arc::from(fields.name),
+            Row {
+                key: fields.key,
+                summary,
+            },
+        );
+    }
     map
 }
 
-/// Write a folder's index (a cache: atomic, not fsynced).
-pub fn save_index<'a>(
-    path: &Path,
-    rows: impl Iterator<Item = (&'a str, &'a FileKey, &'a ItemInfo)>,
-) {
-    let mut rows: Vec<(&str, &FileKey, &ItemInfo)> = rows
-        .filter(|(name, _, _)| !name.contains(['\t', '\n']))
+/// Write a folder's index (a cache: atomic, not fsynced). Only valid documents are kept;
+/// rows not parsed since the index loaded are copied as they were.
+pub(crate) fn save_index(path: &Path, cache: &FolderCache) {
+    let mut rows: Vec<(&str, &Row)> = cache
+        .iter()
+        .map(|(name, row)| (name.as_ref(), row))
+        .filter(|(name, row)| {
+            !name.contains(['\t', '\n']) && !matches!(row.summary, Summary::Parsed(Err(_)))
+        })
         .collect();
-    rows.sort_by(|a, b| a.0.cmp(b.0));
+    rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut text = String::with_capacity(rows.len() * 160 + 32);
     text.push_str(INDEX_HEADER);
     text.push('\n');
-    for (name, key, info) in rows {
-        let fields = [
-            name.to_string(),
-            key.mtime_ns.to_string(),
-            key.ctime_ns.to_string(),
-            key.len.to_string(),
-            key.ino.to_string(),
-            info.kind.as_str().to_string(),
-            info.id.clone(),
-            info.order_micros.to_string(),
-            info.depends_on.join(","),
-            info.root_spec_id.clone().unwrap_or_default(),
-            info.root_idea_id.clone().unwrap_or_default(),
-            info.effective_root_spec.clone().unwrap_or_default(),
-            info.spec_id.clone().unwrap_or_default(),
-            escape(&info.title),
-        ];
-        text.push_str(&fields.join("\t"));
+    for (name, row) in rows {
+        match &row.summary {
+            Summary::Indexed {
+                text: src,
+                start,
+                end,
+                ..
+            } => text.push_str(&src[*start as usize..*end as usize]),
+            Summary::Parsed(Ok(info)) => {
+                let key = &row.key;
+                let fields = [
+                    name.to_string(),
+                    key.mtime_ns.to_string(),
+                    key.ctime_ns.to_string(),
+                    key.len.to_string(),
+                    key.ino.to_string(),
+                    info.kind.as_str().to_string(),
+                    info.id.clone(),
+                    info.order_micros.to_string(),
+                    info.depends_on.join(","),
+                    info.root_spec_id.clone().unwrap_or_default(),
+                    info.root_idea_id.clone().unwrap_or_default(),
+                    info.effective_root_spec.clone().unwrap_or_default(),
+                    info.spec_id.clone().unwrap_or_default(),
+                    escape(&info.title),
+                ];
+                text.push_str(&fields.join("\t"));
+            }
+            Summary::Parsed(Err(_)) => continue,
+        }
         text.push('\n');
     }
     if let Some(dir) = path.parent() {
@@ -271,12 +396,53 @@ mod tests {
             effective_root_spec: Some("s-1".into()),
             spec_id: Some("s-1".into()),
         };
-        save_index(&path, std::iter::once(("t-1.md", &key, &info)));
-        let loaded = load_index(&path);
-        let (loaded_key, loaded_info) = &loaded["t-1.md"];
-        assert_eq!(*loaded_key, key);
-        assert_eq!(loaded_info.as_ref().unwrap().as_ref(), &info);
+        let mut cache = FolderCache::new();
+        cache.insert(
+            "t-1.md".into(),
+            Row::parsed(key, Ok(Arc::new(info.clone()))),
+        );
+        save_index(&path, &cache);
+        let mut loaded = load_index(&path);
+        let row = loaded.get_mut("t-1.md").unwrap();
+        assert_eq!(row.key, key);
+        assert!(
+            matches!(row.summary, Summary::Indexed { .. }),
+            "parsed when asked"
+        );
+        assert_eq!(row.info().unwrap().as_ref(), &info);
+        // Written again without being parsed: the same bytes.
+        let before = std::fs::read(&path).unwrap();
+        save_index(&path, &load_index(&path));
+        assert_eq!(std::fs::read(&path).unwrap(), before);
         std::fs::write(&path, "not an index\n").unwrap();
         assert!(load_index(&path).is_empty());
+    }
+
+    #[test]
+    fn an_index_keeps_its_good_rows_and_reads_a_misnamed_one_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("task-queue.tsv");
+        let row = |name: &str, id: &str| {
+            format!("{name}\t1\t2\t3\t4\ttask\t{id}\t5\t\t\t\t\t\tTitle {id}\n")
+        };
+        let text = format!(
+            "{INDEX_HEADER}\n{}{}garbage\tline\n{}",
+            row("a.md", "a"),
+            row("b.md", "not-b"),
+            row("c.md", "c").replace("\t5\t", "\tfive\t"),
+        );
+        std::fs::write(&path, text).unwrap();
+        let mut cache = load_index(&path);
+        assert_eq!(
+            cache.len(),
+            2,
+            "the garbage and the unparsable order are left out"
+        );
+        assert!(matches!(cache["a.md"].summary, Summary::Indexed { .. }));
+        assert_eq!(cache["a.md"].order_if_named("a"), Some(5));
+        // A row whose id is not its file's name is parsed whole, so the claim can say so.
+        assert!(matches!(cache["b.md"].summary, Summary::Parsed(Ok(_))));
+        assert_eq!(cache["b.md"].order_if_named("b"), None);
+        assert_eq!(cache.get_mut("b.md").unwrap().info().unwrap().id, "not-b");
     }
 }

@@ -2,10 +2,12 @@
 //!
 //! Each transition (claim, complete, block, requeue, quarantine) is one no-replace rename
 //! through [`crate::workspace::atomic::move_file`], so an item is always in exactly one
-//! folder. Documents are parsed lazily and cached by (mtime, size), so a claim does not
-//! re-parse an unchanged folder.
+//! folder. Documents are parsed once per version (a file's inode, size, mtime and ctime)
+//! and their summaries cached, in memory and across processes by each folder's index, so a
+//! claim does not re-parse an unchanged folder.
 
 mod count;
+mod folder;
 mod info;
 mod scan;
 
@@ -25,6 +27,9 @@ use crate::workspace::atomic::{self, IoError};
 use crate::workspace::stamp::DirStamp;
 use crate::workspace::{Folder, Settle, Workspace};
 
+pub use folder::Prefetch;
+use folder::{Listing, Vouch};
+use info::FolderCache;
 pub use info::{FileKey, ItemInfo};
 pub use scan::is_md_file;
 
@@ -76,57 +81,12 @@ pub struct ItemSummary {
     pub error: Option<String>,
 }
 
-/// The file keys of `names` in `dir`, in order (`None`: gone or not a regular file). Files
-/// the change hint vouches for (cached and not named by a file event) are not looked at.
-/// The checks run relative to the folder's descriptor, on every core: with 10 000 queued
-/// files the per-file check is most of a cold claim.
-fn file_keys(
-    dir: &Path,
-    names: &[String],
-    skip: Option<(&HashSet<PathBuf>, &HashMap<String, CacheEntry>)>,
-) -> Vec<Option<FileKey>> {
-    let Ok(dir_file) = std::fs::File::open(dir) else {
-        return names.iter().map(|n| FileKey::of(&dir.join(n))).collect();
-    };
-    let key_of = |name: &String| {
-        let vouched = skip.is_some_and(|(hint, cache)| {
-            cache.contains_key(name) && !hint.contains(&dir.join(name))
-        });
-        if vouched {
-            None
-        } else {
-            FileKey::of_at(&dir_file, name)
-        }
-    };
-    // Asked once per process: each answer reads the cgroup files.
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let threads =
-        *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(4)));
-    if names.len() < 2048 || threads < 2 {
-        return names.iter().map(key_of).collect();
-    }
-    let chunk = names.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = names
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(key_of).collect::<Vec<_>>()))
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|part| part.join().unwrap_or_default())
-            .collect()
-    })
-}
-
-/// A document's summary (or why it did not parse), cached with the file state it came from.
-pub(crate) type CacheEntry = (FileKey, Result<Arc<ItemInfo>, DocError>);
-
 /// The queue store of one workspace.
 pub struct QueueStore {
     ws: Workspace,
     events: EventLog,
     /// Per folder, per file name (short keys hash fast; a folder may hold 50 000 files).
-    cache: RefCell<HashMap<PathBuf, HashMap<String, CacheEntry>>>,
+    cache: RefCell<HashMap<PathBuf, FolderCache>>,
     /// Whether this store may write the per-folder index (never for read-only commands).
     write_index: bool,
     /// Files known to have changed since the cache was last checked, when file events can be
@@ -136,16 +96,15 @@ pub struct QueueStore {
     dirty: RefCell<HashSet<(WorkItemKind, Folder)>>,
     /// Folder listings taken by this process, reused while the folder's stamp holds.
     listings: RefCell<HashMap<PathBuf, Listing>>,
+    /// A first look at a waiting folder under way on another thread (see [`Prefetch`]).
+    prefetch: RefCell<Option<Prefetch>>,
+    /// The listing of an adopted prefetch, used once while the folder's stamp holds.
+    prefetched: RefCell<Option<(PathBuf, Listing)>>,
+    /// The folder whose prefetched listing was just handed out, with its stamp: its cache was
+    /// checked against exactly those names, so the next refresh, while the folder is
+    /// unchanged, has nothing to look at.
+    fresh: RefCell<Option<(PathBuf, DirStamp)>>,
     settle: Settle,
-}
-
-/// A folder's `*.md` names and the entries that cannot be taken (see `scan::md_listing`),
-/// with the folder's stamp from just before the listing.
-#[derive(Clone)]
-struct Listing {
-    stamp: DirStamp,
-    names: Vec<String>,
-    refused: Vec<(PathBuf, &'static str)>,
 }
 
 /// A listing is reused only if the folder had not changed for this long when it was taken:
@@ -153,6 +112,11 @@ struct Listing {
 /// folder's stamp then. (Within one process; caches that outlive it wait longer, see
 /// `workspace::stamp`.)
 const LISTING_SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// A file name without its `.md`: the id it must carry.
+fn stem(name: &str) -> &str {
+    name.strip_suffix(".md").unwrap_or(name)
+}
 
 fn utf8_error(name: &str, e: &std::string::FromUtf8Error) -> DocError {
     DocError {
@@ -193,6 +157,9 @@ impl QueueStore {
             dirty: RefCell::new(HashSet::new()),
             listings: RefCell::new(HashMap::new()),
             hint: RefCell::new(None),
+            prefetch: RefCell::new(None),
+            prefetched: RefCell::new(None),
+            fresh: RefCell::new(None),
             settle: Settle::new(std::time::Duration::from_millis(200)),
         }
     }
@@ -202,6 +169,36 @@ impl QueueStore {
     pub fn with_index(mut self) -> QueueStore {
         self.write_index = true;
         self
+    }
+
+    /// Take the first look at a waiting folder from `prefetch` (see [`Prefetch::start`]).
+    pub fn with_prefetch(self, prefetch: Option<Prefetch>) -> QueueStore {
+        *self.prefetch.borrow_mut() = prefetch;
+        self
+    }
+
+    /// Adopt the prefetch of `dir`, if one is under way: its cache replaces this store's, and
+    /// its listing and checks stand for the store's next look.
+    fn adopt(&self, dir: &Path) {
+        let pending = self
+            .prefetch
+            .borrow()
+            .as_ref()
+            .is_some_and(|p| p.dir == dir);
+        let Some(prefetch) = pending.then(|| self.prefetch.take()).flatten() else {
+            return;
+        };
+        let kind = prefetch.kind;
+        let Some(found) = prefetch.join() else {
+            return;
+        };
+        self.cache
+            .borrow_mut()
+            .insert(dir.to_path_buf(), found.cache);
+        *self.prefetched.borrow_mut() = Some((dir.to_path_buf(), found.listing));
+        if found.changed && self.write_index {
+            self.dirty.borrow_mut().insert((kind, Folder::Queue));
+        }
     }
 
     /// How long a file that does not parse yet may still be being written by hand.
@@ -319,7 +316,7 @@ impl QueueStore {
     /// Parse a folder's documents (cached by file stamp, and across processes by the
     /// folder's index).
     pub(crate) fn entries(&self, kind: WorkItemKind, folder: Folder) -> Vec<Entry> {
-        let names = self.listing(&self.ws.folder(kind, folder)).names;
+        let names = self.listing_with_cache(kind, folder).names;
         self.entries_of(kind, folder, names)
     }
 
@@ -336,7 +333,13 @@ impl QueueStore {
     /// stamp has not moved since (a claim looks at the queue folder several times), else a
     /// new one.
     fn listing(&self, dir: &Path) -> Listing {
+        self.adopt(dir);
         let stamp = DirStamp::of(dir);
+        let prefetched = self.prefetched.borrow_mut().take_if(|(d, _)| d == dir);
+        if let Some((_, listing)) = prefetched.filter(|(_, l)| Some(l.stamp) == stamp) {
+            *self.fresh.borrow_mut() = Some((dir.to_path_buf(), listing.stamp));
+            return listing;
+        }
         if let Some(stamp) = stamp {
             if let Some(known) = self.listings.borrow().get(dir) {
                 if known.stamp == stamp {
@@ -344,15 +347,7 @@ impl QueueStore {
                 }
             }
         }
-        let (names, refused) = scan::md_listing(dir);
-        let listing = Listing {
-            stamp: stamp.unwrap_or(DirStamp {
-                ino: 0,
-                mtime_ns: 0,
-            }),
-            names,
-            refused,
-        };
+        let (stamp, listing) = Listing::take(dir);
         let settled = stamp.is_some_and(|s| s.older_than(LISTING_SETTLE));
         if settled && DirStamp::of(dir) == stamp {
             self.listings
@@ -362,56 +357,94 @@ impl QueueStore {
         listing
     }
 
+    /// A folder's listing, with its cache loaded: the first time, the index is read on
+    /// another thread while this one lists the folder (each takes milliseconds at 10 000
+    /// files, and a cold claim waits for both).
+    fn listing_with_cache(&self, kind: WorkItemKind, folder: Folder) -> Listing {
+        /// Below this an index loads faster than a thread starts.
+        const PARALLEL_INDEX_BYTES: u64 = 256 * 1024;
+        let dir = self.ws.folder(kind, folder);
+        self.adopt(&dir);
+        if self.cache.borrow().contains_key(&dir) {
+            return self.listing(&dir);
+        }
+        let index = info::index_path(&self.ws.state_dir(), kind, folder.dir_name(kind));
+        let big = std::fs::metadata(&index).is_ok_and(|m| m.len() > PARALLEL_INDEX_BYTES);
+        let (listing, rows) = if big {
+            std::thread::scope(|scope| {
+                let loader = scope.spawn(|| info::load_index(&index));
+                let listing = self.listing(&dir);
+                (listing, loader.join().unwrap_or_default())
+            })
+        } else {
+            (self.listing(&dir), info::load_index(&index))
+        };
+        self.cache.borrow_mut().insert(dir, rows);
+        listing
+    }
+
+    /// Bring a folder's cache up to date for `names` (its listing, or a page of it): a file
+    /// whose key differs from the cached one is parsed again, a file that is gone is
+    /// forgotten.
+    fn refresh(
+        &self,
+        kind: WorkItemKind,
+        folder: Folder,
+        names: &[String],
+    ) -> std::cell::RefMut<'_, FolderCache> {
+        let dir = self.ws.folder(kind, folder);
+        self.adopt(&dir);
+        let mut cache = std::cell::RefMut::map(self.cache.borrow_mut(), |caches| {
+            caches.entry(dir.clone()).or_insert_with(|| {
+                info::load_index(&info::index_path(
+                    &self.ws.state_dir(),
+                    kind,
+                    folder.dir_name(kind),
+                ))
+            })
+        });
+        // The prefetch's own listing, of a folder unchanged since, was checked by the
+        // prefetch: nothing to look at.
+        let fresh = self.fresh.borrow_mut().take_if(|(d, _)| *d == dir);
+        if fresh.is_some_and(|(_, stamp)| DirStamp::of(&dir) == Some(stamp))
+            && cache.len() == names.len()
+        {
+            return cache;
+        }
+        // Files the change hint vouches for (cached, and named by no file event since the
+        // last look) are not looked at.
+        let hint = self.hint.borrow();
+        let changed_here: Option<HashSet<&std::ffi::OsStr>> = hint.as_ref().map(|paths| {
+            paths
+                .iter()
+                .filter(|p| p.parent() == Some(dir.as_path()))
+                .filter_map(|p| p.file_name())
+                .collect()
+        });
+        let vouch = match &changed_here {
+            Some(changed) => Vouch::CachedUnless(changed),
+            None => Vouch::Nothing,
+        };
+        let changed = folder::refresh(&mut cache, kind, &dir, names, vouch);
+        if changed && self.write_index {
+            self.dirty.borrow_mut().insert((kind, folder));
+        }
+        cache
+    }
+
     /// The documents named `names` in a folder (one listing), cached by file stamp.
     fn entries_of(&self, kind: WorkItemKind, folder: Folder, names: Vec<String>) -> Vec<Entry> {
         let dir = self.ws.folder(kind, folder);
-        let index = info::index_path(&self.ws.state_dir(), kind, folder.dir_name(kind));
-        let mut caches = self.cache.borrow_mut();
-        let cache = caches
-            .entry(dir.clone())
-            .or_insert_with(|| info::load_index(&index));
-        let mut changed = false;
-        let hint = self.hint.borrow();
+        let mut cache = self.refresh(kind, folder, &names);
         let mut out = Vec::with_capacity(names.len());
-        let keys = file_keys(&dir, &names, hint.as_ref().map(|h| (h, &*cache)));
-        for (name, key) in names.iter().zip(keys) {
-            let path = dir.join(name);
-            let stem = name.strip_suffix(".md").unwrap_or(name).to_string();
-            if let (Some(hint), Some((_, parsed))) = (hint.as_ref(), cache.get(name)) {
-                if !hint.contains(&path) {
-                    out.push(Entry {
-                        stem,
-                        parsed: parsed.clone(),
-                        path,
-                    });
-                    continue;
-                }
-            }
-            let Some(key) = key else {
+        for name in names {
+            let Some(row) = cache.get_mut(name.as_str()) else {
                 continue;
             };
-            let parsed = match cache.get(name) {
-                Some((cached_key, parsed)) if *cached_key == key => parsed.clone(),
-                _ => {
-                    let Some(parsed) = parse_file(kind, &path) else {
-                        continue;
-                    };
-                    cache.insert(name.clone(), (key, parsed.clone()));
-                    changed = true;
-                    parsed
-                }
-            };
-            out.push(Entry { stem, path, parsed });
-        }
-        // Forget files that are gone; every listed file is cached now, so only a larger
-        // cache can hold stale names (no set is built in the common case).
-        if cache.len() > names.len() {
-            let listed: HashSet<&str> = names.iter().map(String::as_str).collect();
-            cache.retain(|name, _| listed.contains(name.as_str()));
-            changed = true;
-        }
-        if changed && self.write_index {
-            self.dirty.borrow_mut().insert((kind, folder));
+            let parsed = row.info();
+            let path = dir.join(&name);
+            let stem = stem(&name).to_string();
+            out.push(Entry { path, stem, parsed });
         }
         out
     }
@@ -430,18 +463,10 @@ impl QueueStore {
         let dirty: Vec<(WorkItemKind, Folder)> = self.dirty.borrow_mut().drain().collect();
         let caches = self.cache.borrow();
         for (kind, folder) in dirty {
-            let dir = self.ws.folder(kind, folder);
-            let Some(cache) = caches.get(&dir) else {
-                continue;
-            };
-            let index = info::index_path(&self.ws.state_dir(), kind, folder.dir_name(kind));
-            let rows = cache.iter().filter_map(|(name, (key, parsed))| {
-                parsed
-                    .as_ref()
-                    .ok()
-                    .map(|i| (name.as_str(), key, i.as_ref()))
-            });
-            info::save_index(&index, rows);
+            if let Some(cache) = caches.get(&self.ws.folder(kind, folder)) {
+                let index = info::index_path(&self.ws.state_dir(), kind, folder.dir_name(kind));
+                info::save_index(&index, cache);
+            }
         }
     }
 
@@ -500,38 +525,69 @@ impl QueueStore {
         )
     }
 
-    /// Valid, correctly named candidates of a waiting folder; bad files are quarantined.
-    fn candidates(&self, kind: WorkItemKind) -> Result<Vec<Arc<ItemInfo>>, QueueError> {
-        let mut out = Vec::new();
+    /// The names of the valid, correctly named documents of a waiting folder, in claim
+    /// order (earliest instant, then id); bad files are quarantined. Only the order of each
+    /// is read here: [`QueueStore::candidate`] gives the whole summary of the few a claim
+    /// looks at.
+    fn candidates(&self, kind: WorkItemKind) -> Result<Vec<Arc<str>>, QueueError> {
+        let dir = self.ws.folder(kind, Folder::Queue);
         let Listing {
             names,
             refused: links,
             ..
-        } = self.listing(&self.ws.folder(kind, Folder::Queue));
+        } = self.listing_with_cache(kind, Folder::Queue);
         for (path, msg) in links {
             self.quarantine(&path, msg, None)?;
         }
-        for entry in self.entries_of(kind, Folder::Queue, names) {
-            match &entry.parsed {
-                Err(_) if self.young(&entry.path) => {}
-                Err(err) => self.quarantine(&entry.path, &err.to_string(), err.line)?,
-                Ok(doc) if doc.id != entry.stem => {
-                    let field = match kind {
-                        WorkItemKind::Task => "task_id",
-                        WorkItemKind::Spec => "spec_id",
-                        WorkItemKind::Incident => "incident_id",
-                    };
-                    let msg = format!(
-                        "filename stem does not match {field}: expected {:?}, found {:?}",
-                        doc.id, entry.stem
-                    );
-                    self.quarantine(&entry.path, &msg, None)?;
+        let mut ready: Vec<(i64, Arc<str>)> = Vec::with_capacity(names.len());
+        let mut bad = Vec::new();
+        let mut unready = Vec::new();
+        {
+            let mut cache = self.refresh(kind, Folder::Queue, &names);
+            for name in &names {
+                let Some((name, row)) = cache.get_key_value(name.as_str()) else {
+                    continue;
+                };
+                match row.order_if_named(stem(name)) {
+                    Some(order) => ready.push((order, name.clone())),
+                    None => unready.push(name.clone()),
                 }
-                Ok(doc) => out.push(doc.clone()),
+            }
+            for name in unready {
+                let path = dir.join(&*name);
+                let Some(row) = cache.get_mut(&*name).filter(|_| !self.young(&path)) else {
+                    continue;
+                };
+                bad.push(match row.info() {
+                    Err(err) => (path, err.to_string(), err.line),
+                    Ok(doc) => {
+                        let field = match kind {
+                            WorkItemKind::Task => "task_id",
+                            WorkItemKind::Spec => "spec_id",
+                            WorkItemKind::Incident => "incident_id",
+                        };
+                        let msg = format!(
+                            "filename stem does not match {field}: expected {:?}, found {:?}",
+                            doc.id,
+                            stem(&name)
+                        );
+                        (path, msg, None)
+                    }
+                });
             }
         }
-        out.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
-        Ok(out)
+        for (path, msg, line) in bad {
+            self.quarantine(&path, &msg, line)?;
+        }
+        ready.sort_unstable_by(|a, b| (a.0, stem(&a.1)).cmp(&(b.0, stem(&b.1))));
+        Ok(ready.into_iter().map(|(_, name)| name).collect())
+    }
+
+    /// The summary of a candidate (`None`: it is gone from the cache).
+    fn candidate(&self, kind: WorkItemKind, name: &str) -> Option<Arc<ItemInfo>> {
+        let dir = self.ws.folder(kind, Folder::Queue);
+        let mut caches = self.cache.borrow_mut();
+        caches.get_mut(&dir)?.get_mut(name)?.info().ok()
     }
 
     /// Whether a waiting candidate's id is free; a duplicate of an item in `active/`,
@@ -612,7 +668,10 @@ impl QueueStore {
         }
         for kind in [WorkItemKind::Incident, WorkItemKind::Spec] {
             'rescan: loop {
-                for doc in self.candidates(kind)? {
+                for name in self.candidates(kind)? {
+                    let Some(doc) = self.candidate(kind, &name) else {
+                        continue;
+                    };
                     if !self.unique_or_quarantine(&doc)? {
                         continue;
                     }
@@ -645,7 +704,10 @@ impl QueueStore {
             // (which grows without bound).
             // Memoized: many waiting tasks often share one unfinished dependency.
             let mut done: HashMap<String, bool> = HashMap::new();
-            for doc in self.candidates(WorkItemKind::Task)? {
+            for name in self.candidates(WorkItemKind::Task)? {
+                let Some(doc) = self.candidate(WorkItemKind::Task, &name) else {
+                    continue;
+                };
                 let ready = doc.depends_on.iter().all(|dep| {
                     *done
                         .entry(dep.clone())

@@ -48,35 +48,97 @@ pub fn is_md_file(path: &Path) -> bool {
             .unwrap_or(false)
 }
 
+/// What a directory entry is, as far as a listing cares.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum EntryKind {
+    File,
+    Symlink,
+    Other,
+}
+
+/// Call `each` with the name and kind of every entry of `dir` (none when it cannot be read).
+///
+/// On Linux through `getdents64` into one buffer: no allocation per entry, where the
+/// standard library's iterator makes two (10 000 queued files are listed on every cold
+/// claim).
+#[cfg(target_os = "linux")]
+fn each_entry(dir: &Path, mut each: impl FnMut(&[u8], EntryKind)) {
+    use rustix::fs::{openat, statat, AtFlags, FileType, Mode, OFlags, RawDir, CWD};
+    let Ok(fd) = openat(
+        CWD,
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut entries = RawDir::new(&fd, buf.spare_capacity_mut());
+    while let Some(entry) = entries.next() {
+        let Ok(entry) = entry else {
+            return;
+        };
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let file_type = match entry.file_type() {
+            // Some file systems do not fill in the type: ask the inode.
+            FileType::Unknown => statat(&fd, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)
+                .map_or(FileType::Unknown, |st| FileType::from_raw_mode(st.st_mode)),
+            known => known,
+        };
+        let kind = match file_type {
+            FileType::RegularFile => EntryKind::File,
+            FileType::Symlink => EntryKind::Symlink,
+            _ => EntryKind::Other,
+        };
+        each(name, kind);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn each_entry(dir: &Path, mut each: impl FnMut(&[u8], EntryKind)) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in read.filter_map(|e| e.ok()) {
+        let kind = match entry.file_type() {
+            Ok(t) if t.is_file() => EntryKind::File,
+            Ok(t) if t.is_symlink() => EntryKind::Symlink,
+            _ => EntryKind::Other,
+        };
+        each(entry.file_name().as_bytes(), kind);
+    }
+    true
+}
+
 /// One pass over `dir`: the names of its regular `*.md` files, sorted, and the `*.md`
 /// entries that cannot be taken, each with the reason: symbolic links (never followed, so
 /// never read as documents) and names that are not UTF-8 (no id can match them).
 pub fn md_listing(dir: &Path) -> (Vec<String>, Vec<(PathBuf, &'static str)>) {
-    let Ok(read) = std::fs::read_dir(dir) else {
-        return (Vec::new(), Vec::new());
-    };
+    use std::os::unix::ffi::OsStrExt;
     let mut names = Vec::new();
     let mut links = Vec::new();
-    for entry in read.filter_map(|e| e.ok()) {
-        let Ok(kind) = entry.file_type() else {
-            continue;
-        };
-        let name = entry.file_name();
-        if kind.is_file() && is_md_name(&name) {
-            match name.to_str() {
-                Some(name) => names.push(name.to_string()),
-                None => links.push((
-                    entry.path(),
+    let path_of = |name: &[u8]| dir.join(std::ffi::OsStr::from_bytes(name));
+    each_entry(dir, |name, kind| {
+        let md = name.ends_with(b".md");
+        if kind == EntryKind::File && md && !name.starts_with(b".") && name.len() > 3 {
+            match std::str::from_utf8(name) {
+                Ok(name) => names.push(name.to_string()),
+                Err(_) => links.push((
+                    path_of(name),
                     "the file name is not valid UTF-8; rename it to <id>.md",
                 )),
             }
-        } else if kind.is_symlink() && name.to_string_lossy().ends_with(".md") {
+        } else if kind == EntryKind::Symlink && md {
             links.push((
-                entry.path(),
+                path_of(name),
                 "symlinks are not followed in queue folders; move or copy the file in",
             ));
         }
-    }
+    });
     names.sort_unstable();
     links.sort();
     (names, links)

@@ -4,6 +4,7 @@ mod common;
 mod compile;
 mod test_bad_input;
 mod test_boundary;
+mod test_claim;
 mod test_control;
 mod test_core;
 mod test_docs;

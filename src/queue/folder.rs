@@ -1,0 +1,224 @@
+//! Bringing a folder's cache up to date with the folder: one stat per listed file (in
+//! parallel), a parse only for files whose key changed. Free of the store, so a prefetch can
+//! run it on another thread while the engine starts.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use super::info::{self, FileKey, FolderCache, Row};
+use super::{parse_file, scan};
+use crate::model::WorkItemKind;
+use crate::workspace::stamp::DirStamp;
+use crate::workspace::{Folder, Workspace};
+
+/// A folder's `*.md` names and the entries that cannot be taken (see `scan::md_listing`),
+/// with the folder's stamp from just before the listing.
+#[derive(Clone)]
+pub(super) struct Listing {
+    pub stamp: DirStamp,
+    pub names: Vec<String>,
+    pub refused: Vec<(PathBuf, &'static str)>,
+}
+
+impl Listing {
+    /// List `dir` now; `stamp` is `None` when the folder cannot be read.
+    pub fn take(dir: &Path) -> (Option<DirStamp>, Listing) {
+        let stamp = DirStamp::of(dir);
+        let (names, refused) = scan::md_listing(dir);
+        let listing = Listing {
+            stamp: stamp.unwrap_or(DirStamp {
+                ino: 0,
+                mtime_ns: 0,
+            }),
+            names,
+            refused,
+        };
+        (stamp, listing)
+    }
+}
+
+/// Which cached files need no look this time.
+pub(super) enum Vouch<'a> {
+    /// Every listed file is looked at.
+    Nothing,
+    /// Cached files not among these names (the file events since the last look).
+    CachedUnless(&'a HashSet<&'a OsStr>),
+}
+
+/// What a look at one listed file found.
+enum Look {
+    /// Not looked at (see [`Vouch`]).
+    Vouched,
+    /// Gone, or not a regular file any more.
+    Gone,
+    Key(FileKey),
+}
+
+/// The file keys of `names` in `dir`, in order; names `vouched` for are not looked at. The
+/// checks run relative to the folder's descriptor, on every core: with 10 000 queued files
+/// they are most of a cold claim.
+fn file_keys(dir: &Path, names: &[String], vouched: impl Fn(&str) -> bool) -> Vec<Look> {
+    let mut looks: Vec<Look> = names
+        .iter()
+        .map(|n| {
+            if vouched(n) {
+                Look::Vouched
+            } else {
+                Look::Gone
+            }
+        })
+        .collect();
+    let todo: Vec<usize> = (0..names.len())
+        .filter(|i| !matches!(looks[*i], Look::Vouched))
+        .collect();
+    let dir_file = std::fs::File::open(dir).ok();
+    let look = |i: &usize| {
+        let key = match &dir_file {
+            Some(dir_file) => FileKey::of_at(dir_file, &names[*i]),
+            None => FileKey::of(&dir.join(&names[*i])),
+        };
+        key.map_or(Look::Gone, Look::Key)
+    };
+    // Asked once per process: each answer reads the cgroup files.
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let threads =
+        *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)));
+    let found: Vec<Look> = if todo.len() < 2048 || threads < 2 {
+        todo.iter().map(look).collect()
+    } else {
+        let chunk = todo.len().div_ceil(threads);
+        let look = &look;
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = todo
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || part.iter().map(look).collect::<Vec<_>>()))
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|part| part.join().unwrap_or_default())
+                .collect()
+        })
+    };
+    for (i, found) in todo.into_iter().zip(found) {
+        looks[i] = found;
+    }
+    looks
+}
+
+/// Bring `cache`, of folder `dir` holding `kind`, up to date for `names` (its listing, or a
+/// page of it): a file whose key differs from the cached one is parsed again, a file that
+/// is gone is forgotten. Whether anything changed.
+pub(super) fn refresh(
+    cache: &mut FolderCache,
+    kind: WorkItemKind,
+    dir: &Path,
+    names: &[String],
+    vouch: Vouch<'_>,
+) -> bool {
+    let looks = {
+        let cache = &*cache;
+        let vouched = |name: &str| match vouch {
+            Vouch::Nothing => false,
+            Vouch::CachedUnless(changed) => {
+                cache.contains_key(name) && !changed.contains(OsStr::new(name))
+            }
+        };
+        file_keys(dir, names, vouched)
+    };
+    apply(cache, kind, dir, names, looks)
+}
+
+/// Update `cache` with what the looks at `names` found. Whether anything changed.
+fn apply(
+    cache: &mut FolderCache,
+    kind: WorkItemKind,
+    dir: &Path,
+    names: &[String],
+    looks: Vec<Look>,
+) -> bool {
+    let mut changed = false;
+    for (name, look) in names.iter().zip(looks) {
+        let key = match look {
+            Look::Vouched => continue,
+            Look::Key(key) if cache.get(name.as_str()).is_some_and(|r| r.key == key) => continue,
+            Look::Key(key) => Some(key),
+            Look::Gone => None,
+        };
+        changed = true;
+        match key.and_then(|key| Some((key, parse_file(kind, &dir.join(name))?))) {
+            Some((key, parsed)) => {
+                cache.insert(Arc::from(name.as_str()), Row::parsed(key, parsed));
+            }
+            None => {
+                cache.remove(name.as_str());
+            }
+        }
+    }
+    // Forget files that are gone; every listed file is cached now, so only a larger cache
+    // can hold stale names (no set is built in the common case).
+    if cache.len() > names.len() {
+        let listed: HashSet<&str> = names.iter().map(String::as_str).collect();
+        cache.retain(|name, _| listed.contains(name.as_ref()));
+        changed = true;
+    }
+    changed
+}
+
+/// The first look at a waiting folder, taken on another thread while the engine starts
+/// (config, lock, plan, state: milliseconds a cold claim at 10 000 queued would otherwise add
+/// to its own). The store adopts it at its first look at that folder.
+pub struct Prefetch {
+    pub(super) dir: PathBuf,
+    pub(super) kind: WorkItemKind,
+    handle: JoinHandle<Prefetched>,
+}
+
+/// What a prefetch found: the listing, and the cache checked against it.
+pub(super) struct Prefetched {
+    pub listing: Listing,
+    pub cache: FolderCache,
+    pub changed: bool,
+}
+
+impl Prefetch {
+    /// Start looking at the queue folder of `kind`.
+    ///
+    /// Sound only where nothing vouches for files later: the store then takes the cache as
+    /// checked once, as if its own first look had happened at the prefetch. A file edited in
+    /// between is read at the next look, as an edit just after that look would be. Under file
+    /// events the next look trusts events from the watcher's start onwards, so an edit
+    /// between the prefetch and that first look would never be read: the daemon in watch
+    /// mode does not prefetch.
+    pub fn start(ws: &Workspace, kind: WorkItemKind) -> Prefetch {
+        let dir = ws.folder(kind, Folder::Queue);
+        let index = info::index_path(&ws.state_dir(), kind, Folder::Queue.dir_name(kind));
+        let handle = {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                // The index loads beside the listing and the looks, which do not need it.
+                let (listing, looks, cache) = std::thread::scope(|scope| {
+                    let loader = scope.spawn(|| info::load_index(&index));
+                    let (_, listing) = Listing::take(&dir);
+                    let looks = file_keys(&dir, &listing.names, |_| false);
+                    (listing, looks, loader.join().unwrap_or_default())
+                });
+                let mut cache = cache;
+                let changed = apply(&mut cache, kind, &dir, &listing.names, looks);
+                Prefetched {
+                    listing,
+                    cache,
+                    changed,
+                }
+            })
+        };
+        Prefetch { dir, kind, handle }
+    }
+
+    /// Wait for the look (`None` if it failed; the store then looks itself).
+    pub(super) fn join(self) -> Option<Prefetched> {
+        self.handle.join().ok()
+    }
+}

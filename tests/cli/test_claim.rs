@@ -1,0 +1,143 @@
+//! A cold claim (`run once`) trusts nothing it did not check: the queue index is only a cache
+//! of parsed summaries, and the first look at the queue, taken while the engine starts, is
+//! looked at again when the folder changed since.
+
+use crate::common::*;
+
+const QUEUE: &str = "millrace-agents/tasks/queue";
+const INDEX: &str = "millrace-agents/state/cache/task-queue.tsv";
+
+/// A task created at `created` (always 20 characters, so an edit keeps the file's size).
+fn task_at(id: &str, created: &str) -> String {
+    task_doc(id, "").replace("2026-03-01T10:00:00Z", created)
+}
+
+fn claimed(ws: &TestWs) -> Vec<String> {
+    ws.events()
+        .iter()
+        .filter(|e| e["event_type"] == "work_item_claimed")
+        .map(|e| e["data"]["id"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// `run once`, then hand the claimed task back to the queue.
+fn claim_once(ws: &TestWs) -> String {
+    ws.ok(&["run", "once"]);
+    let id = claimed(ws).pop().expect("a claim");
+    ws.ok(&["clear-stale-state", "--reason", "test"]);
+    assert_eq!(ws.folder_of(&id), ["tasks/queue"]);
+    id
+}
+
+fn queued_pair() -> TestWs {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    ws.write(
+        &format!("{QUEUE}/t1.md"),
+        &task_at("t1", "2026-03-02T10:00:00Z"),
+    );
+    ws.write(
+        &format!("{QUEUE}/t2.md"),
+        &task_at("t2", "2026-03-01T10:00:00Z"),
+    );
+    ws
+}
+
+#[test]
+fn a_file_edited_in_place_since_the_index_was_written_is_read_again() {
+    let ws = queued_pair();
+    assert_eq!(claim_once(&ws), "t2");
+    assert!(ws.read(INDEX).contains("t1.md\t"), "the index holds t1");
+
+    // Same inode, same size, the mtime set back: only the ctime tells.
+    let path = ws.path().join(QUEUE).join("t1.md");
+    let before = std::fs::metadata(&path).unwrap();
+    std::fs::write(&path, task_at("t1", "2026-02-01T10:00:00Z")).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(before.modified().unwrap())
+        .unwrap();
+    let after = std::fs::metadata(&path).unwrap();
+    assert_eq!(
+        (after.len(), after.modified().unwrap()),
+        (before.len(), before.modified().unwrap())
+    );
+
+    assert_eq!(
+        claim_once(&ws),
+        "t1",
+        "the edit made t1 the oldest; the index's row for it is stale"
+    );
+}
+
+#[test]
+fn a_deleted_or_garbled_queue_index_is_rebuilt_from_the_folder() {
+    let ws = queued_pair();
+    assert_eq!(claim_once(&ws), "t2");
+    let index = ws.path().join(INDEX);
+    std::fs::remove_file(&index).unwrap();
+    assert_eq!(claim_once(&ws), "t2");
+    let rebuilt = ws.read(INDEX);
+    assert!(rebuilt.contains("t1.md\t") && rebuilt.contains("t2.md\t"));
+
+    // A row that lies about its file (another id, an order of its own) and a line of
+    // garbage: the lie is caught by the file's key, the garbage is left out.
+    let forged = rebuilt
+        .lines()
+        .map(|line| {
+            if line.starts_with("t1.md\t") {
+                let mut fields: Vec<&str> = line.split('\t').collect();
+                fields[1] = "1";
+                fields[7] = "-1";
+                fields.join("\t")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&index, format!("{forged}\nnot\ta row\n")).unwrap();
+    assert_eq!(
+        claim_once(&ws),
+        "t2",
+        "the forged order of t1 is not believed"
+    );
+    let repaired = ws.read(INDEX);
+    assert!(!repaired.contains("not\ta row"), "{repaired}");
+    assert!(!repaired.contains("\t-1\t"), "{repaired}");
+}
+
+#[test]
+fn a_task_put_back_into_the_queue_while_the_engine_starts_is_claimed_in_order() {
+    let ws = queued_pair();
+    assert_eq!(claim_once(&ws), "t2");
+    // An older task left in active/ by a run that died before it was recorded: the start
+    // puts it back into the queue after the first look at the queue was taken.
+    ws.write(
+        "millrace-agents/tasks/active/t0.md",
+        &task_at("t0", "2026-01-01T10:00:00Z"),
+    );
+    ws.ok(&["run", "once"]);
+    assert_eq!(claimed(&ws).pop().as_deref(), Some("t0"));
+}
+
+#[test]
+fn a_task_file_dated_before_1970_is_still_queued_work() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    let path = ws.write(
+        &format!("{QUEUE}/t1.md"),
+        &task_at("t1", "2026-03-02T10:00:00Z"),
+    );
+    let sixties = std::time::UNIX_EPOCH - std::time::Duration::from_secs(10 * 365 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(sixties)
+        .unwrap();
+    ws.ok(&["run", "once"]);
+    assert_eq!(claimed(&ws), ["t1"]);
+}
