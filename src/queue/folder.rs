@@ -57,14 +57,13 @@ enum Look {
     Key(FileKey),
 }
 
-/// The file keys of `names` in `dir`, in order; names `vouched` for are not looked at. The
-/// checks run relative to the folder's descriptor, on every core: with 10 000 queued files
-/// they are most of a cold claim.
-fn file_keys(dir: &Path, names: &[String], vouched: impl Fn(&str) -> bool) -> Vec<Look> {
-    let mut looks: Vec<Look> = names
-        .iter()
-        .map(|n| {
-            if vouched(n) {
+/// The file keys of `names` in `dir`, in order; names `vouched` for (by index) are not
+/// looked at. The checks run relative to the folder's descriptor, on every core: with
+/// 10 000 queued files they are most of a cold claim.
+fn file_keys(dir: &Path, names: &[String], vouched: impl Fn(usize) -> bool) -> Vec<Look> {
+    let mut looks: Vec<Look> = (0..names.len())
+        .map(|i| {
+            if vouched(i) {
                 Look::Vouched
             } else {
                 Look::Gone
@@ -109,8 +108,9 @@ fn file_keys(dir: &Path, names: &[String], vouched: impl Fn(&str) -> bool) -> Ve
 }
 
 /// Bring `cache`, of folder `dir` holding `kind`, up to date for `names` (its listing, or a
-/// page of it): a file whose key differs from the cached one is parsed again, a file that
-/// is gone is forgotten. Whether anything changed.
+/// page of it; sorted by name as listings are): a file whose key differs from the cached
+/// one is parsed again, a file that is gone or not named is forgotten. Whether anything
+/// changed.
 pub(super) fn refresh(
     cache: &mut FolderCache,
     kind: WorkItemKind,
@@ -118,20 +118,43 @@ pub(super) fn refresh(
     names: &[String],
     vouch: Vouch<'_>,
 ) -> bool {
-    let looks = {
-        let cache = &*cache;
-        let vouched = |name: &str| match vouch {
-            Vouch::Nothing => false,
-            Vouch::CachedUnless(changed) => {
-                cache.contains_key(name) && !changed.contains(OsStr::new(name))
-            }
+    let sorted;
+    let names = if names.is_sorted() {
+        names
+    } else {
+        sorted = {
+            let mut v = names.to_vec();
+            v.sort();
+            v
         };
-        file_keys(dir, names, vouched)
+        &sorted
+    };
+    let looks = match vouch {
+        Vouch::Nothing => file_keys(dir, names, |_| false),
+        Vouch::CachedUnless(changed) => {
+            let cached = cached_flags(cache, names);
+            file_keys(dir, names, |i| {
+                cached[i] && !changed.contains(OsStr::new(&names[i]))
+            })
+        }
     };
     apply(cache, kind, dir, names, looks)
 }
 
-/// Update `cache` with what the looks at `names` found. Whether anything changed.
+/// For each of `names` (sorted), whether `cache` holds it: one merge, no lookups.
+fn cached_flags(cache: &FolderCache, names: &[String]) -> Vec<bool> {
+    let mut rows = cache.iter().map(|(n, _)| &**n).peekable();
+    names
+        .iter()
+        .map(|name| {
+            while rows.next_if(|n| *n < name.as_str()).is_some() {}
+            rows.peek() == Some(&name.as_str())
+        })
+        .collect()
+}
+
+/// Update `cache` with what the looks at `names` (sorted) found, in one merge of the two
+/// sorted sequences. Whether anything changed.
 fn apply(
     cache: &mut FolderCache,
     kind: WorkItemKind,
@@ -140,30 +163,32 @@ fn apply(
     looks: Vec<Look>,
 ) -> bool {
     let mut changed = false;
+    let mut old = cache.take().into_iter().peekable();
+    let mut rows = Vec::with_capacity(names.len());
     for (name, look) in names.iter().zip(looks) {
-        let key = match look {
-            Look::Vouched => continue,
-            Look::Key(key) if cache.get(name.as_str()).is_some_and(|r| r.key == key) => continue,
-            Look::Key(key) => Some(key),
-            Look::Gone => None,
+        while old.next_if(|(n, _)| **n < **name).is_some() {
+            changed = true;
+        }
+        let cached = old.next_if(|(n, _)| **n == **name);
+        let key = match (look, cached) {
+            (Look::Vouched, Some(row)) => {
+                rows.push(row);
+                continue;
+            }
+            (Look::Key(key), Some(row)) if row.1.key == key => {
+                rows.push(row);
+                continue;
+            }
+            (Look::Key(key), _) => Some(key),
+            (Look::Gone | Look::Vouched, _) => None,
         };
         changed = true;
-        match key.and_then(|key| Some((key, parse_file(kind, &dir.join(name))?))) {
-            Some((key, parsed)) => {
-                cache.insert(Arc::from(name.as_str()), Row::parsed(key, parsed));
-            }
-            None => {
-                cache.remove(name.as_str());
-            }
+        if let Some(parsed) = key.and_then(|key| Some((key, parse_file(kind, &dir.join(name))?))) {
+            rows.push((Arc::from(name.as_str()), Row::parsed(parsed.0, parsed.1)));
         }
     }
-    // Forget files that are gone; every listed file is cached now, so only a larger cache
-    // can hold stale names (no set is built in the common case).
-    if cache.len() > names.len() {
-        let listed: HashSet<&str> = names.iter().map(String::as_str).collect();
-        cache.retain(|name, _| listed.contains(name.as_ref()));
-        changed = true;
-    }
+    changed |= old.next().is_some();
+    *cache = FolderCache::from_rows(rows);
     changed
 }
 

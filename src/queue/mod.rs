@@ -436,17 +436,15 @@ impl QueueStore {
     fn entries_of(&self, kind: WorkItemKind, folder: Folder, names: Vec<String>) -> Vec<Entry> {
         let dir = self.ws.folder(kind, folder);
         let mut cache = self.refresh(kind, folder, &names);
-        let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            let Some(row) = cache.get_mut(name.as_str()) else {
-                continue;
-            };
-            let parsed = row.info();
-            let path = dir.join(&name);
-            let stem = stem(&name).to_string();
-            out.push(Entry { path, stem, parsed });
-        }
-        out
+        // After a refresh the cache holds exactly the named files that exist, in order.
+        cache
+            .iter_mut()
+            .map(|(name, row)| Entry {
+                path: dir.join(&**name),
+                stem: stem(name).to_string(),
+                parsed: row.info(),
+            })
+            .collect()
     }
 
     /// Tell the store which files changed since its last look (from file events), so an
@@ -515,7 +513,7 @@ impl QueueStore {
         }
         if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
             if let Some(cache) = self.cache.borrow_mut().get_mut(dir) {
-                cache.remove(name.to_string_lossy().as_ref());
+                cache.remove(&name.to_string_lossy());
             }
         }
         tracing::warn!(source = %reason.source, %error, "quarantined a bad file");
@@ -543,11 +541,9 @@ impl QueueStore {
         let mut bad = Vec::new();
         let mut unready = Vec::new();
         {
+            // After a refresh the cache holds exactly the listed files.
             let mut cache = self.refresh(kind, Folder::Queue, &names);
-            for name in &names {
-                let Some((name, row)) = cache.get_key_value(name.as_str()) else {
-                    continue;
-                };
+            for (name, row) in cache.iter() {
                 match row.order_if_named(stem(name)) {
                     Some(order) => ready.push((order, name.clone())),
                     None => unready.push(name.clone()),
@@ -555,7 +551,7 @@ impl QueueStore {
             }
             for name in unready {
                 let path = dir.join(&*name);
-                let Some(row) = cache.get_mut(&*name).filter(|_| !self.young(&path)) else {
+                let Some(row) = cache.get_mut(&name).filter(|_| !self.young(&path)) else {
                     continue;
                 };
                 bad.push(match row.info() {

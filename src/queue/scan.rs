@@ -139,9 +139,23 @@ pub fn md_listing(dir: &Path) -> (Vec<String>, Vec<(PathBuf, &'static str)>) {
             ));
         }
     });
-    names.sort_unstable();
+    sort_names(&mut names);
     links.sort();
     (names, links)
+}
+
+/// Sort file names by their bytes. Most pairs differ in the first eight bytes, compared here
+/// as one integer; a plain sort calls `memcmp` for every comparison (2 ms of a cold claim's
+/// listing at 10 000 names).
+fn sort_names(names: &mut [String]) {
+    fn head(name: &str) -> u64 {
+        let mut bytes = [0u8; 8];
+        let n = name.len().min(8);
+        bytes[..n].copy_from_slice(&name.as_bytes()[..n]);
+        // Names hold no NUL byte, so padding with zeros keeps shorter names first.
+        u64::from_be_bytes(bytes)
+    }
+    names.sort_unstable_by(|a, b| head(a).cmp(&head(b)).then_with(|| a.cmp(b)));
 }
 
 pub fn file_name(path: &Path) -> String {
@@ -154,4 +168,31 @@ pub fn file_name(path: &Path) -> String {
 pub fn stem(path: &Path) -> String {
     let name = file_name(path);
     name.strip_suffix(".md").unwrap_or(&name).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_as_their_bytes() {
+        let mut names: Vec<String> = [
+            "t-000010.md",
+            "t-00001.md",
+            "a.md",
+            "ab.md",
+            "a-b.md",
+            "t-000010a.md",
+            "z.md",
+            "é.md",
+            "t-0000099.md",
+            "T.md",
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut plain = names.clone();
+        plain.sort();
+        sort_names(&mut names);
+        assert_eq!(names, plain);
+    }
 }
