@@ -57,9 +57,26 @@ enum Look {
     Key(FileKey),
 }
 
+/// How many threads look at files: every core (asked once per process: each answer reads
+/// the cgroup files).
+fn threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)))
+}
+
+/// Look at `name` in `dir`, relative to the folder's descriptor when it could be opened (so
+/// 10 000 checks do not walk the full path through the kernel 10 000 times).
+fn look_at(dir: &Path, dir_file: Option<&std::fs::File>, name: &str) -> Look {
+    let key = match dir_file {
+        Some(dir_file) => FileKey::of_at(dir_file, name),
+        None => FileKey::of(&dir.join(name)),
+    };
+    key.map_or(Look::Gone, Look::Key)
+}
+
 /// The file keys of `names` in `dir`, in order; names `vouched` for (by index) are not
-/// looked at. The checks run relative to the folder's descriptor, on every core: with
-/// 10 000 queued files they are most of a cold claim.
+/// looked at. The checks run on every core: with 10 000 queued files they are most of a
+/// cold claim.
 fn file_keys(dir: &Path, names: &[String], vouched: impl Fn(usize) -> bool) -> Vec<Look> {
     let mut looks: Vec<Look> = (0..names.len())
         .map(|i| {
@@ -74,30 +91,23 @@ fn file_keys(dir: &Path, names: &[String], vouched: impl Fn(usize) -> bool) -> V
         .filter(|i| !matches!(looks[*i], Look::Vouched))
         .collect();
     let dir_file = std::fs::File::open(dir).ok();
-    let look = |i: &usize| {
-        let key = match &dir_file {
-            Some(dir_file) => FileKey::of_at(dir_file, &names[*i]),
-            None => FileKey::of(&dir.join(&names[*i])),
-        };
-        key.map_or(Look::Gone, Look::Key)
-    };
-    // Asked once per process: each answer reads the cgroup files.
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let threads =
-        *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)));
-    let found: Vec<Look> = if todo.len() < 2048 || threads < 2 {
+    let look = |i: &usize| look_at(dir, dir_file.as_ref(), &names[*i]);
+    let found: Vec<Look> = if todo.len() < 2048 || threads() < 2 {
         todo.iter().map(look).collect()
     } else {
-        let chunk = todo.len().div_ceil(threads);
         let look = &look;
         std::thread::scope(|scope| {
             let parts: Vec<_> = todo
-                .chunks(chunk)
-                .map(|part| scope.spawn(move || part.iter().map(look).collect::<Vec<_>>()))
+                .chunks(todo.len().div_ceil(threads()))
+                .map(|part| (part, scope.spawn(move || part.iter().map(look).collect())))
                 .collect();
             parts
                 .into_iter()
-                .flat_map(|part| part.join().unwrap_or_default())
+                .flat_map(|(part, found)| {
+                    found
+                        .join()
+                        .unwrap_or_else(|_| part.iter().map(look).collect::<Vec<_>>())
+                })
                 .collect()
         })
     };
@@ -224,13 +234,12 @@ impl Prefetch {
             let dir = dir.clone();
             std::thread::spawn(move || {
                 // The index loads beside the listing and the looks, which do not need it.
-                let (listing, looks, cache) = std::thread::scope(|scope| {
+                let (listing, looks, mut cache) = std::thread::scope(|scope| {
                     let loader = scope.spawn(|| info::load_index(&index));
                     let (_, listing) = Listing::take(&dir);
                     let looks = file_keys(&dir, &listing.names, |_| false);
                     (listing, looks, loader.join().unwrap_or_default())
                 });
-                let mut cache = cache;
                 let changed = apply(&mut cache, kind, &dir, &listing.names, looks);
                 Prefetched {
                     listing,

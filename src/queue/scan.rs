@@ -120,28 +120,28 @@ fn each_entry(dir: &Path, mut each: impl FnMut(&[u8], EntryKind)) {
 pub fn md_listing(dir: &Path) -> (Vec<String>, Vec<(PathBuf, &'static str)>) {
     use std::os::unix::ffi::OsStrExt;
     let mut names = Vec::new();
-    let mut links = Vec::new();
+    let mut refused = Vec::new();
     let path_of = |name: &[u8]| dir.join(std::ffi::OsStr::from_bytes(name));
     each_entry(dir, |name, kind| {
         let md = name.ends_with(b".md");
         if kind == EntryKind::File && md && !name.starts_with(b".") && name.len() > 3 {
             match std::str::from_utf8(name) {
                 Ok(name) => names.push(name.to_string()),
-                Err(_) => links.push((
+                Err(_) => refused.push((
                     path_of(name),
                     "the file name is not valid UTF-8; rename it to <id>.md",
                 )),
             }
         } else if kind == EntryKind::Symlink && md {
-            links.push((
+            refused.push((
                 path_of(name),
                 "symlinks are not followed in queue folders; move or copy the file in",
             ));
         }
     });
     sort_names(&mut names);
-    links.sort();
-    (names, links)
+    refused.sort();
+    (names, refused)
 }
 
 /// Sort file names by their bytes. Most pairs differ in the first eight bytes, compared here
