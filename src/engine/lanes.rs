@@ -346,6 +346,7 @@ impl Engine {
         complete: &dyn Fn(&Path) -> bool,
         busy: &HashSet<String>,
     ) -> Result<LanesOutcome> {
+        self.queue.begin_tick();
         self.queue.settle().take_next();
         self.busy_runs = busy.clone();
         let before: Vec<(String, Lane, String)> = self

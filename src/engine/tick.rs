@@ -31,6 +31,7 @@ impl Engine {
     /// Steps 1–14 of a tick: everything up to running a stage. `complete` tells intake
     /// which inbox files arrived whole (the watcher saw them renamed in or closed).
     pub fn prepare(&mut self, complete: &dyn Fn(&std::path::Path) -> bool) -> Result<TickOutcome> {
+        self.queue.begin_tick();
         self.queue.settle().take_next();
         self.drain_mailbox()?;
         self.take_in(complete)?;

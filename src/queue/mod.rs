@@ -104,6 +104,8 @@ pub struct QueueStore {
     /// checked against exactly those names, so the next refresh, while the folder is
     /// unchanged, has nothing to look at.
     fresh: RefCell<Option<(PathBuf, DirStamp)>>,
+    /// Ticks begun (see [`QueueStore::begin_tick`]).
+    ticks: std::cell::Cell<u64>,
     settle: Settle,
 }
 
@@ -160,6 +162,7 @@ impl QueueStore {
             prefetch: RefCell::new(None),
             prefetched: RefCell::new(None),
             fresh: RefCell::new(None),
+            ticks: std::cell::Cell::new(0),
             settle: Settle::new(std::time::Duration::from_millis(200)),
         }
     }
@@ -175,6 +178,18 @@ impl QueueStore {
     pub fn with_prefetch(self, prefetch: Option<Prefetch>) -> QueueStore {
         *self.prefetch.borrow_mut() = prefetch;
         self
+    }
+
+    /// A tick begins. A prefetch stands for the first tick's look only: a daemon that did not
+    /// look then (paused, say) would otherwise take, hours later, files as they were at its
+    /// start. From the second tick on, every look is the store's own.
+    pub fn begin_tick(&self) {
+        if self.ticks.get() > 0 {
+            self.prefetch.take();
+            self.prefetched.take();
+            self.fresh.take();
+        }
+        self.ticks.set(self.ticks.get() + 1);
     }
 
     /// Adopt the prefetch of `dir`, if one is under way: its cache replaces this store's, and

@@ -141,3 +141,40 @@ fn a_task_file_dated_before_1970_is_still_queued_work() {
     ws.ok(&["run", "once"]);
     assert_eq!(claimed(&ws), ["t1"]);
 }
+
+#[test]
+fn a_daemon_that_starts_paused_reads_files_as_they_are_when_it_resumes() {
+    let ws = queued_pair();
+    ws.write(
+        "millrace-agents/millrace.yaml",
+        "runners:\n  default_runner: scripted\nwatchers:\n  settle_ms: 0\n  poll: true\n  poll_interval_ms: 50\n",
+    );
+    ws.ok(&["pause"]);
+    let daemon = ws.spawn_daemon(&[]);
+    // Two commands answered by the daemon one after the other ("already paused", exit 5):
+    // at least two ticks went by, and the look the daemon took as it started is old news.
+    for _ in 0..2 {
+        let out = ws.run(&["pause"]);
+        assert_eq!(out.status.code(), Some(5));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("applied by the running daemon"));
+    }
+
+    // t1 edited in place to be the oldest: same inode, size and mtime; a new ctime.
+    let path = ws.path().join(QUEUE).join("t1.md");
+    let before = std::fs::metadata(&path).unwrap();
+    std::fs::write(&path, task_at("t1", "2026-02-01T10:00:00Z")).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(before.modified().unwrap())
+        .unwrap();
+
+    ws.ok(&["resume"]);
+    wait_for("a claim", std::time::Duration::from_secs(20), || {
+        !claimed(&ws).is_empty()
+    });
+    assert_eq!(claimed(&ws)[0], "t1");
+    ws.ok(&["stop"]);
+    daemon.wait_exit(std::time::Duration::from_secs(20));
+}
