@@ -85,7 +85,7 @@ pub struct ItemSummary {
 pub struct QueueStore {
     ws: Workspace,
     events: EventLog,
-    /// Per folder, per file name (short keys hash fast; a folder may hold 50 000 files).
+    /// Per folder, the summaries of its files (see [`FolderCache`]).
     cache: RefCell<HashMap<PathBuf, FolderCache>>,
     /// Whether this store may write the per-folder index (never for read-only commands).
     write_index: bool,
