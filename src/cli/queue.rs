@@ -90,7 +90,8 @@ fn read_input(path: &PathBuf) -> Result<String> {
             None,
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| IoError::path("read", path, e))?;
+    let bytes =
+        crate::workspace::atomic::read_regular(path).map_err(|e| IoError::path("read", path, e))?;
     String::from_utf8(bytes).map_err(|e| {
         Error::refused(
             format!(
@@ -364,7 +365,8 @@ fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
     let items: Vec<serde_json::Value> = found
         .iter()
         .map(|(summary, doc)| {
-            let text = std::fs::read_to_string(ws.root().join(&summary.path)).unwrap_or_default();
+            let text = crate::workspace::atomic::read_regular_string(ws.root().join(&summary.path))
+                .unwrap_or_default();
             json!({
                 "item": summary,
                 "effective_root_spec_id": doc.as_ref().and_then(|d| d.effective_root_spec.clone()),

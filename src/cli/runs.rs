@@ -400,7 +400,7 @@ fn follow(
 /// The bytes of `path` past `offset` (advancing it); a truncated file starts over.
 fn read_from(path: &Path, offset: &mut u64) -> String {
     use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut file) = std::fs::File::open(path) else {
+    let Ok(mut file) = crate::workspace::atomic::open_regular(path) else {
         return String::new();
     };
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);

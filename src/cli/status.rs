@@ -111,7 +111,7 @@ fn process_group(ws: &Workspace, run_id: &str) -> Option<u64> {
         if !(name.starts_with("runner_process.") && name.ends_with(".yaml")) {
             return None;
         }
-        let text = std::fs::read_to_string(entry.path()).ok()?;
+        let text = crate::workspace::atomic::read_regular_string(entry.path()).ok()?;
         let record: crate::runners::process::ProcessRecord =
             crate::yaml::from_str(&entry.path(), &text).ok()?;
         Some(u64::from(record.process_group))
@@ -205,7 +205,7 @@ impl LastFailure {
     fn load(ws: &Workspace, snapshot: &Snapshot) -> Option<LastFailure> {
         let rel = snapshot.last_stage_result_path.as_deref()?;
         let path = ws.root().join(rel);
-        let text = std::fs::read_to_string(&path).ok()?;
+        let text = crate::workspace::atomic::read_regular_string(&path).ok()?;
         let result: crate::runners::StageResult = crate::yaml::from_str(&path, &text).ok()?;
         if result.diagnosis.is_none() && result.refused.is_empty() {
             return None;

@@ -307,7 +307,7 @@ fn read_asset<T: serde::de::DeserializeOwned>(
         ),
     };
     let word = family.word();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = crate::workspace::atomic::read_regular_string(path).map_err(|e| {
         Diagnostic::new(
             read,
             format!("Cannot read {word} asset: {}: {e}", path.display()),

@@ -29,7 +29,7 @@ impl CompileOutcome {
 
 /// The previous plan, if its file exists, parses and passes the structural checks.
 pub fn load_last_known_good(ws: &Workspace) -> Option<FrozenRunPlan> {
-    let text = std::fs::read_to_string(ws.compiled_plan_path()).ok()?;
+    let text = atomic::read_regular_string(ws.compiled_plan_path()).ok()?;
     let plan: FrozenRunPlan = crate::yaml::from_str(&ws.compiled_plan_path(), &text).ok()?;
     plan.check().ok()?;
     Some(plan)
@@ -101,7 +101,7 @@ pub fn compile_and_persist(
         }
     }
     let path = ws.compile_diagnostics_path();
-    let existing: Option<CompileDiagnostics> = std::fs::read_to_string(&path)
+    let existing: Option<CompileDiagnostics> = atomic::read_regular_string(&path)
         .ok()
         .and_then(|text| crate::yaml::from_str(&path, &text).ok());
     match existing {

@@ -499,7 +499,7 @@ fn add_document(
     // envelope at its next start (still the first thing it does): the identical
     // document already waiting in the queue means the command was applied.
     let queued = t.ws.item_path(doc.kind(), Folder::Queue, doc.id());
-    if daemon && std::fs::read(&queued).ok().as_deref() == Some(text.as_bytes()) {
+    if daemon && atomic::read_regular(&queued).ok().as_deref() == Some(text.as_bytes()) {
         let mut out = outcome(
             action,
             true,
@@ -535,7 +535,8 @@ fn add_idea(
         Ok(()) => {}
         // The same idea already staged: this envelope was applied before a crash.
         Err(IoError::AlreadyExists { .. })
-            if daemon && std::fs::read(&dest).ok().as_deref() == Some(markdown.as_bytes()) => {}
+            if daemon
+                && atomic::read_regular(&dest).ok().as_deref() == Some(markdown.as_bytes()) => {}
         Err(IoError::AlreadyExists { .. }) => {
             return Err(Error::refused(
                 format!(

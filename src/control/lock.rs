@@ -75,7 +75,7 @@ pub struct DaemonLock {
 }
 
 fn read_info(path: &Path) -> Option<LockInfo> {
-    let text = std::fs::read_to_string(path).ok()?;
+    let text = atomic::read_regular_string(path).ok()?;
     crate::yaml::from_str(path, &text).ok()
 }
 

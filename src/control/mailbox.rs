@@ -222,7 +222,7 @@ pub fn pending(ws: &Workspace, settle: &Settle) -> Vec<Pending> {
             }
             continue;
         }
-        let parsed = std::fs::read(&path)
+        let parsed = atomic::read_regular(&path)
             .map_err(|e| e.to_string())
             .and_then(|bytes| {
                 String::from_utf8(bytes).map_err(|_| "file is not valid UTF-8".to_string())
@@ -309,7 +309,7 @@ pub fn write_result<T: Serialize>(archived: &Path, result: &T) -> Result<(), IoE
 
 /// What the daemon answered in a `<name>.result.yaml`: applied, detail, artifact path.
 pub fn read_result(path: &Path) -> Option<(bool, String, Option<String>)> {
-    let text = std::fs::read_to_string(path).ok()?;
+    let text = atomic::read_regular_string(path).ok()?;
     let value: Value = crate::yaml::from_str(path, &text).ok()?;
     let applied = value
         .get("applied")
@@ -329,7 +329,7 @@ pub fn read_result(path: &Path) -> Option<(bool, String, Option<String>)> {
 
 /// Why the daemon refused a command, from its `<name>.error.yaml`.
 pub fn read_error(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
+    let text = atomic::read_regular_string(path).ok()?;
     let value: Value = crate::yaml::from_str(path, &text).unwrap_or_default();
     Some(
         value

@@ -391,7 +391,7 @@ impl Engine {
         target.latest_report_path = None;
         if let Some(report) = result.report_artifact.as_ref().filter(|p| p.is_file()) {
             let path = self.ws.arbiter_report_path(&req.run_id);
-            let bytes = std::fs::read(report)
+            let bytes = atomic::read_regular(report)
                 .map_err(|e| crate::workspace::atomic::IoError::path("read", report, e))?;
             target.latest_report_path = Some(self.ws.rel(&path));
             t.moves.push(Move::Write { path, bytes });

@@ -69,7 +69,7 @@ pub fn open_for_spec(
         return Ok(None);
     }
     let spec_copy = ws.contract_root_spec_path(&root);
-    let spec_text = std::fs::read(spec_path).unwrap_or_else(|_| doc.render().into_bytes());
+    let spec_text = atomic::read_regular(spec_path).unwrap_or_else(|_| doc.render().into_bytes());
     atomic::create_dir_all(spec_copy.parent().expect("has parent"))?;
     atomic::write_atomic(&spec_copy, &spec_text)?;
     let mut idea_rel = None;
@@ -77,7 +77,7 @@ pub fn open_for_spec(
         let idea_id = doc.root_idea_id().unwrap_or(&root).to_string();
         let copy = ws.contract_idea_path(&idea_id);
         atomic::create_dir_all(copy.parent().expect("has parent"))?;
-        let text = std::fs::read(&idea)
+        let text = atomic::read_regular(&idea)
             .map_err(|e| crate::workspace::atomic::IoError::path("read seed idea", &idea, e))?;
         atomic::write_atomic(&copy, &text)?;
         idea_rel = Some(ws.rel(&copy));

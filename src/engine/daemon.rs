@@ -87,7 +87,7 @@ impl EventTail {
     /// Report every complete line appended since the last call.
     fn forward(&mut self, progress: &mut dyn FnMut(Progress)) {
         use std::io::{Read, Seek, SeekFrom};
-        let Ok(mut file) = std::fs::File::open(&self.path) else {
+        let Ok(mut file) = crate::workspace::atomic::open_regular(&self.path) else {
             return;
         };
         use std::os::unix::fs::MetadataExt;

@@ -82,7 +82,7 @@ impl Intake {
             if !complete(&path) && queue.settle().young(&path) {
                 continue;
             }
-            let text = match std::fs::read(&path).map(String::from_utf8) {
+            let text = match crate::workspace::atomic::read_regular(&path).map(String::from_utf8) {
                 Ok(Ok(text)) if !text.trim().is_empty() => text,
                 Ok(Ok(_)) => {
                     queue.quarantine(&path, "idea file is empty", None)?;

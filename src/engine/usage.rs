@@ -45,7 +45,7 @@ impl Engine {
             .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
             .filter_map(|e| {
                 let path = e.path();
-                let text = std::fs::read_to_string(&path).ok()?;
+                let text = crate::workspace::atomic::read_regular_string(&path).ok()?;
                 crate::yaml::from_str::<StageResult>(&path, &text).ok()
             })
             .filter(|r| !self.ledger.counted(&key, &r.metadata.request_id))

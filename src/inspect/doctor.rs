@@ -243,7 +243,7 @@ impl Checks<'_> {
             if !path.is_file() {
                 continue;
             }
-            let checked = std::fs::read_to_string(&path)
+            let checked = crate::workspace::atomic::read_regular_string(&path)
                 .map_err(|e| e.to_string())
                 .and_then(|text| markers::normalize(plane, &text));
             if let Err(message) = checked {
@@ -853,7 +853,7 @@ impl Checks<'_> {
 }
 
 fn reason_of(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
+    let text = crate::workspace::atomic::read_regular_string(path).ok()?;
     let value: serde_json::Value = crate::yaml::from_str(path, &text).ok()?;
     value
         .get("error")

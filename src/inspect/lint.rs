@@ -243,7 +243,8 @@ fn parse_asset(path: &Path, rel: &str) -> Result<Asset, String> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read file: {e}"))?;
+    let text = crate::workspace::atomic::read_regular_string(path)
+        .map_err(|e| format!("cannot read file: {e}"))?;
     let lines: Vec<&str> = text.lines().collect();
     let (manifest, body) = if lines.first().map(|l| l.trim()) == Some("---") {
         let end = lines[1..]

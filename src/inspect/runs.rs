@@ -186,7 +186,7 @@ fn load_results(run_dir: &Path) -> (Vec<(PathBuf, StageResult)>, Vec<String>) {
         if path.extension().is_none_or(|e| e != "yaml") || name.contains("/.") {
             continue;
         }
-        let loaded = std::fs::read_to_string(&path)
+        let loaded = crate::workspace::atomic::read_regular_string(&path)
             .map_err(|e| format!("{name}: {e}"))
             .and_then(|text| {
                 crate::yaml::from_str::<StageResult>(&path, &text)
@@ -488,7 +488,7 @@ pub fn latest_stage(ws: &Workspace, run_id: &str) -> Option<LatestStage> {
         .map(|(_, r)| r)
         .find(|r| r.metadata.request_id == request_id);
     let stage = result.map(|r| r.stage).or_else(|| {
-        let text = std::fs::read_to_string(&files.invocation).ok()?;
+        let text = crate::workspace::atomic::read_regular_string(&files.invocation).ok()?;
         crate::yaml::from_str::<crate::runners::artifacts::RunnerInvocation>(
             &files.invocation,
             &text,

@@ -27,7 +27,7 @@ pub fn cached(dir: &Path, cache: &Path) -> usize {
 }
 
 fn read(cache: &Path, stamp: DirStamp) -> Option<usize> {
-    let text = std::fs::read_to_string(cache).ok()?;
+    let text = crate::workspace::atomic::read_regular_string(cache).ok()?;
     stamp.matching(text.trim(), HEADER)
 }
 

@@ -74,6 +74,21 @@ fn look_at(dir: &Path, dir_file: Option<&std::fs::File>, name: &str) -> Look {
     key.map_or(Look::Gone, Look::Key)
 }
 
+/// The folder `dir` opened to look at files relative to it (`None` when there is nothing to
+/// look at, or it is not a folder: never blocks on a FIFO put in its place).
+fn open_dir(dir: &Path, todo: &[usize]) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if todo.is_empty() {
+        return None;
+    }
+    let flags = rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NONBLOCK;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(dir)
+        .ok()
+}
+
 /// The file keys of `names` in `dir`, in order; names `vouched` for (by index) are not
 /// looked at. The checks run on every core: with 10 000 queued files they are most of a
 /// cold claim.
@@ -90,7 +105,7 @@ fn file_keys(dir: &Path, names: &[String], vouched: impl Fn(usize) -> bool) -> V
     let todo: Vec<usize> = (0..names.len())
         .filter(|i| !matches!(looks[*i], Look::Vouched))
         .collect();
-    let dir_file = std::fs::File::open(dir).ok();
+    let dir_file = open_dir(dir, &todo);
     let look = |i: &usize| look_at(dir, dir_file.as_ref(), &names[*i]);
     let found: Vec<Look> = if todo.len() < 2048 || threads() < 2 {
         todo.iter().map(look).collect()

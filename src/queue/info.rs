@@ -349,7 +349,7 @@ impl<'a> Fields<'a> {
 /// Read a folder's index (file name → key and summary); anything unreadable is empty, and
 /// a line that does not parse is left out (its file is read again).
 pub(crate) fn load_index(path: &Path) -> FolderCache {
-    let Ok(text) = std::fs::read_to_string(path) else {
+    let Ok(text) = crate::workspace::atomic::read_regular_string(path) else {
         return FolderCache::default();
     };
     let header = INDEX_HEADER.len() + 1;

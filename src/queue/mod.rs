@@ -134,7 +134,7 @@ fn utf8_error(name: &str, e: &std::string::FromUtf8Error) -> DocError {
 /// Parse a file into its summary (`None` if it vanished).
 fn parse_file(kind: WorkItemKind, path: &Path) -> Option<Result<Arc<ItemInfo>, DocError>> {
     let name = scan::file_name(path);
-    let bytes = std::fs::read(path).ok()?;
+    let bytes = atomic::read_regular(path).ok()?;
     Some(match String::from_utf8(bytes) {
         Ok(text) => documents::parse(kind, &name, &text).map(|d| Arc::new(ItemInfo::of(&d))),
         Err(e) => Err(utf8_error(&name, &e)),
@@ -486,7 +486,7 @@ impl QueueStore {
     /// Read and parse one document in full (`None` if it vanished).
     pub fn load(&self, kind: WorkItemKind, path: &Path) -> Option<Result<Document, DocError>> {
         let name = scan::file_name(path);
-        let bytes = std::fs::read(path).ok()?;
+        let bytes = atomic::read_regular(path).ok()?;
         Some(match String::from_utf8(bytes) {
             Ok(text) => documents::parse(kind, &name, &text),
             Err(e) => Err(utf8_error(&name, &e)),
@@ -780,7 +780,7 @@ impl QueueStore {
     /// Add a dated line to the `## Runtime History` of the item at `path` (a file that is
     /// gone by now is left alone: the line only informs a reader).
     pub fn append_history(&self, path: &Path, line: &str) -> Result<(), IoError> {
-        let Ok(text) = std::fs::read_to_string(path) else {
+        let Ok(text) = atomic::read_regular_string(path) else {
             return Ok(());
         };
         let text = documents::with_runtime_history(&text, &crate::time::now_string(), line);

@@ -121,7 +121,7 @@ pub fn work_item_of(run_dir: &Path) -> Option<String> {
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|x| x == "yaml"))?;
-    let text = std::fs::read_to_string(&first).ok()?;
+    let text = atomic::read_regular_string(&first).ok()?;
     crate::yaml::from_str::<crate::runners::result::StageResult>(&first, &text)
         .ok()
         .map(|r| r.work_item_id)

@@ -105,7 +105,7 @@ impl Runner for CodexRunner {
                 raw.event_log_path = Some(files.events.clone());
             }
             let read = |path: &std::path::Path| {
-                fs::read(path)
+                atomic::read_regular(path)
                     .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
                     .ok()
             };
@@ -142,7 +142,7 @@ fn materialize_stdout(files: &RunFiles) -> io::Result<Option<std::path::PathBuf>
     } else {
         return Ok(None);
     };
-    let bytes = fs::read(source)?;
+    let bytes = atomic::read_regular(source)?;
     atomic::write_artifact(&files.stdout, &bytes).map_err(io::Error::other)?;
     Ok(Some(files.stdout.clone()))
 }

@@ -238,9 +238,11 @@ impl Runner for CommandRunner {
                     if files.last_message.is_file() {
                         raw.stdout_path = Some(files.last_message.clone());
                     }
-                    raw.last_line = [&files.stderr, &files.stdout]
-                        .into_iter()
-                        .find_map(|path| harness::last_line(&std::fs::read_to_string(path).ok()?));
+                    raw.last_line = [&files.stderr, &files.stdout].into_iter().find_map(|path| {
+                        harness::last_line(
+                            &crate::workspace::atomic::read_regular_string(path).ok()?,
+                        )
+                    });
                 }
             }
         }

@@ -26,7 +26,7 @@ impl RunsIndex {
         let Some(stamp) = DirStamp::of(&ws.runs_dir()) else {
             return (Vec::new(), 0);
         };
-        if let Ok(file) = std::fs::File::open(Self::path(ws)) {
+        if let Ok(file) = crate::workspace::atomic::open_regular(Self::path(ws)) {
             let mut lines = std::io::BufReader::new(file).lines();
             let header = lines.next().and_then(|l| l.ok()).unwrap_or_default();
             if let Some(total) = stamp.matching(&header, RUNS_INDEX_HEADER) {
@@ -52,7 +52,7 @@ impl RunsIndex {
         let Some(stamp) = DirStamp::of(&ws.runs_dir()) else {
             return Vec::new();
         };
-        if let Ok(text) = std::fs::read_to_string(Self::path(ws)) {
+        if let Ok(text) = crate::workspace::atomic::read_regular_string(Self::path(ws)) {
             let mut lines = text.lines();
             if stamp
                 .matching(lines.next().unwrap_or_default(), RUNS_INDEX_HEADER)
@@ -83,7 +83,7 @@ impl RunsIndex {
     /// when the folder has settled and did not change meanwhile.
     fn rebuild(ws: &Workspace, stamp: DirStamp) -> Vec<(i128, String)> {
         let known: std::collections::HashMap<String, i128> =
-            std::fs::read_to_string(Self::path(ws))
+            crate::workspace::atomic::read_regular_string(Self::path(ws))
                 .unwrap_or_default()
                 .lines()
                 .skip(1)

@@ -138,7 +138,7 @@ pub fn extract_from_stdout(stage: Stage, stdout_path: Option<&Path>) -> Extracti
             None,
         );
     };
-    match fs::read(path) {
+    match crate::workspace::atomic::read_regular(path) {
         Ok(bytes) => extract_from_text(stage, &String::from_utf8_lossy(&bytes)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Extraction::failure(
             FailureClass::MissingTerminalResult,
@@ -182,7 +182,7 @@ fn class_named(name: &str) -> Option<ResultClass> {
 pub fn extract_structured(stage: Stage, path: &Path, run_dir: &Path) -> Extraction {
     let illegal =
         |note: String| Extraction::failure(FailureClass::IllegalTerminalResult, note, None);
-    let text = match fs::read_to_string(path) {
+    let text = match crate::workspace::atomic::read_regular_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Extraction::failure(

@@ -123,7 +123,9 @@ fn run_check(
         },
     };
     let run = process::run(&spec, &CancelToken::new());
-    let read = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default();
+    let read = |path: &std::path::Path| {
+        crate::workspace::atomic::read_regular_string(path).unwrap_or_default()
+    };
     let (stdout, stderr) = (read(&spec.stdout_path), read(&spec.stderr_path));
     let code = match run.ending {
         Ending::Exited(0) => return Ok(()),

@@ -741,7 +741,7 @@ fn forbidden_group(record: &ProcessRecord) -> Option<String> {
 /// - Anything else (a group of 0, 1 or our own, a leader that is not the group, no process
 ///   with the token) is refused and nothing is signalled. The caller removes the record.
 pub fn kill_orphaned_group(record_path: &Path) -> io::Result<Takeover> {
-    let text = fs::read_to_string(record_path)?;
+    let text = atomic::read_regular_string(record_path)?;
     let record: ProcessRecord = match crate::yaml::from_str(record_path, &text) {
         Ok(record) => record,
         Err(err) => return Ok(Takeover::Refused(format!("unreadable record: {err}"))),

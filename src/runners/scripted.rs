@@ -139,7 +139,7 @@ impl ScriptedRunner {
         let Some(path) = &self.script_path else {
             return Ok(Script::default());
         };
-        let text = std::fs::read_to_string(path)
+        let text = atomic::read_regular_string(path)
             .map_err(|e| format!("cannot read scripted runner script {}: {e}", path.display()))?;
         crate::yaml::from_str(path, &text).map_err(|e| e.to_string())
     }
@@ -147,7 +147,7 @@ impl ScriptedRunner {
     fn answer(&self, req: &StageRequest) -> Result<Answer, String> {
         let script = self.script()?;
         let state_path = self.ws.state_dir().join("scripted_runner.yaml");
-        let mut progress: Progress = std::fs::read_to_string(&state_path)
+        let mut progress: Progress = atomic::read_regular_string(&state_path)
             .ok()
             .and_then(|t| crate::yaml::from_str(&state_path, &t).ok())
             .unwrap_or_default();
@@ -185,7 +185,7 @@ impl ScriptedRunner {
         ) else {
             return Ok(Vec::new());
         };
-        let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+        let text = atomic::read_regular_string(path).map_err(|e| e.to_string())?;
         let doc = documents::parse(kind, &format!("{id}.md"), &text).map_err(|e| e.to_string())?;
         let (spec_id, incident_id) = match kind {
             WorkItemKind::Incident => (

@@ -160,7 +160,7 @@ impl EventLog {
     /// where a torn or foreign line can appear; the cost does not grow with the log. A
     /// problem is reported with its byte offset.
     pub fn check_tail(path: &Path, window: u64) -> Result<(), String> {
-        let mut file = match std::fs::File::open(path) {
+        let mut file = match atomic::open_regular(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(format!("{}: {e}", path.display())),
@@ -214,7 +214,7 @@ impl EventLog {
                 .map_err(|e| format!("{}: {e}", segment.plain.display()))?;
             Self::parse_lines(&segment.plain, BufReader::new(&bytes[..]), &mut out)?;
         }
-        match std::fs::File::open(path) {
+        match atomic::open_regular(path) {
             Ok(file) => Self::parse_lines(path, BufReader::new(file), &mut out)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("{}: {e}", path.display())),
@@ -349,7 +349,7 @@ impl EventLog {
 
     /// When the live log's first event happened (it rolls when a new UTC day begins).
     pub fn first_event_at(&self) -> Option<jiff::Timestamp> {
-        let file = std::fs::File::open(&self.path).ok()?;
+        let file = atomic::open_regular(&self.path).ok()?;
         let mut line = String::new();
         BufReader::new(file.take(64 * 1024))
             .read_line(&mut line)

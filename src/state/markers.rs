@@ -44,7 +44,7 @@ pub fn normalize(plane: Plane, text: &str) -> Result<String, String> {
 
 /// Lenient read for reconciliation: anything odd becomes [`INVALID`].
 pub fn read_lenient(path: &Path) -> String {
-    match std::fs::read_to_string(path) {
+    match atomic::read_regular_string(path) {
         Ok(text) => {
             let trimmed = text.trim();
             if trimmed.is_empty() || trimmed.lines().count() > 1 {
@@ -69,7 +69,7 @@ pub fn write(path: &Path, plane: Plane, marker: &str) -> Result<(), IoError> {
         )
     })?;
     let contents = format!("{marker}\n");
-    if std::fs::read_to_string(path).ok().as_deref() == Some(contents.as_str()) {
+    if atomic::read_regular_string(path).ok().as_deref() == Some(contents.as_str()) {
         return Ok(());
     }
     atomic::write_atomic_with(path, contents.as_bytes(), atomic::Durability::Relaxed)

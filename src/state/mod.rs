@@ -88,7 +88,7 @@ pub fn save_yaml_with<T: Serialize>(
     durability: atomic::Durability,
 ) -> Result<bool, StateError> {
     let text = yaml::to_string(value);
-    if std::fs::read(path).ok().as_deref() == Some(text.as_bytes()) {
+    if atomic::read_regular(path).ok().as_deref() == Some(text.as_bytes()) {
         return Ok(false);
     }
     atomic::write_atomic_with(path, text.as_bytes(), durability)?;

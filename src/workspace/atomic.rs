@@ -347,13 +347,28 @@ pub fn append_line(path: &Path, line: &str) -> Result<(), IoError> {
 pub fn append_lines(path: &Path, lines: &[&str], sync: bool) -> Result<(), IoError> {
     refuse_links(path, true)?;
     let existed = path.exists();
+    // Without blocking: a FIFO put in the log's place would hold the open until a reader
+    // came (and is refused below if one did).
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(FILE_MODE)
-        .custom_flags(NO_FOLLOW)
+        .custom_flags(NO_FOLLOW | rustix::fs::OFlags::NONBLOCK.bits() as i32)
         .open(path)
-        .map_err(|e| IoError::opening("open for append", path, e))?;
+        .map_err(|e| match e.raw_os_error() {
+            // A FIFO without a reader.
+            Some(code) if code == rustix::io::Errno::NXIO.raw_os_error() => {
+                IoError::path("open for append", path, not_regular())
+            }
+            _ => IoError::opening("open for append", path, e),
+        })?;
+    if !file
+        .metadata()
+        .map_err(|e| IoError::path("stat", path, e))?
+        .is_file()
+    {
+        return Err(IoError::path("append to", path, not_regular()));
+    }
     failpoint::hit_io("write", path)?;
     let mut buf = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
     for line in lines {
@@ -398,9 +413,55 @@ pub fn create_dir_all(path: &Path) -> Result<(), IoError> {
         .map_err(|e| IoError::path("create directory", path, e))
 }
 
+/// Open a file for reading, which must be a regular one. It is opened without blocking and
+/// checked before anything is read: a FIFO or a device put where millrace reads a file (by
+/// an agent, say) would otherwise hang the reader or never end. Every read of a workspace
+/// file goes through here.
+pub fn open_regular(path: impl AsRef<Path>) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
+    }
+    Ok(file)
+}
+
+/// Why a FIFO, a device or a folder where millrace keeps a file is refused.
+fn not_regular() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "not a regular file (a FIFO, a device or a folder); move it aside",
+    )
+}
+
+/// Read a whole regular file (see [`open_regular`]).
+pub fn read_regular(path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = open_regular(path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// [`read_regular`] as UTF-8 text.
+pub fn read_regular_string(path: impl AsRef<Path>) -> io::Result<String> {
+    String::from_utf8(read_regular(path)?).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "not valid UTF-8 (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
 /// Read a file to a string, naming the file on failure.
 pub fn read_to_string(path: &Path) -> Result<String, IoError> {
-    fs::read_to_string(path).map_err(|e| {
+    read_regular_string(path).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
             IoError::NotFound {
                 path: path.to_path_buf(),

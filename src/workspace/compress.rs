@@ -24,7 +24,7 @@ pub fn gz_path(path: &Path) -> PathBuf {
 /// is removed, so a crash leaves the plain file, or both with the `.gz` complete — never a
 /// torn `.gz` and never neither. Returns the bytes saved.
 pub fn compress_file(path: &Path, durability: Durability) -> Result<u64, IoError> {
-    let file = std::fs::File::open(path).map_err(|e| IoError::opening("read", path, e))?;
+    let file = super::atomic::open_regular(path).map_err(|e| IoError::opening("read", path, e))?;
     let meta = file
         .metadata()
         .map_err(|e| IoError::path("stat", path, e))?;
@@ -51,7 +51,7 @@ pub fn compress_file(path: &Path, durability: Durability) -> Result<u64, IoError
 
 /// The contents of a gzip file.
 pub fn decompress(path: &Path) -> std::io::Result<Vec<u8>> {
-    let file = std::fs::File::open(path)?;
+    let file = super::atomic::open_regular(path)?;
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(std::io::BufReader::new(file)).read_to_end(&mut out)?;
     Ok(out)
@@ -60,7 +60,7 @@ pub fn decompress(path: &Path) -> std::io::Result<Vec<u8>> {
 /// Read a file that retention may have compressed: `path` itself when it is there (a crash
 /// mid-compression leaves it complete), else `path.gz`.
 pub fn read(path: &Path) -> std::io::Result<Vec<u8>> {
-    match std::fs::read(path) {
+    match crate::workspace::atomic::read_regular(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => decompress(&gz_path(path)),
         other => other,
     }

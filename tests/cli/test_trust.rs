@@ -623,3 +623,79 @@ fn a_quarantined_file_is_never_left_without_its_reason() {
     after.retain(|name| !name.starts_with('.'));
     assert_eq!(after, ["t-bad.md", "t-bad.md.error.yaml"]);
 }
+
+/// `millrace <args>`, failing the test if it has not exited within [`LIMIT`].
+fn run_within(ws: &TestWs, args: &[&str]) -> std::process::Output {
+    let child = ws
+        .cmd()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn millrace");
+    crate::common::Daemon::from_child(child).wait_exit(LIMIT)
+}
+
+fn fifo(path: &std::path::Path) {
+    let _ = std::fs::remove_file(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_fifo_where_the_queue_index_was_is_ignored_and_replaced_not_waited_on() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    ws.add_task("t1", "");
+    let index = ws.rt().join("state/cache/task-queue.tsv");
+    fifo(&index);
+    let out = run_within(&ws, &["run", "once"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count_events(&ws, "work_item_claimed"), 1);
+    assert!(
+        std::fs::symlink_metadata(&index).unwrap().is_file(),
+        "the index is written anew as a regular file"
+    );
+}
+
+#[test]
+fn a_fifo_where_a_state_file_or_the_event_log_was_is_an_error_naming_it_not_a_hang() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    ws.add_task("t1", "");
+    ws.ok(&["status"]);
+    let snapshot = ws.rt().join("state/runtime_snapshot.yaml");
+    fifo(&snapshot);
+    for args in [&["status"][..], &["run", "once"]] {
+        let out = run_within(&ws, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            stderr.contains("runtime_snapshot.yaml") && stderr.contains("not a regular file"),
+            "{args:?}: {stderr}"
+        );
+    }
+    std::fs::remove_file(&snapshot).unwrap();
+
+    let log = ws.rt().join("logs/runtime_events.jsonl");
+    fifo(&log);
+    let out = run_within(&ws, &["run", "once"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("runtime_events.jsonl") && stderr.contains("not a regular file"),
+        "{stderr}"
+    );
+    assert_eq!(ws.folder_of("t1"), ["tasks/queue"], "nothing was claimed");
+}

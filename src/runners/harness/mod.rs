@@ -328,7 +328,7 @@ pub(crate) fn read_files(
     exit_code: Option<i32>,
 ) -> HarnessReport {
     let read = |path: &std::path::Path| {
-        std::fs::read(path)
+        atomic::read_regular(path)
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
             .ok()
     };
