@@ -3,7 +3,7 @@
 //!
 //! Everything goes through the `git` CLI, so millrace sees exactly what the user's own git
 //! sees (config, hooks, worktree layout) and needs no libgit2. Every call pins its
-//! environment ([`command`]) so that no call can prompt, read a system config, or print
+//! environment (`command`) so that no call can prompt, read a system config, or print
 //! translated messages, and every mutating operation is written to be called again after a
 //! crash: each checks where the previous attempt got to before acting.
 

@@ -40,7 +40,7 @@ pub fn count_md(dir: &Path) -> usize {
         .count()
 }
 
-/// Whether `path` is a regular (not symlinked) `*.md` file, as [`md_files`] would list it.
+/// Whether `path` is a regular (not symlinked) `*.md` file, as `md_files` would list it.
 pub fn is_md_file(path: &Path) -> bool {
     path.file_name().is_some_and(is_md_name)
         && std::fs::symlink_metadata(path)
