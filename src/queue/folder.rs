@@ -74,13 +74,10 @@ fn look_at(dir: &Path, dir_file: Option<&std::fs::File>, name: &str) -> Look {
     key.map_or(Look::Gone, Look::Key)
 }
 
-/// The folder `dir` opened to look at files relative to it (`None` when there is nothing to
-/// look at, or it is not a folder: never blocks on a FIFO put in its place).
-fn open_dir(dir: &Path, todo: &[usize]) -> Option<std::fs::File> {
+/// The folder `dir` opened to look at files relative to it (`None` when it is not a folder:
+/// never blocks on a FIFO put in its place).
+fn open_dir(dir: &Path) -> Option<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    if todo.is_empty() {
-        return None;
-    }
     let flags = rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NONBLOCK;
     std::fs::OpenOptions::new()
         .read(true)
@@ -105,7 +102,7 @@ fn file_keys(dir: &Path, names: &[String], vouched: impl Fn(usize) -> bool) -> V
     let todo: Vec<usize> = (0..names.len())
         .filter(|i| !matches!(looks[*i], Look::Vouched))
         .collect();
-    let dir_file = open_dir(dir, &todo);
+    let dir_file = if todo.is_empty() { None } else { open_dir(dir) };
     let look = |i: &usize| look_at(dir, dir_file.as_ref(), &names[*i]);
     let found: Vec<Look> = if todo.len() < 2048 || threads() < 2 {
         todo.iter().map(look).collect()

@@ -229,6 +229,15 @@ impl TestWs {
         (!exited).then_some(daemon)
     }
 
+    /// Ids of the work items claimed, in order.
+    pub fn claimed(&self) -> Vec<String> {
+        self.events()
+            .iter()
+            .filter(|e| e["event_type"] == "work_item_claimed")
+            .map(|e| e["data"]["id"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
     /// Names of the stages started, in order.
     pub fn stages_started(&self) -> Vec<String> {
         self.events()

@@ -12,18 +12,25 @@ fn task_at(id: &str, created: &str) -> String {
     task_doc(id, "").replace("2026-03-01T10:00:00Z", created)
 }
 
-fn claimed(ws: &TestWs) -> Vec<String> {
-    ws.events()
-        .iter()
-        .filter(|e| e["event_type"] == "work_item_claimed")
-        .map(|e| e["data"]["id"].as_str().unwrap_or_default().to_string())
-        .collect()
+/// Rewrite queued task `t1` in place to be the oldest: same inode, size and mtime (set
+/// back); only its ctime tells. Returns the file's metadata before and after.
+fn make_t1_oldest_in_place(ws: &TestWs) -> (std::fs::Metadata, std::fs::Metadata) {
+    let path = ws.path().join(QUEUE).join("t1.md");
+    let before = std::fs::metadata(&path).unwrap();
+    std::fs::write(&path, task_at("t1", "2026-02-01T10:00:00Z")).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(before.modified().unwrap())
+        .unwrap();
+    (before, std::fs::metadata(&path).unwrap())
 }
 
 /// `run once`, then hand the claimed task back to the queue.
 fn claim_once(ws: &TestWs) -> String {
     ws.ok(&["run", "once"]);
-    let id = claimed(ws).pop().expect("a claim");
+    let id = ws.claimed().pop().expect("a claim");
     ws.ok(&["clear-stale-state", "--reason", "test"]);
     assert_eq!(ws.folder_of(&id), ["tasks/queue"]);
     id
@@ -49,17 +56,7 @@ fn a_file_edited_in_place_since_the_index_was_written_is_read_again() {
     assert_eq!(claim_once(&ws), "t2");
     assert!(ws.read(INDEX).contains("t1.md\t"), "the index holds t1");
 
-    // Same inode, same size, the mtime set back: only the ctime tells.
-    let path = ws.path().join(QUEUE).join("t1.md");
-    let before = std::fs::metadata(&path).unwrap();
-    std::fs::write(&path, task_at("t1", "2026-02-01T10:00:00Z")).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_modified(before.modified().unwrap())
-        .unwrap();
-    let after = std::fs::metadata(&path).unwrap();
+    let (before, after) = make_t1_oldest_in_place(&ws);
     assert_eq!(
         (after.len(), after.modified().unwrap()),
         (before.len(), before.modified().unwrap())
@@ -120,7 +117,7 @@ fn a_task_put_back_into_the_queue_while_the_engine_starts_is_claimed_in_order() 
         &task_at("t0", "2026-01-01T10:00:00Z"),
     );
     ws.ok(&["run", "once"]);
-    assert_eq!(claimed(&ws).pop().as_deref(), Some("t0"));
+    assert_eq!(ws.claimed().pop().as_deref(), Some("t0"));
 }
 
 #[test]
@@ -139,7 +136,7 @@ fn a_task_file_dated_before_1970_is_still_queued_work() {
         .set_modified(sixties)
         .unwrap();
     ws.ok(&["run", "once"]);
-    assert_eq!(claimed(&ws), ["t1"]);
+    assert_eq!(ws.claimed(), ["t1"]);
 }
 
 #[test]
@@ -159,22 +156,13 @@ fn a_daemon_that_starts_paused_reads_files_as_they_are_when_it_resumes() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("applied by the running daemon"));
     }
 
-    // t1 edited in place to be the oldest: same inode, size and mtime; a new ctime.
-    let path = ws.path().join(QUEUE).join("t1.md");
-    let before = std::fs::metadata(&path).unwrap();
-    std::fs::write(&path, task_at("t1", "2026-02-01T10:00:00Z")).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_modified(before.modified().unwrap())
-        .unwrap();
+    make_t1_oldest_in_place(&ws);
 
     ws.ok(&["resume"]);
     wait_for("a claim", std::time::Duration::from_secs(20), || {
-        !claimed(&ws).is_empty()
+        !ws.claimed().is_empty()
     });
-    assert_eq!(claimed(&ws)[0], "t1");
+    assert_eq!(ws.claimed()[0], "t1");
     ws.ok(&["stop"]);
     daemon.wait_exit(std::time::Duration::from_secs(20));
 }

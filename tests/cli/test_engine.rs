@@ -302,12 +302,7 @@ fn claim_order_planning_first_then_oldest_task_with_dependencies_met() {
         &crate::common::spec_doc("s-1", "2026-05-01T00:00:00Z"),
     );
     ws.run_until_idle();
-    let claimed: Vec<String> = ws
-        .events()
-        .iter()
-        .filter(|e| e["event_type"] == "work_item_claimed")
-        .map(|e| e["data"]["id"].as_str().unwrap().to_string())
-        .collect();
+    let claimed = ws.claimed();
     assert_eq!(claimed[0], "s-1", "{claimed:?}");
     let pos = |id: &str| claimed.iter().position(|c| c == id).unwrap();
     assert!(pos("t-early") < pos("t-late"), "{claimed:?}");

@@ -21,14 +21,6 @@ fn with_path(ws: &TestWs, path: &std::path::Path, args: &[&str]) -> std::process
         .unwrap()
 }
 
-fn stages_started(ws: &TestWs) -> Vec<String> {
-    ws.events()
-        .iter()
-        .filter(|e| e["event_type"] == "stage_started")
-        .map(|e| e["data"]["stage"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
-
 fn event<'a>(events: &'a [serde_json::Value], kind: &str) -> &'a serde_json::Value {
     events
         .iter()
@@ -107,7 +99,7 @@ fn a_missing_harness_pauses_the_runtime_and_resume_reruns_the_same_stage() {
         again.starts_with("paused\npaused: claude is not installed"),
         "{again}"
     );
-    assert_eq!(stages_started(&ws), ["builder"]);
+    assert_eq!(ws.stages_started(), ["builder"]);
 
     // After `resume` the same stage runs again (and pauses again: still not installed);
     // no troubleshooter or consultant ever ran.
@@ -117,7 +109,7 @@ fn a_missing_harness_pauses_the_runtime_and_resume_reruns_the_same_stage() {
         serde_json::Value::Null
     );
     with_path(&ws, &bin, &["run", "once"]);
-    assert_eq!(stages_started(&ws), ["builder", "builder"]);
+    assert_eq!(ws.stages_started(), ["builder", "builder"]);
     assert_eq!(ws.folder_of("t1"), ["tasks/active"]);
     assert_eq!(ws.json(&["status"])["snapshot"]["paused"], true);
 }

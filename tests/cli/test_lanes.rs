@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{fixture, task_doc, wait_for, TestWs};
+use crate::common::{fixture, task_doc, wait_for, Daemon, TestWs};
 
 /// Run git in `dir`; panics with git's words when it fails.
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -57,6 +57,22 @@ fn repo_ws(execution: &str, env: &[(&str, &str)]) -> TestWs {
 }
 
 /// What a task's stage does in its worktree (a bash script).
+/// A two-lane daemon running task `id`, whose stage writes `shared.txt` while an operator's
+/// edit of it is uncommitted in the main tree: the landing waits.
+fn landing_waits(id: &str) -> (TestWs, Daemon) {
+    let ws = repo_ws("  lanes: 2\n", &[]);
+    plan(&ws, id, "builder", &format!("echo {id} > shared.txt\n"));
+    ws.write("shared.txt", "an operator's edit in progress\n");
+    ws.add_task(id, "");
+    let daemon = ws.spawn_daemon(&[]);
+    wait_for("the landing to wait", Duration::from_secs(30), || {
+        ws.events()
+            .iter()
+            .any(|e| e["event_type"] == "integration_waiting")
+    });
+    (ws, daemon)
+}
+
 fn plan(ws: &TestWs, task: &str, stage: &str, script: &str) {
     ws.write(&format!("plans/{task}.{stage}"), script);
 }
@@ -357,16 +373,7 @@ fn more_than_one_lane_needs_a_git_repository() {
 
 #[test]
 fn a_dirty_main_tree_makes_integration_wait_with_the_reason_then_it_lands() {
-    let ws = repo_ws("  lanes: 2\n", &[]);
-    plan(&ws, "w1", "builder", "echo w1 > shared.txt\n");
-    ws.write("shared.txt", "an operator's edit in progress\n");
-    ws.add_task("w1", "");
-    let daemon = ws.spawn_daemon(&[]);
-    wait_for("integration to wait", Duration::from_secs(30), || {
-        ws.events()
-            .iter()
-            .any(|e| e["event_type"] == "integration_waiting")
-    });
+    let (ws, daemon) = landing_waits("w1");
     let waiting = ws
         .events()
         .into_iter()
@@ -740,16 +747,7 @@ fn two_lanes_repaired_at_once_each_tell_their_troubleshooter_about_their_own_err
 
 #[test]
 fn a_task_that_is_landing_is_neither_retried_nor_cleared_away() {
-    let ws = repo_ws("  lanes: 2\n", &[]);
-    plan(&ws, "k1", "builder", "echo k1 > shared.txt\n");
-    ws.write("shared.txt", "an operator's edit in progress\n");
-    ws.add_task("k1", "");
-    let daemon = ws.spawn_daemon(&[]);
-    wait_for("the landing to wait", Duration::from_secs(30), || {
-        ws.events()
-            .iter()
-            .any(|e| e["event_type"] == "integration_waiting")
-    });
+    let (ws, daemon) = landing_waits("k1");
     ws.ok(&["stop"]);
     daemon.wait_exit(Duration::from_secs(30));
     let refused = ws.run(&["retry-active", "--id", "k1"]);
@@ -860,16 +858,7 @@ fn a_worktree_folder_planted_as_a_link_is_refused_and_nothing_outside_is_touched
 
 #[test]
 fn a_lane_git_cannot_repair_at_start_does_not_keep_the_daemon_from_starting() {
-    let ws = repo_ws("  lanes: 2\n", &[]);
-    plan(&ws, "g1", "builder", "echo g1 > shared.txt\n");
-    ws.write("shared.txt", "an operator's edit in progress\n");
-    ws.add_task("g1", "");
-    let daemon = ws.spawn_daemon(&[]);
-    wait_for("the landing to wait", Duration::from_secs(30), || {
-        ws.events()
-            .iter()
-            .any(|e| e["event_type"] == "integration_waiting")
-    });
+    let (ws, daemon) = landing_waits("g1");
     ws.ok(&["stop"]);
     daemon.wait_exit(Duration::from_secs(30));
     // A rebase state git itself cannot abort, in the landing lane's worktree.
