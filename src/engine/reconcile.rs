@@ -139,6 +139,18 @@ impl Engine {
                 json!({"removed": before - self.counters.entries.len()}),
             )?;
         }
+        let keys: Vec<String> = subjects
+            .iter()
+            .map(|(k, i)| crate::state::usage::item_key(k, i))
+            .collect();
+        // Usage entries of items that left `active/` other than by a transition (a requeue
+        // by `clear-stale-state`, say): bookkeeping only, so no event.
+        if self
+            .ledger
+            .retain_items(|key| keys.iter().any(|k| k == key))
+        {
+            self.save_usage()?;
+        }
         if startup {
             self.recover_usage()?;
             for a in self.state.activations() {

@@ -6,7 +6,12 @@
 //! persisted, and a restart re-records the active run's results that a crash kept from the
 //! ledger — both paths skip a request id already counted, so a stage is never lost and never
 //! counted twice. Per-item entries live while the item is active (they hold the request ids
-//! of its stages); lineage and workspace totals are kept.
+//! of its stages: an item is forgotten only after it left `active/`, when startup no longer
+//! recounts its runs); lineage and workspace totals are kept.
+//!
+//! The recent stages that window and daily budgets look at are kept in time buckets, so the
+//! ledger stays the same size however many stages a busy workspace runs (30 000 stages in
+//! two days once made it too big to load, and every start and stage paid for parsing it).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -61,15 +66,80 @@ impl Spend {
     }
 }
 
-/// One counted stage, kept while a window or day budget could still see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The stages counted in one time bucket, kept while a window or day budget could still
+/// see them. Written as one line (`<at> <n> stages <t> tokens $<cost>`): a busy ledger holds
+/// hundreds, and one YAML node each instead of nine keeps its load under a millisecond.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
-    pub request_id: String,
-    #[serde(with = "stamp")]
+    /// When the bucket's latest stage was counted: a budget sees the whole bucket until then,
+    /// so it may count a bucket's spend a little longer than exact, never shorter.
     pub at: Timestamp,
+    pub stages: u64,
     pub total_tokens: u64,
     pub cost_usd: f64,
+}
+
+impl Serialize for Entry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!(
+            "{} {} stages {} tokens ${}",
+            crate::time::format(self.at),
+            self.stages,
+            self.total_tokens,
+            self.cost_usd
+        ))
+    }
+}
+
+impl<'de> Deserialize<'de> for Entry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Entry, D::Error> {
+        /// Ledgers written before buckets: one mapping per stage, with its request id (read
+        /// and dropped: an active item's own entry keeps the ids counting needs).
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct PerStage {
+            #[serde(with = "stamp")]
+            at: Timestamp,
+            total_tokens: u64,
+            cost_usd: f64,
+            #[serde(rename = "request_id")]
+            _request_id: serde::de::IgnoredAny,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Line(String),
+            PerStage(PerStage),
+        }
+        match Form::deserialize(d)? {
+            Form::Line(line) => Entry::parse(&line).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "{line:?} is not `<time> <n> stages <n> tokens $<cost>`"
+                ))
+            }),
+            Form::PerStage(p) => Ok(Entry {
+                at: p.at,
+                stages: 1,
+                total_tokens: p.total_tokens,
+                cost_usd: p.cost_usd,
+            }),
+        }
+    }
+}
+
+impl Entry {
+    fn parse(line: &str) -> Option<Entry> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let [at, stages, "stages", tokens, "tokens", cost] = words[..] else {
+            return None;
+        };
+        Some(Entry {
+            at: stamp::parse(at).ok()?,
+            stages: stages.parse().ok()?,
+            total_tokens: tokens.parse().ok()?,
+            cost_usd: cost.strip_prefix('$')?.parse().ok()?,
+        })
+    }
 }
 
 /// An active work item's spend and the stages it came from.
@@ -129,6 +199,53 @@ impl Default for Ledger {
 /// Recent stages are kept at least this long: a calendar day in any time zone fits.
 pub const HORIZON_HOURS: f64 = 50.0;
 
+/// How many buckets a rolling window is cut into at most: its edge is exact to 1/300 of it
+/// (a minute for windows up to five hours).
+const WINDOW_BUCKETS: i64 = 300;
+
+/// Buckets older than the window serve only the daily budget: a quarter of an hour, so a
+/// day's start in any time zone (all offsets are whole quarters) falls between two.
+const DAY_BUCKET_SECONDS: i64 = 900;
+
+/// The bucket length inside a window of `window_hours`: a minute, 5 or 15 minutes (each a
+/// divisor of a quarter hour, so days stay exact), or whole quarters for windows over 75 hours.
+fn window_bucket_seconds(window_hours: f64) -> i64 {
+    let wanted = (window_hours * 3600.0 / WINDOW_BUCKETS as f64).ceil() as i64;
+    [60, 300, DAY_BUCKET_SECONDS]
+        .into_iter()
+        .find(|len| wanted <= *len)
+        .unwrap_or_else(|| {
+            wanted.saturating_add(DAY_BUCKET_SECONDS - 1) / DAY_BUCKET_SECONDS * DAY_BUCKET_SECONDS
+        })
+}
+
+/// Merge `entries` (sorted by time) into buckets: `fine` seconds long from `fine_since` on,
+/// [`DAY_BUCKET_SECONDS`] before. A bucket takes the time of its latest stage.
+fn bucketed(entries: Vec<Entry>, fine_since: Timestamp, fine: i64) -> Vec<Entry> {
+    let bucket = |e: &Entry| {
+        let len = if e.at >= fine_since {
+            fine
+        } else {
+            DAY_BUCKET_SECONDS
+        };
+        e.at.as_second().div_euclid(len) * len
+    };
+    let mut out: Vec<(i64, Entry)> = Vec::with_capacity(entries.len());
+    for e in entries {
+        let key = bucket(&e);
+        match out.last_mut() {
+            Some((last, b)) if *last == key => {
+                b.at = b.at.max(e.at);
+                b.stages += e.stages;
+                b.total_tokens += e.total_tokens;
+                b.cost_usd += e.cost_usd;
+            }
+            _ => out.push((key, e)),
+        }
+    }
+    out.into_iter().map(|(_, e)| e).collect()
+}
+
 /// The key of a work item in the ledger.
 pub fn item_key(kind: impl std::fmt::Display, id: &str) -> String {
     format!("{kind}:{id}")
@@ -161,12 +278,11 @@ impl Ledger {
         super::save_yaml_with(path, self, crate::workspace::atomic::Durability::Batched).map(|_| ())
     }
 
-    /// Whether this stage is already counted.
+    /// Whether this stage of `item` is already counted.
     pub fn counted(&self, item: &str, request_id: &str) -> bool {
         self.items
             .get(item)
             .is_some_and(|i| i.request_ids.iter().any(|r| r == request_id))
-            || self.recent.iter().any(|e| e.request_id == request_id)
     }
 
     /// Count one stage; false (and no change) when it was counted before.
@@ -184,8 +300,8 @@ impl Ledger {
         item.last.add(rec);
         item.request_ids.push(rec.request_id.to_string());
         self.recent.push(Entry {
-            request_id: rec.request_id.to_string(),
             at: stamp::truncate(rec.at),
+            stages: 1,
             total_tokens: rec.usage.map_or(0, |u| u.total_tokens),
             cost_usd: rec.usage.and_then(|u| u.cost_usd).unwrap_or(0.0),
         });
@@ -193,7 +309,21 @@ impl Ledger {
         let keep = hours(HORIZON_HOURS.max(window_hours));
         let oldest = rec.at.checked_sub(keep).unwrap_or(rec.at);
         self.recent.retain(|e| e.at >= oldest);
+        let fine_since = rec.at.checked_sub(hours(window_hours)).unwrap_or(rec.at);
+        self.recent = bucketed(
+            std::mem::take(&mut self.recent),
+            fine_since,
+            window_bucket_seconds(window_hours),
+        );
         true
+    }
+
+    /// Forget the entries of items `keep` does not name (items whose activation is gone:
+    /// left behind when something other than a transition took them out of `active/`).
+    pub fn retain_items(&mut self, keep: impl Fn(&str) -> bool) -> bool {
+        let before = self.items.len();
+        self.items.retain(|key, _| keep(key));
+        self.items.len() != before
     }
 
     /// An item left `active/`: its budget starts afresh if it ever comes back.
@@ -219,7 +349,7 @@ impl Ledger {
     fn since(&self, start: Timestamp) -> Spend {
         let mut spend = Spend::default();
         for e in self.recent.iter().filter(|e| e.at > start) {
-            spend.stages += 1;
+            spend.stages += e.stages;
             spend.total_tokens += e.total_tokens;
             spend.cost_usd += e.cost_usd;
         }
@@ -382,6 +512,112 @@ mod tests {
             at("2026-12-03T13:00:00Z")
         );
         assert_eq!(l.window(at("2026-12-03T13:30:00Z"), 5.0).total_tokens, 600);
+    }
+
+    #[test]
+    fn thirty_thousand_stages_in_two_days_keep_the_ledger_small_and_the_budgets_right() {
+        // A stage every 6 s for 50 hours, off the minute: per stage this was 30 000 entries,
+        // a ledger too big to load.
+        let mut l = Ledger::default();
+        let end = at("2026-12-03T10:00:03Z");
+        let stages: Vec<Timestamp> = (0..30_000)
+            .rev()
+            .map(|k| end.checked_sub(SignedDuration::from_secs(6 * k)).unwrap())
+            .collect();
+        for (k, when) in stages.iter().enumerate() {
+            let u = usage(10, 0.01);
+            let item = item_key("task", &format!("t{k}"));
+            l.record(
+                &Record {
+                    request_id: &format!("r{k}"),
+                    at: *when,
+                    item: item.clone(),
+                    lineage: None,
+                    usage: Some(&u),
+                    wall_seconds: 1.0,
+                    simulated: false,
+                },
+                5.0,
+            );
+            l.forget_item(&item);
+        }
+        assert!(l.recent.len() <= 300 + 45 * 4 + 2, "{}", l.recent.len());
+        let now = at("2026-12-03T10:00:30Z");
+        let exact = |start: Timestamp| stages.iter().filter(|t| **t > start).count() as u64;
+        let today = at("2026-12-03T00:00:00Z");
+        assert_eq!(
+            l.today(now, &jiff::tz::TimeZone::UTC).stages,
+            exact(today.checked_sub(SignedDuration::from_micros(1)).unwrap())
+        );
+        let nepal = jiff::tz::TimeZone::get("Asia/Kathmandu").unwrap();
+        let nepal_day = at("2026-12-02T18:15:00Z");
+        assert_eq!(
+            l.today(now, &nepal).stages,
+            exact(
+                nepal_day
+                    .checked_sub(SignedDuration::from_micros(1))
+                    .unwrap()
+            ),
+            "a day starting at a quarter past is still exact"
+        );
+        // The window's edge is exact to its bucket (a minute), and errs on the side of
+        // counting: one minute holds 10 stages here.
+        let window = l.window(now, 5.0).stages;
+        let in_window = exact(now.checked_sub(SignedDuration::from_hours(5)).unwrap());
+        assert!(
+            (in_window..=in_window + 10).contains(&window),
+            "{window} vs {in_window}"
+        );
+        let limit = Limit {
+            tokens: Some(20_000),
+            cost_usd: None,
+        };
+        let frees = l.window_frees_at(now, 5.0, &limit);
+        let span = SignedDuration::from_hours(5);
+        let exact_frees = stages
+            .iter()
+            .find(|t| {
+                let after = stages.iter().filter(|u| *u > *t).count() as u64;
+                **t > now.checked_sub(span).unwrap() && after * 10 < 20_000
+            })
+            .map(|t| t.checked_add(span).unwrap())
+            .unwrap();
+        assert!(
+            frees >= exact_frees
+                && frees
+                    <= exact_frees
+                        .checked_add(SignedDuration::from_mins(1))
+                        .unwrap(),
+            "{frees} vs {exact_frees}"
+        );
+        let yaml = crate::yaml::to_string(&l);
+        let back: Ledger = crate::yaml::from_str(Path::new("ledger"), &yaml).unwrap();
+        assert_eq!(back, l);
+        assert!(yaml.len() < 64 * 1024, "{} bytes", yaml.len());
+    }
+
+    #[test]
+    fn bucket_lengths_keep_a_window_in_300_and_days_exact() {
+        assert_eq!(window_bucket_seconds(5.0), 60);
+        assert_eq!(window_bucket_seconds(0.5), 60);
+        assert_eq!(window_bucket_seconds(24.0), 300);
+        assert_eq!(window_bucket_seconds(72.0), 900);
+        assert_eq!(window_bucket_seconds(168.0), 2700);
+        assert_eq!(window_bucket_seconds(f64::MAX), i64::MAX / 900 * 900);
+    }
+
+    #[test]
+    fn a_bucket_line_reads_back_and_anything_else_is_refused() {
+        let e = Entry::parse("2026-12-03T10:00:03.5Z 3 stages 30 tokens $0.03").unwrap();
+        assert_eq!((e.stages, e.total_tokens, e.cost_usd), (3, 30, 0.03));
+        for bad in [
+            "2026-12-03T10:00:03Z 3 stages 30 tokens 0.03",
+            "2026-12-03T10:00:03Z 3 stages 30 tokens $0.03 extra",
+            "2026-12-03T10:00:03Z 3 tokens 30 stages $0.03",
+            "yesterday 3 stages 30 tokens $0.03",
+        ] {
+            assert!(Entry::parse(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -332,3 +332,51 @@ fn an_operator_resume_overrides_a_spent_budget_until_it_would_have_freed_up() {
         "2026-12-03T15:00:00Z"
     );
 }
+
+/// A ledger from before buckets, one entry per stage: 3 000 stages of the last 40 hours and
+/// the entry of an item a `clear-stale-state` took out of `active/`. The runtime reads it,
+/// keeps every figure a budget looks at, and writes it back in buckets without the orphan.
+#[test]
+fn a_busy_ledger_is_kept_in_buckets_with_its_budget_figures() {
+    let ws = TestWs::new();
+    setup(&ws, "stages: {}\n", "");
+    let t0: jiff::Timestamp = T0.parse().unwrap();
+    let mut ledger = String::from(
+        "schema_version: \"1.0\"\nkind: usage_ledger\nworkspace:\n  stages: 3000\n  total_tokens: 30000\n\
+         lineages: {}\nitems:\n  task:ghost:\n    spend:\n      stages: 1\n    request_ids:\n    - r-ghost\nrecent:\n",
+    );
+    let stages: Vec<jiff::Timestamp> = (0..3000)
+        .map(|k| t0 - jiff::SignedDuration::from_secs(7 + 48 * k))
+        .collect();
+    for (k, when) in stages.iter().enumerate().rev() {
+        ledger.push_str(&format!(
+            "- request_id: r-{k}\n  at: \"{when}\"\n  total_tokens: 10\n  cost_usd: 0.01\n"
+        ));
+    }
+    ws.write("millrace-agents/state/usage_ledger.yaml", &ledger);
+    ws.add_task("t1", "");
+    let now = "2026-12-03T10:01:00Z";
+    assert!(at(&ws, now, &["run", "once"]).status.success());
+
+    let usage: serde_json::Value =
+        serde_json::from_slice(&at(&ws, now, &["usage", "--json"]).stdout).unwrap();
+    let midnight: jiff::Timestamp = "2026-12-03T00:00:00Z".parse().unwrap();
+    let today = stages.iter().filter(|t| **t >= midnight).count() as u64;
+    assert_eq!(usage["today"]["stages"], today + 1, "{usage:#}");
+    let edge = t0 - jiff::SignedDuration::from_hours(5) + jiff::SignedDuration::from_mins(1);
+    let window = stages.iter().filter(|t| **t > edge).count() as u64;
+    let shown = usage["window"]["stages"].as_u64().unwrap();
+    // Exact to a minute at the window's edge (two stages a minute here), never short.
+    assert!(
+        (window + 1..=window + 3).contains(&shown),
+        "{shown} vs {window}"
+    );
+    assert_eq!(usage["workspace"]["stages"], 3001);
+    assert_eq!(count(&ws, "state_file_reset"), 0);
+
+    let text = std::fs::read_to_string(ws.rt().join("state/usage_ledger.yaml")).unwrap();
+    let buckets = text.lines().filter(|l| l.contains(" stages ")).count();
+    assert!((100..=482).contains(&buckets), "{buckets} buckets:\n{text}");
+    assert!(!text.contains("ghost"), "{text}");
+    assert!(!text.contains("request_id: r-"), "{text}");
+}
