@@ -207,9 +207,9 @@ impl Error {
                 "the disk may not have kept the data: check it (space, errors in dmesg), then \
                  start millrace again; it resumes where it stopped",
             ),
-            Error::Io(_) | Error::State(StateError::Io(_)) => {
-                Some("check that the path exists and that you may read and write it")
-            }
+            Error::Io(_) | Error::State(StateError::Io(_)) => Some(
+                "check that the path exists, is a regular file and that you may read and write it",
+            ),
             _ => None,
         }
     }

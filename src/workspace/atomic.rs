@@ -430,7 +430,7 @@ pub fn open_regular(path: impl AsRef<Path>) -> io::Result<File> {
 }
 
 /// Why a FIFO, a device or a folder where millrace keeps a file is refused.
-fn not_regular() -> io::Error {
+pub fn not_regular() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
         "not a regular file (a FIFO, a device or a folder); move it aside",

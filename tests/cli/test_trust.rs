@@ -699,3 +699,30 @@ fn a_fifo_where_a_state_file_or_the_event_log_was_is_an_error_naming_it_not_a_ha
     );
     assert_eq!(ws.folder_of("t1"), ["tasks/queue"], "nothing was claimed");
 }
+
+#[test]
+fn a_fifo_where_the_lock_file_was_is_refused_naming_it_not_a_hang() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    ws.add_task("t1", "");
+    let lock = ws.rt().join("state/runtime_daemon.lock.yaml");
+    let _ = std::fs::remove_file(&lock);
+    fifo(&lock);
+    // `status` only looks at the lock: it says no daemon runs instead of waiting for a writer.
+    let out = run_within(&ws, &["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["daemon"]["running"], false, "{status:#}");
+    let out = run_within(&ws, &["run", "once"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("runtime_daemon.lock.yaml") && stderr.contains("not a regular file"),
+        "{stderr}"
+    );
+    assert_eq!(ws.folder_of("t1"), ["tasks/queue"], "nothing was claimed");
+}
