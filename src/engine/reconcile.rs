@@ -144,13 +144,10 @@ impl Engine {
             .map(|(k, i)| crate::state::usage::item_key(k, i))
             .collect();
         // Usage entries of items that left `active/` other than by a transition (a requeue
-        // by `clear-stale-state`, say): bookkeeping only, so no event.
-        if self
-            .ledger
-            .retain_items(|key| keys.iter().any(|k| k == key))
-        {
-            self.save_usage()?;
-        }
+        // by `clear-stale-state`, say): bookkeeping only, so no event, and saved with the
+        // next stage's count (a start that runs none drops them again).
+        self.ledger
+            .retain_items(|key| keys.iter().any(|k| k == key));
         if startup {
             self.recover_usage()?;
             for a in self.state.activations() {

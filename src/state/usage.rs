@@ -320,10 +320,8 @@ impl Ledger {
 
     /// Forget the entries of items `keep` does not name (items whose activation is gone:
     /// left behind when something other than a transition took them out of `active/`).
-    pub fn retain_items(&mut self, keep: impl Fn(&str) -> bool) -> bool {
-        let before = self.items.len();
+    pub fn retain_items(&mut self, keep: impl Fn(&str) -> bool) {
         self.items.retain(|key, _| keep(key));
-        self.items.len() != before
     }
 
     /// An item left `active/`: its budget starts afresh if it ever comes back.
