@@ -86,47 +86,61 @@ fn open_dir(dir: &Path) -> Option<std::fs::File> {
         .ok()
 }
 
-/// The file keys of `names` in `dir`, in order; names `vouched` for (by index) are not
-/// looked at. The checks run on every core: with 10 000 queued files they are most of a
-/// cold claim.
-fn file_keys(dir: &Path, names: &[String], vouched: impl Fn(usize) -> bool) -> Vec<Look> {
-    let mut looks: Vec<Look> = (0..names.len())
-        .map(|i| {
-            if vouched(i) {
-                Look::Vouched
-            } else {
-                Look::Gone
-            }
-        })
-        .collect();
-    let todo: Vec<usize> = (0..names.len())
-        .filter(|i| !matches!(looks[*i], Look::Vouched))
-        .collect();
+/// How many files a thread takes at a time: blocks are handed out one by one, so a thread
+/// the scheduler pauses (the engine starts beside the look, on the same cores) leaves the
+/// rest of its share to the others instead of finishing last alone (fixed halves ended up to
+/// 8 ms apart on two cores).
+const BLOCK: usize = 256;
+
+/// The file keys of `names` in `dir`, in order, in blocks (not copied into one vector:
+/// 10 000 looks are 400 KB of fresh memory); names `vouched` for (by index) are not looked
+/// at. The checks run on every core, the calling thread's included: with 10 000 queued
+/// files they are most of a cold claim.
+fn file_keys(dir: &Path, names: &[String], vouched: impl Fn(usize) -> bool) -> Vec<Vec<Look>> {
+    let todo: Vec<usize> = (0..names.len()).filter(|i| !vouched(*i)).collect();
     let dir_file = if todo.is_empty() { None } else { open_dir(dir) };
     let look = |i: &usize| look_at(dir, dir_file.as_ref(), &names[*i]);
-    let found: Vec<Look> = if todo.len() < 2048 || threads() < 2 {
-        todo.iter().map(look).collect()
+    let found: Vec<Vec<Look>> = if todo.len() < 2048 || threads() < 2 {
+        vec![todo.iter().map(look).collect()]
     } else {
-        let look = &look;
+        let blocks: Vec<&[usize]> = todo.chunks(BLOCK).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = || {
+            let mut done = Vec::new();
+            loop {
+                let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(block) = blocks.get(at) else {
+                    return done;
+                };
+                done.push((at, block.iter().map(look).collect::<Vec<Look>>()));
+            }
+        };
+        let mut parts: Vec<Option<Vec<Look>>> = (0..blocks.len()).map(|_| None).collect();
         std::thread::scope(|scope| {
-            let parts: Vec<_> = todo
-                .chunks(todo.len().div_ceil(threads()))
-                .map(|part| (part, scope.spawn(move || part.iter().map(look).collect())))
-                .collect();
-            parts
+            let helpers: Vec<_> = (1..threads()).map(|_| scope.spawn(work)).collect();
+            let mine = work();
+            // A helper that failed leaves its blocks unset: they are looked at below.
+            let theirs = helpers
                 .into_iter()
-                .flat_map(|(part, found)| {
-                    found
-                        .join()
-                        .unwrap_or_else(|_| part.iter().map(look).collect::<Vec<_>>())
-                })
-                .collect()
-        })
+                .flat_map(|h| h.join().unwrap_or_default());
+            for (at, found) in mine.into_iter().chain(theirs) {
+                parts[at] = Some(found);
+            }
+        });
+        parts
+            .into_iter()
+            .zip(&blocks)
+            .map(|(part, block)| part.unwrap_or_else(|| block.iter().map(look).collect()))
+            .collect()
     };
-    for (i, found) in todo.into_iter().zip(found) {
+    if todo.len() == names.len() {
+        return found;
+    }
+    let mut looks: Vec<Look> = (0..names.len()).map(|_| Look::Vouched).collect();
+    for (i, found) in todo.into_iter().zip(found.into_iter().flatten()) {
         looks[i] = found;
     }
-    looks
+    vec![looks]
 }
 
 /// Bring `cache`, of folder `dir` holding `kind`, up to date for `names` (its listing, or a
@@ -182,12 +196,12 @@ fn apply(
     kind: WorkItemKind,
     dir: &Path,
     names: &[String],
-    looks: Vec<Look>,
+    looks: Vec<Vec<Look>>,
 ) -> bool {
     let mut changed = false;
     let mut old = cache.take().into_iter().peekable();
     let mut rows = Vec::with_capacity(names.len());
-    for (name, look) in names.iter().zip(looks) {
+    for (name, look) in names.iter().zip(looks.into_iter().flatten()) {
         while old.next_if(|(n, _)| **n < **name).is_some() {
             changed = true;
         }
@@ -266,5 +280,49 @@ impl Prefetch {
     /// Wait for the look (`None` if it failed; the store then looks itself).
     pub(super) fn join(self) -> Option<Prefetched> {
         self.handle.join().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Enough files for the threads to share the work in blocks: every look lands at its
+    /// own name's place, whichever thread took it.
+    #[test]
+    fn parallel_looks_come_back_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<String> = (0..3000).map(|i| format!("t-{i:05}.md")).collect();
+        for (i, name) in names.iter().enumerate() {
+            let path = dir.path().join(name);
+            match i % 11 {
+                0 => std::fs::create_dir(&path).unwrap(),
+                _ if i % 7 == 0 => {}
+                _ => std::fs::write(&path, "x".repeat(i)).unwrap(),
+            }
+        }
+        let blocks = file_keys(dir.path(), &names, |i| i % 13 == 0);
+        let looks: Vec<Look> = blocks.into_iter().flatten().collect();
+        assert_eq!(looks.len(), names.len());
+        for (i, look) in looks.iter().enumerate() {
+            match look {
+                Look::Vouched => assert_eq!(i % 13, 0, "{i}"),
+                Look::Gone => assert!(i % 13 != 0 && (i % 11 == 0 || i % 7 == 0), "{i}"),
+                Look::Key(key) => {
+                    assert!(i % 13 != 0 && i % 11 != 0 && i % 7 != 0, "{i}");
+                    let there = FileKey::of(&dir.path().join(&names[i]));
+                    assert_eq!(Some(*key), there, "{i}");
+                }
+            }
+        }
+        let all: Vec<Look> = file_keys(dir.path(), &names, |_| false)
+            .into_iter()
+            .flatten()
+            .collect();
+        let keyed = all.iter().filter(|l| matches!(l, Look::Key(_))).count();
+        assert_eq!(
+            keyed,
+            (0..3000).filter(|i| i % 11 != 0 && i % 7 != 0).count()
+        );
     }
 }
