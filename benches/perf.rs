@@ -1142,7 +1142,9 @@ impl Suite {
                         .wait_for(Duration::from_secs(120), |e| e.kind == "runtime_started")
                         .expect("runtime_started");
                     daemon.stop();
-                    run_ok(&ws, &["clear-stale-state", "--reason", "bench"]);
+                    // Puts back what the daemon claimed; once the few queued tasks are all
+                    // done there is nothing to put back, which it reports as a failure.
+                    let _ = millrace(&ws, &["clear-stale-state", "--reason", "bench"]).output();
                     since_ms(started.at, spawned)
                 })
                 .skip(1)
