@@ -97,6 +97,18 @@ impl Ws {
         ws
     }
 
+    /// [`Ws::workload`] with the scripted runner following `script` (`stages:` results).
+    fn workload_scripted(script: &str) -> Ws {
+        let ws = Ws::workload();
+        std::fs::write(ws.path().join("script.yaml"), script).unwrap();
+        let config = CONFIG.replace(
+            "  default_runner: scripted\n",
+            "  default_runner: scripted\n  scripted:\n    script: script.yaml\n",
+        );
+        std::fs::write(ws.workspace().config_path(), config).unwrap();
+        ws
+    }
+
     fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -574,6 +586,54 @@ fn abort_at_every_transition_then_restart_finishes_the_work() {
         base.items.len(),
         temps.load(Ordering::SeqCst),
     );
+}
+
+/// An arbiter that first asks for remediation leaves its closure target open, so the
+/// restart after an abort between its verdict and the snapshot resumes the arbiter's run:
+/// none of that run's stages may be counted twice (the ledger entry of the run outlives the
+/// verdict until the snapshot that ends the activation is written).
+#[test]
+fn an_abort_after_an_arbiter_verdict_that_keeps_the_target_open_counts_each_stage_once() {
+    const SCRIPT: &str = "stages:\n  arbiter: [REMEDIATION_NEEDED, ARBITER_COMPLETE]\n";
+    let point = "stage_result.before_snapshot";
+    let clean = Ws::workload_scripted(SCRIPT);
+    let counts = clean.path().join("failpoint-counts.txt");
+    let status = clean.run(
+        &[(
+            "MILLRACE_FAILPOINT_COUNT",
+            counts.to_string_lossy().into_owned(),
+        )],
+        "clean",
+    );
+    assert!(
+        status.success(),
+        "clean run failed: {}",
+        clean.logs("clean")
+    );
+    ledger_counts_each_result(&clean.workspace()).unwrap();
+    let arbiter_runs = count_events(&clean, "closure_target_ready");
+    assert!(arbiter_runs >= 2, "the arbiter ran {arbiter_runs} times");
+    let hits: u64 = std::fs::read_to_string(&counts)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{point} ")))
+        .and_then(|n| n.parse().ok())
+        .expect("the failpoint was hit");
+    let trials: Vec<u64> = (1..=hits).collect();
+    run_trials(&trials, |n| {
+        let ws = Ws::workload_scripted(SCRIPT);
+        let spec = format!("{point}=abort@{n}");
+        let status = ws.run(&[("MILLRACE_FAILPOINTS", spec.clone())], "crash");
+        use std::os::unix::process::ExitStatusExt;
+        if status.signal() != Some(6) {
+            return Err(ws.failure(&spec, &format!("the run did not abort ({status})")));
+        }
+        let restarted = ws.run(&[], "restart");
+        if !restarted.success() {
+            return Err(ws.failure(&spec, &format!("restart failed ({restarted})")));
+        }
+        ledger_counts_each_result(&ws.workspace()).map_err(|e| ws.failure(&spec, &e))
+    });
 }
 
 /// Run with an injected I/O error, judge the failed run by its exit code and stderr, then

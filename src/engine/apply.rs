@@ -299,7 +299,7 @@ impl Engine {
     ) -> Result<()> {
         let mut t = Transition::new((kind, id.to_string()), Next::Idle { idle_markers: true });
         t.moves.push(block(why.to_string(), None));
-        t.counting = Counting::Release;
+        t.counting = Counting::Reset;
         t.failure_class = Some("budget_exhausted".into());
         self.commit(t)
     }
@@ -320,7 +320,7 @@ impl Engine {
         let (kind, id) = identity.clone();
         let leave = |idle_markers: bool, class: Option<String>| {
             let mut t = Transition::new(identity.clone(), Next::Idle { idle_markers });
-            t.counting = Counting::Release;
+            t.counting = Counting::Reset;
             t.failure_class = class;
             t
         };
@@ -382,7 +382,7 @@ impl Engine {
                 idle_markers: false,
             },
         );
-        t.counting = Counting::Release;
+        t.counting = Counting::Reset;
         target.latest_verdict_path = req
             .preferred_verdict_path
             .as_ref()
@@ -487,7 +487,7 @@ impl Engine {
         let (kind, id) = identity.clone();
         if !self.ws.item_path(kind, Folder::Active, &id).exists() {
             let mut t = Transition::new(identity, Next::Idle { idle_markers: true });
-            t.counting = Counting::Release;
+            t.counting = Counting::Reset;
             t.failure_class = Some(code.clone());
             t.events.push(scheduled(
                 None,
@@ -507,7 +507,7 @@ impl Engine {
                 },
             );
             t.moves.push(block(why, None));
-            t.counting = Counting::Release;
+            t.counting = Counting::Reset;
             t.failure_class = Some(code);
             return self.commit(t);
         }

@@ -494,7 +494,7 @@ impl Engine {
             (WorkItemKind::Task, id.to_string()),
             Next::Idle { idle_markers: true },
         );
-        t.counting = Counting::Release;
+        t.counting = Counting::Reset;
         t.failure_class = Some("lane_git_failed".into());
         t.moves.push(super::apply::block(why, None));
         self.commit(t)?;
@@ -656,7 +656,7 @@ impl Engine {
             (WorkItemKind::Task, id.to_string()),
             Next::Idle { idle_markers: true },
         );
-        t.counting = Counting::Release;
+        t.counting = Counting::Reset;
         t.moves.push(Move::Complete {
             history: Some(history),
         });
@@ -727,7 +727,7 @@ impl Engine {
             files.join(", ")
         );
         let mut t = Transition::new(identity, Next::Idle { idle_markers: true });
-        t.counting = Counting::Release;
+        t.counting = Counting::Reset;
         t.failure_class = Some(CONFLICT_BUDGET.into());
         t.moves.push(super::apply::block(why, None));
         t.events.push(event);

@@ -143,9 +143,10 @@ impl Engine {
             .iter()
             .map(|(k, i)| crate::state::usage::item_key(k, i))
             .collect();
-        // Usage entries of items that left `active/` other than by a transition (a requeue
-        // by `clear-stale-state`, say): bookkeeping only, so no event, and saved with the
-        // next stage's count (a start that runs none drops them again).
+        // Usage entries of subjects no activation holds any more (a transition leaves them
+        // until the snapshot that ends the activation is written; `clear-stale-state` leaves
+        // them too): bookkeeping only, so no event, and saved with the next stage's count
+        // (a start that runs none drops them again).
         self.ledger
             .retain_items(|key| keys.iter().any(|k| k == key));
         if startup {
@@ -184,6 +185,7 @@ impl Engine {
         lane: Option<crate::state::runtime::Lane>,
     ) -> Result<()> {
         let stage = self.plan.entry_stage(claimed.kind);
+        self.forget_item_usage(claimed.kind, &claimed.id);
         let run_id = crate::time::new_run_id();
         self.state.activate(
             stage,
@@ -259,6 +261,7 @@ impl Engine {
             target.arbiter_runs += 1;
             target.save(&self.ws)?;
             crate::workspace::failpoint::transition("arbiter.after_target_save")?;
+            self.forget_item_usage(WorkItemKind::Spec, &target.root_spec_id);
             let run_id = crate::time::new_run_id();
             self.state.activate(
                 stage,

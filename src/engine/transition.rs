@@ -59,15 +59,16 @@ pub(crate) enum Move {
     Write { path: PathBuf, bytes: Vec<u8> },
 }
 
-/// What happens to the subject's recovery counters and usage entry.
+/// What happens to the subject's recovery counters.
 pub(crate) enum Counting {
     Keep,
     /// A budgeted step was taken.
     Increment(String),
-    /// Budgets start afresh (the counters only).
+    /// The counters go: the subject left `active/` (or its activation ended). Its usage entry
+    /// is not dropped here but once no activation holds it (reconcile) or a new activation
+    /// of it starts: the snapshot that ends the activation is written after the ledger, and
+    /// a crash in between must still find the run's counted request ids at the restart.
     Reset,
-    /// The subject left `active/`: its counters and its per-item usage entry go.
-    Release,
 }
 
 /// What is active afterwards.
@@ -133,12 +134,6 @@ impl Engine {
             Counting::Reset => {
                 self.counters.reset_item(kind, id);
                 self.counters.save_batched(&self.ws.counters_path())?;
-            }
-            Counting::Release => {
-                self.counters.reset_item(kind, id);
-                self.counters.save_batched(&self.ws.counters_path())?;
-                self.forget_item_usage(kind, id);
-                self.save_usage()?;
             }
         }
         let lanes = self.lanes.is_some();

@@ -106,7 +106,8 @@ impl Engine {
         Ok(())
     }
 
-    /// The item left `active/`: drop its per-item entry (saved with the transition).
+    /// A new activation of the item starts its per-item budget afresh: the entry left by the
+    /// previous one goes (that one's end is already in the snapshot).
     pub(crate) fn forget_item_usage(&mut self, kind: WorkItemKind, id: &str) {
         self.ledger.forget_item(&item_key(kind, id));
     }

@@ -5,9 +5,10 @@
 //! Counting is idempotent by request id: a stage is recorded right after its result is
 //! persisted, and a restart re-records the active run's results that a crash kept from the
 //! ledger — both paths skip a request id already counted, so a stage is never lost and never
-//! counted twice. Per-item entries live while the item is active (they hold the request ids
-//! of its stages: an item is forgotten only after it left `active/`, when startup no longer
-//! recounts its runs); lineage and workspace totals are kept.
+//! counted twice. Per-item entries live while an activation holds the item (they hold the
+//! request ids of its stages): an entry goes only once the snapshot no longer names the
+//! activation (startup then never recounts its run) or a new activation of the item starts;
+//! lineage and workspace totals are kept.
 //!
 //! The recent stages that window and daily budgets look at are kept in time buckets, so the
 //! ledger stays the same size however many stages a busy workspace runs (30 000 stages in
