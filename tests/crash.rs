@@ -173,6 +173,43 @@ impl Ws {
         assert!(status.success(), "restart failed: {}", self.logs(log));
     }
 
+    /// Run once to idle, counting failpoint hits: the hits of each point.
+    fn clean_run_hits(&self) -> BTreeMap<String, u64> {
+        let counts = self.path().join("failpoint-counts.txt");
+        let status = self.run(
+            &[(
+                "MILLRACE_FAILPOINT_COUNT",
+                counts.to_string_lossy().into_owned(),
+            )],
+            "clean",
+        );
+        assert!(status.success(), "clean run failed: {}", self.logs("clean"));
+        std::fs::read_to_string(&counts)
+            .expect("failpoint counts")
+            .lines()
+            .filter_map(|l| l.rsplit_once(' '))
+            .map(|(name, n)| (name.to_string(), n.parse().expect("count")))
+            .collect()
+    }
+
+    /// Abort at the failpoint `spec` names, then restart without failpoints; the workspace
+    /// back for its checks, or the failure described.
+    fn abort_and_restart(self, spec: &str) -> Result<Ws, String> {
+        let status = self.run(&[("MILLRACE_FAILPOINTS", spec.to_string())], "crash");
+        let aborted = {
+            use std::os::unix::process::ExitStatusExt;
+            status.signal() == Some(6)
+        };
+        if !aborted {
+            return Err(self.failure(spec, &format!("the run did not abort ({status})")));
+        }
+        let restarted = self.run(&[], "restart");
+        if !restarted.success() {
+            return Err(self.failure(spec, &format!("restart failed ({restarted})")));
+        }
+        Ok(self)
+    }
+
     /// Describe a failed trial, keeping its workspace for a post-mortem.
     fn failure(self, what: &str, error: &str) -> String {
         let logs = format!(
@@ -437,15 +474,7 @@ fn baseline() -> &'static Baseline {
     static BASELINE: OnceLock<Baseline> = OnceLock::new();
     BASELINE.get_or_init(|| {
         let ws = Ws::workload();
-        let counts = ws.path().join("failpoint-counts.txt");
-        let status = ws.run(
-            &[(
-                "MILLRACE_FAILPOINT_COUNT",
-                counts.to_string_lossy().into_owned(),
-            )],
-            "clean",
-        );
-        assert!(status.success(), "clean run failed: {}", ws.logs("clean"));
+        let hits = ws.clean_run_hits();
         let items: BTreeSet<_> = placement(&ws.workspace()).into_keys().collect();
         let tasks = items
             .iter()
@@ -463,12 +492,6 @@ fn baseline() -> &'static Baseline {
         if let Err(e) = check_invariants(&ws, &expect) {
             panic!("clean run breaks an invariant: {e}\n{}", ws.logs("clean"));
         }
-        let hits = std::fs::read_to_string(&counts)
-            .expect("failpoint counts")
-            .lines()
-            .filter_map(|l| l.rsplit_once(' '))
-            .map(|(name, n)| (name.to_string(), n.parse().expect("count")))
-            .collect();
         Baseline { items, hits }
     })
 }
@@ -523,20 +546,8 @@ fn run_trials<T: Sync>(trials: &[T], trial: impl Fn(&T) -> Result<(), String> + 
 /// Abort at the Nth hit of `point`, restart, check. Returns temp files left.
 fn abort_trial(point: &str, n: u64) -> Result<usize, String> {
     let base = baseline();
-    let ws = Ws::workload();
     let spec = format!("{point}=abort@{n}");
-    let status = ws.run(&[("MILLRACE_FAILPOINTS", spec.clone())], "crash");
-    let aborted = {
-        use std::os::unix::process::ExitStatusExt;
-        status.signal() == Some(6)
-    };
-    if !aborted {
-        return Err(ws.failure(&spec, &format!("the run did not abort ({status})")));
-    }
-    let restarted = ws.run(&[], "restart");
-    if !restarted.success() {
-        return Err(ws.failure(&spec, &format!("restart failed ({restarted})")));
-    }
+    let ws = Ws::workload().abort_and_restart(&spec)?;
     let expect = Expect {
         items: &base.items,
         blocked_ok: false,
@@ -597,41 +608,14 @@ fn an_abort_after_an_arbiter_verdict_that_keeps_the_target_open_counts_each_stag
     const SCRIPT: &str = "stages:\n  arbiter: [REMEDIATION_NEEDED, ARBITER_COMPLETE]\n";
     let point = "stage_result.before_snapshot";
     let clean = Ws::workload_scripted(SCRIPT);
-    let counts = clean.path().join("failpoint-counts.txt");
-    let status = clean.run(
-        &[(
-            "MILLRACE_FAILPOINT_COUNT",
-            counts.to_string_lossy().into_owned(),
-        )],
-        "clean",
-    );
-    assert!(
-        status.success(),
-        "clean run failed: {}",
-        clean.logs("clean")
-    );
+    let hits = clean.clean_run_hits()[point];
     ledger_counts_each_result(&clean.workspace()).unwrap();
     let arbiter_runs = count_events(&clean, "closure_target_ready");
     assert!(arbiter_runs >= 2, "the arbiter ran {arbiter_runs} times");
-    let hits: u64 = std::fs::read_to_string(&counts)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{point} ")))
-        .and_then(|n| n.parse().ok())
-        .expect("the failpoint was hit");
     let trials: Vec<u64> = (1..=hits).collect();
     run_trials(&trials, |n| {
-        let ws = Ws::workload_scripted(SCRIPT);
         let spec = format!("{point}=abort@{n}");
-        let status = ws.run(&[("MILLRACE_FAILPOINTS", spec.clone())], "crash");
-        use std::os::unix::process::ExitStatusExt;
-        if status.signal() != Some(6) {
-            return Err(ws.failure(&spec, &format!("the run did not abort ({status})")));
-        }
-        let restarted = ws.run(&[], "restart");
-        if !restarted.success() {
-            return Err(ws.failure(&spec, &format!("restart failed ({restarted})")));
-        }
+        let ws = Ws::workload_scripted(SCRIPT).abort_and_restart(&spec)?;
         ledger_counts_each_result(&ws.workspace()).map_err(|e| ws.failure(&spec, &e))
     });
 }

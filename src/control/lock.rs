@@ -93,15 +93,6 @@ fn hostname() -> String {
 /// open of a FIFO put in its place would wait for a writer (`status` hung).
 const LOCK_FILE_FLAGS: i32 = atomic::NO_FOLLOW | rustix::fs::OFlags::NONBLOCK.bits() as i32;
 
-/// Refuse a lock "file" that is a FIFO, a device or a folder, naming it.
-fn regular(file: &File, path: &Path) -> Result<(), IoError> {
-    match file.metadata() {
-        Ok(meta) if meta.is_file() => Ok(()),
-        Ok(_) => Err(IoError::path("open", path, atomic::not_regular())),
-        Err(e) => Err(IoError::path("inspect", path, e)),
-    }
-}
-
 /// Inspect without taking the lock (the probe releases at once).
 pub fn inspect(ws: &Workspace) -> Result<LockState, IoError> {
     let path = ws.lock_path();
@@ -114,7 +105,7 @@ pub fn inspect(ws: &Workspace) -> Result<LockState, IoError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LockState::Absent),
         Err(e) => return Err(IoError::opening("open", &path, e)),
     };
-    regular(&file, &path)?;
+    atomic::ensure_regular(&file).map_err(|e| IoError::path("open", &path, e))?;
     match file.try_lock() {
         Ok(()) => Ok(LockState::Free(read_info(&path))),
         Err(TryLockError::WouldBlock) => Ok(LockState::Held(read_info(&path))),
@@ -243,7 +234,7 @@ pub fn acquire(ws: &Workspace, mode: &str) -> Result<DaemonLock, LockError> {
         .custom_flags(LOCK_FILE_FLAGS)
         .open(&path)
         .map_err(|e| IoError::opening("open", &path, e))?;
-    regular(&file, &path)?;
+    atomic::ensure_regular(&file).map_err(|e| IoError::path("open", &path, e))?;
     // A read-only command probing the lock holds it for microseconds; retry briefly so a
     // daemon starting at that instant does not fail for nothing.
     let mut attempt = 0;

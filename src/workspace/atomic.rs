@@ -362,13 +362,7 @@ pub fn append_lines(path: &Path, lines: &[&str], sync: bool) -> Result<(), IoErr
             }
             _ => IoError::opening("open for append", path, e),
         })?;
-    if !file
-        .metadata()
-        .map_err(|e| IoError::path("stat", path, e))?
-        .is_file()
-    {
-        return Err(IoError::path("append to", path, not_regular()));
-    }
+    ensure_regular(&file).map_err(|e| IoError::path("append to", path, e))?;
     failpoint::hit_io("write", path)?;
     let mut buf = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
     for line in lines {
@@ -423,14 +417,22 @@ pub fn open_regular(path: impl AsRef<Path>) -> io::Result<File> {
         .read(true)
         .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
         .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(not_regular());
-    }
+    ensure_regular(&file)?;
     Ok(file)
 }
 
+/// Refuse an opened "file" that is a FIFO, a device or a folder (opened without blocking, so
+/// a FIFO put where millrace keeps a file cannot hold the open).
+pub fn ensure_regular(file: &File) -> io::Result<()> {
+    if file.metadata()?.is_file() {
+        Ok(())
+    } else {
+        Err(not_regular())
+    }
+}
+
 /// Why a FIFO, a device or a folder where millrace keeps a file is refused.
-pub fn not_regular() -> io::Error {
+fn not_regular() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
         "not a regular file (a FIFO, a device or a folder); move it aside",

@@ -669,6 +669,17 @@ fn a_fifo_where_the_queue_index_was_is_ignored_and_replaced_not_waited_on() {
     );
 }
 
+/// `args` fails at once, naming `file` as not a regular file.
+fn refused_naming(ws: &TestWs, args: &[&str], file: &str) {
+    let out = run_within(ws, args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?}");
+    assert!(
+        stderr.contains(file) && stderr.contains("not a regular file"),
+        "{args:?}: {stderr}"
+    );
+}
+
 #[test]
 fn a_fifo_where_a_state_file_or_the_event_log_was_is_an_error_naming_it_not_a_hang() {
     let ws = TestWs::new();
@@ -678,25 +689,13 @@ fn a_fifo_where_a_state_file_or_the_event_log_was_is_an_error_naming_it_not_a_ha
     let snapshot = ws.rt().join("state/runtime_snapshot.yaml");
     fifo(&snapshot);
     for args in [&["status"][..], &["run", "once"]] {
-        let out = run_within(&ws, args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?}");
-        assert!(
-            stderr.contains("runtime_snapshot.yaml") && stderr.contains("not a regular file"),
-            "{args:?}: {stderr}"
-        );
+        refused_naming(&ws, args, "runtime_snapshot.yaml");
     }
     std::fs::remove_file(&snapshot).unwrap();
 
     let log = ws.rt().join("logs/runtime_events.jsonl");
     fifo(&log);
-    let out = run_within(&ws, &["run", "once"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains("runtime_events.jsonl") && stderr.contains("not a regular file"),
-        "{stderr}"
-    );
+    refused_naming(&ws, &["run", "once"], "runtime_events.jsonl");
     assert_eq!(ws.folder_of("t1"), ["tasks/queue"], "nothing was claimed");
 }
 
@@ -717,12 +716,6 @@ fn a_fifo_where_the_lock_file_was_is_refused_naming_it_not_a_hang() {
     );
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["daemon"]["running"], false, "{status:#}");
-    let out = run_within(&ws, &["run", "once"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains("runtime_daemon.lock.yaml") && stderr.contains("not a regular file"),
-        "{stderr}"
-    );
+    refused_naming(&ws, &["run", "once"], "runtime_daemon.lock.yaml");
     assert_eq!(ws.folder_of("t1"), ["tasks/queue"], "nothing was claimed");
 }
