@@ -175,6 +175,53 @@ impl FolderCache {
         self.rows.len()
     }
 
+    /// The file name of the row at `at`.
+    pub fn name(&self, at: usize) -> &str {
+        &self.rows[at].0
+    }
+
+    /// The file key of the row at `at`.
+    pub fn key(&self, at: usize) -> FileKey {
+        self.rows[at].1.key
+    }
+
+    /// Replace the row at `at` (same name).
+    pub fn set(&mut self, at: usize, row: Row) {
+        self.rows[at].1 = row;
+    }
+
+    /// Remove the rows at these positions (ascending).
+    pub fn drop_rows(&mut self, positions: &[usize]) {
+        if positions.is_empty() {
+            return;
+        }
+        let mut gone = positions.iter().copied().peekable();
+        let mut at = 0;
+        self.rows.retain(|_| {
+            let keep = gone.next_if_eq(&at).is_none();
+            at += 1;
+            keep
+        });
+    }
+
+    /// Add rows of names the cache does not hold (a name it holds is replaced). A few go in
+    /// where they belong; many are merged with one sort of the whole.
+    pub fn add_rows(&mut self, rows: Vec<(Arc<str>, Row)>) {
+        const FEW: usize = 16;
+        if rows.len() > FEW {
+            let mut all = self.take();
+            all.extend(rows);
+            *self = FolderCache::from_rows(all);
+            return;
+        }
+        for (name, row) in rows {
+            match self.find(&name) {
+                Ok(at) => self.rows[at].1 = row,
+                Err(at) => self.rows.insert(at, (name, row)),
+            }
+        }
+    }
+
     fn find(&self, name: &str) -> Result<usize, usize> {
         self.rows.binary_search_by(|(n, _)| (**n).cmp(name))
     }
