@@ -35,37 +35,54 @@ pub fn load_last_known_good(ws: &Workspace) -> Option<FrozenRunPlan> {
     Some(plan)
 }
 
-fn attempt(
-    ws: &Workspace,
-    config: &Config,
-    requested_mode: Option<&str>,
-) -> (CompileOutcome, Option<FrozenRunPlan>) {
+/// One compile; on failure the last-known-good plan stands in (read only then).
+fn attempt(ws: &Workspace, config: &Config, requested_mode: Option<&str>) -> CompileOutcome {
     let mode_id = resolve_mode_id(config, requested_mode);
-    let last_known_good = load_last_known_good(ws);
     match compile_assets(ws.rt(), config, &mode_id) {
-        Ok(compiled) => {
-            let diagnostics = CompileDiagnostics::new(&mode_id, &[], &compiled.warnings);
-            let outcome = CompileOutcome {
-                mode_id,
-                diagnostics,
-                plan: Some(compiled.plan),
-                used_last_known_good: false,
-                persisted: false,
-            };
-            (outcome, last_known_good)
-        }
+        Ok(compiled) => CompileOutcome {
+            diagnostics: CompileDiagnostics::new(&mode_id, &[], &compiled.warnings),
+            mode_id,
+            plan: Some(compiled.plan),
+            used_last_known_good: false,
+            persisted: false,
+        },
         Err(errors) => {
-            let diagnostics = CompileDiagnostics::new(&mode_id, &errors, &[]);
-            let outcome = CompileOutcome {
+            let last_known_good = load_last_known_good(ws);
+            CompileOutcome {
+                diagnostics: CompileDiagnostics::new(&mode_id, &errors, &[]),
                 mode_id,
-                diagnostics,
                 used_last_known_good: last_known_good.is_some(),
                 plan: last_known_good,
                 persisted: false,
-            };
-            (outcome, None)
+            }
         }
     }
+}
+
+/// Whether the plan file holds `plan` but for its compile time, which `plan` then takes
+/// (a recompile of an unchanged workspace writes nothing). Compared as text: parsing the
+/// written plan back cost more than the whole compile, at every start.
+fn written_already(ws: &Workspace, plan: &mut FrozenRunPlan) -> bool {
+    #[derive(serde::Deserialize)]
+    struct CompiledAt {
+        compiled_at: String,
+    }
+    let path = ws.compiled_plan_path();
+    let Ok(text) = atomic::read_regular_string(&path) else {
+        return false;
+    };
+    let Some(line) = text.lines().find(|l| l.starts_with("compiled_at:")) else {
+        return false;
+    };
+    let Ok(at) = crate::yaml::from_str::<CompiledAt>(&path, line) else {
+        return false;
+    };
+    let fresh = std::mem::replace(&mut plan.compiled_at, at.compiled_at);
+    if crate::yaml::to_string(plan) == text {
+        return true;
+    }
+    plan.compiled_at = fresh;
+    false
 }
 
 /// Compile the workspace's deployed assets without writing anything.
@@ -74,7 +91,7 @@ pub fn compile_in_memory(
     config: &Config,
     requested_mode: Option<&str>,
 ) -> CompileOutcome {
-    attempt(ws, config, requested_mode).0
+    attempt(ws, config, requested_mode)
 }
 
 /// Compile and persist: a success writes the plan then the diagnostics; a failure writes only
@@ -88,15 +105,14 @@ pub fn compile_and_persist(
     config: &Config,
     requested_mode: Option<&str>,
 ) -> Result<CompileOutcome, IoError> {
-    let (mut outcome, previous) = attempt(ws, config, requested_mode);
+    let mut outcome = attempt(ws, config, requested_mode);
     if outcome.ok() {
         if let Some(plan) = outcome.plan.as_mut() {
-            match previous {
-                Some(old) if same_but_time(&old, plan) => *plan = old,
-                _ => atomic::write_atomic(
+            if !written_already(ws, plan) {
+                atomic::write_atomic(
                     &ws.compiled_plan_path(),
                     crate::yaml::to_string(plan).as_bytes(),
-                )?,
+                )?;
             }
         }
     }
@@ -120,11 +136,4 @@ pub fn compile_and_persist(
     }
     outcome.persisted = true;
     Ok(outcome)
-}
-
-fn same_but_time(old: &FrozenRunPlan, new: &FrozenRunPlan) -> bool {
-    FrozenRunPlan {
-        compiled_at: old.compiled_at.clone(),
-        ..new.clone()
-    } == *old
 }

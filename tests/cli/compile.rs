@@ -255,3 +255,30 @@ fn compile_leaves_a_running_daemons_plan_alone() {
     assert!(!rt(&dir).join("state/compile_diagnostics.yaml").exists());
     lock.unlock().unwrap();
 }
+
+/// A start against an unchanged workspace leaves the written plan as it is (same text, same
+/// compile time); a start after an edit writes the new plan.
+#[test]
+fn an_unchanged_workspace_keeps_its_written_plan_and_an_edit_rewrites_it() {
+    let dir = init();
+    let run_once = || {
+        millrace(dir.path())
+            .args(["run", "once"])
+            .assert()
+            .success();
+    };
+    run_once();
+    let plan_path = rt(&dir).join("state/compiled_plan.yaml");
+    let first = std::fs::read_to_string(&plan_path).unwrap();
+    run_once();
+    assert_eq!(std::fs::read_to_string(&plan_path).unwrap(), first);
+    let mode = rt(&dir).join("modes/standard_plain.yaml");
+    let text = std::fs::read_to_string(&mode).unwrap().replace(
+        "stage_model_bindings: {}",
+        "stage_model_bindings: {builder: gpt-test}",
+    );
+    std::fs::write(&mode, text).unwrap();
+    run_once();
+    let after = std::fs::read_to_string(&plan_path).unwrap();
+    assert!(after.contains("model_name: gpt-test"), "{after}");
+}
