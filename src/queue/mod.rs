@@ -583,7 +583,7 @@ impl QueueStore {
         for (path, msg) in links {
             self.quarantine(&path, msg, None)?;
         }
-        let mut ready: Vec<Reverse<Candidate>> = Vec::with_capacity(names.len());
+        let mut ready: Vec<Candidate> = Vec::with_capacity(names.len());
         let mut bad = Vec::new();
         let mut unready = Vec::new();
         {
@@ -591,10 +591,10 @@ impl QueueStore {
             let mut cache = self.refresh(kind, Folder::Queue, &names);
             for (name, row) in cache.iter() {
                 match row.order_if_named(stem(name)) {
-                    Some(order) => ready.push(Reverse(Candidate {
+                    Some(order) => ready.push(Candidate {
                         order,
                         name: name.clone(),
-                    })),
+                    }),
                     None => unready.push(name.clone()),
                 }
             }
@@ -624,10 +624,19 @@ impl QueueStore {
         for (path, msg, line) in bad {
             self.quarantine(&path, &msg, line)?;
         }
-        let mut ready = BinaryHeap::from(ready);
-        Ok(std::iter::from_fn(move || {
-            ready.pop().map(|Reverse(c)| c.name)
-        }))
+        // A claim mostly takes the first candidate: one scan finds it, and the others are put
+        // in order (a heap) only if asked for. At 10 000 queued the heap was a fifth of the
+        // claim's serial tail.
+        let first = (ready.iter().enumerate())
+            .min_by(|a, b| a.1.cmp(b.1))
+            .map(|(at, _)| at)
+            .map(|at| ready.swap_remove(at));
+        let mut rest: Option<BinaryHeap<Reverse<Candidate>>> = None;
+        let rest = std::iter::from_fn(move || {
+            let heap = rest.get_or_insert_with(|| ready.drain(..).map(Reverse).collect());
+            heap.pop().map(|Reverse(c)| c)
+        });
+        Ok(first.into_iter().chain(rest).map(|c| c.name))
     }
 
     /// The summary of a candidate (`None`: it is gone from the cache).
@@ -1015,6 +1024,33 @@ mod tests {
         }
         let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
         assert_eq!(claimed, expected);
+    }
+
+    /// The candidates after the first come in claim order too: with the earliest tasks
+    /// waiting on a missing one, the claim is the earliest task that is ready.
+    #[test]
+    fn the_first_ready_task_in_claim_order_is_claimed_past_unready_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::open_or_init(dir.path()).unwrap();
+        let queue_dir = ws.folder(WorkItemKind::Task, Folder::Queue);
+        let mut order = Vec::new();
+        for i in 0..60u32 {
+            let id = format!("t-{:02}", (i * 37) % 60);
+            let instant = format!("2026-01-{:02}T00:00:00Z", 1 + (i * 11) % 25);
+            order.push((instant, id));
+        }
+        order.sort();
+        for (at, (instant, id)) in order.iter().enumerate() {
+            let mut text = task(id, instant);
+            if at < 20 {
+                text = text.replace("Risk:", "Depends-On:\n- missing\n\nRisk:");
+            }
+            std::fs::write(queue_dir.join(format!("{id}.md")), text).unwrap();
+        }
+        let store = QueueStore::new(&ws);
+        let claimed = store.claim_execution().unwrap().unwrap();
+        assert_eq!(claimed.id, order[20].1);
+        assert!(!store.task_done("missing"));
     }
 
     #[test]
