@@ -153,6 +153,22 @@ impl<'a, N: Fn(usize) -> &'a str> Looker<'a, N> {
     }
 }
 
+/// A [`Looker`] at the files a cache holds rows for, by row.
+fn rows_looker<'a>(
+    dir: &'a Path,
+    dir_file: Option<&'a std::fs::File>,
+    cache: &'a FolderCache,
+    next: &'a AtomicUsize,
+) -> Looker<'a, impl Fn(usize) -> &'a str> {
+    Looker {
+        dir,
+        dir_file,
+        name: |at: usize| cache.name(at),
+        count: cache.len(),
+        next,
+    }
+}
+
 /// The looks at a sequence of names, by position.
 struct Looks {
     blocks: Vec<Vec<Look>>,
@@ -360,8 +376,8 @@ impl Prefetch {
     }
 
     /// The look itself. The files the index names are looked at as soon as it has loaded,
-    /// on one thread while another lists the folder and then joins in; the files the index
-    /// does not name are looked at once the listing is in. A cold claim at 10 000 queued is
+    /// on one thread while another lists the folder, looks at the files the index does not
+    /// name and then joins in. A cold claim at 10 000 queued is
     /// mostly these looks, and the listing no longer comes before them.
     ///
     /// The folder's stamp is taken before any look: a file replaced after it moves it, and
@@ -373,30 +389,25 @@ impl Prefetch {
         let next = AtomicUsize::new(0);
         // Whichever thread comes first loads the index; the other waits for it (or loads it
         // itself, should the first have failed).
-        let indexed = || {
-            let cache = loaded.get_or_init(|| info::load_index(index));
-            Looker {
-                dir,
-                dir_file: dir_file.as_ref(),
-                name: |at: usize| cache.name(at),
-                count: cache.len(),
-                next: &next,
-            }
-        };
-        let (listing, mine, theirs) = std::thread::scope(|scope| {
-            let loader = scope.spawn(|| indexed().work());
+        let index = || loaded.get_or_init(|| info::load_index(index));
+        let looker = |cache| rows_looker(dir, dir_file.as_ref(), cache, &next);
+        let (listing, new_looks, mine, theirs) = std::thread::scope(|scope| {
+            let loader = scope.spawn(|| looker(index()).work());
             let listing = Listing::since(dir, stamp);
-            let mine = indexed().work();
-            (listing, mine, loader.join().unwrap_or_default())
+            let cache = index();
+            // The files the index does not name are looked at beside the loader's looks.
+            let cached = cached_flags(cache, &listing.names);
+            let new: Vec<&str> = (listing.names.iter().zip(&cached))
+                .filter(|(_, cached)| !**cached)
+                .map(|(name, _)| name.as_str())
+                .collect();
+            let new_looks = file_keys(dir, &new, |_| false);
+            let mine = looker(cache).work();
+            let theirs = loader.join().unwrap_or_default();
+            (listing, new_looks, mine, theirs)
         });
-        let looks = indexed().assemble(mine.into_iter().chain(theirs));
+        let looks = looker(index()).assemble(mine.into_iter().chain(theirs));
         let mut cache = loaded.into_inner().unwrap_or_default();
-        let cached = cached_flags(&cache, &listing.names);
-        let new: Vec<&str> = (listing.names.iter().zip(&cached))
-            .filter(|(_, cached)| !**cached)
-            .map(|(name, _)| name.as_str())
-            .collect();
-        let new_looks = file_keys(dir, &new, |_| false);
         let mut next_new = 0;
         let changed = apply(&mut cache, kind, dir, &listing.names, |_, row| match row {
             Some(at) => looks.get(at),
