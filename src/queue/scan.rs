@@ -144,10 +144,11 @@ pub fn md_listing(dir: &Path) -> (Vec<String>, Vec<(PathBuf, &'static str)>) {
     (names, refused)
 }
 
-/// Sort file names by their bytes. Most pairs differ in the first eight bytes, compared here
-/// as one integer; a plain sort calls `memcmp` for every comparison (2 ms of a cold claim's
-/// listing at 10 000 names).
-fn sort_names(names: &mut [String]) {
+/// Sort file names by their bytes. What is sorted is (first eight bytes as one integer,
+/// place) pairs, and the names are moved into that order after: most comparisons then touch
+/// neither string. Comparing the strings chased two pointers each time, about 1 ms of a cold
+/// claim's listing at 10 000 names (which come in hash order, not name order).
+fn sort_names(names: &mut Vec<String>) {
     fn head(name: &str) -> u64 {
         let mut bytes = [0u8; 8];
         let n = name.len().min(8);
@@ -155,7 +156,14 @@ fn sort_names(names: &mut [String]) {
         // Names hold no NUL byte, so padding with zeros keeps shorter names first.
         u64::from_be_bytes(bytes)
     }
-    names.sort_unstable_by(|a, b| head(a).cmp(&head(b)).then_with(|| a.cmp(b)));
+    let mut keyed: Vec<(u64, usize)> = names.iter().map(|n| head(n)).zip(0..).collect();
+    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| names[a.1].cmp(&names[b.1])));
+    let mut unsorted = std::mem::take(names);
+    names.extend(
+        keyed
+            .into_iter()
+            .map(|(_, at)| std::mem::take(&mut unsorted[at])),
+    );
 }
 
 pub fn file_name(path: &Path) -> String {
