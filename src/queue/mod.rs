@@ -127,9 +127,15 @@ struct Candidate {
     name: Arc<str>,
 }
 
+impl Candidate {
+    fn key(&self) -> (i64, &str) {
+        (self.order, stem(&self.name))
+    }
+}
+
 impl Ord for Candidate {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.order, stem(&self.name)).cmp(&(other.order, stem(&other.name)))
+        self.key().cmp(&other.key())
     }
 }
 
@@ -568,12 +574,16 @@ impl QueueStore {
     /// The names of the valid, correctly named documents of a waiting folder, in claim
     /// order (earliest instant, then id); bad files are quarantined. Only the order of each
     /// is read here: [`QueueStore::candidate`] gives the whole summary of the few a claim
-    /// looks at, and only those few are put in order (a heap: sorting 10 000 names took a
-    /// millisecond of every cold claim).
+    /// looks at.
+    ///
+    /// A claim mostly takes the first candidate: one scan that copies nothing finds it, and
+    /// the others are collected and put in order (a heap) only if a claim asks for them.
+    /// Collecting and ordering all 10 000 waiting names was a fifth of a cold claim's serial
+    /// tail.
     fn candidates(
         &self,
         kind: WorkItemKind,
-    ) -> Result<impl Iterator<Item = Arc<str>> + use<>, QueueError> {
+    ) -> Result<impl Iterator<Item = Arc<str>> + '_, QueueError> {
         let dir = self.ws.folder(kind, Folder::Queue);
         let Listing {
             names,
@@ -583,7 +593,7 @@ impl QueueStore {
         for (path, msg) in links {
             self.quarantine(&path, msg, None)?;
         }
-        let mut ready: Vec<Candidate> = Vec::with_capacity(names.len());
+        let mut first: Option<Candidate> = None;
         let mut bad = Vec::new();
         let mut unready = Vec::new();
         {
@@ -591,10 +601,14 @@ impl QueueStore {
             let mut cache = self.refresh(kind, Folder::Queue, &names);
             for (name, row) in cache.iter() {
                 match row.order_if_named(stem(name)) {
-                    Some(order) => ready.push(Candidate {
-                        order,
-                        name: name.clone(),
-                    }),
+                    Some(order) => {
+                        if first.as_ref().is_none_or(|f| (order, stem(name)) < f.key()) {
+                            first = Some(Candidate {
+                                order,
+                                name: name.clone(),
+                            });
+                        }
+                    }
                     None => unready.push(name.clone()),
                 }
             }
@@ -624,19 +638,30 @@ impl QueueStore {
         for (path, msg, line) in bad {
             self.quarantine(&path, &msg, line)?;
         }
-        // A claim mostly takes the first candidate: one scan finds it, and the others are put
-        // in order (a heap) only if asked for. At 10 000 queued the heap was a fifth of the
-        // claim's serial tail.
-        let first = (ready.iter().enumerate())
-            .min_by(|a, b| a.1.cmp(b.1))
-            .map(|(at, _)| at)
-            .map(|at| ready.swap_remove(at));
+        let taken = first.as_ref().map(|c| c.name.clone());
         let mut rest: Option<BinaryHeap<Reverse<Candidate>>> = None;
         let rest = std::iter::from_fn(move || {
-            let heap = rest.get_or_insert_with(|| ready.drain(..).map(Reverse).collect());
-            heap.pop().map(|Reverse(c)| c)
+            let heap = rest.get_or_insert_with(|| self.waiting(&dir, taken.as_deref()));
+            heap.pop().map(|Reverse(c)| c.name)
         });
-        Ok(first.into_iter().chain(rest).map(|c| c.name))
+        Ok(first.map(|c| c.name).into_iter().chain(rest))
+    }
+
+    /// The valid, correctly named documents cached for the waiting folder `dir`, but
+    /// `except`, in a heap by claim order.
+    fn waiting(&self, dir: &Path, except: Option<&str>) -> BinaryHeap<Reverse<Candidate>> {
+        let caches = self.cache.borrow();
+        let Some(cache) = caches.get(dir) else {
+            return BinaryHeap::new();
+        };
+        (cache.iter())
+            .filter(|(name, _)| Some(&**name) != except)
+            .filter_map(|(name, row)| {
+                let order = row.order_if_named(stem(name))?;
+                let name = name.clone();
+                Some(Reverse(Candidate { order, name }))
+            })
+            .collect()
     }
 
     /// The summary of a candidate (`None`: it is gone from the cache).
