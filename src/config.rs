@@ -545,8 +545,11 @@ impl Config {
             rule: rule.to_string(),
         };
         let sleep = self.runtime.idle_sleep_seconds;
-        if sleep <= 0.0 || !sleep.is_finite() {
-            return Err(invalid("runtime.idle_sleep_seconds", "must be > 0"));
+        if !(sleep > 0.0 && crate::time::is_waitable(sleep)) {
+            return Err(invalid(
+                "runtime.idle_sleep_seconds",
+                &format!("must be > 0 and at most {}", crate::time::MAX_SECONDS),
+            ));
         }
         let positive = [
             ("recovery.max_fix_cycles", self.recovery.max_fix_cycles),
@@ -683,8 +686,12 @@ impl Config {
             }
         }
         let u = &self.usage;
-        if !(u.window.hours > 0.0 && u.window.hours.is_finite()) {
-            return Err(invalid("usage.window.hours", "must be > 0"));
+        let max_hours = (crate::time::MAX_SECONDS / 3600.0).floor();
+        if !(u.window.hours > 0.0 && u.window.hours <= max_hours) {
+            return Err(invalid(
+                "usage.window.hours",
+                &format!("must be > 0 and at most {max_hours} (about 31 years)"),
+            ));
         }
         if zone(&u.daily.time_zone).is_err() {
             return Err(invalid(

@@ -8,6 +8,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
+/// The longest wait, interval or window millrace takes, in seconds (about 31 years): a
+/// longer one would overflow the clocks' arithmetic (`1e300` seconds panicked).
+pub const MAX_SECONDS: f64 = 1e9;
+
+/// Whether `seconds` is a span millrace can wait: finite, not negative, at most
+/// [`MAX_SECONDS`].
+pub fn is_waitable(seconds: f64) -> bool {
+    (0.0..=MAX_SECONDS).contains(&seconds)
+}
+
 /// The current UTC time (or `MILLRACE_NOW` when set).
 pub fn now() -> Timestamp {
     if let Ok(pinned) = std::env::var("MILLRACE_NOW") {

@@ -288,6 +288,28 @@ pub(crate) fn open_read_only(ctx: &Ctx) -> Result<Workspace> {
 }
 
 /// Open a workspace for a mutating command (bootstraps it first).
+/// A number of seconds given on the command line: from 0 to [`crate::time::MAX_SECONDS`].
+fn seconds(text: &str) -> std::result::Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if crate::time::is_waitable(v) => Ok(v),
+        _ => Err(format!(
+            "{text} is not a number of seconds from 0 to {}",
+            crate::time::MAX_SECONDS
+        )),
+    }
+}
+
+/// [`seconds`], but more than 0.
+fn positive_seconds(text: &str) -> std::result::Result<f64, String> {
+    match seconds(text) {
+        Ok(v) if v > 0.0 => Ok(v),
+        _ => Err(format!(
+            "{text} is not a number of seconds above 0 and at most {}",
+            crate::time::MAX_SECONDS
+        )),
+    }
+}
+
 pub(crate) fn open_for_write(ctx: &Ctx) -> Result<Workspace> {
     Ok(Workspace::open_or_init(&ctx.workspace)?)
 }

@@ -48,7 +48,7 @@ pub struct TailArgs {
     #[arg(long, short = 'f')]
     pub follow: bool,
     /// Stop following after this many seconds (default: no limit).
-    #[arg(long, requires = "follow")]
+    #[arg(long, requires = "follow", value_parser = super::seconds)]
     pub timeout_seconds: Option<f64>,
 }
 
@@ -344,7 +344,7 @@ fn follow(
 ) -> Result<ExitCode> {
     let deadline = args
         .timeout_seconds
-        .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+        .map(|s| Instant::now() + Duration::from_secs_f64(s));
     let waker = Waker::on_folders(&[ws.run_dir(run_id)], true, Duration::from_secs(2));
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let mut offsets = [size(&latest.stdout_path), size(&latest.stderr_path)];

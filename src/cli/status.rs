@@ -47,15 +47,8 @@ pub struct WatchArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_updates: Option<u64>,
     /// Re-read even without file events this often (seconds): catches a daemon that died.
-    #[arg(long, default_value_t = 2.0, value_parser = positive_seconds)]
+    #[arg(long, default_value_t = 2.0, value_parser = super::positive_seconds)]
     pub interval_seconds: f64,
-}
-
-fn positive_seconds(text: &str) -> std::result::Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err(format!("{text} is not a positive number of seconds")),
-    }
 }
 
 /// Everything `status` reports, also the `--json` shape.

@@ -17,7 +17,7 @@ pub struct SimpleArgs {
     #[arg(long)]
     pub print: bool,
     /// Seconds to wait for a running daemon to apply the command (0 = don't wait).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = super::seconds)]
     pub wait: f64,
 }
 
@@ -30,7 +30,7 @@ pub struct ReasonArgs {
     #[arg(long)]
     pub print: bool,
     /// Seconds to wait for a running daemon to apply the command (0 = don't wait).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = super::seconds)]
     pub wait: f64,
 }
 
@@ -69,7 +69,7 @@ pub fn route(ctx: &Ctx, action: Action, print: bool, wait: f64) -> Result<ExitCo
         return Ok(ExitCode::Ok);
     }
     let ws = open_for_write(ctx)?;
-    let wait = Duration::from_secs_f64(wait.max(0.0));
+    let wait = Duration::from_secs_f64(wait);
     let reply = Client::new(&ws).submit(&action, wait)?;
     let applied = reply.applied();
     let (mode, detail, mailbox_path, how) = match reply {

@@ -602,3 +602,45 @@ fn watch_lines_carry_time_duration_failures_controls_and_rejections() {
         "duration, next stage, failure class and message: {failed}"
     );
 }
+
+/// A span too long for the clocks (1e300 seconds, infinity) is refused up front, naming the
+/// argument or the config key, instead of panicking when millrace first waits on it.
+#[test]
+fn spans_too_long_to_wait_are_refused_naming_the_argument_or_key() {
+    let ws = TestWs::new();
+    for (args, named) in [
+        (
+            &["status", "watch", "--interval-seconds", "1e300"][..],
+            "--interval-seconds",
+        ),
+        (&["pause", "--wait", "1e300"][..], "--wait"),
+        (&["requeue", "t1", "--wait", "inf"][..], "--wait"),
+        (
+            &["runs", "tail", "-f", "--timeout-seconds", "1e300"][..],
+            "--timeout-seconds",
+        ),
+    ] {
+        let err = ws.fails(args, 2);
+        assert!(
+            err.contains(named) && err.contains("seconds from 0 to 1000000000")
+                || err.contains("seconds above 0 and at most 1000000000"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    for (yaml, key) in [
+        (
+            "runtime:\n  idle_sleep_seconds: 1e300\n",
+            "runtime.idle_sleep_seconds",
+        ),
+        (
+            "usage:\n  window:\n    hours: 1e300\n    tokens: 5\n",
+            "usage.window.hours must be > 0 and at most 277777",
+        ),
+    ] {
+        ws.write("millrace-agents/millrace.yaml", yaml);
+        let err = ws.fails(&["run", "once"], 1);
+        assert!(err.contains(key), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
