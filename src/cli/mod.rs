@@ -45,7 +45,7 @@ pub use output::Ctx;
     after_help = "Examples:\n  millrace demo                 # the whole lifecycle, no harness needed\n  millrace init && millrace add-task task.md && millrace watch\n  millrace status --json"
 )]
 pub struct Cli {
-    /// Workspace root (the project directory); millrace keeps its files in <PATH>/millrace-agents.
+    /// Workspace root: the project directory, where millrace keeps millrace-agents/.
     #[arg(
         long,
         short = 'w',
