@@ -377,8 +377,8 @@ impl Prefetch {
 
     /// The look itself. The files the index names are looked at as soon as it has loaded,
     /// on one thread while another lists the folder, looks at the files the index does not
-    /// name and then joins in. A cold claim at 10 000 queued is
-    /// mostly these looks, and the listing no longer comes before them.
+    /// name and then joins in. A cold claim at 10 000 queued is mostly these looks, and the
+    /// listing no longer comes before them.
     ///
     /// The folder's stamp is taken before any look: a file replaced after it moves it, and
     /// the store then lists and looks again (see `QueueStore::listing`).
@@ -389,12 +389,12 @@ impl Prefetch {
         let next = AtomicUsize::new(0);
         // Whichever thread comes first loads the index; the other waits for it (or loads it
         // itself, should the first have failed).
-        let index = || loaded.get_or_init(|| info::load_index(index));
+        let indexed = || loaded.get_or_init(|| info::load_index(index));
         let looker = |cache| rows_looker(dir, dir_file.as_ref(), cache, &next);
         let (listing, new_looks, mine, theirs) = std::thread::scope(|scope| {
-            let loader = scope.spawn(|| looker(index()).work());
+            let loader = scope.spawn(|| looker(indexed()).work());
             let listing = Listing::since(dir, stamp);
-            let cache = index();
+            let cache = indexed();
             // The files the index does not name are looked at beside the loader's looks.
             let cached = cached_flags(cache, &listing.names);
             let new: Vec<&str> = (listing.names.iter().zip(&cached))
@@ -406,7 +406,7 @@ impl Prefetch {
             let theirs = loader.join().unwrap_or_default();
             (listing, new_looks, mine, theirs)
         });
-        let looks = looker(index()).assemble(mine.into_iter().chain(theirs));
+        let looks = looker(indexed()).assemble(mine.into_iter().chain(theirs));
         let mut cache = loaded.into_inner().unwrap_or_default();
         let mut next_new = 0;
         let changed = apply(&mut cache, kind, dir, &listing.names, |_, row| match row {
