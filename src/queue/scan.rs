@@ -111,7 +111,6 @@ fn each_entry(dir: &Path, mut each: impl FnMut(&[u8], EntryKind)) {
         };
         each(entry.file_name().as_bytes(), kind);
     }
-    true
 }
 
 /// One pass over `dir`: the names of its regular `*.md` files, sorted, and the `*.md`
@@ -139,16 +138,18 @@ pub fn md_listing(dir: &Path) -> (Vec<String>, Vec<(PathBuf, &'static str)>) {
             ));
         }
     });
-    sort_names(&mut names);
+    sort_unique_names(&mut names);
     refused.sort();
     (names, refused)
 }
 
-/// Sort file names by their bytes. What is sorted is (first eight bytes as one integer,
-/// place) pairs, and the names are moved into that order after: most comparisons then touch
-/// neither string. Comparing the strings chased two pointers each time, about 1 ms of a cold
-/// claim's listing at 10 000 names (which come in hash order, not name order).
-fn sort_names(names: &mut Vec<String>) {
+/// Sort file names by their bytes, each once: a folder read while a file is renamed over
+/// another may return a name twice on some file systems, and a look pairs each listed name
+/// with one cached row. What is sorted is (first eight bytes as one integer, place) pairs,
+/// and the names are moved into that order after: most comparisons then touch neither
+/// string. Comparing the strings chased two pointers each time, about 1 ms of a cold claim's
+/// listing at 10 000 names (which come in hash order, not name order).
+fn sort_unique_names(names: &mut Vec<String>) {
     fn head(name: &str) -> u64 {
         let mut bytes = [0u8; 8];
         let n = name.len().min(8);
@@ -164,6 +165,7 @@ fn sort_names(names: &mut Vec<String>) {
             .into_iter()
             .map(|(_, at)| std::mem::take(&mut unsorted[at])),
     );
+    names.dedup();
 }
 
 pub fn file_name(path: &Path) -> String {
@@ -183,7 +185,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_sort_as_their_bytes() {
+    fn names_sort_as_their_bytes_each_once() {
         let mut names: Vec<String> = [
             "t-000010.md",
             "t-00001.md",
@@ -198,9 +200,11 @@ mod tests {
         ]
         .map(String::from)
         .to_vec();
+        names.extend(["a.md", "t-000010.md", "a.md"].map(String::from));
         let mut plain = names.clone();
         plain.sort();
-        sort_names(&mut names);
+        plain.dedup();
+        sort_unique_names(&mut names);
         assert_eq!(names, plain);
     }
 }
