@@ -470,14 +470,10 @@ mod tests {
         }
     }
 
+    /// A task created `second` seconds into 2026 (every instant the same length).
     fn task(id: &str, second: usize) -> String {
-        format!(
-            "# T {id}\n\nTask-ID: {id}\nTitle: T {id}\nCreated-At: 2026-01-01T00:{:02}:{:02}Z\n\
-             Created-By: t\n\nTarget-Paths:\n- a\n\nAcceptance:\n- a\n\nRequired-Checks:\n- a\n\n\
-             References:\n- a\n\nRisk:\n- a\n",
-            second / 60 % 60,
-            second % 60
-        )
+        let created = format!("2026-01-01T00:{:02}:{:02}Z", second / 60 % 60, second % 60);
+        crate::queue::tests::task(id, &created)
     }
 
     /// The (name, order) of every row.

@@ -1020,17 +1020,24 @@ struct QuarantineReason {
 mod tests {
     use super::*;
 
-    fn task(id: &str, created: &str) -> String {
+    /// A valid task document created at `created` (also used by `folder`'s tests).
+    pub(super) fn task(id: &str, created: &str) -> String {
         format!(
             "# T {id}\n\nTask-ID: {id}\nTitle: T {id}\nCreated-At: {created}\nCreated-By: t\n\nTarget-Paths:\n- a\n\nAcceptance:\n- a\n\nRequired-Checks:\n- a\n\nReferences:\n- a\n\nRisk:\n- a\n"
         )
     }
 
-    #[test]
-    fn tasks_are_claimed_by_instant_then_id_whatever_their_file_order() {
+    /// A new workspace (kept while the first value lives) and its task queue folder.
+    fn queue_ws() -> (tempfile::TempDir, Workspace, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let ws = Workspace::open_or_init(dir.path()).unwrap();
         let queue_dir = ws.folder(WorkItemKind::Task, Folder::Queue);
+        (dir, ws, queue_dir)
+    }
+
+    #[test]
+    fn tasks_are_claimed_by_instant_then_id_whatever_their_file_order() {
+        let (_dir, ws, queue_dir) = queue_ws();
         // Ids whose name order is not their claim order; instants repeat, so ties are
         // broken by id; `b-10` sorts before `b-9` as a name and as an id.
         let mut expected = Vec::new();
@@ -1055,9 +1062,7 @@ mod tests {
     /// waiting on a missing one, the claim is the earliest task that is ready.
     #[test]
     fn the_first_ready_task_in_claim_order_is_claimed_past_unready_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let ws = Workspace::open_or_init(dir.path()).unwrap();
-        let queue_dir = ws.folder(WorkItemKind::Task, Folder::Queue);
+        let (_dir, ws, queue_dir) = queue_ws();
         let mut order = Vec::new();
         for i in 0..60u32 {
             let id = format!("t-{:02}", (i * 37) % 60);
@@ -1080,9 +1085,7 @@ mod tests {
 
     #[test]
     fn the_index_carries_summaries_to_the_next_process_and_notices_edits() {
-        let dir = tempfile::tempdir().unwrap();
-        let ws = Workspace::open_or_init(dir.path()).unwrap();
-        let queue_dir = ws.folder(WorkItemKind::Task, Folder::Queue);
+        let (_dir, ws, queue_dir) = queue_ws();
         std::fs::write(queue_dir.join("t1.md"), task("t1", "2026-01-02T00:00:00Z")).unwrap();
         std::fs::write(queue_dir.join("t2.md"), task("t2", "2026-01-01T00:00:00Z")).unwrap();
         let first = QueueStore::new(&ws).with_index();
@@ -1103,9 +1106,7 @@ mod tests {
 
     #[test]
     fn a_reused_listing_still_sees_files_added_later() {
-        let dir = tempfile::tempdir().unwrap();
-        let ws = Workspace::open_or_init(dir.path()).unwrap();
-        let queue_dir = ws.folder(WorkItemKind::Task, Folder::Queue);
+        let (_dir, ws, queue_dir) = queue_ws();
         std::fs::write(queue_dir.join("t1.md"), task("t1", "2026-01-02T00:00:00Z")).unwrap();
         let store = QueueStore::new(&ws);
         // Just changed: listed, not kept.
@@ -1130,9 +1131,7 @@ mod tests {
 
     #[test]
     fn an_in_place_edit_that_keeps_the_size_and_the_mtime_is_noticed() {
-        let dir = tempfile::tempdir().unwrap();
-        let ws = Workspace::open_or_init(dir.path()).unwrap();
-        let queue_dir = ws.folder(WorkItemKind::Task, Folder::Queue);
+        let (_dir, ws, queue_dir) = queue_ws();
         let path = queue_dir.join("t1.md");
         std::fs::write(&path, task("t1", "2026-01-02T00:00:00Z")).unwrap();
         std::fs::write(queue_dir.join("t2.md"), task("t2", "2026-01-01T00:00:00Z")).unwrap();
