@@ -90,9 +90,9 @@ pub struct QueueStore {
     cache: RefCell<HashMap<PathBuf, FolderCache>>,
     /// Whether this store may write the per-folder index (never for read-only commands).
     write_index: bool,
-    /// Files known to have changed since the cache was last checked, when file events can be
-    /// trusted; `None` checks every file's stamp.
-    hint: RefCell<Option<HashSet<PathBuf>>>,
+    /// What file events say changed since each folder's last look (see
+    /// [`QueueStore::note_file_events`]).
+    hint: RefCell<ChangeHint>,
     /// Folders whose index on disk is older than the cache (written by [`QueueStore::flush_index`]).
     dirty: RefCell<HashSet<(WorkItemKind, Folder)>>,
     /// Folder listings taken by this process, reused while the folder's stamp holds.
@@ -109,6 +109,27 @@ pub struct QueueStore {
     ticks: std::cell::Cell<u64>,
     settle: Settle,
 }
+
+/// What file events have said since each folder's last look. A file event vouches for
+/// nothing by itself: a cached row may be trusted without a look only in a folder whose every
+/// row was looked at since events were last lost, and only if no event named its file since.
+/// Events are kept until their folder is looked at, not just for the next tick: a paused
+/// daemon's ticks do not look at the queue, and a task finished in place while it was paused
+/// was otherwise taken as it was before the pause (an empty file, say, then quarantined).
+#[derive(Default)]
+struct ChangeHint {
+    /// Whether file events are being delivered and none was lost since the last call.
+    trusted: bool,
+    /// Folders whose cached rows were all looked at since events were last lost.
+    checked: HashSet<PathBuf>,
+    /// Files named by events since their folder's last look (only those in `checked` folders:
+    /// the others are looked at in full anyway).
+    touched: HashSet<PathBuf>,
+}
+
+/// More files named by events than this, between two looks at their folders, count as lost
+/// events: a daemon paused for weeks beside a busy folder does not keep every name.
+const MAX_TOUCHED: usize = 100_000;
 
 /// A listing is reused only if the folder had not changed for this long when it was taken:
 /// file times advance in ticks of a few milliseconds, so a later change always moves the
@@ -191,7 +212,7 @@ impl QueueStore {
             write_index: false,
             dirty: RefCell::new(HashSet::new()),
             listings: RefCell::new(HashMap::new()),
-            hint: RefCell::new(None),
+            hint: RefCell::new(ChangeHint::default()),
             prefetch: RefCell::new(None),
             prefetched: RefCell::new(None),
             fresh: RefCell::new(None),
@@ -243,6 +264,8 @@ impl QueueStore {
         self.cache
             .borrow_mut()
             .insert(dir.to_path_buf(), found.cache);
+        // Rows from another look: none is vouched for until this store looked at them.
+        self.hint.borrow_mut().checked.remove(dir);
         *self.prefetched.borrow_mut() = Some((dir.to_path_buf(), found.listing));
         if found.changed && self.write_index {
             self.dirty.borrow_mut().insert((kind, Folder::Queue));
@@ -427,6 +450,7 @@ impl QueueStore {
         } else {
             (self.listing(&dir), info::load_index(&index))
         };
+        self.hint.borrow_mut().checked.remove(&dir);
         self.cache.borrow_mut().insert(dir, rows);
         listing
     }
@@ -459,21 +483,29 @@ impl QueueStore {
         {
             return cache;
         }
-        // Files the change hint vouches for (cached, and named by no file event since the
-        // last look) are not looked at.
-        let hint = self.hint.borrow();
-        let changed_here: Option<HashSet<&std::ffi::OsStr>> = hint.as_ref().map(|paths| {
-            paths
-                .iter()
-                .filter(|p| p.parent() == Some(dir.as_path()))
-                .filter_map(|p| p.file_name())
-                .collect()
-        });
-        let vouch = match &changed_here {
-            Some(changed) => Vouch::CachedUnless(changed),
-            None => Vouch::Nothing,
+        // Files file events vouch for (cached, and named by no event since the folder's last
+        // look) are not looked at.
+        let mut hint = self.hint.borrow_mut();
+        let changed = {
+            let changed_here: Option<HashSet<&std::ffi::OsStr>> =
+                (hint.trusted && hint.checked.contains(&dir)).then(|| {
+                    hint.touched
+                        .iter()
+                        .filter(|p| p.parent() == Some(dir.as_path()))
+                        .filter_map(|p| p.file_name())
+                        .collect()
+                });
+            let vouch = match &changed_here {
+                Some(changed) => Vouch::CachedUnless(changed),
+                None => Vouch::Nothing,
+            };
+            folder::refresh(&mut cache, kind, &dir, names, vouch)
         };
-        let changed = folder::refresh(&mut cache, kind, &dir, names, vouch);
+        // Every row the cache now holds was looked at or vouched for: the events up to now
+        // are spent for this folder.
+        hint.touched.retain(|p| p.parent() != Some(dir.as_path()));
+        hint.checked.insert(dir.clone());
+        drop(hint);
         if changed && self.write_index {
             self.dirty.borrow_mut().insert((kind, folder));
         }
@@ -495,11 +527,31 @@ impl QueueStore {
             .collect()
     }
 
-    /// Tell the store which files changed since its last look (from file events), so an
-    /// unchanged cached file is not stat-ed again; `None` (the default) checks every file.
-    /// New and vanished names are always found from the folder listing.
-    pub fn set_change_hint(&self, hint: Option<HashSet<PathBuf>>) {
-        *self.hint.borrow_mut() = hint;
+    /// Tell the store which files file events named since the last call, so that a cached
+    /// file no event named since its folder's last look is not stat-ed again; `None` (events
+    /// lost, or none delivered) makes every folder's next look check every file. Without a
+    /// call (no watcher) every look checks every file. New and vanished names are always
+    /// found from the folder listing.
+    pub fn note_file_events(&self, touched: Option<HashSet<PathBuf>>) {
+        let mut hint = self.hint.borrow_mut();
+        let Some(touched) = touched else {
+            *hint = ChangeHint::default();
+            return;
+        };
+        let ChangeHint {
+            trusted,
+            checked,
+            touched: kept,
+        } = &mut *hint;
+        *trusted = true;
+        kept.extend(
+            touched
+                .into_iter()
+                .filter(|p| p.parent().is_some_and(|dir| checked.contains(dir))),
+        );
+        if kept.len() > MAX_TOUCHED {
+            *hint = ChangeHint::default();
+        }
     }
 
     /// Write the index of every folder whose cache changed. Called when the engine is idle

@@ -166,3 +166,45 @@ fn a_daemon_that_starts_paused_reads_files_as_they_are_when_it_resumes() {
     ws.ok(&["stop"]);
     daemon.wait_exit(std::time::Duration::from_secs(20));
 }
+
+/// File events a paused daemon takes are kept until it looks at the queue again: a task
+/// first seen empty (as a `>` redirect or an editor leaves it for an instant) and finished in
+/// place while the daemon was paused is read as it is when the daemon resumes, not taken from
+/// the look before the pause (it was quarantined as "work document is empty").
+#[test]
+fn a_task_finished_in_place_while_the_daemon_is_paused_is_read_when_it_resumes() {
+    let ws = TestWs::new();
+    ws.write(
+        "millrace-agents/millrace.yaml",
+        "runners:\n  default_runner: scripted\nwatchers:\n  settle_ms: 1500\n",
+    );
+    let daemon = ws.spawn_daemon(&[]);
+    let live = ws.write(&format!("{QUEUE}/t-live.md"), "");
+    ws.write(&format!("{QUEUE}/t-first.md"), &task_doc("t-first", ""));
+    // The look that claimed t-first saw t-live empty and too young to be refused.
+    wait_for(
+        "t-first claimed",
+        std::time::Duration::from_secs(20),
+        || ws.claimed().contains(&"t-first".to_string()),
+    );
+    ws.ok(&["pause"]);
+    std::fs::write(&live, task_doc("t-live", "")).unwrap();
+    // Answered by the daemon ("already paused", exit 5): ticks went by while paused.
+    let out = ws.run(&["pause"]);
+    assert_eq!(out.status.code(), Some(5));
+    ws.ok(&["resume"]);
+    let quarantined = |id: &str| {
+        ws.events()
+            .iter()
+            .any(|e| e["event_type"] == "work_item_quarantined" && e.to_string().contains(id))
+    };
+    wait_for(
+        "t-live claimed or refused",
+        std::time::Duration::from_secs(20),
+        || ws.claimed().contains(&"t-live".to_string()) || quarantined("t-live"),
+    );
+    assert!(!quarantined("t-live"), "{:#?}", ws.events());
+    assert!(ws.claimed().contains(&"t-live".to_string()));
+    ws.ok(&["stop"]);
+    daemon.wait_exit(std::time::Duration::from_secs(20));
+}

@@ -137,7 +137,9 @@ impl Daemon<'_> {
             }
         }
         self.ticks += 1;
-        self.engine.queue.set_change_hint(self.waker.take_touched());
+        self.engine
+            .queue
+            .note_file_events(self.waker.take_touched());
         let waker = &self.waker;
         let outcome = self
             .engine
