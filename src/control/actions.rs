@@ -583,15 +583,18 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
                 t.state.save(&t.ws.snapshot_path())?;
                 return Ok(outcome(action, true, stop_detail(t.state)));
             }
-            let applied =
-                t.state.process_running() || t.state.is_paused() || t.state.stop_requested();
-            t.state.stopped();
+            let applied = t.state.process_running() || t.state.stop_requested();
+            t.state.shut_down();
             t.state.save(&t.ws.snapshot_path())?;
-            let detail = if applied {
+            let mut detail = if applied {
                 "runtime stopped; the next start resumes any active item at its recorded stage"
             } else {
                 "runtime was not running"
-            };
+            }
+            .to_string();
+            if t.state.is_paused() {
+                detail.push_str("; it stays paused (millrace resume ends the pause)");
+            }
             Ok(outcome(action, applied, detail))
         }
         Action::RetryActive { reason, scope, id } => {

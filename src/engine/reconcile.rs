@@ -287,7 +287,7 @@ impl Engine {
     /// The stop gate: leave the active item where it is (the next start resumes it).
     pub(crate) fn process_stop(&mut self, reason: &str) -> Result<()> {
         crate::workspace::failpoint::transition("stop.before_record")?;
-        self.state.stopped();
+        self.state.shut_down();
         self.save_snapshot()?;
         let active = self.state.active();
         self.events.emit(

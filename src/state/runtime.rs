@@ -671,15 +671,11 @@ impl RuntimeState {
         self.stop_requested = true;
     }
 
-    /// The process left the workspace (stop, shutdown, or a stop applied without a daemon):
-    /// pauses and stop requests end with it; the active subject stays for the next start.
-    pub fn stopped(&mut self) {
-        self.process_running = false;
-        self.stop_requested = false;
-        self.pause = Pause::Running;
-    }
-
-    /// Shutdown keeps a pause in force for the next start; only the process flags end.
+    /// The process left the workspace (a stop, a signal, a shutdown, or a stop applied
+    /// without a daemon): only the process flags end. The active subject stays for the next
+    /// start, and so does a pause: an operator who paused and then restarted the daemon (a
+    /// supervisor's restart, an upgrade) expects it to come back paused; only `resume` or the
+    /// pause's own end (a budget freed, a rate limit's reset) lifts it.
     pub fn shut_down(&mut self) {
         self.process_running = false;
         self.stop_requested = false;

@@ -533,3 +533,43 @@ fn a_pause_applied_while_a_daemon_starts_is_never_lost() {
         daemon.wait_exit(LIMIT);
     }
 }
+
+/// A pause outlives the process: a daemon stopped by `stop` or SIGTERM, or a direct `stop`,
+/// leaves the workspace paused, so a supervisor's restart does not start work the operator
+/// held back. Only `resume` ends it.
+#[test]
+fn a_pause_survives_stop_sigterm_and_a_direct_stop() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    ws.add_task("t1", "");
+    ws.ok(&["pause"]);
+    let daemon = ws.spawn_daemon(&[]);
+    ws.ok(&["stop"]);
+    daemon.wait_exit(LIMIT);
+    assert_eq!(snapshot(&ws)["paused"], true, "after a mailbox stop");
+
+    let daemon = ws.spawn_daemon(&[]);
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &daemon.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    daemon.wait_exit(LIMIT);
+    assert_eq!(snapshot(&ws)["paused"], true, "after SIGTERM");
+
+    let direct = ws.run(&["stop"]);
+    assert!(
+        String::from_utf8_lossy(&direct.stdout).contains("stays paused"),
+        "{direct:?}"
+    );
+    assert_eq!(snapshot(&ws)["paused"], true, "after a direct stop");
+    assert_eq!(
+        ws.folder_of("t1"),
+        ["tasks/queue"],
+        "nothing ran while paused"
+    );
+
+    ws.ok(&["resume"]);
+    ws.ok(&["run", "once"]);
+    assert_eq!(ws.claimed(), ["t1"]);
+}
