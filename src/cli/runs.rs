@@ -293,15 +293,23 @@ fn tail(ctx: &Ctx, ws: &Workspace, args: TailArgs) -> Result<ExitCode> {
             Some(format!("run `millrace runs show {run_id}`")),
         )
     })?;
-    let stream = |path: &Path| Stream {
-        path: ws.rel(path),
-        lines: runs::tail_lines(path, args.lines),
+    // A stage still running shows whole lines only, and following starts where they end:
+    // nothing written meanwhile is lost or shown twice.
+    let live = args.follow && !latest.finished;
+    let mut offsets = [0u64; 2];
+    let mut stream = |at: usize, path: &Path| {
+        let (lines, shown) = runs::tail_lines(path, args.lines, live);
+        offsets[at] = shown;
+        Stream {
+            path: ws.rel(path),
+            lines,
+        }
     };
     let report = Tail {
         run_id: &run_id,
         stage: &latest,
-        stdout: stream(&latest.stdout_path),
-        stderr: stream(&latest.stderr_path),
+        stdout: stream(0, &latest.stdout_path),
+        stderr: stream(1, &latest.stderr_path),
     };
     let emit = |text: String| {
         if args.follow && ctx.json {
@@ -330,24 +338,26 @@ fn tail(ctx: &Ctx, ws: &Workspace, args: TailArgs) -> Result<ExitCode> {
     if !args.follow || latest.finished {
         return Ok(ExitCode::Ok);
     }
-    follow(ctx, ws, &run_id, &args, &latest)
+    follow(ctx, ws, &run_id, &args, &latest, offsets)
 }
 
-/// Print what the two capture files gain until the stage's result appears; waits on file
-/// events (with a slow re-check in case an event is lost), never spins.
+/// Print what the two capture files gain past `offsets` until the stage's result appears;
+/// waits on file events (with a slow re-check in case an event is lost), never spins. In
+/// text, each stream's new lines come under its own header: the dump ends with stderr, and
+/// stdout lines printed after it read as stderr.
 fn follow(
     ctx: &Ctx,
     ws: &Workspace,
     run_id: &str,
     args: &TailArgs,
     latest: &LatestStage,
+    mut offsets: [u64; 2],
 ) -> Result<ExitCode> {
     let deadline = args
         .timeout_seconds
         .map(|s| Instant::now() + Duration::from_secs_f64(s));
     let waker = Waker::on_folders(&[ws.run_dir(run_id)], true, Duration::from_secs(2));
-    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    let mut offsets = [size(&latest.stdout_path), size(&latest.stderr_path)];
+    let mut shown = "stderr";
     loop {
         let now = runs::latest_stage(ws, run_id);
         let finished = now
@@ -360,18 +370,23 @@ fn follow(
         .into_iter()
         .enumerate()
         {
-            let fresh = read_from(path, &mut offsets[i]);
+            let fresh = read_from(path, &mut offsets[i], finished);
             if fresh.is_empty() {
                 continue;
             }
             if ctx.json {
                 ctx.emit_line(&json!({"stream": name, "text": fresh}), String::new);
             } else {
+                if name != shown {
+                    print_stdout(&format!("--- {name} ---\n"));
+                    shown = name;
+                }
                 print_stdout(&fresh);
             }
         }
         if finished {
-            let result = now.and_then(|s| s.terminal_result);
+            // The followed stage's own result: by now the next stage may be the latest.
+            let result = runs::stage_by_request(ws, run_id, &latest.request_id).terminal_result;
             ctx.emit_line(
                 &json!({"finished": true, "terminal_result": result}),
                 || format!("--- finished: {} ---", or_none(result)),
@@ -397,8 +412,9 @@ fn follow(
     }
 }
 
-/// The bytes of `path` past `offset` (advancing it); a truncated file starts over.
-fn read_from(path: &Path, offset: &mut u64) -> String {
+/// The bytes of `path` past `offset` (advancing it), all of them when `whole`, else up to the
+/// last line end; a truncated file starts over.
+fn read_from(path: &Path, offset: &mut u64, whole: bool) -> String {
     use std::io::{Read, Seek, SeekFrom};
     let Ok(mut file) = crate::workspace::atomic::open_regular(path) else {
         return String::new();
@@ -408,8 +424,14 @@ fn read_from(path: &Path, offset: &mut u64) -> String {
         *offset = 0;
     }
     let mut buf = Vec::new();
-    if file.seek(SeekFrom::Start(*offset)).is_ok() && file.read_to_end(&mut buf).is_ok() {
-        *offset += buf.len() as u64;
+    if file.seek(SeekFrom::Start(*offset)).is_err() || file.read_to_end(&mut buf).is_err() {
+        return String::new();
     }
+    if !whole {
+        // Whole lines only: a line still being written (or a character split across two
+        // writes) comes complete with the next read.
+        buf.truncate(buf.iter().rposition(|b| *b == b'\n').map_or(0, |at| at + 1));
+    }
+    *offset += buf.len() as u64;
     String::from_utf8_lossy(&buf).into_owned()
 }

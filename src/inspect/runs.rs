@@ -129,7 +129,10 @@ pub struct RunDetail {
 pub struct LatestStage {
     pub request_id: String,
     pub stage: Option<Stage>,
+    /// Absolute; reports show the workspace-relative path beside each stream instead.
+    #[serde(skip)]
     pub stdout_path: PathBuf,
+    #[serde(skip)]
     pub stderr_path: PathBuf,
     /// Its stage result exists (or the run is no longer active, so nothing more will come).
     pub finished: bool,
@@ -428,6 +431,11 @@ fn request_activity(run_dir: &Path) -> std::collections::BTreeMap<String, System
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // An atomic write's temporary file (`.<name>.tmp-…`) names no request; taken for one,
+        // it made a stage result being written look like the next stage starting.
+        if name.starts_with('.') {
+            continue;
+        }
         let rid = match request_id_of(&name) {
             Some(rid) => rid.to_string(),
             None if path.parent().is_some_and(|p| p.ends_with("stage_results")) => {
@@ -482,6 +490,23 @@ pub fn latest_stage(ws: &Workspace, run_id: &str) -> Option<LatestStage> {
         .max_by_key(|(_, time)| *time)
         .map(|(rid, _)| rid)
         .or_else(|| Some(results.last()?.1.metadata.request_id.clone()))?;
+    Some(stage_of(ws, run_id, &results, request_id))
+}
+
+/// The stage run `request_id` of `run_id`, as [`latest_stage`] describes one (`runs tail
+/// --follow` asks for the result of the stage it followed after the next one has started).
+pub fn stage_by_request(ws: &Workspace, run_id: &str, request_id: &str) -> LatestStage {
+    let (results, _) = load_results(&ws.run_dir(run_id));
+    stage_of(ws, run_id, &results, request_id.to_string())
+}
+
+fn stage_of(
+    ws: &Workspace,
+    run_id: &str,
+    results: &[(PathBuf, StageResult)],
+    request_id: String,
+) -> LatestStage {
+    let run_dir = ws.run_dir(run_id);
     let files = RunFiles::new(&run_dir, &request_id);
     let result = results
         .iter()
@@ -499,14 +524,14 @@ pub fn latest_stage(ws: &Workspace, run_id: &str) -> Option<LatestStage> {
     let running = active(ws).filter(|(run, _)| run == run_id);
     let still_active = running.is_some();
     let stage = stage.or(running.and_then(|(_, stage)| stage));
-    Some(LatestStage {
+    LatestStage {
         finished: result.is_some() || !still_active,
         terminal_result: result.map(|r| r.terminal_result),
         request_id,
         stage,
         stdout_path: readable_stdout(&files),
         stderr_path: files.stderr,
-    })
+    }
 }
 
 /// The stage's stdout capture, or for a harness whose stdout is an event stream (Codex
@@ -526,18 +551,27 @@ fn readable_stdout(files: &RunFiles) -> PathBuf {
 }
 
 /// The last `lines` lines of a text file (all of it for 0), read through retention's
-/// compression; a missing file reads as empty.
-pub fn tail_lines(path: &Path, lines: usize) -> Vec<String> {
-    let text = compress::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
+/// compression, and how many bytes of the file they end at; with `whole_lines` a last line
+/// still being written is left out. A missing file reads as empty.
+pub fn tail_lines(path: &Path, lines: usize, whole_lines: bool) -> (Vec<String>, u64) {
+    let mut bytes = compress::read(path).unwrap_or_default();
+    if whole_lines {
+        bytes.truncate(
+            bytes
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |at| at + 1),
+        );
+    }
+    let text = String::from_utf8_lossy(&bytes);
     let all: Vec<&str> = text.lines().collect();
     let from = if lines == 0 {
         0
     } else {
         all.len().saturating_sub(lines)
     };
-    all[from..].iter().map(|l| l.to_string()).collect()
+    let shown = all[from..].iter().map(|l| l.to_string()).collect();
+    (shown, bytes.len() as u64)
 }
 
 #[cfg(test)]

@@ -528,6 +528,75 @@ fn runs_tail_without_an_id_follows_the_newest_stage_even_after_an_interrupt() {
     assert!(text.contains("stage: updater\nfinished: true"), "{text}");
 }
 
+/// `runs tail -f` puts each stream's new lines under that stream's header (stdout written
+/// after the dump, which ends with stderr, was printed as if it were stderr) and ends with the
+/// followed stage's own result, also once the next stage has started (it said `none`).
+#[test]
+fn runs_tail_follow_labels_each_stream_and_ends_with_the_stage_result() {
+    use std::io::BufRead;
+    let ws = TestWs::new();
+    let gate = ws.path().join("gate");
+    ws.use_fake_harness(&format!(
+        "builder run echo tick-1; echo warn-1 >&2; while [ ! -e {} ]; do sleep 0.05; done; echo tick-2; printf '### BUILDER_COMPLETE\\n' | tee \"$LAST_MESSAGE_FILE\"\n",
+        gate.display()
+    ));
+    ws.add_task("t-follow", "");
+    let daemon = ws.spawn_daemon(&[]);
+    wait_for("the builder's first lines", LIMIT, || {
+        let text = String::from_utf8_lossy(&ws.run(&["runs", "tail"]).stdout).into_owned();
+        text.contains("tick-1") && text.contains("warn-1")
+    });
+    let follower = |json: bool| {
+        let mut cmd = ws.cmd();
+        if json {
+            cmd.arg("--json");
+        }
+        let mut child = cmd
+            .args(["runs", "tail", "-f", "--timeout-seconds", "20"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        (child, rx)
+    };
+    let (mut text, text_lines) = follower(false);
+    let (mut json, json_lines) = follower(true);
+    // Each follower has printed its dump (which ends with stderr's warn-1) before the stage
+    // goes on.
+    let mut seen = (Vec::new(), Vec::new());
+    for (rx, seen) in [(&text_lines, &mut seen.0), (&json_lines, &mut seen.1)] {
+        while !seen.iter().any(|l: &String| l.contains("warn-1")) {
+            seen.push(rx.recv_timeout(LIMIT).expect("the dump"));
+        }
+    }
+    std::fs::write(&gate, "").unwrap();
+    assert!(text.wait().unwrap().success());
+    assert!(json.wait().unwrap().success());
+    seen.0.extend(text_lines.iter());
+    seen.1.extend(json_lines.iter());
+    let followed = seen.0.join("\n");
+    let (dump, after) = followed.split_at(followed.find("warn-1").unwrap());
+    assert!(dump.contains("tick-1"), "{followed}");
+    let tick2 = after.find("tick-2").expect("tick-2 followed");
+    let header = after.find("--- stdout ---").expect("a stdout header");
+    assert!(header < tick2, "{followed}");
+    assert!(
+        after.contains("--- finished: BUILDER_COMPLETE ---"),
+        "{followed}"
+    );
+    let last: serde_json::Value = serde_json::from_str(seen.1.last().unwrap()).unwrap();
+    assert_eq!(last["finished"], true, "{:?}", seen.1);
+    assert_eq!(last["terminal_result"], "BUILDER_COMPLETE", "{:?}", seen.1);
+    ws.ok(&["stop"]);
+    daemon.wait_exit(LIMIT);
+}
+
 #[test]
 fn runs_tail_shows_the_event_stream_when_a_codex_stage_left_no_text() {
     let ws = TestWs::new();
