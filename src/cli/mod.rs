@@ -230,6 +230,9 @@ pub fn main() -> i32 {
                 ExitCode::Ok
             };
             let _ = err.print();
+            if err.use_stderr() && json_asked(std::env::args_os()) {
+                print_usage_error(&err);
+            }
             return code as i32;
         }
     };
@@ -256,6 +259,30 @@ fn causes(err: &crate::error::Error) -> Vec<String> {
         next = cause.source();
     }
     out
+}
+
+/// Whether `--json` is among the arguments (before a `--`): asked when the command line did
+/// not parse, so clap could not say.
+fn json_asked(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    args.into_iter()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+}
+
+/// A command line that did not parse, as the JSON object every other error prints on stdout
+/// under `--json` (clap has already printed it on stderr).
+fn print_usage_error(err: &clap::Error) {
+    let text = err.render().to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default();
+    let value = serde_json::json!({
+        "error": first.strip_prefix("error: ").unwrap_or(first),
+        "causes": [],
+        "hint": lines.next_back(),
+        "exit_code": ExitCode::Usage as i32,
+    });
+    output::print_stdout(&format!("{value}\n"));
 }
 
 /// Print an error on stderr (with its causes and hint) and, under `--json`, as a JSON object

@@ -65,7 +65,8 @@ pub fn route(ctx: &Ctx, action: Action, print: bool, wait: f64) -> Result<ExitCo
     if print {
         let mut env = action.to_envelope();
         env.issuer = Some("ops-agent".into());
-        super::output::print_stdout(&env.to_yaml());
+        // The envelope is a mailbox file, so YAML; under --json the same fields as JSON.
+        ctx.emit(&env, || env.to_yaml());
         return Ok(ExitCode::Ok);
     }
     let ws = open_for_write(ctx)?;

@@ -672,6 +672,37 @@ fn watch_lines_carry_time_duration_failures_controls_and_rejections() {
     );
 }
 
+/// Under `--json` a command line that does not parse still prints one JSON error object on
+/// stdout (exit 2), as every other error does, and `--print` shows the envelope as JSON.
+#[test]
+fn json_is_kept_for_usage_errors_and_printed_envelopes() {
+    let ws = TestWs::new();
+    for args in [
+        &["--json", "frobnicate"][..],
+        &["queue", "ls", "--json", "--limit", "abc"][..],
+    ] {
+        let out = ws.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            !out.stderr.is_empty(),
+            "{args:?}: clap's text stays on stderr"
+        );
+        let value: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+        assert_eq!(value["exit_code"], 2, "{value}");
+        assert!(
+            value["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("frobnicate") || e.contains("abc")),
+            "{value}"
+        );
+    }
+    let plain = ws.run(&["frobnicate"]);
+    assert!(plain.stdout.is_empty(), "no JSON without --json");
+    let env = ws.json(&["control", "pause", "--print"]);
+    assert_eq!(env["command"], "pause", "{env}");
+}
+
 /// A span too long for the clocks (1e300 seconds, infinity) is refused up front, naming the
 /// argument or the config key, instead of panicking when millrace first waits on it.
 #[test]
