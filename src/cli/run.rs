@@ -50,7 +50,7 @@ pub struct DaemonArgs {
     /// Poll the folders instead of using file events.
     #[arg(long)]
     pub poll: bool,
-    /// Exit once no work is left instead of waiting for more.
+    /// Exit once no work is left (a file still settling counts as work) instead of waiting.
     #[arg(long)]
     pub until_idle: bool,
 }

@@ -509,6 +509,16 @@ impl Daemon<'_> {
             self.tail.forward(progress);
         }
         if self.options.exit_when_idle {
+            // A hand-written file still within its settle window (an idea just dropped in the
+            // inbox, a task being saved) is work not yet taken: wait for the window to end and
+            // look again, as `run once` does, before saying there is none.
+            if let (TickOutcome::Idle, Some(at)) = (outcome, self.engine.next_settled()) {
+                let left = at.saturating_duration_since(std::time::Instant::now());
+                if let Some(Wake::Signal(name)) = self.waker.wait(left) {
+                    return self.stop(format!("{name} received"));
+                }
+                return Ok(Flow::Continue);
+            }
             // Paused, nothing will run until a `resume`: waiting would never end.
             return Ok(Flow::Exit(match outcome {
                 TickOutcome::Paused => DaemonExit::Paused,

@@ -204,3 +204,25 @@ fn two_root_specs_in_flight_each_close_after_their_own_lineage() {
         );
     }
 }
+
+/// `--until-idle` does not call it a day while a hand-written idea is still within its settle
+/// window: it waits the window out and takes the idea, as `run once` does (it exited with
+/// "no work left" and the idea untouched).
+#[test]
+fn until_idle_waits_out_an_idea_settling_in_the_inbox() {
+    let ws = TestWs::new();
+    ws.write(
+        "millrace-agents/millrace.yaml",
+        "runners:\n  default_runner: scripted\nwatchers:\n  settle_ms: 400\n",
+    );
+    ws.write(
+        "millrace-agents/ideas/inbox/hand.md",
+        "# Dark mode\n\nAdd a toggle.\n",
+    );
+    ws.ok(&["run", "daemon", "--until-idle"]);
+    assert!(
+        ws.claimed().iter().any(|id| id == "idea-hand"),
+        "{:?}",
+        ws.event_types()
+    );
+}
