@@ -21,7 +21,7 @@ mod status;
 mod submit;
 mod usage;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{CommandFactory, Parser, Subcommand};
 
@@ -46,14 +46,10 @@ pub use output::Ctx;
 )]
 pub struct Cli {
     /// Workspace root: the project directory, where millrace keeps millrace-agents/.
-    #[arg(
-        long,
-        short = 'w',
-        global = true,
-        default_value = ".",
-        env = "MILLRACE_WORKSPACE"
-    )]
-    pub workspace: PathBuf,
+    /// Default: the nearest directory from here upwards that has a millrace-agents/ folder
+    /// (as git finds its repository), else the current directory.
+    #[arg(long, short = 'w', global = true, env = "MILLRACE_WORKSPACE")]
+    pub workspace: Option<PathBuf>,
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -168,7 +164,13 @@ fn init_logging(verbose: u8) {
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
-    let ctx = Ctx::new(cli.workspace, cli.json);
+    let workspace = match cli.workspace {
+        Some(path) => project_of(path),
+        // `init` makes a workspace here, even below another one.
+        None if matches!(cli.command, Command::Init(_)) => PathBuf::from("."),
+        None => discover(Path::new(".")),
+    };
+    let ctx = Ctx::new(workspace, cli.json);
     match cli.command {
         Command::Init(args) => init::run(&ctx, args),
         Command::Demo(args) => demo::run(&ctx, args),
@@ -216,6 +218,38 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             output::print_stdout(&String::from_utf8_lossy(&text));
             Ok(ExitCode::Ok)
         }
+    }
+}
+
+/// The workspace for a command run from `dir` without `--workspace`: `dir` itself or the
+/// nearest folder above it with a `millrace-agents/` folder, so a command run from a project's
+/// subfolder finds the project's workspace instead of asking for (or making) a second one.
+/// `dir` when there is none.
+fn discover(dir: &Path) -> PathBuf {
+    if dir.join(crate::workspace::RUNTIME_DIR).is_dir() {
+        return dir.to_path_buf();
+    }
+    std::path::absolute(dir)
+        .ok()
+        .and_then(|abs| {
+            abs.ancestors()
+                .skip(1)
+                .find(|a| a.join(crate::workspace::RUNTIME_DIR).is_dir())
+                .map(Path::to_path_buf)
+        })
+        .unwrap_or_else(|| dir.to_path_buf())
+}
+
+/// `--workspace` names the project directory; given its `millrace-agents/` folder instead
+/// (an easy slip), the project is the folder above it. Otherwise a mutating command would
+/// make `millrace-agents/millrace-agents/`.
+fn project_of(path: PathBuf) -> PathBuf {
+    let is_agents = path.file_name() == Some(std::ffi::OsStr::new(crate::workspace::RUNTIME_DIR))
+        && path.join("state").is_dir()
+        && !path.join(crate::workspace::RUNTIME_DIR).is_dir();
+    match std::path::absolute(&path) {
+        Ok(abs) if is_agents => abs.parent().map_or(path, Path::to_path_buf),
+        _ => path,
     }
 }
 

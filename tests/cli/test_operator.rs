@@ -744,3 +744,38 @@ fn spans_too_long_to_wait_are_refused_naming_the_argument_or_key() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// Without `--workspace`, a command run from a project's subfolder finds the project's
+/// workspace (as git finds its repository) instead of refusing, or for a command that
+/// writes, making a second workspace in the subfolder; `--workspace` given the
+/// `millrace-agents/` folder itself means its project.
+#[test]
+fn the_workspace_is_found_from_a_subfolder_and_from_its_own_folder() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    let sub = ws.path().join("src/deep");
+    std::fs::create_dir_all(&sub).unwrap();
+    let task = ws.write("t-sub.md", &crate::common::task_doc("t-sub", ""));
+    let from_sub = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(crate::common::BIN);
+        cmd.current_dir(&sub)
+            .env_remove("MILLRACE_WORKSPACE")
+            .args(args);
+        cmd.output().unwrap()
+    };
+    let added = from_sub(&["add-task", task.to_str().unwrap()]);
+    assert!(added.status.success(), "{added:?}");
+    assert_eq!(ws.folder_of("t-sub"), ["tasks/queue"]);
+    assert!(!sub.join("millrace-agents").exists(), "no second workspace");
+    let status = from_sub(&["--json", "status"]);
+    assert!(status.status.success(), "{status:?}");
+
+    let agents = ws.path().join("millrace-agents");
+    let out = from_sub(&["--workspace", agents.to_str().unwrap(), "run", "once"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(ws.claimed(), ["t-sub"]);
+    assert!(
+        !agents.join("millrace-agents").exists(),
+        "no nested workspace"
+    );
+}
