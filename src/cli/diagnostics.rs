@@ -73,6 +73,15 @@ pub fn validate(
 ) -> Result<ExitCode> {
     // More than one lane needs a git repository: say so before the daemon would.
     crate::engine::lanes::Lanes::check(ws, &config.execution)?;
+    if let Some(problem) = crate::runners::scripted::script_problem(ws, config) {
+        return Err(crate::error::Error::refused(
+            problem,
+            Some(
+                "fix the script (runners.scripted.script), then run `millrace config validate`"
+                    .into(),
+            ),
+        ));
+    }
     let outcome = compiler::compile_in_memory(ws, config, mode);
     let report = Report::new(&outcome, false);
     ctx.emit(&report, || report.human());

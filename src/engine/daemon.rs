@@ -237,6 +237,19 @@ impl Daemon<'_> {
                  nothing is written through it until it is replaced by a real one"
             )));
         }
+        if let Some(problem) = crate::runners::scripted::script_problem(&engine.ws, &engine.config)
+        {
+            engine.events.emit(
+                EventKind::RunnerPreflightFailed,
+                json!({"runner": crate::runners::scripted::SCRIPTED_RUNNER,
+                       "config_key": "runners.scripted.script",
+                       "failure_class": FailureKind::BadInvocation.as_str(),
+                       "message": problem}),
+            )?;
+            progress(Progress::Warning(format!(
+                "runner scripted: {problem}; the first stage that needs it will pause the runtime"
+            )));
+        }
         for problem in crate::runners::preflight::check(&engine.config) {
             let warning = format!(
                 "runner {}: {} — {}; the first stage that needs it will pause the runtime",

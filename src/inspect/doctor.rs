@@ -317,6 +317,15 @@ impl Checks<'_> {
                 return;
             }
         };
+        if let Some(problem) = crate::runners::scripted::script_problem(self.ws, &config) {
+            self.add(
+                Level::Error,
+                "scripted_script_invalid",
+                Some(&path),
+                problem,
+                "fix the script runners.scripted.script names, then run `millrace config validate`",
+            );
+        }
         for problem in crate::runners::preflight::check(&config) {
             let (code, fix) = if problem.failure_class == FailureKind::NotInstalled {
                 (

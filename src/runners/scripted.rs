@@ -24,7 +24,7 @@
 //! provider; the ledger marks such figures as simulated.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -113,6 +113,57 @@ pub struct Script {
     pub items: BTreeMap<String, BTreeMap<Stage, Vec<Answer>>>,
 }
 
+impl Script {
+    /// Read and check the script at `path`: every answer parses, and every result is one the
+    /// stage can give (a typo is the operator's to fix, not every work item's to fail on).
+    pub fn load(path: &Path) -> Result<Script, String> {
+        let text = atomic::read_regular_string(path)
+            .map_err(|e| format!("cannot read scripted runner script {}: {e}", path.display()))?;
+        let script: Script = crate::yaml::from_str(path, &text).map_err(|e| {
+            let e = e.to_string();
+            if e.contains("untagged enum Answer") {
+                format!(
+                    "{e}: an answer is one of the stage's results (CHECKER_PASS), a mapping \
+                     `{{result: R, tasks: N, note: T, tokens: N}}`, or a simulated failure \
+                     `{{fail: CLASS, message: T, reset_in_seconds: N}}`"
+                )
+            } else {
+                e
+            }
+        })?;
+        let every = script
+            .stages
+            .iter()
+            .chain(script.items.values().flat_map(|stages| stages.iter()));
+        for (stage, answers) in every {
+            let legal = stage.legal_results();
+            if let Some(bad) = answers
+                .iter()
+                .filter_map(Answer::result)
+                .find(|r| !legal.contains(r))
+            {
+                let names: Vec<String> = legal.iter().map(ToString::to_string).collect();
+                return Err(format!(
+                    "{}: {bad} is not a result of the {stage} stage (its results: {})",
+                    path.display(),
+                    names.join(", ")
+                ));
+            }
+        }
+        Ok(script)
+    }
+}
+
+/// The configured script's problem, if the scripted runner is in use and its script does not
+/// load (`config validate`, `doctor` and the daemon's start-up check ask).
+pub fn script_problem(ws: &Workspace, config: &crate::config::Config) -> Option<String> {
+    let path = config.runners.scripted.script.as_ref()?;
+    crate::runners::configured_runner_names(config)
+        .contains(&SCRIPTED_RUNNER)
+        .then(|| Script::load(&ws.root().join(path)).err())
+        .flatten()
+}
+
 /// How many answers each stage consumed, per work item or closure target
 /// (`<stage>:<item>`), across activations.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -136,12 +187,10 @@ impl ScriptedRunner {
     }
 
     fn script(&self) -> Result<Script, String> {
-        let Some(path) = &self.script_path else {
-            return Ok(Script::default());
-        };
-        let text = atomic::read_regular_string(path)
-            .map_err(|e| format!("cannot read scripted runner script {}: {e}", path.display()))?;
-        crate::yaml::from_str(path, &text).map_err(|e| e.to_string())
+        match &self.script_path {
+            Some(path) => Script::load(path),
+            None => Ok(Script::default()),
+        }
     }
 
     fn answer(&self, req: &StageRequest) -> Result<Answer, String> {
@@ -288,7 +337,9 @@ impl ScriptedRunner {
     fn simulate(&self, req: &StageRequest, files: &RunFiles) -> Result<Simulated, Diagnosis> {
         let answer = self
             .answer(req)
-            .map_err(|e| Diagnosis::new(FailureKind::HarnessError, e))?;
+            // The script is configuration: a mistake in it pauses the runtime (as a harness
+            // that refuses its command line does) instead of failing item after item.
+            .map_err(|e| Diagnosis::new(FailureKind::BadInvocation, e))?;
         let Some(result) = answer.result() else {
             let Answer::Failure {
                 fail,

@@ -612,3 +612,34 @@ fn bad_input_corpus() {
         }
     });
 }
+
+/// A mistake in the scripted runner's script is the operator's: `config validate` and `doctor`
+/// name the file, line and what an answer may be, and a daemon pauses on it instead of
+/// failing every item's stages (the items went to blocked/ with "untagged enum Answer").
+#[test]
+fn a_bad_scripted_runner_script_is_reported_and_pauses_instead_of_blocking_work() {
+    let ws = TestWs::new();
+    ws.use_scripted(Some("stages:\n  checker: [FIX_NEDED, CHECKER_PASS]\n"));
+    let err = ws.fails(&["config", "validate"], 1);
+    assert!(err.contains("script.yaml:2"), "{err}");
+    assert!(
+        err.contains("an answer is one of the stage's results"),
+        "{err}"
+    );
+    let doctor = ws.run(&["--json", "doctor"]);
+    assert_eq!(doctor.status.code(), Some(6));
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    assert!(report.contains("scripted_script_invalid"), "{report}");
+
+    ws.write("script.yaml", "stages:\n  checker: [BUILDER_COMPLETE]\n");
+    let err = ws.fails(&["config", "validate"], 1);
+    assert!(
+        err.contains("BUILDER_COMPLETE is not a result of the checker stage"),
+        "{err}"
+    );
+
+    ws.add_task("t1", "");
+    ws.run(&["run", "daemon", "--until-idle", "--max-ticks", "20"]);
+    assert_eq!(ws.json(&["status"])["snapshot"]["paused"], true);
+    assert_eq!(ws.folder_of("t1"), ["tasks/active"], "not blocked");
+}
