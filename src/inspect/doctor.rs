@@ -161,6 +161,51 @@ impl Checks<'_> {
         });
     }
 
+    /// Files in the folders people drop work into that millrace will never take: a task
+    /// saved as `.MD`, `.markdown` or `.txt`, a document one folder too high (`tasks/x.md`),
+    /// a mailbox envelope beside `incoming/` instead of in it. Ignored silently, they look
+    /// like work that is waiting.
+    fn stray_files(&mut self) {
+        let mut waiting: Vec<(String, &'static str)> = Vec::new();
+        for kind in ["tasks", "specs", "incidents"] {
+            for folder in ["queue", "incoming", "active", "blocked"] {
+                waiting.push((format!("{kind}/{folder}"), "md"));
+            }
+            waiting.push((kind.to_string(), "top"));
+        }
+        waiting.push(("ideas/inbox".into(), "md"));
+        waiting.push(("state/mailbox".into(), "mailbox"));
+        for (dir, rule) in waiting {
+            let path = self.ws.rt().join(&dir);
+            let Ok(entries) = std::fs::read_dir(&path) else {
+                continue;
+            };
+            let mut names: Vec<String> = entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect();
+            names.sort();
+            for name in names {
+                let fix = match rule {
+                    "md" if name.ends_with(".md") || name.ends_with(".requeue.jsonl") => continue,
+                    "md" => format!("rename it to <id>.md in {dir}/ (only *.md files are read)"),
+                    "top" => format!("move it into {dir}/queue/ (documents are read from the queue folders only)"),
+                    _ => "move it into state/mailbox/incoming/ (only envelopes there are read)".into(),
+                };
+                let file = path.join(&name);
+                self.add(
+                    Level::Warning,
+                    "stray_file",
+                    Some(&file),
+                    format!("{dir}/{name} is never read by millrace"),
+                    fix,
+                );
+            }
+        }
+    }
+
     fn layout(&mut self) {
         // A missing folder is fine: git keeps no empty folders, so a clone lacks them, and
         // every command that writes recreates them (read-only ones read them as empty).
@@ -881,6 +926,7 @@ pub fn diagnose(ws: &Workspace, full: bool) -> Report {
         full,
     };
     checks.layout();
+    checks.stray_files();
     checks.state_files();
     checks.config_and_compile();
     checks.assets();

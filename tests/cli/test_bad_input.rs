@@ -643,3 +643,49 @@ fn a_bad_scripted_runner_script_is_reported_and_pauses_instead_of_blocking_work(
     assert_eq!(ws.json(&["status"])["snapshot"]["paused"], true);
     assert_eq!(ws.folder_of("t1"), ["tasks/active"], "not blocked");
 }
+
+/// `doctor` names files dropped where millrace looks for work but never reads them (wrong
+/// extension, one folder too high, a mailbox envelope beside `incoming/`), and none in a
+/// workspace that has run, requeued and been stopped.
+#[test]
+fn doctor_names_files_millrace_will_never_read() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    ws.add_task("t-ok", "");
+    ws.ok(&["run", "once"]);
+    ws.ok(&["clear-stale-state", "--reason", "test"]);
+    let findings = |ws: &TestWs| -> Vec<String> {
+        let out = ws.run(&["--json", "doctor"]);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["code"] == "stray_file")
+            .map(|f| f["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(findings(&ws), Vec::<String>::new());
+    let task = crate::common::task_doc("t-x", "");
+    for rel in [
+        "tasks/queue/t-x.MD",
+        "tasks/queue/t-x.txt",
+        "tasks/t-x.md",
+        "state/mailbox/stop.yaml",
+        "ideas/inbox/notes.txt",
+    ] {
+        ws.write(&format!("millrace-agents/{rel}"), &task);
+    }
+    let mut found = findings(&ws);
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "millrace-agents/ideas/inbox/notes.txt",
+            "millrace-agents/state/mailbox/stop.yaml",
+            "millrace-agents/tasks/queue/t-x.MD",
+            "millrace-agents/tasks/queue/t-x.txt",
+            "millrace-agents/tasks/t-x.md",
+        ]
+    );
+}
