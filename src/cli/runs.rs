@@ -363,9 +363,13 @@ fn follow(
         let finished = now
             .as_ref()
             .is_none_or(|s| s.finished || s.request_id != latest.request_id);
+        // Where the followed stage's output is now: the Codex runner renames its stdout to
+        // the event log when the stage ends (same bytes), and what was not read by then is
+        // read from there.
+        let files = runs::stage_by_request(ws, run_id, &latest.request_id);
         for (i, (name, path)) in [
-            ("stdout", &latest.stdout_path),
-            ("stderr", &latest.stderr_path),
+            ("stdout", &files.stdout_path),
+            ("stderr", &files.stderr_path),
         ]
         .into_iter()
         .enumerate()

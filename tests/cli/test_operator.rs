@@ -583,7 +583,9 @@ fn runs_tail_follow_labels_each_stream_and_ends_with_the_stage_result() {
     let followed = seen.0.join("\n");
     let (dump, after) = followed.split_at(followed.find("warn-1").unwrap());
     assert!(dump.contains("tick-1"), "{followed}");
-    let tick2 = after.find("tick-2").expect("tick-2 followed");
+    let tick2 = after
+        .find("tick-2")
+        .unwrap_or_else(|| panic!("tick-2 not followed:\n{followed}\n{:?}", seen.1));
     let header = after.find("--- stdout ---").expect("a stdout header");
     assert!(header < tick2, "{followed}");
     assert!(
