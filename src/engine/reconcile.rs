@@ -91,7 +91,15 @@ impl Engine {
                 if owned.contains(&(kind, id.clone())) {
                     continue;
                 }
-                if self.queue.requeue(kind, &id, ORPHAN_REASON).is_ok() {
+                let mut requeued = self.queue.requeue(kind, &id, ORPHAN_REASON).is_ok();
+                if !requeued && self.ws.item_path(kind, Folder::Queue, &id).exists() {
+                    // The same id waits in the queue as well (dropped in twice): that copy
+                    // yields, as a duplicate does at a claim. Left there, the orphan could
+                    // never go back, and an item in active/ stops every claim.
+                    self.queue.quarantine_duplicate(kind, &id, Folder::Active)?;
+                    requeued = self.queue.requeue(kind, &id, ORPHAN_REASON).is_ok();
+                }
+                if requeued {
                     self.reconciled(
                         "active_without_snapshot",
                         json!({"kind": kind, "id": id, "action": "requeued"}),

@@ -734,14 +734,25 @@ impl QueueStore {
         let Some(folder) = elsewhere else {
             return Ok(true);
         };
-        let msg = format!(
-            "{kind} {} already exists in {}; ids must be unique",
-            doc.id,
-            self.folder_label(kind, folder)
-        );
-        let path = self.ws.item_path(kind, Folder::Queue, &doc.id);
-        self.quarantine(&path, &msg, None)?;
+        self.quarantine_duplicate(kind, &doc.id, folder)?;
         Ok(false)
+    }
+
+    /// Quarantine the queued copy of `id`, which is also in `kept_in`: ids are unique, and
+    /// the copy that waits yields to the one that got further.
+    pub fn quarantine_duplicate(
+        &self,
+        kind: WorkItemKind,
+        id: &str,
+        kept_in: Folder,
+    ) -> Result<(), QueueError> {
+        let msg = format!(
+            "{kind} {id} already exists in {}; ids must be unique",
+            self.folder_label(kind, kept_in)
+        );
+        let path = self.ws.item_path(kind, Folder::Queue, id);
+        self.quarantine(&path, &msg, None)?;
+        Ok(())
     }
 
     /// Whether task `id` is done (`tasks/done/<id>.md` is a regular file).

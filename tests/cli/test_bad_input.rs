@@ -689,3 +689,28 @@ fn doctor_names_files_millrace_will_never_read() {
         ]
     );
 }
+
+/// One id both in `tasks/active/` (unowned) and in `tasks/queue/`: the queued copy is
+/// quarantined as a duplicate and the active one goes back to the queue, so work goes on
+/// (the orphan could not be requeued over its twin, and an item in active/ stopped every
+/// claim: "no work left" with two tasks waiting).
+#[test]
+fn a_queued_twin_of_an_orphaned_active_task_is_quarantined_and_work_goes_on() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    let task = crate::common::task_doc("t-x", "");
+    ws.write("millrace-agents/tasks/active/t-x.md", &task);
+    ws.write("millrace-agents/tasks/queue/t-x.md", &task);
+    ws.write(
+        "millrace-agents/tasks/queue/t-good.md",
+        &crate::common::task_doc("t-good", ""),
+    );
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("t-x"), ["tasks/done"]);
+    assert_eq!(ws.folder_of("t-good"), ["tasks/done"]);
+    let reason = ws.read("millrace-agents/quarantine/t-x.md.error.yaml");
+    assert!(
+        reason.contains("already exists in tasks/active"),
+        "{reason}"
+    );
+}
