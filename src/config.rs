@@ -645,6 +645,84 @@ impl Config {
                 ));
             }
         }
+        // Every span millrace waits or times out on fits the clocks (a stage's deadline is
+        // its start plus the span: 2^64 seconds overflowed and panicked mid-stage).
+        let max_seconds = crate::time::MAX_SECONDS as u64;
+        let r = &self.runners;
+        let mut spans = vec![
+            (
+                "runners.idle_timeout_seconds".to_string(),
+                r.idle_timeout_seconds,
+            ),
+            (
+                "runners.stall_timeout_seconds".to_string(),
+                r.stall_timeout_seconds,
+            ),
+            (
+                "runners.kill_grace_seconds".to_string(),
+                r.kill_grace_seconds,
+            ),
+            (
+                "usage.rate_limit_backoff_seconds".to_string(),
+                self.usage.rate_limit_backoff_seconds,
+            ),
+            (
+                "usage.rate_limit_backoff_max_seconds".to_string(),
+                self.usage.rate_limit_backoff_max_seconds,
+            ),
+            (
+                "watchers.debounce_ms".to_string(),
+                self.watchers.debounce_ms / 1000,
+            ),
+            (
+                "watchers.poll_interval_ms".to_string(),
+                self.watchers.poll_interval_ms / 1000,
+            ),
+            (
+                "watchers.settle_ms".to_string(),
+                self.watchers.settle_ms / 1000,
+            ),
+        ];
+        for (stage, cfg) in &self.stages {
+            spans.push((
+                format!("stages.{stage}.timeout_seconds"),
+                cfg.timeout_seconds,
+            ));
+            if let Some(idle) = cfg.idle_timeout_seconds {
+                spans.push((format!("stages.{stage}.idle_timeout_seconds"), idle));
+            }
+        }
+        if let Some((key, _)) = spans.iter().find(|(_, v)| *v > max_seconds) {
+            return Err(invalid(
+                key,
+                &format!("must be at most {max_seconds} seconds (about 31 years)"),
+            ));
+        }
+        // Too small a cap cuts off the result marker of every stage.
+        const MIN_OUTPUT_CAP: u64 = 64 * 1024;
+        if r.output_cap_bytes < MIN_OUTPUT_CAP {
+            return Err(invalid(
+                "runners.output_cap_bytes",
+                &format!(
+                    "must be at least {MIN_OUTPUT_CAP} (a stage's output must hold its result)"
+                ),
+            ));
+        }
+        if let Some(script) = &r.scripted.script {
+            let path = std::path::Path::new(script);
+            let inside = path.components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::Normal(_) | std::path::Component::CurDir
+                )
+            });
+            if !inside {
+                return Err(invalid(
+                    "runners.scripted.script",
+                    "must be a relative path inside the workspace, without `..`",
+                ));
+            }
+        }
         let known = crate::model::RUNNER_NAMES;
         let unknown_runner = |key: &str, name: &str| {
             invalid(

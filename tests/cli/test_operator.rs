@@ -705,6 +705,45 @@ fn json_is_kept_for_usage_errors_and_printed_envelopes() {
     assert_eq!(env["command"], "pause", "{env}");
 }
 
+/// Config values that passed `config validate` and then broke every stage are refused up
+/// front, naming the key: a timeout past the clocks (a stage's deadline overflowed and its
+/// thread panicked), an output cap too small for any result marker, and a scripted-runner
+/// script outside the workspace (its lines were echoed into committed files).
+#[test]
+fn config_values_that_would_break_every_stage_are_refused() {
+    let ws = TestWs::new();
+    for (yaml, key) in [
+        (
+            "runners:\n  kill_grace_seconds: 18446744073709551615\n",
+            "runners.kill_grace_seconds",
+        ),
+        (
+            "runners:\n  idle_timeout_seconds: 18446744073709551615\n",
+            "runners.idle_timeout_seconds",
+        ),
+        (
+            "stages:\n  builder:\n    timeout_seconds: 9223372036854775807\n",
+            "stages.builder.timeout_seconds",
+        ),
+        (
+            "runners:\n  output_cap_bytes: 0\n",
+            "runners.output_cap_bytes",
+        ),
+        (
+            "runners:\n  scripted:\n    script: /etc/passwd\n",
+            "runners.scripted.script",
+        ),
+        (
+            "runners:\n  scripted:\n    script: ../../etc/passwd\n",
+            "runners.scripted.script",
+        ),
+    ] {
+        ws.write("millrace-agents/millrace.yaml", yaml);
+        let err = ws.fails(&["config", "validate"], 1);
+        assert!(err.contains(key), "{yaml}: {err}");
+    }
+}
+
 /// A span too long for the clocks (1e300 seconds, infinity) is refused up front, naming the
 /// argument or the config key, instead of panicking when millrace first waits on it.
 #[test]
