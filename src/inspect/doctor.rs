@@ -180,15 +180,22 @@ impl Checks<'_> {
             let Ok(entries) = std::fs::read_dir(&path) else {
                 continue;
             };
-            let mut names: Vec<String> = entries
+            // Regular files, and anything else named like a document (a folder or FIFO
+            // `t-1.md`: never read, never quarantined). Links are the runtime's to refuse.
+            let mut names: Vec<(String, bool)> = entries
                 .filter_map(|e| e.ok())
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.starts_with('.'))
+                .filter_map(|e| {
+                    let kind = e.file_type().ok()?;
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let odd = !kind.is_file() && !kind.is_symlink() && rule == "md";
+                    (kind.is_file() || (odd && name.ends_with(".md"))).then_some((name, odd))
+                })
+                .filter(|(n, _)| !n.starts_with('.'))
                 .collect();
             names.sort();
-            for name in names {
+            for (name, odd) in names {
                 let fix = match rule {
+                    "md" if odd => "move it away: only regular files are read".to_string(),
                     "md" if name.ends_with(".md") || name.ends_with(".requeue.jsonl") => continue,
                     "md" => format!("rename it to <id>.md in {dir}/ (only *.md files are read)"),
                     "top" => format!("move it into {dir}/queue/ (documents are read from the queue folders only)"),

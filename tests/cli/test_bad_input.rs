@@ -645,7 +645,8 @@ fn a_bad_scripted_runner_script_is_reported_and_pauses_instead_of_blocking_work(
 }
 
 /// `doctor` names files dropped where millrace looks for work but never reads them (wrong
-/// extension, one folder too high, a mailbox envelope beside `incoming/`), and none in a
+/// extension, one folder too high, a mailbox envelope beside `incoming/`, a folder or FIFO
+/// named like a document), and none in a
 /// workspace that has run, requeued and been stopped.
 #[test]
 fn doctor_names_files_millrace_will_never_read() {
@@ -676,6 +677,13 @@ fn doctor_names_files_millrace_will_never_read() {
     ] {
         ws.write(&format!("millrace-agents/{rel}"), &task);
     }
+    std::fs::create_dir(ws.path().join("millrace-agents/tasks/queue/t-dir.md")).unwrap();
+    let fifo = ws.path().join("millrace-agents/tasks/queue/t-fifo.md");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
     let mut found = findings(&ws);
     found.sort();
     assert_eq!(
@@ -683,6 +691,8 @@ fn doctor_names_files_millrace_will_never_read() {
         [
             "millrace-agents/ideas/inbox/notes.txt",
             "millrace-agents/state/mailbox/stop.yaml",
+            "millrace-agents/tasks/queue/t-dir.md",
+            "millrace-agents/tasks/queue/t-fifo.md",
             "millrace-agents/tasks/queue/t-x.MD",
             "millrace-agents/tasks/queue/t-x.txt",
             "millrace-agents/tasks/t-x.md",
