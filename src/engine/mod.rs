@@ -193,8 +193,17 @@ impl StateFiles {
             queue: &QueueStore,
             events: &EventLog,
         ) -> Result<Option<T>> {
+            // Bytes that are not text are as unreadable as text that is not YAML: set aside
+            // too. Other read errors (permissions, a failing disk) stop the start instead.
+            let garbled = |e: &StateError| {
+                matches!(e, StateError::Io(crate::workspace::atomic::IoError::Path { source, .. })
+                    if source.kind() == std::io::ErrorKind::InvalidData)
+            };
             match loaded {
                 Ok(value) => Ok(Some(value)),
+                Err(e) if garbled(&e) => {
+                    set_aside(queue, events, path, &e.to_string()).map(|()| None)
+                }
                 Err(e @ (StateError::Io(_) | StateError::Newer { .. })) => Err(e.into()),
                 Err(e) => set_aside(queue, events, path, &e.to_string()).map(|()| None),
             }

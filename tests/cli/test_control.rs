@@ -438,6 +438,28 @@ fn an_unreadable_snapshot_is_set_aside_and_the_daemon_starts_afresh() {
     assert_eq!(snapshot(&ws)["process_running"], false);
 }
 
+/// State files whose bytes are not text (a stray binary write) are set aside like ones whose
+/// text is not YAML; they stopped every start with "not valid UTF-8" instead.
+#[test]
+fn state_files_that_are_not_text_are_set_aside_too() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    ws.add_task("t1", "");
+    ws.ok(&["run", "once"]);
+    for file in ["runtime_snapshot.yaml", "recovery_counters.yaml"] {
+        let path = ws.path().join("millrace-agents/state").join(file);
+        std::fs::write(&path, b"schema_version: \"1.0\"\nkind: x\xffy\n").unwrap();
+    }
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("t1"), ["tasks/done"]);
+    for file in ["runtime_snapshot.yaml", "recovery_counters.yaml"] {
+        assert!(
+            ws.exists(&format!("millrace-agents/quarantine/{file}.error.yaml")),
+            "{file}"
+        );
+    }
+}
+
 #[test]
 fn until_idle_on_a_paused_workspace_exits_and_says_why() {
     let ws = TestWs::new();
