@@ -390,7 +390,7 @@ fn follow(
         }
         if finished {
             // The followed stage's own result: by now the next stage may be the latest.
-            let result = runs::stage_by_request(ws, run_id, &latest.request_id).terminal_result;
+            let result = files.terminal_result;
             ctx.emit_line(
                 &json!({"finished": true, "terminal_result": result}),
                 || format!("--- finished: {} ---", or_none(result)),
@@ -432,9 +432,7 @@ fn read_from(path: &Path, offset: &mut u64, whole: bool) -> String {
         return String::new();
     }
     if !whole {
-        // Whole lines only: a line still being written (or a character split across two
-        // writes) comes complete with the next read.
-        buf.truncate(buf.iter().rposition(|b| *b == b'\n').map_or(0, |at| at + 1));
+        buf.truncate(runs::whole_lines_len(&buf));
     }
     *offset += buf.len() as u64;
     String::from_utf8_lossy(&buf).into_owned()

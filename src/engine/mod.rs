@@ -201,10 +201,9 @@ impl StateFiles {
             };
             match loaded {
                 Ok(value) => Ok(Some(value)),
-                Err(e) if garbled(&e) => {
-                    set_aside(queue, events, path, &e.to_string()).map(|()| None)
+                Err(e @ (StateError::Io(_) | StateError::Newer { .. })) if !garbled(&e) => {
+                    Err(e.into())
                 }
-                Err(e @ (StateError::Io(_) | StateError::Newer { .. })) => Err(e.into()),
                 Err(e) => set_aside(queue, events, path, &e.to_string()).map(|()| None),
             }
         }

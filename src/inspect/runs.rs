@@ -550,18 +550,22 @@ fn readable_stdout(files: &RunFiles) -> PathBuf {
     }
 }
 
+/// How many of `bytes` make whole lines (up to the last line end): a line still being
+/// written, or a character split across two writes, is left for the next read.
+pub fn whole_lines_len(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |at| at + 1)
+}
+
 /// The last `lines` lines of a text file (all of it for 0), read through retention's
 /// compression, and how many bytes of the file they end at; with `whole_lines` a last line
 /// still being written is left out. A missing file reads as empty.
 pub fn tail_lines(path: &Path, lines: usize, whole_lines: bool) -> (Vec<String>, u64) {
     let mut bytes = compress::read(path).unwrap_or_default();
     if whole_lines {
-        bytes.truncate(
-            bytes
-                .iter()
-                .rposition(|b| *b == b'\n')
-                .map_or(0, |at| at + 1),
-        );
+        bytes.truncate(whole_lines_len(&bytes));
     }
     let text = String::from_utf8_lossy(&bytes);
     let all: Vec<&str> = text.lines().collect();
