@@ -10,12 +10,16 @@ use super::Engine;
 use crate::compiler::{Consequence, Route};
 use crate::error::{Error, Result};
 use crate::model::{Plane, Stage, TerminalResult, WorkItemKind};
+use crate::queue::ActiveDocument;
 use crate::runners::{self, FailureClass, RawResult, StageRequest, StageResult};
 use crate::state::closure::ClosureTarget;
 use crate::state::counters::RUNTIME_REPAIR;
 use crate::state::event::EventKind;
 use crate::state::snapshot::PauseCause;
 use crate::workspace::{atomic, Folder};
+
+/// The failure class of an item blocked because its active document was replaced.
+const DOCUMENT_REPLACED: &str = "document_replaced";
 
 /// Lower-case, runs of other characters as `_` (spec 06 §6.3).
 fn normalize_class(raw: &str) -> String {
@@ -51,6 +55,7 @@ pub(crate) fn block(why: String, result: Option<&StageResult>) -> Move {
                         "refused": refused}),
         why,
         history,
+        document: None,
     }
 }
 
@@ -137,11 +142,13 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// Normalize, persist, route and apply one stage's raw result.
+    /// Normalize, persist, route and apply one stage's raw result; `document` is the active
+    /// item's document as the stage began.
     pub(crate) fn apply_result(
         &mut self,
         req: &StageRequest,
         raw: RawResult,
+        document: Option<&[u8]>,
     ) -> Result<StageResult> {
         let active = self.state.active().map(|a| (a.stage, a.run_id.as_str()));
         if active != Some((req.stage, req.run_id.as_str())) {
@@ -153,6 +160,12 @@ impl Engine {
         let (kind, id) = self.identity(req)?;
         self.count_run_usage(&req.run_id, kind, &id)?;
         crate::workspace::failpoint::transition("stage_result.after_usage")?;
+        if req.active_work_item_path.is_some() {
+            if let ActiveDocument::Replaced(what) = self.queue.active_document(kind, &id) {
+                self.block_replaced(req, &result, result_rel, (kind, id), &what, document)?;
+                return Ok(result);
+            }
+        }
         if let Some(diagnosis) = result
             .diagnosis
             .as_ref()
@@ -222,6 +235,61 @@ impl Engine {
         ));
         self.commit(t)?;
         Ok(result)
+    }
+
+    /// The active item's document was replaced while its stage ran (garbage, another item,
+    /// a folder): the document as the stage began goes to `blocked/`, whatever is in its
+    /// place to `quarantine/`, and the item is blocked whatever the stage answered, for a
+    /// person to look at. Its usage counts; no budget is spent.
+    fn block_replaced(
+        &mut self,
+        req: &StageRequest,
+        result: &StageResult,
+        result_rel: String,
+        (kind, id): (WorkItemKind, String),
+        what: &str,
+        document: Option<&[u8]>,
+    ) -> Result<()> {
+        let path = self.ws.item_path(kind, Folder::Active, &id);
+        let replaced = format!(
+            "{} was replaced while the {} stage ran ({what})",
+            self.ws.rel(&path),
+            req.stage
+        );
+        let blocked_rel = self.ws.rel(&self.ws.item_path(kind, Folder::Blocked, &id));
+        let why = match document {
+            Some(_) => format!(
+                "{replaced}; what the stage left there is in quarantine/, and the document as \
+                 the stage began is {blocked_rel}"
+            ),
+            None => format!("{replaced}; what the stage left there is in quarantine/"),
+        };
+        let mut t = Transition::new((kind, id.clone()), Next::Idle { idle_markers: true });
+        t.counting = Counting::Reset;
+        t.failure_class = Some(DOCUMENT_REPLACED.into());
+        let mut blocked = block(why.clone(), None);
+        let quarantine = Move::Quarantine {
+            path,
+            reason: format!("{replaced}; {kind} {id} is blocked"),
+        };
+        if let (Move::Block { document: kept, .. }, Some(bytes)) = (&mut blocked, document) {
+            *kept = Some(bytes.to_vec());
+            t.moves.extend([blocked, quarantine]);
+        } else {
+            // Nothing to put back: the item's block is only its event and history.
+            t.moves.extend([quarantine, blocked]);
+        }
+        t.result = Some((result.terminal_result, result_rel.clone()));
+        t.events
+            .push(stage_completed(req, result, &result_rel, kind, &id));
+        t.events.push((
+            EventKind::RouterDecision,
+            json!({"action": "blocked", "plane": req.plane, "run_id": req.run_id,
+                   "work_item_kind": kind, "work_item_id": id, "stage": req.stage,
+                   "terminal_result": result.terminal_result,
+                   "failure_class": DOCUMENT_REPLACED, "next_stage": null, "reason": why}),
+        ));
+        self.commit(t)
     }
 
     /// An environment failure (harness missing, not logged in, refused our command line, out

@@ -470,13 +470,7 @@ impl Engine {
                 return Ok(None);
             }
         }
-        let mut request = self.build_request()?;
-        self.apply_runner_override(&mut request);
-        self.mark_running(&request)?;
-        Ok(Some(Prepared {
-            request,
-            finished: None,
-        }))
+        self.start_stage_request().map(Some)
     }
 
     /// A lane's own git step failed in a way no stage can fix by itself (a hook refused the

@@ -25,6 +25,9 @@ pub struct Prepared {
     pub request: StageRequest,
     /// The normalized result, once the stage ran and its result was applied.
     pub finished: Option<StageResult>,
+    /// The active item's document as the stage began: put back if the stage leaves
+    /// something else in its place.
+    pub(crate) document: Option<Vec<u8>>,
 }
 
 impl Engine {
@@ -61,13 +64,26 @@ impl Engine {
                 break;
             }
         }
+        Ok(TickOutcome::Stage(Box::new(self.start_stage_request()?)))
+    }
+
+    /// The active stage's request, marked running, with the item's document as it is now.
+    pub(crate) fn start_stage_request(&mut self) -> Result<Prepared> {
         let mut request = self.build_request()?;
         self.apply_runner_override(&mut request);
         self.mark_running(&request)?;
-        Ok(TickOutcome::Stage(Box::new(Prepared {
+        let document = match (request.active_work_item_kind, &request.active_work_item_id) {
+            (Some(kind), Some(id)) => match self.queue.active_document(kind, id) {
+                crate::queue::ActiveDocument::Item(bytes) => Some(bytes),
+                _ => None,
+            },
+            _ => None,
+        };
+        Ok(Prepared {
             request,
             finished: None,
-        })))
+            document,
+        })
     }
 
     /// Steps 15–19: normalize the runner's result, route it, apply the decision. Returns the
@@ -78,7 +94,8 @@ impl Engine {
         raw: RawResult,
     ) -> Result<Option<StageResult>> {
         let before = (self.state.clone(), self.counters.clone());
-        let applied = match self.apply_result(&prepared.request, raw) {
+        let applied = match self.apply_result(&prepared.request, raw, prepared.document.as_deref())
+        {
             Ok(result) => Ok(Some(result)),
             Err(err) if err.is_fatal() => Err(err),
             Err(err) if err.is_environmental() => Err(err),

@@ -42,7 +42,12 @@ pub(crate) enum Move {
         /// The `work_item_blocked` event's failure fields (class, message, refused).
         failure: Value,
         history: String,
+        /// The item's document to write there, when its active file is not the item any
+        /// more (that file is then quarantined by a [`Move::Quarantine`] after this move).
+        document: Option<Vec<u8>>,
     },
+    /// A file that is not what millrace keeps there, into `quarantine/` with the reason.
+    Quarantine { path: PathBuf, reason: String },
     /// A new incident into the planning queue; `after` names the failpoint that follows it.
     Enqueue {
         incident: Document,
@@ -216,8 +221,13 @@ impl Engine {
                 why,
                 failure,
                 history,
+                document,
             } => {
-                match self.queue.block(kind, id) {
+                let blocked = match document {
+                    Some(bytes) => self.queue.block_as(kind, id, &bytes),
+                    None => self.queue.block(kind, id),
+                };
+                match blocked {
                     Ok(path) => self.queue.append_history(&path, &history)?,
                     Err(e) => events.push((
                         EventKind::RuntimeBlockedMarkFailed,
@@ -253,6 +263,9 @@ impl Engine {
                 }
             }
             Move::Write { path, bytes } => atomic::write_atomic(&path, &bytes)?,
+            Move::Quarantine { path, reason } => {
+                self.queue.quarantine(&path, &reason, None)?;
+            }
         }
         Ok(())
     }

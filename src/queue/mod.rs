@@ -68,6 +68,16 @@ pub struct Claimed {
     pub document: Arc<Document>,
 }
 
+/// What sits at an active item's path (see [`QueueStore::active_document`]).
+pub enum ActiveDocument {
+    /// Nothing: the item moved on (a control command, a re-run after a crash).
+    Gone,
+    /// The item's document, as its bytes.
+    Item(Vec<u8>),
+    /// Something that is not the item any more, and what it is.
+    Replaced(String),
+}
+
 /// One row of `queue ls`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ItemSummary {
@@ -578,8 +588,46 @@ impl QueueStore {
         })
     }
 
-    /// Move a bad file to `quarantine/` with a `.error.yaml` reason beside it, and log it.
-    pub fn quarantine(&self, path: &Path, error: &str, line: Option<usize>) -> Result<(), IoError> {
+    /// What is at the active path of `id` now: the item's document only if it is a regular
+    /// file (not a link, not a folder) that parses as a `kind` document with that id. An
+    /// agent writing the file it was pointed at could otherwise have its bytes moved to
+    /// `done/` as the finished item.
+    pub fn active_document(&self, kind: WorkItemKind, id: &str) -> ActiveDocument {
+        let path = self.ws.item_path(kind, Folder::Active, id);
+        let what = match path.symlink_metadata() {
+            Err(_) => return ActiveDocument::Gone,
+            Ok(meta) if meta.is_symlink() => "a symbolic link",
+            Ok(meta) if meta.is_dir() => "a folder",
+            Ok(meta) if !meta.is_file() => "not a regular file",
+            Ok(_) => {
+                let Ok(bytes) = atomic::read_regular(&path) else {
+                    return ActiveDocument::Gone;
+                };
+                let name = scan::file_name(&path);
+                let parsed = match String::from_utf8(bytes) {
+                    Ok(text) => documents::parse(kind, &name, &text).map(|doc| (doc, text)),
+                    Err(e) => Err(utf8_error(&name, &e)),
+                };
+                return match parsed {
+                    Ok((doc, text)) if doc.id() == id => ActiveDocument::Item(text.into_bytes()),
+                    Ok((doc, _)) => {
+                        ActiveDocument::Replaced(format!("it holds {kind} {} now", doc.id()))
+                    }
+                    Err(e) => ActiveDocument::Replaced(format!("not a valid {kind} document: {e}")),
+                };
+            }
+        };
+        ActiveDocument::Replaced(what.to_string())
+    }
+
+    /// Move a bad file to `quarantine/` with a `.error.yaml` reason beside it, and log it;
+    /// where it went (`None`: it vanished first).
+    pub fn quarantine(
+        &self,
+        path: &Path,
+        error: &str,
+        line: Option<usize>,
+    ) -> Result<Option<PathBuf>, IoError> {
         let qdir = self.ws.quarantine_dir();
         atomic::create_dir_all(&qdir)?;
         let name = atomic::archive_name(&scan::file_name(path));
@@ -607,7 +655,7 @@ impl QueueStore {
         if let Err(err) = atomic::move_file(path, &dest) {
             let _ = std::fs::remove_file(&reason_path);
             return match err {
-                IoError::NotFound { .. } => Ok(()),
+                IoError::NotFound { .. } => Ok(None),
                 e => Err(e),
             };
         }
@@ -620,7 +668,8 @@ impl QueueStore {
         self.events.emit(
             EventKind::WorkItemQuarantined,
             json!({"source": reason.source, "destination": reason.quarantined_as, "error": error}),
-        )
+        )?;
+        Ok(Some(dest))
     }
 
     /// The names of the valid, correctly named documents of a waiting folder, in claim
@@ -906,6 +955,22 @@ impl QueueStore {
     /// `active/` → `blocked/`.
     pub fn block(&self, kind: WorkItemKind, id: &str) -> Result<PathBuf, QueueError> {
         let dest = self.transition(kind, id, Folder::Active, Folder::Blocked)?;
+        crate::workspace::failpoint::transition("block.after_move")?;
+        Ok(dest)
+    }
+
+    /// Write `document` as the blocked item `id`, whose active file is not the item any
+    /// more (see [`QueueStore::active_document`]); that file is left for the caller to
+    /// quarantine. Written before it is moved: a crash in between leaves the item blocked
+    /// and the stray file where reconcile finds it, never the item nowhere.
+    pub fn block_as(
+        &self,
+        kind: WorkItemKind,
+        id: &str,
+        document: &[u8],
+    ) -> Result<PathBuf, QueueError> {
+        let dest = self.ws.item_path(kind, Folder::Blocked, id);
+        atomic::write_atomic(&dest, document)?;
         crate::workspace::failpoint::transition("block.after_move")?;
         Ok(dest)
     }

@@ -724,3 +724,62 @@ fn a_queued_twin_of_an_orphaned_active_task_is_quarantined_and_work_goes_on() {
         "{reason}"
     );
 }
+
+/// A harness that writes over its task's document (garbage, a folder, another task's id)
+/// no longer has those bytes moved to `done/` as the finished task: what it left goes to
+/// `quarantine/` with the reason, the document as the stage began goes back, and the task is
+/// blocked whatever the stage answered. An edit that keeps the task valid is the task's own.
+#[test]
+fn a_document_replaced_while_its_stage_ran_is_quarantined_and_the_task_blocked() {
+    let ws = TestWs::new();
+    ws.use_fake_harness(
+        "builder run printf 'not a task\\n' > \"$WORK_ITEM_PATH\"; echo '### BUILDER_COMPLETE'\n\
+         builder run rm \"$WORK_ITEM_PATH\"; mkdir \"$WORK_ITEM_PATH\"; echo '### BUILDER_COMPLETE'\n\
+         builder run sed 's/t-3/t-9/' \"$WORK_ITEM_PATH\" > x; mv x \"$WORK_ITEM_PATH\"; echo '### BUILDER_COMPLETE'\n\
+         builder run sed -i 's/- Low./- Low, the agent says./' \"$WORK_ITEM_PATH\"; echo '### BUILDER_COMPLETE'\n",
+    );
+    for id in ["t-1", "t-2", "t-3", "t-4"] {
+        ws.add_task(id, "");
+    }
+    ws.run_until_idle();
+    for (id, left) in [
+        ("t-1", "not a valid task document"),
+        ("t-2", "a folder"),
+        ("t-3", "task t-9"),
+    ] {
+        assert_eq!(ws.folder_of(id), ["tasks/blocked"], "{id}");
+        let blocked = ws.read(&format!("millrace-agents/tasks/blocked/{id}.md"));
+        assert!(
+            blocked.starts_with(&crate::common::task_doc(id, "")),
+            "{id}: the document as claimed is back: {blocked}"
+        );
+        assert!(
+            blocked.contains("was replaced while the builder stage ran"),
+            "{blocked}"
+        );
+        let reason = ws.read(&format!("millrace-agents/quarantine/{id}.md.error.yaml"));
+        // Folded YAML: one space between words.
+        let reason = reason.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            reason.contains("replaced while the builder stage ran"),
+            "{reason}"
+        );
+        assert!(reason.contains(left), "{reason}");
+    }
+    assert_eq!(ws.read("millrace-agents/quarantine/t-1.md"), "not a task\n");
+    assert!(ws.path().join("millrace-agents/quarantine/t-2.md").is_dir());
+    assert!(ws
+        .read("millrace-agents/quarantine/t-3.md")
+        .contains("Task-ID: t-9"));
+    assert_eq!(ws.folder_of("t-4"), ["tasks/done"]);
+    assert!(ws
+        .read("millrace-agents/tasks/done/t-4.md")
+        .contains("Low, the agent says."));
+    let blocked: Vec<String> = ws
+        .events()
+        .iter()
+        .filter(|e| e["event_type"] == "work_item_blocked")
+        .map(|e| e["data"]["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(blocked, ["t-1", "t-2", "t-3"]);
+}
