@@ -247,6 +247,8 @@ impl Lanes {
 enum Landing {
     /// The task is blocked with this reason.
     Refused { why: String, keep_worktree: bool },
+    /// Another git process holds a lock there: the landing waits, with this reason.
+    Waits(String),
     /// Not the lane's fault (the disk, a failpoint): the pass fails and is retried.
     Failed(Error),
 }
@@ -261,12 +263,18 @@ impl Lanes {
         id: &str,
         title: &str,
     ) -> std::result::Result<Option<RebaseOutcome>, Landing> {
-        let git = |err: crate::git::GitError| Landing::Refused {
-            why: format!(
-                "integration_failed: git: {err}; the branch {} is kept",
-                lane.branch
-            ),
-            keep_worktree: false,
+        let git = |err: crate::git::GitError| match err.held_lock() {
+            Some(lock) => Landing::Waits(format!(
+                "git's lock {lock} is taken: another git process is at work there (if none \
+                 is, one was killed holding it; remove the file)"
+            )),
+            None => Landing::Refused {
+                why: format!(
+                    "integration_failed: git: {err}; the branch {} is kept",
+                    lane.branch
+                ),
+                keep_worktree: false,
+            },
         };
         let worktree = self.worktree_path(&lane.worktree);
         match self.ensure_worktree(lane) {
@@ -588,6 +596,7 @@ impl Engine {
             Err(Landing::Refused { why, keep_worktree }) => {
                 return self.lane_failed(&id, &lane, why, keep_worktree)
             }
+            Err(Landing::Waits(reason)) => return self.integration_waits(&id, &lane, reason),
             Err(Landing::Failed(err)) => return Err(err),
         };
         let Some(outcome) = outcome else {

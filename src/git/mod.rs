@@ -46,6 +46,20 @@ pub enum GitError {
     },
 }
 
+impl GitError {
+    /// The lock file git could not take because it exists: another git process works in
+    /// that repository (a user's, or one a killed daemon left running), or one was killed
+    /// while it held it. Waiting is the answer, not failing the work.
+    pub fn held_lock(&self) -> Option<&str> {
+        let GitError::Failed { stderr, .. } = self else {
+            return None;
+        };
+        let (_, rest) = stderr.split_once("Unable to create '")?;
+        let (lock, rest) = rest.split_once("'")?;
+        (lock.ends_with(".lock") && rest.starts_with(": File exists")).then_some(lock)
+    }
+}
+
 /// One entry of `git worktree list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Worktree {

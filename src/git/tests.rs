@@ -234,6 +234,25 @@ fn commit_all_stages_new_files_and_reports_nothing_to_commit() {
     assert_eq!(fx.repo.commit_all(&path, "again").unwrap(), None);
 }
 
+/// A commit in a lane whose `HEAD.lock` another git process holds (one a killed daemon left
+/// running) names the lock, so the landing waits for it instead of blocking the task; any
+/// other failure does not.
+#[test]
+fn a_lock_held_by_another_git_is_recognised() {
+    let fx = Fixture::new();
+    let path = fx.add_lane("t1");
+    write(&path, "a.txt", "changed\n");
+    let gitdir = PathBuf::from(git(&path, &["rev-parse", "--absolute-git-dir"]));
+    let lock = gitdir.join("HEAD.lock");
+    fs::write(&lock, "").unwrap();
+    let err = fx.repo.commit_all(&path, "agent work").unwrap_err();
+    assert_eq!(err.held_lock(), Some(lock.to_str().unwrap()), "{err}");
+    fs::remove_file(&lock).unwrap();
+    assert!(fx.repo.commit_all(&path, "agent work").unwrap().is_some());
+    let other = fx.repo.worktree_add(&fx.lane("t2"), "bad..name", "main");
+    assert_eq!(other.unwrap_err().held_lock(), None);
+}
+
 #[test]
 fn is_clean_ignores_untracked_files() {
     let fx = Fixture::new();

@@ -406,6 +406,43 @@ fn a_dirty_main_tree_makes_integration_wait_with_the_reason_then_it_lands() {
     assert_eq!(ws.read("shared.txt"), "w1\n");
 }
 
+/// A git lock held in the lane's repository when its branch is to land (another git
+/// process at work there: one a killed daemon left running, say) makes the landing wait with
+/// the lock named, not block the task; once the lock is gone the branch lands.
+#[test]
+fn a_held_git_lock_makes_integration_wait_then_it_lands() {
+    let ws = repo_ws("  lanes: 2\n", &[]);
+    plan(
+        &ws,
+        "k1",
+        "updater",
+        "echo k1 > k1.txt\ntouch \"$(git rev-parse --absolute-git-dir)/HEAD.lock\"\n",
+    );
+    ws.add_task("k1", "");
+    let daemon = ws.spawn_daemon(&[]);
+    wait_for("the landing to wait", Duration::from_secs(30), || {
+        ws.events()
+            .iter()
+            .any(|e| e["event_type"] == "integration_waiting")
+    });
+    let waiting = ws
+        .events()
+        .into_iter()
+        .find(|e| e["event_type"] == "integration_waiting")
+        .unwrap();
+    let reason = waiting["data"]["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("HEAD.lock"), "{reason}");
+    assert_eq!(ws.folder_of("k1"), ["tasks/active"]);
+    let lock = ws.path().join(".git/worktrees/k1/HEAD.lock");
+    std::fs::remove_file(&lock).unwrap_or_else(|e| panic!("{}: {e}", lock.display()));
+    wait_for("the task to land", Duration::from_secs(30), || {
+        ws.folder_of("k1") == ["tasks/done"]
+    });
+    ws.ok(&["stop"]);
+    daemon.wait_exit(Duration::from_secs(20));
+    assert_eq!(ws.read("k1.txt"), "k1\n");
+}
+
 #[test]
 fn stop_lets_every_running_lane_finish_its_stage() {
     let ws = repo_ws("  lanes: 3\n", &[("LANE_SLEEP", "1")]);
