@@ -176,6 +176,12 @@ impl Error {
         self.io().is_some_and(IoError::is_environmental)
     }
 
+    /// Whether the workspace is at fault, not the work: a symbolic link where millrace keeps
+    /// its own folder or file. Retrying cannot clear it; a person has to.
+    pub fn is_workspace_fault(&self) -> bool {
+        matches!(self.io(), Some(IoError::Symlink { .. }))
+    }
+
     /// The next step to print after the error, when there is one.
     pub fn hint(&self) -> Option<&str> {
         match self {

@@ -296,6 +296,11 @@ impl Daemon<'_> {
                     self.pool.abandon();
                     return Err(err);
                 }
+                Err(err)
+                    if err.is_workspace_fault() && self.engine.pause_for_fault(&err).is_ok() =>
+                {
+                    self.tail.forward(progress);
+                }
                 Err(err) => {
                     let pause = self.contain(err, progress);
                     if let Some(reason) = wait_for_signal(&self.waker, pause) {

@@ -98,15 +98,18 @@ impl Engine {
         {
             Ok(result) => Ok(Some(result)),
             Err(err) if err.is_fatal() => Err(err),
-            Err(err) if err.is_environmental() => Err(err),
+            Err(err) if err.is_environmental() || err.is_workspace_fault() => Err(err),
             Err(err) => self
                 .post_stage_recovery(&prepared.request, &err.to_string())
                 .map(|()| None),
         };
-        if applied.as_ref().is_err_and(Error::is_environmental) {
-            // A full disk is not the item's fault: forget the half-applied result, keep the
-            // item active at this stage and let the daemon retry (the stage runs again) once
-            // the fault clears, without spending the item's repair budget.
+        if applied
+            .as_ref()
+            .is_err_and(|e| e.is_environmental() || e.is_workspace_fault())
+        {
+            // A full disk or a linked folder is not the item's fault: forget the half-applied
+            // result, keep the item active at this stage and let the daemon retry (the stage
+            // runs again) once the fault clears, without spending the item's repair budget.
             (self.state, self.counters) = before;
         }
         applied
@@ -116,6 +119,25 @@ impl Engine {
     /// have settled, so the daemon can look again then.
     pub fn next_settled(&self) -> Option<std::time::Instant> {
         self.queue.settle().take_next()
+    }
+
+    /// Pause for a fault of the workspace (see [`Error::is_workspace_fault`]): retrying
+    /// would fail the same way on every pass, so nothing runs until a person fixes it and
+    /// resumes. The item that met it stays active at its stage.
+    pub(crate) fn pause_for_fault(&mut self, err: &Error) -> Result<()> {
+        let reason = format!("{err}; then `millrace resume`");
+        self.state.pause_self(
+            crate::state::snapshot::PauseCause::Workspace,
+            reason.clone(),
+            None,
+        );
+        self.save_snapshot()?;
+        self.events.emit(
+            EventKind::RuntimePaused,
+            json!({"reason": reason, "failure_class": "workspace_link",
+                   "action": "nothing runs until the link is replaced and `millrace resume`"}),
+        )?;
+        Ok(())
     }
 
     /// End a self-pause whose reset time has passed (a provider's rate-limit window).

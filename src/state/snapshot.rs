@@ -29,6 +29,8 @@ pub enum PauseCause {
     RateLimit,
     /// A workspace budget (window or daily) is spent; `resume_at` is when it frees up.
     Budget,
+    /// A folder or file millrace writes is a symbolic link; `resume` once it is replaced.
+    Workspace,
 }
 
 /// The result of the last config reload.

@@ -783,3 +783,54 @@ fn a_document_replaced_while_its_stage_ran_is_quarantined_and_the_task_blocked()
         .collect();
     assert_eq!(blocked, ["t-1", "t-2", "t-3"]);
 }
+
+/// A folder millrace writes replaced by a symbolic link cannot be fixed by retrying: the
+/// daemon pauses with the reason (where before it retried the failing pass forever and
+/// `--until-idle` never ended), the item that met it is not blamed, and after the link is
+/// replaced `resume` carries on where it stopped.
+#[test]
+fn a_linked_workspace_folder_pauses_the_daemon_and_blames_no_item() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let done = ws.rt().join("tasks/done");
+    std::fs::remove_dir(&done).ok();
+    std::os::unix::fs::symlink(elsewhere.path(), &done).unwrap();
+    ws.add_task("t-1", "");
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("t-1"), ["tasks/active"]);
+    let status = ws.json(&["status"]);
+    let reason = status["snapshot"]["pause_reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.contains("tasks/done is a symbolic link") && reason.contains("millrace resume"),
+        "{status}"
+    );
+    assert!(std::fs::read_dir(elsewhere.path())
+        .unwrap()
+        .next()
+        .is_none());
+    assert!(!ws.event_types().contains(&"work_item_blocked".to_string()));
+
+    std::fs::remove_file(&done).unwrap();
+    std::fs::create_dir(&done).unwrap();
+    ws.ok(&["resume"]);
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("t-1"), ["tasks/done"]);
+
+    // A bad document that cannot be moved aside pauses the daemon the same way.
+    let quarantine = ws.rt().join("quarantine");
+    std::fs::remove_dir_all(&quarantine).ok();
+    std::os::unix::fs::symlink(elsewhere.path(), &quarantine).unwrap();
+    ws.write("millrace-agents/tasks/queue/t-bad.md", "garbage\n");
+    ws.run_until_idle();
+    let status = ws.json(&["status"]);
+    assert!(
+        status["snapshot"]["pause_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("quarantine is a symbolic link")),
+        "{status}"
+    );
+    assert!(ws.exists("millrace-agents/tasks/queue/t-bad.md"));
+}
