@@ -116,8 +116,13 @@ pub struct Script {
 impl Script {
     /// Read and check the script at `path`: every answer parses, and every result is one the
     /// stage can give (a typo is the operator's to fix, not every work item's to fail on).
-    pub fn load(path: &Path) -> Result<Script, String> {
-        let text = atomic::read_regular_string(path)
+    pub fn load(root: &Path, rel: &Path) -> Result<Script, String> {
+        let path = &root.join(rel);
+        let text = atomic::read_beneath(root, rel)
+            .and_then(|bytes| {
+                String::from_utf8(bytes)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            })
             .map_err(|e| format!("cannot read scripted runner script {}: {e}", path.display()))?;
         let script: Script = crate::yaml::from_str(path, &text).map_err(|e| {
             let e = e.to_string();
@@ -160,7 +165,7 @@ pub fn script_problem(ws: &Workspace, config: &crate::config::Config) -> Option<
     let path = config.runners.scripted.script.as_ref()?;
     crate::runners::configured_runner_names(config)
         .contains(&SCRIPTED_RUNNER)
-        .then(|| Script::load(&ws.root().join(path)).err())
+        .then(|| Script::load(ws.root(), Path::new(path)).err())
         .flatten()
 }
 
@@ -174,6 +179,7 @@ struct Progress {
 /// The simulation runner.
 pub struct ScriptedRunner {
     ws: Workspace,
+    /// The script, relative to the project (`runners.scripted.script`).
     script_path: Option<PathBuf>,
 }
 
@@ -182,13 +188,13 @@ impl ScriptedRunner {
     pub fn new(ws: &Workspace, config: &ScriptedRunnerConfig) -> ScriptedRunner {
         ScriptedRunner {
             ws: ws.clone(),
-            script_path: config.script.as_ref().map(|p| ws.root().join(p)),
+            script_path: config.script.as_ref().map(PathBuf::from),
         }
     }
 
     fn script(&self) -> Result<Script, String> {
         match &self.script_path {
-            Some(path) => Script::load(path),
+            Some(rel) => Script::load(self.ws.root(), rel),
             None => Ok(Script::default()),
         }
     }

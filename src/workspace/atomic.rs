@@ -448,6 +448,81 @@ pub fn read_regular(path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Read `rel`, a file the config names inside `root` (the project), as a regular file
+/// reached without any symbolic link and without leaving `root`: an agent that can write
+/// the project must not be able to point millrace at a file outside it.
+pub fn read_beneath(root: &Path, rel: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = open_beneath(root, rel)?;
+    ensure_regular(&file)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Why a file reached through a link, or outside the project, is not read.
+fn link_on_the_way() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "a symbolic link is on the way to it, or it is outside the project; it is read only \
+         as a real file inside the project",
+    )
+}
+
+/// [`read_beneath`]'s open: one `openat2` that the kernel confines, where there is one.
+#[cfg(target_os = "linux")]
+fn open_beneath(root: &Path, rel: &Path) -> io::Result<File> {
+    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+    use rustix::io::Errno;
+    let dir = rustix::fs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    match openat2(
+        &dir,
+        rel,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+    ) {
+        Ok(fd) => Ok(File::from(fd)),
+        // Kernels before 5.6.
+        Err(Errno::NOSYS) => open_beneath_by_walk(root, rel),
+        Err(Errno::LOOP | Errno::XDEV) => Err(link_on_the_way()),
+        Err(errno) => Err(errno.into()),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_beneath(root: &Path, rel: &Path) -> io::Result<File> {
+    open_beneath_by_walk(root, rel)
+}
+
+/// [`read_beneath`]'s open without `openat2`: each component checked, the last opened
+/// without following a link.
+fn open_beneath_by_walk(root: &Path, rel: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::Component;
+    let mut at = root.to_path_buf();
+    for component in rel.components() {
+        match component {
+            Component::CurDir => {}
+            Component::Normal(name) => {
+                at.push(name);
+                if at.symlink_metadata()?.is_symlink() {
+                    return Err(link_on_the_way());
+                }
+            }
+            _ => return Err(link_on_the_way()),
+        }
+    }
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(NO_FOLLOW | rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(&at)
+}
+
 /// [`read_regular`] as UTF-8 text.
 pub fn read_regular_string(path: impl AsRef<Path>) -> io::Result<String> {
     String::from_utf8(read_regular(path)?).map_err(|e| {

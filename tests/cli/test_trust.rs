@@ -719,3 +719,50 @@ fn a_fifo_where_the_lock_file_was_is_refused_naming_it_not_a_hang() {
     refused_naming(&ws, &["run", "once"], "runtime_daemon.lock.yaml");
     assert_eq!(ws.folder_of("t1"), ["tasks/queue"], "nothing was claimed");
 }
+
+/// The scripted runner's script is read only as a real file inside the project: a link in
+/// its place, or a linked folder on the way to it, pointing outside is refused by `config
+/// validate`, `doctor` and the daemon's start, and nothing of the file outside is quoted.
+#[test]
+fn a_scripted_runner_script_linked_outside_the_project_is_not_read() {
+    let (_dir, secret) = outside_file("secret.yaml");
+    std::fs::write(&secret, "root-password-line: hunter2\n").unwrap();
+    for (name, via_folder) in [("the script", false), ("a folder on the way", true)] {
+        let ws = TestWs::new();
+        ws.use_scripted(Some("stages: {}\n"));
+        let script = ws.path().join("script.yaml");
+        std::fs::remove_file(&script).unwrap();
+        if via_folder {
+            std::os::unix::fs::symlink(secret.parent().unwrap(), ws.path().join("scripts"))
+                .unwrap();
+            let config = ws
+                .read("millrace-agents/millrace.yaml")
+                .replace("script: script.yaml", "script: scripts/secret.yaml");
+            ws.write("millrace-agents/millrace.yaml", &config);
+        } else {
+            std::os::unix::fs::symlink(&secret, &script).unwrap();
+        }
+        let out = ws.run(&["config", "validate"]);
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{name}: {all}");
+        assert!(all.contains("symbolic link"), "{name}: {all}");
+        assert!(
+            !all.contains("hunter2") && !all.contains("root-password"),
+            "{name}: {all}"
+        );
+        let doctor = ws.run(&["doctor"]);
+        let text = String::from_utf8_lossy(&doctor.stdout).to_string();
+        assert!(text.contains("scripted_script_invalid"), "{name}: {text}");
+        assert!(!text.contains("hunter2"), "{name}: {text}");
+        let start = ws.run(&["run", "daemon", "--until-idle"]);
+        let said = String::from_utf8_lossy(&start.stderr).to_string();
+        assert!(
+            said.contains("symbolic link") && !said.contains("hunter2"),
+            "{name}: {said}"
+        );
+    }
+}
