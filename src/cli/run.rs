@@ -73,10 +73,18 @@ fn once(ctx: &Ctx, args: OnceArgs) -> Result<ExitCode> {
         mode: args.mode,
         run_mode: "once",
     };
-    let mut engine = Engine::start(&ws, options, WatcherMode::Off)?;
-    let outcome = engine.tick_inline()?;
-    let snap = engine.state().to_snapshot();
-    engine.shutdown("run once finished")?;
+    // What the tick did beyond its stage (files rejected, ideas taken in, commands applied)
+    // is printed on stderr as `run daemon` prints it, from the same log.
+    let mut tail = crate::engine::daemon::EventTail::at_end(&ws.events_path());
+    let (outcome, snap) = super::progress::follow(|progress| {
+        let mut engine = Engine::start(&ws, options, WatcherMode::Off)?;
+        let outcome = engine.tick_inline();
+        tail.forward(progress);
+        let outcome = outcome?;
+        let snap = engine.state().to_snapshot();
+        engine.shutdown("run once finished")?;
+        Ok::<_, crate::error::Error>((outcome, snap))
+    })?;
     let (kind, code) = match &outcome {
         TickOutcome::Stage(p) => {
             let ok = snap.last_terminal_result.is_some_and(|r| {

@@ -65,8 +65,8 @@ pub enum DaemonExit {
 }
 
 /// Follows the event log from where it stood at startup, so the operator sees what the
-/// daemon did in the order the log records it (one source for both).
-struct EventTail {
+/// daemon (or `run once`) did in the order the log records it (one source for both).
+pub struct EventTail {
     path: std::path::PathBuf,
     offset: u64,
     /// The log file followed; a new one (rolled by retention) is read from its start.
@@ -74,7 +74,7 @@ struct EventTail {
 }
 
 impl EventTail {
-    fn at_end(path: &std::path::Path) -> EventTail {
+    pub fn at_end(path: &std::path::Path) -> EventTail {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(path).ok();
         EventTail {
@@ -85,7 +85,7 @@ impl EventTail {
     }
 
     /// Report every complete line appended since the last call.
-    fn forward(&mut self, progress: &mut dyn FnMut(Progress)) {
+    pub fn forward(&mut self, progress: &mut dyn FnMut(Progress)) {
         use std::io::{Read, Seek, SeekFrom};
         let Ok(mut file) = crate::workspace::atomic::open_regular(&self.path) else {
             return;

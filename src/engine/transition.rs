@@ -13,7 +13,7 @@
 //! 5. the runtime snapshot, durably — after it, the next start sees the new stage or idle.
 //!    Its folder fsync also makes steps 1 and 3 durable (written [`Durability::Batched`]):
 //!    one folder fsync for the whole batch;
-//! 6. the events, in the order they happened, with one append and one fsync (which also
+//! 6. the events, in the order they were decided, with one append and one fsync (which also
 //!    makes the stage start's unsynced events durable) — a crash before them loses lines of
 //!    the log, never work, and never writes one twice.
 //!
@@ -100,7 +100,7 @@ pub(crate) struct Transition {
     pub marker: Option<(Plane, String)>,
     /// The stage result this transition applies: its answer and file.
     pub result: Option<(TerminalResult, String)>,
-    /// Events after those of the moves, in order.
+    /// Events logged before those of the moves (the stage's result, the routing decision).
     pub events: Vec<(EventKind, Value)>,
 }
 
@@ -179,8 +179,11 @@ impl Engine {
         crate::workspace::failpoint::transition("stage_result.before_snapshot")?;
         // Durable, and with it every batched write before it in `state/`.
         self.save_snapshot()?;
-        events.extend(t.events);
-        self.events.emit_all(events, true)?;
+        // The stage's own events (its result, the routing decision) before what the moves
+        // did with the item: the log reads in the order things were decided.
+        let mut all = t.events;
+        all.extend(events);
+        self.events.emit_all(all, true)?;
         Ok(())
     }
 

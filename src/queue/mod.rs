@@ -664,7 +664,6 @@ impl QueueStore {
                 cache.remove(&name.to_string_lossy());
             }
         }
-        tracing::warn!(source = %reason.source, %error, "quarantined a bad file");
         self.events.emit(
             EventKind::WorkItemQuarantined,
             json!({"source": reason.source, "destination": reason.quarantined_as, "error": error}),

@@ -820,3 +820,32 @@ fn the_workspace_is_found_from_a_subfolder_and_from_its_own_folder() {
         "no nested workspace"
     );
 }
+
+/// `run once` prints what its tick did on stderr as `run daemon` does (a file it rejected,
+/// the stage it ran), not as log lines of its internals; and a task's `done:` line comes
+/// after the result line of the stage that finished it, as the log now records them.
+#[test]
+fn run_once_reports_what_its_tick_did_and_done_follows_the_stage_result() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    ws.write("millrace-agents/tasks/queue/a-bad.md", "garbage\n");
+    ws.add_task("t-1", "");
+    let out = ws.run(&["run", "once"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "rejected millrace-agents/tasks/queue/a-bad.md -> millrace-agents/quarantine/a-bad.md"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("builder        task t-1"), "{stderr}");
+    assert!(!stderr.contains("WARN"), "{stderr}");
+    let out = ws.run(&["run", "daemon", "--until-idle"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let result = stderr
+        .find("-> UPDATE_COMPLETE")
+        .expect("the updater's line");
+    let done = stderr.find("done: task t-1").expect("the done line");
+    assert!(result < done, "{stderr}");
+}
