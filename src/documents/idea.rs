@@ -1,5 +1,7 @@
 //! Ideas: free Markdown turned into planning specs (spec 02 §12).
 
+use sha2::Digest;
+
 use super::grammar::{py_trim, split_lines};
 use super::validate::{id_length_problem, is_identifier, ID_PATTERN};
 use super::{DocError, DocTime, SourceType, SpecDoc};
@@ -9,7 +11,8 @@ pub type IdeaSpec = SpecDoc;
 
 /// The spec id an idea file gets: `idea-` plus the stem with every run of characters outside
 /// `[A-Za-z0-9._-]` replaced by `-` and leading/trailing `-` and `.` removed (`idea` if
-/// nothing is left), so that any file an operator drops in the inbox yields a valid id.
+/// nothing is left), so that any file an operator drops in the inbox yields a valid id; a
+/// stem longer than [`IDEA_CORE_MAX`] is cut.
 pub fn idea_spec_id(stem: &str) -> String {
     let mut sanitized = String::with_capacity(stem.len());
     let mut in_run = false;
@@ -23,8 +26,21 @@ pub fn idea_spec_id(stem: &str) -> String {
         in_run = !kept;
     }
     let core = sanitized.trim_matches(|c| c == '-' || c == '.');
+    if core.len() > IDEA_CORE_MAX {
+        // Sanitized, so ASCII: any cut is a character boundary.
+        let cut = core[..IDEA_CORE_MAX - 9].trim_end_matches(['-', '.']);
+        let digest = sha2::Sha256::digest(stem.as_bytes());
+        let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        return format!("idea-{cut}-{hex}");
+    }
     format!("idea-{}", if core.is_empty() { "idea" } else { core })
 }
+
+/// The longest stem part of an idea's spec id. Ids are at most 200 characters and the
+/// tasks a manager writes for the spec are named after it (`<spec>-task-12`): a spec id
+/// that filled the limit left them none, and each was quarantined as too long. A longer
+/// stem is cut, with a digest of the whole stem so two long names stay apart.
+const IDEA_CORE_MAX: usize = 100;
 
 /// Check an `add-idea` submission (spec 02 §12.2): `name` must be a plain `<id>.md` file
 /// name (no folders, no surrounding whitespace, stem an identifier) and `text` must hold

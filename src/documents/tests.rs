@@ -902,6 +902,23 @@ fn idea_spec_ids_are_sanitized() {
         assert_eq!(idea_spec_id(stem), expected, "{stem:?}");
     }
     assert_eq!(idea("..", "x").spec_id, "idea-idea");
+    // A long stem is cut, leaving room for the tasks named after the spec; two long stems
+    // that differ only past the cut get different ids.
+    let long = "a".repeat(190);
+    let (one, two) = (
+        idea_spec_id(&format!("{long}1")),
+        idea_spec_id(&format!("{long}2")),
+    );
+    assert_eq!(one.len(), 105, "{one}");
+    assert!(
+        one.starts_with(&format!("idea-{}-", "a".repeat(91))),
+        "{one}"
+    );
+    assert_ne!(one, two);
+    assert_eq!(
+        idea_spec_id(&"b".repeat(100)),
+        format!("idea-{}", "b".repeat(100))
+    );
 }
 
 #[test]

@@ -226,3 +226,27 @@ fn until_idle_waits_out_an_idea_settling_in_the_inbox() {
         ws.event_types()
     );
 }
+
+/// An idea with a very long file name becomes a spec whose id leaves room for the tasks
+/// the manager names after it: before, the spec id filled the 200-character limit and every
+/// task the manager wrote was quarantined as too long.
+#[test]
+fn an_idea_with_a_long_name_is_planned_into_tasks_that_run() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    let name = format!("{}.md", "long-idea-name-".repeat(13));
+    ws.write(
+        &format!("millrace-agents/ideas/inbox/{name}"),
+        "# A long idea\n\nDo it.\n",
+    );
+    ws.run_until_idle();
+    let done = ws.ls("millrace-agents/tasks/done");
+    assert_eq!(
+        done.len(),
+        2,
+        "{done:?} {:?}",
+        ws.ls("millrace-agents/quarantine")
+    );
+    assert!(ws.ls("millrace-agents/quarantine").is_empty());
+    assert!(done.iter().all(|t| t.len() < 200), "{done:?}");
+}
