@@ -81,6 +81,10 @@ struct Added {
     kind: WorkItemKind,
     id: String,
     path: Option<String>,
+    /// `Depends-On` entries no folder holds yet: the task waits until they are queued and
+    /// done (a typo there would make it wait forever).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unknown_dependencies: Vec<String>,
 }
 
 fn read_input(path: &PathBuf) -> Result<String> {
@@ -170,16 +174,35 @@ pub fn add(ctx: &Ctx, kind: WorkItemKind, args: AddArgs) -> Result<ExitCode> {
         markdown: (!is_json).then_some(text),
     });
     let id = submission.doc.id().to_string();
+    let store = crate::queue::QueueStore::new(&ws);
+    let unknown_dependencies: Vec<String> = (submission.doc.depends_on().iter())
+        .filter(|dep| store.locate(WorkItemKind::Task, dep).is_none())
+        .cloned()
+        .collect();
     let action = match kind {
         WorkItemKind::Task => Action::AddTask(submission),
         _ => Action::AddSpec(submission),
     };
     let path = submit_add(ctx, &ws, &action)?;
-    let out = Added { kind, id, path };
+    let out = Added {
+        kind,
+        id,
+        path,
+        unknown_dependencies,
+    };
     ctx.emit(&out, || match &out.path {
         Some(path) => format!("queued {} {} at {path}\n", out.kind, out.id),
         None => format!("{} {} handed to the running daemon\n", out.kind, out.id),
     });
+    if !out.unknown_dependencies.is_empty() && !ctx.json {
+        eprintln!(
+            "warning: {} {} depends on {}, which no folder holds yet; it waits until each is \
+             queued and done (`millrace doctor` reports what can never run)",
+            out.kind,
+            out.id,
+            out.unknown_dependencies.join(", ")
+        );
+    }
     Ok(ExitCode::Ok)
 }
 

@@ -158,8 +158,25 @@ pub fn daemon(ctx: &Ctx, args: DaemonArgs) -> Result<ExitCode> {
     let exit =
         super::progress::follow(|progress| daemon::run(&ws, options, daemon_options, progress))?;
     let reason = exit.describe();
-    ctx.emit(&json!({"exit": reason}), || {
-        format!("daemon exited: {reason}\n")
+    let stuck = match exit {
+        daemon::DaemonExit::Idle => crate::inspect::doctor::never_claimable(&ws),
+        _ => Vec::new(),
+    };
+    let report = match stuck.is_empty() {
+        true => json!({"exit": reason}),
+        false => json!({"exit": reason, "never_claimable": stuck}),
+    };
+    ctx.emit(&report, || match stuck.len() {
+        0 => format!("daemon exited: {reason}\n"),
+        n => format!(
+            "daemon exited: {reason} that can run; {n} queued task{} can never be claimed (below)\n",
+            if n == 1 { "" } else { "s" }
+        ),
     });
+    if !ctx.json {
+        for finding in &stuck {
+            eprintln!("warning: {}\n  fix: {}", finding.message, finding.fix);
+        }
+    }
     Ok(ExitCode::Ok)
 }

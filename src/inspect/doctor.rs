@@ -922,8 +922,26 @@ fn reason_of(path: &Path) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
-/// Run every check against `ws` without writing anything.
-/// Check the workspace; `full` also reads every finished document and run folder.
+/// Queued tasks that can never be claimed: the `dependency_missing`, `dependency_blocked`
+/// and `dependency_cycle` findings alone. `run daemon --until-idle` names them when it
+/// stops with work still queued, where "no work left" alone would hide them.
+pub fn never_claimable(ws: &Workspace) -> Vec<Finding> {
+    let mut checks = Checks {
+        ws,
+        store: QueueStore::new(ws),
+        findings: Vec::new(),
+        full: false,
+    };
+    let seen = checks.documents();
+    checks.lineage_and_dependencies(&seen);
+    checks
+        .findings
+        .retain(|f| f.code.starts_with("dependency_"));
+    checks.findings
+}
+
+/// Check the workspace without writing anything; `full` also reads every finished
+/// document and run folder.
 pub fn diagnose(ws: &Workspace, full: bool) -> Report {
     let daemon = daemon(ws);
     let mut checks = Checks {

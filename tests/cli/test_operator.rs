@@ -849,3 +849,49 @@ fn run_once_reports_what_its_tick_did_and_done_follows_the_stage_result() {
     let done = stderr.find("done: task t-1").expect("the done line");
     assert!(result < done, "{stderr}");
 }
+
+/// A `Depends-On` naming a task no folder holds is warned of when the task is added, and
+/// `--until-idle` names the queued tasks that can never be claimed instead of only saying
+/// "no work left" (before, a typo there left the task waiting forever in silence).
+#[test]
+fn tasks_that_can_never_be_claimed_are_named_when_added_and_when_until_idle_stops() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    let path = ws.write(
+        "inputs/t-a.md",
+        &crate::common::task_doc("t-a", "Depends-On:\n- t-typo\n"),
+    );
+    let out = ws.run(&["add-task", path.to_str().unwrap()]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("task t-a depends on t-typo, which no folder holds yet"),
+        "{stderr}"
+    );
+    ws.add_task("t-ok", "");
+    let out = ws.run(&["run", "daemon", "--until-idle"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("no work left that can run; 1 queued task can never be claimed"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("task t-a depends on task t-typo, which exists in no folder"),
+        "{stderr}"
+    );
+    assert_eq!(ws.folder_of("t-ok"), ["tasks/done"]);
+    let report = ws.json(&["run", "daemon", "--until-idle"]);
+    assert_eq!(report["never_claimable"][0]["code"], "dependency_missing");
+    let added = ws.json(&[
+        "add-task",
+        ws.write(
+            "inputs/t-b.md",
+            &crate::common::task_doc("t-b", "Depends-On:\n- t-ok\n"),
+        )
+        .to_str()
+        .unwrap(),
+    ]);
+    assert!(added.get("unknown_dependencies").is_none(), "{added}");
+}
