@@ -28,12 +28,14 @@ fn render(report: &Report) -> String {
             Level::Error => "error",
             Level::Warning => "warning",
         };
+        let path = f
+            .path
+            .as_deref()
+            .map(|p| format!("{p} "))
+            .unwrap_or_default();
         out.push_str(&format!(
-            "{level}: {} {} {}\n  fix: {}\n",
-            f.code,
-            f.path.as_deref().unwrap_or("none"),
-            f.message,
-            f.fix
+            "{level}: {} {path}{}\n  fix: {}\n",
+            f.code, f.message, f.fix
         ));
     }
     if let Some(sizes) = &report.sizes {

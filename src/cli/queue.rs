@@ -380,6 +380,24 @@ fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
     let store = QueueStore::new(&ws);
     let found = store.find(id);
     if found.is_empty() {
+        if let Some((path, reason)) = crate::inspect::doctor::quarantined(&ws, id) {
+            return Err(Error::refused(
+                format!(
+                    "no folder holds work item {id}; {} was set aside: {}",
+                    ws.rel(&path),
+                    reason.as_deref().unwrap_or("no reason recorded")
+                ),
+                Some(match path.extension().is_some_and(|e| e == "md") {
+                    true => format!(
+                        "fix it, then queue it again: `millrace add-task {}` (or add-spec)",
+                        ws.rel(&path)
+                    ),
+                    false => format!(
+                        "fix it, save it as {id}.md, then queue it again: `millrace add-task {id}.md` (or add-spec)"
+                    ),
+                }),
+            ));
+        }
         return Err(Error::refused(
             format!("no work item with id {id}"),
             Some("run `millrace queue ls` to see every id".into()),

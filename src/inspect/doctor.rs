@@ -838,8 +838,9 @@ impl Checks<'_> {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                if !path.is_file()
-                    || name.starts_with('.')
+                // Folders and links too: an agent's folder in a document's place, or a
+                // dangling link, is set aside as it is.
+                if name.starts_with('.')
                     || name.ends_with(".error.yaml")
                     || name.ends_with(".result.yaml")
                 {
@@ -911,6 +912,31 @@ impl Checks<'_> {
             }
         }
     }
+}
+
+/// What `quarantine/` holds under the name of item `id` (its latest copy when it was set
+/// aside more than once), with the recorded reason: `queue show` points there for an id
+/// no folder holds.
+pub fn quarantined(ws: &Workspace, id: &str) -> Option<(PathBuf, Option<String>)> {
+    let dir = ws.quarantine_dir();
+    let name = format!("{id}.md");
+    let mut copies: Vec<(u32, PathBuf)> = std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let n = match file.strip_prefix(&name)? {
+                "" => 0,
+                rest => rest.strip_prefix('.')?.parse().ok()?,
+            };
+            Some((n, e.path()))
+        })
+        .collect();
+    copies.sort();
+    let (_, path) = copies.pop()?;
+    let file = path.file_name()?.to_string_lossy().into_owned();
+    let reason = reason_of(&dir.join(format!("{file}.error.yaml")));
+    Some((path, reason))
 }
 
 fn reason_of(path: &Path) -> Option<String> {

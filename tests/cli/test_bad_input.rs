@@ -834,3 +834,44 @@ fn a_linked_workspace_folder_pauses_the_daemon_and_blames_no_item() {
     );
     assert!(ws.exists("millrace-agents/tasks/queue/t-bad.md"));
 }
+
+/// What sits in `quarantine/` is findable: `queue show` of an id no folder holds names its
+/// quarantined copy and why it was set aside, and `doctor` lists a quarantined folder or
+/// dangling link as it lists files (it skipped them), printing no placeholder for a finding
+/// without a path.
+#[test]
+fn quarantined_items_are_found_by_queue_show_and_listed_by_doctor_whatever_they_are() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    ws.write("millrace-agents/tasks/queue/t-q.md", "garbage\n");
+    ws.add_task("t-wait", "Depends-On:\n- t-never\n");
+    ws.run_until_idle();
+    let out = ws.run(&["queue", "show", "t-q"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("millrace-agents/quarantine/t-q.md was set aside: t-q.md:1: must start with a markdown H1 title"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("millrace add-task millrace-agents/quarantine/t-q.md"),
+        "{stderr}"
+    );
+    let quarantine = ws.rt().join("quarantine");
+    std::fs::create_dir(quarantine.join("t-dir.md")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent", quarantine.join("t-link.md")).unwrap();
+    let doctor = ws.run(&["doctor"]);
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    for name in ["t-q.md", "t-dir.md", "t-link.md"] {
+        assert!(
+            text.contains(&format!(
+                "quarantined_file millrace-agents/quarantine/{name} "
+            )),
+            "{name}: {text}"
+        );
+    }
+    assert!(
+        text.contains("warning: daemon_stopped_with_backlog 1 execution"),
+        "{text}"
+    );
+}
