@@ -209,7 +209,20 @@ pub fn pending(ws: &Workspace, settle: &Settle) -> Vec<Pending> {
             });
             continue;
         }
-        if !meta.is_file() || name.starts_with('.') {
+        if name.starts_with('.') {
+            continue;
+        }
+        if !meta.is_file() {
+            // A folder or FIFO named like an envelope would otherwise sit there unread
+            // while its writer waits for an answer.
+            if is_envelope_name(&name) {
+                broken.push(Pending::Broken {
+                    path,
+                    error: "not a regular file (a folder or FIFO); write the envelope as a \
+                            regular file"
+                        .into(),
+                });
+            }
             continue;
         }
         let young = settle.young(&path);

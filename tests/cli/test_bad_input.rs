@@ -875,3 +875,31 @@ fn quarantined_items_are_found_by_queue_show_and_listed_by_doctor_whatever_they_
         "{text}"
     );
 }
+
+/// A folder or FIFO named like a mailbox envelope is archived to `failed/` with the reason,
+/// as a bad envelope is; it was skipped in silence, its writer waiting for an answer.
+#[test]
+fn a_folder_or_fifo_named_like_an_envelope_is_refused_with_a_reason() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    let incoming = ws.rt().join("state/mailbox/incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    std::fs::create_dir(incoming.join("dir.yaml")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        incoming.join("pipe.yaml"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    let out = ws.run(&["run", "daemon", "--until-idle"]);
+    assert!(out.status.success());
+    for name in ["dir.yaml", "pipe.yaml"] {
+        let reason = ws.read(&format!(
+            "millrace-agents/state/mailbox/failed/{name}.error.yaml"
+        ));
+        assert!(reason.contains("not a regular file"), "{name}: {reason}");
+    }
+    assert!(ws.ls("millrace-agents/state/mailbox/incoming").is_empty());
+}
