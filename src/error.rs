@@ -202,7 +202,7 @@ impl Error {
                  (`millrace queue show ID` shows the existing one)",
             ),
             Error::Document(_) | Error::Queue(crate::queue::QueueError::Document(_)) => Some(
-                "fix the document at the line named (the format: \"Work documents\" in \
+                "fix the document as the error says (the format: \"Work documents\" in \
                  docs/workspace.md: required fields, a task and a spec example)",
             ),
             Error::Queue(_) => Some("run `millrace queue ls` to see where each item is"),

@@ -160,14 +160,28 @@ pub fn add(ctx: &Ctx, kind: WorkItemKind, args: AddArgs) -> Result<ExitCode> {
         let text = read_input(&args.path)?;
         (text, is_json, args.path.display().to_string())
     };
-    let parse = |text: &str| {
+    let parse = |kind: WorkItemKind| {
         if is_json {
-            documents::parse_json(kind, &shown, text)
+            documents::parse_json(kind, &shown, &text)
         } else {
-            documents::parse(kind, &shown, text)
+            documents::parse(kind, &shown, &text)
         }
     };
-    let doc = parse(&text)?;
+    let other = match kind {
+        WorkItemKind::Task => WorkItemKind::Spec,
+        _ => WorkItemKind::Task,
+    };
+    let doc = match parse(kind) {
+        Ok(doc) => doc,
+        // A whole document of the other kind: say so, not every field it lacks.
+        Err(_) if parse(other).is_ok() => {
+            return Err(Error::refused(
+                format!("{shown} is a {other} document, not a {kind}"),
+                Some(format!("queue it with `millrace add-{other} {shown}`")),
+            ))
+        }
+        Err(err) => return Err(err.into()),
+    };
     let ws = open_for_write(ctx)?;
     let submission = Box::new(Submission {
         doc,

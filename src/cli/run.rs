@@ -130,7 +130,10 @@ fn once(ctx: &Ctx, args: OnceArgs) -> Result<ExitCode> {
                     .unwrap_or_default(),
                 super::output::or_none(snap.active_stage.filter(|_| !snap.paused))
             ),
-            None => format!("{kind}\n"),
+            None => match outcome {
+                TickOutcome::Idle => "no work: nothing queued can run now\n".to_string(),
+                _ => format!("{kind}\n"),
+            },
         };
         for r in &refused {
             out.push_str(&format!("warning: the harness refused: {r}\n"));

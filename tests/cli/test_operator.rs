@@ -895,3 +895,36 @@ fn tasks_that_can_never_be_claimed_are_named_when_added_and_when_until_idle_stop
     ]);
     assert!(added.get("unknown_dependencies").is_none(), "{added}");
 }
+
+/// A task given to `add-spec` (or a spec to `add-task`) is named for what it is, with the
+/// command that takes it, not refused with every field the other kind lacks; and `run once`
+/// with nothing to run says so in words.
+#[test]
+fn a_document_of_the_other_kind_is_named_and_run_once_says_when_there_is_no_work() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    let task = ws.write("inputs/t-1.md", &crate::common::task_doc("t-1", ""));
+    let out = ws.run(&["add-spec", task.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("t-1.md is a task document, not a spec"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("millrace add-task"), "{stderr}");
+    let spec = ws.write(
+        "inputs/s-1.md",
+        &crate::common::spec_doc("s-1", "2026-04-01T00:00:00Z"),
+    );
+    let out = ws.run(&["add-task", spec.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("s-1.md is a spec document, not a task"),
+        "{stderr}"
+    );
+    assert_eq!(
+        ws.ok(&["run", "once"]),
+        "no work: nothing queued can run now\n"
+    );
+    assert_eq!(ws.json(&["run", "once"])["outcome"], "no_work");
+}
