@@ -214,7 +214,8 @@ impl Error {
                  start millrace again; it resumes where it stopped",
             ),
             Error::Io(_) | Error::State(StateError::Io(_)) => Some(
-                "check that the path exists, is a regular file and that you may read and write it",
+                "check that the path exists, is a regular file and that you may read and write \
+                 it (`millrace doctor` names what is in the way)",
             ),
             _ => None,
         }

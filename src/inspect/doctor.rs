@@ -287,6 +287,40 @@ impl Checks<'_> {
     }
 
     fn state_files(&mut self) {
+        // A folder (or FIFO, or device) where millrace keeps one of its files stops every
+        // command that writes it with a bare "Is a directory". Links are `symlink_in_runtime`.
+        for path in [
+            self.ws.config_path(),
+            self.ws.lock_path(),
+            self.ws.snapshot_path(),
+            self.ws.counters_path(),
+            self.ws.usage_ledger_path(),
+            self.ws.compiled_plan_path(),
+            self.ws.events_path(),
+            self.ws.status_path(Plane::Execution),
+            self.ws.status_path(Plane::Planning),
+        ] {
+            let Ok(meta) = path.symlink_metadata() else {
+                continue;
+            };
+            if !meta.is_file() && !meta.is_symlink() {
+                let what = if meta.is_dir() {
+                    "a folder"
+                } else {
+                    "not a regular file"
+                };
+                self.add(
+                    Level::Error,
+                    "not_a_file",
+                    Some(&path),
+                    format!("a file millrace keeps is {what} here"),
+                    format!(
+                        "move {} away; millrace writes a fresh one (or run `millrace init`)",
+                        self.rel(&path)
+                    ),
+                );
+            }
+        }
         for (plane, code) in [
             (Plane::Execution, "execution_status_invalid"),
             (Plane::Planning, "planning_status_invalid"),

@@ -903,3 +903,22 @@ fn a_folder_or_fifo_named_like_an_envelope_is_refused_with_a_reason() {
     }
     assert!(ws.ls("millrace-agents/state/mailbox/incoming").is_empty());
 }
+
+/// A folder where millrace keeps one of its files (the daemon lock, say) stops every
+/// command that writes it; the error's hint points at `doctor`, which names it.
+#[test]
+fn a_folder_in_the_place_of_a_state_file_is_named_by_doctor() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    std::fs::create_dir_all(ws.rt().join("state/runtime_daemon.lock.yaml")).unwrap();
+    let out = ws.run(&["run", "once"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("millrace doctor"), "{stderr}");
+    let doctor = ws.run(&["doctor"]);
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        text.contains("error: not_a_file millrace-agents/state/runtime_daemon.lock.yaml a file millrace keeps is a folder here"),
+        "{text}"
+    );
+}
