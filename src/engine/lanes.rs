@@ -168,11 +168,13 @@ impl Lanes {
 
     /// Make sure the lane's worktree is there on its branch: created from the base on the
     /// first stage, reused after a crash, recreated from the branch when it was deleted.
-    fn ensure_worktree(&self, lane: &Lane) -> Result<()> {
+    /// Whether it was recreated from a branch that holds no commit of its own: whatever the
+    /// task's stages left uncommitted in the old worktree is gone.
+    fn ensure_worktree(&self, lane: &Lane) -> Result<bool> {
         let path = self.worktree_path(&lane.worktree);
         self.refuse_links(&path)?;
         if path.join(".git").is_file() {
-            return Ok(());
+            return Ok(false);
         }
         if path.exists() {
             // A checkout a crash interrupted before git registered it: nothing of the
@@ -180,8 +182,10 @@ impl Lanes {
             std::fs::remove_dir_all(&path)
                 .map_err(|e| crate::workspace::atomic::IoError::path("remove", &path, e))?;
         }
+        let empty_branch = self.repo.branch_exists(&lane.branch)?
+            && self.repo.is_ancestor(&lane.branch, &self.base)?;
         self.repo.worktree_add(&path, &lane.branch, &self.base)?;
-        Ok(())
+        Ok(empty_branch)
     }
 
     /// At a start, what a killed daemon (or its git) left in an owned lane's worktree: a
@@ -280,7 +284,18 @@ impl Lanes {
         match self.ensure_worktree(lane) {
             Err(Error::Git(err)) => return Err(git(err)),
             Err(err) => return Err(Landing::Failed(err)),
-            Ok(()) => {}
+            Ok(true) => {
+                return Err(Landing::Refused {
+                    why: format!(
+                        "lane_worktree_lost: the task's worktree {} was gone and branch {} \
+                         holds no commit of its own, so its work is lost and nothing was \
+                         landed; requeue it to run it again",
+                        lane.worktree, lane.branch
+                    ),
+                    keep_worktree: false,
+                })
+            }
+            Ok(false) => {}
         }
         let (branch, busy) = self.repo.checkout_state(&worktree).map_err(git)?;
         if busy || branch.as_deref() != Some(lane.branch.as_str()) {
@@ -469,16 +484,40 @@ impl Engine {
             .active()
             .and_then(|a| a.lane_task().map(|(l, i)| (l.clone(), i.to_string())))
         {
-            if let Err(Error::Git(err)) = self.lanes()?.ensure_worktree(&lane) {
-                let why = format!(
-                    "lane_setup_failed: git could not make the task's worktree on branch {}: {err}",
-                    lane.branch
-                );
-                self.lane_failed(&id, &lane, why, false)?;
-                return Ok(None);
+            let run_id = self.state.active().map(|a| a.run_id.clone());
+            match self.lanes()?.ensure_worktree(&lane) {
+                Err(Error::Git(err)) => {
+                    let why = format!(
+                        "lane_setup_failed: git could not make the task's worktree on branch {}: {err}",
+                        lane.branch
+                    );
+                    self.lane_failed(&id, &lane, why, false)?;
+                    return Ok(None);
+                }
+                // A link in the worktree's place (the runtime pauses): no stage runs
+                // through it.
+                Err(err) => return Err(err),
+                Ok(true) if run_id.is_some_and(|run| self.ran_a_stage(&run)) => {
+                    let why = format!(
+                        "lane_worktree_lost: the task's worktree {} was gone and branch {} \
+                         holds no commit of its own, so what its earlier stages changed is \
+                         lost; requeue it to run it again",
+                        lane.worktree, lane.branch
+                    );
+                    self.lane_failed(&id, &lane, why, false)?;
+                    return Ok(None);
+                }
+                Ok(_) => {}
             }
         }
         self.start_stage_request().map(Some)
+    }
+
+    /// Whether run `run_id` has finished a stage (its results folder holds one).
+    fn ran_a_stage(&self, run_id: &str) -> bool {
+        std::fs::read_dir(self.ws.run_dir(run_id).join("stage_results")).is_ok_and(|mut entries| {
+            entries.any(|e| e.is_ok_and(|e| !e.file_name().to_string_lossy().starts_with('.')))
+        })
     }
 
     /// A lane's own git step failed in a way no stage can fix by itself (a hook refused the

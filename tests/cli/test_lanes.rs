@@ -443,6 +443,62 @@ fn a_held_git_lock_makes_integration_wait_then_it_lands() {
     assert_eq!(ws.read("k1.txt"), "k1\n");
 }
 
+/// A lane's worktree deleted between stages, with its work uncommitted, is not landed as
+/// an empty branch: the task is blocked saying its work is lost. Before, the worktree was
+/// made again from the base, the later stages ran in it, and the task was reported
+/// "landed" at another task's commit with none of its own work.
+#[test]
+fn a_worktree_lost_mid_loop_blocks_the_task_instead_of_landing_nothing() {
+    let ws = repo_ws("  lanes: 2\n", &[]);
+    plan(&ws, "k1", "builder", "echo k1 > k1.txt\n");
+    plan(&ws, "k1", "checker", "d=$(pwd); cd /; rm -rf \"$d\"\n");
+    ws.add_task("k1", "");
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("k1"), ["tasks/blocked"]);
+    let doc = ws.read("millrace-agents/tasks/blocked/k1.md");
+    assert!(doc.contains("lane_worktree_lost"), "{doc}");
+    assert!(!ws
+        .event_types()
+        .contains(&"work_item_integrated".to_string()));
+    assert!(!ws.path().join("k1.txt").exists());
+}
+
+/// A lane's worktree replaced by a link to a folder outside the workspace between stages:
+/// no later stage runs through the link (the harness would work outside the project); the
+/// runtime pauses with the link named. Before, the error was dropped and the stages ran.
+#[test]
+fn no_stage_runs_in_a_lane_worktree_replaced_by_a_link() {
+    let ws = repo_ws("  lanes: 2\n", &[]);
+    let outside = tempfile::tempdir().unwrap();
+    let moved = outside.path().join("k1");
+    plan(
+        &ws,
+        "k1",
+        "checker",
+        &format!(
+            "d=$(pwd); cd /; mv \"$d\" {0}; ln -s {0} \"$d\"\n",
+            moved.display()
+        ),
+    );
+    ws.add_task("k1", "");
+    ws.run_until_idle();
+    let started: Vec<String> = ws
+        .events()
+        .iter()
+        .filter(|e| e["event_type"] == "stage_started")
+        .map(|e| e["data"]["stage"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(started, ["builder", "checker"]);
+    let status = ws.json(&["status"]);
+    let reason = status["snapshot"]["pause_reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.contains("worktrees/k1 is a symbolic link"),
+        "{status}"
+    );
+}
+
 #[test]
 fn stop_lets_every_running_lane_finish_its_stage() {
     let ws = repo_ws("  lanes: 3\n", &[("LANE_SLEEP", "1")]);
