@@ -211,15 +211,34 @@ fn load_results(run_dir: &Path) -> (Vec<(PathBuf, StageResult)>, Vec<String>) {
     (valid, notes)
 }
 
+/// The snapshot's active run, the one to tail when none is named.
 fn active_run(ws: &Workspace) -> Option<String> {
-    active(ws).map(|(run, _)| run)
+    active(ws).into_iter().next().map(|(run, _)| run)
 }
 
-/// The snapshot's active run and stage.
-fn active(ws: &Workspace) -> Option<(String, Option<Stage>)> {
-    crate::state::snapshot::Snapshot::load(&ws.snapshot_path())
-        .ok()
-        .and_then(|s| s.active_run_id.map(|run| (run, s.active_stage)))
+/// Every run the snapshot holds active, with its stage: the active run, then each
+/// parallel lane's (a lane's run is active too, though the snapshot's own fields name
+/// only the focused one).
+fn active(ws: &Workspace) -> Vec<(String, Option<Stage>)> {
+    let Ok(snapshot) = crate::state::snapshot::Snapshot::load(&ws.snapshot_path()) else {
+        return Vec::new();
+    };
+    let mut runs: Vec<(String, Option<Stage>)> = snapshot
+        .active_run_id
+        .map(|run| (run, snapshot.active_stage))
+        .into_iter()
+        .collect();
+    for lane in snapshot.lanes {
+        if !runs.iter().any(|(run, _)| *run == lane.run_id) {
+            runs.push((lane.run_id, Some(lane.stage)));
+        }
+    }
+    runs
+}
+
+/// Whether the snapshot holds run `run_id` active.
+fn is_active(ws: &Workspace, run_id: &str) -> bool {
+    active(ws).iter().any(|(run, _)| run == run_id)
 }
 
 fn summarize(
@@ -287,19 +306,14 @@ fn start_key(run_dir: &Path, summary: &RunSummary) -> Timestamp {
 /// from the runs index (see [`RunsIndex`]), so only the page's stage results are read;
 /// within the page the stage results order them.
 pub fn list(ws: &Workspace, offset: usize, limit: usize) -> (Vec<RunSummary>, usize) {
-    let active = active_run(ws);
+    let active: Vec<String> = active(ws).into_iter().map(|(run, _)| run).collect();
     let (page, total) = RunsIndex::page(ws, offset, limit);
     let mut runs: Vec<(Timestamp, RunSummary)> = page
         .into_iter()
         .map(|run_id| {
             let dir = ws.run_dir(&run_id);
             let (results, notes) = load_results(&dir);
-            let summary = summarize(
-                &run_id,
-                &results,
-                notes,
-                active.as_deref() == Some(run_id.as_str()),
-            );
+            let summary = summarize(&run_id, &results, notes, active.contains(&run_id));
             (start_key(&dir, &summary), summary)
         })
         .collect();
@@ -363,8 +377,7 @@ pub fn show(ws: &Workspace, run_id: &str) -> Option<RunDetail> {
     }
     let run_dir = ws.run_dir(run_id);
     let (results, notes) = load_results(&run_dir);
-    let active = active_run(ws).as_deref() == Some(run_id);
-    let summary = summarize(run_id, &results, notes, active);
+    let summary = summarize(run_id, &results, notes, is_active(ws, run_id));
     let lineage = lineage(ws, results.last().map(|(_, r)| r));
     let stage_results = results
         .iter()
@@ -521,7 +534,7 @@ fn stage_of(
         .ok()
         .map(|i| i.stage)
     });
-    let running = active(ws).filter(|(run, _)| run == run_id);
+    let running = active(ws).into_iter().find(|(run, _)| run == run_id);
     let still_active = running.is_some();
     let stage = stage.or(running.and_then(|(_, stage)| stage));
     LatestStage {

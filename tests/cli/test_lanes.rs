@@ -499,6 +499,51 @@ fn no_stage_runs_in_a_lane_worktree_replaced_by_a_link() {
     );
 }
 
+/// With lanes, every lane's running stage is active for `runs ls` and `runs show`, not only
+/// the run the snapshot's own fields name (the others read as finished, and `runs tail -f`
+/// of one ended at once).
+#[test]
+fn runs_of_every_running_lane_are_shown_active() {
+    let ws = repo_ws("  lanes: 2\n", &[]);
+    let release = ws.path().join("release");
+    for id in ["r1", "r2"] {
+        plan(
+            &ws,
+            id,
+            "builder",
+            &format!(
+                "touch {id}.started\nwhile [ ! -e {} ]; do sleep 0.05; done\n",
+                release.display()
+            ),
+        );
+        ws.add_task(id, "");
+    }
+    let daemon = ws.spawn_daemon(&[]);
+    wait_for("both builders to run", Duration::from_secs(30), || {
+        ["r1", "r2"].iter().all(|id| {
+            ws.path()
+                .join(format!("millrace-agents/worktrees/{id}/{id}.started"))
+                .exists()
+        })
+    });
+    let runs = ws.json(&["runs", "ls"]);
+    let active: Vec<&serde_json::Value> = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["active"] == true)
+        .collect();
+    assert_eq!(active.len(), 2, "{runs}");
+    for run in &active {
+        let id = run["run_id"].as_str().unwrap();
+        let shown = ws.json(&["runs", "show", id]);
+        assert_eq!(shown["active"], true, "{shown}");
+    }
+    std::fs::write(&release, "").unwrap();
+    ws.ok(&["stop"]);
+    daemon.wait_exit(Duration::from_secs(30));
+}
+
 #[test]
 fn stop_lets_every_running_lane_finish_its_stage() {
     let ws = repo_ws("  lanes: 3\n", &[("LANE_SLEEP", "1")]);
