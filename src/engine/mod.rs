@@ -322,7 +322,7 @@ impl Engine {
                     in_lanes.join(", ")
                 ),
                 Some(format!(
-                    "set execution.lanes back to {} or more so they finish, or run `millrace                      clear-stale-state` to requeue them (their work stays on their branches)",
+                    "set execution.lanes back to {} or more so they finish, or run `millrace clear-stale-state` to requeue them (their work stays on their branches)",
                     in_lanes.len().max(2)
                 )),
             ));
@@ -470,7 +470,7 @@ impl Engine {
             }) => {
                 self.ownership_lost = true;
                 return Err(Error::locked(format!(
-                        "the lock file was deleted and pid {pid} on {host} has owned the                          workspace since {since}; this daemon stops without writing anything more"
+                        "the lock file was deleted and pid {pid} on {host} has owned the workspace since {since}; this daemon stops without writing anything more"
                     ), "keep the lock file: it is how daemons tell each other apart; check `millrace status`"));
             }
             Err(LockError::Io(e)) => return Err(e.into()),

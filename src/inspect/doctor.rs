@@ -261,7 +261,7 @@ impl Checks<'_> {
                 Level::Error,
                 "symlink_in_runtime",
                 Some(&link),
-                "a symbolic link where millrace keeps its own file or folder: millrace refuses                  to write through it (it could lead outside the workspace)",
+                "a symbolic link where millrace keeps its own file or folder: millrace refuses to write through it (it could lead outside the workspace)",
                 "replace the link with a real file or folder (`rm` the link, then `millrace init`)",
             );
         }
@@ -531,7 +531,7 @@ impl Checks<'_> {
                 Some(&path),
                 format!("{kind} {id} is active but no daemon is running it; it waits for the next daemon start"),
                 format!(
-                    "run `millrace run daemon` (startup resumes or requeues it), or `millrace control retry-active --reason \"...\"` to requeue {id}"
+                    "run `millrace run daemon` (startup resumes or requeues it), or `millrace control retry-active --id {id} --reason \"...\"` to requeue it"
                 ),
             );
         }
