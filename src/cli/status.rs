@@ -135,16 +135,25 @@ impl LaneView {
         }
     }
 
-    /// `lane 2: checker on task t4 for 1m05s in millrace-agents/worktrees/t4`.
-    fn line(&self) -> String {
+    /// `lane 2: task t4 checker for 1m05s in millrace-agents/worktrees/t4`; a stage no
+    /// harness runs now (no daemon, or paused before it started) is `at checker` with why.
+    fn line(&self, report: &StatusReport) -> String {
         let elapsed = self
             .elapsed_seconds
             .map(|s| format!(" for {}m{:02}s", s / 60, s % 60))
             .unwrap_or_default();
-        let doing = match (&self.integration_wait, self.integrating) {
-            (Some(why), _) => format!("waiting to land: {why}"),
-            (None, true) => "landing".to_string(),
-            (None, false) => format!("{}{elapsed}", self.stage),
+        let idle = if !report.daemon.running {
+            Some("no daemon runs it")
+        } else if self.process_group.is_none() && report.snapshot.paused {
+            Some("paused")
+        } else {
+            None
+        };
+        let doing = match (&self.integration_wait, self.integrating, idle) {
+            (Some(why), _, _) => format!("waiting to land: {why}"),
+            (None, true, _) => "landing".to_string(),
+            (None, false, Some(why)) => format!("at {}, not running: {why}", self.stage),
+            (None, false, None) => format!("{}{elapsed}", self.stage),
         };
         format!(
             "lane {}: task {} {doing} in {} (branch {})",
@@ -379,7 +388,7 @@ pub fn render(report: &StatusReport) -> String {
         or_none(s.current_failure_class.as_deref()),
     );
     for lane in &report.lanes {
-        out.push_str(&format!("{}\n", lane.line()));
+        out.push_str(&format!("{}\n", lane.line(report)));
     }
     let mut line = |k: &str, v: String| out.push_str(&format!("{k}: {v}\n"));
     line("execution_status_marker", report.markers.execution.clone());
@@ -512,7 +521,7 @@ fn render_compact(report: &StatusReport) -> String {
     };
     out.push_str(&format!("active: {active}\n"));
     for lane in &report.lanes {
-        out.push_str(&format!("{}\n", lane.line()));
+        out.push_str(&format!("{}\n", lane.line(report)));
     }
     out.push_str(&format!("paused: {}\n", paused_text(s)));
     out.push_str(&format!(

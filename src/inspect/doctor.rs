@@ -593,7 +593,10 @@ impl Checks<'_> {
                         lane.lane, lane.work_item_id
                     ),
                     format!(
-                        "start the daemon: it recreates the worktree from branch {}",
+                        "restore the folder if you can (what the agent left uncommitted was \
+                         only there); else start the daemon: it recreates the worktree from \
+                         branch {}, and blocks the task (lane_worktree_lost) when that branch \
+                         holds none of its work",
                         lane.branch
                     ),
                 );

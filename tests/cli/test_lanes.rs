@@ -569,7 +569,13 @@ fn stop_lets_every_running_lane_finish_its_stage() {
     assert_eq!(snapshot.matches("- lane: ").count(), 3, "{snapshot}");
     let status = ws.json(&["status"]);
     assert_eq!(status["lanes"].as_array().unwrap().len(), 3, "{status}");
-    assert!(ws.ok(&["status"]).contains("lane 1: task s"));
+    let text = ws.ok(&["status"]);
+    assert!(text.contains("lane 1: task s"), "{text}");
+    // Stopped: no stage runs, and status does not say one does.
+    assert!(
+        text.contains(", not running: no daemon runs it in "),
+        "{text}"
+    );
     // A worktree deleted by hand is named by doctor and recreated from its branch.
     std::fs::remove_dir_all(ws.rt().join("worktrees/s2")).unwrap();
     let doctor = ws.json(&["doctor"]);
@@ -581,11 +587,16 @@ fn stop_lets_every_running_lane_finish_its_stage() {
         .collect();
     assert!(codes.contains(&"lane_worktree_missing"), "{doctor}");
     assert_eq!(doctor["errors"], 0, "{doctor}");
-    // The next start resumes each lane at its recorded stage, in its worktree.
+    // The next start resumes each lane at its recorded stage, in its worktree. The deleted
+    // one held its builder's work uncommitted, so that work is gone: the task is blocked as
+    // such, not carried on and landed with nothing.
     ws.run_until_idle();
-    for i in 1..=3 {
+    for i in [1, 3] {
         assert_eq!(ws.folder_of(&format!("s{i}")), ["tasks/done"]);
     }
+    assert_eq!(ws.folder_of("s2"), ["tasks/blocked"]);
+    let doc = ws.read("millrace-agents/tasks/blocked/s2.md");
+    assert!(doc.contains("lane_worktree_lost"), "{doc}");
     assert_eq!(worktrees(&ws), 1);
 }
 
