@@ -547,7 +547,20 @@ impl Checks<'_> {
         let lanes = Snapshot::load(&self.ws.snapshot_path())
             .map(|s| s.lanes)
             .unwrap_or_default();
+        let worktree_dir = self.ws.root().join(&config.execution.worktree_dir);
         if config.execution.lanes <= 1 && lanes.is_empty() {
+            // Worktrees lanes left behind (lanes turned down to 1 after a `clear-stale-state`,
+            // say): no daemon with one lane cleans them, and they may hold uncommitted work.
+            let left = std::fs::read_dir(&worktree_dir).is_ok_and(|mut d| d.next().is_some());
+            if let (true, Ok(repo)) = (left, crate::git::Repo::open(self.ws.root())) {
+                self.stray_worktrees(
+                    &repo,
+                    &worktree_dir,
+                    &lanes,
+                    daemon,
+                    "commit what is left there to its branch (`git -C <worktree> add -A && git -C <worktree> commit`) and `git worktree remove <worktree>`; a daemon with execution.lanes above 1 does both at its start",
+                );
+            }
             return;
         }
         let repo = match crate::git::Repo::open(self.ws.root()) {
@@ -614,23 +627,41 @@ impl Checks<'_> {
         let Some(repo) = repo else {
             return;
         };
-        let dir = self.ws.root().join(&config.execution.worktree_dir);
-        if let Ok(trees) = repo.worktrees() {
-            let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-            for tree in trees {
-                let owned = lanes.iter().any(|l| {
-                    let path = self.ws.root().join(&l.worktree);
-                    std::fs::canonicalize(&path).unwrap_or(path) == tree.path
-                });
-                if tree.path.parent() == Some(dir.as_path()) && !owned && !daemon.running {
-                    self.add(
-                        Level::Warning,
-                        "lane_worktree_stray",
-                        Some(&tree.path),
-                        "a lane worktree no lane owns (left by a crash or a requeue)",
-                        "start the daemon: it commits what is left there to the branch and removes the worktree",
-                    );
-                }
+        self.stray_worktrees(
+            &repo,
+            &worktree_dir,
+            &lanes,
+            daemon,
+            "start the daemon: it commits what is left there to the branch and removes the worktree",
+        );
+    }
+
+    /// Git worktrees in the lanes' folder that no lane owns, with `fix`.
+    fn stray_worktrees(
+        &mut self,
+        repo: &crate::git::Repo,
+        dir: &Path,
+        lanes: &[crate::state::snapshot::LaneSnapshot],
+        daemon: &DaemonView,
+        fix: &str,
+    ) {
+        let Ok(trees) = repo.worktrees() else {
+            return;
+        };
+        let dir = std::fs::canonicalize(dir).unwrap_or(dir.to_path_buf());
+        for tree in trees {
+            let owned = lanes.iter().any(|l| {
+                let path = self.ws.root().join(&l.worktree);
+                std::fs::canonicalize(&path).unwrap_or(path) == tree.path
+            });
+            if tree.path.parent() == Some(dir.as_path()) && !owned && !daemon.running {
+                self.add(
+                    Level::Warning,
+                    "lane_worktree_stray",
+                    Some(&tree.path),
+                    "a lane worktree no lane owns (left by a crash or a requeue)",
+                    fix.to_string(),
+                );
             }
         }
     }

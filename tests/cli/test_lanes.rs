@@ -600,6 +600,43 @@ fn stop_lets_every_running_lane_finish_its_stage() {
     assert_eq!(worktrees(&ws), 1);
 }
 
+/// Lane worktrees left after a `clear-stale-state` with lanes then turned down to one: no
+/// daemon with one lane cleans them and they may hold uncommitted work, so `doctor` names
+/// each with the git steps (it said nothing once `execution.lanes` was 1).
+#[test]
+fn worktrees_left_when_lanes_are_turned_down_are_named_by_doctor() {
+    let ws = repo_ws("  lanes: 2\n", &[("LANE_SLEEP", "1")]);
+    for id in ["d1", "d2"] {
+        ws.add_task(id, "");
+    }
+    let daemon = ws.spawn_daemon(&[]);
+    wait_for("two stages to run", Duration::from_secs(30), || {
+        ws.stages_started().len() >= 2
+    });
+    ws.ok(&["stop"]);
+    daemon.wait_exit(Duration::from_secs(30));
+    let config = ws
+        .read("millrace-agents/millrace.yaml")
+        .replace("lanes: 2", "lanes: 1");
+    ws.write("millrace-agents/millrace.yaml", &config);
+    ws.ok(&["clear-stale-state", "--reason", "back to one lane"]);
+    let doctor = ws.json(&["doctor"]);
+    let stray: Vec<&serde_json::Value> = doctor["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "lane_worktree_stray")
+        .collect();
+    assert_eq!(stray.len(), 2, "{doctor}");
+    assert!(
+        stray[0]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("git worktree remove"),
+        "{doctor}"
+    );
+}
+
 #[test]
 fn one_lane_needs_no_git_and_writes_no_lane_fields() {
     let ws = TestWs::new();
