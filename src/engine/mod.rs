@@ -289,44 +289,61 @@ impl Engine {
         let config_path = Self::config_path(ws, &options);
         check_mode_known(ws, &config, &options, &config_path)?;
         let events = EventLog::new(ws.events_path());
-        let lock = take_lock(ws, options.run_mode, &events)?;
-        let lanes = lanes::Lanes::open(ws, &config.execution)?;
-        let registry = Registry::for_workspace(ws, &config)?;
-        runners::validate_stage_runners(&config, &registry.names())?;
-        let outcome = compiler::compile_and_persist(ws, &config, options.mode.as_deref())?;
-        let errors = outcome.diagnostics.errors.join(", ");
-        let Some(plan) = outcome.plan else {
-            return Err(Error::refused(
-                format!("compile failed: {errors}"),
-                Some("fix the mode or loop assets, then run `millrace compile validate`".into()),
-            ));
+        let mut lock = take_lock(ws, options.run_mode, &events)?;
+        // A start refused after the lock was taken lets it go as it found it, so neither
+        // `status` nor `doctor` take the refused process for a daemon that died.
+        let parts = (|| {
+            let lanes = lanes::Lanes::open(ws, &config.execution)?;
+            let registry = Registry::for_workspace(ws, &config)?;
+            runners::validate_stage_runners(&config, &registry.names())?;
+            let outcome = compiler::compile_and_persist(ws, &config, options.mode.as_deref())?;
+            let errors = outcome.diagnostics.errors.join(", ");
+            let Some(plan) = outcome.plan else {
+                return Err(Error::refused(
+                    format!("compile failed: {errors}"),
+                    Some(
+                        "fix the mode or loop assets, then run `millrace compile validate`".into(),
+                    ),
+                ));
+            };
+            if outcome.used_last_known_good {
+                tracing::warn!(%errors, "compile failed; running the last-known-good plan");
+            }
+            let queue = QueueStore::new(ws)
+                .with_settle(Duration::from_millis(config.watchers.settle_ms))
+                .with_index()
+                .with_prefetch(prefetch);
+            let files = StateFiles::load(ws, &queue, &events)?;
+            let in_lanes: Vec<&str> = files
+                .state
+                .activations()
+                .iter()
+                .filter_map(|a| a.lane_task().map(|(_, id)| id))
+                .collect();
+            if lanes.is_none() && !in_lanes.is_empty() {
+                return Err(Error::refused(
+                    format!(
+                        "execution.lanes is 1 but tasks {} are running in parallel lanes",
+                        in_lanes.join(", ")
+                    ),
+                    Some(format!(
+                        "set execution.lanes back to {} or more so they finish, or run `millrace clear-stale-state` to requeue them (what their worktrees hold is committed to their branches by the next daemon with lanes; `millrace doctor` lists them)",
+                        in_lanes.len().max(2)
+                    )),
+                ));
+            }
+            let last_known_good = outcome.used_last_known_good;
+            Ok((lanes, registry, plan, last_known_good, errors, queue, files))
+        })();
+        let (lanes, registry, plan, last_known_good, errors, queue, files) = match parts {
+            Ok(parts) => parts,
+            Err(err) => {
+                if let Err(e) = lock.release_keeping_crash(&ws.lock_path()) {
+                    tracing::warn!(%e, "the refused start could not let the lock go");
+                }
+                return Err(err);
+            }
         };
-        if outcome.used_last_known_good {
-            tracing::warn!(%errors, "compile failed; running the last-known-good plan");
-        }
-        let queue = QueueStore::new(ws)
-            .with_settle(Duration::from_millis(config.watchers.settle_ms))
-            .with_index()
-            .with_prefetch(prefetch);
-        let files = StateFiles::load(ws, &queue, &events)?;
-        let in_lanes: Vec<&str> = files
-            .state
-            .activations()
-            .iter()
-            .filter_map(|a| a.lane_task().map(|(_, id)| id))
-            .collect();
-        if lanes.is_none() && !in_lanes.is_empty() {
-            return Err(Error::refused(
-                format!(
-                    "execution.lanes is 1 but tasks {} are running in parallel lanes",
-                    in_lanes.join(", ")
-                ),
-                Some(format!(
-                    "set execution.lanes back to {} or more so they finish, or run `millrace clear-stale-state` to requeue them (their work stays on their branches)",
-                    in_lanes.len().max(2)
-                )),
-            ));
-        }
         let mut engine = Engine {
             ws: ws.clone(),
             options,
@@ -360,7 +377,7 @@ impl Engine {
             plan,
             engine.config.fingerprint(),
             engine.watcher_mode,
-            outcome.used_last_known_good.then_some(errors),
+            last_known_good.then_some(errors),
         );
         // Not forced to disk: it adds only this process's identity (pid, start time, plan) to
         // what recovery already committed durably; a power loss that drops it leaves the

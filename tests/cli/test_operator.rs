@@ -928,3 +928,26 @@ fn a_document_of_the_other_kind_is_named_and_run_once_says_when_there_is_no_work
     );
     assert_eq!(ws.json(&["run", "once"])["outcome"], "no_work");
 }
+
+/// A start refused after it took the workspace lock (here: the loop does not compile) lets
+/// the lock go as released, so `doctor` does not report a daemon that died holding it.
+#[test]
+fn a_start_refused_after_taking_the_lock_leaves_it_released() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    ws.write(
+        "millrace-agents/loops/execution/default.yaml",
+        "garbage: [\n",
+    );
+    std::fs::remove_file(ws.rt().join("state/compiled_plan.yaml")).ok();
+    let out = ws.run(&["run", "once"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("compile failed"));
+    let lock = ws.read("millrace-agents/state/runtime_daemon.lock.yaml");
+    assert!(lock.contains("released_at: \""), "{lock}");
+    // The loop's compile error is a finding (exit 6); a stale lock must not be one.
+    let doctor = ws.run(&["--json", "doctor"]);
+    let doctor = String::from_utf8_lossy(&doctor.stdout);
+    assert!(doctor.contains("\"findings\""), "{doctor}");
+    assert!(!doctor.contains("runtime_ownership_lock_stale"), "{doctor}");
+}
