@@ -292,6 +292,56 @@ impl Engine {
         self.commit(t)
     }
 
+    /// Finish a block [`Engine::block_replaced`] began when moving the replacement aside
+    /// failed (a linked `quarantine/` pauses the runtime): the item's document is in
+    /// `blocked/` and what the agent left is still in `active/`. Run before the active
+    /// stage, so a resume does not give the stage the replacement to work on. True when it
+    /// did (the caller claims the next item).
+    pub(crate) fn finish_interrupted_block(&mut self) -> Result<bool> {
+        let Some((kind, id)) = self
+            .state
+            .active()
+            .and_then(|a| a.subject.item())
+            .map(|(k, i)| (k, i.to_string()))
+        else {
+            return Ok(false);
+        };
+        if !matches!(
+            self.queue.active_document(kind, &id),
+            ActiveDocument::Replaced(_)
+        ) {
+            return Ok(false);
+        }
+        let blocked = self.ws.item_path(kind, Folder::Blocked, &id);
+        let is_item = self
+            .queue
+            .load(kind, &blocked)
+            .is_some_and(|doc| doc.is_ok_and(|doc| doc.id() == id));
+        if !is_item {
+            return Ok(false);
+        }
+        let path = self.ws.item_path(kind, Folder::Active, &id);
+        let why = format!(
+            "{} was replaced while a stage ran; what the stage left there is in quarantine/, \
+             and the document as the stage began is {}",
+            self.ws.rel(&path),
+            self.ws.rel(&blocked)
+        );
+        let mut t = Transition::new((kind, id.clone()), Next::Idle { idle_markers: true });
+        t.counting = Counting::Reset;
+        t.failure_class = Some(DOCUMENT_REPLACED.into());
+        t.moves.push(Move::Quarantine {
+            path,
+            reason: format!("{why}; {kind} {id} is blocked"),
+        });
+        t.events.push((
+            EventKind::WorkItemBlocked,
+            json!({"kind": kind, "id": id, "reason": why, "failure_class": DOCUMENT_REPLACED}),
+        ));
+        self.commit(t)?;
+        Ok(true)
+    }
+
     /// An environment failure (harness missing, not logged in, refused our command line, out
     /// of quota) is not the item's fault: spend none of its budgets, keep it active at this
     /// stage, and pause the runtime with the reason and the fix. `resume` (or the provider's

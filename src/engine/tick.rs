@@ -60,6 +60,9 @@ impl Engine {
                 self.queue.flush_index();
                 return Ok(TickOutcome::Idle);
             }
+            if self.finish_interrupted_block()? {
+                continue;
+            }
             if !self.enforce_item_budget()? {
                 break;
             }

@@ -925,3 +925,41 @@ fn a_folder_in_the_place_of_a_state_file_is_named_by_doctor() {
         "{text}"
     );
 }
+
+/// A replaced task document whose replacement cannot be moved aside (the agent also turned
+/// `quarantine/` into a link): the runtime pauses with the original already in `blocked/`;
+/// after the link is fixed and the runtime resumed, the block is finished without running
+/// the stage again on what the agent left (a wasted session on garbage before).
+#[test]
+fn an_interrupted_block_of_a_replaced_document_is_finished_without_a_stage() {
+    let ws = TestWs::new();
+    let elsewhere = tempfile::tempdir().unwrap();
+    ws.use_fake_harness(&format!(
+        "builder run rm -rf \"$WORKSPACE/millrace-agents/quarantine\"; ln -s {} \"$WORKSPACE/millrace-agents/quarantine\"; printf 'junk\\n' > \"$WORK_ITEM_PATH\"; echo '### BUILDER_COMPLETE'\n",
+        elsewhere.path().display()
+    ));
+    ws.add_task("t-1", "");
+    ws.run_until_idle();
+    let status = ws.json(&["status"]);
+    assert!(
+        status["snapshot"]["pause_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("quarantine is a symbolic link")),
+        "{status}"
+    );
+    let quarantine = ws.rt().join("quarantine");
+    std::fs::remove_file(&quarantine).unwrap();
+    std::fs::create_dir(&quarantine).unwrap();
+    ws.ok(&["resume"]);
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("t-1"), ["tasks/blocked"]);
+    assert!(ws
+        .read("millrace-agents/tasks/blocked/t-1.md")
+        .starts_with(&crate::common::task_doc("t-1", "")));
+    assert_eq!(ws.read("millrace-agents/quarantine/t-1.md"), "junk\n");
+    assert_eq!(ws.stages_started(), ["builder"], "the stage ran once");
+    assert!(std::fs::read_dir(elsewhere.path())
+        .unwrap()
+        .next()
+        .is_none());
+}
