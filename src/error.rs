@@ -182,6 +182,12 @@ impl Error {
         matches!(self.io(), Some(IoError::Symlink { .. }))
     }
 
+    /// Whether the machine or the workspace is at fault, so no work item is to blame: see
+    /// [`Error::is_environmental`] and [`Error::is_workspace_fault`].
+    pub fn blames_no_item(&self) -> bool {
+        self.is_environmental() || self.is_workspace_fault()
+    }
+
     /// The next step to print after the error, when there is one.
     pub fn hint(&self) -> Option<&str> {
         match self {

@@ -298,12 +298,7 @@ impl Engine {
     /// stage, so a resume does not give the stage the replacement to work on. True when it
     /// did (the caller claims the next item).
     pub(crate) fn finish_interrupted_block(&mut self) -> Result<bool> {
-        let Some((kind, id)) = self
-            .state
-            .active()
-            .and_then(|a| a.subject.item())
-            .map(|(k, i)| (k, i.to_string()))
-        else {
+        let Some((kind, id)) = self.active_item() else {
             return Ok(false);
         };
         if !matches!(

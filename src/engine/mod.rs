@@ -566,14 +566,17 @@ impl Engine {
         }
     }
 
-    /// Mirror the active item's budget counters into the snapshot (display only).
-    pub(crate) fn mirror_counters(&mut self) {
-        let Some((kind, id)) = self
-            .state
+    /// The work item the focused activation works on (`None` for a closure target).
+    pub(crate) fn active_item(&self) -> Option<(crate::model::WorkItemKind, String)> {
+        self.state
             .active()
             .and_then(|a| a.subject.item())
             .map(|(k, i)| (k, i.to_string()))
-        else {
+    }
+
+    /// Mirror the active item's budget counters into the snapshot (display only).
+    pub(crate) fn mirror_counters(&mut self) {
+        let Some((kind, id)) = self.active_item() else {
             return;
         };
         let c = &self.counters;

@@ -101,15 +101,12 @@ impl Engine {
         {
             Ok(result) => Ok(Some(result)),
             Err(err) if err.is_fatal() => Err(err),
-            Err(err) if err.is_environmental() || err.is_workspace_fault() => Err(err),
+            Err(err) if err.blames_no_item() => Err(err),
             Err(err) => self
                 .post_stage_recovery(&prepared.request, &err.to_string())
                 .map(|()| None),
         };
-        if applied
-            .as_ref()
-            .is_err_and(|e| e.is_environmental() || e.is_workspace_fault())
-        {
+        if applied.as_ref().is_err_and(Error::blames_no_item) {
             // A full disk or a linked folder is not the item's fault: forget the half-applied
             // result, keep the item active at this stage and let the daemon retry (the stage
             // runs again) once the fault clears, without spending the item's repair budget.

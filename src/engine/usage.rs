@@ -159,12 +159,7 @@ impl Engine {
     /// Block the active item when it, its lineage or its last stage is over budget; true when
     /// it did (the caller claims the next item).
     pub(crate) fn enforce_item_budget(&mut self) -> Result<bool> {
-        let Some((kind, id)) = self
-            .state
-            .active()
-            .and_then(|a| a.subject.item())
-            .map(|(k, i)| (k, i.to_string()))
-        else {
+        let Some((kind, id)) = self.active_item() else {
             return Ok(false);
         };
         let budgets = &self.config.usage;

@@ -425,12 +425,10 @@ fn a_held_git_lock_makes_integration_wait_then_it_lands() {
             .iter()
             .any(|e| e["event_type"] == "integration_waiting")
     });
-    let waiting = ws
-        .events()
-        .into_iter()
-        .find(|e| e["event_type"] == "integration_waiting")
+    let events = ws.events();
+    let reason = events_of(&events, "integration_waiting")[0]["data"]["reason"]
+        .as_str()
         .unwrap();
-    let reason = waiting["data"]["reason"].as_str().unwrap().to_string();
     assert!(reason.contains("HEAD.lock"), "{reason}");
     assert_eq!(ws.folder_of("k1"), ["tasks/active"]);
     let lock = ws.path().join(".git/worktrees/k1/HEAD.lock");
