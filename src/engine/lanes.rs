@@ -264,8 +264,7 @@ impl Lanes {
     fn prepare_landing(
         &self,
         lane: &Lane,
-        id: &str,
-        title: &str,
+        message: &str,
     ) -> std::result::Result<Option<RebaseOutcome>, Landing> {
         let git = |err: crate::git::GitError| match err.held_lock() {
             Some(lock) => Landing::Waits(format!(
@@ -313,10 +312,7 @@ impl Lanes {
                 keep_worktree: true,
             });
         }
-        let message = format!("{id}: {title}");
-        self.repo
-            .commit_all(&worktree, message.trim_end_matches([':', ' ']))
-            .map_err(git)?;
+        self.repo.commit_all(&worktree, message).map_err(git)?;
         crate::workspace::failpoint::transition("integration.after_commit")
             .map_err(|e| Landing::Failed(e.into()))?;
         let outcome = match self.mode {
@@ -626,14 +622,8 @@ impl Engine {
         else {
             return Ok(());
         };
-        let title = self
-            .queue
-            .find(&id)
-            .into_iter()
-            .find_map(|(_, doc)| doc)
-            .map(|doc| doc.title.clone())
-            .unwrap_or_default();
-        let outcome = match self.lanes()?.prepare_landing(&lane, &id, &title) {
+        let message = self.commit_subject(&id);
+        let outcome = match self.lanes()?.prepare_landing(&lane, &message) {
             Ok(outcome) => outcome,
             Err(Landing::Refused { why, keep_worktree }) => {
                 return self.lane_failed(&id, &lane, why, keep_worktree)
@@ -683,6 +673,20 @@ impl Engine {
                     .into(),
             ),
         }
+    }
+
+    /// The subject of a commit a lane makes for task `id`: `<id>: <title>`.
+    fn commit_subject(&self, id: &str) -> String {
+        let title = self
+            .queue
+            .find(id)
+            .into_iter()
+            .find_map(|(_, doc)| doc)
+            .map(|doc| doc.title.clone())
+            .unwrap_or_default();
+        format!("{id}: {title}")
+            .trim_end_matches([':', ' '])
+            .to_string()
     }
 
     /// The task is done: its branch landed (or, in `branch` mode, is left for review).
@@ -908,12 +912,16 @@ impl Engine {
                 continue;
             }
             let branch = tree.branch.clone().unwrap_or_default();
-            let released = lanes.release(
-                &path,
-                &branch,
-                Some("work left by an interrupted lane"),
-                false,
-            );
+            // Named after its task, like every commit a lane makes: this one lands on the
+            // base with the rest of the task's work when the task runs again.
+            let message = match branch.strip_prefix(BRANCH_PREFIX) {
+                Some(id) => format!(
+                    "{}\n\nwhat the task's lane left uncommitted when it was interrupted",
+                    self.commit_subject(id)
+                ),
+                None => "work left by an interrupted lane".to_string(),
+            };
+            let released = lanes.release(&path, &branch, Some(&message), false);
             let mut data = json!({"worktree": self.ws.rel(&path), "branch": tree.branch});
             if let Err(err) = released {
                 // A hook refused the commit, say: the worktree stays, and the start goes on.

@@ -766,6 +766,16 @@ fn clear_stale_state_requeues_every_lane_and_the_next_start_reuses_their_branche
     assert!(events_of(&events, "lane_cleaned").len() >= 2, "{events:?}");
     assert_eq!(branches(&ws), ["main"]);
     assert_eq!(worktrees(&ws), 1);
+    // What the worktrees held landed with the rest of each task's work, under its name.
+    let log = git(ws.path(), &["log", "main", "--format=%s"]);
+    let subjects: Vec<&str> = log.lines().filter(|s| *s != "start").collect();
+    assert!(!subjects.is_empty(), "{log}");
+    assert!(
+        subjects
+            .iter()
+            .all(|s| s.starts_with("c1: ") || s.starts_with("c2: ")),
+        "{log}"
+    );
 }
 
 #[test]
