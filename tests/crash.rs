@@ -1253,6 +1253,21 @@ fn check_lanes(ws: &Ws) -> Result<usize, String> {
         if text != format!("{id}\n") {
             return Err(format!("{file} holds {text:?}"));
         }
+        // A landing a restart finished names a commit holding the task's work (a crash
+        // between the move to done/ and its history line may lose the line, as above).
+        let doc = root.item_path(WorkItemKind::Task, Folder::Done, id);
+        let doc = std::fs::read_to_string(&doc).map_err(|e| format!("{}: {e}", doc.display()))?;
+        if doc.contains("changed nothing") {
+            return Err(format!("task {id} recorded as changing nothing:\n{doc}"));
+        }
+        let landed = doc
+            .split("landed on main at ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next());
+        if let Some(commit) = landed {
+            git(dir, &["cat-file", "-e", &format!("{commit}:{file}")])
+                .map_err(|e| format!("task {id} recorded as landed at {commit}: {e}"))?;
+        }
     }
     let shared = std::fs::read_to_string(dir.join("shared.txt")).map_err(|e| e.to_string())?;
     let mut lines: Vec<&str> = shared.lines().collect();

@@ -184,6 +184,12 @@ pub fn event_line(event: &Event) -> Option<String> {
         ),
         "work_item_completed" => format!("done: {}", item(d, "kind", "id")),
         "work_item_integrated" => match text(d, "commit") {
+            _ if text(d, "outcome") == Some("no_changes") => format!(
+                "{}landed: task {} changed nothing; nothing to land on {}",
+                lane(d),
+                text(d, "work_item_id").unwrap_or("?"),
+                text(d, "base_branch").unwrap_or("?")
+            ),
             Some(commit) => format!(
                 "{}landed: task {} on {} at {}",
                 lane(d),
@@ -422,6 +428,16 @@ mod tests {
         assert_eq!(
             line,
             "10:04:05  [lane 2] landed: task t4 on main at 0123456789"
+        );
+        let line = event_line(&event(
+            "work_item_integrated",
+            serde_json::json!({"lane": 1, "work_item_id": "t6", "base_branch": "main",
+                               "commit": null, "outcome": "no_changes"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            line,
+            "10:04:05  [lane 1] landed: task t6 changed nothing; nothing to land on main"
         );
         let line = event_line(&event(
             "integration_conflict",

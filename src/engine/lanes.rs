@@ -134,6 +134,7 @@ impl Lanes {
             branch,
             integrating: false,
             waiting: None,
+            landing: None,
         }
     }
 
@@ -245,6 +246,16 @@ impl Lanes {
         }
         Ok(())
     }
+}
+
+/// What became of a finished lane's branch.
+enum Landed {
+    /// The base branch holds it, up to this commit.
+    At(String),
+    /// `branch` mode: left for review.
+    ForReview,
+    /// The task changed nothing: there was nothing to land.
+    Nothing,
 }
 
 /// Why a landing cannot go on in the lane's own worktree.
@@ -632,12 +643,20 @@ impl Engine {
             Err(Landing::Failed(err)) => return Err(err),
         };
         let Some(outcome) = outcome else {
-            return self.land(&id, &lane, None);
+            return self.land(&id, &lane, Landed::ForReview);
         };
         if let RebaseOutcome::Conflict { files, detail } = outcome {
             return self.integration_conflict(&id, &lane, files, detail);
         }
         crate::workspace::failpoint::transition("integration.after_rebase")?;
+        let lanes = self.lanes()?;
+        let head = lanes.repo.head(&lane.branch)?;
+        if lane.landing.as_ref() != Some(&head) && !lanes.repo.is_ancestor(&head, &lanes.base)? {
+            if let Some(l) = self.state.lane_mut() {
+                l.landing = Some(head);
+            }
+            self.state.save(&self.ws.snapshot_path())?;
+        }
         let lanes = self.lanes()?;
         let forwarded = match lanes.repo.fast_forward(&lanes.base, &lane.branch) {
             Ok(forwarded) => forwarded,
@@ -651,11 +670,14 @@ impl Engine {
         match forwarded {
             FastForward::Done { commit } => {
                 crate::workspace::failpoint::transition("integration.after_fast_forward")?;
-                self.land(&id, &lane, Some(commit))
+                self.land(&id, &lane, Landed::At(commit))
             }
+            // Moved before a crash (the commit was recorded), or the branch brought nothing
+            // of its own: its head is then some other work's commit, not this task's.
             FastForward::AlreadyThere => {
-                let commit = lanes.repo.head(&lane.branch)?;
-                self.land(&id, &lane, Some(commit))
+                let recorded = self.state.lane_mut().and_then(|l| l.landing.clone());
+                let landed = recorded.map_or(Landed::Nothing, Landed::At);
+                self.land(&id, &lane, landed)
             }
             FastForward::MainTreeDirty { files } => self.integration_waits(
                 &id,
@@ -690,16 +712,27 @@ impl Engine {
     }
 
     /// The task is done: its branch landed (or, in `branch` mode, is left for review).
-    fn land(&mut self, id: &str, lane: &Lane, commit: Option<String>) -> Result<()> {
+    fn land(&mut self, id: &str, lane: &Lane, landed: Landed) -> Result<()> {
         let lanes = self.lanes()?;
         let base = lanes.base.clone();
         let mode = lanes.mode;
-        let history = match &commit {
-            Some(commit) => format!(
-                "integrated: branch {} landed on {base} at {commit}",
-                lane.branch
+        let branch = &lane.branch;
+        let (history, commit, outcome) = match landed {
+            Landed::At(commit) => (
+                format!("integrated: branch {branch} landed on {base} at {commit}"),
+                Some(commit),
+                "landed",
             ),
-            None => format!("integrated: branch {} left for review", lane.branch),
+            Landed::ForReview => (
+                format!("integrated: branch {branch} left for review"),
+                None,
+                "left_for_review",
+            ),
+            Landed::Nothing => (
+                format!("integrated: branch {branch} changed nothing; nothing to land on {base}"),
+                None,
+                "no_changes",
+            ),
         };
         let mut t = Transition::new(
             (WorkItemKind::Task, id.to_string()),
@@ -712,7 +745,8 @@ impl Engine {
         t.events.push((
             EventKind::WorkItemIntegrated,
             json!({"work_item_id": id, "lane": lane.index, "branch": lane.branch,
-                   "base_branch": base, "commit": commit, "integration": mode}),
+                   "base_branch": base, "commit": commit, "integration": mode,
+                   "outcome": outcome}),
         ));
         self.commit(t)?;
         crate::workspace::failpoint::transition("integration.after_done")?;

@@ -103,6 +103,10 @@ pub struct Lane {
     pub integrating: bool,
     /// Why integration waits, when it does.
     pub waiting: Option<String>,
+    /// The commit the base is being moved to, recorded before it moves: after a crash the
+    /// base holding the branch says whether this task landed it (this is set) or the branch
+    /// brought nothing of its own.
+    pub landing: Option<String>,
 }
 
 /// Whether claiming is paused, and by whom.
@@ -218,6 +222,7 @@ impl RuntimeState {
                 branch: l.branch,
                 integrating: l.integrating,
                 waiting: l.integration_wait,
+                landing: l.landing_commit,
             }),
         }));
         let pause = match (s.paused, s.paused_for) {
@@ -286,6 +291,7 @@ impl RuntimeState {
                     branch: lane.branch.clone(),
                     integrating: lane.integrating,
                     integration_wait: lane.waiting.clone(),
+                    landing_commit: lane.landing.clone(),
                     runner_override: a.runner_override.clone(),
                     failure_class: a.failure_class.clone(),
                 })

@@ -60,6 +60,9 @@ pub struct LaneSnapshot {
     /// Why integration waits (the main working tree has changes), when it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub integration_wait: Option<String>,
+    /// The commit the base branch is being moved to (set just before it moves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landing_commit: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner_override: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

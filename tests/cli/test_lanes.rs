@@ -151,6 +151,7 @@ fn six_independent_tasks_on_three_lanes_all_land_with_linear_history() {
     let landed = events_of(&events, "work_item_integrated");
     assert_eq!(landed.len(), 6);
     assert!(landed.iter().all(|e| e["data"]["commit"].is_string()));
+    assert!(landed.iter().all(|e| e["data"]["outcome"] == "landed"));
     let doc = ws.read("millrace-agents/tasks/done/t1.md");
     assert!(
         doc.contains("integrated: branch millrace/t1 landed on main at"),
@@ -776,6 +777,27 @@ fn clear_stale_state_requeues_every_lane_and_the_next_start_reuses_their_branche
             .all(|s| s.starts_with("c1: ") || s.starts_with("c2: ")),
         "{log}"
     );
+}
+
+#[test]
+fn a_task_that_changed_nothing_is_recorded_as_landing_nothing() {
+    let ws = repo_ws("  lanes: 2\n", &[]);
+    plan(&ws, "t-none", "builder", "true\n");
+    ws.add_task("t-none", "");
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("t-none"), ["tasks/done"]);
+    let doc = ws.read("millrace-agents/tasks/done/t-none.md");
+    assert!(
+        doc.contains("integrated: branch millrace/t-none changed nothing; nothing to land on main"),
+        "{doc}"
+    );
+    let events = ws.events();
+    let landed = events_of(&events, "work_item_integrated");
+    assert_eq!(landed.len(), 1, "{events:?}");
+    assert_eq!(landed[0]["data"]["outcome"], "no_changes");
+    assert!(landed[0]["data"]["commit"].is_null(), "{:?}", landed[0]);
+    assert_eq!(git(ws.path(), &["log", "--format=%s", "main"]), "start\n");
+    assert_eq!(branches(&ws), ["main"]);
 }
 
 #[test]
