@@ -654,7 +654,28 @@ impl Checks<'_> {
                 let path = self.ws.root().join(&l.worktree);
                 std::fs::canonicalize(&path).unwrap_or(path) == tree.path
             });
-            if tree.path.parent() == Some(dir.as_path()) && !owned && !daemon.running {
+            if tree.path.parent() != Some(dir.as_path()) || owned || daemon.running {
+                continue;
+            }
+            // A blocked task's worktree is kept for a person on purpose (no start removes it).
+            let blocked = tree.path.file_name().and_then(|id| {
+                let id = id.to_str()?;
+                let doc = self.ws.item_path(WorkItemKind::Task, Folder::Blocked, id);
+                doc.is_file().then(|| id.to_string())
+            });
+            if let Some(id) = blocked {
+                self.add(
+                    Level::Warning,
+                    "lane_worktree_kept",
+                    Some(&tree.path),
+                    format!("kept as it was for blocked task {id} (its history says why)"),
+                    format!(
+                        "look at it and set it right on branch millrace/{id}, then `millrace \
+                         requeue {id} --reason \"...\"` to run the task on from there; or `git \
+                         worktree remove --force <worktree>` to drop what it holds"
+                    ),
+                );
+            } else {
                 self.add(
                     Level::Warning,
                     "lane_worktree_stray",

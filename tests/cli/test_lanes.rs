@@ -897,9 +897,26 @@ fn a_worktree_left_on_another_branch_is_not_landed_and_kept_for_a_person() {
         "nothing landed"
     );
     assert!(ws.exists("millrace-agents/worktrees/wander/side.txt"));
-    // A restart leaves the kept worktree alone.
+    // A restart leaves the kept worktree alone, and doctor says it is kept and what to do.
     ws.run_until_idle();
     assert!(ws.exists("millrace-agents/worktrees/wander/side.txt"));
+    let report = ws.json(&["doctor"]);
+    let findings = report["findings"].as_array().unwrap();
+    assert!(
+        findings.iter().all(|f| f["code"] != "lane_worktree_stray"),
+        "{report}"
+    );
+    let kept = findings
+        .iter()
+        .find(|f| f["code"] == "lane_worktree_kept")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        kept["fix"]
+            .as_str()
+            .unwrap()
+            .contains("millrace requeue wander"),
+        "{kept}"
+    );
 }
 
 #[test]
