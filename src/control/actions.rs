@@ -531,6 +531,20 @@ fn add_idea(
     daemon: bool,
 ) -> Result<Outcome> {
     let dest = t.ws.ideas_inbox().join(name);
+    // An idea becomes spec `idea-<stem>`: one whose spec exists would never be planned.
+    let id = crate::documents::idea_spec_id(name.strip_suffix(".md").unwrap_or(name));
+    if let Some((folder, _)) = t.queue.locate(WorkItemKind::Spec, &id) {
+        if dest.symlink_metadata().is_err() {
+            return Err(Error::refused(
+                format!(
+                    "idea {name} would become spec {id}, which {} already holds: an idea of \
+                     that name (or one giving the same id) was planned before",
+                    t.queue.folder_label(WorkItemKind::Spec, folder)
+                ),
+                Some("name the file differently to add it as an idea of its own".into()),
+            ));
+        }
+    }
     match atomic::create_atomic(&dest, markdown.as_bytes()) {
         Ok(()) => {}
         // The same idea already staged: this envelope was applied before a crash.

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use crate::documents::{self, Document};
+use crate::documents::{self, Document, SourceType};
 use crate::error::Result;
+use crate::model::WorkItemKind;
 use crate::queue::{FileKey, QueueError, QueueStore};
 use crate::state::event::EventKind;
 use crate::state::events::EventLog;
@@ -22,6 +23,23 @@ use crate::workspace::Workspace;
 #[derive(Debug, Default)]
 pub struct IntakeReport {
     pub specs: Vec<String>,
+}
+
+/// Whether the spec `id` was made from something else than the idea at `rel`, and if so
+/// from which idea, when it names one. A spec that cannot be read is left to the queue's own
+/// checks (`None`).
+fn made_from_another(queue: &QueueStore, id: &str, rel: &str) -> Option<Option<String>> {
+    let (_, path) = queue.locate(WorkItemKind::Spec, id)?;
+    let Ok(Document::Spec(spec)) = queue.load(WorkItemKind::Spec, &path)? else {
+        return None;
+    };
+    if spec.references.iter().any(|r| r == rel) {
+        return None;
+    }
+    let idea = (spec.source_type == SourceType::Idea)
+        .then(|| spec.references.first().cloned())
+        .flatten();
+    Some(idea)
 }
 
 /// Remembers which inbox files were already handled.
@@ -111,7 +129,21 @@ impl Intake {
                     )?;
                     report.specs.push(doc.id().to_string());
                 }
-                Err(QueueError::Duplicate { .. }) => {}
+                // Ideas stay in the inbox, so every start meets the ones it already made
+                // into specs. Another file whose name gives the same id is not one of them.
+                Err(QueueError::Duplicate { id, folder, .. }) => {
+                    let rel = ws.rel(&path);
+                    if let Some(made_from) = made_from_another(queue, &id, &rel) {
+                        let msg =
+                            format!(
+                            "this idea would become spec {id}, which {folder} already holds{}; \
+                             rename the file to add it as an idea of its own",
+                            made_from.map(|s| format!(" (made from {s})")).unwrap_or_default()
+                        );
+                        queue.quarantine(&path, &msg, None)?;
+                        continue;
+                    }
+                }
                 Err(QueueError::Document(err)) => {
                     queue.quarantine(&path, &err.to_string(), err.line)?;
                     continue;

@@ -250,3 +250,40 @@ fn an_idea_with_a_long_name_is_planned_into_tasks_that_run() {
     assert!(ws.ls("millrace-agents/quarantine").is_empty());
     assert!(done.iter().all(|t| t.len() < 200), "{done:?}");
 }
+
+/// An idea whose spec id is taken is never planned, so it is not taken in silence: `add-idea`
+/// refuses it, naming the spec; a file dropped in the inbox is quarantined with the reason.
+/// The idea that made the spec is still left alone at every start.
+#[test]
+fn an_idea_whose_spec_id_is_taken_is_refused_or_quarantined_never_dropped() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    ws.write("millrace-agents/ideas/inbox/a b.md", "# First\n\nOne.\n");
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("idea-a-b"), ["specs/done"]);
+    // A restart meets the idea that made the spec again and leaves it in the inbox.
+    ws.run_until_idle();
+    assert!(ws.exists("millrace-agents/ideas/inbox/a b.md"));
+    assert!(ws.ls("millrace-agents/quarantine").is_empty());
+
+    let other = ws.write("inputs/a-b.md", "# Second\n\nTwo.\n");
+    let err = ws.fails(&["add-idea", other.to_str().unwrap()], 1);
+    assert!(
+        err.contains("idea a-b.md would become spec idea-a-b, which specs/done already holds"),
+        "{err}"
+    );
+    assert!(err.contains("name the file differently"), "{err}");
+    assert!(!ws.exists("millrace-agents/ideas/inbox/a-b.md"));
+
+    ws.write("millrace-agents/ideas/inbox/a-b.md", "# Second\n\nTwo.\n");
+    ws.run_until_idle();
+    assert!(!ws.exists("millrace-agents/ideas/inbox/a-b.md"));
+    let reason = ws.read("millrace-agents/quarantine/a-b.md.error.yaml");
+    let reason: serde_json::Value = serde_saphyr::from_str(&reason).unwrap();
+    assert_eq!(
+        reason["error"],
+        "this idea would become spec idea-a-b, which specs/done already holds (made from \
+         millrace-agents/ideas/inbox/a b.md); rename the file to add it as an idea of its own"
+    );
+    assert!(ws.exists("millrace-agents/ideas/inbox/a b.md"));
+}
