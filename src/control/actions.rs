@@ -11,7 +11,7 @@ use crate::queue::QueueStore;
 use crate::state::counters::Counters;
 use crate::state::event::EventKind;
 use crate::state::events::EventLog;
-use crate::state::runtime::RuntimeState;
+use crate::state::runtime::{Pause, RuntimeState};
 use crate::workspace::atomic::{self, IoError};
 use crate::workspace::{Folder, Workspace};
 
@@ -578,11 +578,22 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
     let daemon = mode == Mode::Daemon;
     match action {
         Action::Pause => {
+            let paused_itself = match t.state.pause() {
+                Pause::Auto { reason, .. } => Some(reason.clone()),
+                _ => None,
+            };
             if !t.state.pause_by_operator() {
                 return Ok(outcome(action, false, "already paused; nothing to do"));
             }
             t.state.save(&t.ws.snapshot_path())?;
-            Ok(outcome(action, true, pause_detail(t.state, daemon)))
+            let mut detail = pause_detail(t.state, daemon);
+            if let Some(reason) = paused_itself {
+                detail.push_str(&format!(
+                    "; it had paused itself ({reason}) and now stays paused until `millrace \
+                     resume`"
+                ));
+            }
+            Ok(outcome(action, true, detail))
         }
         Action::Resume => {
             if !t.state.resume_by_operator() {

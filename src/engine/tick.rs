@@ -148,11 +148,17 @@ impl Engine {
         if !due.is_zero() {
             return Ok(());
         }
+        let why = match self.state.paused_for() {
+            Some(crate::state::snapshot::PauseCause::Budget) => {
+                "the time the workspace budget frees up has come"
+            }
+            _ => "the provider's reset time passed",
+        };
         let reason = self.state.unpause();
         self.save_snapshot()?;
         self.events.emit(
             EventKind::RuntimeResumed,
-            json!({"reason": "the provider's reset time passed", "paused_for": reason}),
+            json!({"reason": why, "paused_for": reason}),
         )?;
         Ok(())
     }

@@ -620,17 +620,23 @@ impl RuntimeState {
         self.last_stage_result_path = Some(result_path);
     }
 
-    /// The operator's `pause`; false when already paused.
+    /// The operator's `pause`; false when the operator already paused. It replaces a pause
+    /// the runtime took itself: that one would end by itself (a reset time, a budget with
+    /// room again), and the operator's lasts until their `resume`.
     pub fn pause_by_operator(&mut self) -> bool {
-        if self.is_paused() {
+        if self.pause == Pause::Operator {
             return false;
         }
         self.pause = Pause::Operator;
         true
     }
 
-    /// The runtime pauses itself with the reason and the fix.
+    /// The runtime pauses itself with the reason and the fix, unless the operator paused
+    /// it: their pause stands until their `resume` (the events still say what happened).
     pub fn pause_self(&mut self, cause: PauseCause, reason: String, resume_at: Option<String>) {
+        if self.pause == Pause::Operator {
+            return;
+        }
         self.pause = Pause::Auto {
             cause,
             reason,
@@ -750,5 +756,21 @@ mod tests {
         assert!(state.resume_by_operator());
         assert_eq!(state.budget_waived_until(), Some("2026-01-01T00:00:00Z"));
         assert!(!state.is_paused());
+    }
+
+    /// A stage that ends rate-limited while the operator paused (it was running) does not
+    /// turn their pause into one that ends by itself at the provider's reset time.
+    #[test]
+    fn the_operator_s_pause_stands_over_a_pause_the_runtime_takes() {
+        let mut state = RuntimeState::bootstrap();
+        assert!(state.pause_by_operator());
+        state.pause_self(
+            PauseCause::RateLimit,
+            "429".into(),
+            Some("2026-01-01T00:00:00Z".into()),
+        );
+        assert_eq!(state.pause(), &Pause::Operator);
+        assert_eq!(state.resume_at(), None);
+        assert!(!state.pause_by_operator());
     }
 }

@@ -182,6 +182,15 @@ fn a_spent_window_pauses_the_workspace_until_it_frees_up_then_resumes_by_itself(
     );
     assert_eq!(stages(&ws), ["builder", "checker"]);
     assert_eq!(count(&ws, "runtime_resumed"), 1);
+    let resumed = ws
+        .events()
+        .into_iter()
+        .find(|e| e["event_type"] == "runtime_resumed")
+        .unwrap();
+    assert_eq!(
+        resumed["data"]["reason"],
+        "the time the workspace budget frees up has come"
+    );
 }
 
 #[test]
@@ -379,4 +388,38 @@ fn a_busy_ledger_is_kept_in_buckets_with_its_budget_figures() {
     assert!((100..=482).contains(&buckets), "{buckets} buckets:\n{text}");
     assert!(!text.contains("ghost"), "{text}");
     assert!(!text.contains("request_id: r-"), "{text}");
+}
+
+/// An operator's `pause` while the runtime paused itself (a rate limit with a reset time)
+/// takes over: the reset time passing no longer resumes, only `resume` does. Before, the
+/// pause was refused as "already paused" and the runtime then resumed by itself.
+#[test]
+fn an_operator_pause_over_a_rate_limit_pause_lasts_until_resume() {
+    let ws = TestWs::new();
+    setup(
+        &ws,
+        "stages:\n  builder:\n    - fail: rate_limited\n      reset_in_seconds: 600\n    - BUILDER_COMPLETE\n",
+        "",
+    );
+    ws.add_task("t1", "");
+    at(&ws, T0, &["run", "once"]);
+    assert_eq!(ws.json(&["status"])["snapshot"]["paused_for"], "rate_limit");
+    let out = at(&ws, "2026-12-03T10:01:00Z", &["pause"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("it had paused itself ("), "{text}");
+    assert!(
+        text.contains("now stays paused until `millrace resume`"),
+        "{text}"
+    );
+    let snapshot = ws.json(&["status"])["snapshot"].clone();
+    assert_eq!(snapshot["paused"], true);
+    assert!(snapshot["paused_for"].is_null(), "{snapshot}");
+    // Past the reset time nothing runs.
+    at(&ws, "2026-12-03T10:11:00Z", &["run", "once"]);
+    assert_eq!(stages(&ws), ["builder"]);
+    assert_eq!(ws.json(&["status"])["snapshot"]["paused"], true);
+    at(&ws, "2026-12-03T10:12:00Z", &["resume"]);
+    let done = stdout(&at(&ws, "2026-12-03T10:12:00Z", &["run", "once"]));
+    assert!(done.starts_with("ran builder: BUILDER_COMPLETE"), "{done}");
 }
