@@ -795,9 +795,27 @@ impl Config {
             ("usage.window.cost_usd", u.window.cost_usd),
             ("usage.daily.cost_usd", u.daily.cost_usd),
         ];
+        // Zero is refused rather than read: as a cap it would stop all work, and many tools
+        // use it for "no limit", which here is leaving the key out.
+        let zero = "must be above 0 (leave the key out for no limit; `millrace pause` stops work)";
         for (key, cost) in costs {
             if cost.is_some_and(|c| !(c >= 0.0 && c.is_finite())) {
                 return Err(invalid(key, "must be a non-negative number"));
+            }
+            if cost == Some(0.0) {
+                return Err(invalid(key, zero));
+            }
+        }
+        let tokens = [
+            ("usage.per_stage.tokens", u.per_stage.tokens),
+            ("usage.per_item.tokens", u.per_item.tokens),
+            ("usage.per_lineage.tokens", u.per_lineage.tokens),
+            ("usage.window.tokens", u.window.tokens),
+            ("usage.daily.tokens", u.daily.tokens),
+        ];
+        for (key, tokens) in tokens {
+            if tokens == Some(0) {
+                return Err(invalid(key, zero));
             }
         }
         for pattern in &self.runners.env_allow {
@@ -875,6 +893,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("millrace.yaml:"), "{err}");
+    }
+
+    #[test]
+    fn a_zero_budget_is_refused_with_the_way_to_say_no_limit() {
+        for (section, figure) in [
+            ("window", "tokens: 0"),
+            ("daily", "cost_usd: 0"),
+            ("per_item", "tokens: 0"),
+        ] {
+            let text = format!("usage:\n  {section}:\n    {figure}\n");
+            let err = Config::parse(Path::new("millrace.yaml"), &text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("usage.{section}.")), "{err}");
+            assert!(
+                err.contains("must be above 0 (leave the key out for no limit"),
+                "{err}"
+            );
+        }
+        let ok = "usage:\n  window:\n    tokens: 1\n    cost_usd: 0.01\n";
+        Config::parse(Path::new("millrace.yaml"), ok).unwrap();
     }
 
     #[test]
