@@ -19,7 +19,7 @@ use crate::runners::harness::{Diagnosis, FailureKind};
 use crate::runners::request::{RequestKind, StageRequest};
 use crate::runners::result::{
     stamp, ExitKind, FailureClass, NormalizationSource, RawResult, ResultError, StageResult,
-    StageResultMetadata, SCHEMA_VERSION,
+    StageResultMetadata, TokenUsage, SCHEMA_VERSION,
 };
 
 /// What extraction found.
@@ -461,7 +461,7 @@ pub fn normalize(req: &StageRequest, raw: &RawResult) -> Result<StageResult, Nor
         stderr_path: raw.stderr_path.clone(),
         runner_name: raw.runner_name.clone(),
         model_name: raw.model_name.clone(),
-        token_usage: raw.token_usage,
+        token_usage: raw.token_usage.map(TokenUsage::plausible),
         notes,
         metadata: StageResultMetadata {
             request_id: req.request_id.clone(),
@@ -490,7 +490,6 @@ pub fn normalize(req: &StageRequest, raw: &RawResult) -> Result<StageResult, Nor
 mod tests {
     use super::*;
     use crate::runners::request::tests::sample;
-    use crate::runners::result::TokenUsage;
     use jiff::SignedDuration;
 
     fn outcome(stage: Stage, text: &str) -> (Result<TerminalResult, FailureClass>, Option<String>) {

@@ -115,6 +115,21 @@ pub struct TokenUsage {
     pub cost_usd: Option<f64>,
 }
 
+/// Above this a reported stage cost is taken for a harness's garbage, not a price.
+const MAX_STAGE_COST_USD: f64 = 1_000_000.0;
+
+impl TokenUsage {
+    /// The report with a cost no stage can have dropped (negative, not finite, or beyond
+    /// [`MAX_STAGE_COST_USD`]): counted, it would push every cost budget back or fill the
+    /// ledger with infinity for good. The token counts are unsigned already.
+    pub fn plausible(self) -> TokenUsage {
+        let cost_usd = self
+            .cost_usd
+            .filter(|c| c.is_finite() && (0.0..=MAX_STAGE_COST_USD).contains(c));
+        TokenUsage { cost_usd, ..self }
+    }
+}
+
 /// The sum of two reports; a cost is kept when either side has one.
 impl std::ops::Add for TokenUsage {
     type Output = TokenUsage;

@@ -274,6 +274,47 @@ fn command_runner_reads_claude_style_json() {
     assert_eq!(result.field("input_tokens").as_deref(), Some("10"));
 }
 
+/// A cost no stage can have (negative, or so large the sums become infinite) is dropped: it
+/// would push cost budgets back, or leave `.inf` in the ledger for good.
+#[test]
+fn an_impossible_cost_reported_by_a_harness_is_not_counted() {
+    let ws = TestWs::new();
+    let line = |cost: &str, marker: &str| {
+        format!(
+            "run printf '%s\\n' '{{\"type\":\"result\",\"result\":\"### {marker}\",\"usage\":{{\"input_tokens\":10,\"output_tokens\":5}},\"total_cost_usd\":{cost}}}'"
+        )
+    };
+    let plan = ws.write(
+        "plan.txt",
+        &format!(
+            "builder {}\nchecker {}\nupdater {}\n",
+            line("-100", "BUILDER_COMPLETE"),
+            line("1e308", "CHECKER_PASS"),
+            line("0.25", "UPDATE_COMPLETE"),
+        ),
+    );
+    let config = format!(
+        "runners:\n  default_runner: command\n  command:\n    argv: [\"{}\", \"-p\", \"{{prompt}}\"]\n    output: claude_json\n    env:\n      FAKE_HARNESS_PLAN: {}\nwatchers:\n  settle_ms: 0\n",
+        fixture("fake-harness").display(),
+        plan.display()
+    );
+    ws.write("millrace-agents/millrace.yaml", &config);
+    ws.add_task("t1", "");
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("t1"), ["tasks/done"]);
+    let results = stage_results(&ws);
+    assert_eq!(results.len(), 3);
+    let costs: Vec<Option<String>> = results.iter().map(|r| r.field("cost_usd")).collect();
+    assert_eq!(costs.iter().filter(|c| c.is_some()).count(), 1, "{costs:?}");
+    let usage = ws.json(&["usage"]);
+    assert_eq!(usage["workspace"]["cost_usd"], 0.25, "{usage:#}");
+    let ledger = ws.read("millrace-agents/state/usage_ledger.yaml");
+    assert!(
+        !ledger.contains("inf") && !ledger.contains("cost_usd: -"),
+        "{ledger}"
+    );
+}
+
 #[test]
 fn claim_order_planning_first_then_oldest_task_with_dependencies_met() {
     let ws = TestWs::new();
