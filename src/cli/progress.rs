@@ -311,6 +311,16 @@ pub fn event_line(event: &Event) -> Option<String> {
             },
             text(d, "segment").unwrap_or("?")
         ),
+        "state_file_reset" => format!(
+            "STATE FILE SET ASIDE: {} no longer parsed ({}); moved to quarantine/, started afresh",
+            text(d, "file").unwrap_or("?"),
+            text(d, "error").unwrap_or("?")
+        ),
+        "usage_rebuilt" => format!(
+            "usage ledger rebuilt: {} stage results of {} runs counted again",
+            d.get("stages").and_then(Value::as_u64).unwrap_or(0),
+            d.get("runs").and_then(Value::as_u64).unwrap_or(0)
+        ),
         "retention_swept" => {
             let n = |key: &str| d.get(key).and_then(Value::as_u64).unwrap_or(0);
             format!(
@@ -463,6 +473,29 @@ mod tests {
         assert_eq!(
             event_line(&event("runtime_daemon_lock_acquired", Value::Null)),
             None
+        );
+    }
+
+    #[test]
+    fn a_state_file_set_aside_and_a_rebuilt_ledger_are_shown() {
+        let line = event_line(&event(
+            "state_file_reset",
+            serde_json::json!({"file": "/w/millrace-agents/state/usage_ledger.yaml",
+                               "error": "bad YAML"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            line,
+            "10:04:05  STATE FILE SET ASIDE: /w/millrace-agents/state/usage_ledger.yaml no longer parsed (bad YAML); moved to quarantine/, started afresh"
+        );
+        let line = event_line(&event(
+            "usage_rebuilt",
+            serde_json::json!({"runs": 2, "stages": 5}),
+        ))
+        .unwrap();
+        assert_eq!(
+            line,
+            "10:04:05  usage ledger rebuilt: 5 stage results of 2 runs counted again"
         );
     }
 

@@ -82,6 +82,13 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     let config = Config::load(&ws.config_path(), false)?;
     let snapshot = Snapshot::load(&ws.snapshot_path()).ok();
     let report = usage::report(&ws, &config, snapshot.as_ref());
+    if let Some(error) = &report.ledger_error {
+        eprintln!(
+            "warning: the usage ledger cannot be read ({error}); the figures below are empty. \
+             The next start sets it aside and counts the runs' stage results again \
+             (`millrace doctor`)"
+        );
+    }
     ctx.emit(&report, || render(&report));
     Ok(ExitCode::Ok)
 }

@@ -182,7 +182,8 @@ struct StateFiles {
     /// An active stage the snapshot named without what it works on.
     dropped_stage: Option<crate::model::Stage>,
     counters: Counters,
-    ledger: Ledger,
+    /// `None`: the ledger no longer parsed and was set aside (it is rebuilt from the runs).
+    ledger: Option<Ledger>,
 }
 
 impl StateFiles {
@@ -228,7 +229,7 @@ impl StateFiles {
         let path = ws.counters_path();
         let counters = or_reset(Counters::load(&path), &path, queue, events)?.unwrap_or_default();
         let path = ws.usage_ledger_path();
-        let ledger = or_reset(Ledger::load(&path), &path, queue, events)?.unwrap_or_default();
+        let ledger = or_reset(Ledger::load(&path), &path, queue, events)?;
         Ok(StateFiles {
             state,
             dropped_stage,
@@ -351,7 +352,7 @@ impl Engine {
             plan,
             state: files.state,
             counters: files.counters,
-            ledger: files.ledger,
+            ledger: files.ledger.clone().unwrap_or_default(),
             queue,
             events,
             registry: Arc::new(registry),
@@ -367,6 +368,9 @@ impl Engine {
         };
         if let Some(lanes) = &engine.lanes {
             engine.state.place_lanes(|id| lanes.place(id));
+        }
+        if files.ledger.is_none() {
+            engine.rebuild_usage()?;
         }
         engine.recover(files.dropped_stage)?;
         // The queue depths are not counted here (a listing of every queue folder): the first

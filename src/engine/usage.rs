@@ -2,6 +2,8 @@
 //! between stages, rate limits back off, and a stage whose runner failed for its environment
 //! moves to the next fallback runner.
 
+use std::collections::HashMap;
+
 use serde_json::json;
 
 use super::Engine;
@@ -12,6 +14,24 @@ use crate::runners::{StageRequest, StageResult};
 use crate::state::event::EventKind;
 use crate::state::snapshot::PauseCause;
 use crate::state::usage::{self, item_key, Record};
+
+/// The stage results a run folder holds: only those written whole (a temp file a kill left
+/// mid-rename is not one; the stage runs again and writes its own).
+fn stage_results(run_dir: &std::path::Path) -> Vec<StageResult> {
+    let dir = crate::runners::stage_results_dir(run_dir);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(|e| {
+            let path = e.path();
+            let text = crate::workspace::atomic::read_regular_string(&path).ok()?;
+            crate::yaml::from_str::<StageResult>(&path, &text).ok()
+        })
+        .collect()
+}
 
 impl Engine {
     /// The root spec a work item's spending counts against (a root spec is its own).
@@ -32,42 +52,63 @@ impl Engine {
         kind: WorkItemKind,
         id: &str,
     ) -> Result<()> {
-        let dir = crate::runners::stage_results_dir(&self.ws.run_dir(run_id));
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return Ok(());
-        };
         let key = item_key(kind, id);
         let lineage = self.lineage_root(kind, id);
-        let mut results: Vec<StageResult> = entries
-            .filter_map(|e| e.ok())
-            // Only results that were written whole: a temp file a kill left mid-rename is not
-            // one (the stage runs again and writes its own).
-            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-            .filter_map(|e| {
-                let path = e.path();
-                let text = crate::workspace::atomic::read_regular_string(&path).ok()?;
-                crate::yaml::from_str::<StageResult>(&path, &text).ok()
-            })
-            .filter(|r| !self.ledger.counted(&key, &r.metadata.request_id))
-            .collect();
-        if results.is_empty() {
-            return Ok(());
-        }
+        let mut results = stage_results(&self.ws.run_dir(run_id));
+        results.retain(|r| !self.ledger.counted(&key, &r.metadata.request_id));
         results.sort_by_key(|r| r.completed_at);
         for result in &results {
-            self.ledger.record(
-                &Record {
-                    request_id: &result.metadata.request_id,
-                    at: result.completed_at,
-                    item: key.clone(),
-                    lineage: lineage.as_deref(),
-                    usage: result.token_usage.as_ref(),
-                    wall_seconds: result.duration_seconds,
-                    simulated: result.runner_name == crate::runners::scripted::SCRIPTED_RUNNER,
-                },
-                self.config.usage.window.hours,
-            );
+            self.count(result, lineage.as_deref());
         }
+        Ok(())
+    }
+
+    fn count(&mut self, result: &StageResult, lineage: Option<&str>) -> bool {
+        self.ledger.record(
+            &Record {
+                request_id: &result.metadata.request_id,
+                at: result.completed_at,
+                item: item_key(result.work_item_kind, &result.work_item_id),
+                lineage,
+                usage: result.token_usage.as_ref(),
+                wall_seconds: result.duration_seconds,
+                simulated: result.runner_name == crate::runners::scripted::SCRIPTED_RUNNER,
+            },
+            self.config.usage.window.hours,
+        )
+    }
+
+    /// At a start whose ledger no longer parsed (it was set aside): count again every stage
+    /// result the runs hold, so the budgets do not start again from nothing. Runs retention
+    /// compressed or pruned are not there to count; the event says how much was.
+    pub(crate) fn rebuild_usage(&mut self) -> Result<()> {
+        let mut results = Vec::new();
+        let mut runs = 0;
+        if let Ok(dirs) = std::fs::read_dir(self.ws.runs_dir()) {
+            for dir in dirs.flatten() {
+                let found = stage_results(&dir.path());
+                runs += usize::from(!found.is_empty());
+                results.extend(found);
+            }
+        }
+        results.sort_by_key(|r| r.completed_at);
+        let mut roots: HashMap<(WorkItemKind, String), Option<String>> = HashMap::new();
+        let mut stages = 0;
+        for result in &results {
+            let item = (result.work_item_kind, result.work_item_id.clone());
+            let root = roots
+                .entry(item)
+                .or_insert_with_key(|(kind, id)| self.lineage_root(*kind, id))
+                .clone();
+            stages += usize::from(self.count(result, root.as_deref()));
+        }
+        self.ledger.save(&self.ws.usage_ledger_path())?;
+        self.events.emit(
+            EventKind::UsageRebuilt,
+            json!({"runs": runs, "stages": stages,
+                   "action": "counted again from the runs' stage results; runs retention \
+                              compressed or pruned are not counted"}),
+        )?;
         Ok(())
     }
 

@@ -372,6 +372,23 @@ impl Checks<'_> {
                 );
             }
         }
+        let ledger = self.ws.usage_ledger_path();
+        if ledger.is_file() {
+            if let Err(e) = crate::state::usage::Ledger::load(&ledger) {
+                self.add(
+                    Level::Error,
+                    "usage_ledger_invalid",
+                    Some(&ledger),
+                    e.to_string(),
+                    format!(
+                        "restore {} from version control; else the next start sets it aside \
+                         and counts the runs' stage results again (runs retention compressed \
+                         or pruned are not counted)",
+                        self.rel(&ledger)
+                    ),
+                );
+            }
+        }
         // The newest 256 KiB (thousands of events): where appends (and so torn lines) happen; doctor stays as fast
         // with a log of years as with a new one.
         if let Err(e) = EventLog::check_tail(&self.ws.events_path(), 256 << 10) {

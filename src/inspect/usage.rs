@@ -20,8 +20,10 @@ pub struct Over {
 /// The figures `status` shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    #[serde(serialize_with = "totals")]
     pub today: Spend,
     pub time_zone: String,
+    #[serde(serialize_with = "totals")]
     pub window: Spend,
     pub window_hours: f64,
     /// A workspace budget that is spent right now.
@@ -39,6 +41,20 @@ pub struct Report {
     /// Root lineages, biggest spender first.
     pub lineages: Vec<Named>,
     pub budgets: UsageConfig,
+    /// Why the ledger could not be read (the figures are then empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ledger_error: Option<String>,
+}
+
+/// Only what a time bucket keeps (stages, tokens, cost): the token split is not counted per
+/// bucket, and zeros for it would read as measured.
+fn totals<S: serde::Serializer>(spend: &Spend, s: S) -> Result<S::Ok, S::Error> {
+    serde_json::json!({
+        "stages": spend.stages,
+        "total_tokens": spend.total_tokens,
+        "cost_usd": spend.cost_usd,
+    })
+    .serialize(s)
 }
 
 /// A work item (`<kind>:<id>`) or root spec, with its spend.
@@ -48,9 +64,12 @@ pub struct Named {
     pub spend: Spend,
 }
 
-/// The ledger, or an empty one when there is none yet or it cannot be read.
-fn ledger(ws: &Workspace) -> Ledger {
-    Ledger::load(&ws.usage_ledger_path()).unwrap_or_default()
+/// The ledger (empty when there is none yet), or why it cannot be read with an empty one.
+fn ledger(ws: &Workspace) -> (Ledger, Option<String>) {
+    match Ledger::load(&ws.usage_ledger_path()) {
+        Ok(ledger) => (ledger, None),
+        Err(e) => (Ledger::default(), Some(e.to_string())),
+    }
 }
 
 fn summarize(ledger: &Ledger, config: &UsageConfig) -> Summary {
@@ -70,12 +89,12 @@ fn summarize(ledger: &Ledger, config: &UsageConfig) -> Summary {
 
 /// The usage lines of `status`.
 pub fn summary(ws: &Workspace, config: &Config) -> Summary {
-    summarize(&ledger(ws), &config.usage)
+    summarize(&ledger(ws).0, &config.usage)
 }
 
 /// Everything `millrace usage` shows.
 pub fn report(ws: &Workspace, config: &Config, snapshot: Option<&Snapshot>) -> Report {
-    let ledger = ledger(ws);
+    let (ledger, ledger_error) = ledger(ws);
     let active_item = snapshot.and_then(|s| {
         let key = item_key(s.active_work_item_kind?, s.active_work_item_id.as_deref()?);
         Some(Named {
@@ -98,6 +117,7 @@ pub fn report(ws: &Workspace, config: &Config, snapshot: Option<&Snapshot>) -> R
         active_item,
         lineages,
         budgets: config.usage.clone(),
+        ledger_error,
     }
 }
 

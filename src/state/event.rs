@@ -126,6 +126,8 @@ event_kinds! {
     UsageBudgetExhausted => "usage_budget_exhausted",
     /// Startup counted stage results a crash kept from the usage ledger.
     UsageRecovered => "usage_recovered",
+    /// The usage ledger no longer parsed; the runs' stage results were counted again.
+    UsageRebuilt => "usage_rebuilt",
     /// Intake took in new ideas.
     WatcherEventsConsumed => "watcher_events_consumed",
     /// File events are unavailable; the daemon polls.

@@ -68,6 +68,11 @@ fn every_stage_is_counted_once_and_shown_by_usage_status_and_runs() {
     assert!(human.contains("3 stages (simulated)"), "{human}");
     let status = ws.json(&["status"]);
     assert_eq!(status["usage"]["today"]["stages"], 3, "{status:#}");
+    // A time bucket keeps no token split: none is shown rather than zeros.
+    for key in ["today", "window"] {
+        assert_eq!(usage[key]["stages"], 3, "{usage:#}");
+        assert!(usage[key].get("input_tokens").is_none(), "{usage:#}");
+    }
     let run = ws.json(&["runs", "ls"])["runs"][0].clone();
     assert!(run["token_usage"]["total_tokens"].as_u64().unwrap() > 0);
     assert_eq!(
@@ -422,4 +427,54 @@ fn an_operator_pause_over_a_rate_limit_pause_lasts_until_resume() {
     at(&ws, "2026-12-03T10:12:00Z", &["resume"]);
     let done = stdout(&at(&ws, "2026-12-03T10:12:00Z", &["run", "once"]));
     assert!(done.starts_with("ran builder: BUILDER_COMPLETE"), "{done}");
+}
+
+/// A usage ledger that no longer parses is named by `usage` (on stderr) and `doctor`; the
+/// next start sets it aside and counts the runs' stage results again, so the budgets do not
+/// start from nothing.
+#[test]
+fn a_garbled_usage_ledger_is_reported_and_rebuilt_from_the_runs() {
+    let ws = TestWs::new();
+    setup(&ws, "stages: {}\n", "");
+    ws.add_task("t1", "");
+    ws.run_until_idle();
+    let before = ws.json(&["usage"])["workspace"].clone();
+    assert_eq!(before["stages"], 3);
+    ws.write("millrace-agents/state/usage_ledger.yaml", "garbage: [\n");
+
+    let out = ws.run(&["usage"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the usage ledger cannot be read"), "{err}");
+    let report = ws.json(&["usage"]);
+    assert!(report["ledger_error"].is_string(), "{report:#}");
+    let out = ws.run(&["--json", "doctor"]);
+    assert_eq!(out.status.code(), Some(6));
+    let doctor: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        doctor["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "usage_ledger_invalid"),
+        "{doctor:#}"
+    );
+
+    ws.add_task("t2", "");
+    ws.ok(&["run", "once"]);
+    let after = ws.json(&["usage"]);
+    assert!(after.get("ledger_error").is_none(), "{after:#}");
+    assert_eq!(after["workspace"]["stages"], 4, "{after:#}");
+    assert_eq!(after["today"]["stages"], 4, "{after:#}");
+    let rebuilt = ws
+        .events()
+        .into_iter()
+        .find(|e| e["event_type"] == "usage_rebuilt")
+        .expect("usage_rebuilt");
+    assert_eq!(rebuilt["data"]["stages"], 3);
+    assert_eq!(rebuilt["data"]["runs"], 1);
+    assert!(ws
+        .ls("millrace-agents/quarantine")
+        .iter()
+        .any(|f| f.starts_with("usage_ledger.yaml")));
 }
