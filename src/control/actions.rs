@@ -4,6 +4,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::mailbox::{Command, Envelope};
+use crate::config::StopMode;
 use crate::documents::{self, Document};
 use crate::error::{Error, Result};
 use crate::model::{Plane, WorkItemKind};
@@ -251,6 +252,8 @@ pub struct Target<'a> {
     pub counters: &'a mut Counters,
     pub queue: &'a QueueStore,
     pub events: &'a EventLog,
+    /// What a daemon's `stop` does with a running stage (`runtime.stop_mode`).
+    pub stop_mode: StopMode,
 }
 
 fn outcome(action: &Action, applied: bool, detail: impl Into<String>) -> Outcome {
@@ -310,10 +313,20 @@ fn requeue_blocked(action: &Action, t: &mut Target, id: &str, reason: &str) -> R
 }
 
 /// When a daemon's stop takes effect: a running stage finishes first (`stop_mode: finish`).
-fn stop_detail(state: &RuntimeState) -> String {
+fn stop_detail(state: &RuntimeState, mode: StopMode, again: bool) -> String {
     let Some(stage) = state.running_stage() else {
         return "stop requested; the daemon stops at once".into();
     };
+    if again || mode == StopMode::Interrupt {
+        let why = if again {
+            "stop requested again"
+        } else {
+            "stop requested (runtime.stop_mode: interrupt)"
+        };
+        return format!(
+            "{why}; the running {stage} stage is ended now and runs again at the next start"
+        );
+    }
     let elapsed = state
         .active()
         .and_then(|a| a.since.parse::<jiff::Timestamp>().ok())
@@ -325,7 +338,7 @@ fn stop_detail(state: &RuntimeState) -> String {
         .unwrap_or_default();
     format!(
         "stop requested; the daemon stops when the running {stage} stage ends{elapsed} \
-         (runtime.stop_mode: interrupt, or a second stop signal, ends the stage at once)"
+         (`millrace stop` again, or a second Ctrl-C, ends the stage now)"
     )
 }
 
@@ -604,9 +617,15 @@ pub fn apply(action: &Action, t: &mut Target, mode: Mode) -> Result<Outcome> {
         }
         Action::Stop => {
             if daemon {
+                // A second stop does not wait for the running stage: it ends it.
+                let again = t.state.stop_requested();
                 t.state.request_stop();
+                if again {
+                    t.state.stop_now();
+                }
                 t.state.save(&t.ws.snapshot_path())?;
-                return Ok(outcome(action, true, stop_detail(t.state)));
+                let detail = stop_detail(t.state, t.stop_mode, again);
+                return Ok(outcome(action, true, detail));
             }
             let applied = t.state.process_running() || t.state.stop_requested();
             t.state.shut_down();

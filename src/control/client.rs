@@ -95,6 +95,7 @@ impl<'a> Client<'a> {
             counters: &mut counters,
             queue: &queue,
             events: &events,
+            stop_mode: Default::default(),
         };
         let outcome = actions::apply(action, &mut target, Mode::Direct)?;
         events.emit(

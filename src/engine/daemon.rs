@@ -501,8 +501,10 @@ impl Daemon<'_> {
                         )));
                     }
                     self.tail.forward(progress);
-                    if self.engine.state().stop_requested()
-                        && self.engine.config.runtime.stop_mode == StopMode::Interrupt
+                    if self
+                        .engine
+                        .state()
+                        .stop_interrupts(self.engine.config.runtime.stop_mode)
                     {
                         cancel.cancel();
                     }

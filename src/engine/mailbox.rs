@@ -155,6 +155,7 @@ impl Engine {
             counters: &mut self.counters,
             queue: &self.queue,
             events: &self.events,
+            stop_mode: self.config.runtime.stop_mode,
         };
         actions::apply(action, &mut target, Mode::Daemon)
     }

@@ -141,6 +141,8 @@ pub struct RuntimeState {
     run_style: RunStyle,
     process_running: bool,
     stop_requested: bool,
+    /// A second `stop` (not saved; see [`RuntimeState::stop_now`]).
+    stop_now: bool,
     pause: Pause,
     budget_waived_until: Option<String>,
     rate_limit_strikes: u32,
@@ -238,6 +240,7 @@ impl RuntimeState {
             run_style: s.runtime_mode,
             process_running: s.process_running,
             stop_requested: s.stop_requested,
+            stop_now: false,
             pause,
             budget_waived_until: s.budget_waived_until,
             rate_limit_strikes: s.rate_limit_strikes,
@@ -683,6 +686,17 @@ impl RuntimeState {
         self.stop_requested = true;
     }
 
+    /// A second `stop`: the running stages are ended rather than waited for. Held in
+    /// memory only: the daemon that applied it acts on it, a next start has nothing running.
+    pub fn stop_now(&mut self) {
+        self.stop_now = true;
+    }
+
+    /// Whether a stop requested now ends the running stages, with `runtime.stop_mode`.
+    pub fn stop_interrupts(&self, mode: crate::config::StopMode) -> bool {
+        self.stop_requested && (self.stop_now || mode == crate::config::StopMode::Interrupt)
+    }
+
     /// The process left the workspace (a stop, a signal, a shutdown, or a stop applied
     /// without a daemon): only the process flags end. The active subject stays for the next
     /// start, and so does a pause: an operator who paused and then restarted the daemon (a
@@ -691,6 +705,7 @@ impl RuntimeState {
     pub fn shut_down(&mut self) {
         self.process_running = false;
         self.stop_requested = false;
+        self.stop_now = false;
     }
 
     /// `clear-stale-state`/`retry-active` with no daemon: idle, both markers idle. A lane
@@ -705,6 +720,7 @@ impl RuntimeState {
         if clear_flags {
             self.pause = Pause::Running;
             self.stop_requested = false;
+            self.stop_now = false;
         }
         self.depths = depths;
     }

@@ -332,10 +332,46 @@ fn stop_in_interrupt_mode_kills_the_stage_and_the_next_start_reruns_it() {
     ws.add_task("t1", "");
     let daemon = ws.spawn_daemon(&[]);
     let grandchild = grandchild_pid(&ws);
-    ws.ok(&["stop", "--wait", "0"]);
+    let text = ws.ok(&["stop"]);
+    assert!(
+        text.contains(
+            "stop requested (runtime.stop_mode: interrupt); the running builder stage is ended now"
+        ),
+        "{text}"
+    );
     let exit = daemon.wait_exit(LIMIT);
     assert!(exit.status.success());
     wait_for("the harness group to be gone", LIMIT, || !alive(grandchild));
+    assert!(has_event(&ws, "stage_interrupted"));
+    assert_eq!(snapshot(&ws)["active_stage"], "builder");
+    ws.run_until_idle();
+    assert_eq!(ws.folder_of("t1"), ["tasks/done"]);
+}
+
+/// In `finish` mode a first `stop` waits for the running stage and says how to end it now;
+/// a second `stop` ends it, and the next start runs it again.
+#[test]
+fn a_second_stop_ends_the_running_stage() {
+    let ws = TestWs::new();
+    ws.use_fake_harness("builder hang\nbuilder emit ### BUILDER_COMPLETE\n");
+    ws.add_task("t1", "");
+    let daemon = ws.spawn_daemon(&[]);
+    wait_for("the harness to start", LIMIT, || {
+        ws.exists("fake-state/builder.count")
+    });
+    let text = ws.ok(&["stop"]);
+    assert!(
+        text.contains("stops when the running builder stage ends")
+            && text.contains("`millrace stop` again, or a second Ctrl-C, ends the stage now"),
+        "{text}"
+    );
+    let text = ws.ok(&["stop"]);
+    assert!(
+        text.contains("stop requested again; the running builder stage is ended now"),
+        "{text}"
+    );
+    let exit = daemon.wait_exit(LIMIT);
+    assert!(exit.status.success());
     assert!(has_event(&ws, "stage_interrupted"));
     assert_eq!(snapshot(&ws)["active_stage"], "builder");
     ws.run_until_idle();

@@ -91,9 +91,13 @@ impl Daemon<'_> {
         }
         if self.pending_stop.is_none() && self.engine.state().stop_requested() {
             self.pending_stop = Some("stop requested".into());
-            if self.engine.config.runtime.stop_mode == StopMode::Interrupt {
-                self.pool.cancel_all();
-            }
+        }
+        if self
+            .engine
+            .state()
+            .stop_interrupts(self.engine.config.runtime.stop_mode)
+        {
+            self.pool.cancel_all();
         }
         if let Some(reason) = self.pending_stop.clone() {
             if self.pool.is_empty() {
