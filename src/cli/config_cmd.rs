@@ -10,7 +10,7 @@ use super::output::{or_none, py_float};
 use super::submit::{route, SimpleArgs};
 use super::{open_read_only, Ctx};
 use crate::config::Config;
-use crate::error::{ExitCode, Result};
+use crate::error::{Error, ExitCode, Result};
 use crate::state::snapshot::Snapshot;
 
 #[derive(Debug, Subcommand)]
@@ -59,8 +59,25 @@ pub fn run(ctx: &Ctx, cmd: ConfigCommand) -> Result<ExitCode> {
     match cmd {
         ConfigCommand::Show(args) => {
             let ws = open_read_only(ctx)?;
-            let config = Config::load_for(&ws, args.config.as_deref())?;
             let snapshot = Snapshot::load(&ws.snapshot_path())?;
+            // A file being edited may not parse: the error then still says what the runtime
+            // applied last, which is what a person checking a reload looks for.
+            let config = Config::load_for(&ws, args.config.as_deref()).map_err(|err| {
+                let outcome = snapshot
+                    .last_reload_outcome
+                    .and_then(|o| serde_json::to_value(o).ok())
+                    .and_then(|v| v.as_str().map(str::to_string));
+                Error::refused(
+                    err.to_string(),
+                    Some(format!(
+                        "the runtime keeps the config it applied last (config_version {}, \
+                         last_reload_outcome: {}, last_reload_error: {}) until the file is fixed",
+                        snapshot.config_version,
+                        or_none(outcome),
+                        or_none(snapshot.last_reload_error.as_deref())
+                    )),
+                )
+            })?;
             let path = args.config.unwrap_or_else(|| ws.config_path());
             let shown = Shown {
                 config_path: path.display().to_string(),

@@ -256,6 +256,13 @@ fn a_broken_config_edit_keeps_the_running_plan_and_says_so() {
         .as_str()
         .unwrap()
         .contains("millrace.yaml"));
+    // `config show` names the file's error and what the runtime still runs on.
+    let err = ws.fails(&["config", "show"], 1);
+    assert!(err.contains("millrace.yaml:"), "{err}");
+    assert!(
+        err.contains("last_reload_outcome: failed_retained_previous_plan"),
+        "{err}"
+    );
     ws.use_scripted(None);
     ws.add_task("t1", "");
     wait_for("work to go on", LIMIT, || {
