@@ -868,6 +868,29 @@ mod tests {
         assert_eq!(parsed, Config::default());
     }
 
+    /// `init` writes every key (docs/configuration.md says so): each key of the built-in
+    /// defaults is in the shipped file.
+    #[test]
+    fn shipped_default_file_has_every_key() {
+        fn missing(default: &serde_json::Value, file: &serde_json::Value, at: &str) -> Vec<String> {
+            let serde_json::Value::Object(keys) = default else {
+                return Vec::new();
+            };
+            keys.iter()
+                .flat_map(|(key, value)| {
+                    let path = format!("{at}{key}");
+                    match file.get(key) {
+                        None => vec![path],
+                        Some(found) => missing(value, found, &format!("{path}.")),
+                    }
+                })
+                .collect()
+        }
+        let default = serde_json::to_value(Config::default()).unwrap();
+        let file: serde_json::Value = serde_saphyr::from_str(DEFAULT_CONFIG_YAML).unwrap();
+        assert_eq!(missing(&default, &file, ""), Vec::<String>::new());
+    }
+
     #[test]
     fn unknown_key_names_line_and_column() {
         let err = Config::parse(
