@@ -40,7 +40,15 @@ impl DaemonExit {
             DaemonExit::Stopped(reason) => reason.clone(),
             DaemonExit::MaxTicks => "max ticks reached".into(),
             DaemonExit::Idle => "no work left".into(),
-            DaemonExit::Paused => "paused; nothing runs until `millrace resume`".into(),
+            DaemonExit::Paused { resumes_at: None } => {
+                "paused; nothing runs until `millrace resume`".into()
+            }
+            DaemonExit::Paused {
+                resumes_at: Some(at),
+            } => format!(
+                "paused until {at}, when the runtime resumes by itself (`--until-idle` does not \
+                 wait for it; `millrace resume` ends the pause now)"
+            ),
         }
     }
 }
@@ -60,8 +68,10 @@ pub enum DaemonExit {
     Stopped(String),
     MaxTicks,
     Idle,
-    /// `--until-idle` found the workspace paused.
-    Paused,
+    /// `--until-idle` found the workspace paused, until this time when it ends by itself.
+    Paused {
+        resumes_at: Option<String>,
+    },
 }
 
 /// Follows the event log from where it stood at startup, so the operator sees what the
@@ -539,9 +549,11 @@ impl Daemon<'_> {
                 }
                 return Ok(Flow::Continue);
             }
-            // Paused, nothing will run until a `resume`: waiting would never end.
+            // Paused: waiting could last hours (a budget) or never end (an operator's pause).
             return Ok(Flow::Exit(match outcome {
-                TickOutcome::Paused => DaemonExit::Paused,
+                TickOutcome::Paused => DaemonExit::Paused {
+                    resumes_at: self.engine.state().resume_at().map(str::to_string),
+                },
                 _ => DaemonExit::Idle,
             }));
         }

@@ -175,6 +175,13 @@ fn a_spent_window_pauses_the_workspace_until_it_frees_up_then_resumes_by_itself(
     assert_eq!(status["snapshot"]["resume_at"], "2026-12-03T15:00:00Z");
     assert_eq!(ws.folder_of("t1"), ["tasks/active"]);
 
+    // `--until-idle` does not wait hours for the window, and says when it frees up.
+    let out = at(&ws, T0, &["run", "daemon", "--until-idle"]);
+    let said = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        said.contains("paused until 2026-12-03T15:00:00Z, when the runtime resumes by itself"),
+        "{said}"
+    );
     // Still inside the window: nothing runs.
     at(&ws, "2026-12-03T14:59:00Z", &["run", "once"]);
     assert_eq!(stages(&ws), ["builder"]);
@@ -247,6 +254,10 @@ fn a_rate_limit_with_a_reset_time_waits_and_reruns_the_same_stage_without_repair
     );
     assert!(
         text.contains("millrace resumes by itself at 2026-12-03T10:10:00Z"),
+        "{text}"
+    );
+    assert!(
+        text.contains("wait for the provider's quota to reset, or add another runner"),
         "{text}"
     );
     let status = ws.json(&["status"]);

@@ -283,7 +283,12 @@ pub fn pause_reason(runner: &str, diagnosis: &Diagnosis) -> String {
     };
     let fix = harness
         .and_then(|h| h.fix(diagnosis.kind))
-        .unwrap_or_else(|| format!("fix runner `{runner}` in millrace.yaml"));
+        .unwrap_or_else(|| match diagnosis.kind {
+            FailureKind::RateLimited => "wait for the provider's quota to reset, or add another \
+                                         runner to runners.fallback_runners"
+                .to_string(),
+            _ => format!("fix runner `{runner}` in millrace.yaml"),
+        });
     let then = match diagnosis.reset_at {
         Some(at) => format!(
             "millrace resumes by itself at {}, or run `millrace resume`",
