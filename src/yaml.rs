@@ -39,6 +39,11 @@ pub fn from_str<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, YamlE
             }
             _ => message.to_string(),
         };
+        // The parser's advice to its own caller (an option to set) is no help to a person.
+        let message = match message.find(", set DuplicateKeyPolicy") {
+            Some(cut) => format!("{}: a key may appear only once", &message[..cut]),
+            None => message,
+        };
         YamlError {
             file: file.display().to_string(),
             location,
@@ -113,6 +118,17 @@ mod tests {
         let err = from_str::<serde_json::Value>(Path::new("bomb.yaml"), &text).unwrap_err();
         assert!(err.message.contains("budget"), "{}", err.message);
         assert!(!err.message.ends_with("(defined"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_duplicate_key_is_named_without_the_parser_s_advice_to_itself() {
+        let err = from_str::<serde_json::Value>(Path::new("m.yaml"), "runtime: 1\nruntime: 2\n")
+            .unwrap_err();
+        let shown = err.to_string();
+        assert!(shown.starts_with("m.yaml:2:"), "{shown}");
+        assert!(shown.contains("runtime"), "{shown}");
+        assert!(shown.ends_with("a key may appear only once"), "{shown}");
+        assert!(!shown.contains("DuplicateKeyPolicy"), "{shown}");
     }
 
     #[test]
