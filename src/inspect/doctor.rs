@@ -952,13 +952,19 @@ impl Checks<'_> {
                 {
                     continue;
                 }
-                let reason = reason_of(&dir.join(format!("{name}.error.yaml")));
+                let record = reason_of(&dir.join(format!("{name}.error.yaml")));
+                let reason = record.as_ref().and_then(|r| r.get("error")?.as_str());
+                let source = record.as_ref().and_then(|r| r.get("source")?.as_str());
                 let rel = self.rel(&path);
+                let fix = match source {
+                    Some(s) if dir == self.ws.quarantine_dir() => requeue_fix(s),
+                    _ => fix,
+                };
                 self.add(
                     Level::Warning,
                     code,
                     Some(&path),
-                    format!("{what}: {}", reason.as_deref().unwrap_or("no reason recorded")),
+                    format!("{what}: {}", reason.map_or("no reason recorded", str::trim)),
                     format!("{fix} {rel} and its .error.yaml"),
                 );
             }
@@ -1041,17 +1047,31 @@ pub fn quarantined(ws: &Workspace, id: &str) -> Option<(PathBuf, Option<String>)
     copies.sort();
     let (_, path) = copies.pop()?;
     let file = path.file_name()?.to_string_lossy().into_owned();
-    let reason = reason_of(&dir.join(format!("{file}.error.yaml")));
+    let reason = reason_of(&dir.join(format!("{file}.error.yaml")))
+        .and_then(|r| Some(r.get("error")?.as_str()?.trim().to_string()));
     Some((path, reason))
 }
 
-fn reason_of(path: &Path) -> Option<String> {
+/// A `.error.yaml` record (`error`, `source`, ...), when it reads.
+fn reason_of(path: &Path) -> Option<serde_json::Value> {
     let text = crate::workspace::atomic::read_regular_string(path).ok()?;
-    let value: serde_json::Value = crate::yaml::from_str(path, &text).ok()?;
-    value
-        .get("error")
-        .and_then(|e| e.as_str())
-        .map(|s| s.trim().to_string())
+    crate::yaml::from_str(path, &text).ok()
+}
+
+/// How a quarantined file goes back where it came from (`source`, workspace-relative).
+fn requeue_fix(source: &str) -> &'static str {
+    let under = |dir: &str| source.contains(&format!("millrace-agents/{dir}/"));
+    if under("ideas") {
+        "fix or rename the idea, add it again (`millrace add-idea <path>`), then delete"
+    } else if under("tasks") {
+        "fix the task, queue it again (`millrace add-task <path>`), then delete"
+    } else if under("specs") {
+        "fix the spec, queue it again (`millrace add-spec <path>`), then delete"
+    } else if under("state") {
+        "nothing to queue again: the runtime started this file afresh; keep it for reference or delete"
+    } else {
+        "look at it, put what it holds back by hand if it matters, then delete"
+    }
 }
 
 /// Queued tasks that can never be claimed: the `dependency_missing`, `dependency_blocked`

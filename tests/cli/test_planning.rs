@@ -286,4 +286,20 @@ fn an_idea_whose_spec_id_is_taken_is_refused_or_quarantined_never_dropped() {
          millrace-agents/ideas/inbox/a b.md); rename the file to add it as an idea of its own"
     );
     assert!(ws.exists("millrace-agents/ideas/inbox/a b.md"));
+    // doctor's way back for it is add-idea, not add-task or add-spec.
+    let doctor = ws.json(&["doctor"]);
+    let finding = doctor["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "quarantined_file")
+        .cloned()
+        .unwrap_or_else(|| panic!("{doctor:#}"));
+    assert!(
+        finding["fix"]
+            .as_str()
+            .unwrap()
+            .starts_with("fix or rename the idea, add it again (`millrace add-idea <path>`)"),
+        "{finding}"
+    );
 }
