@@ -147,7 +147,13 @@ impl Engine {
 
     fn apply_action(&mut self, action: &Action) -> Result<Outcome> {
         if matches!(action, Action::ReloadConfig) {
-            return self.reload_config();
+            let outcome = self.reload_config()?;
+            // A reload that failed is a command that could not be applied (exit 1 for whoever
+            // sent it), not one with nothing to do; the daemon keeps its plan either way.
+            if !outcome.applied {
+                return Err(Error::refused(outcome.detail, None));
+            }
+            return Ok(outcome);
         }
         let mut target = Target {
             ws: &self.ws,

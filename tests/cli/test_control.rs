@@ -256,6 +256,13 @@ fn a_broken_config_edit_keeps_the_running_plan_and_says_so() {
         .as_str()
         .unwrap()
         .contains("millrace.yaml"));
+    // Asked to reload the broken file, the daemon answers with a failure (exit 1), not
+    // "nothing to do" (exit 5).
+    let err = ws.fails(&["reload-config"], 1);
+    assert!(
+        err.contains("reload_config: reload failed, kept plan"),
+        "{err}"
+    );
     // `config show` names the file's error and what the runtime still runs on.
     let err = ws.fails(&["config", "show"], 1);
     assert!(err.contains("millrace.yaml:"), "{err}");
