@@ -74,6 +74,9 @@ pub struct StatusReport {
     pub usage: Option<crate::inspect::usage::Summary>,
     /// With parallel lanes: each lane's task, stage, how long it has been at it, where.
     pub lanes: Vec<LaneView>,
+    /// The active stage's harness process group while it runs; none when the item waits at
+    /// its stage (paused between stages, or no daemon).
+    pub active_process_group: Option<u64>,
 }
 
 /// One execution lane, as `status` shows it.
@@ -297,6 +300,10 @@ pub fn collect(ws: &Workspace) -> Result<StatusReport> {
         closure_target_problems,
         attention,
         pending_commands: pending_commands(ws),
+        active_process_group: snapshot
+            .active_run_id
+            .as_deref()
+            .and_then(|run| process_group(ws, run)),
         last_failure: LastFailure::load(ws, &snapshot),
         usage: crate::config::Config::load(&ws.config_path(), false)
             .ok()
@@ -518,6 +525,20 @@ fn render_compact(report: &StatusReport) -> String {
             None => stage.to_string(),
         },
         _ => "none".into(),
+    };
+    // The snapshot names the stage an item is at; whether it runs is another matter.
+    let waiting = if s.active_stage.is_none() || report.active_process_group.is_some() {
+        None
+    } else if !report.daemon.running {
+        Some("no daemon runs it")
+    } else if s.paused {
+        Some("paused")
+    } else {
+        None
+    };
+    let active = match waiting {
+        Some(why) => format!("at {active}, not running: {why}"),
+        None => active,
     };
     out.push_str(&format!("active: {active}\n"));
     for lane in &report.lanes {

@@ -454,3 +454,21 @@ fn queue_ls_counts_finished_items_and_pages_them_and_runs_ls_pages_newest_first(
     let second = ws.json(&["runs", "ls", "--limit", "1", "--offset", "1"]);
     assert_eq!(second["runs"][0]["run_id"], every["runs"][1]["run_id"]);
 }
+
+/// `status watch` tells a stage that runs from one an item merely waits at: between stages
+/// with no daemon, the item is "at checker, not running".
+#[test]
+fn status_watch_says_when_the_active_stage_is_not_running() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    ws.add_task("t1", "");
+    ws.ok(&["run", "once"]);
+    let text = ws.ok(&["status", "watch", "--max-updates", "1"]);
+    assert!(text.contains("active: at checker on task t1 ("), "{text}");
+    assert!(
+        text.contains("), not running: no daemon runs it\n"),
+        "{text}"
+    );
+    let report = ws.json(&["status"]);
+    assert!(report["active_process_group"].is_null(), "{report:#}");
+}

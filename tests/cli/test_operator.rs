@@ -465,6 +465,11 @@ fn pause_applies_at_once_stop_says_when_and_status_lists_pending_commands() {
         "{text}"
     );
     assert_eq!(ws.json(&["status"])["snapshot"]["paused"], true);
+    // Paused, but the builder still runs: it is not shown as waiting.
+    assert!(ws.json(&["status"])["active_process_group"].is_u64());
+    let view = ws.ok(&["status", "watch", "--max-updates", "1"]);
+    assert!(view.contains("active: builder on task t-long ("), "{view}");
+    assert!(!view.contains("not running"), "{view}");
 
     let text = ws.ok(&["stop"]);
     assert!(
