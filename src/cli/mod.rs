@@ -348,7 +348,6 @@ pub(crate) fn open_read_only(ctx: &Ctx) -> Result<Workspace> {
     Ok(Workspace::open_existing(&ctx.workspace)?)
 }
 
-/// Open a workspace for a mutating command (bootstraps it first).
 /// A number of seconds given on the command line: from 0 to [`crate::time::MAX_SECONDS`].
 fn seconds(text: &str) -> std::result::Result<f64, String> {
     match text.parse::<f64>() {
@@ -371,6 +370,15 @@ fn positive_seconds(text: &str) -> std::result::Result<f64, String> {
     }
 }
 
+/// Open a workspace for a mutating command (bootstraps it first).
 pub(crate) fn open_for_write(ctx: &Ctx) -> Result<Workspace> {
     Ok(Workspace::open_or_init(&ctx.workspace)?)
+}
+
+/// Open a workspace for a control command, which acts on a runtime that must be there: a
+/// `pause` run in the wrong folder would otherwise make a workspace there and report it
+/// paused, while the daemon it meant runs on.
+pub(crate) fn open_for_control(ctx: &Ctx) -> Result<Workspace> {
+    Workspace::open_existing(&ctx.workspace)?;
+    open_for_write(ctx)
 }

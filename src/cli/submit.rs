@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 
-use super::{open_for_write, Ctx};
+use super::{open_for_control, Ctx};
 use crate::control::actions::Action;
 use crate::control::client::{Client, Reply};
 use crate::error::{Error, ExitCode, Result};
@@ -69,7 +69,7 @@ pub fn route(ctx: &Ctx, action: Action, print: bool, wait: f64) -> Result<ExitCo
         ctx.emit(&env, || env.to_yaml());
         return Ok(ExitCode::Ok);
     }
-    let ws = open_for_write(ctx)?;
+    let ws = open_for_control(ctx)?;
     let wait = Duration::from_secs_f64(wait);
     let reply = Client::new(&ws).submit(&action, wait)?;
     let applied = reply.applied();

@@ -370,6 +370,29 @@ fn read_only_inspection_needs_a_workspace_and_creates_none() {
     assert!(!ws.exists("millrace-agents"));
 }
 
+/// A control command acts on a runtime: run where there is no workspace (the wrong folder)
+/// it says so instead of making one and reporting it paused or stopped.
+#[test]
+fn control_commands_need_a_workspace_and_create_none() {
+    let ws = TestWs::bare();
+    for args in [
+        vec!["pause"],
+        vec!["resume"],
+        vec!["stop"],
+        vec!["control", "pause"],
+        vec!["retry-active", "--reason", "x"],
+        vec!["clear-stale-state", "--reason", "x"],
+        vec!["requeue", "t-1", "--reason", "x"],
+        vec!["reload-config"],
+    ] {
+        let err = ws.fails(&args, 3);
+        assert!(err.contains("millrace init"), "{args:?}: {err}");
+    }
+    assert!(!ws.exists("millrace-agents"));
+    // `--print` writes nothing and needs no workspace.
+    ws.ok(&["pause", "--print"]);
+}
+
 #[test]
 fn completions_and_man_page_are_printed() {
     let out = std::process::Command::new(BIN)
