@@ -312,10 +312,28 @@ fn requeue_blocked(action: &Action, t: &mut Target, id: &str, reason: &str) -> R
     Ok(out)
 }
 
-/// When a daemon's stop takes effect: a running stage finishes first (`stop_mode: finish`).
+/// The lanes' stages a stop waits for (`lane 1: builder on t1`); empty with one lane.
+fn lane_stages(state: &RuntimeState) -> Vec<String> {
+    let mut lanes: Vec<(u32, String)> = state
+        .activations()
+        .iter()
+        .filter_map(|a| {
+            let (lane, id) = a.lane_task()?;
+            let line = format!("lane {}: {} on {id}", lane.index, a.stage);
+            (!lane.integrating).then_some((lane.index, line))
+        })
+        .collect();
+    lanes.sort();
+    lanes.into_iter().map(|(_, line)| line).collect()
+}
+
+/// When a daemon's stop takes effect: the running stages finish first (`stop_mode: finish`).
 fn stop_detail(state: &RuntimeState, mode: StopMode, again: bool) -> String {
-    let Some(stage) = state.running_stage() else {
-        return "stop requested; the daemon stops at once".into();
+    let lanes = lane_stages(state);
+    let (what, one) = match state.running_stage() {
+        _ if lanes.len() > 1 => (format!("stages ({})", lanes.join(", ")), false),
+        Some(stage) => (format!("{stage} stage"), true),
+        None => return "stop requested; the daemon stops at once".into(),
     };
     if again || mode == StopMode::Interrupt {
         let why = if again {
@@ -323,12 +341,18 @@ fn stop_detail(state: &RuntimeState, mode: StopMode, again: bool) -> String {
         } else {
             "stop requested (runtime.stop_mode: interrupt)"
         };
+        let (verb, each) = if one {
+            ("is", "runs")
+        } else {
+            ("are", "each runs")
+        };
         return format!(
-            "{why}; the running {stage} stage is ended now and runs again at the next start"
+            "{why}; the running {what} {verb} ended now and {each} again at the next start"
         );
     }
     let elapsed = state
         .active()
+        .filter(|_| one)
         .and_then(|a| a.since.parse::<jiff::Timestamp>().ok())
         .and_then(|since| {
             let secs = crate::time::now().as_second() - since.as_second();
@@ -336,9 +360,14 @@ fn stop_detail(state: &RuntimeState, mode: StopMode, again: bool) -> String {
         })
         .map(|secs| format!(", running for {}m {:02}s", secs / 60, secs % 60))
         .unwrap_or_default();
+    let (ends, them) = if one {
+        ("ends", "the stage")
+    } else {
+        ("end", "them")
+    };
     format!(
-        "stop requested; the daemon stops when the running {stage} stage ends{elapsed} \
-         (`millrace stop` again, or a second Ctrl-C, ends the stage now)"
+        "stop requested; the daemon stops when the running {what} {ends}{elapsed} \
+         (`millrace stop` again, or a second Ctrl-C, ends {them} now)"
     )
 }
 

@@ -553,7 +553,13 @@ fn stop_lets_every_running_lane_finish_its_stage() {
     wait_for("three stages to run", Duration::from_secs(30), || {
         ws.stages_started().len() >= 3
     });
-    ws.ok(&["stop"]);
+    let text = ws.ok(&["stop"]);
+    assert!(
+        text.contains("stops when the running stages (lane 1: builder on s")
+            && text.contains("lane 3: builder on s")
+            && text.contains("ends them now"),
+        "{text}"
+    );
     daemon.wait_exit(Duration::from_secs(30));
     let events = ws.events();
     let started = events_of(&events, "stage_started").len();
