@@ -21,9 +21,12 @@ pub use crate::workspace::DEFAULT_CONFIG_YAML;
 pub enum ConfigError {
     #[error(transparent)]
     Yaml(#[from] YamlError),
-    #[error("{file}: {key} {rule}")]
+    #[error("{file}{}: {key} {rule}", line.map(|n| format!(":{n}")).unwrap_or_default())]
     Invalid {
         file: String,
+        /// Where the key is written, when it is (a rule between two keys may name one the
+        /// file leaves at its default).
+        line: Option<usize>,
         key: String,
         rule: String,
     },
@@ -512,9 +515,38 @@ impl Config {
         let config: Config = if text.trim().is_empty() {
             Config::default()
         } else {
-            yaml::from_str(Path::new(&name), text)?
+            yaml::from_str(Path::new(&name), text).map_err(|mut err| {
+                // A wrong type names the line; say which key is written there too.
+                let key = err.location.and_then(|(line, _)| {
+                    let line = usize::try_from(line).ok()?;
+                    key_lines(text).into_iter().find(|(n, _)| *n == line)
+                });
+                if let Some((_, key)) = key {
+                    let last = key.rsplit('.').next().unwrap_or(&key);
+                    if !err.message.contains(last) {
+                        err.message = format!("{key}: {}", err.message);
+                    }
+                }
+                err
+            })?
         };
-        config.validate(&name)?;
+        config.validate(&name).map_err(|err| match err {
+            ConfigError::Invalid {
+                file,
+                line: None,
+                key,
+                rule,
+            } => ConfigError::Invalid {
+                file,
+                line: key_lines(text)
+                    .into_iter()
+                    .find(|(_, k)| *k == key)
+                    .map(|(n, _)| n),
+                key,
+                rule,
+            },
+            other => other,
+        })?;
         Ok(config)
     }
 
@@ -541,6 +573,7 @@ impl Config {
     fn validate(&self, file: &str) -> Result<(), ConfigError> {
         let invalid = |key: &str, rule: &str| ConfigError::Invalid {
             file: file.to_string(),
+            line: None,
             key: key.to_string(),
             rule: rule.to_string(),
         };
@@ -858,6 +891,35 @@ impl Config {
     }
 }
 
+/// The dotted key (`runtime.idle_sleep_seconds`) written on each line of a block-style YAML
+/// mapping, with its 1-based line: lets a range check name its line and a type error its key.
+/// List items and flow style are not followed (their keys are not listed).
+fn key_lines(text: &str) -> Vec<(usize, String)> {
+    let mut path: Vec<(usize, &str)> = Vec::new();
+    let mut keys = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let body = line.trim_start();
+        if body.is_empty() || body.starts_with('#') || body.starts_with('-') {
+            continue;
+        }
+        let indent = line.len() - body.len();
+        let Some((key, _)) = body.split_once(':') else {
+            continue;
+        };
+        let key = key.trim().trim_matches(['"', '\'']);
+        if key.is_empty() || key.contains([' ', '{', '[']) {
+            continue;
+        }
+        while path.last().is_some_and(|(i, _)| *i >= indent) {
+            path.pop();
+        }
+        path.push((indent, key));
+        let dotted: Vec<&str> = path.iter().map(|(_, k)| *k).collect();
+        keys.push((n + 1, dotted.join(".")));
+    }
+    keys
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -940,6 +1002,26 @@ mod tests {
     }
 
     #[test]
+    fn a_value_out_of_range_names_its_line_and_a_wrong_type_its_key() {
+        let text = "# config\nruntime:\n  default_mode: standard_plain\n  idle_sleep_seconds: -1\n";
+        let err = Config::parse(Path::new("millrace.yaml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("millrace.yaml:4: runtime.idle_sleep_seconds must be > 0"),
+            "{err}"
+        );
+        let text = "runtime:\n  idle_sleep_seconds: sixty\n";
+        let err = Config::parse(Path::new("millrace.yaml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("millrace.yaml:2:") && err.contains("runtime.idle_sleep_seconds: "),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_stage_name_is_rejected() {
         let err = Config::parse(
             Path::new("millrace.yaml"),
@@ -988,7 +1070,7 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert_eq!(err, "millrace.yaml: recovery.max_fix_cycles must be > 0");
+        assert_eq!(err, "millrace.yaml:2: recovery.max_fix_cycles must be > 0");
     }
 
     #[test]
