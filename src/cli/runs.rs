@@ -367,12 +367,14 @@ fn follow(
         // the event log when the stage ends (same bytes), and what was not read by then is
         // read from there.
         let files = runs::stage_by_request(ws, run_id, &latest.request_id);
-        for (i, (name, path)) in [
-            ("stdout", &files.stdout_path),
-            ("stderr", &files.stderr_path),
-        ]
-        .into_iter()
-        .enumerate()
+        // A stage that had finished when the dump was printed is read on where the dump read.
+        let stdout = match latest.finished {
+            true => latest.stdout_path.clone(),
+            false => runs::printed_stdout(ws, run_id, &latest.request_id),
+        };
+        for (i, (name, path)) in [("stdout", &stdout), ("stderr", &files.stderr_path)]
+            .into_iter()
+            .enumerate()
         {
             let fresh = read_from(path, &mut offsets[i], finished);
             if fresh.is_empty() {

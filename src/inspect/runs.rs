@@ -547,6 +547,19 @@ fn stage_of(
     }
 }
 
+/// Where the bytes a stage's harness printed on stdout are now: the capture while it runs,
+/// the event log once the runner moved them there (the Codex runner then writes the final
+/// message in the capture's place). `runs tail -f` reads on from an offset into these bytes,
+/// so it follows them, not whatever file bears the capture's name.
+pub fn printed_stdout(ws: &Workspace, run_id: &str, request_id: &str) -> PathBuf {
+    let files = RunFiles::new(&ws.run_dir(run_id), request_id);
+    if files.events.is_file() {
+        files.events
+    } else {
+        files.stdout
+    }
+}
+
 /// The stage's stdout capture, or for a harness whose stdout is an event stream (Codex
 /// `--json`, moved to `runner_events`) with no text captured, the event log.
 fn readable_stdout(files: &RunFiles) -> PathBuf {

@@ -597,6 +597,17 @@ fn runs_tail_follow_labels_each_stream_and_ends_with_the_stage_result() {
         after.contains("--- finished: BUILDER_COMPLETE ---"),
         "{followed}"
     );
+    // What the harness printed after the dump, once: the Codex runner writes the final
+    // message where the capture was when the stage ends, and reading on in that file from
+    // the capture's offset printed a cut-off or repeated line.
+    assert!(!followed.contains("\nLDER_COMPLETE"), "{followed}");
+    let printed: String = seen.1[1..]
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["stream"] == "stdout")
+        .filter_map(|v| v["text"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(printed, "tick-2\n### BUILDER_COMPLETE\n", "{:?}", seen.1);
     let last: serde_json::Value = serde_json::from_str(seen.1.last().unwrap()).unwrap();
     assert_eq!(last["finished"], true, "{:?}", seen.1);
     assert_eq!(last["terminal_result"], "BUILDER_COMPLETE", "{:?}", seen.1);
