@@ -90,11 +90,16 @@ fn duration(seconds: f64) -> String {
 
 /// One line of a possibly long, multi-line message.
 fn one_line(message: &str) -> String {
-    let flat = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = flat(message);
     match flat.char_indices().nth(MESSAGE_LIMIT) {
         Some((cut, _)) => format!("{}…", &flat[..cut]),
         None => flat,
     }
+}
+
+/// `message` on one line, whole: a reason that quotes git or a harness can span several.
+fn flat(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// ` [class: message]` for a failure, empty otherwise.
@@ -237,7 +242,7 @@ pub fn event_line(event: &Event) -> Option<String> {
         "work_item_blocked" => format!(
             "BLOCKED: {}: {}{}",
             item(d, "kind", "id"),
-            text(d, "reason").unwrap_or("no reason recorded"),
+            flat(text(d, "reason").unwrap_or("no reason recorded")),
             failure(d)
         ),
         "work_item_requeued" => format!(
@@ -470,6 +475,17 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(line, "10:04:05  BLOCKED: task t1: fix cycle budget spent");
+        // git's words span lines (`hint:` blocks); the watch line stays one line, whole.
+        let line = event_line(&event(
+            "work_item_blocked",
+            serde_json::json!({"kind": "task", "id": "t2",
+                               "reason": "integration_failed: git: error: cannot rebase\nhint: commit or stash\nhint:   them first"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            line,
+            "10:04:05  BLOCKED: task t2: integration_failed: git: error: cannot rebase hint: commit or stash hint: them first"
+        );
         assert_eq!(
             event_line(&event("runtime_daemon_lock_acquired", Value::Null)),
             None
