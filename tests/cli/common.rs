@@ -137,10 +137,22 @@ impl TestWs {
             .collect()
     }
 
-    /// Every event, rolled segments included (a run across UTC midnight rolls the log).
+    /// Every event, rolled segments included (a run across UTC midnight rolls the log). A
+    /// daemon may be appending as the log is read: a last line read half-written is read
+    /// again until whole (a torn line that stays is still an error).
     pub fn events(&self) -> Vec<serde_json::Value> {
-        millrace::state::events::EventLog::read_all(&self.rt().join("logs/runtime_events.jsonl"))
-            .expect("the event log reads")
+        let path = self.rt().join("logs/runtime_events.jsonl");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let events = loop {
+            match millrace::state::events::EventLog::read_all(&path) {
+                Ok(events) => break events,
+                Err(err) if Instant::now() > deadline => {
+                    panic!("the event log reads: {err}")
+                }
+                Err(_) => std::thread::yield_now(),
+            }
+        };
+        events
             .into_iter()
             .map(|e| serde_json::to_value(e).expect("event to JSON"))
             .collect()
