@@ -145,13 +145,7 @@ impl LaneView {
             .elapsed_seconds
             .map(|s| format!(" for {}m{:02}s", s / 60, s % 60))
             .unwrap_or_default();
-        let idle = if !report.daemon.running {
-            Some("no daemon runs it")
-        } else if self.process_group.is_none() && report.snapshot.paused {
-            Some("paused")
-        } else {
-            None
-        };
+        let idle = not_running(report, self.process_group);
         let doing = match (&self.integration_wait, self.integrating, idle) {
             (Some(why), _, _) => format!("waiting to land: {why}"),
             (None, true, _) => "landing".to_string(),
@@ -502,6 +496,19 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
     }
 }
 
+/// Why a stage the snapshot names runs no harness now (`process_group` is the harness's
+/// group when one runs): no daemon, or paused before it started. The snapshot names the
+/// stage an item is at; whether it runs is another matter.
+fn not_running(report: &StatusReport, process_group: Option<u64>) -> Option<&'static str> {
+    if !report.daemon.running {
+        Some("no daemon runs it")
+    } else if process_group.is_none() && report.snapshot.paused {
+        Some("paused")
+    } else {
+        None
+    }
+}
+
 /// The compact block `status watch` prints per workspace.
 fn render_compact(report: &StatusReport) -> String {
     let s = &report.snapshot;
@@ -526,16 +533,9 @@ fn render_compact(report: &StatusReport) -> String {
         },
         _ => "none".into(),
     };
-    // The snapshot names the stage an item is at; whether it runs is another matter.
-    let waiting = if s.active_stage.is_none() || report.active_process_group.is_some() {
-        None
-    } else if !report.daemon.running {
-        Some("no daemon runs it")
-    } else if s.paused {
-        Some("paused")
-    } else {
-        None
-    };
+    let waiting = s
+        .active_stage
+        .and_then(|_| not_running(report, report.active_process_group));
     let active = match waiting {
         Some(why) => format!("at {active}, not running: {why}"),
         None => active,

@@ -248,6 +248,14 @@ impl Lanes {
     }
 }
 
+/// The blocked task a lane worktree is kept for (left mid-rebase, say, for a person): no
+/// start removes it. The worktree is named after its task.
+pub(crate) fn kept_for_blocked(ws: &Workspace, worktree: &Path) -> Option<String> {
+    let id = worktree.file_name()?.to_str()?;
+    let doc = ws.item_path(WorkItemKind::Task, Folder::Blocked, id);
+    doc.is_file().then(|| id.to_string())
+}
+
 /// What became of a finished lane's branch.
 enum Landed {
     /// The base branch holds it, up to this commit.
@@ -525,7 +533,8 @@ impl Engine {
 
     /// Whether run `run_id` has finished a stage (its results folder holds one).
     fn ran_a_stage(&self, run_id: &str) -> bool {
-        std::fs::read_dir(self.ws.run_dir(run_id).join("stage_results")).is_ok_and(|mut entries| {
+        let dir = crate::runners::stage_results_dir(&self.ws.run_dir(run_id));
+        std::fs::read_dir(dir).is_ok_and(|mut entries| {
             entries.any(|e| e.is_ok_and(|e| !e.file_name().to_string_lossy().starts_with('.')))
         })
     }
@@ -675,7 +684,10 @@ impl Engine {
             // Moved before a crash (the commit was recorded), or the branch brought nothing
             // of its own: its head is then some other work's commit, not this task's.
             FastForward::AlreadyThere => {
-                let recorded = self.state.lane_mut().and_then(|l| l.landing.clone());
+                let recorded = self
+                    .state
+                    .active()
+                    .and_then(|a| a.lane.as_ref()?.landing.clone());
                 let landed = recorded.map_or(Landed::Nothing, Landed::At);
                 self.land(&id, &lane, landed)
             }
@@ -936,13 +948,7 @@ impl Engine {
             {
                 continue;
             }
-            // A blocked task's worktree was kept for a person (left mid-rebase, say).
-            let task = path.file_name().map(|n| n.to_string_lossy().into_owned());
-            if task.is_some_and(|id| {
-                self.ws
-                    .item_path(WorkItemKind::Task, Folder::Blocked, &id)
-                    .exists()
-            }) {
+            if kept_for_blocked(&self.ws, &path).is_some() {
                 continue;
             }
             let branch = tree.branch.clone().unwrap_or_default();

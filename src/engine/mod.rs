@@ -345,6 +345,7 @@ impl Engine {
                 return Err(err);
             }
         };
+        let ledger_set_aside = files.ledger.is_none();
         let mut engine = Engine {
             ws: ws.clone(),
             options,
@@ -352,7 +353,7 @@ impl Engine {
             plan,
             state: files.state,
             counters: files.counters,
-            ledger: files.ledger.clone().unwrap_or_default(),
+            ledger: files.ledger.unwrap_or_default(),
             queue,
             events,
             registry: Arc::new(registry),
@@ -369,7 +370,7 @@ impl Engine {
         if let Some(lanes) = &engine.lanes {
             engine.state.place_lanes(|id| lanes.place(id));
         }
-        if files.ledger.is_none() {
+        if ledger_set_aside {
             engine.rebuild_usage()?;
         }
         engine.recover(files.dropped_stage)?;

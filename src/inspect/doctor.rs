@@ -674,13 +674,7 @@ impl Checks<'_> {
             if tree.path.parent() != Some(dir.as_path()) || owned || daemon.running {
                 continue;
             }
-            // A blocked task's worktree is kept for a person on purpose (no start removes it).
-            let blocked = tree.path.file_name().and_then(|id| {
-                let id = id.to_str()?;
-                let doc = self.ws.item_path(WorkItemKind::Task, Folder::Blocked, id);
-                doc.is_file().then(|| id.to_string())
-            });
-            if let Some(id) = blocked {
+            if let Some(id) = crate::engine::lanes::kept_for_blocked(self.ws, &tree.path) {
                 self.add(
                     Level::Warning,
                     "lane_worktree_kept",
