@@ -23,7 +23,12 @@ pub fn is_root_spec(doc: &Document) -> bool {
     }
 }
 
-fn resolve_seed_idea(ws: &Workspace, doc: &Document) -> Option<PathBuf> {
+/// The seed idea a root spec names (a `.md` reference, then the inbox file of its source or
+/// root idea): the first that reads as a real file inside the project, with its text. The
+/// spec's references are written by agents, so each is read through [`atomic::read_beneath`]:
+/// a link or a `..` that leads outside the project is passed over, and its target is never
+/// copied into the contracts the arbiter reads.
+fn seed_idea_text(ws: &Workspace, doc: &Document) -> Option<Vec<u8>> {
     let Document::Spec(spec) = doc else {
         return None;
     };
@@ -31,12 +36,12 @@ fn resolve_seed_idea(ws: &Workspace, doc: &Document) -> Option<PathBuf> {
         .references
         .iter()
         .filter(|r| r.ends_with(".md"))
-        .map(|r| {
+        .filter_map(|r| {
             let p = Path::new(r);
-            if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                ws.root().join(p)
+            match p.strip_prefix(ws.root()) {
+                Ok(inside) => Some(inside.to_path_buf()),
+                Err(_) if p.is_absolute() => None,
+                Err(_) => Some(p.to_path_buf()),
             }
         })
         .collect();
@@ -45,12 +50,21 @@ fn resolve_seed_idea(ws: &Workspace, doc: &Document) -> Option<PathBuf> {
         .flatten()
     {
         let stem = id.strip_prefix("idea-").unwrap_or(id);
-        candidates.push(ws.ideas_inbox().join(format!("{id}.md")));
-        candidates.push(ws.ideas_inbox().join(format!("{stem}.md")));
+        let inbox = PathBuf::from(ws.rel(&ws.ideas_inbox()));
+        candidates.push(inbox.join(format!("{id}.md")));
+        candidates.push(inbox.join(format!("{stem}.md")));
     }
     candidates
         .into_iter()
-        .find(|p| p.is_file() && p.starts_with(ws.root()))
+        .find_map(|rel| match atomic::read_beneath(ws.root(), &rel) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                tracing::warn!(spec = %spec.spec_id, reference = %rel.display(), error = %e,
+                    "seed idea not read");
+                None
+            }
+        })
 }
 
 /// Open the target for a root spec if it has none: snapshot its contracts. Returns the
@@ -69,16 +83,15 @@ pub fn open_for_spec(
         return Ok(None);
     }
     let spec_copy = ws.contract_root_spec_path(&root);
-    let spec_text = atomic::read_regular(spec_path).unwrap_or_else(|_| doc.render().into_bytes());
+    let spec_text = atomic::read_beneath(ws.root(), Path::new(&ws.rel(spec_path)))
+        .unwrap_or_else(|_| doc.render().into_bytes());
     atomic::create_dir_all(spec_copy.parent().expect("has parent"))?;
     atomic::write_atomic(&spec_copy, &spec_text)?;
     let mut idea_rel = None;
-    if let Some(idea) = resolve_seed_idea(ws, doc) {
+    if let Some(text) = seed_idea_text(ws, doc) {
         let idea_id = doc.root_idea_id().unwrap_or(&root).to_string();
         let copy = ws.contract_idea_path(&idea_id);
         atomic::create_dir_all(copy.parent().expect("has parent"))?;
-        let text = atomic::read_regular(&idea)
-            .map_err(|e| crate::workspace::atomic::IoError::path("read seed idea", &idea, e))?;
         atomic::write_atomic(&copy, &text)?;
         idea_rel = Some(ws.rel(&copy));
     }

@@ -766,3 +766,42 @@ fn a_scripted_runner_script_linked_outside_the_project_is_not_read() {
         );
     }
 }
+
+/// A root spec's references are written by agents. The seed idea a closure target copies
+/// into `arbiter/contracts/` (where the arbiter reads it, and git may commit it) is read only
+/// as a real file inside the project: a link to a file outside, a `..` out of the project and
+/// an absolute path elsewhere are passed over, and the first real idea inside is copied.
+#[test]
+fn a_spec_reference_leading_outside_the_project_is_never_copied_into_the_contracts() {
+    let (outside, secret) = outside_file("secret.md");
+    std::fs::write(&secret, "# Secret\n\nSECRET-CANARY-7\n").unwrap();
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    std::os::unix::fs::symlink(&secret, ws.path().join("notes.md")).unwrap();
+    ws.write("ideas/real.md", "# Real idea\n\nThe seed.\n");
+    let up = "../".repeat(ws.path().components().count());
+    let escape = format!("{up}{}", secret.strip_prefix("/").unwrap().display());
+    let spec = crate::common::spec_doc("s-refs", "2026-03-01T10:00:00Z").replace(
+        "References:\n- README.md\n",
+        &format!(
+            "References:\n- notes.md\n- {escape}\n- {}\n- ideas/real.md\n",
+            secret.display()
+        ),
+    );
+    let path = ws.write("inputs/s-refs.md", &spec);
+    ws.ok(&["add-spec", path.to_str().unwrap()]);
+    ws.run_until_idle();
+    let copy = ws.read("millrace-agents/arbiter/contracts/ideas/s-refs.md");
+    assert!(copy.contains("The seed."), "{copy}");
+    let found = std::process::Command::new("grep")
+        .args(["-rl", "SECRET-CANARY-7", "millrace-agents"])
+        .current_dir(ws.path())
+        .output()
+        .unwrap();
+    assert!(
+        found.stdout.is_empty(),
+        "copied from outside: {}",
+        String::from_utf8_lossy(&found.stdout)
+    );
+    drop(outside);
+}
