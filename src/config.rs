@@ -552,7 +552,7 @@ impl Config {
 
     /// Load from `path`; a missing file means defaults unless `required` (an explicit `--config`).
     pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
-        match crate::workspace::atomic::read_regular_string(path) {
+        match crate::workspace::atomic::read_named_string(path) {
             Ok(text) => Config::parse(path, &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if required {

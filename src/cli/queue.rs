@@ -95,7 +95,7 @@ fn read_input(path: &PathBuf) -> Result<String> {
         ));
     }
     let bytes =
-        crate::workspace::atomic::read_regular(path).map_err(|e| IoError::path("read", path, e))?;
+        crate::workspace::atomic::read_named(path).map_err(|e| IoError::path("read", path, e))?;
     String::from_utf8(bytes).map_err(|e| {
         Error::refused(
             format!(

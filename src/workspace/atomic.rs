@@ -407,18 +407,47 @@ pub fn create_dir_all(path: &Path) -> Result<(), IoError> {
         .map_err(|e| IoError::path("create directory", path, e))
 }
 
-/// Open a file for reading, which must be a regular one. It is opened without blocking and
-/// checked before anything is read: a FIFO or a device put where millrace reads a file (by
-/// an agent, say) would otherwise hang the reader or never end. Every read of a workspace
-/// file goes through here.
+/// Open a workspace file for reading, which must be a regular file and not a symbolic link.
+/// It is opened without blocking and checked before anything is read: a FIFO or a device put
+/// where millrace reads a file (by an agent, say) would otherwise hang the reader or never
+/// end, and a link would let an agent make millrace read (and then record, print or hand to
+/// the next stage) a file outside the workspace. Every read of a workspace file goes through
+/// here; a file a person names (an argument, `--config`) is read with [`open_named`].
 pub fn open_regular(path: impl AsRef<Path>) -> io::Result<File> {
+    open_checked(path.as_ref(), NO_FOLLOW)
+}
+
+/// Open a file a person named for reading (a command's argument, `--config`, a harness's own
+/// config at home), following links as any other program would; like [`open_regular`] in all
+/// else.
+pub fn open_named(path: impl AsRef<Path>) -> io::Result<File> {
+    open_checked(path.as_ref(), 0)
+}
+
+fn open_checked(path: &Path, flags: i32) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = fs::OpenOptions::new()
         .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(path)?;
+        .custom_flags(flags | rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                symlink_refused()
+            } else {
+                e
+            }
+        })?;
     ensure_regular(&file)?;
     Ok(file)
+}
+
+/// Why a link where millrace reads a workspace file is not followed.
+fn symlink_refused() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "a symbolic link; millrace does not follow links in the workspace (replace it with \
+         the file itself)",
+    )
 }
 
 /// Refuse an opened "file" that is a FIFO, a device or a folder (opened without blocking, so
@@ -439,10 +468,18 @@ fn not_regular() -> io::Error {
     )
 }
 
-/// Read a whole regular file (see [`open_regular`]).
+/// Read a whole workspace file (see [`open_regular`]).
 pub fn read_regular(path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
+    read_all(open_regular(path)?)
+}
+
+/// Read a whole file a person named (see [`open_named`]).
+pub fn read_named(path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
+    read_all(open_named(path)?)
+}
+
+fn read_all(mut file: File) -> io::Result<Vec<u8>> {
     use std::io::Read;
-    let mut file = open_regular(path)?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
     Ok(bytes)
@@ -452,12 +489,9 @@ pub fn read_regular(path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
 /// reached without any symbolic link and without leaving `root`: an agent that can write
 /// the project must not be able to point millrace at a file outside it.
 pub fn read_beneath(root: &Path, rel: &Path) -> io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut file = open_beneath(root, rel)?;
+    let file = open_beneath(root, rel)?;
     ensure_regular(&file)?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    Ok(bytes)
+    read_all(file)
 }
 
 /// Why a file reached through a link, or outside the project, is not read.
@@ -525,7 +559,16 @@ fn open_beneath_by_walk(root: &Path, rel: &Path) -> io::Result<File> {
 
 /// [`read_regular`] as UTF-8 text.
 pub fn read_regular_string(path: impl AsRef<Path>) -> io::Result<String> {
-    String::from_utf8(read_regular(path)?).map_err(|e| {
+    utf8(read_regular(path)?)
+}
+
+/// [`read_named`] as UTF-8 text.
+pub fn read_named_string(path: impl AsRef<Path>) -> io::Result<String> {
+    utf8(read_named(path)?)
+}
+
+fn utf8(bytes: Vec<u8>) -> io::Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!(

@@ -214,7 +214,7 @@ fn api_key_setup() -> bool {
     let home = std::env::var_os("CODEX_HOME")
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".codex")));
-    home.and_then(|h| crate::workspace::atomic::read_regular_string(h.join("config.toml")).ok())
+    home.and_then(|h| crate::workspace::atomic::read_named_string(h.join("config.toml")).ok())
         .is_some_and(|config| {
             config
                 .lines()
