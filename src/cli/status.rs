@@ -374,7 +374,16 @@ pub fn render(report: &StatusReport) -> String {
     line("active_mode_id", s.active_mode_id.clone());
     line("compiled_plan_id", s.compiled_plan_id.clone());
     line("active_plane", or_none(s.active_plane));
-    line("active_stage", or_none(s.active_stage));
+    line(
+        "active_stage",
+        match s
+            .active_stage
+            .zip(not_running(report, report.active_process_group))
+        {
+            Some((stage, why)) => format!("{stage} (not running: {why})"),
+            None => or_none(s.active_stage),
+        },
+    );
     line("active_run_id", or_none(s.active_run_id.as_deref()));
     line(
         "active_work_item",

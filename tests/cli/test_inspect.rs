@@ -478,8 +478,8 @@ fn queue_ls_counts_finished_items_and_pages_them_and_runs_ls_pages_newest_first(
     assert_eq!(second["runs"][0]["run_id"], every["runs"][1]["run_id"]);
 }
 
-/// `status watch` tells a stage that runs from one an item merely waits at: between stages
-/// with no daemon, the item is "at checker, not running".
+/// `status watch` and `status` tell a stage that runs from one an item merely waits at:
+/// between stages with no daemon, the item is "at checker, not running".
 #[test]
 fn status_watch_says_when_the_active_stage_is_not_running() {
     let ws = TestWs::new();
@@ -494,4 +494,9 @@ fn status_watch_says_when_the_active_stage_is_not_running() {
     );
     let report = ws.json(&["status"]);
     assert!(report["active_process_group"].is_null(), "{report:#}");
+    let full = ws.ok(&["status"]);
+    assert!(
+        full.contains("active_stage: checker (not running: no daemon runs it)\n"),
+        "{full}"
+    );
 }
