@@ -272,13 +272,18 @@ impl Engine {
             path,
             reason: format!("{replaced}; {kind} {id} is blocked"),
         };
-        if let (Move::Block { document: kept, .. }, Some(bytes)) = (&mut blocked, document) {
-            *kept = Some(bytes.to_vec());
-            t.moves.extend([blocked, quarantine]);
-        } else {
-            // Nothing to put back: the item's block is only its event and history.
-            t.moves.extend([quarantine, blocked]);
-        }
+        // Nothing to put back without the document: the item's block is only its event.
+        let kept = match (&mut blocked, document) {
+            (Move::Block { document: kept, .. }, Some(bytes)) => {
+                *kept = Some(bytes.to_vec());
+                t.moves.extend([blocked, quarantine]);
+                true
+            }
+            _ => {
+                t.moves.push(quarantine);
+                false
+            }
+        };
         t.result = Some((result.terminal_result, result_rel.clone()));
         t.events
             .push(stage_completed(req, result, &result_rel, kind, &id));
@@ -289,39 +294,53 @@ impl Engine {
                    "terminal_result": result.terminal_result,
                    "failure_class": DOCUMENT_REPLACED, "next_stage": null, "reason": why}),
         ));
+        if !kept {
+            t.events.push((
+                EventKind::WorkItemBlocked,
+                json!({"kind": kind, "id": id, "reason": why, "failure_class": DOCUMENT_REPLACED}),
+            ));
+        }
         self.commit(t)
     }
 
-    /// Finish a block [`Engine::block_replaced`] began when moving the replacement aside
-    /// failed (a linked `quarantine/` pauses the runtime): the item's document is in
-    /// `blocked/` and what the agent left is still in `active/`. Run before the active
-    /// stage, so a resume does not give the stage the replacement to work on. True when it
-    /// did (the caller claims the next item).
-    pub(crate) fn finish_interrupted_block(&mut self) -> Result<bool> {
+    /// Before the active stage starts: an item whose document in `active/` is no longer its
+    /// own is blocked instead of handing the stage the replacement to work on (and spending a
+    /// harness run on it). Either a block [`Engine::block_replaced`] began was interrupted
+    /// (a linked `quarantine/` paused the runtime: the item's document is in `blocked/` and
+    /// what the agent left is still in `active/`), or the document was replaced between
+    /// stages: what is there now goes to `quarantine/` and the item is blocked without its
+    /// document, which is lost. True when it did (the caller claims the next item).
+    pub(crate) fn block_replaced_before_stage(&mut self) -> Result<bool> {
         let Some((kind, id)) = self.active_item() else {
             return Ok(false);
         };
-        if !matches!(
-            self.queue.active_document(kind, &id),
-            ActiveDocument::Replaced(_)
-        ) {
+        let ActiveDocument::Replaced(what) = self.queue.active_document(kind, &id) else {
             return Ok(false);
-        }
+        };
         let blocked = self.ws.item_path(kind, Folder::Blocked, &id);
-        let is_item = self
+        let interrupted = self
             .queue
             .load(kind, &blocked)
             .is_some_and(|doc| doc.is_ok_and(|doc| doc.id() == id));
-        if !is_item {
-            return Ok(false);
-        }
         let path = self.ws.item_path(kind, Folder::Active, &id);
-        let why = format!(
-            "{} was replaced while a stage ran; what the stage left there is in quarantine/, \
-             and the document as the stage began is {}",
-            self.ws.rel(&path),
-            self.ws.rel(&blocked)
-        );
+        let why = if interrupted {
+            format!(
+                "{} was replaced while a stage ran; what the stage left there is in \
+                 quarantine/, and the document as the stage began is {}",
+                self.ws.rel(&path),
+                self.ws.rel(&blocked)
+            )
+        } else {
+            let stage = self
+                .state
+                .active()
+                .map_or_else(|| "next".to_string(), |a| a.stage.to_string());
+            format!(
+                "{} was replaced before the {stage} stage ({what}); the stage did not run, and \
+                 what is there now is in quarantine/",
+                self.ws.rel(&path)
+            )
+        };
         let mut t = Transition::new((kind, id.clone()), Next::Idle { idle_markers: true });
         t.counting = Counting::Reset;
         t.failure_class = Some(DOCUMENT_REPLACED.into());

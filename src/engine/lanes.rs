@@ -494,7 +494,7 @@ impl Engine {
     /// `None`: the lane's worktree could not be made (git refused the branch name, say);
     /// the task is blocked with git's words and the other lanes go on.
     fn start_stage(&mut self) -> Result<Option<Prepared>> {
-        if self.finish_interrupted_block()? {
+        if self.block_replaced_before_stage()? {
             return Ok(None);
         }
         if let Some((lane, id)) = self

@@ -60,7 +60,7 @@ impl Engine {
                 self.queue.flush_index();
                 return Ok(TickOutcome::Idle);
             }
-            if self.finish_interrupted_block()? {
+            if self.block_replaced_before_stage()? {
                 continue;
             }
             if !self.enforce_item_budget()? {

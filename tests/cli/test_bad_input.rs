@@ -787,6 +787,41 @@ fn a_document_replaced_while_its_stage_ran_is_quarantined_and_the_task_blocked()
     assert_eq!(blocked, ["t-1", "t-2", "t-3"]);
 }
 
+/// A task's document replaced between two stages (no stage running) is not handed to the
+/// next stage: no harness run is spent on it, what is there goes to `quarantine/` and the
+/// task is blocked, in one `work_item_blocked` without a failed attempt to mark it.
+#[test]
+fn a_document_replaced_between_stages_is_set_aside_before_the_next_stage_runs() {
+    let ws = TestWs::new();
+    ws.use_scripted(None);
+    ws.add_task("t-1", "");
+    ws.ok(&["run", "once"]);
+    ws.write("millrace-agents/tasks/active/t-1.md", "garbage\n");
+    let before = ws.events().len();
+    ws.run(&["run", "once"]);
+    let events = ws.events();
+    let new: Vec<&serde_json::Value> = events[before..].iter().collect();
+    let types: Vec<&str> = new
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap_or_default())
+        .collect();
+    assert!(!types.contains(&"stage_started"), "{types:?}");
+    assert!(!types.contains(&"runtime_blocked_mark_failed"), "{types:?}");
+    let blocked: Vec<&&serde_json::Value> = new
+        .iter()
+        .filter(|e| e["event_type"] == "work_item_blocked")
+        .collect();
+    assert_eq!(blocked.len(), 1, "{types:?}");
+    let reason = blocked[0]["data"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("tasks/active/t-1.md was replaced before the checker stage")
+            && reason.contains("the stage did not run"),
+        "{reason}"
+    );
+    assert_eq!(ws.read("millrace-agents/quarantine/t-1.md"), "garbage\n");
+    assert!(ws.folder_of("t-1").is_empty(), "{:?}", ws.folder_of("t-1"));
+}
+
 /// A folder millrace writes replaced by a symbolic link cannot be fixed by retrying: the
 /// daemon pauses with the reason (where before it retried the failing pass forever and
 /// `--until-idle` never ended), the item that met it is not blamed, and after the link is
