@@ -726,9 +726,14 @@ impl Config {
             }
         }
         if let Some((key, _)) = spans.iter().find(|(_, v)| *v > max_seconds) {
+            let most = if key.ends_with("_ms") {
+                format!("{} ms", max_seconds * 1000)
+            } else {
+                format!("{max_seconds} seconds")
+            };
             return Err(invalid(
                 key,
-                &format!("must be at most {max_seconds} seconds (about 31 years)"),
+                &format!("must be at most {most} (about 31 years)"),
             ));
         }
         // Too small a cap cuts off the result marker of every stage.
@@ -999,6 +1004,18 @@ mod tests {
         }
         let ok = "usage:\n  window:\n    tokens: 1\n    cost_usd: 0.01\n";
         Config::parse(Path::new("millrace.yaml"), ok).unwrap();
+    }
+
+    #[test]
+    fn a_span_too_long_is_refused_in_the_key_s_own_unit() {
+        let text = "watchers:\n  settle_ms: 2000000000000\n";
+        let err = Config::parse(Path::new("millrace.yaml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("watchers.settle_ms must be at most 1000000000000 ms"),
+            "{err}"
+        );
     }
 
     #[test]
