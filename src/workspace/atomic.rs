@@ -57,9 +57,11 @@ impl IoError {
         }
     }
 
-    /// A failed open of `path`: `ELOOP` from [`NO_FOLLOW`] means a link replaced the file.
+    /// A failed open of `path`: `ELOOP` from [`NO_FOLLOW`] (or [`open_regular`]'s refusal)
+    /// means a link replaced the file.
     pub fn opening(action: &'static str, path: &Path, source: io::Error) -> Self {
-        if source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+        let refused = source.get_ref().is_some_and(|e| e.is::<LinkRefused>());
+        if refused || source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
             IoError::Symlink {
                 path: path.to_path_buf(),
             }
@@ -441,13 +443,17 @@ fn open_checked(path: &Path, flags: i32) -> io::Result<File> {
     Ok(file)
 }
 
-/// Why a link where millrace reads a workspace file is not followed.
+/// A link where millrace reads a workspace file, not followed; [`IoError::opening`] tells it
+/// apart from other failures as it tells `ELOOP` from a write's open.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "a symbolic link; millrace does not follow links in the workspace (replace it with the \
+     file itself)"
+)]
+struct LinkRefused;
+
 fn symlink_refused() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        "a symbolic link; millrace does not follow links in the workspace (replace it with \
-         the file itself)",
-    )
+    io::Error::new(io::ErrorKind::InvalidInput, LinkRefused)
 }
 
 /// Refuse an opened "file" that is a FIFO, a device or a folder (opened without blocking, so

@@ -767,6 +767,20 @@ fn a_scripted_runner_script_linked_outside_the_project_is_not_read() {
     }
 }
 
+/// No file under `millrace-agents/` holds `canary` (a file's text from outside the project).
+fn assert_nowhere_in_runtime(ws: &TestWs, canary: &str) {
+    let found = std::process::Command::new("grep")
+        .args(["-rl", canary, "millrace-agents"])
+        .current_dir(ws.path())
+        .output()
+        .unwrap();
+    assert!(
+        found.stdout.is_empty(),
+        "read from outside into: {}",
+        String::from_utf8_lossy(&found.stdout)
+    );
+}
+
 /// A root spec's references are written by agents. The seed idea a closure target copies
 /// into `arbiter/contracts/` (where the arbiter reads it, and git may commit it) is read only
 /// as a real file inside the project: a link to a file outside, a `..` out of the project and
@@ -793,16 +807,7 @@ fn a_spec_reference_leading_outside_the_project_is_never_copied_into_the_contrac
     ws.run_until_idle();
     let copy = ws.read("millrace-agents/arbiter/contracts/ideas/s-refs.md");
     assert!(copy.contains("The seed."), "{copy}");
-    let found = std::process::Command::new("grep")
-        .args(["-rl", "SECRET-CANARY-7", "millrace-agents"])
-        .current_dir(ws.path())
-        .output()
-        .unwrap();
-    assert!(
-        found.stdout.is_empty(),
-        "copied from outside: {}",
-        String::from_utf8_lossy(&found.stdout)
-    );
+    assert_nowhere_in_runtime(&ws, "SECRET-CANARY-7");
     drop(outside);
 }
 
@@ -821,16 +826,7 @@ fn a_run_file_the_harness_replaced_with_a_link_outside_is_not_read() {
     ));
     ws.add_task("t1", "");
     ws.run(&["run", "once"]);
-    let found = std::process::Command::new("grep")
-        .args(["-rl", "SECRET-CANARY-9", "millrace-agents"])
-        .current_dir(ws.path())
-        .output()
-        .unwrap();
-    assert!(
-        found.stdout.is_empty(),
-        "read from outside: {}",
-        String::from_utf8_lossy(&found.stdout)
-    );
+    assert_nowhere_in_runtime(&ws, "SECRET-CANARY-9");
     let out = ws.run(&["runs", "tail", "-n", "0"]);
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(!shown.contains("SECRET-CANARY-9"), "{shown}");
